@@ -1,0 +1,1 @@
+"""HTTP API, metrics and dashboard (blacksheep); arrives with the HTTP issue."""

@@ -1,0 +1,1 @@
+"""In-memory job index: ready, scheduled, leased, idempotency, history. No I/O."""

@@ -1,0 +1,1 @@
+"""Raft replication of engine commands (pysyncobj); arrives with high availability."""

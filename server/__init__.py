@@ -1,0 +1,1 @@
+"""The queue engine, its configuration and the spitfire-server command."""
