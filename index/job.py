@@ -142,3 +142,6 @@ class Job(msgspec.Struct, array_like=True, gc=False):
     lsn: int = 0
     #: When the job reached its current state.
     updated_at: float = 0.0
+    #: Per-queue sequence number of the job's latest state change (the index's lazy-deletion check:
+    #: an index entry is live iff it carries the job's current ``seq``; 0 means not indexed).
+    seq: int = 0

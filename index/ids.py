@@ -1,0 +1,72 @@
+"""Job ids: unique, time-ordered strings whose lexical order is their creation order.
+
+An id is 24 lower-case hex digits: 48 bits of Unix milliseconds, a 24-bit counter within that
+millisecond, and 24 random bits. The generator never goes backwards: if the clock steps back, or
+recovery shows ids newer than the clock (`IdGenerator.observe`), it keeps counting from the newest id
+it has seen, so an id is never reused and never sorts below an earlier one.
+"""
+
+from __future__ import annotations
+
+import random
+
+#: Hex digits of the millisecond timestamp (48 bits: good until the year 10889).
+MS_DIGITS = 12
+#: Hex digits of the per-millisecond counter (24 bits: 16.7 million ids per millisecond).
+COUNTER_DIGITS = 6
+#: Hex digits of the random tail (24 bits: keeps ids of two servers apart).
+RANDOM_DIGITS = 6
+#: Length of every id.
+ID_LENGTH = MS_DIGITS + COUNTER_DIGITS + RANDOM_DIGITS
+_COUNTER_MAX = 16**COUNTER_DIGITS - 1
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_job_id(text: str) -> bool:
+    """True when ``text`` has the shape of a job id."""
+    return len(text) == ID_LENGTH and _HEX.issuperset(text)
+
+
+def id_time(job_id: str) -> float:
+    """The creation time encoded in an id, in seconds since the epoch."""
+    return int(job_id[:MS_DIGITS], 16) / 1000.0
+
+
+class IdGenerator:
+    """Issues ids; `next` takes the current time, as everything in the index does."""
+
+    __slots__ = ("_counter", "_ms", "_rand")
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._ms = 0
+        self._counter = -1
+        self._rand = (rng or random.Random()).getrandbits
+
+    def next(self, now: float) -> str:
+        """A new id, greater than every id issued or observed before."""
+        ms = int(now * 1000.0)
+        if ms > self._ms:
+            self._ms = ms
+            self._counter = 0
+        elif self._counter < _COUNTER_MAX:
+            self._counter += 1
+        else:
+            self._ms += 1
+            self._counter = 0
+        return f"{self._ms:012x}{self._counter:06x}{self._rand(24):06x}"
+
+    def observe(self, job_id: str) -> None:
+        """Make every later id greater than ``job_id`` (called for each id found in recovery)."""
+        if not is_job_id(job_id):
+            return
+        ms = int(job_id[:MS_DIGITS], 16)
+        counter = int(job_id[MS_DIGITS : MS_DIGITS + COUNTER_DIGITS], 16)
+        if (ms, counter) > (self._ms, self._counter):
+            self._ms, self._counter = ms, counter
+
+    @property
+    def last(self) -> str:
+        """The newest id issued or observed ("" before the first), for snapshots."""
+        if self._counter < 0:
+            return ""
+        return f"{self._ms:012x}{self._counter:06x}{0:06x}"

@@ -1,0 +1,191 @@
+"""Everything one queue knows in memory, kept consistent through one small set of transitions.
+
+`QueueIndex` owns the per-state structures of a queue (ready, waiting, leased, history, pagination,
+idempotency keys, counts) and registers its jobs in the shared `JobTable`. Every state change goes
+through `add`, `move` or `remove`, which give the job a fresh ``seq``: that is what makes the lazy
+deletion of every structure work (an entry is live iff it carries the job's current ``seq``).
+No I/O and no clock: time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+from .history import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, History
+from .idempotency import DEFAULT_RETENTION, IdempotencyTable
+from .job import Job, JobState
+from .pages import StateList
+from .ready import ReadyQueue
+from .table import JobTable
+from .timers import DeadlineHeap, lease_of, run_at_of
+
+#: Never compact the creation-order list of a queue smaller than this.
+MIN_COMPACT_SIZE = 1024
+
+_ENQUEUED = JobState.ENQUEUED
+_SCHEDULED = JobState.SCHEDULED
+_RETRYING = JobState.RETRYING
+_RESERVED = JobState.RESERVED
+_RUNNING = JobState.RUNNING
+_SUCCEEDED = JobState.SUCCEEDED
+_STATES = len(JobState) + 1
+
+
+class QueueIndex:
+    """The in-memory index of one queue."""
+
+    __slots__ = (
+        "_dead_jobs",
+        "_jobs",
+        "counts",
+        "history",
+        "keys",
+        "leases",
+        "name",
+        "ready",
+        "seq",
+        "states",
+        "table",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        table: JobTable,
+        *,
+        key_retention: float = DEFAULT_RETENTION,
+        history_max_count: int = DEFAULT_MAX_COUNT,
+        history_max_age: float = DEFAULT_MAX_AGE,
+    ) -> None:
+        self.name = name
+        self.table = table
+        self.ready = ReadyQueue()
+        #: SCHEDULED and RETRYING jobs by run_at.
+        self.waiting = DeadlineHeap(run_at_of)
+        #: RESERVED and RUNNING jobs by lease_until.
+        self.leases = DeadlineHeap(lease_of)
+        self.keys = IdempotencyTable(key_retention)
+        self.history = History(history_max_count, history_max_age)
+        self.states = [StateList() for _ in range(_STATES)]
+        #: Jobs per state, indexed by the state's value.
+        self.counts = [0] * _STATES
+        #: The last ``seq`` given to a job of this queue.
+        self.seq = 0
+        self._jobs: list[Job] = []
+        self._dead_jobs = 0
+
+    # -- transitions ---------------------------------------------------------------------------------
+
+    def _enter(self, job: Job, state: JobState) -> None:
+        self.seq = seq = self.seq + 1
+        job.seq = seq
+        job.state = state
+        counts = self.counts
+        counts[state] += 1
+        self.states[state].append(job)
+        if state is _ENQUEUED:
+            self.ready.push(job)
+        elif state is _SCHEDULED or state is _RETRYING:
+            self.waiting.push(job, counts[_SCHEDULED] + counts[_RETRYING])
+        elif state is _RESERVED or state is _RUNNING:
+            self.leases.push(job, counts[_RESERVED] + counts[_RUNNING])
+        elif state is _SUCCEEDED:
+            self.history.push(job)
+
+    def add(self, job: Job) -> None:
+        """Index a new job in its current state (and its idempotency key, if any)."""
+        self.table.add(job)
+        self._jobs.append(job)
+        self._enter(job, job.state)
+        key = job.idempotency_key
+        if key is not None:
+            self.keys.add(key, job.id, job.name, job.created_at)
+
+    def move(self, job: Job, state: JobState) -> None:
+        """Move an indexed job to ``state`` (set ``run_at``/``lease_until`` first where they matter)."""
+        old = job.state
+        self.counts[old] -= 1
+        self.states[old].left()
+        self._enter(job, state)
+
+    def extend_lease(self, job: Job, until: float) -> None:
+        """Set a leased job's ``lease_until`` and reschedule its expiry."""
+        if job.lease_until == until:
+            return
+        job.lease_until = until
+        self.leases.push(job, self.counts[_RESERVED] + self.counts[_RUNNING])
+
+    def remove(self, job: Job, *, forget_key: bool) -> None:
+        """Forget a job (deleted, or evicted from history); ``forget_key`` drops its idempotency key."""
+        if self.table.get(job.id) is not job:
+            return
+        self.counts[job.state] -= 1
+        self.states[job.state].left()
+        job.seq = 0
+        self.table.remove(job)
+        if forget_key and job.idempotency_key is not None:
+            self.keys.remove(job.idempotency_key, job.id)
+        self._dead_jobs += 1
+        if self._dead_jobs > MIN_COMPACT_SIZE and self._dead_jobs * 2 > len(self._jobs):
+            self._jobs = self.jobs()
+            self._dead_jobs = 0
+
+    # -- queries and maintenance ------------------------------------------------------------------------
+
+    def contains(self, job: Job) -> bool:
+        """True while the job is indexed (not deleted or evicted)."""
+        return self.table.get(job.id) is job
+
+    def jobs(self) -> list[Job]:
+        """Every job of the queue in creation order (a new list)."""
+        table = self.table
+        return [j for j in self._jobs if table.get(j.id) is j]
+
+    def jobs_fuzzy(self) -> list[Job]:
+        """A cheap copy of the creation-order list that may hold removed jobs: check `contains`."""
+        return self._jobs.copy()
+
+    def pop_ready(self) -> Job | None:
+        """The next ready job (still ENQUEUED: the caller moves it), or None."""
+        return self.ready.pop()
+
+    def due(self, now: float) -> list[Job]:
+        """SCHEDULED/RETRYING jobs whose run_at is <= ``now`` (still in their state)."""
+        return self.waiting.due(now)
+
+    def expired(self, now: float) -> list[Job]:
+        """Leased jobs whose lease ended at or before ``now`` (still in their state)."""
+        return self.leases.due(now)
+
+    def evict(self, now: float) -> list[Job]:
+        """Remove and return the succeeded jobs history no longer keeps (their keys stay)."""
+        evicted = self.history.evict(now, self.counts[_SUCCEEDED])
+        for job in evicted:
+            self.remove(job, forget_key=False)
+        return evicted
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which `due`, `expired`, `evict` or key expiry has work."""
+        found = [
+            t
+            for t in (
+                self.waiting.next_deadline(),
+                self.leases.next_deadline(),
+                self.history.next_expiry(),
+                self.keys.next_expiry(),
+            )
+            if t is not None
+        ]
+        return min(found) if found else None
+
+    def page(
+        self, state: JobState, cursor: int | None, limit: int, newest_first: bool = True
+    ) -> tuple[list[Job], int | None]:
+        """A page of the jobs in ``state`` (by when they entered it) and the next page's cursor."""
+        return self.states[state].page(cursor, limit, newest_first)
+
+    def count(self, state: JobState) -> int:
+        return self.counts[state]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)

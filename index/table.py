@@ -1,0 +1,94 @@
+"""Every job of every queue by id, and by handler name for the dashboard's search.
+
+The by-name lists are append-only in id order (ids are time-ordered) with lazy deletion: an entry is
+live iff the table still maps its id to that very job object. A list is rebuilt when its dead entries
+outnumber the live ones.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from .job import Job
+
+#: Never compact a by-name list smaller than this.
+MIN_COMPACT_SIZE = 256
+
+
+def _job_id(job: Job) -> str:
+    return job.id
+
+
+class _NameList:
+    __slots__ = ("dead", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.dead = 0
+
+
+class JobTable:
+    """Global lookup of jobs by id and by handler name."""
+
+    __slots__ = ("_by_id", "_by_name")
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Job] = {}
+        self._by_name: dict[str, _NameList] = {}
+
+    def add(self, job: Job) -> None:
+        """Index a new job (its id must be new)."""
+        self._by_id[job.id] = job
+        names = self._by_name.get(job.name)
+        if names is None:
+            names = self._by_name[job.name] = _NameList()
+        names.jobs.append(job)
+
+    def remove(self, job: Job) -> None:
+        """Forget a job (deleted, or evicted from history)."""
+        if self._by_id.get(job.id) is not job:
+            return
+        del self._by_id[job.id]
+        names = self._by_name.get(job.name)
+        if names is None:
+            return
+        names.dead += 1
+        if names.dead >= len(names.jobs):
+            del self._by_name[job.name]
+        elif names.dead > MIN_COMPACT_SIZE and names.dead * 2 > len(names.jobs):
+            by_id = self._by_id
+            names.jobs = [j for j in names.jobs if by_id.get(j.id) is j]
+            names.dead = 0
+
+    def get(self, job_id: str) -> Job | None:
+        return self._by_id.get(job_id)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def sort_names(self) -> None:
+        """Restore id order in every by-name list (after recovery appended queue by queue)."""
+        for names in self._by_name.values():
+            names.jobs.sort(key=_job_id)
+
+    def by_name(self, name: str, limit: int, before: str | None = None) -> list[Job]:
+        """Up to ``limit`` jobs with handler ``name``, newest first, with ids below ``before``."""
+        names = self._by_name.get(name)
+        if names is None:
+            return []
+        jobs, by_id = names.jobs, self._by_id
+        i = len(jobs) - 1 if before is None else bisect_left(jobs, before, key=_job_id) - 1
+        out: list[Job] = []
+        while i >= 0 and len(out) < limit:
+            job = jobs[i]
+            if by_id.get(job.id) is job:
+                out.append(job)
+            i -= 1
+        return out
+
+    def names(self) -> list[str]:
+        """Handler names with at least one job."""
+        return list(self._by_name)

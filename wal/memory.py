@@ -1,0 +1,210 @@
+"""The in-memory storage backend: `Storage`, `QueueLog` and `SnapshotWriter` without files.
+
+For unit tests of the engine only (DESIGN.md section 7: never a stand-in for the product). It keeps
+the semantics of the file engine that the engine relies on:
+
+- LSNs start at 1 per queue log and grow by one per append;
+- a snapshot is taken at the log's ``last_lsn`` when `QueueLog.snapshot` is called, becomes usable
+  only when `SnapshotWriter.finish` returns, and an aborted snapshot is never used;
+- recovery returns the newest finished snapshot plus every record after its LSN;
+- ``low_on_space`` (plain appends refused) and ``out_of_space`` (reserved appends refused too) are
+  switches a test flips on the shared `MemoryState` to simulate a full disk.
+
+Everything lives in a `MemoryState`, so a test "restarts" by closing the storage and building a new
+``MemoryStorage(state)`` over the same state. Records are durable as soon as they are appended:
+`MemoryLog.commit` always returns None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from .api import (
+    Durability,
+    LogClosedError,
+    LogRecord,
+    NoSpaceError,
+    RecordTooLargeError,
+    Recovery,
+    StorageError,
+)
+
+#: Largest record body accepted, like a file engine with 64 MiB segments (minus framing).
+DEFAULT_MAX_RECORD_SIZE = 64 * 2**20 - 64
+
+
+@dataclass(slots=True)
+class MemoryLogState:
+    """Everything one queue's log holds; survives the `MemoryStorage` that wrote it."""
+
+    #: Records after the newest finished snapshot, oldest first (LSNs are consecutive).
+    records: list[LogRecord] = field(default_factory=list)
+    #: LSN of the newest appended record.
+    last_lsn: int = 0
+    #: The newest finished snapshot: (lsn, chunks); None before the first one.
+    snapshot: tuple[int, list[bytes]] | None = None
+    #: Snapshots finished so far (tests assert on it).
+    snapshots_finished: int = 0
+    #: Snapshots aborted so far.
+    snapshots_aborted: int = 0
+
+
+@dataclass(slots=True)
+class MemoryState:
+    """The "disk" of the in-memory backend, shared by every `MemoryStorage` built over it."""
+
+    logs: dict[str, MemoryLogState] = field(default_factory=dict)
+    #: Simulates a full disk: plain appends raise `NoSpaceError`, reserved appends still succeed.
+    low_on_space: bool = False
+    #: Simulates the reserve running out too: every append raises `NoSpaceError`.
+    out_of_space: bool = False
+    #: Largest record body accepted; larger ones raise `RecordTooLargeError`.
+    max_record_size: int = DEFAULT_MAX_RECORD_SIZE
+
+
+class MemorySnapshotWriter:
+    """Collects chunks; `finish` publishes them as the log's newest snapshot."""
+
+    __slots__ = ("_chunks", "_done", "_log", "_lsn")
+
+    def __init__(self, log: MemoryLog, lsn: int) -> None:
+        self._log = log
+        self._lsn = lsn
+        self._chunks: list[bytes] = []
+        self._done = False
+
+    @property
+    def lsn(self) -> int:
+        return self._lsn
+
+    def add(self, chunk: bytes) -> None:
+        if self._done:
+            raise StorageError("snapshot already finished or aborted")
+        self._chunks.append(bytes(chunk))
+
+    async def finish(self) -> None:
+        if self._done:
+            raise StorageError("snapshot already finished or aborted")
+        self._done = True
+        state = self._log._state
+        current = state.snapshot
+        if current is not None and current[0] > self._lsn:
+            return  # a newer snapshot finished first; this one is never needed
+        state.snapshot = (self._lsn, self._chunks)
+        state.snapshots_finished += 1
+        # Drop the records the snapshot covers (the file engine compacts segments the same way).
+        keep = [r for r in state.records if r.lsn > self._lsn]
+        state.records = keep
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._log._state.snapshots_aborted += 1
+            self._chunks = []
+
+
+class MemoryLog:
+    """One queue's log in memory."""
+
+    __slots__ = ("_closed", "_durability", "_queue", "_shared", "_state")
+
+    def __init__(
+        self, queue: str, state: MemoryLogState, shared: MemoryState, durability: Durability
+    ) -> None:
+        self._queue = queue
+        self._state = state
+        self._shared = shared
+        self._durability = durability
+        self._closed = False
+
+    @property
+    def queue(self) -> str:
+        return self._queue
+
+    @property
+    def durability(self) -> Durability:
+        return self._durability
+
+    def set_durability(self, mode: Durability) -> None:
+        self._durability = mode
+
+    @property
+    def last_lsn(self) -> int:
+        return self._state.last_lsn
+
+    @property
+    def low_on_space(self) -> bool:
+        return self._shared.low_on_space or self._shared.out_of_space
+
+    def append(self, rtype: int, body: bytes, *, reserved: bool = False) -> int:
+        if self._closed:
+            raise LogClosedError(f"log of queue {self._queue!r} is closed")
+        if not 1 <= rtype <= 255:
+            raise ValueError(f"record type must be 1..255, got {rtype}")
+        if len(body) > self._shared.max_record_size:
+            raise RecordTooLargeError(
+                f"record of {len(body)} bytes exceeds the largest possible ({self._shared.max_record_size})"
+            )
+        if self._shared.out_of_space or (self._shared.low_on_space and not reserved):
+            raise NoSpaceError(f"no space left for queue {self._queue!r}")
+        state = self._state
+        lsn = state.last_lsn + 1
+        state.records.append(LogRecord(lsn, rtype, bytes(body)))
+        state.last_lsn = lsn
+        return lsn
+
+    def commit(self, lsn: int) -> asyncio.Future[None] | None:
+        return None
+
+    def snapshot(self) -> MemorySnapshotWriter:
+        if self._closed:
+            raise LogClosedError(f"log of queue {self._queue!r} is closed")
+        return MemorySnapshotWriter(self, self._state.last_lsn)
+
+    async def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class MemoryStorage:
+    """All queues' logs in a `MemoryState`; build a new one over the same state to "restart"."""
+
+    def __init__(self, state: MemoryState | None = None) -> None:
+        self.state = state if state is not None else MemoryState()
+        self._logs: dict[str, MemoryLog] = {}
+        self._closed = False
+
+    def queues(self) -> list[str]:
+        return sorted(self.state.logs)
+
+    def open_log(self, queue: str, durability: Durability) -> tuple[MemoryLog, Recovery]:
+        if self._closed:
+            raise LogClosedError("storage is closed")
+        if queue in self._logs:
+            raise StorageError(f"log of queue {queue!r} is already open")
+        state = self.state.logs.get(queue)
+        if state is None:
+            state = self.state.logs[queue] = MemoryLogState()
+        log = MemoryLog(queue, state, self.state, durability)
+        self._logs[queue] = log
+        if state.snapshot is None:
+            recovery = Recovery(0, [], list(state.records))
+        else:
+            lsn, chunks = state.snapshot
+            recovery = Recovery(lsn, list(chunks), [r for r in state.records if r.lsn > lsn])
+        return log, recovery
+
+    def drop_log(self, queue: str) -> None:
+        log = self._logs.pop(queue, None)
+        if log is not None:
+            log.close()
+        self.state.logs.pop(queue, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
