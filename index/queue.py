@@ -91,13 +91,13 @@ class QueueIndex:
         elif state is _SUCCEEDED:
             self.history.push(job)
 
-    def add(self, job: Job) -> None:
-        """Index a new job in its current state (and its idempotency key, if any)."""
+    def add(self, job: Job, *, index_key: bool = True) -> None:
+        """Index a new job in its current state (and its idempotency key, if any and ``index_key``)."""
         self.table.add(job)
         self._jobs.append(job)
         self._enter(job, job.state)
         key = job.idempotency_key
-        if key is not None:
+        if key is not None and index_key:
             self.keys.add(key, job.id, job.name, job.created_at)
 
     def move(self, job: Job, state: JobState) -> None:

@@ -1,0 +1,93 @@
+"""Typed errors of the queue engine. Each carries the identifiers a client needs, and a wire code.
+
+Every operation validates first and raises one of these before changing anything.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    #: The error code used on the wire and in HTTP JSON errors.
+    code = "ERROR"
+
+
+class JobNotFound(EngineError):
+    code = "NOT_FOUND"
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class QueueNotFound(EngineError):
+    code = "QUEUE_NOT_FOUND"
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"no queue named {queue!r}")
+
+
+class InvalidTransition(EngineError):
+    """The job's state does not allow the operation (e.g. retrying a succeeded job)."""
+
+    code = "INVALID_STATE"
+
+    def __init__(self, job_id: str, state: str, operation: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+        super().__init__(f"cannot {operation} job {job_id!r}: it is {state}")
+
+
+class StaleLease(EngineError):
+    """The worker does not hold the job's lease any more (it expired, or the job was cancelled)."""
+
+    code = "STALE_LEASE"
+
+    def __init__(self, job_id: str, worker_id: str, holder: str | None) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.holder = holder
+        super().__init__(
+            f"worker {worker_id!r} does not hold the lease of job {job_id!r} "
+            f"(it expired or the job was cancelled); the result is ignored"
+        )
+
+
+class ValidationError(EngineError):
+    """A bad argument; ``field`` names it."""
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class PayloadTooLarge(ValidationError):
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, size: int, limit: int, field: str = "payload") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(field, f"{size} bytes is more than the limit of {limit} bytes")
+
+
+class NoSpace(EngineError):
+    """The disk is full: new jobs are refused while completions still commit (HTTP 507)."""
+
+    code = "NO_SPACE"
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"disk full: queue {queue!r} refuses new jobs until space is freed")
+
+
+class QueuePaused(EngineError):
+    code = "QUEUE_PAUSED"
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} is paused")

@@ -1,0 +1,194 @@
+"""The engine's log records and snapshot chunks (documented byte by byte in wal/FORMAT.md).
+
+Every record body is a msgpack array (msgspec Structs with ``array_like=True``): fields are written
+in declaration order, so new fields go at the end with defaults and nothing is ever reordered. The
+record type byte is `RecordType`; its values are stable.
+
+Deliveries (reserve, start, lease extension) are not logged: after a crash a reserved job is ready
+again (DESIGN.md section 5). The hot path is two records per job: enqueued and finished.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from spitfire.index.job import AttemptError, Job
+
+
+class RecordType(enum.IntEnum):
+    """Record type bytes. Stable: they are on disk."""
+
+    JOB_ENQUEUED = 1
+    JOBS_ENQUEUED = 2
+    JOB_SUCCEEDED = 3
+    JOB_FAILED = 4
+    JOB_REQUEUED = 5
+    JOB_CANCELLED = 6
+    JOB_RETRIED = 7
+    JOB_DELETED = 8
+    QUEUE_PAUSED = 9
+    QUEUE_RESUMED = 10
+    QUEUE_DURABILITY = 11
+    JOB_SNOOZED = 12
+
+
+class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
+    """A batch from enqueue_many: one record, one commit."""
+
+    jobs: list[Job]
+
+
+class JobSucceeded(msgspec.Struct, array_like=True, gc=False):
+    id: str
+    at: float
+    attempts: int
+    result: bytes | None = None
+
+
+class JobFailed(msgspec.Struct, array_like=True, gc=False):
+    """An attempt failed: RETRYING until ``retry_at``, or DEAD when ``dead``."""
+
+    id: str
+    at: float
+    attempt: int
+    error: str
+    traceback: str | None = None
+    retry_at: float | None = None
+    dead: bool = False
+
+
+class JobRequeued(msgspec.Struct, array_like=True, gc=False):
+    """The lease ended without an outcome (expired, worker gone): ENQUEUED again, attempt counted.
+
+    Appended without awaiting its commit (leases may be logged lazily).
+    """
+
+    id: str
+    at: float
+    attempts: int
+    error: str | None = None
+
+
+class JobSnoozed(msgspec.Struct, array_like=True, gc=False):
+    """The worker asked to run the job again at ``run_at`` (RetryAfter): not counted as a failure."""
+
+    id: str
+    at: float
+    attempts: int
+    run_at: float
+
+
+class JobEvent(msgspec.Struct, array_like=True, gc=False):
+    """JOB_CANCELLED, JOB_RETRIED and JOB_DELETED: the job and when."""
+
+    id: str
+    at: float
+
+
+class QueueEvent(msgspec.Struct, array_like=True, gc=False):
+    """QUEUE_PAUSED and QUEUE_RESUMED."""
+
+    at: float
+
+
+class QueueDurability(msgspec.Struct, array_like=True, gc=False):
+    mode: str
+    at: float
+
+
+#: Body struct of each record type.
+BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
+    RecordType.JOB_ENQUEUED: Job,
+    RecordType.JOBS_ENQUEUED: JobsEnqueued,
+    RecordType.JOB_SUCCEEDED: JobSucceeded,
+    RecordType.JOB_FAILED: JobFailed,
+    RecordType.JOB_REQUEUED: JobRequeued,
+    RecordType.JOB_SNOOZED: JobSnoozed,
+    RecordType.JOB_CANCELLED: JobEvent,
+    RecordType.JOB_RETRIED: JobEvent,
+    RecordType.JOB_DELETED: JobEvent,
+    RecordType.QUEUE_PAUSED: QueueEvent,
+    RecordType.QUEUE_RESUMED: QueueEvent,
+    RecordType.QUEUE_DURABILITY: QueueDurability,
+}
+
+#: Shared encoder (msgspec reuses its buffer logic; one per process is enough).
+encoder = msgspec.msgpack.Encoder()
+encode = encoder.encode
+_decoders = {rtype: msgspec.msgpack.Decoder(t) for rtype, t in BODY_TYPES.items()}
+
+
+class UnknownRecordType(ValueError):
+    def __init__(self, rtype: int) -> None:
+        self.rtype = rtype
+        super().__init__(f"unknown record type {rtype}")
+
+
+def decode(rtype: int, body: bytes) -> msgspec.Struct:
+    """Decode a record body of type ``rtype``."""
+    try:
+        decoder = _decoders[RecordType(rtype)]
+    except ValueError:
+        raise UnknownRecordType(rtype) from None
+    result: msgspec.Struct = decoder.decode(body)
+    return result
+
+
+# -- snapshots ----------------------------------------------------------------------------------------
+
+#: Version of the snapshot chunk layout; bump on incompatible changes.
+SNAPSHOT_VERSION = 1
+
+
+class IdempotencyEntry(msgspec.Struct, array_like=True, gc=False):
+    key: str
+    job_id: str
+    name: str
+    expires_at: float
+
+
+class QueueMeta(msgspec.Struct, array_like=True, gc=False):
+    """The first chunk of every snapshot."""
+
+    version: int
+    paused: bool
+    durability: str
+    #: Idempotency keys in expiry order (they outlive evicted jobs).
+    keys: list[IdempotencyEntry]
+    #: The newest job id issued when the snapshot started (ids never go below it after recovery).
+    last_id: str = ""
+
+
+class JobChunk(msgspec.Struct, array_like=True, gc=False):
+    """Every following chunk: a few thousand jobs."""
+
+    jobs: list[Job]
+
+
+meta_decoder = msgspec.msgpack.Decoder(QueueMeta)
+chunk_decoder = msgspec.msgpack.Decoder(JobChunk)
+
+__all__ = [
+    "BODY_TYPES",
+    "SNAPSHOT_VERSION",
+    "AttemptError",
+    "IdempotencyEntry",
+    "Job",
+    "JobChunk",
+    "JobEvent",
+    "JobFailed",
+    "JobRequeued",
+    "JobSnoozed",
+    "JobSucceeded",
+    "JobsEnqueued",
+    "QueueDurability",
+    "QueueEvent",
+    "QueueMeta",
+    "RecordType",
+    "chunk_decoder",
+    "decode",
+    "encode",
+    "meta_decoder",
+]
