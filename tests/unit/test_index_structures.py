@@ -1,0 +1,279 @@
+"""Unit and property tests of the index building blocks against simple reference models."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spitfire.index.backoff import retry_delay, validate_backoff
+from spitfire.index.history import History
+from spitfire.index.idempotency import IdempotencyTable
+from spitfire.index.ids import ID_LENGTH, IdGenerator, id_time, is_job_id
+from spitfire.index.job import Backoff, BackoffKind, Job, JobState
+from spitfire.index.pages import StateList
+from spitfire.index.ready import ReadyQueue
+from spitfire.index.table import JobTable
+from spitfire.index.timers import DeadlineHeap, lease_of, run_at_of
+
+
+def make(i: int, priority: int = 0, state: JobState = JobState.ENQUEUED, name: str = "h") -> Job:
+    return Job(f"{i:024x}", "q", name, b"", state, float(i), priority, seq=i + 1)
+
+
+# -- ids ------------------------------------------------------------------------------------------------
+
+
+def test_ids_are_time_ordered_and_unique() -> None:
+    gen = IdGenerator(random.Random(1))
+    ids = [gen.next(1000.0 + i * 0.0004) for i in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(is_job_id(i) and len(i) == ID_LENGTH for i in ids)
+    assert abs(id_time(ids[0]) - 1000.0) < 0.002
+
+
+def test_ids_never_go_back_when_the_clock_steps_back() -> None:
+    gen = IdGenerator()
+    a = gen.next(2000.0)
+    b = gen.next(1000.0)
+    assert b > a
+
+
+def test_observe_makes_later_ids_greater() -> None:
+    gen = IdGenerator()
+    seen = IdGenerator().next(5000.0)
+    gen.observe(seen)
+    assert gen.next(1.0) > seen
+    gen.observe("not an id")
+
+
+@given(st.lists(st.floats(min_value=0, max_value=2e9, allow_nan=False), min_size=1, max_size=200))
+def test_ids_increase_whatever_the_clock_does(times: list[float]) -> None:
+    gen = IdGenerator()
+    ids = [gen.next(t) for t in times]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+# -- ready ------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(st.integers(0, 10), st.booleans()), max_size=60))
+def test_ready_order_matches_a_sorted_reference(items: list[tuple[int, bool]]) -> None:
+    ready = ReadyQueue()
+    jobs = [make(i, p) for i, (p, _) in enumerate(items)]
+    for job in jobs:
+        ready.push(job)
+    for job, (_, cancel) in zip(jobs, items, strict=True):
+        if cancel:
+            job.state = JobState.CANCELLED
+            job.seq = -1
+    expected = sorted(
+        (j for j, (_, c) in zip(jobs, items, strict=True) if not c), key=lambda j: (-j.priority, j.seq)
+    )
+    out = []
+    while (job := ready.pop()) is not None:
+        out.append(job)
+    assert out == expected
+    assert ready.peek() is None
+
+
+def test_ready_skips_an_entry_of_an_old_incarnation() -> None:
+    ready = ReadyQueue()
+    job = make(1)
+    ready.push(job)
+    job.seq = 10  # left ENQUEUED and came back: pushed again with a new seq
+    ready.push(job)
+    assert ready.pop() is job
+    job.state = JobState.RESERVED
+    job.seq = 11
+    assert ready.pop() is None
+
+
+# -- deadlines ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.floats(0, 100), st.booleans()), max_size=50), st.floats(0, 100))
+def test_deadline_heap_returns_due_live_jobs_in_order(items: list[tuple[float, bool]], now: float) -> None:
+    heap = DeadlineHeap(run_at_of)
+    jobs = []
+    for i, (at, _) in enumerate(items):
+        job = make(i, state=JobState.SCHEDULED)
+        job.run_at = at
+        heap.push(job)
+        jobs.append(job)
+    for job, (_, dead) in zip(jobs, items, strict=True):
+        if dead:
+            job.seq = -1
+    due = heap.due(now)
+    expected = sorted((j for j in jobs if j.seq >= 0 and j.run_at is not None and j.run_at <= now),
+                      key=lambda j: (j.run_at, j.seq))  # fmt: skip
+    assert due == expected
+    rest = [j for j in jobs if j.seq >= 0 and j not in expected]
+    nxt = heap.next_deadline()
+    assert nxt == (min(j.run_at for j in rest if j.run_at is not None) if rest else None)
+
+
+def test_lease_extension_supersedes_the_old_entry_and_compacts() -> None:
+    heap = DeadlineHeap(lease_of)
+    job = make(1, state=JobState.RESERVED)
+    for i in range(3000):
+        job.lease_until = 10.0 + i
+        heap.push(job, live_count=1)
+    assert len(heap) < 2100
+    assert heap.due(100.0) == []
+    assert heap.due(3009.0) == [job]
+
+
+# -- idempotency ------------------------------------------------------------------------------------------
+
+
+def test_keys_expire_in_insertion_order() -> None:
+    keys = IdempotencyTable(retention=10.0)
+    keys.add("a", "1", "h", 0.0)
+    keys.add("b", "2", "h", 5.0)
+    assert keys.get("a") == "1"
+    assert keys.get("a", now=10.0) is None
+    assert keys.expire(10.0) == 1
+    assert "a" not in keys and "b" in keys
+    assert keys.next_expiry() == 15.0
+    keys.remove("b", "other")
+    assert "b" in keys
+    keys.remove("b", "2")
+    assert "b" not in keys and len(keys) == 0
+
+
+def test_key_reused_after_removal_is_not_dropped_by_the_old_schedule_entry() -> None:
+    keys = IdempotencyTable(retention=10.0)
+    keys.add("a", "1", "h", 0.0)
+    keys.remove("a", "1")
+    keys.add("a", "2", "h", 5.0)
+    keys.expire(10.0)
+    assert keys.get("a") == "2"
+    assert keys.items() == [("a", "2", "h", 15.0)]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.floats(0, 10)), max_size=40))
+def test_keys_match_a_reference_dict(ops: list[tuple[str, float]]) -> None:
+    keys = IdempotencyTable(retention=5.0)
+    model: dict[str, float] = {}
+    now = 0.0
+    for key, step in ops:
+        now += step
+        keys.expire(now)
+        model = {k: e for k, e in model.items() if e > now}
+        if key not in model:
+            keys.add(key, key, "h", now)
+            model[key] = now + 5.0
+        assert {k for k, *_ in keys.items()} == set(model)
+
+
+# -- history ----------------------------------------------------------------------------------------------
+
+
+def test_history_evicts_by_count_then_age() -> None:
+    history = History(max_count=3, max_age=100.0)
+    jobs = [make(i, state=JobState.SUCCEEDED) for i in range(5)]
+    for job in jobs:
+        job.updated_at = float(job.seq)
+        history.push(job)
+    evicted = history.evict(now=10.0, live_count=5)
+    assert evicted == jobs[:2]
+    assert history.next_expiry() == jobs[2].updated_at + 100.0
+    assert history.evict(now=104.5, live_count=3) == jobs[2:4]
+
+
+def test_history_skips_deleted_jobs() -> None:
+    history = History(max_count=1, max_age=100.0)
+    a, b = make(1, state=JobState.SUCCEEDED), make(2, state=JobState.SUCCEEDED)
+    history.push(a)
+    history.push(b)
+    a.seq = 0
+    assert history.evict(now=0.0, live_count=1) == []
+
+
+# -- pages ------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(st.lists(st.booleans(), max_size=80), st.integers(1, 7), st.booleans())
+def test_paging_visits_every_live_job_once(dead: list[bool], limit: int, newest_first: bool) -> None:
+    lst = StateList()
+    jobs = [make(i) for i in range(len(dead))]
+    for job in jobs:
+        lst.append(job)
+    for job, d in zip(jobs, dead, strict=True):
+        if d:
+            job.seq = -5
+            lst.left()
+    live = [j for j in jobs if j.seq > 0]
+    expected = list(reversed(live)) if newest_first else live
+    seen: list[Job] = []
+    cursor = None
+    while True:
+        page, cursor = lst.page(cursor, limit, newest_first)
+        seen.extend(page)
+        if cursor is None:
+            break
+    assert seen == expected
+
+
+def test_paging_is_stable_under_concurrent_inserts() -> None:
+    lst = StateList()
+    jobs = [make(i) for i in range(10)]
+    for job in jobs:
+        lst.append(job)
+    page, cursor = lst.page(None, 4)
+    assert page == jobs[9:5:-1]
+    for i in range(10, 15):
+        lst.append(make(i))
+    page2, _ = lst.page(cursor, 4)
+    assert page2 == jobs[5:1:-1]
+
+
+def test_state_list_compacts_when_dead_outnumber_live() -> None:
+    lst = StateList()
+    jobs = [make(i) for i in range(3000)]
+    for job in jobs:
+        lst.append(job)
+    for job in jobs[:2000]:
+        job.seq = 0
+        lst.left()
+    assert len(lst) < 3000
+    assert lst.page(None, 5000)[0] == list(reversed(jobs[2000:]))
+
+
+# -- table -----------------------------------------------------------------------------------------------
+
+
+def test_table_by_name_newest_first_with_paging() -> None:
+    table = JobTable()
+    jobs = [make(i, name="a" if i % 2 else "b") for i in range(10)]
+    for job in jobs:
+        table.add(job)
+    a = [j for j in jobs if j.name == "a"]
+    assert table.by_name("a", 3) == a[::-1][:3]
+    assert table.by_name("a", 10, before=a[2].id) == [a[1], a[0]]
+    table.remove(a[4])
+    assert a[4] not in table.by_name("a", 10)
+    assert table.get(a[4].id) is None and len(table) == 9
+    assert table.by_name("zzz", 3) == []
+
+
+# -- backoff ----------------------------------------------------------------------------------------------
+
+
+def test_backoff_delays() -> None:
+    assert [retry_delay(None, n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert retry_delay(Backoff(cap=5.0), 10) == 5.0
+    assert retry_delay(Backoff(BackoffKind.FIXED, base=3.0), 7) == 3.0
+    assert retry_delay(Backoff(BackoffKind.LINEAR, base=2.0), 3) == 6.0
+    assert retry_delay(Backoff(), 10**9) == 3600.0
+    jittered = retry_delay(Backoff(base=8.0, jitter=True), 1, lambda: 0.5)
+    assert jittered == 6.0
+    assert validate_backoff(Backoff(factor=0.5)) is not None
+    assert validate_backoff(Backoff(base=-1)) is not None
+    assert validate_backoff(Backoff()) is None
