@@ -144,9 +144,7 @@ class Engine:
         )
 
     async def close(self) -> None:
-        """Stop snapshots, make every log durable and close the storage."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Let running snapshots finish, make every log durable and close the storage."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for q in self._queues.values():
