@@ -523,7 +523,7 @@ class Engine:
         if job.state not in ACTIVE_STATES:
             raise InvalidTransition(job_id, job.state.label, "cancel")
         worker = job.worker if job.state in LEASED_STATES else None
-        body = rec.JobEvent(job.id, now)
+        body = rec.JobEvent(job.id, now, job.attempts)
         lsn = self._append(q, RecordType.JOB_CANCELLED, _encode(body), True)
         self._apply_cancelled(q, job, body, lsn)
         await self._commit(q, lsn)
@@ -710,6 +710,7 @@ class Engine:
 
     def _apply_cancelled(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
         self._drop_lease(job)
+        job.attempts = body.attempts
         job.run_at = None
         self._transition(q, job, JobState.CANCELLED, body.at, lsn)
 

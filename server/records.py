@@ -81,10 +81,11 @@ class JobSnoozed(msgspec.Struct, array_like=True, gc=False):
 
 
 class JobEvent(msgspec.Struct, array_like=True, gc=False):
-    """JOB_CANCELLED, JOB_RETRIED and JOB_DELETED: the job and when."""
+    """JOB_CANCELLED, JOB_RETRIED and JOB_DELETED: the job, when, and its attempts so far."""
 
     id: str
     at: float
+    attempts: int = 0
 
 
 class QueueEvent(msgspec.Struct, array_like=True, gc=False):
