@@ -1,0 +1,202 @@
+"""python -m perf: run Spitfire's benchmark suites.
+
+python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
+    In-process storage-engine workloads with the targets of the storage issue; prints a table and
+    writes perf/results/engine-<timestamp>.json (machine, commit, config, every run).
+python -m perf engine --flamegraph closed-loop-group
+    Runs one workload under py-spy and writes flamegraphs/<name>.svg plus the command beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perf.report import Figure, median, print_table, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAMEGRAPHS = ROOT / "flamegraphs"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload configuration and how to read its figure."""
+
+    name: str
+    workload: str
+    config: dict[str, Any]
+    #: (figure name, result key, unit, target text, check)
+    figures: tuple[tuple[str, str, str, str, Callable[[float], bool] | None], ...]
+
+
+def engine_cases(quick: bool) -> list[Case]:
+    """The storage issue's benchmark set; ``quick`` shrinks counts for a smoke run."""
+    big = 100_000 if quick else 1_000_000
+    n = 50_000 if quick else 300_000
+    return [
+        Case(
+            "closed-loop-group",
+            "closed-loop",
+            {"mode": "group", "jobs": n, "concurrency": 256, "payload": 128},
+            (
+                (
+                    "group enqueue, 256 producers",
+                    "jobs_per_s",
+                    "jobs/s",
+                    ">= 100,000",
+                    lambda v: v >= 100_000,
+                ),
+                ("group enqueue commit p99", "p99_ms", "ms", "", None),
+            ),
+        ),
+        Case(
+            "closed-loop-async",
+            "closed-loop",
+            {"mode": "async", "jobs": n, "concurrency": 256, "payload": 128},
+            (("async enqueue, 256 producers", "jobs_per_s", "jobs/s", ">= 200,000", lambda v: v >= 200_000),),
+        ),
+        Case(
+            "closed-loop-sync",
+            "closed-loop",
+            {"mode": "sync", "jobs": 5_000 if quick else 20_000, "concurrency": 256, "payload": 128},
+            (
+                ("sync enqueue, 256 producers", "jobs_per_s", "jobs/s", "report", None),
+                ("sync enqueue p50", "p50_ms", "ms", "report", None),
+                ("sync enqueue p99", "p99_ms", "ms", "report", None),
+            ),
+        ),
+        Case(
+            "open-loop-group-10k",
+            "open-loop",
+            {"mode": "group", "rate": 10_000, "seconds": 3 if quick else 10, "payload": 128},
+            (
+                ("group commit p50 @10k/s offered", "p50_ms", "ms", "", None),
+                ("group commit p99 @10k/s offered", "p99_ms", "ms", "<= 3", lambda v: v <= 3.0),
+                ("group commit p999 @10k/s offered", "p999_ms", "ms", "", None),
+            ),
+        ),
+        Case(
+            "recovery-snapshot",
+            "recovery",
+            {"jobs": big, "tail": big // 10, "snapshot": True, "payload": 128},
+            (
+                (
+                    "recovery of jobs (snapshot + 10% tail)",
+                    "recovery_s",
+                    "s",
+                    "<= 5 at 1M",
+                    lambda v: v <= 5.0,
+                ),
+            ),
+        ),
+        Case(
+            "replay",
+            "recovery",
+            {"jobs": big // 2, "tail": big // 2, "snapshot": False, "payload": 128},
+            (("replay of log records", "records_per_s", "records/s", ">= 500,000", lambda v: v >= 500_000),),
+        ),
+        Case(
+            "memory",
+            "memory",
+            {"jobs": big, "payload": 128},
+            (
+                (
+                    "RSS per pending job beyond payload",
+                    "bytes_per_job_beyond_payload",
+                    "bytes",
+                    "<= 600",
+                    lambda v: v <= 600,
+                ),
+            ),
+        ),  # fmt: skip
+        Case(
+            "snapshot-stall",
+            "snapshot-stall",
+            {"jobs": big, "payload": 128},
+            (
+                (
+                    "longest loop stall during snapshot",
+                    "max_loop_stall_ms",
+                    "ms",
+                    "<= 20",
+                    lambda v: v <= 20.0,
+                ),
+                ("snapshot duration", "snapshot_s", "s", "", None),
+            ),
+        ),
+    ]
+
+
+def run_workload(workload: str, config: dict[str, Any], prefix: list[str] | None = None) -> dict[str, Any]:
+    """Run one workload in a fresh process and return its JSON result."""
+    cmd = [*(prefix or []), sys.executable, "-m", "perf.engine_workloads", workload, json.dumps(config)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{workload} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_engine(repeat: int, quick: bool, only: list[str]) -> int:
+    cases = [c for c in engine_cases(quick) if not only or c.name in only]
+    figures: list[Figure] = []
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        results = []
+        for i in range(repeat):
+            print(f"  {case.name} run {i + 1}/{repeat} ...", file=sys.stderr, flush=True)
+            results.append(run_workload(case.workload, case.config))
+        raw[case.name] = results
+        for label, key, unit, target, check in case.figures:
+            runs = [float(r[key]) for r in results if r.get(key) is not None]
+            if not runs:
+                continue
+            value = median(runs)
+            figures.append(Figure(label, value, unit, target, check(value) if check else None, runs))
+    print_table(figures)
+    config = {"repeat": repeat, "quick": quick, "cases": {c.name: c.config for c in cases}, "raw": raw}
+    path = write_json("engine", config, figures)
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return 0
+
+
+def run_flamegraph(name: str, quick: bool) -> int:
+    case = next(c for c in engine_cases(quick) if c.name == name)
+    FLAMEGRAPHS.mkdir(exist_ok=True)
+    svg = FLAMEGRAPHS / f"engine-{name}.svg"
+    prefix = ["py-spy", "record", "--rate", "250", "--nonblocking", "-o", str(svg), "--"]
+    result = run_workload(case.workload, case.config, prefix)
+    command = shlex.join([sys.executable, "-m", "perf", "engine", "--flamegraph", name])
+    inner = shlex.join(
+        [*prefix, "python", "-m", "perf.engine_workloads", case.workload, json.dumps(case.config)]
+    )
+    svg.with_suffix(".txt").write_text(
+        f"made by: {command}\nwhich runs: {inner}\nresult: {json.dumps(result)}\n"
+    )
+    print(f"wrote {svg.relative_to(ROOT)}: {result}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m perf", description="Spitfire benchmarks")
+    sub = parser.add_subparsers(dest="suite", required=True)
+    eng = sub.add_parser("engine", help="in-process storage engine workloads")
+    eng.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
+    eng.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    eng.add_argument("--only", nargs="*", default=[], help="run only these cases")
+    eng.add_argument("--flamegraph", metavar="CASE", help="record CASE under py-spy into flamegraphs/")
+    args = parser.parse_args(argv)
+    if args.flamegraph:
+        return run_flamegraph(args.flamegraph, args.quick)
+    return run_engine(args.repeat, args.quick, args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

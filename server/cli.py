@@ -1,0 +1,150 @@
+"""The spitfire-server command.
+
+spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
+                [--listen 127.0.0.1:7878] [--http 127.0.0.1:7880]
+                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
+                [--no-quic] [--log-level info] [--log-format text|json]
+spitfire-server repair --data-dir DIR [--yes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvloop
+
+from spitfire.server.options import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HTTP,
+    DEFAULT_LISTEN,
+    Address,
+    OptionsError,
+    ServerOptions,
+    auth_token_from_env,
+)
+from spitfire.wal.api import CorruptLogError, Durability, StorageError
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Log to stderr as text or JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """Flags of the server (DESIGN.md section 3)."""
+    p = argparse.ArgumentParser(prog="spitfire-server", description="Run the Spitfire job server.")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
+    p.add_argument(
+        "--durability",
+        choices=[d.value for d in Durability],
+        default=Durability.GROUP.value,
+        help="default durability of queues (default %(default)s)",
+    )
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="binary protocol address (default %(default)s)")
+    p.add_argument("--http", default=DEFAULT_HTTP, help="HTTP address (default %(default)s)")
+    p.add_argument("--auth-token", default=None, help="token clients must present (or SPITFIRE_AUTH_TOKEN)")
+    p.add_argument("--no-quic", action="store_true", help="serve TCP only")
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default %(default)s)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
+    return p
+
+
+def repair_parser() -> argparse.ArgumentParser:
+    """Flags of `spitfire-server repair`."""
+    p = argparse.ArgumentParser(
+        prog="spitfire-server repair",
+        description="Cut damaged logs at the first bad record so that the server can start. "
+        "Records after the cut are lost; you are asked first.",
+    )
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
+    p.add_argument("--yes", action="store_true", help="do not ask before cutting")
+    return p
+
+
+def parse_options(argv: Sequence[str]) -> ServerOptions:
+    """Turn command-line arguments into validated ServerOptions."""
+    args = serve_parser().parse_args(argv)
+    return ServerOptions(
+        data_dir=Path(args.data_dir),
+        durability=Durability(args.durability),
+        listen=Address.parse(args.listen, "--listen"),
+        http=Address.parse(args.http, "--http"),
+        auth_token=auth_token_from_env(args.auth_token),
+        no_quic=args.no_quic,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+
+
+def run_repair(argv: Sequence[str]) -> int:
+    """`spitfire-server repair`: describe each cut, ask, then cut."""
+    from spitfire.wal.repair import repair
+
+    args = repair_parser().parse_args(argv)
+
+    def confirm(description: str) -> bool:
+        print(description)
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print("not cutting: no terminal to ask on; run again with --yes to cut without asking")
+            return False
+        return input("Cut the log here? [y/N] ").strip().lower() in ("y", "yes")
+
+    actions = repair(Path(args.data_dir), confirm=confirm)
+    if not actions:
+        print(f"{args.data_dir}: nothing to repair")
+    for action in actions:
+        print(action)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the spitfire-server console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["repair"]:
+        configure_logging("info", "text")
+        return run_repair(argv[1:])
+    try:
+        options = parse_options(argv)
+    except OptionsError as exc:
+        print(f"spitfire-server: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(options.log_level, options.log_format)
+    from spitfire.server.runtime import serve
+
+    try:
+        return uvloop.run(serve(options))
+    except (CorruptLogError, StorageError) as exc:
+        print(f"spitfire-server: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Command-line options of spitfire-server (DESIGN.md section 3), validated at construction."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from spitfire.wal.api import Durability
+
+#: Where the server keeps its data unless told otherwise.
+DEFAULT_DATA_DIR = "./spitfire-data"
+#: Binary protocol: TCP on this address, QUIC on the same UDP port.
+DEFAULT_LISTEN = "127.0.0.1:7878"
+#: REST API, dashboard, SSE, /metrics, /health, /ready.
+DEFAULT_HTTP = "127.0.0.1:7880"
+#: Environment variable that supplies the auth token when --auth-token is not given.
+AUTH_TOKEN_ENV = "SPITFIRE_AUTH_TOKEN"
+
+
+class OptionsError(ValueError):
+    """An option is invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> Address:
+        """Parse ``host:port`` or ``[v6]:port``; raise OptionsError naming ``flag`` otherwise."""
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise OptionsError(f"{flag} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7878")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise OptionsError(f"{flag} {text!r}: the port must be a number") from None
+        if not 0 <= port <= 65535:
+            raise OptionsError(f"{flag} {text!r}: the port must be between 0 and 65535")
+        return cls(host, port)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when only this machine can reach the address."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Everything spitfire-server was asked to do."""
+
+    #: Directory holding meta/, queues/<queue>/{wal,snapshots}/ and tls/.
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    #: Durability of queues that have not chosen their own.
+    durability: Durability = Durability.GROUP
+    #: Binary protocol address (TCP, and QUIC on the same UDP port).
+    listen: Address = Address("127.0.0.1", 7878)
+    #: HTTP address.
+    http: Address = Address("127.0.0.1", 7880)
+    #: Token every client must present; None means no authentication (loopback only).
+    auth_token: str | None = None
+    #: Serve TCP only.
+    no_quic: bool = False
+    log_level: str = "info"
+    #: "text" or "json".
+    log_format: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise OptionsError(f"--log-format {self.log_format!r}: choose text or json")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise OptionsError(f"--log-level {self.log_level!r}: choose debug, info, warning or error")
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise OptionsError("--auth-token is empty: give a token, or leave the flag out")
+        binds = (("--listen", self.listen), ("--http", self.http))
+        exposed = [f"{flag} {addr}" for flag, addr in binds if not addr.is_loopback]
+        if exposed and self.auth_token is None:
+            raise OptionsError(
+                f"refusing to listen on a non-loopback address ({', '.join(exposed)}) without an auth "
+                f"token: anyone who can reach it could enqueue and run jobs. Pass --auth-token TOKEN "
+                f"(or set {AUTH_TOKEN_ENV}), or bind to 127.0.0.1."
+            )
+
+
+def auth_token_from_env(flag_value: str | None) -> str | None:
+    """The token from the flag, else from SPITFIRE_AUTH_TOKEN, else None."""
+    if flag_value is not None:
+        return flag_value
+    return os.environ.get(AUTH_TOKEN_ENV) or None

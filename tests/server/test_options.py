@@ -1,0 +1,54 @@
+"""spitfire-server flags: defaults, validation, and the non-loopback guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from spitfire.server.cli import main, parse_options
+from spitfire.server.options import Address, OptionsError
+from spitfire.wal.api import Durability
+
+
+def test_defaults_match_design() -> None:
+    options = parse_options([])
+    assert str(options.data_dir) == "spitfire-data"
+    assert options.durability is Durability.GROUP
+    assert str(options.listen) == "127.0.0.1:7878"
+    assert str(options.http) == "127.0.0.1:7880"
+    assert options.auth_token is None
+
+
+def test_every_flag_is_parsed() -> None:
+    options = parse_options(
+        ["--data-dir", "/tmp/d", "--durability", "sync", "--listen", "[::1]:9000", "--http", "localhost:9001",
+         "--auth-token", "s3cret", "--no-quic", "--log-level", "debug", "--log-format", "json"]
+    )  # fmt: skip
+    assert options.durability is Durability.SYNC
+    assert options.listen == Address("::1", 9000)
+    assert options.http == Address("localhost", 9001)
+    assert options.auth_token == "s3cret"
+    assert options.no_quic
+    assert options.log_format == "json"
+
+
+@pytest.mark.parametrize("text", ["7878", "host:", ":7878", "h:port", "h:70000"])
+def test_bad_addresses_name_the_flag(text: str) -> None:
+    with pytest.raises(OptionsError, match="--listen"):
+        Address.parse(text, "--listen")
+
+
+def test_non_loopback_without_token_refuses_to_start(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--listen", "0.0.0.0:7878"]) == 2
+    err = capsys.readouterr().err
+    assert "non-loopback" in err and "--auth-token" in err
+
+
+def test_non_loopback_with_token_from_env_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPITFIRE_AUTH_TOKEN", "from-env")
+    options = parse_options(["--http", "0.0.0.0:7880"])
+    assert options.auth_token == "from-env"
+
+
+def test_bad_log_format_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        parse_options(["--log-format", "xml"])
