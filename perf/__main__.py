@@ -115,7 +115,7 @@ def engine_cases(quick: bool) -> list[Case]:
                     lambda v: v <= 600,
                 ),
             ),
-        ),  # fmt: skip
+        ),
         Case(
             "snapshot-stall",
             "snapshot-stall",

@@ -10,7 +10,6 @@ spitfire-server repair --data-dir DIR [--yes]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
