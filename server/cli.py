@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvloop
 
+from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_HTTP,
@@ -116,7 +117,16 @@ def run_repair(argv: Sequence[str]) -> int:
             return False
         return input("Cut the log here? [y/N] ").strip().lower() in ("y", "yes")
 
-    actions = repair(Path(args.data_dir), confirm=confirm)
+    lock = DataDirLock(Path(args.data_dir))
+    try:
+        lock.acquire()
+    except DataDirInUseError as exc:
+        print(f"spitfire-server repair: {exc}", file=sys.stderr)
+        return 1
+    try:
+        actions = repair(Path(args.data_dir), confirm=confirm)
+    finally:
+        lock.release()
     if not actions:
         print(f"{args.data_dir}: nothing to repair")
     for action in actions:
@@ -140,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return uvloop.run(serve(options))
-    except (CorruptLogError, StorageError) as exc:
+    except (CorruptLogError, StorageError, DataDirInUseError) as exc:
         print(f"spitfire-server: cannot start: {exc}", file=sys.stderr)
         return 1
 

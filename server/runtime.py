@@ -13,6 +13,7 @@ import signal
 import time
 
 from spitfire.server.config import EngineConfig
+from spitfire.server.datadir import DataDirLock
 from spitfire.server.engine import Engine
 from spitfire.server.options import ServerOptions
 from spitfire.wal import FileStorage
@@ -31,11 +32,13 @@ class Server:
         self.storage: FileStorage | None = None
         self.engine: Engine | None = None
         self._stopping = asyncio.Event()
+        self._lock = DataDirLock(options.data_dir)
 
     async def start(self) -> None:
         """Open the data directory and recover every queue."""
         started = time.perf_counter()
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
         self.storage = FileStorage(self.options.data_dir)
         self.engine = Engine(self.storage, EngineConfig(durability=self.options.durability))
         await self.engine.open(now=time.time())
@@ -67,10 +70,13 @@ class Server:
 
     async def close(self) -> None:
         """Flush everything to disk and release files."""
-        if self.engine is not None:
-            await self.engine.close()
-        elif self.storage is not None:
-            await self.storage.close()
+        try:
+            if self.engine is not None:
+                await self.engine.close()
+            elif self.storage is not None:
+                await self.storage.close()
+        finally:
+            self._lock.release()
 
 
 def describe(options: ServerOptions) -> str:

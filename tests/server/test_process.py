@@ -66,3 +66,28 @@ def test_repair_on_a_healthy_data_dir_changes_nothing(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "nothing to repair" in out.stdout
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    first = start_server(tmp_path / "data")
+    try:
+        wait_for_banner(first)
+        second = subprocess.run(
+            [
+                *SERVER,
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
+    finally:
+        first.terminate()
+        assert first.wait(timeout=20) == 0
