@@ -1,1 +1,41 @@
 """Write-ahead log: per-queue mmap'd segments, group commit, snapshots, recovery (`wal/FORMAT.md`)."""
+
+from .api import (
+    CorruptLogError,
+    Durability,
+    LogClosedError,
+    LogRecord,
+    NoSpaceError,
+    QueueLog,
+    RecordTooLargeError,
+    Recovery,
+    SnapshotWriter,
+    Storage,
+    StorageError,
+    UnsupportedFormatError,
+)
+from .config import WalConfig
+from .log import FileQueueLog
+from .repair import repair
+from .snapshot import FileSnapshotWriter
+from .storage import FileStorage
+
+__all__ = [
+    "CorruptLogError",
+    "Durability",
+    "FileQueueLog",
+    "FileSnapshotWriter",
+    "FileStorage",
+    "LogClosedError",
+    "LogRecord",
+    "NoSpaceError",
+    "QueueLog",
+    "RecordTooLargeError",
+    "Recovery",
+    "SnapshotWriter",
+    "Storage",
+    "StorageError",
+    "UnsupportedFormatError",
+    "WalConfig",
+    "repair",
+]

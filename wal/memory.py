@@ -38,8 +38,9 @@ DEFAULT_MAX_RECORD_SIZE = 64 * 2**20 - 64
 class MemoryLogState:
     """Everything one queue's log holds; survives the `MemoryStorage` that wrote it."""
 
-    #: Records after the newest finished snapshot, oldest first (LSNs are consecutive).
-    records: list[LogRecord] = field(default_factory=list)
+    #: Records after the newest finished snapshot as (lsn, type, body), oldest first. Plain tuples:
+    #: the garbage collector stops tracking them, so a million records cost no collector passes.
+    records: list[tuple[int, int, bytes]] = field(default_factory=list)
     #: LSN of the newest appended record.
     last_lsn: int = 0
     #: The newest finished snapshot: (lsn, chunks); None before the first one.
@@ -61,6 +62,8 @@ class MemoryState:
     out_of_space: bool = False
     #: Largest record body accepted; larger ones raise `RecordTooLargeError`.
     max_record_size: int = DEFAULT_MAX_RECORD_SIZE
+    #: False drops records after numbering them (memory benchmarks of the engine; no recovery).
+    keep_records: bool = True
 
 
 class MemorySnapshotWriter:
@@ -94,7 +97,7 @@ class MemorySnapshotWriter:
         state.snapshot = (self._lsn, self._chunks)
         state.snapshots_finished += 1
         # Drop the records the snapshot covers (the file engine compacts segments the same way).
-        keep = [r for r in state.records if r.lsn > self._lsn]
+        keep = [r for r in state.records if r[0] > self._lsn]
         state.records = keep
 
     def abort(self) -> None:
@@ -150,7 +153,8 @@ class MemoryLog:
             raise NoSpaceError(f"no space left for queue {self._queue!r}")
         state = self._state
         lsn = state.last_lsn + 1
-        state.records.append(LogRecord(lsn, rtype, bytes(body)))
+        if self._shared.keep_records:
+            state.records.append((lsn, rtype, bytes(body)))
         state.last_lsn = lsn
         return lsn
 
@@ -190,11 +194,9 @@ class MemoryStorage:
             state = self.state.logs[queue] = MemoryLogState()
         log = MemoryLog(queue, state, self.state, durability)
         self._logs[queue] = log
-        if state.snapshot is None:
-            recovery = Recovery(0, [], list(state.records))
-        else:
-            lsn, chunks = state.snapshot
-            recovery = Recovery(lsn, list(chunks), [r for r in state.records if r.lsn > lsn])
+        lsn, chunks = state.snapshot if state.snapshot is not None else (0, [])
+        records = (LogRecord(*r) for r in state.records if r[0] > lsn)
+        recovery = Recovery(lsn, list(chunks), records)
         return log, recovery
 
     def drop_log(self, queue: str) -> None:

@@ -1,0 +1,178 @@
+"""Group commit: one flusher thread fdatasyncs the segments of every dirty log (DESIGN.md section 4).
+
+Hand-off without locks on the hot path: the loop seals a log's open group at the end of a tick
+(`FileQueueLog._seal`) and `submit`s it here (a deque append plus an Event). The flusher thread
+takes every queued group, runs one fdatasync per distinct segment file involved (many files in
+parallel on a small thread pool: fdatasync releases the GIL), then makes ONE
+``call_soon_threadsafe`` per round to resolve the groups' futures on the loop. Futures and
+durable-LSN bookkeeping live on the loop thread only.
+
+Groups of a SYNC log are never merged: per round the flusher takes at most one group of a log that
+has a SYNC group pending, so every SYNC record gets an fdatasync of its own, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from .segment import Segment
+
+if TYPE_CHECKING:
+    from .log import FileQueueLog
+
+logger = logging.getLogger("spitfire.wal")
+
+#: An fdatasync slower than this is logged (etcd's warnSyncDuration, scaled to our latency target).
+WARN_SYNC_SECONDS = 1.0
+
+
+class Group:
+    """Records of one log appended since the last seal, made durable by one round of the flusher."""
+
+    __slots__ = ("first_lsn", "future", "last_lsn", "log", "segments", "sync")
+
+    def __init__(self, log: FileQueueLog, segment: Segment, first_lsn: int, sync: bool) -> None:
+        self.log = log
+        #: Segments holding the group's records (two when it spans a roll).
+        self.segments = [segment]
+        self.first_lsn = first_lsn
+        #: Set when sealed.
+        self.last_lsn = first_lsn
+        #: Created lazily by `commit` / `flush` (nobody may wait).
+        self.future: asyncio.Future[None] | None = None
+        #: A SYNC record: never shares an fdatasync with another group of its log.
+        self.sync = sync
+
+
+Outcome = tuple[Group, OSError | None]
+
+
+class Flusher:
+    """The flusher thread shared by all logs of a `FileStorage`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, threads: int, fsync: bool) -> None:
+        self._loop = loop
+        self._threads = threads
+        self._fsync = fsync
+        self._queue: collections.deque[Group] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread = threading.Thread(target=self._run, name="spitfire-wal-flusher", daemon=True)
+        #: Rounds run so far and the duration / file count of the last one (for benchmarks, tests).
+        self.rounds = 0
+        self.last_round_seconds = 0.0
+        self.last_round_files = 0
+        self._thread.start()
+
+    def submit(self, group: Group) -> None:
+        """Queue a sealed group (loop thread)."""
+        self._queue.append(group)
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish every queued group, then stop the thread (blocks until it exits)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    # --- flusher thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[Group] = []
+        while True:
+            if not pending and not self._queue:
+                if self._stopping:
+                    return
+                self._wake.wait()
+                self._wake.clear()
+            while self._queue:
+                pending.append(self._queue.popleft())
+            if not pending:
+                continue
+            batch, pending = _pick(pending)
+            started = time.perf_counter()
+            outcomes = self._sync(batch)
+            self.last_round_seconds = time.perf_counter() - started
+            self.rounds += 1
+            try:
+                self._loop.call_soon_threadsafe(_resolve, outcomes)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                logger.warning("event loop closed before %d commit groups were resolved", len(outcomes))
+
+    def _sync(self, batch: list[Group]) -> list[Outcome]:
+        files: dict[int, Segment] = {}
+        for group in batch:
+            for seg in group.segments:
+                files[id(seg)] = seg
+        self.last_round_files = len(files)
+        segs = list(files.values())
+        errors: dict[int, OSError] = {}
+        if self._fsync:
+            if len(segs) > 1 and self._threads > 1:
+                self._sync_parallel(segs, errors)
+            else:
+                _sync_all(segs, errors)
+        return [(g, next((errors[id(s)] for s in g.segments if id(s) in errors), None)) for g in batch]
+
+    def _sync_parallel(self, segs: list[Segment], errors: dict[int, OSError]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads - 1, thread_name_prefix="spitfire-wal-fsync")
+        n = min(self._threads, len(segs))
+        parts = [segs[i::n] for i in range(n)]
+        futures = [self._pool.submit(_sync_all, part, errors) for part in parts[1:]]
+        _sync_all(parts[0], errors)
+        for future in futures:
+            future.result()
+
+
+def _sync_all(segs: list[Segment], errors: dict[int, OSError]) -> None:
+    for seg in segs:
+        started = time.perf_counter()
+        try:
+            os.fdatasync(seg.fd)
+        except OSError as exc:
+            logger.error("fdatasync of %s failed: %s; its records are not durable", seg.path, exc)
+            errors[id(seg)] = exc
+        took = time.perf_counter() - started
+        if took > WARN_SYNC_SECONDS:
+            logger.warning("slow fdatasync of %s: %.3f s", seg.path, took)
+
+
+def _pick(pending: list[Group]) -> tuple[list[Group], list[Group]]:
+    """Split pending groups into this round's batch and the rest (SYNC groups never merge).
+
+    A SYNC group is taken only if no other group of its log is in the batch; once a group of a log
+    is held back, every later group of that log is held back too, so groups resolve in LSN order.
+    """
+    batch: list[Group] = []
+    later: list[Group] = []
+    in_batch: set[int] = set()
+    sync_in_batch: set[int] = set()
+    held: set[int] = set()
+    for group in pending:
+        key = id(group.log)
+        if key in held or key in sync_in_batch or (group.sync and key in in_batch):
+            held.add(key)
+            later.append(group)
+            continue
+        batch.append(group)
+        in_batch.add(key)
+        if group.sync:
+            sync_in_batch.add(key)
+    return batch, later
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """Loop thread: settle each group's future and its log's durable LSN."""
+    for group, error in outcomes:
+        group.log._group_done(group, error)

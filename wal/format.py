@@ -1,0 +1,239 @@
+"""Pure encoding and decoding of the on-disk format (`wal/FORMAT.md`): no files, no state.
+
+Everything here works on any buffer (bytes, bytearray, mmap), so that recovery, repair, snapshots
+and tests share one implementation of the framing.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from crc32c import crc32c
+
+from .api import LogRecord
+from .constants import (
+    FORMAT_VERSION,
+    RECORD_ALIGN,
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE,
+    RECORD_LEN_TYPE,
+    SEGMENT_HEADER,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC,
+    SEGMENT_PREFIX,
+    ZERO_CHUNK_SIZE,
+)
+
+#: Anything the framing functions read from or write to.
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+
+_ZEROS = bytes(ZERO_CHUNK_SIZE)
+_NON_ZERO = re.compile(rb"[^\x00]")
+
+
+def align(n: int) -> int:
+    """Round ``n`` up to the record alignment (8 bytes)."""
+    return (n + RECORD_ALIGN - 1) & -RECORD_ALIGN
+
+
+def record_size(body_len: int) -> int:
+    """Bytes a record with a body of ``body_len`` bytes occupies, padding included."""
+    return align(RECORD_HEADER_SIZE + body_len)
+
+
+def record_crc(rtype: int, body: Buffer) -> int:
+    """The crc32c a record header carries: over length, type, the 3 pad bytes, then the body."""
+    return crc32c(body, crc32c(RECORD_LEN_TYPE.pack(len(memoryview(body)), rtype)))
+
+
+def encode_record(rtype: int, body: bytes) -> bytes:
+    """One framed record, padded with zeros to a multiple of 8 bytes."""
+    if not 0 < rtype < 256:
+        raise ValueError(f"record type must be 1..255, got {rtype}")
+    head = RECORD_HEADER.pack(record_crc(rtype, body), len(body), rtype)
+    return head + body + bytes(record_size(len(body)) - RECORD_HEADER_SIZE - len(body))
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHeader:
+    """The decoded 64-byte header of a segment file."""
+
+    number: int
+    base_lsn: int
+    segment_size: int
+
+
+def encode_segment_header(number: int, base_lsn: int, segment_size: int) -> bytes:
+    """The 64 header bytes of a segment (the CRC covers the 60 bytes before it)."""
+    fields = (SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, 0, number, base_lsn, segment_size)
+    without_crc = SEGMENT_HEADER.pack(*fields, 0)[:-4]
+    return SEGMENT_HEADER.pack(*fields, crc32c(without_crc))
+
+
+class HeaderError(Exception):
+    """A segment header is not valid; ``version`` is set when only the version is unknown."""
+
+    def __init__(self, reason: str, version: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.version = version
+
+
+def decode_segment_header(buf: Buffer) -> SegmentHeader:
+    """Decode and check a segment header.
+
+    :raises HeaderError: bad magic, unknown version (``version`` set), bad size or CRC.
+    """
+    view = bytes(memoryview(buf)[:SEGMENT_HEADER_SIZE])
+    if len(view) < SEGMENT_HEADER_SIZE:
+        raise HeaderError("file is shorter than a segment header")
+    magic, version = SEGMENT_PREFIX.unpack_from(view, 0)
+    if magic != SEGMENT_MAGIC:
+        raise HeaderError("bad segment magic")
+    if version != FORMAT_VERSION:
+        raise HeaderError(f"unknown format version {version}", version=version)
+    _, _, header_size, _, number, base_lsn, size, crc = SEGMENT_HEADER.unpack_from(view, 0)
+    if crc32c(view[: SEGMENT_HEADER_SIZE - 4]) != crc:
+        raise HeaderError("segment header checksum mismatch")
+    if header_size != SEGMENT_HEADER_SIZE:
+        raise HeaderError(f"unexpected segment header size {header_size}")
+    if base_lsn < 1:
+        raise HeaderError(f"invalid base LSN {base_lsn}")
+    return SegmentHeader(number, base_lsn, size)
+
+
+# --- zero checks ----------------------------------------------------------------------------------
+
+
+def data_end(buf: Buffer, start: int, end: int) -> int:
+    """Offset just past the last non-zero byte in ``buf[start:end]`` (``start`` if all zero).
+
+    Compares 1 MiB chunks against zeros from the end (memcmp speed), never byte by byte in Python.
+    """
+    with memoryview(buf) as view:
+        hi = end
+        while hi > start:
+            lo = max(start, hi - ZERO_CHUNK_SIZE)
+            chunk = bytes(view[lo:hi])
+            if chunk != _ZEROS[: hi - lo]:
+                return lo + len(chunk.rstrip(b"\0"))
+            hi = lo
+        return start
+
+
+def is_zero(buf: Buffer, start: int, end: int) -> bool:
+    """True when ``buf[start:end]`` holds only zero bytes."""
+    return data_end(buf, start, end) == start
+
+
+# --- record scanning ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What `scan_records` found in one segment."""
+
+    #: Number of valid records, in order from the first.
+    count: int
+    #: Offset just past the last valid record (where the next record would go).
+    end: int
+    #: Offset of the first bad spot, or None when the segment ends cleanly.
+    bad_offset: int | None = None
+    #: Why the bad spot is bad.
+    reason: str = ""
+
+
+def check_record(buf: Buffer, off: int, size: int) -> tuple[int, int, str]:
+    """Check the record at ``off``: returns (type, body length, "") or (0, 0, reason) when invalid.
+
+    Type 0 with length 0 and CRC 0 is the end of the log: returns (0, 0, "").
+    """
+    if off + RECORD_HEADER_SIZE > size:
+        return 0, 0, "record header runs past the end of the segment"
+    crc, length, rtype = RECORD_HEADER.unpack_from(buf, off)
+    if rtype == 0:
+        if length == 0 and crc == 0:
+            return 0, 0, ""
+        return 0, 0, "record type 0 with a non-zero length or checksum"
+    end = off + RECORD_HEADER_SIZE + length
+    if end > size:
+        return 0, 0, f"record length {length} runs past the end of the segment"
+    if crc32c(memoryview(buf)[off + 4 : end]) != crc:
+        return 0, 0, "record checksum mismatch"
+    return rtype, length, ""
+
+
+def scan_records(
+    buf: Buffer,
+    start: int,
+    size: int,
+    sink: list[LogRecord] | None = None,
+    base_lsn: int = 1,
+    min_lsn: int = 0,
+) -> ScanResult:
+    """Walk the records of one segment from ``start`` and validate each.
+
+    Stops at the end-of-log marker (a zero header followed only by zeros), at ``size``, or at the
+    first bad spot (bad CRC, type 0 with a non-zero length, a length past the end, or a zero header
+    followed by non-zero bytes). When ``sink`` is given, every valid record with an LSN above
+    ``min_lsn`` is appended to it (the first record has LSN ``base_lsn``; bodies are copies).
+    """
+    with memoryview(buf) as view:
+        return _scan(view, start, size, sink, base_lsn, min_lsn)
+
+
+def _scan(
+    view: memoryview, start: int, size: int, sink: list[LogRecord] | None, base_lsn: int, min_lsn: int
+) -> ScanResult:
+    unpack = RECORD_HEADER.unpack_from
+    off = start
+    count = 0
+    limit = size - RECORD_HEADER_SIZE
+    while off <= limit:
+        crc, length, rtype = unpack(view, off)
+        body_start = off + RECORD_HEADER_SIZE
+        end = body_start + length
+        if rtype == 0 or end > size or crc32c(view[off + 4 : end]) != crc:
+            if rtype == 0 and length == 0 and crc == 0:
+                if is_zero(view, off, size):
+                    return ScanResult(count, off)
+                return ScanResult(count, off, off, "zero record header followed by non-zero bytes")
+            _, _, reason = check_record(view, off, size)
+            return ScanResult(count, off, off, reason)
+        if sink is not None and base_lsn + count > min_lsn:
+            sink.append(LogRecord(base_lsn + count, rtype, bytes(view[body_start:end])))
+        count += 1
+        off = (end + 7) & -8
+    if off < size and not is_zero(view, off, size):
+        return ScanResult(count, off, off, "record header runs past the end of the segment")
+    return ScanResult(count, off)
+
+
+def find_valid_record(buf: Buffer, start: int, size: int) -> int | None:
+    """Offset of the first 8-aligned valid record at or after ``start``, or None.
+
+    Used to tell a torn tail (nothing valid follows the bad spot) from damage in the middle of a log.
+    Zero runs are skipped with a regex search (C speed); only offsets whose header could contain a
+    non-zero byte are tried.
+    """
+    with memoryview(buf) as view:
+        return _find_valid(view, start, size)
+
+
+def _find_valid(view: memoryview, start: int, size: int) -> int | None:
+    stop = data_end(view, start, size)
+    off = align(start)
+    while off < stop:
+        match = _NON_ZERO.search(view, off, stop)
+        if match is None:
+            return None
+        # The first header that can hold the non-zero byte at p starts at align(p - 11).
+        off = max(off, align(match.start() - RECORD_HEADER_SIZE + 1))
+        rtype, _, _ = check_record(view, off, size)
+        if rtype:
+            return off
+        off += RECORD_ALIGN
+    return None
