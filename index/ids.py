@@ -35,12 +35,14 @@ def id_time(job_id: str) -> float:
 class IdGenerator:
     """Issues ids; `next` takes the current time, as everything in the index does."""
 
-    __slots__ = ("_counter", "_ms", "_rand")
+    __slots__ = ("_counter", "_ms", "_prefix", "_rand", "_tail")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._ms = 0
         self._counter = -1
+        self._prefix = f"{0:012x}"
         self._rand = (rng or random.Random()).getrandbits
+        self._tail = f"{self._rand(24):06x}"
 
     def next(self, now: float) -> str:
         """A new id, greater than every id issued or observed before."""
@@ -48,12 +50,16 @@ class IdGenerator:
         if ms > self._ms:
             self._ms = ms
             self._counter = 0
+            # A fresh random tail per millisecond: cheap, and it keeps two servers' ids apart.
+            self._prefix = f"{ms:012x}"
+            self._tail = f"{self._rand(24):06x}"
         elif self._counter < _COUNTER_MAX:
             self._counter += 1
         else:
             self._ms += 1
             self._counter = 0
-        return f"{self._ms:012x}{self._counter:06x}{self._rand(24):06x}"
+            self._prefix = f"{self._ms:012x}"
+        return f"{self._prefix}{self._counter:06x}{self._tail}"
 
     def observe(self, job_id: str) -> None:
         """Make every later id greater than ``job_id`` (called for each id found in recovery)."""
@@ -63,6 +69,7 @@ class IdGenerator:
         counter = int(job_id[MS_DIGITS : MS_DIGITS + COUNTER_DIGITS], 16)
         if (ms, counter) > (self._ms, self._counter):
             self._ms, self._counter = ms, counter
+            self._prefix = f"{ms:012x}"
 
     @property
     def last(self) -> str:

@@ -140,9 +140,12 @@ class QueueIndex:
         table = self.table
         return [j for j in self._jobs if table.get(j.id) is j]
 
-    def jobs_fuzzy(self) -> list[Job]:
-        """A cheap copy of the creation-order list that may hold removed jobs: check `contains`."""
-        return self._jobs.copy()
+    def jobs_view(self) -> tuple[list[Job], int]:
+        """The creation-order list and its current length, without copying (a snapshot of a million
+        jobs must not stall the loop on a copy). The list is only ever appended to (compaction
+        builds a new one), so its first ``n`` entries never change; they may include removed jobs:
+        check `contains`."""
+        return self._jobs, len(self._jobs)
 
     def pop_ready(self) -> Job | None:
         """The next ready job (still ENQUEUED: the caller moves it), or None."""

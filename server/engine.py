@@ -23,7 +23,15 @@ import msgspec
 
 from spitfire.index.backoff import retry_delay
 from spitfire.index.ids import IdGenerator, is_job_id
-from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, AttemptError, Backoff, Job, JobState
+from spitfire.index.job import (
+    ACTIVE_STATES,
+    LEASED_STATES,
+    MAX_PRIORITY,
+    AttemptError,
+    Backoff,
+    Job,
+    JobState,
+)
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
 from spitfire.wal.api import Durability, NoSpaceError, QueueLog, Storage
@@ -35,6 +43,8 @@ from .errors import InvalidTransition, JobNotFound, NoSpace, QueueNotFound, Stal
 from .records import RecordType
 from .recovery import load_queue
 
+#: Handler names remembered as already validated and interned (beyond this, each is checked anew).
+MAX_CACHED_NAMES = 10_000
 #: The error recorded when a lease ran out without a heartbeat or an outcome.
 LEASE_EXPIRED = "lease expired"
 #: The error recorded when a worker's connection dropped while it held the job.
@@ -109,6 +119,8 @@ class Engine:
         #: worker id -> {job id: job} of the jobs it holds a lease on.
         self._workers: dict[str, dict[str, Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Validated, interned handler names.
+        self._names: dict[str, str] = {}
         self._opened = False
 
     # -- life cycle -------------------------------------------------------------------------------------
@@ -233,26 +245,37 @@ class Engine:
         headers: dict[str, str] | None,
     ) -> Job:
         c = self.config
-        v.check_bytes("payload", payload, c.max_payload)
-        if priority:
+        if payload.__class__ is not bytes or len(payload) > c.max_payload:
+            v.check_bytes("payload", payload, c.max_payload)
+        if priority.__class__ is not int or not 0 <= priority <= MAX_PRIORITY:
             v.check_priority(priority)
         at = v.check_run_at(run_at, delay, now) if run_at is not None or delay is not None else None
+        handler = self._names.get(name) if name.__class__ is str else None
+        if handler is None:
+            handler = self._intern_name(name)
         return Job(
             self._ids.next(now),
             queue,
-            sys.intern(v.check_name("name", name, c)),
+            handler,
             payload,
             _ENQUEUED if at is None else _SCHEDULED,
             now,
             priority,
             at,
             c.default_max_attempts if max_attempts is None else v.check_max_attempts(max_attempts),
-            v.check_backoff(backoff),
+            None if backoff is None else v.check_backoff(backoff),
             c.default_timeout if timeout is None else v.check_timeout("timeout", timeout, c),
-            v.check_key(idempotency_key),
-            v.check_headers(headers),
+            None if idempotency_key is None else v.check_key(idempotency_key),
+            None if headers is None else v.check_headers(headers),
             updated_at=now,
         )
+
+    def _intern_name(self, name: str) -> str:
+        """Validate a handler name and intern it (one string object per name, checked once)."""
+        handler = sys.intern(v.check_name("name", name, self.config))
+        if len(self._names) < MAX_CACHED_NAMES:
+            self._names[handler] = handler
+        return handler
 
     def _existing(self, queue: str, key: str | None, now: float) -> Job | None:
         """The job an idempotency key already names in ``queue`` (a stub if it left history)."""
@@ -626,7 +649,7 @@ class Engine:
     async def snapshot(self, queue: str) -> int:
         """Write a fuzzy snapshot of the queue without stalling the loop; returns its LSN.
 
-        The job list is copied when the snapshot starts (every job that exists at its LSN is in it);
+        The job list is fixed when the snapshot starts (every job that exists at its LSN is in it);
         jobs are encoded a chunk at a time with a yield to the loop between chunks, so a job may be
         written in a state newer than the LSN: replay is idempotent (``job.lsn``), so that is fine.
         """
@@ -644,13 +667,13 @@ class Engine:
                 [rec.IdempotencyEntry(*item) for item in index.keys.items()],
                 self._ids.last,
             )
-            jobs = index.jobs_fuzzy()
+            jobs, count = index.jobs_view()
             writer.add(_encode(meta))
             step = self.config.snapshot_chunk
             contains = index.contains
-            for start in range(0, len(jobs), step):
+            for start in range(0, count, step):
                 await asyncio.sleep(0)
-                part = [j for j in jobs[start : start + step] if contains(j)]
+                part = [j for j in jobs[start : min(count, start + step)] if contains(j)]
                 writer.add(_encode(rec.JobChunk(part)))
             await writer.finish()
         except BaseException:
