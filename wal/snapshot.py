@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextlib
 import logging
 import os
 import queue
@@ -148,10 +147,8 @@ class FileSnapshotWriter:
             else:
                 self._done.set_exception(error)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone; nobody waits
             self._loop.call_soon_threadsafe(settle)
-        except RuntimeError:
-            pass  # the loop is gone; nobody waits
 
     def _write(self) -> int | None:
         """Write the file; returns the LSN of the previous snapshot (None if none, or aborted)."""
