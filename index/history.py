@@ -39,6 +39,11 @@ class History:
         self._jobs.append(job)
         self._seqs.append(job.seq)
 
+    def extend(self, jobs: list[Job]) -> None:
+        """Add many succeeded jobs (recovery), oldest first."""
+        self._jobs.extend(jobs)
+        self._seqs.extend([job.seq for job in jobs])
+
     def evict(self, now: float, live_count: int) -> list[Job]:
         """Remove and return the jobs to forget: the oldest beyond ``max_count``, and those older than
         ``max_age`` at ``now``. ``live_count`` is the number of succeeded jobs of the queue."""

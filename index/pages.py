@@ -14,6 +14,11 @@ from bisect import bisect_left, bisect_right
 
 from .job import Job
 
+
+def _job_seq(job: Job) -> int:
+    return job.seq
+
+
 #: Never compact a list smaller than this.
 MIN_COMPACT_SIZE = 1024
 
@@ -32,6 +37,11 @@ class StateList:
         """A job entered the state (its ``seq`` is new and the largest so far)."""
         self._seqs.append(job.seq)
         self._jobs.append(job)
+
+    def extend(self, jobs: list[Job]) -> None:
+        """Many jobs entered the state, in ``seq`` order."""
+        self._seqs.extend(map(_job_seq, jobs))
+        self._jobs.extend(jobs)
 
     def left(self) -> None:
         """A job left the state (its entry became dead); compacts when dead outnumber live."""

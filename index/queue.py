@@ -29,6 +29,10 @@ _SUCCEEDED = JobState.SUCCEEDED
 _STATES = len(JobState) + 1
 
 
+def _updated_at(job: Job) -> float:
+    return job.updated_at
+
+
 class QueueIndex:
     """The in-memory index of one queue."""
 
@@ -99,6 +103,34 @@ class QueueIndex:
         key = job.idempotency_key
         if key is not None and index_key:
             self.keys.add(key, job.id, job.name, job.created_at)
+
+    def load(self, jobs: list[Job]) -> None:
+        """Index many new jobs at once, in order (recovery: several times faster than `add`).
+
+        Their idempotency keys are not indexed: a snapshot restores the key table itself.
+        """
+        self.table.add_many(jobs)
+        self._jobs.extend(jobs)
+        groups: list[list[Job]] = [[] for _ in range(_STATES)]
+        seq = self.seq
+        for job in jobs:
+            seq += 1
+            job.seq = seq
+            groups[job.state].append(job)
+        self.seq = seq
+        for state, group in enumerate(groups):
+            if not group:
+                continue
+            self.counts[state] += len(group)
+            self.states[state].extend(group)
+            if state == _ENQUEUED:
+                self.ready.extend(group)
+            elif state in (_SCHEDULED, _RETRYING):
+                self.waiting.extend(group)
+            elif state in (_RESERVED, _RUNNING):
+                self.leases.extend(group)
+            elif state == _SUCCEEDED:
+                self.history.extend(sorted(group, key=_updated_at))
 
     def move(self, job: Job, state: JobState) -> None:
         """Move an indexed job to ``state`` (set ``run_at``/``lease_until`` first where they matter)."""

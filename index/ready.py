@@ -31,6 +31,17 @@ class ReadyQueue:
         self._seqs[job.priority].append(job.seq)
         self._live += 1
 
+    def extend(self, jobs: list[Job]) -> None:
+        """Push many jobs (recovery), in order."""
+        groups: list[list[Job]] = [[] for _ in range(MAX_PRIORITY + 1)]
+        for job in jobs:
+            groups[job.priority].append(job)
+        for priority, group in enumerate(groups):
+            if group:
+                self._jobs[priority].extend(group)
+                self._seqs[priority].extend([job.seq for job in group])
+        self._live += len(jobs)
+
     def pop(self) -> Job | None:
         """Remove and return the next live ready job, or None."""
         for priority in range(MAX_PRIORITY, -1, -1):

@@ -8,6 +8,7 @@ outnumber the live ones.
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import groupby
 
 from .job import Job
 
@@ -17,6 +18,10 @@ MIN_COMPACT_SIZE = 256
 
 def _job_id(job: Job) -> str:
     return job.id
+
+
+def _job_name(job: Job) -> str:
+    return job.name
 
 
 class _NameList:
@@ -43,6 +48,16 @@ class JobTable:
         if names is None:
             names = self._by_name[job.name] = _NameList()
         names.jobs.append(job)
+
+    def add_many(self, jobs: list[Job]) -> None:
+        """Index many new jobs at once (recovery): C-level bulk operations where possible."""
+        self._by_id.update(zip(map(_job_id, jobs), jobs, strict=True))
+        by_name = self._by_name
+        for name, run in groupby(jobs, key=_job_name):
+            names = by_name.get(name)
+            if names is None:
+                names = by_name[name] = _NameList()
+            names.jobs.extend(run)
 
     def remove(self, job: Job) -> None:
         """Forget a job (deleted, or evicted from history)."""

@@ -49,6 +49,16 @@ class DeadlineHeap:
         if len(self._heap) > MIN_COMPACT_SIZE and len(self._heap) > 2 * live_count + 1 and live_count:
             self.compact()
 
+    def extend(self, jobs: list[Job]) -> None:
+        """Add many jobs at once (recovery)."""
+        deadline_of = self._deadline_of
+        for job in jobs:
+            deadline = deadline_of(job)
+            if deadline is None:
+                raise ValueError(f"job {job.id} has no deadline to wait for")
+            self._heap.append((deadline, job.seq, job))
+        heapq.heapify(self._heap)
+
     def compact(self) -> None:
         """Drop every dead entry."""
         live = [e for e in self._heap if self._live(e)]

@@ -798,6 +798,10 @@ class Engine:
     def ids(self) -> IdGenerator:
         return self._ids
 
+    @property
+    def table(self) -> JobTable:
+        return self._table
+
     # -- queries ----------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:

@@ -45,32 +45,78 @@ def load_snapshot(engine: Engine, q: Queue, lsn: int, chunks: list[bytes]) -> No
     for chunk in chunks[1:]:
         jobs.extend(decode(chunk).jobs)
     jobs.sort(key=_by_seq)  # nearly sorted already: timsort makes this linear
-    intern = sys.intern
     name = q.name
-    add = q.index.add
+    names: dict[str, str] = {}
     leased = LEASED_STATES
     for job in jobs:
         job.queue = name
-        job.name = intern(job.name)
+        handler = names.get(job.name)
+        if handler is None:
+            handler = names[job.name] = sys.intern(job.name)
+        job.name = handler
         if job.state in leased:
             job.state = JobState.ENQUEUED
             job.worker = None
             job.lease_until = None
-        add(job, index_key=False)
+    q.index.load(jobs)
     keys = q.index.keys
     for entry in meta.keys:
-        keys.restore(entry.key, entry.job_id, intern(entry.name), entry.expires_at)
+        keys.restore(entry.key, entry.job_id, sys.intern(entry.name), entry.expires_at)
     if meta.last_id:
         engine.ids.observe(meta.last_id)
     if jobs:
         engine.ids.observe(max(jobs, key=_by_id).id)
 
 
+def load_new_jobs(engine: Engine, q: Queue, jobs: list[Job]) -> None:
+    """Index jobs read from enqueue records (``job.lsn`` set), skipping ids already known."""
+    table = engine.table
+    fresh = [job for job in jobs if job.id not in table]
+    if not fresh:
+        return
+    name = q.name
+    names: dict[str, str] = {}
+    for job in fresh:
+        job.queue = name
+        handler = names.get(job.name)
+        if handler is None:
+            handler = names[job.name] = sys.intern(job.name)
+        job.name = handler
+    q.index.load(fresh)
+    keys = q.index.keys
+    for job in fresh:
+        if job.idempotency_key is not None:
+            keys.add(job.idempotency_key, job.id, job.name, job.created_at)
+    engine.ids.observe(max(fresh, key=_by_id).id)
+
+
+_NEW = frozenset({rec.RecordType.JOB_ENQUEUED, rec.RecordType.JOBS_ENQUEUED})
+
+
 def load_queue(engine: Engine, q: Queue, recovery: Recovery) -> None:
-    """Apply everything recovery found for the queue."""
+    """Apply everything recovery found for the queue.
+
+    Runs of enqueue records are indexed in bulk; any other record first flushes the run, so the
+    order of changes is kept.
+    """
     chunks = list(recovery.snapshot_chunks)
     if chunks:
         load_snapshot(engine, q, recovery.snapshot_lsn, chunks)
     apply = engine.apply_record
+    pending: list[Job] = []
+    decode = rec.decode
     for record in recovery.records:
+        if record.rtype in _NEW:
+            body = decode(record.rtype, record.body)
+            batch = body.jobs if isinstance(body, rec.JobsEnqueued) else [body]
+            for job in batch:
+                assert isinstance(job, Job)
+                job.lsn = record.lsn
+            pending.extend(batch)  # type: ignore[arg-type]
+            continue
+        if pending:
+            load_new_jobs(engine, q, pending)
+            pending = []
         apply(q, record.lsn, record.rtype, record.body)
+    if pending:
+        load_new_jobs(engine, q, pending)
