@@ -71,6 +71,7 @@ class FileQueueLog:
         "_failed",
         "_fast_limit",
         "_inflight",
+        "_last_writer",
         "_last_lsn",
         "_mm",
         "_offset",
@@ -122,6 +123,7 @@ class FileQueueLog:
         #: (segment number, base LSN) of every segment file on disk, oldest first (for compaction).
         self._segments = segments
         self._snapshot: FileSnapshotWriter | None = None
+        self._last_writer: FileSnapshotWriter | None = None
         self._prep_lock = threading.Lock()
         self._prepared: PreparedFile | None = None
         self._want: int | None = None
@@ -194,7 +196,8 @@ class FileQueueLog:
         self._check_open()
         if self._snapshot is not None:
             raise StorageError(f"a snapshot of queue {self._queue!r} is already being written")
-        self._snapshot = FileSnapshotWriter(self, self._last_lsn)
+        self._snapshot = FileSnapshotWriter(self, self._last_lsn, self._last_writer)
+        self._last_writer = self._snapshot
         return self._snapshot
 
     async def flush(self) -> None:
@@ -366,12 +369,14 @@ class FileQueueLog:
     def _take_prepared(self, number: int, low: bool) -> PreparedFile:
         with self._prep_lock:
             prepared, self._prepared = self._prepared, None
-            self._want = None
             if prepared is not None and prepared.number == number:
+                self._want = None
                 return prepared
             if prepared is not None:
                 prepared.discard()
+            self._want = number  # still wanted: the preparer retries while space is low
             if low:
+                self._ctx.preparer.request(self)
                 raise NoSpaceError(
                     f"disk full: queue {self._queue!r} has used its reserved WAL space; free disk space "
                     f"under {self.wal_dir.parent.parent.parent} so that the server can continue"
@@ -383,17 +388,18 @@ class FileQueueLog:
                 self._queue,
             )
             try:
-                return prepare_file(
+                ready = prepare_file(
                     self.wal_dir, number, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
                 )
             except OSError as exc:
-                self._want = number
                 self._ctx.preparer.low_on_space = True
                 self._ctx.preparer.request(self)
                 raise NoSpaceError(
                     f"cannot allocate a new WAL segment for queue {self._queue!r} ({exc}); free disk space "
                     "so that new jobs are accepted again"
                 ) from exc
+            self._want = None
+            return ready
 
     def _roll(self, reserved: bool) -> None:
         """Move to the next segment (the prepared one if ready). Old segments close once durable."""

@@ -77,8 +77,10 @@ def _frame(rtype: int, body: bytes) -> tuple[bytes, bytes]:
 class FileSnapshotWriter:
     """Satisfies `SnapshotWriter`. The loop only queues chunks; a thread frames and writes them."""
 
-    def __init__(self, log: FileQueueLog, lsn: int) -> None:
+    def __init__(self, log: FileQueueLog, lsn: int, previous: FileSnapshotWriter | None = None) -> None:
         self._log = log
+        #: An aborted writer may still be deleting its ``.tmp`` (same name when the LSN is the same).
+        self._previous = previous._thread if previous is not None else None
         self._lsn = lsn
         self._loop = asyncio.get_running_loop()
         self.path = snapshot_path(log.snapshots_dir, lsn)
@@ -128,6 +130,9 @@ class FileSnapshotWriter:
     # --- writer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._previous is not None:
+            self._previous.join()
+            self._previous = None
         try:
             result = self._write()
         except BaseException as exc:

@@ -1,0 +1,121 @@
+"""Disk full on a real small filesystem (tmpfs with size=): plain appends stop, reserved ones go on."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from walhelpers import body_for
+
+from spitfire.wal import Durability, FileStorage, NoSpaceError, WalConfig
+
+Run = Any
+SEG = 64 * 1024
+CONFIG = WalConfig(segment_size=SEG, reserve_bytes=8 * 1024, space_retry_ms=5)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    try:
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs (needs root and mount permission): {exc}")
+    if result.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs (needs root and mount permission): {result.stderr.decode().strip()}"
+        )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+
+
+def fill(path: Path) -> None:
+    """Take every free byte of the filesystem."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            while True:
+                try:
+                    f.write(b"\xff" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+
+
+async def _wait(predicate: Any) -> None:
+    for _ in range(1000):
+        if predicate():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition not reached")
+
+
+def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run) -> None:
+    data = small_fs / "data"
+    acked: list[tuple[int, bytes]] = []
+
+    async def main() -> None:
+        storage = FileStorage(data, CONFIG)
+        a, _ = storage.open_log("a", Durability.GROUP)
+        b, _ = storage.open_log("b", Durability.GROUP)
+        # Queue a crosses half of its segment: its spare segment gets prepared while space remains.
+        while a.last_lsn < 200:
+            body = body_for(a.last_lsn, 150)
+            acked.append((a.append(1, body), body))
+        await _wait(lambda: a._prepared is not None)
+        fill(small_fs / "filler")
+        # Queue b needs a segment it cannot get: the storage is now low on space.
+        i = 0
+        while not b.low_on_space:
+            b.append(1, body_for(i, 150))
+            i += 1
+            await asyncio.sleep(0)
+            assert i < 1000
+        assert a.low_on_space
+        # Plain appends of a go on below the reserve line of the current segment, then are refused.
+        with pytest.raises(NoSpaceError, match="free disk space"):
+            while True:
+                body = body_for(a.last_lsn, 150)
+                acked.append((a.append(1, body), body))
+        segment = a._seg.number
+        # Reserved appends use the reserve, then the prepared spare, then fail too.
+        with pytest.raises(NoSpaceError, match="disk"):
+            while True:
+                body = body_for(a.last_lsn, 150)
+                lsn = a.append(2, body, reserved=True)
+                future = a.commit(lsn)
+                assert future is not None
+                await future
+                acked.append((lsn, body))
+        assert a._seg.number == segment + 1  # moved into the spare
+        with pytest.raises(NoSpaceError):
+            a.append(1, b"new job")
+        # Space comes back: the preparer's retry clears the flag and plain appends work again.
+        (small_fs / "filler").unlink()
+        await _wait(lambda: not a.low_on_space)
+        body = b"after space returned"
+        lsn = a.append(1, body)
+        acked.append((lsn, body))
+        await storage.close()
+
+    run(main())
+
+    async def check() -> None:
+        storage = FileStorage(data, CONFIG)
+        _, recovery = storage.open_log("a", Durability.GROUP)
+        assert [(r.lsn, r.body) for r in recovery.records] == acked
+        assert any(r.rtype == 2 for r in recovery.records)
+        await storage.close()
+
+    run(check())
+    assert os.path.ismount(small_fs)
