@@ -239,6 +239,7 @@ class FileQueueLog:
 
     def _begin_group(self, lsn: int) -> None:
         self._open = Group(self, self._seg, lsn, self._sync)
+        self._seg.inflight += 1  # pinned from now on: the segment stays open until the group is done
         if self._sync:
             self._seal()
         elif self._durability is Durability.ASYNC:
@@ -256,8 +257,6 @@ class FileQueueLog:
             self._timer.cancel()
             self._timer = None
         group.last_lsn = self._last_lsn
-        for seg in group.segments:
-            seg.inflight += 1
         self._inflight.append(group)
         self._ctx.flusher.submit(group)
 
@@ -413,10 +412,10 @@ class FileQueueLog:
         prepared = self._take_prepared(old.number + 1, low)
         seg = Segment.activate(prepared, self._ctx.config.segment_size, self._last_lsn + 1)
         old.retired = True
+        old.release_if_done()
         if self._open is not None:
             self._open.segments.append(seg)  # the open group spans both: it fsyncs both
-        else:
-            old.release_if_done()
+            seg.inflight += 1
         self._segments.append((seg.number, seg.base_lsn))
         self._enter_segment(seg, SEGMENT_HEADER_SIZE, plain=not low)
         if self._ctx.config.prepare_ahead == 0:
@@ -455,6 +454,7 @@ class FileQueueLog:
         self._seg.release_if_done()
         if group is not None:  # never sealed: its records are dropped with the log
             for seg in group.segments:
+                seg.inflight -= 1
                 seg.release_if_done()
             if group.future is not None and not group.future.done():
                 group.future.set_exception(LogClosedError(f"log of queue {self._queue!r} was closed"))

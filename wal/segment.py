@@ -81,7 +81,7 @@ class Segment:
         self.size = size
         self.base_lsn = base_lsn
         self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        #: Sealed groups not yet resolved that include this segment.
+        #: Groups (open or sealed) not yet resolved that include this segment.
         self.inflight = 0
         #: The log has rolled past this segment; close it once ``inflight`` drops to zero.
         self.retired = False
