@@ -77,6 +77,8 @@ def _frame(rtype: int, body: bytes) -> tuple[bytes, bytes]:
 class FileSnapshotWriter:
     """Satisfies `SnapshotWriter`. The loop only queues chunks; a thread frames and writes them."""
 
+    _thread: threading.Thread
+
     def __init__(self, log: FileQueueLog, lsn: int, previous: FileSnapshotWriter | None = None) -> None:
         self._log = log
         #: An aborted writer may still be deleting its ``.tmp`` (same name when the LSN is the same).

@@ -27,7 +27,7 @@ def body_for(ident: int) -> bytes:
 
 async def main(data_dir: str, mode: Durability, seed: int) -> None:
     storage = FileStorage(data_dir, CONFIG)
-    log, recovery = storage.open_log("crash", mode)
+    log, _ = storage.open_log("crash", mode)
     next_id = seed * 10_000_000
     out = sys.stdout
     out.write("ready\n")

@@ -23,7 +23,7 @@ Run = Any
 
 async def _write(data_dir: Path, mode: Durability, n: int, config: WalConfig = SMALL) -> list[int]:
     storage = FileStorage(data_dir, config)
-    log, recovery = storage.open_log("q", mode)
+    log, _ = storage.open_log("q", mode)
     start = log.last_lsn
     lsns = []
     for i in range(n):
@@ -167,7 +167,7 @@ def test_errors_and_close(tmp_path: Path, run: Run) -> None:
         log.append(1, bytes(SMALL.max_body_size))  # the largest record fits
         with pytest.raises(StorageError, match="already open"):
             storage.open_log("q", Durability.GROUP)
-        with pytest.raises(ValueError, match="commit|never appended"):
+        with pytest.raises(ValueError, match=r"never appended"):
             log.commit(99)
         with pytest.raises(ValueError, match="invalid queue name"):
             storage.open_log("../etc", Durability.GROUP)

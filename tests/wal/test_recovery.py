@@ -87,7 +87,12 @@ def test_damage_before_a_valid_record_is_corruption_then_repair(tmp_path: Path, 
         assert info.value.path.endswith(".seg")
         assert "repair" in str(info.value) and str(prev) in str(info.value)
         questions: list[str] = []
-        done = repair(target, confirm=lambda q: questions.append(q) or True)
+
+        def confirm(question: str, asked: list[str] = questions) -> bool:
+            asked.append(question)
+            return True
+
+        done = repair(target, confirm=confirm)
         assert len(questions) == 1 and "loses about 1 record" in questions[0]
         assert len(done) == 1 and "cut" in done[0]
         records, _ = run(_recover(target))
@@ -96,7 +101,7 @@ def test_damage_before_a_valid_record_is_corruption_then_repair(tmp_path: Path, 
 
 
 def test_repair_can_be_declined(tmp_path: Path, run: Run) -> None:
-    base, bodies, last = _template(tmp_path, run)
+    base, _, _ = _template(tmp_path, run)
     target = _corrupt(base, tmp_path / "d", 70, "flip")
     done = repair(target, confirm=lambda _: False)
     assert "unchanged" in done[0]
