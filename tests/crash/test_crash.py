@@ -15,6 +15,8 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,24 +32,42 @@ from child import CONFIG, body_for  # noqa: E402
 
 def _kill_once(data_dir: Path, mode: Durability, seed: int, rng: random.Random) -> dict[int, int]:
     """Run one child, kill it, return {lsn: id} of what it acknowledged."""
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), mode.value, str(seed)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    lines: list[bytes] = []
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), str(data_dir), mode.value, str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first == b"ready\n", (first, proc.stderr.read() if proc.stderr else b"")
-        time.sleep(rng.uniform(0.020, 0.200))
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, err.decode()
+        stdout = proc.stdout
+        ready = threading.Event()
+
+        def read() -> None:  # drain the pipe continuously so the child never blocks on it
+            for line in stdout:
+                if line == b"ready\n":
+                    ready.set()
+                else:
+                    lines.append(line)
+            ready.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            ready.wait(30)
+            time.sleep(rng.uniform(0.020, 0.200))
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            reader.join(30)
+            stdout.close()
+        err.seek(0)
+        assert proc.returncode == -signal.SIGKILL, err.read().decode()
     acked = {}
-    for line in out.split(b"\n")[:-1]:  # the last line may be cut by the kill
-        lsn, ident = line.split()
-        acked[int(lsn)] = int(ident)
+    for line in lines:
+        if line.endswith(b"\n"):  # the last line may be cut by the kill
+            lsn, ident = line.split()
+            acked[int(lsn)] = int(ident)
     return acked
 
 
