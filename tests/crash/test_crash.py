@@ -83,16 +83,22 @@ def _recover(data_dir: Path) -> dict[int, tuple[int, bytes]]:
     return uvloop.run(main())
 
 
-def _crash_loop(tmp_path: Path, mode: Durability, kills: int, seed: int) -> None:
+def _crash_loop(tmp_path: Path, mode: Durability, kills: int, seed: int, fresh_every: int = 10) -> None:
+    """``kills`` kill/recover cycles; every ``fresh_every`` kills start over in a new directory
+    (recovery time grows with the log, and long runs must stay linear)."""
     rng = random.Random(seed)
     acked: dict[int, int] = {}
     total = 0
+    data_dir = tmp_path
     for k in range(kills):
-        got = _kill_once(tmp_path, mode, seed * 1000 + k + 1, rng)
+        if k and k % fresh_every == 0:
+            data_dir = tmp_path / f"run{k}"
+            acked = {}
+        got = _kill_once(data_dir, mode, seed * 1000 + k + 1, rng)
         for lsn, ident in got.items():
             assert acked.setdefault(lsn, ident) == ident, f"LSN {lsn} acknowledged twice"
         total += len(got)
-        records = _recover(tmp_path)
+        records = _recover(data_dir)
         missing = [lsn for lsn in acked if lsn not in records]
         assert not missing, f"kill {k}: acknowledged LSNs lost: {missing[:10]}"
         for lsn, ident in acked.items():
