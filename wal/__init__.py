@@ -16,6 +16,7 @@ from .api import (
 )
 from .config import WalConfig
 from .log import FileQueueLog
+from .memory import MemoryState, MemoryStorage
 from .repair import repair
 from .snapshot import FileSnapshotWriter
 from .storage import FileStorage
@@ -28,6 +29,8 @@ __all__ = [
     "FileStorage",
     "LogClosedError",
     "LogRecord",
+    "MemoryState",
+    "MemoryStorage",
     "NoSpaceError",
     "QueueLog",
     "RecordTooLargeError",
