@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict wal index
 
 bench: $(STAMP)
-	$(BIN)/python -m perf
+	$(BIN)/python -m perf engine
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
