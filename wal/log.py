@@ -7,6 +7,14 @@ Commit protocol (see `flusher.py`): the first append of a loop tick opens a `Gro
 `_seal` with ``call_soon`` (GROUP), with ``call_later(async_flush_ms)`` (ASYNC), or seals at once
 (SYNC: one group per record). Every append of the tick joins the open group. `commit` returns the
 future of the group holding the LSN, created lazily.
+
+Why appends are synchronous rather than queued to a per-queue writer task (DESIGN.md section 4 and
+the storage issue describe a writer task): the loop is single-threaded, so appends to one log are
+already serialised, and copying a record into the mmap never blocks. A writer task would add a
+queue hop and a task switch per batch (several microseconds on the hot path) and would force the
+engine to apply a change before knowing its LSN. What a writer task is for, batching many records
+into one fsync and never stalling a producer on a segment roll, is done here by the per-tick group
+and by the preparer thread that readies the next segment ahead of time.
 """
 
 from __future__ import annotations
