@@ -20,6 +20,8 @@ RANDOM_DIGITS = 6
 ID_LENGTH = MS_DIGITS + COUNTER_DIGITS + RANDOM_DIGITS
 _COUNTER_MAX = 16**COUNTER_DIGITS - 1
 _HEX = frozenset("0123456789abcdef")
+#: Every 3-digit hex string: the counter's 6 digits are two of these (its high and low 12 bits).
+_HEX3 = [f"{i:03x}" for i in range(16**3)]
 
 
 def is_job_id(text: str) -> bool:
@@ -59,7 +61,9 @@ class IdGenerator:
             self._ms += 1
             self._counter = 0
             self._prefix = f"{self._ms:012x}"
-        return f"{self._prefix}{self._counter:06x}{self._tail}"
+        counter = self._counter
+        # Two table lookups instead of a "06x" format: this is on every enqueue's path.
+        return self._prefix + _HEX3[counter >> 12] + _HEX3[counter & 0xFFF] + self._tail
 
     def observe(self, job_id: str) -> None:
         """Make every later id greater than ``job_id`` (called for each id found in recovery)."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from operator import attrgetter
 
 from .job import Job
 
-
-def _job_seq(job: Job) -> int:
-    return job.seq
+_job_seq = attrgetter("seq")
 
 
 #: Never compact a list smaller than this.

@@ -9,6 +9,8 @@ No I/O and no clock: time comes in as ``now``.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from .history import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, History
 from .idempotency import DEFAULT_RETENTION, IdempotencyTable
 from .job import Job, JobState
@@ -29,8 +31,8 @@ _SUCCEEDED = JobState.SUCCEEDED
 _STATES = len(JobState) + 1
 
 
-def _updated_at(job: Job) -> float:
-    return job.updated_at
+_updated_at = attrgetter("updated_at")
+_state_of = attrgetter("state")
 
 
 class QueueIndex:
@@ -99,7 +101,14 @@ class QueueIndex:
         """Index a new job in its current state (and its idempotency key, if any and ``index_key``)."""
         self.table.add(job)
         self._jobs.append(job)
-        self._enter(job, job.state)
+        state = job.state
+        if state is _ENQUEUED:  # every plain enqueue: `_enter` inlined
+            self.seq = job.seq = self.seq + 1
+            self.counts[_ENQUEUED] += 1
+            self.states[_ENQUEUED].append(job)
+            self.ready.push(job)
+        else:
+            self._enter(job, state)
         key = job.idempotency_key
         if key is not None and index_key:
             self.keys.add(key, job.id, job.name, job.created_at)
@@ -111,26 +120,32 @@ class QueueIndex:
         """
         self.table.add_many(jobs)
         self._jobs.extend(jobs)
-        groups: list[list[Job]] = [[] for _ in range(_STATES)]
-        seq = self.seq
-        for job in jobs:
-            seq += 1
+        for seq, job in enumerate(jobs, self.seq + 1):
             job.seq = seq
+        self.seq += len(jobs)
+        states = set(map(_state_of, jobs))
+        if len(states) == 1:  # the common case (a fresh log of ready jobs): no grouping pass
+            self._load_group(states.pop(), jobs)
+            return
+        groups: list[list[Job]] = [[] for _ in range(_STATES)]
+        for job in jobs:
             groups[job.state].append(job)
-        self.seq = seq
         for state, group in enumerate(groups):
-            if not group:
-                continue
-            self.counts[state] += len(group)
-            self.states[state].extend(group)
-            if state == _ENQUEUED:
-                self.ready.extend(group)
-            elif state in (_SCHEDULED, _RETRYING):
-                self.waiting.extend(group)
-            elif state in (_RESERVED, _RUNNING):
-                self.leases.extend(group)
-            elif state == _SUCCEEDED:
-                self.history.extend(sorted(group, key=_updated_at))
+            if group:
+                self._load_group(state, group)
+
+    def _load_group(self, state: int, group: list[Job]) -> None:
+        """Index jobs of one state (in ``seq`` order) in its structures."""
+        self.counts[state] += len(group)
+        self.states[state].extend(group)
+        if state == _ENQUEUED:
+            self.ready.extend(group)
+        elif state in (_SCHEDULED, _RETRYING):
+            self.waiting.extend(group)
+        elif state in (_RESERVED, _RUNNING):
+            self.leases.extend(group)
+        elif state == _SUCCEEDED:
+            self.history.extend(sorted(group, key=_updated_at))
 
     def move(self, job: Job, state: JobState) -> None:
         """Move an indexed job to ``state`` (set ``run_at``/``lease_until`` first where they matter)."""

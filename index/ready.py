@@ -8,10 +8,13 @@ for: its entry is skipped when it reaches the front, because the job's ``seq`` h
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 
 from .job import MAX_PRIORITY, Job, JobState
 
 _ENQUEUED = JobState.ENQUEUED
+_priority_of = attrgetter("priority")
+_seq_of = attrgetter("seq")
 
 
 class ReadyQueue:
@@ -33,13 +36,19 @@ class ReadyQueue:
 
     def extend(self, jobs: list[Job]) -> None:
         """Push many jobs (recovery), in order."""
-        groups: list[list[Job]] = [[] for _ in range(MAX_PRIORITY + 1)]
-        for job in jobs:
-            groups[job.priority].append(job)
-        for priority, group in enumerate(groups):
-            if group:
-                self._jobs[priority].extend(group)
-                self._seqs[priority].extend([job.seq for job in group])
+        priorities = set(map(_priority_of, jobs))
+        if len(priorities) == 1:  # the common case: no grouping pass
+            priority = priorities.pop()
+            self._jobs[priority].extend(jobs)
+            self._seqs[priority].extend(map(_seq_of, jobs))
+        else:
+            groups: list[list[Job]] = [[] for _ in range(MAX_PRIORITY + 1)]
+            for job in jobs:
+                groups[job.priority].append(job)
+            for priority, group in enumerate(groups):
+                if group:
+                    self._jobs[priority].extend(group)
+                    self._seqs[priority].extend(map(_seq_of, group))
         self._live += len(jobs)
 
     def pop(self) -> Job | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import groupby
+from operator import attrgetter
 
 from .job import Job
 
@@ -16,12 +17,8 @@ from .job import Job
 MIN_COMPACT_SIZE = 256
 
 
-def _job_id(job: Job) -> str:
-    return job.id
-
-
-def _job_name(job: Job) -> str:
-    return job.name
+_job_id = attrgetter("id")
+_job_name = attrgetter("name")
 
 
 class _NameList:

@@ -56,6 +56,7 @@ _RETRYING = JobState.RETRYING
 _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
 _encode = rec.encode
+_JOB_ENQUEUED_TYPE = int(RecordType.JOB_ENQUEUED)
 
 
 @dataclass(slots=True)
@@ -310,24 +311,33 @@ class Engine:
 
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full.
         """
-        if queue.__class__ is not str or queue not in self._queues:
+        q = self._queues.get(queue) if queue.__class__ is str else None
+        if q is None:
             v.check_name("queue", queue, self.config)
         if idempotency_key is not None:
             existing = self._existing(queue, v.check_key(idempotency_key), now)
             if existing is not None:
                 return existing, False
         job = self._build(
-            queue, name, payload, now, priority, run_at, delay, max_attempts, backoff, timeout,
-            idempotency_key, headers,
+            queue if q is None else q.name, name, payload, now, priority, run_at, delay, max_attempts,
+            backoff, timeout, idempotency_key, headers,
         )  # fmt: skip
-        q = self._queue_for_write(queue)
-        job.queue = q.name
-        lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
+        if q is None:
+            q = self._queue_for_write(queue)
+            job.queue = q.name
+        # The append and the commit are inlined (this is the hottest path of the server).
+        log = q.log
+        try:
+            lsn = log.append(_JOB_ENQUEUED_TYPE, _encode(job))
+        except NoSpaceError:
+            raise NoSpace(q.name) from None
         job.lsn = lsn
         q.index.add(job)
-        if job.state is _ENQUEUED:
-            self._notify(q)
-        await self._commit(q, lsn)
+        if job.state is _ENQUEUED and self.on_ready is not None and not q.paused:
+            self.on_ready(q.name)
+        fut = log.commit(lsn)
+        if fut is not None:
+            await fut
         return job, True
 
     async def enqueue_many(

@@ -11,6 +11,8 @@ again (DESIGN.md section 5). The hot path is two records per job: enqueued and f
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from itertools import chain
 
 import msgspec
 
@@ -118,7 +120,13 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
 #: Shared encoder (msgspec reuses its buffer logic; one per process is enough).
 encoder = msgspec.msgpack.Encoder()
 encode = encoder.encode
-_decoders = {rtype: msgspec.msgpack.Decoder(t) for rtype, t in BODY_TYPES.items()}
+#: One typed decoder per record type, keyed by the plain int (no enum conversion per record).
+_decoders: dict[int, msgspec.msgpack.Decoder[msgspec.Struct]] = {
+    int(rtype): msgspec.msgpack.Decoder(t) for rtype, t in BODY_TYPES.items()
+}
+#: Decodes a JOB_ENQUEUED body.
+job_decoder = msgspec.msgpack.Decoder(Job)
+_job_list_decoder = msgspec.msgpack.Decoder(list[Job])
 
 
 class UnknownRecordType(ValueError):
@@ -129,12 +137,21 @@ class UnknownRecordType(ValueError):
 
 def decode(rtype: int, body: bytes) -> msgspec.Struct:
     """Decode a record body of type ``rtype``."""
-    try:
-        decoder = _decoders[RecordType(rtype)]
-    except ValueError:
-        raise UnknownRecordType(rtype) from None
-    result: msgspec.Struct = decoder.decode(body)
-    return result
+    decoder = _decoders.get(rtype)
+    if decoder is None:
+        raise UnknownRecordType(rtype)
+    return decoder.decode(body)
+
+
+def decode_jobs(bodies: Iterable[bytes], count: int) -> list[Job]:
+    """Decode ``count`` JOB_ENQUEUED bodies in one call (recovery's bulk path).
+
+    Each body is one msgpack array, so their concatenation behind an array header of ``count``
+    elements is a valid msgpack list of Jobs. Raises like `decode` on a malformed body (the caller
+    may decode one at a time to find it).
+    """
+    header = b"\xdd" + count.to_bytes(4, "big")  # msgpack array32
+    return _job_list_decoder.decode(b"".join(chain((header,), bodies)))
 
 
 # -- snapshots ----------------------------------------------------------------------------------------
@@ -190,6 +207,8 @@ __all__ = [
     "RecordType",
     "chunk_decoder",
     "decode",
+    "decode_jobs",
     "encode",
+    "job_decoder",
     "meta_decoder",
 ]

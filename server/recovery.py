@@ -7,12 +7,17 @@ attempt they were on still counted. Jobs are indexed in the order they last chan
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Sequence
+from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from spitfire.index.job import LEASED_STATES, Job, JobState
-from spitfire.wal.api import Durability, Recovery
+from spitfire.wal.api import Durability, LogRecord, Recovery
 
 from . import records as rec
 
@@ -21,6 +26,9 @@ if TYPE_CHECKING:
 
 _by_seq = attrgetter("seq")
 _by_id = attrgetter("id")
+_rtype = attrgetter("rtype")
+_lsn = attrgetter("lsn")
+_body = attrgetter("body")
 
 
 class SnapshotFormatError(ValueError):
@@ -69,19 +77,12 @@ def load_snapshot(engine: Engine, q: Queue, lsn: int, chunks: list[bytes]) -> No
 
 
 def load_new_jobs(engine: Engine, q: Queue, jobs: list[Job]) -> None:
-    """Index jobs read from enqueue records (``job.lsn`` set), skipping ids already known."""
-    table = engine.table
-    fresh = [job for job in jobs if job.id not in table]
+    """Index jobs read from enqueue records (``job.lsn``, ``queue`` and interned ``name`` set),
+    skipping ids already known."""
+    known = engine.table
+    fresh = [job for job in jobs if job.id not in known] if len(known) else jobs
     if not fresh:
         return
-    name = q.name
-    names: dict[str, str] = {}
-    for job in fresh:
-        job.queue = name
-        handler = names.get(job.name)
-        if handler is None:
-            handler = names[job.name] = sys.intern(job.name)
-        job.name = handler
     q.index.load(fresh)
     keys = q.index.keys
     for job in fresh:
@@ -90,33 +91,68 @@ def load_new_jobs(engine: Engine, q: Queue, jobs: list[Job]) -> None:
     engine.ids.observe(max(fresh, key=_by_id).id)
 
 
-_NEW = frozenset({rec.RecordType.JOB_ENQUEUED, rec.RecordType.JOBS_ENQUEUED})
+_JOB_ENQUEUED = int(rec.RecordType.JOB_ENQUEUED)
+_JOBS_ENQUEUED = int(rec.RecordType.JOBS_ENQUEUED)
+#: Runs of consecutive JOB_ENQUEUED records in the string of record type bytes.
+_ENQUEUE_RUN = re.compile(re.escape(bytes([_JOB_ENQUEUED])) + b"+")
+#: Most records decoded in one bulk call (bounds the temporary buffer).
+BULK_DECODE = 65_536
+
+
+def _decode_run(q: Queue, records: Sequence[LogRecord], out: list[Job]) -> None:
+    """Decode a run of JOB_ENQUEUED records into ``out`` with their LSN, queue and interned name."""
+    try:
+        jobs = rec.decode_jobs(map(_body, records), len(records))
+    except msgspec.DecodeError:  # find the bad record and raise what decoding it alone raises
+        jobs = [rec.job_decoder.decode(record.body) for record in records]
+    name = q.name
+    intern = sys.intern
+    for job, lsn in zip(jobs, map(_lsn, records), strict=True):
+        job.lsn = lsn
+        job.queue = name
+        job.name = intern(job.name)
+    out.extend(jobs)
+
+
+def _pending_batch(q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
+    """Add the jobs of one JOBS_ENQUEUED record to ``out``."""
+    name = q.name
+    intern = sys.intern
+    for job in rec.decode(_JOBS_ENQUEUED, body).jobs:  # type: ignore[attr-defined]
+        job.lsn = lsn
+        job.queue = name
+        job.name = intern(job.name)
+        out.append(job)
 
 
 def load_queue(engine: Engine, q: Queue, recovery: Recovery) -> None:
     """Apply everything recovery found for the queue.
 
-    Runs of enqueue records are indexed in bulk; any other record first flushes the run, so the
-    order of changes is kept.
+    Runs of enqueue records are indexed in bulk (runs of JOB_ENQUEUED records are also decoded in
+    bulk); any other record first flushes the run, so the order of changes is kept.
     """
     chunks = list(recovery.snapshot_chunks)
     if chunks:
         load_snapshot(engine, q, recovery.snapshot_lsn, chunks)
+    records = recovery.records
+    if not isinstance(records, list):
+        records = list(records)
     apply = engine.apply_record
     pending: list[Job] = []
-    decode = rec.decode
-    for record in recovery.records:
-        if record.rtype in _NEW:
-            body = decode(record.rtype, record.body)
-            batch = body.jobs if isinstance(body, rec.JobsEnqueued) else [body]
-            for job in batch:
-                assert isinstance(job, Job)
-                job.lsn = record.lsn
-            pending.extend(batch)  # type: ignore[arg-type]
-            continue
-        if pending:
-            load_new_jobs(engine, q, pending)
-            pending = []
-        apply(q, record.lsn, record.rtype, record.body)
+    rtypes = bytes(map(_rtype, records))
+    done = 0
+    for run in chain(_ENQUEUE_RUN.finditer(rtypes), (None,)):
+        start, end = run.span() if run is not None else (len(records), len(records))
+        for record in records[done:start]:  # the records between two runs, one at a time
+            if record.rtype == _JOBS_ENQUEUED:
+                _pending_batch(q, record.lsn, record.body, pending)
+                continue
+            if pending:
+                load_new_jobs(engine, q, pending)
+                pending = []
+            apply(q, record.lsn, record.rtype, record.body)
+        for i in range(start, end, BULK_DECODE):
+            _decode_run(q, records[i : min(end, i + BULK_DECODE)], pending)
+        done = end
     if pending:
         load_new_jobs(engine, q, pending)
