@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -140,7 +141,9 @@ def run_workload(workload: str, config: dict[str, Any], prefix: list[str] | None
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{workload} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    # py-spy, when it wraps the run, prints its own lines after the workload's JSON line.
+    line = next(ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("{"))
+    result: dict[str, Any] = json.loads(line)
     return result
 
 
@@ -171,7 +174,8 @@ def run_flamegraph(name: str, quick: bool) -> int:
     case = next(c for c in engine_cases(quick) if c.name == name)
     FLAMEGRAPHS.mkdir(exist_ok=True)
     svg = FLAMEGRAPHS / f"engine-{name}.svg"
-    prefix = ["py-spy", "record", "--rate", "250", "--nonblocking", "-o", str(svg), "--"]
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    prefix = [py_spy, "record", "--rate", "250", "--nonblocking", "-o", str(svg), "--"]
     result = run_workload(case.workload, case.config, prefix)
     command = shlex.join([sys.executable, "-m", "perf", "engine", "--flamegraph", name])
     inner = shlex.join(
