@@ -28,7 +28,7 @@ from spitfire.server.options import (
     ServerOptions,
     auth_token_from_env,
 )
-from spitfire.wal.api import CorruptLogError, Durability, StorageError
+from spitfire.wal.api import Durability, StorageError
 
 
 class JsonFormatter(logging.Formatter):
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return uvloop.run(serve(options))
-    except (CorruptLogError, StorageError, DataDirInUseError) as exc:
+    except (StorageError, DataDirInUseError) as exc:  # CorruptLogError is a StorageError
         print(f"spitfire-server: cannot start: {exc}", file=sys.stderr)
         return 1
 

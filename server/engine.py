@@ -333,8 +333,8 @@ class Engine:
             raise NoSpace(q.name) from None
         job.lsn = lsn
         q.index.add(job)
-        if job.state is _ENQUEUED and self.on_ready is not None and not q.paused:
-            self.on_ready(q.name)
+        if job.state is _ENQUEUED:
+            self._notify(q)
         fut = log.commit(lsn)
         if fut is not None:
             await fut
