@@ -1,0 +1,512 @@
+"""Message bodies of the binary protocol (PROTOCOL.md, "Messages").
+
+Every body is a msgspec Struct encoded as msgpack. Request and hot-path bodies are msgpack arrays
+(``array_like``: compact and fast); fields are only ever appended, with defaults, so an old body
+still decodes. Bodies describing jobs and statistics (`JobInfo`, `QueueInfo`, `StatsInfo`) are
+msgpack maps keyed by field name, so SDKs in any language read them by name and ignore keys they
+do not know.
+
+Times are float seconds since the Unix epoch; durations are float seconds. Payloads and results
+are opaque bytes (msgpack by convention of the SDKs).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+#: The protocol version this module speaks (Hello.version / Welcome.version).
+PROTOCOL_VERSION = 1
+#: Versions a server built from this module accepts.
+SUPPORTED_VERSIONS = frozenset({1})
+
+
+class MessageType(enum.IntEnum):
+    """The frame's type byte. Client-to-server types are below 0x40, server-to-client from 0x40."""
+
+    HELLO = 0x01
+    PING = 0x02
+    ENQUEUE = 0x03
+    ENQUEUE_MANY = 0x04
+    GET = 0x05
+    CANCEL = 0x06
+    RETRY = 0x07
+    DELETE = 0x08
+    STATS = 0x09
+    PAUSE = 0x0A
+    RESUME = 0x0B
+    SUBSCRIBE = 0x0C
+    CREDIT = 0x0D
+    UNSUBSCRIBE = 0x0E
+    START = 0x0F
+    ACK = 0x10
+    FAIL = 0x11
+    HEARTBEAT = 0x12
+    RELEASE = 0x13
+
+    WELCOME = 0x40
+    PONG = 0x41
+    OK = 0x42
+    ENQUEUED = 0x43
+    ENQUEUED_MANY = 0x44
+    JOB = 0x45
+    STATS_REPLY = 0x46
+    SUBSCRIBED = 0x47
+    DELIVER = 0x48
+    DONE = 0x49
+    HEARTBEAT_OK = 0x4A
+    CANCEL_JOBS = 0x4B
+    GOAWAY = 0x4C
+    ERROR = 0x7F
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable error codes of `Error` frames (and of the HTTP API's ``error.code``)."""
+
+    #: The request is malformed or an argument is invalid (``field`` names it).
+    BAD_REQUEST = "BAD_REQUEST"
+    #: No such job or queue.
+    NOT_FOUND = "NOT_FOUND"
+    #: The auth token is missing or wrong.
+    UNAUTHORIZED = "UNAUTHORIZED"
+    #: Backpressure: the server holds too many jobs or bytes; retry after ``retry_after`` seconds.
+    BUSY = "BUSY"
+    #: The disk is full: new jobs are refused while outcomes still commit.
+    NO_SPACE = "NO_SPACE"
+    #: A payload, result or frame is over its limit.
+    TOO_LARGE = "TOO_LARGE"
+    #: The server does not speak the client's protocol version.
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    #: The job's state does not allow the operation (retrying a succeeded job), or the worker no
+    #: longer holds the job's lease.
+    CONFLICT = "CONFLICT"
+    #: A bug in the server; the request may or may not have taken effect.
+    INTERNAL = "INTERNAL"
+
+
+class Body(msgspec.Struct, array_like=True):
+    """Base of message bodies encoded as msgpack arrays. Encoders write every field; decoders fill
+    missing trailing fields from their defaults (so older peers' shorter arrays still decode)."""
+
+
+class Backoff(msgspec.Struct, frozen=True, array_like=True):
+    """Retry delay policy: ``kind`` is "exponential" (default), "fixed" or "linear".
+
+    delay(attempt) = min(cap, base * factor ** (attempt - 1)) for exponential, base for fixed,
+    base * attempt for linear; with ``jitter`` drawn uniformly from [delay / 2, delay].
+    """
+
+    kind: str = "exponential"
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: bool = False
+
+
+# -- client to server ---------------------------------------------------------------------------------
+
+
+class Hello(Body):
+    """First frame of every connection; the server answers `Welcome` or `Error` (then closes)."""
+
+    version: int = PROTOCOL_VERSION
+    #: Who is connecting, for logs and the dashboard (e.g. "spitfire-python/0.1.0 host:pid").
+    client: str = ""
+    #: The server's auth token, when it has one.
+    token: str | None = None
+
+
+class Ping(Body):
+    """Liveness check; answered with `Pong`."""
+
+
+class Enqueue(Body):
+    """Add one job; answered with `Enqueued` once the job is durable (by the queue's mode)."""
+
+    queue: str
+    name: str
+    payload: bytes
+    priority: int = 0
+    #: Seconds from now until the job may run (exclusive with ``run_at``).
+    delay: float | None = None
+    #: When the job may run (exclusive with ``delay``).
+    run_at: float | None = None
+    #: None: the server's default.
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    #: Lease (visibility timeout) in seconds; None: the server's default.
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    headers: dict[str, str] | None = None
+
+
+class EnqueueMany(Body):
+    """Add many jobs of one handler with the same options, in one record and one fsync.
+
+    Answered with `EnqueuedMany`; either every new job is added or none is.
+    """
+
+    queue: str
+    name: str
+    payloads: list[bytes]
+    priority: int = 0
+    delay: float | None = None
+    run_at: float | None = None
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    #: One key (or None) per payload, or None for no keys.
+    idempotency_keys: list[str | None] | None = None
+    headers: dict[str, str] | None = None
+
+
+class JobRef(Body):
+    """Names a job: the body of GET, CANCEL, RETRY and DELETE (each answered with `Job`)."""
+
+    job_id: str
+
+
+class QueueRef(Body):
+    """Names a queue: the body of PAUSE and RESUME (answered with `Ok`) and STATS (None: all)."""
+
+    queue: str | None = None
+
+
+class Subscribe(Body):
+    """Become a worker for ``queues``; answered with `Subscribed`, then `Deliver` pushes follow.
+
+    ``credits`` is how many jobs the server may push before the worker grants more with `Credit`
+    (its free concurrency). A connection subscribes at most once.
+    """
+
+    queues: list[str]
+    credits: int
+    #: A human name for the dashboard (e.g. "host:pid"); the server assigns the worker id.
+    name: str = ""
+
+
+class Credit(Body):
+    """Grant ``credits`` more deliveries (no answer; request id 0)."""
+
+    credits: int
+
+
+class Unsubscribe(Body):
+    """Stop pushing jobs to this connection; held jobs stay leased to it. Answered with `Ok`."""
+
+
+class JobIds(Body):
+    """Job ids: the body of START (no answer), RELEASE (answered with `Done`) and CANCEL_JOBS."""
+
+    job_ids: list[str]
+
+
+class AckItem(Body):
+    """One successful job, with its optional result."""
+
+    job_id: str
+    result: bytes | None = None
+
+
+class Ack(Body):
+    """Report successes; answered with `Done` once every one is durable."""
+
+    items: list[AckItem]
+
+
+class FailItem(Body):
+    """One failed attempt.
+
+    ``retryable`` False makes the job dead at once (the worker's `Permanent`). ``retry_at`` set
+    means "run again at this time" without counting the attempt (the worker's `RetryAfter`).
+    """
+
+    job_id: str
+    error: str
+    traceback: str | None = None
+    retryable: bool = True
+    retry_at: float | None = None
+
+
+class Fail(Body):
+    """Report failures; answered with `Done` once every one is durable."""
+
+    items: list[FailItem]
+
+
+class Heartbeat(Body):
+    """Extend leases: with ``job_ids`` None every job this worker holds, else those jobs.
+
+    ``seconds`` None extends each lease by its job's timeout. Answered with `HeartbeatOk`.
+    """
+
+    job_ids: list[str] | None = None
+    seconds: float | None = None
+
+
+# -- server to client ---------------------------------------------------------------------------------
+
+
+class Welcome(Body):
+    """The handshake succeeded."""
+
+    version: int
+    #: e.g. "spitfire-server/0.1.0".
+    server: str
+    #: Largest frame the server accepts (bytes after the length field).
+    max_frame: int
+    #: Largest payload the server accepts.
+    max_payload: int
+    #: How often a worker should send `Heartbeat`, in seconds.
+    heartbeat_interval: float
+
+
+class Pong(Body):
+    """Answer to `Ping`."""
+
+
+class Ok(Body):
+    """The request took effect (and is durable, where it changed state)."""
+
+
+class Enqueued(Body):
+    """Answer to `Enqueue`."""
+
+    job_id: str
+    #: False when the idempotency key already named this job (nothing was added).
+    created: bool
+    #: The job's state label ("enqueued", "scheduled", or the existing job's state).
+    state: str
+
+
+class EnqueuedMany(Body):
+    """Answer to `EnqueueMany`: one id and one created flag per payload, in order."""
+
+    job_ids: list[str]
+    created: list[bool]
+
+
+class Subscribed(Body):
+    """Answer to `Subscribe`."""
+
+    #: The id the server gave this worker (shown on the dashboard; leases are held by it).
+    worker_id: str
+
+
+class Delivery(Body):
+    """One job pushed to a worker, leased to it until it reports an outcome or the lease ends."""
+
+    job_id: str
+    queue: str
+    name: str
+    payload: bytes
+    #: 1 for the first run.
+    attempt: int
+    max_attempts: int
+    #: The lease in seconds: heartbeats must come more often than this.
+    timeout: float
+    headers: dict[str, str] | None = None
+    created_at: float = 0.0
+    priority: int = 0
+
+
+class Deliver(Body):
+    """Pushed jobs (request id 0); each used one credit."""
+
+    jobs: list[Delivery]
+
+
+class ItemError(Body):
+    """Why one item of an ACK, FAIL or RELEASE did not take effect."""
+
+    #: Position of the item in the request.
+    index: int
+    code: str
+    message: str
+
+
+class Done(Body):
+    """Answer to ACK, FAIL and RELEASE: every item not listed in ``errors`` took effect durably."""
+
+    errors: list[ItemError] = msgspec.field(default_factory=list)
+
+
+class HeartbeatOk(Body):
+    """Answer to `Heartbeat`."""
+
+    #: How many leases were extended.
+    extended: int
+
+
+class GoAway(Body):
+    """The server is shutting down (request id 0): finish or hand back held jobs, then reconnect."""
+
+    reason: str
+
+
+class Error(Body):
+    """A request failed; with request id 0 the connection failed and the server closes it."""
+
+    code: str
+    message: str
+    #: The argument at fault, for BAD_REQUEST and TOO_LARGE.
+    field: str | None = None
+    #: Seconds to wait before retrying, for BUSY.
+    retry_after: float | None = None
+
+
+class AttemptInfo(msgspec.Struct, kw_only=True):
+    """One failed attempt of a job (a msgpack map)."""
+
+    attempt: int
+    at: float
+    error: str
+    traceback: str | None = None
+
+
+class Transition(msgspec.Struct, kw_only=True):
+    """The job entered ``state`` at ``at`` (a msgpack map)."""
+
+    state: str
+    at: float
+
+
+class JobInfo(msgspec.Struct, kw_only=True):
+    """Everything known about a job (a msgpack map: the job model of DESIGN.md section 3)."""
+
+    id: str
+    queue: str
+    name: str
+    payload: bytes
+    state: str
+    priority: int
+    created_at: float
+    updated_at: float
+    run_at: float | None
+    attempts: int
+    max_attempts: int
+    backoff: Backoff | None
+    timeout: float
+    idempotency_key: str | None
+    headers: dict[str, str] | None
+    errors: list[AttemptInfo]
+    result: bytes | None
+    history: list[Transition]
+    lease_until: float | None
+    worker: str | None
+
+
+class Job(Body):
+    """Answer to GET, CANCEL, RETRY and DELETE."""
+
+    job: JobInfo
+
+
+class QueueInfo(msgspec.Struct, kw_only=True):
+    """One queue's state (a msgpack map)."""
+
+    name: str
+    paused: bool
+    durability: str
+    #: Jobs per state label; every state is present.
+    counts: dict[str, int]
+    total: int
+
+
+class StatsInfo(msgspec.Struct, kw_only=True):
+    """The server's state (a msgpack map)."""
+
+    total_jobs: int
+    queues: list[QueueInfo]
+    workers: int = 0
+    connections: int = 0
+
+
+class StatsReply(Body):
+    """Answer to STATS."""
+
+    stats: StatsInfo
+
+
+#: The body type of each message type.
+BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
+    MessageType.HELLO: Hello,
+    MessageType.PING: Ping,
+    MessageType.ENQUEUE: Enqueue,
+    MessageType.ENQUEUE_MANY: EnqueueMany,
+    MessageType.GET: JobRef,
+    MessageType.CANCEL: JobRef,
+    MessageType.RETRY: JobRef,
+    MessageType.DELETE: JobRef,
+    MessageType.STATS: QueueRef,
+    MessageType.PAUSE: QueueRef,
+    MessageType.RESUME: QueueRef,
+    MessageType.SUBSCRIBE: Subscribe,
+    MessageType.CREDIT: Credit,
+    MessageType.UNSUBSCRIBE: Unsubscribe,
+    MessageType.START: JobIds,
+    MessageType.ACK: Ack,
+    MessageType.FAIL: Fail,
+    MessageType.HEARTBEAT: Heartbeat,
+    MessageType.RELEASE: JobIds,
+    MessageType.WELCOME: Welcome,
+    MessageType.PONG: Pong,
+    MessageType.OK: Ok,
+    MessageType.ENQUEUED: Enqueued,
+    MessageType.ENQUEUED_MANY: EnqueuedMany,
+    MessageType.JOB: Job,
+    MessageType.STATS_REPLY: StatsReply,
+    MessageType.SUBSCRIBED: Subscribed,
+    MessageType.DELIVER: Deliver,
+    MessageType.DONE: Done,
+    MessageType.HEARTBEAT_OK: HeartbeatOk,
+    MessageType.CANCEL_JOBS: JobIds,
+    MessageType.GOAWAY: GoAway,
+    MessageType.ERROR: Error,
+}
+
+#: Message types a client sends that get no answer (sent with request id 0).
+NO_REPLY = frozenset({MessageType.CREDIT, MessageType.START})
+
+
+class DecodeError(ValueError):
+    """A frame's body does not match its message type."""
+
+    def __init__(self, message_type: int, reason: str) -> None:
+        self.message_type = message_type
+        super().__init__(f"bad body for message type 0x{message_type:02x}: {reason}")
+
+
+_encoder = msgspec.msgpack.Encoder()
+encode_body = _encoder.encode
+_decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
+    int(t): msgspec.msgpack.Decoder(cls) for t, cls in BODY_TYPES.items()
+}
+
+
+def decode_body(message_type: int, body: bytes) -> Any:
+    """The message a frame carries. :raises DecodeError: unknown type or a body that does not fit."""
+    decoder = _decoders.get(message_type)
+    if decoder is None:
+        raise DecodeError(message_type, "unknown message type")
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(message_type, str(exc)) from None
+
+
+#: The message type of each body class that has exactly one (JobRef and friends have several).
+_TYPE_OF: dict[type[msgspec.Struct], MessageType] = {}
+for _t, _cls in BODY_TYPES.items():
+    if sum(1 for c in BODY_TYPES.values() if c is _cls) == 1:
+        _TYPE_OF[_cls] = _t
+
+
+def type_of(message: msgspec.Struct) -> MessageType:
+    """The message type of a body whose class is used by one type only (else pass it explicitly)."""
+    try:
+        return _TYPE_OF[type(message)]
+    except KeyError:
+        raise TypeError(f"{type(message).__name__} is used by several message types; name one") from None

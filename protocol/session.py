@@ -1,0 +1,249 @@
+"""Sans-I/O sessions of the binary protocol: bytes in, messages out, and the reverse.
+
+A transport (TCP, QUIC, or a test's in-memory pump) feeds received bytes to `receive_data` and
+writes whatever `data_to_send` returns. Sessions never touch a socket or a clock, so both ends can
+be tested as two in-memory peers. Outgoing frames queue up until the transport asks for them, so
+everything produced in one event-loop iteration leaves in one write (frame batching).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .frames import DEFAULT_MAX_FRAME, MAX_REQUEST_ID, FrameError, FrameReader, encode_frame
+from .messages import (
+    NO_REPLY,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    DecodeError,
+    Error,
+    ErrorCode,
+    Hello,
+    MessageType,
+    Welcome,
+    decode_body,
+    encode_body,
+    type_of,
+)
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol; the session is closed and should be torn down.
+
+    ``code`` and ``message`` are what was (server side) or would be reported to the peer.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class SessionState(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Session:
+    """What both ends share: frame reassembly and the outgoing frame queue."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.state = SessionState.HANDSHAKE
+        self._reader = FrameReader(max_frame)
+        self._out: list[bytes] = []
+
+    def data_to_send(self) -> bytes:
+        """Every frame queued since the last call, as one buffer (empty when there is none)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def send(self, message_type: int, request_id: int, message: msgspec.Struct) -> None:
+        """Queue one frame."""
+        self._out.append(encode_frame(message_type, request_id, encode_body(message)))
+
+    def send_encoded(self, message_type: int, request_id: int, body: bytes) -> None:
+        """Queue one frame whose body is already msgpack (e.g. encoded once for many peers)."""
+        self._out.append(encode_frame(message_type, request_id, body))
+
+
+@dataclass(slots=True)
+class Request:
+    """A decoded client request. ``request_id`` is 0 for frames that take no answer."""
+
+    type: MessageType
+    request_id: int
+    message: Any
+
+
+class ServerSession(_Session):
+    """The server's end of one connection.
+
+    The first frame must be `Hello` with a supported version and, when the server has a token, that
+    token; the session answers it itself. `receive_data` returns the requests that follow. Anything
+    malformed queues an `Error` frame, closes the session and raises `ProtocolViolation`: the
+    transport flushes `data_to_send` and closes the connection.
+    """
+
+    def __init__(
+        self,
+        welcome: Welcome,
+        token: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        super().__init__(max_frame)
+        self.welcome = welcome
+        self.token = token
+        #: The client's Hello, once received.
+        self.hello: Hello | None = None
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Request]:
+        """Feed received bytes; returns the complete requests in them, in order."""
+        if self.state is SessionState.CLOSED:
+            return []
+        try:
+            frames = self._reader.feed(data)
+        except FrameError as exc:
+            self._violate(0, ErrorCode.TOO_LARGE if "outside" in str(exc) else ErrorCode.BAD_REQUEST, exc)
+        requests: list[Request] = []
+        for frame in frames:
+            try:
+                mtype = MessageType(frame.type)
+            except ValueError:
+                self._violate(frame.request_id, ErrorCode.BAD_REQUEST, f"unknown message type {frame.type}")
+            if mtype >= MessageType.WELCOME:
+                self._violate(frame.request_id, ErrorCode.BAD_REQUEST, f"{mtype.name} is a server message")
+            try:
+                message = decode_body(mtype, frame.body)
+            except DecodeError as exc:
+                self._violate(frame.request_id, ErrorCode.BAD_REQUEST, exc)
+            if self.state is SessionState.HANDSHAKE:
+                self._handshake(mtype, frame.request_id, message)
+            elif mtype is MessageType.HELLO:
+                self._violate(frame.request_id, ErrorCode.BAD_REQUEST, "HELLO may only be sent once")
+            else:
+                requests.append(Request(mtype, frame.request_id, message))
+        return requests
+
+    def _handshake(self, mtype: MessageType, request_id: int, message: Any) -> None:
+        if mtype is not MessageType.HELLO:
+            self._violate(request_id, ErrorCode.BAD_REQUEST, "the first frame must be HELLO")
+        if message.version not in SUPPORTED_VERSIONS:
+            supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+            self._violate(
+                request_id,
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {message.version} is not supported (this server speaks {supported}); "
+                "upgrade the client or the server",
+            )
+        if self.token is not None and message.token != self.token:
+            why = "no auth token was given" if message.token is None else "the auth token is wrong"
+            self._violate(
+                request_id,
+                ErrorCode.UNAUTHORIZED,
+                f"{why}: pass the server's token (auth_token=... or SPITFIRE_AUTH_TOKEN)",
+            )
+        self.hello = message
+        self.state = SessionState.OPEN
+        self.send(MessageType.WELCOME, request_id, self.welcome)
+
+    def _violate(self, request_id: int, code: ErrorCode, reason: object) -> Any:
+        self.error(request_id, code, str(reason))
+        self.state = SessionState.CLOSED
+        raise ProtocolViolation(code, str(reason))
+
+    def reply(self, request: Request, message: msgspec.Struct, message_type: int | None = None) -> None:
+        """Queue the answer to ``request`` (nothing for requests that take no answer)."""
+        if request.request_id or request.type not in NO_REPLY:
+            self.send(type_of(message) if message_type is None else message_type, request.request_id, message)
+
+    def error(
+        self,
+        request_id: int,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Queue an `Error` frame (request id 0: about the connection, not one request)."""
+        self.send(MessageType.ERROR, request_id, Error(code.value, message, field, retry_after))
+
+    def push(self, message_type: int, message: msgspec.Struct) -> None:
+        """Queue an unsolicited frame (request id 0): DELIVER, CANCEL_JOBS, GOAWAY."""
+        self.send(message_type, 0, message)
+
+
+@dataclass(slots=True)
+class Response:
+    """A server frame: the answer to ``request_id``, or a push when ``request_id`` is 0."""
+
+    type: MessageType
+    request_id: int
+    message: Any
+
+
+class ClientSession(_Session):
+    """The client's end of one connection: queues `Hello` at once, numbers requests, decodes answers.
+
+    `receive_data` returns every frame as a `Response`; the caller matches ``request_id`` to its
+    pending requests (0 means a push). The `Welcome`, once received, is in ``welcome``; an `Error`
+    answering the Hello raises `ProtocolViolation` (wrong token, unsupported version).
+    """
+
+    def __init__(
+        self,
+        client: str = "",
+        token: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        version: int = PROTOCOL_VERSION,
+    ) -> None:
+        super().__init__(max_frame)
+        self.welcome: Welcome | None = None
+        self._next_id = 1
+        self._hello_id = self.request(MessageType.HELLO, Hello(version, client, token))
+
+    def request(self, message_type: int, message: msgspec.Struct) -> int:
+        """Queue a request; returns its request id (0 for types that take no answer)."""
+        if message_type in NO_REPLY:
+            self.send(message_type, 0, message)
+            return 0
+        request_id = self._next_id
+        self._next_id = 1 if request_id >= MAX_REQUEST_ID else request_id + 1
+        self.send(message_type, request_id, message)
+        return request_id
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Response]:
+        """Feed received bytes; returns the complete server frames in them, in order."""
+        if self.state is SessionState.CLOSED:
+            return []
+        try:
+            frames = self._reader.feed(data)
+        except FrameError as exc:
+            self.state = SessionState.CLOSED
+            raise ProtocolViolation(ErrorCode.BAD_REQUEST, str(exc)) from None
+        out: list[Response] = []
+        for frame in frames:
+            try:
+                mtype = MessageType(frame.type)
+                message = decode_body(mtype, frame.body)
+            except (ValueError, DecodeError) as exc:
+                self.state = SessionState.CLOSED
+                raise ProtocolViolation(ErrorCode.BAD_REQUEST, f"bad frame from the server: {exc}") from None
+            if self.state is SessionState.HANDSHAKE and frame.request_id == self._hello_id:
+                if mtype is MessageType.ERROR:
+                    self.state = SessionState.CLOSED
+                    code = message.code if message.code in ErrorCode else ErrorCode.INTERNAL
+                    raise ProtocolViolation(ErrorCode(code), message.message)
+                self.welcome = message
+                self.state = SessionState.OPEN
+                continue
+            out.append(Response(mtype, frame.request_id, message))
+        return out

@@ -1,0 +1,67 @@
+"""TCP transport: adapts asyncio's streaming protocol to `StreamHandler` for both ends.
+
+Nagle's algorithm is off (TCP_NODELAY): sessions already batch frames per loop iteration, and
+request latency matters more than packet count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from .transport import HandlerFactory, StreamHandler
+
+
+class _TcpStream(asyncio.Protocol):
+    """One TCP connection, forwarding to a handler."""
+
+    def __init__(self, handler: StreamHandler) -> None:
+        self.handler = handler
+        self._transport: asyncio.Transport | None = None
+        self._peer = "?"
+
+    # ByteStream
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport is None or self._transport.is_closing()
+
+    def peer(self) -> str:
+        return self._peer
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        name: Any = transport.get_extra_info("peername")
+        if isinstance(name, tuple) and len(name) >= 2:
+            self._peer = f"{name[0]}:{name[1]}"
+        self.handler.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.connection_lost(exc)
+
+
+async def serve_tcp(host: str, port: int, factory: HandlerFactory) -> asyncio.Server:
+    """Listen on ``host:port``; every accepted connection gets a handler from ``factory``."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _TcpStream(factory()), host, port, reuse_address=True)
+
+
+async def connect_tcp(host: str, port: int, handler: StreamHandler) -> None:
+    """Connect to ``host:port``; ``handler.connection_made`` has run when this returns."""
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: _TcpStream(handler), host, port)
