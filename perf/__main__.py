@@ -5,6 +5,11 @@ python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
     writes perf/results/engine-<timestamp>.json (machine, commit, config, every run).
 python -m perf engine --flamegraph closed-loop-group
     Runs one workload under py-spy and writes flamegraphs/<name>.svg plus the command beside it.
+python -m perf net [--repeat 3] [--quick] [--only NAME ...]
+    The network server's workloads (issue 4): a real spitfire-server process, clients and workers
+    in other processes; writes perf/results/net-<timestamp>.json.
+python -m perf net --flamegraph drain-tcp
+    Runs one drain with py-spy attached to the server and to the worker: flamegraphs/net-*.svg.
 """
 
 from __future__ import annotations
@@ -189,6 +194,12 @@ def run_flamegraph(name: str, quick: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["net"]:
+        from perf.net_main import main as net_main
+
+        return net_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m perf", description="Spitfire benchmarks")
     sub = parser.add_subparsers(dest="suite", required=True)
     eng = sub.add_parser("engine", help="in-process storage engine workloads")
@@ -196,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     eng.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     eng.add_argument("--only", nargs="*", default=[], help="run only these cases")
     eng.add_argument("--flamegraph", metavar="CASE", help="record CASE under py-spy into flamegraphs/")
+    sub.add_parser("net", help="network server workloads (see python -m perf net --help)")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)

@@ -1,0 +1,196 @@
+"""Client-side workloads against a real spitfire-server in another process (issue 4's benchmarks).
+
+Each workload takes the server's URL and a config dict and returns a dict of figures. Payloads are
+~100-byte JSON documents (as the peers' benchmarks used), sent as msgpack maps by the SDK. Every
+loop is bounded by a job count and a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+import spitfire
+from perf.report import percentile
+from perf.server_proc import stop_process
+
+#: No workload runs longer than this (seconds), whatever its count.
+DEADLINE = 300.0
+#: Histogram range in microseconds: 1 us .. 60 s, 3 significant digits.
+HIST_MAX_US = 60_000_000
+
+
+def payload(i: int) -> dict[str, Any]:
+    """A ~100-byte JSON document (as JSON; a little smaller as msgpack)."""
+    return {"n": i, "to": f"user-{i:08d}@example.com", "subject": "Welcome aboard", "body": "x" * 24}
+
+
+def payload_json_size() -> int:
+    return len(json.dumps(payload(12345678)))
+
+
+async def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` single-job enqueues from one AsyncClient with ``inflight`` outstanding."""
+    jobs, inflight, queue = int(cfg["jobs"]), int(cfg["inflight"]), cfg.get("queue", "bench")
+    latencies: list[float] = []
+    async with spitfire.AsyncClient(url) as client:
+        await client.enqueue(queue, "noop", payload(0))  # connect and create the queue
+        counter = iter(range(1, jobs + 1))
+        deadline = time.monotonic() + DEADLINE
+
+        async def producer() -> None:
+            for i in counter:
+                if time.monotonic() > deadline:
+                    return
+                t0 = time.perf_counter()
+                await client.enqueue(queue, "noop", payload(i))
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(producer() for _ in range(inflight)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "jobs": len(latencies),
+        "seconds": elapsed,
+        "jobs_per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+    }
+
+
+async def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` jobs enqueued ``batch`` per request with ``inflight`` requests outstanding."""
+    jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
+    queue = cfg.get("queue", "bench")
+    batches = [[payload(i) for i in range(s, min(jobs, s + batch))] for s in range(0, jobs, batch)]
+    done = 0
+    async with spitfire.AsyncClient(url) as client:
+        await client.enqueue(queue, "noop", payload(0))
+        it = iter(batches)
+        deadline = time.monotonic() + DEADLINE
+
+        async def producer() -> None:
+            nonlocal done
+            for part in it:
+                if time.monotonic() > deadline:
+                    return
+                ids = await client.enqueue_many(queue, "noop", part)
+                done += len(ids)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(producer() for _ in range(inflight)))
+        elapsed = time.perf_counter() - start
+    return {"jobs": done, "seconds": elapsed, "jobs_per_s": done / elapsed}
+
+
+async def succeeded(client: spitfire.AsyncClient, queue: str) -> int:
+    stats = await client.stats(queue)
+    return int(stats.queues[0].counts["succeeded"]) if stats.queues else 0
+
+
+async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs first, then time ONE `spitfire worker` process until the last ran.
+
+    The clock starts when the worker process is launched (its start-up is included) and stops when
+    the server reports every job succeeded; ``steady_jobs_per_s`` excludes the time to the first one.
+    """
+    jobs, queue = int(cfg["jobs"]), cfg.get("queue", "bench")
+    await enqueue_batch(url, {"jobs": jobs, "batch": 1000, "inflight": 4, "queue": queue})
+    env = dict(os.environ, SPITFIRE_URL=url)
+    spitfire_cli = str(Path(sys.executable).with_name("spitfire"))
+    cmd = [
+        *cfg.get("prefix", []), spitfire_cli, "worker", "perf.noop_app:app",
+        "--queues", queue, "--concurrency", str(cfg.get("concurrency", 256)), "--url", url,
+    ]  # fmt: skip
+    async with spitfire.AsyncClient(url) as client:
+        base = await succeeded(client, queue)
+        start = time.perf_counter()
+        worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        first: float | None = None
+        count = base
+        try:
+            while count - base < jobs and time.perf_counter() - start < DEADLINE:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited early ({worker.returncode})")
+                await asyncio.sleep(0.005)
+                count = await succeeded(client, queue)
+                if first is None and count > base:
+                    first = time.perf_counter()
+            end = time.perf_counter()
+        finally:
+            stop_process(worker)
+    ran = count - base
+    elapsed = end - start
+    steady = end - first if first is not None else elapsed
+    return {
+        "jobs": ran,
+        "seconds": elapsed,
+        "jobs_per_s": ran / elapsed,
+        "steady_jobs_per_s": ran / steady if steady > 0 else 0.0,
+    }
+
+
+async def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Offer ``rate`` enqueues/s for ``seconds`` on a fixed schedule; latency counts from each job's
+    scheduled send time (no coordinated omission: a slow answer delays nobody's clock)."""
+    rate, seconds, queue = float(cfg["rate"]), float(cfg["seconds"]), cfg.get("queue", "bench")
+    total = int(rate * seconds)
+    hist = HdrHistogram(1, HIST_MAX_US, 3)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    async with spitfire.AsyncClient(url) as client:
+        await client.enqueue(queue, "noop", payload(0))
+
+        async def one(i: int, scheduled: float) -> None:
+            await client.enqueue(queue, "noop", payload(i))
+            hist.record_value(max(1, int((time.perf_counter() - scheduled) * 1e6)))
+
+        start = time.perf_counter() + 0.05
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            task = loop.create_task(one(i, scheduled))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.wait_for(asyncio.gather(*pending), timeout=DEADLINE)
+        elapsed = time.perf_counter() - start
+
+    def ms(p: float) -> float:
+        return float(hist.get_value_at_percentile(p)) / 1e3
+
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": hist.get_total_count() / elapsed,
+        "jobs": hist.get_total_count(),
+        "p50_ms": ms(50),
+        "p90_ms": ms(90),
+        "p99_ms": ms(99),
+        "p999_ms": ms(99.9),
+        "max_ms": hist.get_max_value() / 1e3,
+    }
+
+
+WORKLOADS = {
+    "enqueue-single": enqueue_single,
+    "enqueue-batch": enqueue_batch,
+    "drain": drain,
+    "open-loop": open_loop,
+}
+
+
+def run(workload: str, url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run one workload on a fresh uvloop loop."""
+    import uvloop
+
+    return uvloop.run(WORKLOADS[workload](url, cfg))

@@ -1,0 +1,115 @@
+"""Start and stop a real spitfire-server (and spitfire workers) for benchmarks, by PID.
+
+Every process started here is stopped here: `ServerProcess` is a context manager that sends SIGTERM,
+waits, and SIGKILLs what does not exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+#: Seconds a server gets to print its banner before the benchmark gives up.
+START_TIMEOUT = 60.0
+#: Seconds a process gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A port free on loopback for both TCP and UDP (QUIC uses the same number)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free loopback port for TCP and UDP")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM, wait, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class ServerProcess:
+    """A spitfire-server on a free loopback port with a temporary data dir."""
+
+    def __init__(self, durability: str = "group", quic: bool = True, extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="spitfire-bench-"))
+        self.durability = durability
+        self.quic = quic
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def url(self, transport: str = "tcp") -> str:
+        return f"{transport}://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "spitfire.server.cli",
+            "--data-dir", str(self.data_dir),
+            "--durability", self.durability,
+            "--listen", f"127.0.0.1:{self.port}",
+            "--http", f"127.0.0.1:{free_port()}",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        if not self.quic:
+            cmd.append("--no-quic")
+        return cmd + self.extra
+
+    def start(self, prefix: list[str] | None = None) -> ServerProcess:
+        """Start (optionally under ``prefix``, e.g. py-spy) and wait until it accepts connections."""
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([*(prefix or []), *self.command()], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"spitfire-server exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"spitfire-server did not listen within {START_TIMEOUT} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_path)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
