@@ -64,8 +64,10 @@ class Context:
 
     def stop(self) -> None:
         """Stop both threads (blocking: call from a worker thread or at shutdown)."""
-        self.flusher.stop()
-        self.preparer.stop()
+        try:
+            self.flusher.stop()
+        finally:
+            self.preparer.stop()  # joined even if the flusher failed: it must not outlive the storage
 
 
 class FileQueueLog:
@@ -368,8 +370,7 @@ class FileQueueLog:
                     self.wal_dir, want, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
                 )
             except OSError as exc:
-                logger.warning("cannot prepare segment %d of queue %r: %s", want, self._queue, exc)
-                return exc
+                return exc  # the preparer logs it (after raising its low-on-space flag)
             self._want = None
             return None
 

@@ -52,6 +52,9 @@ class Preparer:
         self._wake.set()
         self._thread.join()
 
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
     def _run(self) -> None:
         failed: list[FileQueueLog] = []
         while True:
@@ -63,17 +66,30 @@ class Preparer:
             failed = []
             while self._queue:
                 work.append(self._queue.popleft())
+            was_low = self.low_on_space
             no_space = False
+            errors: list[tuple[FileQueueLog, OSError]] = []
             for log in dict.fromkeys(work):  # each log once, in order
+                if self._stop_requested():
+                    return
                 error = log._prepare_next()
                 if error is not None:
                     failed.append(log)
-                    no_space = no_space or error.errno in NO_SPACE_ERRNOS
-            if no_space and not self.low_on_space:
+                    errors.append((log, error))
+                    if error.errno in NO_SPACE_ERRNOS:
+                        # Raise the flag before anything else (logging included): a writer that
+                        # reaches its roll in the meantime must see it and refuse plain appends.
+                        self.low_on_space = no_space = True
+            # Cleared only when nothing failed and nothing new is queued (a synchronous preparation on
+            # the loop may have failed and raised the flag during this round; its retry is queued).
+            low = no_space or (self.low_on_space and bool(failed or self._queue))
+            self.low_on_space = low
+            for log, error in errors:
+                logger.warning("cannot prepare the next segment of queue %r: %s", log.queue, error)
+            if no_space and not was_low:
                 logger.error(
                     "disk full: cannot allocate new WAL segments; new jobs are refused until disk space "
                     "is freed (acks and failures still use the reserved space)"
                 )
-            elif not failed and self.low_on_space:
+            elif was_low and not low:
                 logger.warning("disk space is available again; new jobs are accepted")
-            self.low_on_space = no_space or (self.low_on_space and bool(failed))

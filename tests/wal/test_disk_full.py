@@ -66,6 +66,15 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run)
 
     async def main() -> None:
         storage = FileStorage(data, CONFIG)
+        try:
+            await scenario(storage)
+        finally:
+            # Always: close() stops and joins the preparer, which would otherwise go on retrying
+            # (and logging) after the fixture has unmounted the filesystem.
+            await storage.close()
+        assert storage._ctx is not None and not storage._ctx.preparer._thread.is_alive()
+
+    async def scenario(storage: FileStorage) -> None:
         a, _ = storage.open_log("a", Durability.GROUP)
         b, _ = storage.open_log("b", Durability.GROUP)
         # Queue a crosses half of its segment: its spare segment gets prepared while space remains.
@@ -74,13 +83,15 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run)
             acked.append((a.append(1, body), body))
         await _wait(lambda: a._prepared is not None)
         fill(small_fs / "filler")
-        # Queue b needs a segment it cannot get: the storage is now low on space.
+        # Queue b asks for a segment it cannot get: the storage is now low on space. b stops
+        # appending once it has asked (well before its roll), so the preparer's failure is what
+        # raises the flag, however late the preparer thread gets to run.
         i = 0
-        while not b.low_on_space:
+        while not b._prep_requested:
             b.append(1, body_for(i, 150))
             i += 1
-            await asyncio.sleep(0)
             assert i < 1000
+        await _wait(lambda: b.low_on_space)
         assert a.low_on_space
         # Plain appends of a go on below the reserve line of the current segment, then are refused.
         with pytest.raises(NoSpaceError, match="free disk space"):
@@ -106,16 +117,17 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run)
         body = b"after space returned"
         lsn = a.append(1, body)
         acked.append((lsn, body))
-        await storage.close()
 
     run(main())
 
     async def check() -> None:
         storage = FileStorage(data, CONFIG)
-        _, recovery = storage.open_log("a", Durability.GROUP)
-        assert [(r.lsn, r.body) for r in recovery.records] == acked
-        assert any(r.rtype == 2 for r in recovery.records)
-        await storage.close()
+        try:
+            _, recovery = storage.open_log("a", Durability.GROUP)
+            assert [(r.lsn, r.body) for r in recovery.records] == acked
+            assert any(r.rtype == 2 for r in recovery.records)
+        finally:
+            await storage.close()
 
     run(check())
     assert os.path.ismount(small_fs)
