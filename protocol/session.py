@@ -240,7 +240,8 @@ class ClientSession(_Session):
             if self.state is SessionState.HANDSHAKE and frame.request_id == self._hello_id:
                 if mtype is MessageType.ERROR:
                     self.state = SessionState.CLOSED
-                    code = message.code if message.code in ErrorCode else ErrorCode.INTERNAL
+                    # `str in ErrorCode` warns (and raises under -W error) on Python 3.11.
+                    code = ErrorCode._value2member_map_.get(message.code, ErrorCode.INTERNAL)
                     raise ProtocolViolation(ErrorCode(code), message.message)
                 self.welcome = message
                 self.state = SessionState.OPEN

@@ -4,6 +4,9 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--listen 127.0.0.1:7878] [--http 127.0.0.1:7880]
                 [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
                 [--no-quic] [--log-level info] [--log-format text|json]
+                [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
+                [--max-jobs N] [--max-bytes B] [--max-payload B] [--heartbeat-interval S]
+                [--shutdown-grace S]
 spitfire-server repair --data-dir DIR [--yes]
 """
 
@@ -21,8 +24,15 @@ import uvloop
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
+    DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HTTP,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_JOBS,
+    DEFAULT_SHUTDOWN_GRACE,
     Address,
     OptionsError,
     ServerOptions,
@@ -72,6 +82,26 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quic", action="store_true", help="serve TCP only")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default %(default)s)")
     p.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
+    p.add_argument("--tls-cert", default=None, help="QUIC certificate (PEM); default: self-signed in tls/")
+    p.add_argument("--tls-key", default=None, help="QUIC private key (PEM), with --tls-cert")
+    limits = p.add_argument_group("backpressure (enqueues answer BUSY past these; acks keep working)")
+    limits.add_argument("--max-queue-jobs", type=int, default=DEFAULT_MAX_QUEUE_JOBS, metavar="N")
+    limits.add_argument("--max-queue-bytes", type=int, default=DEFAULT_MAX_QUEUE_BYTES, metavar="BYTES")
+    limits.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS, metavar="N", help="all queues")
+    limits.add_argument(
+        "--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES", help="all queues"
+    )
+    limits.add_argument(
+        "--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, metavar="BYTES", help="TOO_LARGE past this"
+    )
+    p.add_argument("--heartbeat-interval", type=float, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S")
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=DEFAULT_SHUTDOWN_GRACE,
+        metavar="S",
+        help="seconds in-flight requests get on SIGTERM (default %(default)s)",
+    )
     return p
 
 
@@ -99,6 +129,15 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         no_quic=args.no_quic,
         log_level=args.log_level,
         log_format=args.log_format,
+        tls_cert=None if args.tls_cert is None else Path(args.tls_cert),
+        tls_key=None if args.tls_key is None else Path(args.tls_key),
+        max_queue_jobs=args.max_queue_jobs,
+        max_queue_bytes=args.max_queue_bytes,
+        max_jobs=args.max_jobs,
+        max_bytes=args.max_bytes,
+        max_payload=args.max_payload,
+        heartbeat_interval=args.heartbeat_interval,
+        shutdown_grace=args.shutdown_grace,
     )
 
 

@@ -91,3 +91,13 @@ class QueuePaused(EngineError):
     def __init__(self, queue: str) -> None:
         self.queue = queue
         super().__init__(f"queue {queue!r} is paused")
+
+
+class Overloaded(EngineError):
+    """Backpressure: too many pending jobs or bytes; the client should retry after ``retry_after`` s."""
+
+    code = "BUSY"
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{what}; retry in {retry_after:g} s")

@@ -17,6 +17,20 @@ DEFAULT_LISTEN = "127.0.0.1:7878"
 DEFAULT_HTTP = "127.0.0.1:7880"
 #: Environment variable that supplies the auth token when --auth-token is not given.
 AUTH_TOKEN_ENV = "SPITFIRE_AUTH_TOKEN"
+#: Backpressure: pending (not finished) jobs one queue may hold before enqueues answer BUSY.
+DEFAULT_MAX_QUEUE_JOBS = 1_000_000
+#: Backpressure: pending payload bytes one queue may hold.
+DEFAULT_MAX_QUEUE_BYTES = 2**30
+#: Backpressure: pending jobs of all queues together (~1 KiB of memory each, payload aside).
+DEFAULT_MAX_JOBS = 4_000_000
+#: Backpressure: pending payload bytes of all queues together.
+DEFAULT_MAX_BYTES = 2 * 2**30
+#: Largest payload (and result) accepted, in bytes.
+DEFAULT_MAX_PAYLOAD = 2**20
+#: How often workers are asked to heartbeat, in seconds (they go faster for short leases).
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+#: On SIGTERM, how long in-flight requests may take to finish before connections are closed.
+DEFAULT_SHUTDOWN_GRACE = 5.0
 
 
 class OptionsError(ValueError):
@@ -78,8 +92,23 @@ class ServerOptions:
     log_level: str = "info"
     #: "text" or "json".
     log_format: str = "text"
+    #: QUIC certificate and key (PEM); None: a self-signed pair in <data-dir>/tls/.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Backpressure limits on pending jobs and pending payload bytes (per queue and in total).
+    max_queue_jobs: int = DEFAULT_MAX_QUEUE_JOBS
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_jobs: int = DEFAULT_MAX_JOBS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    #: Largest payload and result accepted, in bytes.
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    #: Heartbeat interval announced to workers, in seconds.
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    #: Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
 
     def __post_init__(self) -> None:
+        self._check_limits()
         if self.log_format not in ("text", "json"):
             raise OptionsError(f"--log-format {self.log_format!r}: choose text or json")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -94,6 +123,23 @@ class ServerOptions:
                 f"token: anyone who can reach it could enqueue and run jobs. Pass --auth-token TOKEN "
                 f"(or set {AUTH_TOKEN_ENV}), or bind to 127.0.0.1."
             )
+
+    def _check_limits(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise OptionsError("--tls-cert and --tls-key go together: give both, or neither")
+        for flag, value in (
+            ("--max-queue-jobs", self.max_queue_jobs),
+            ("--max-queue-bytes", self.max_queue_bytes),
+            ("--max-jobs", self.max_jobs),
+            ("--max-bytes", self.max_bytes),
+            ("--max-payload", self.max_payload),
+        ):
+            if value < 1:
+                raise OptionsError(f"{flag} {value}: must be at least 1")
+        if not 0 < self.heartbeat_interval <= 3600:
+            raise OptionsError(f"--heartbeat-interval {self.heartbeat_interval}: must be in (0, 3600]")
+        if not 0 <= self.shutdown_grace <= 3600:
+            raise OptionsError(f"--shutdown-grace {self.shutdown_grace}: must be in [0, 3600]")
 
 
 def auth_token_from_env(flag_value: str | None) -> str | None:

@@ -1,7 +1,9 @@
-"""Runs the server: opens the data directory, recovers, keeps the engine's timers, shuts down cleanly.
+"""Runs the server: recovers the data directory, serves the binary protocol, shuts down cleanly.
 
-SIGTERM and SIGINT stop the server: stop accepting work, let in-flight writes finish, fsync every
-log and exit 0.
+Start-up: lock and recover the data directory, then listen (TCP, and QUIC on the same port number
+unless --no-quic), then print what is served. SIGTERM and SIGINT: stop accepting, send GOAWAY to
+every connection, let in-flight requests finish (at most ``shutdown_grace`` seconds), close the
+connections, fsync every log and exit 0.
 """
 
 from __future__ import annotations
@@ -11,62 +13,186 @@ import contextlib
 import logging
 import signal
 import time
+from pathlib import Path
 
+from spitfire.index.job import ACTIVE_STATES
+from spitfire.protocol.messages import PROTOCOL_VERSION, Welcome
+from spitfire.server.backpressure import Backpressure, Limits
 from spitfire.server.config import EngineConfig
 from spitfire.server.datadir import DataDirLock
+from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
-from spitfire.server.options import ServerOptions
+from spitfire.server.errors import QueueNotFound
+from spitfire.server.listener import ConnectionHub, Listeners, serve_tcp
+from spitfire.server.maintenance import Maintenance
+from spitfire.server.options import Address, ServerOptions
+from spitfire.server.service import Service
 from spitfire.wal import FileStorage
 
 log = logging.getLogger("spitfire.server")
 
-#: Longest the maintenance timer sleeps, so that a clock step is noticed within this many seconds.
-MAX_TICK_INTERVAL = 1.0
+#: The server's name in WELCOME.
+SERVER_NAME = "spitfire-server/0.1.0"
+#: Jobs read per page when counting the payload bytes of recovered jobs.
+SCAN_PAGE = 1000
+_ACTIVE_LABELS = tuple(s.label for s in ACTIVE_STATES)
 
 
 class Server:
-    """One spitfire-server: storage, engine and maintenance, on the running event loop."""
+    """One spitfire-server: storage, engine, maintenance and listeners, on the running event loop."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.storage: FileStorage | None = None
         self.engine: Engine | None = None
+        self.service: Service | None = None
+        self.hub: ConnectionHub | None = None
+        self.maintenance: Maintenance | None = None
+        self.listeners = Listeners()
+        #: Where the binary protocol is served (the port is the bound one when 0 was asked for).
+        self.address = options.listen
         self._stopping = asyncio.Event()
         self._lock = DataDirLock(options.data_dir)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Open the data directory and recover every queue."""
+        """Open the data directory, recover every queue, then start serving."""
         started = time.perf_counter()
-        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        opts = self.options
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
-        self.storage = FileStorage(self.options.data_dir)
-        self.engine = Engine(self.storage, EngineConfig(durability=self.options.durability))
-        await self.engine.open(now=time.time())
-        elapsed = time.perf_counter() - started
-        stats = self.engine.stats()
+        self.storage = FileStorage(opts.data_dir)
+        config = EngineConfig(
+            durability=opts.durability, max_payload=opts.max_payload, max_result=opts.max_payload
+        )
+        engine = self.engine = Engine(self.storage, config)
+        await engine.open(now=time.time())
+        stats = engine.stats()
         log.info(
             "recovered %d jobs in %d queues from %s in %.3f s",
             stats.total_jobs,
             len(stats.queues),
-            self.options.data_dir,
-            elapsed,
+            opts.data_dir,
+            time.perf_counter() - started,
         )
+        self._wire(engine)
+        await self._listen()
+
+    def _wire(self, engine: Engine) -> None:
+        opts = self.options
+        maintenance = self.maintenance = Maintenance(engine)
+        dispatcher = Dispatcher(engine, time.time, maintenance.note)
+        engine.on_ready = dispatcher.on_ready
+        limits = Limits(opts.max_queue_jobs, opts.max_queue_bytes, opts.max_jobs, opts.max_bytes)
+        backpressure = Backpressure(limits, self._pending)
+        self.service = Service(engine, dispatcher, backpressure, note_deadline=maintenance.note)
+        welcome = Welcome(
+            PROTOCOL_VERSION,
+            SERVER_NAME,
+            max_frame=64 * 2**20,
+            max_payload=opts.max_payload,
+            heartbeat_interval=opts.heartbeat_interval,
+        )
+        self.hub = ConnectionHub(self.service, welcome, opts.auth_token)
+        dispatcher.all_ready()
+        self._spawn(self._count_recovered_bytes())
+
+    def _pending(self, queue: str) -> int:
+        assert self.engine is not None
+        try:
+            counts = self.engine.queue_stats(queue).counts
+        except QueueNotFound:
+            return 0
+        return sum(counts[label] for label in _ACTIVE_LABELS)
+
+    async def _count_recovered_bytes(self) -> None:
+        """Count the payload bytes of recovered pending jobs into backpressure, a page at a time."""
+        assert self.engine is not None and self.service is not None
+        engine, bp = self.engine, self.service.backpressure
+        for queue in engine.queues():
+            jobs = nbytes = 0
+            for state in ACTIVE_STATES:
+                cursor: str | None = None
+                while True:
+                    try:
+                        page, cursor = engine.list_jobs(queue, state, cursor, SCAN_PAGE)
+                    except QueueNotFound:
+                        break
+                    jobs += len(page)
+                    nbytes += sum(len(job.payload) for job in page)
+                    await asyncio.sleep(0)
+                    if cursor is None:
+                        break
+            bp.recovered(queue, jobs, nbytes)
+
+    async def _listen(self) -> None:
+        assert self.hub is not None
+        opts = self.options
+        host, port = opts.listen.host, opts.listen.port
+        tcp = await serve_tcp(host, port, self.hub.factory)
+        if port == 0 and tcp.sockets:
+            port = int(tcp.sockets[0].getsockname()[1])
+        self.address = Address(host, port)
+        self.listeners.add(tcp, f"tcp://{self.address}")
+        if not opts.no_quic:
+            await self._listen_quic(host, port)
+
+    async def _listen_quic(self, host: str, port: int) -> None:
+        assert self.hub is not None
+        opts = self.options
+        try:  # imported lazily: QUIC (aioquic, cryptography) is optional at run time
+            from spitfire.protocol.quic import serve_quic
+            from spitfire.server.tls import ensure_certificate
+        except ImportError as exc:
+            log.warning("QUIC is not available (%s); serving TCP only", exc)
+            return
+        if opts.tls_cert is not None and opts.tls_key is not None:
+            cert, key = opts.tls_cert, opts.tls_key
+        else:
+            cert, key = ensure_certificate(Path(opts.data_dir) / "tls")
+        quic = await serve_quic(host, port, self.hub.factory, certfile=str(cert), keyfile=str(key))
+        self.listeners.add(quic, f"quic://{self.address}")
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run_until_stopped(self) -> None:
         """Run maintenance until `stop` is called (by a signal or a test)."""
-        assert self.engine is not None
-        while not self._stopping.is_set():
-            now = time.time()
-            deadline = await self.engine.tick(now)
-            delay = (
-                MAX_TICK_INTERVAL if deadline is None else min(MAX_TICK_INTERVAL, max(0.0, deadline - now))
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        assert self.maintenance is not None
+        runner = asyncio.get_running_loop().create_task(self.maintenance.run())
+        try:
+            await self._stopping.wait()
+        finally:
+            self.maintenance.stop()
+            await runner
 
     def stop(self) -> None:
         """Ask the server to shut down (idempotent)."""
         self._stopping.set()
+
+    async def drain(self) -> None:
+        """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
+        if self.hub is None or self.service is None:
+            return
+        self.listeners.close()
+        self.service.dispatcher.stop()
+        self.hub.shutting_down = True
+        self.hub.goaway("the server is shutting down")
+        grace = self.options.shutdown_grace
+        try:
+            await asyncio.wait_for(self.service.wait_idle(), grace)
+        except TimeoutError:
+            log.warning(
+                "%d requests still in flight after %.1f s; closing anyway", self.service.inflight, grace
+            )
+        self.hub.close_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.service.dispatcher.wait_released(), grace)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.sleep(0)  # let the transports write what was flushed
 
     async def close(self) -> None:
         """Flush everything to disk and release files."""
@@ -79,29 +205,33 @@ class Server:
             self._lock.release()
 
 
-def describe(options: ServerOptions) -> str:
-    """The start-up banner: what this build serves and where its data lives."""
+def describe(server: Server) -> str:
+    """The start-up banner: what this server serves and where its data lives."""
+    options = server.options
+    quic = next((u for u in server.listeners.urls if u.startswith("quic://")), None)
+    if quic is None:
+        quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
         f"  durability:  {options.durability.value} (default for new queues)\n"
-        f"  binary:      tcp://{options.listen} and quic://{options.listen} "
-        "(listeners arrive with the network server; not served by this build yet)\n"
-        f"  http:        http://{options.http}/ (dashboard and API arrive later; not served yet)\n"
-        "  stop with Ctrl-C or SIGTERM: logs are flushed and fsynced before exit"
+        f"  binary:      tcp://{server.address}  {quic}\n"
+        f"  http:        http://{options.http}/ (the HTTP API and dashboard arrive later; not served yet)\n"
+        "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 
 
 async def serve(options: ServerOptions) -> int:
-    """Start, print the banner, run until SIGTERM/SIGINT, flush and return the exit code."""
+    """Start, print the banner, run until SIGTERM/SIGINT, drain, flush and return the exit code."""
     server = Server(options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
     try:
         await server.start()
-        print(describe(options), flush=True)
+        print(describe(server), flush=True)
         await server.run_until_stopped()
+        await server.drain()
     finally:
         await server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

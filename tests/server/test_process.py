@@ -19,8 +19,9 @@ SERVER = [sys.executable, "-m", "spitfire.server.cli"]
 @contextlib.contextmanager
 def running_server(data_dir: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """Start a server; on exit make sure it is stopped (by its pid) and its pipes are closed."""
+    # Port 0: the server binds a free port and prints it (never the shared default 7878).
     with subprocess.Popen(
-        [*SERVER, "--data-dir", str(data_dir), *args],
+        [*SERVER, "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--no-quic", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -54,7 +55,7 @@ def test_starts_prints_what_it_serves_and_stops_cleanly(tmp_path: Path, sig: sig
         banner = wait_for_banner(proc)
         assert "spitfire-server ready" in banner
         assert str((tmp_path / "data").resolve()) in banner
-        assert "127.0.0.1:7878" in banner and "127.0.0.1:7880" in banner
+        assert "tcp://127.0.0.1:" in banner and "127.0.0.1:7880" in banner
         os.kill(proc.pid, sig)
         assert proc.wait(timeout=20) == 0
         assert proc.stderr is not None

@@ -1,0 +1,156 @@
+"""Backpressure: refuse new jobs (BUSY, with a retry-after hint) past limits on pending work.
+
+Pending means not finished: scheduled, enqueued, reserved, running or retrying. Limits apply to
+pending jobs and pending payload bytes, per queue and over all queues. Only enqueues are refused;
+acks, fails and every other request keep working, so workers drain the backlog that caused it.
+
+Counting stays off the hot paths of workers: an admitted enqueue adds its jobs and bytes to an
+estimate, and finished jobs are not subtracted one by one (the engine finishes jobs in many places:
+acks, fails, lease expiry, cancels). Instead, when an enqueue would cross a limit, the estimate of
+the queue is refreshed from the engine's exact per-state counts before refusing. Bytes are not
+counted by the engine, so a refresh scales the queue's bytes by exact jobs / estimated jobs, as if
+the jobs that finished were of average size (exact again whenever the queue has no pending job).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import Overloaded
+
+#: Seconds a refused producer is told to wait: long enough for workers to finish a batch of jobs,
+#: short enough that a producer resumes soon after the backlog shrinks.
+RETRY_AFTER = 0.5
+#: Shortest time between two exact refreshes of one queue's counts (a refresh builds a small
+#: dict; under sustained overload every enqueue would otherwise pay for one).
+REFRESH_INTERVAL = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Pending work past which enqueues answer BUSY."""
+
+    #: Pending jobs in one queue.
+    queue_jobs: int
+    #: Pending payload bytes in one queue.
+    queue_bytes: int
+    #: Pending jobs in all queues together.
+    total_jobs: int
+    #: Pending payload bytes in all queues together.
+    total_bytes: int
+
+
+class Backpressure:
+    """Admits or refuses enqueues against `Limits`.
+
+    ``pending`` returns the exact number of pending jobs of a queue (0 for an unknown queue).
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        pending: Callable[[str], int],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self._pending = pending
+        self._clock = clock
+        #: queue -> [estimated pending jobs, estimated pending bytes, last refresh time]
+        self._queues: dict[str, list[float]] = {}
+        self.total_jobs = 0.0
+        self.total_bytes = 0.0
+
+    def admit(self, queue: str, jobs: int, nbytes: int) -> None:
+        """Count ``jobs`` new jobs of ``nbytes`` payload bytes into ``queue``, or refuse them.
+
+        :raises Overloaded: a limit would be crossed (nothing is counted then).
+        """
+        entry = self._queues.get(queue)
+        if entry is None:
+            entry = self._queues[queue] = [0.0, 0.0, 0.0]
+        if self._over(entry, jobs, nbytes):
+            self._refresh(queue, entry)
+            if self._over(entry, jobs, nbytes):
+                self._refresh_all()
+                self._refuse(queue, entry, jobs, nbytes)
+        entry[0] += jobs
+        entry[1] += nbytes
+        self.total_jobs += jobs
+        self.total_bytes += nbytes
+
+    def retract(self, queue: str, jobs: int, nbytes: int) -> None:
+        """Undo an `admit` whose jobs were not added (an error, or an idempotency key hit)."""
+        entry = self._queues.get(queue)
+        if entry is None:
+            return
+        jobs = min(jobs, int(entry[0]))
+        nbytes = min(nbytes, int(entry[1]))
+        entry[0] -= jobs
+        entry[1] -= nbytes
+        self.total_jobs -= jobs
+        self.total_bytes -= nbytes
+
+    def recovered(self, queue: str, jobs: int, nbytes: int) -> None:
+        """Count jobs that existed before this process started (found by a recovery scan)."""
+        entry = self._queues.setdefault(queue, [0.0, 0.0, 0.0])
+        entry[0] += jobs
+        entry[1] += nbytes
+        self.total_jobs += jobs
+        self.total_bytes += nbytes
+
+    def estimate(self, queue: str) -> tuple[int, int]:
+        """The current estimate of a queue's pending (jobs, bytes)."""
+        entry = self._queues.get(queue)
+        return (0, 0) if entry is None else (int(entry[0]), int(entry[1]))
+
+    def _over(self, entry: list[float], jobs: int, nbytes: int) -> bool:
+        lim = self.limits
+        return (
+            entry[0] + jobs > lim.queue_jobs
+            or entry[1] + nbytes > lim.queue_bytes
+            or self.total_jobs + jobs > lim.total_jobs
+            or self.total_bytes + nbytes > lim.total_bytes
+        )
+
+    def _refuse(self, queue: str, entry: list[float], jobs: int, nbytes: int) -> None:
+        lim = self.limits
+        if entry[0] + jobs > lim.queue_jobs:
+            what = f"queue {queue!r} holds {int(entry[0])} pending jobs (limit {lim.queue_jobs})"
+        elif entry[1] + nbytes > lim.queue_bytes:
+            what = f"queue {queue!r} holds {int(entry[1])} pending payload bytes (limit {lim.queue_bytes})"
+        elif self.total_jobs + jobs > lim.total_jobs:
+            what = f"the server holds {int(self.total_jobs)} pending jobs (limit {lim.total_jobs})"
+        elif self.total_bytes + nbytes > lim.total_bytes:
+            what = f"the server holds {int(self.total_bytes)} pending payload bytes (limit {lim.total_bytes})"
+        else:
+            return
+        raise Overloaded(what, RETRY_AFTER)
+
+    def _refresh(self, queue: str, entry: list[float]) -> None:
+        """Replace the estimate of ``queue`` by the engine's exact job count (bytes scaled)."""
+        now = self._clock()
+        if now - entry[2] < REFRESH_INTERVAL:
+            return
+        entry[2] = now
+        exact = float(self._pending(queue))
+        jobs, nbytes = entry[0], entry[1]
+        if exact <= 0:
+            new_bytes = 0.0
+        elif jobs > 0:
+            new_bytes = nbytes * exact / jobs
+        else:
+            new_bytes = nbytes
+        self.total_jobs += exact - jobs
+        self.total_bytes += new_bytes - nbytes
+        entry[0] = exact
+        entry[1] = new_bytes
+
+    def _refresh_all(self) -> None:
+        for queue, entry in self._queues.items():
+            self._refresh(queue, entry)
+
+    def refresh_all(self) -> None:
+        """Refresh every queue's estimate (maintenance calls this now and then)."""
+        self._refresh_all()

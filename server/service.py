@@ -1,0 +1,579 @@
+"""The binary protocol's requests, served by the engine (protocol-semantics.md items 3 to 11).
+
+`Service.handle` takes one decoded request of one connection and queues its answer on that
+connection's session. Requests of a connection are served concurrently (pipelining): an operation
+that must wait for an fsync is an engine coroutine driven by `_Call`, a few slots instead of an
+asyncio Task per request: its synchronous part (validate, append, apply) runs at once, in request
+order, and the answer is queued when the commit future resolves. Answers produced in one loop turn
+leave in one write (the connection flushes once per turn).
+
+Engine errors become ERROR frames with the codes of the semantics file; anything unexpected becomes
+INTERNAL, is logged with its traceback, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import msgspec
+
+from spitfire.index.job import Backoff, BackoffKind, Job, JobState
+from spitfire.protocol import messages as m
+from spitfire.protocol.messages import ErrorCode, MessageType
+from spitfire.protocol.session import Request, ServerSession
+
+from . import validation as v
+from .backpressure import Backpressure
+from .dispatcher import Dispatcher, Worker
+from .engine import Engine
+from .errors import (
+    EngineError,
+    InvalidTransition,
+    JobNotFound,
+    NoSpace,
+    Overloaded,
+    PayloadTooLarge,
+    QueueNotFound,
+    QueuePaused,
+    StaleLease,
+    ValidationError,
+)
+
+log = logging.getLogger("spitfire.server.service")
+
+#: Queues one worker may subscribe to at most.
+MAX_SUBSCRIBED_QUEUES = 1000
+#: Error recorded for a job handed back with RELEASE (not stored: the attempt does not count).
+RELEASED = "released by the worker"
+
+_BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
+_LABELS = {int(s): s.label for s in JobState}
+
+
+class Peer(Protocol):
+    """What the service needs of a connection."""
+
+    session: ServerSession
+    worker: Worker | None
+
+    def schedule_flush(self) -> None:
+        """Write queued frames at the end of this loop turn."""
+
+    def push(self, message_type: int, message: msgspec.Struct) -> None:
+        """Queue an unsolicited frame and schedule a flush."""
+
+
+# -- conversions ------------------------------------------------------------------------------------------
+
+
+def error_of(exc: BaseException) -> m.Error:
+    """The ERROR body answering a request that raised ``exc`` (INTERNAL for anything unexpected)."""
+    if isinstance(exc, PayloadTooLarge):
+        return m.Error(ErrorCode.TOO_LARGE.value, str(exc), exc.field)
+    if isinstance(exc, ValidationError):
+        return m.Error(ErrorCode.BAD_REQUEST.value, str(exc), exc.field)
+    if isinstance(exc, JobNotFound | QueueNotFound):
+        return m.Error(ErrorCode.NOT_FOUND.value, str(exc))
+    if isinstance(exc, InvalidTransition | StaleLease | QueuePaused):
+        return m.Error(ErrorCode.CONFLICT.value, str(exc))
+    if isinstance(exc, NoSpace):
+        return m.Error(ErrorCode.NO_SPACE.value, str(exc))
+    if isinstance(exc, Overloaded):
+        return m.Error(ErrorCode.BUSY.value, str(exc), None, exc.retry_after)
+    return m.Error(ErrorCode.INTERNAL.value, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def backoff_of(wire: m.Backoff | None) -> Backoff | None:
+    """The engine's backoff policy from the wire's. :raises ValidationError: unknown kind."""
+    if wire is None:
+        return None
+    kind = _BACKOFF_KINDS.get(wire.kind)
+    if kind is None:
+        raise ValidationError("backoff.kind", f"must be one of {', '.join(_BACKOFF_KINDS)}")
+    return Backoff(kind, wire.base, wire.factor, wire.cap, wire.jitter)
+
+
+def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
+    if backoff is None:
+        return None
+    return m.Backoff(backoff.kind.name.lower(), backoff.base, backoff.factor, backoff.cap, backoff.jitter)
+
+
+def job_info(job: Job) -> m.JobInfo:
+    """Everything known about a job, in the wire's job model."""
+    flat = job.history or ()
+    history = [
+        m.Transition(state=_LABELS.get(int(flat[i]), "?"), at=flat[i + 1]) for i in range(0, len(flat) - 1, 2)
+    ]
+    errors = [
+        m.AttemptInfo(attempt=e.attempt, at=e.at, error=e.error, traceback=e.traceback)
+        for e in job.errors or ()
+    ]
+    return m.JobInfo(
+        id=job.id,
+        queue=job.queue,
+        name=job.name,
+        payload=job.payload,
+        state=job.state.label,
+        priority=job.priority,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        run_at=job.run_at,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        backoff=wire_backoff(job.backoff),
+        timeout=job.timeout,
+        idempotency_key=job.idempotency_key,
+        headers=job.headers,
+        errors=errors,
+        result=job.result,
+        history=history,
+        lease_until=job.lease_until,
+        worker=job.worker,
+    )
+
+
+def _created_label(job: Job) -> str:
+    # By the time the commit resolves a new job may already be delivered; the producer is told the
+    # state it was created in.
+    return (
+        job.state.label if job.state is JobState.SCHEDULED or job.state is JobState.CANCELLED else "enqueued"
+    )
+
+
+# -- driving engine coroutines without a Task each --------------------------------------------------------
+
+Done = Callable[[Any, BaseException | None], None]
+
+
+class _Call:
+    """Runs one engine coroutine to completion, resuming it from its futures' callbacks.
+
+    A Task would cost a scheduling round-trip before the first step and a larger object; the
+    engine's coroutines only ever await asyncio futures (commits), so this is all they need.
+    """
+
+    __slots__ = ("coro", "done")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], done: Done) -> None:
+        self.coro = coro
+        self.done = done
+
+    def step(self, _future: object = None) -> None:
+        try:
+            yielded = self.coro.send(None)
+        except StopIteration as stop:
+            self.done(stop.value, None)
+            return
+        except (Exception, asyncio.CancelledError) as exc:
+            self.done(None, exc)
+            return
+        if yielded is None:  # a bare yield (asyncio.sleep(0)): resume next turn
+            asyncio.get_running_loop().call_soon(self.step)
+        else:
+            yielded._asyncio_future_blocking = False
+            yielded.add_done_callback(self.step)
+
+
+class _Batch:
+    """Collects the outcomes of the items of one ACK, FAIL or RELEASE; answers DONE after the last."""
+
+    __slots__ = ("conn", "errors", "left", "on_item", "request", "service")
+
+    def __init__(self, service: Service, conn: Peer, request: Request, count: int) -> None:
+        self.service = service
+        self.conn = conn
+        self.request = request
+        self.left = count
+        self.errors: list[m.ItemError] = []
+        self.on_item: Callable[[Job], None] | None = None
+
+    def item(self, index: int) -> Done:
+        def done(job: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                err = self.service.item_error(exc)
+                self.errors.append(m.ItemError(index, err.code, err.message))
+            elif self.on_item is not None:
+                self.on_item(job)
+            self.left -= 1
+            if self.left == 0:
+                self.errors.sort(key=lambda e: e.index)
+                self.service.answer(self.conn, self.request, MessageType.DONE, m.Done(self.errors))
+
+        return done
+
+
+# -- the service ------------------------------------------------------------------------------------------
+
+
+class Service:
+    """Serves every connection's requests against one engine.
+
+    ``note_deadline`` is told of every new deadline a request creates (a delayed job, a retry
+    backoff), so that maintenance wakes in time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        dispatcher: Dispatcher,
+        backpressure: Backpressure,
+        *,
+        note_deadline: Callable[[float], None] = lambda _at: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.dispatcher = dispatcher
+        self.backpressure = backpressure
+        self.note_deadline = note_deadline
+        self.clock = clock
+        #: Requests started and not answered yet (shutdown waits for them).
+        self.inflight = 0
+        self.connections = 0
+        self._idle: asyncio.Event | None = None
+        self._handlers: dict[MessageType, Callable[[Peer, Request], None]] = {
+            MessageType.PING: self._ping,
+            MessageType.ENQUEUE: self._enqueue,
+            MessageType.ENQUEUE_MANY: self._enqueue_many,
+            MessageType.GET: self._get,
+            MessageType.CANCEL: self._cancel,
+            MessageType.RETRY: self._retry,
+            MessageType.DELETE: self._delete,
+            MessageType.STATS: self._stats,
+            MessageType.PAUSE: self._pause,
+            MessageType.RESUME: self._resume,
+            MessageType.SUBSCRIBE: self._subscribe,
+            MessageType.CREDIT: self._credit,
+            MessageType.UNSUBSCRIBE: self._unsubscribe,
+            MessageType.START: self._start,
+            MessageType.ACK: self._ack,
+            MessageType.FAIL: self._fail,
+            MessageType.HEARTBEAT: self._heartbeat,
+            MessageType.RELEASE: self._release,
+        }
+
+    # -- entry points -----------------------------------------------------------------------------------
+
+    def handle(self, conn: Peer, request: Request) -> None:
+        """Serve one request; its answer is queued on ``conn.session`` now or when it is durable."""
+        try:
+            self._handlers[request.type](conn, request)
+        except Exception as exc:  # engine errors and bugs alike: answer, never crash the server
+            self.fail_request(conn, request, exc)
+
+    def answer(self, conn: Peer, request: Request, message_type: int, message: msgspec.Struct) -> None:
+        """Queue the answer to a request that was in flight, and count it finished."""
+        conn.session.reply(request, message, message_type)
+        conn.schedule_flush()
+        self._finished()
+
+    def fail_request(self, conn: Peer, request: Request, exc: BaseException) -> None:
+        """Answer ``request`` with the ERROR for ``exc`` (logging unexpected ones with traceback)."""
+        err = error_of(exc)
+        if err.code == ErrorCode.INTERNAL:
+            log.error("request %s (id %d) failed", request.type.name, request.request_id, exc_info=exc)
+        if request.request_id:
+            conn.session.error(
+                request.request_id, ErrorCode(err.code), err.message, err.field, err.retry_after
+            )
+            conn.schedule_flush()
+
+    def item_error(self, exc: BaseException) -> m.Error:
+        """The error of one item of a batch (logged when unexpected)."""
+        err = error_of(exc)
+        if err.code == ErrorCode.INTERNAL:
+            log.error("batch item failed", exc_info=exc)
+        return err
+
+    async def wait_idle(self) -> None:
+        """Wait until no request is in flight."""
+        while self.inflight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    def _finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _drive(self, coro: Coroutine[Any, Any, Any], done: Done) -> None:
+        self.inflight += 1
+        _Call(coro, done).step()
+
+    def _single(
+        self,
+        conn: Peer,
+        request: Request,
+        coro: Coroutine[Any, Any, Any],
+        reply: Callable[[Any], tuple[int, Any]],
+    ) -> None:
+        """Drive one engine coroutine; answer with ``reply(result)`` or the error it raised."""
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                try:
+                    message_type, message = reply(result)
+                except Exception as err:
+                    exc = err
+                else:
+                    self.answer(conn, request, message_type, message)
+                    return
+            self._finished()
+            self.fail_request(conn, request, exc)
+
+        self._drive(coro, done)
+
+    # -- producers --------------------------------------------------------------------------------------
+
+    def _ping(self, conn: Peer, request: Request) -> None:
+        conn.session.reply(request, m.Pong(), MessageType.PONG)
+
+    def _enqueue(self, conn: Peer, request: Request) -> None:
+        msg: m.Enqueue = request.message
+        queue = msg.queue
+        size = len(msg.payload)
+        self.backpressure.admit(queue, 1, size)
+        try:
+            coro = self.engine.enqueue(
+                queue, msg.name, msg.payload, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
+                delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
+                timeout=msg.timeout, idempotency_key=msg.idempotency_key, headers=msg.headers,
+            )  # fmt: skip
+        except BaseException:
+            self.backpressure.retract(queue, 1, size)
+            raise
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.backpressure.retract(queue, 1, size)
+                self._finished()
+                self.fail_request(conn, request, exc)
+                return
+            job, created = result
+            if not created:
+                self.backpressure.retract(queue, 1, size)
+                label = job.state.label
+            else:
+                label = _created_label(job)
+                if job.run_at is not None:
+                    self.note_deadline(job.run_at)
+            self.answer(conn, request, MessageType.ENQUEUED, m.Enqueued(job.id, created, label))
+
+        self._drive(coro, done)
+
+    def _enqueue_many(self, conn: Peer, request: Request) -> None:
+        msg: m.EnqueueMany = request.message
+        queue = msg.queue
+        count = len(msg.payloads)
+        size = sum(len(p) for p in msg.payloads)
+        self.backpressure.admit(queue, count, size)
+        try:
+            coro = self.engine.enqueue_many(
+                queue, msg.name, msg.payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
+                delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
+                timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
+            )  # fmt: skip
+        except BaseException:
+            self.backpressure.retract(queue, count, size)
+            raise
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                self.backpressure.retract(queue, count, size)
+                self._finished()
+                self.fail_request(conn, request, exc)
+                return
+            pairs: list[tuple[Job, bool]] = result
+            ids = [job.id for job, _ in pairs]
+            created = [c for _, c in pairs]
+            existing = count - sum(created)
+            if existing:
+                self.backpressure.retract(queue, existing, size * existing // max(1, count))
+            run_at = next((job.run_at for job, c in pairs if c and job.run_at is not None), None)
+            if run_at is not None:
+                self.note_deadline(run_at)
+            self.answer(conn, request, MessageType.ENQUEUED_MANY, m.EnqueuedMany(ids, created))
+
+        self._drive(coro, done)
+
+    # -- jobs -------------------------------------------------------------------------------------------
+
+    def _get(self, conn: Peer, request: Request) -> None:
+        job = self.engine.get(request.message.job_id)
+        conn.session.reply(request, m.Job(job_info(job)), MessageType.JOB)
+
+    def _cancel(self, conn: Peer, request: Request) -> None:
+        def reply(result: tuple[Job, str | None]) -> tuple[int, Any]:
+            job, worker = result
+            if worker is not None:
+                self.dispatcher.cancelled(worker, [job.id])
+            return MessageType.JOB, m.Job(job_info(job))
+
+        self._single(conn, request, self.engine.cancel(request.message.job_id, self.clock()), reply)
+
+    def _delete(self, conn: Peer, request: Request) -> None:
+        def reply(result: tuple[Job, str | None]) -> tuple[int, Any]:
+            job, worker = result
+            if worker is not None:
+                self.dispatcher.cancelled(worker, [job.id])
+            return MessageType.JOB, m.Job(job_info(job))
+
+        self._single(conn, request, self.engine.delete(request.message.job_id, self.clock()), reply)
+
+    def _retry(self, conn: Peer, request: Request) -> None:
+        def reply(job: Job) -> tuple[int, Any]:
+            return MessageType.JOB, m.Job(job_info(job))
+
+        self._single(conn, request, self.engine.retry(request.message.job_id, self.clock()), reply)
+
+    # -- queues -----------------------------------------------------------------------------------------
+
+    def _stats(self, conn: Peer, request: Request) -> None:
+        queue: str | None = request.message.queue
+        engine = self.engine
+        if queue is None:
+            stats = engine.stats()
+            queues = list(stats.queues.values())
+            total = stats.total_jobs
+        else:
+            queues = [engine.queue_stats(queue)]
+            total = queues[0].total
+        info = m.StatsInfo(
+            total_jobs=total,
+            queues=[
+                m.QueueInfo(
+                    name=q.name,
+                    paused=q.paused,
+                    durability=q.durability.value,
+                    counts=q.counts,
+                    total=q.total,
+                )
+                for q in queues
+            ],
+            workers=len(self.dispatcher.workers),
+            connections=self.connections,
+        )
+        conn.session.reply(request, m.StatsReply(info), MessageType.STATS_REPLY)
+
+    def _queue_op(
+        self, conn: Peer, request: Request, op: Callable[[str, float], Coroutine[Any, Any, None]]
+    ) -> None:
+        queue = request.message.queue
+        if queue is None:
+            raise ValidationError("queue", "must name a queue")
+        self._single(conn, request, op(queue, self.clock()), lambda _r: (MessageType.OK, m.Ok()))
+
+    def _pause(self, conn: Peer, request: Request) -> None:
+        self._queue_op(conn, request, self.engine.pause)
+
+    def _resume(self, conn: Peer, request: Request) -> None:
+        self._queue_op(conn, request, self.engine.resume)
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    def _subscribe(self, conn: Peer, request: Request) -> None:
+        msg: m.Subscribe = request.message
+        if conn.worker is not None:
+            raise ValidationError("queues", "this connection already subscribed (once per connection)")
+        if not msg.queues or len(msg.queues) > MAX_SUBSCRIBED_QUEUES:
+            raise ValidationError("queues", f"must name 1 to {MAX_SUBSCRIBED_QUEUES} queues")
+        for queue in msg.queues:
+            v.check_name("queues", queue, self.engine.config)
+        if not 0 <= msg.credits <= 1_000_000:
+            raise ValidationError("credits", "must be an integer from 0 to 1000000")
+        if len(msg.name) > 200:
+            raise ValidationError("name", "must be at most 200 characters")
+        conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        conn.session.reply(request, m.Subscribed(conn.worker.id), MessageType.SUBSCRIBED)
+
+    def _credit(self, conn: Peer, request: Request) -> None:
+        if conn.worker is not None:
+            self.dispatcher.credit(conn.worker, request.message.credits)
+
+    def _unsubscribe(self, conn: Peer, request: Request) -> None:
+        if conn.worker is not None:
+            self.dispatcher.unsubscribe(conn.worker)
+        conn.session.reply(request, m.Ok(), MessageType.OK)
+
+    def _start(self, conn: Peer, request: Request) -> None:
+        worker = conn.worker
+        if worker is None:
+            return
+        now = self.clock()
+        for job_id in request.message.job_ids:
+            # A stale START (cancelled or expired meanwhile) changes nothing.
+            with contextlib.suppress(EngineError):
+                self.engine.start(job_id, worker.id, now)
+
+    def _heartbeat(self, conn: Peer, request: Request) -> None:
+        msg: m.Heartbeat = request.message
+        worker = conn.worker
+        engine = self.engine
+        extended = 0
+        if worker is not None:
+            now = self.clock()
+            if msg.job_ids is None and msg.seconds is None:
+                extended = engine.heartbeat(worker.id, now)
+            else:
+                ids = [j.id for j in engine.held_by(worker.id)] if msg.job_ids is None else msg.job_ids
+                for job_id in ids:
+                    try:
+                        engine.extend(job_id, worker.id, now, msg.seconds)
+                    except (StaleLease, JobNotFound):
+                        continue
+                    extended += 1
+        conn.session.reply(request, m.HeartbeatOk(extended), MessageType.HEARTBEAT_OK)
+
+    def _worker_id(self, conn: Peer) -> str:
+        # A connection that never subscribed holds no lease: its items fail with CONFLICT.
+        return conn.worker.id if conn.worker is not None else "-"
+
+    def _items(
+        self,
+        conn: Peer,
+        request: Request,
+        coros: list[Coroutine[Any, Any, Job]],
+        on_item: Callable[[Job], None] | None = None,
+    ) -> None:
+        if not coros:
+            conn.session.reply(request, m.Done([]), MessageType.DONE)
+            return
+        batch = _Batch(self, conn, request, len(coros))
+        batch.on_item = on_item
+        self.inflight += 1  # the batch is one request in flight; items are driven without counting
+        for i, coro in enumerate(coros):
+            _Call(coro, batch.item(i)).step()
+
+    def _ack(self, conn: Peer, request: Request) -> None:
+        worker = self._worker_id(conn)
+        now = self.clock()
+        ack = self.engine.ack
+        coros = [ack(item.job_id, worker, now, item.result) for item in request.message.items]
+        self._items(conn, request, coros)
+
+    def _fail(self, conn: Peer, request: Request) -> None:
+        worker = self._worker_id(conn)
+        now = self.clock()
+        fail = self.engine.fail
+        coros = [
+            fail(i.job_id, worker, now, i.error, i.traceback, retryable=i.retryable, retry_at=i.retry_at)
+            for i in request.message.items
+        ]
+        self._items(conn, request, coros, self._noted_run_at)
+
+    def _release(self, conn: Peer, request: Request) -> None:
+        worker = self._worker_id(conn)
+        now = self.clock()
+        fail = self.engine.fail
+        # A snooze until now: back to ready at once, the attempt not counted, no error recorded.
+        coros = [fail(job_id, worker, now, RELEASED, retry_at=now) for job_id in request.message.job_ids]
+        self._items(conn, request, coros)
+
+    def _noted_run_at(self, job: Job) -> None:
+        if job.run_at is not None:
+            self.note_deadline(job.run_at)

@@ -1,0 +1,261 @@
+"""Push delivery with credits, leases, outcomes and cancellation against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import run
+from protoclient import ProtoClient, ServerProcess
+
+from spitfire.protocol import messages as m
+from spitfire.protocol.messages import MessageType
+
+#: Short leases keep lease tests quick; the machine is shared, so never rely on tighter timing.
+LEASE = 0.5
+
+
+async def no_push(client: ProtoClient, within: float = 0.3) -> None:
+    """Assert nothing is pushed for a while (used only to prove an absence)."""
+    with pytest.raises(TimeoutError):
+        r = await client.push(within)
+        raise AssertionError(f"unexpected push {r}")
+
+
+def test_never_more_than_the_credits_granted(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        for i in range(10):
+            await p.enqueue(queue, payload=bytes([i]))
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 3)
+        jobs = await w.deliveries(3)
+        assert len(jobs) == 3 and all(j.attempt == 1 and j.queue == queue for j in jobs)
+        await no_push(w)
+        w.send(MessageType.CREDIT, m.Credit(2))
+        more = await w.deliveries(2)
+        assert len(more) == 2
+        await no_push(w)
+        assert (await w.ack(*[j.job_id for j in jobs + more])).errors == []
+        assert (await p.stats(queue)).queues[0].counts["succeeded"] == 5
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_priority_first_then_fifo(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        ids = {}
+        for name, prio in (("a", 0), ("b", 5), ("c", 0), ("d", 10), ("e", 5)):
+            ids[(await p.enqueue(queue, name, priority=prio)).job_id] = name
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 5)
+        jobs = await w.deliveries(5)
+        assert [j.name for j in jobs] == ["d", "b", "e", "a", "c"]
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_two_workers_are_served_fairly(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        w1 = await ProtoClient.connect(server.port)
+        w2 = await ProtoClient.connect(server.port)
+        await w1.subscribe([queue], 10)
+        await w2.subscribe([queue], 10)
+        p = await ProtoClient.connect(server.port)
+        await p.call(MessageType.ENQUEUE_MANY, m.EnqueueMany(queue, "j", [bytes([i]) for i in range(10)]))
+        a = await w1.deliveries(5)
+        b = await w2.deliveries(5)
+        assert len(a) == 5 and len(b) == 5
+        assert {j.job_id for j in a}.isdisjoint(j.job_id for j in b)
+        for c in (p, w1, w2):
+            c.close()
+
+    run(body())
+
+
+def test_jobs_enqueued_later_are_pushed_without_polling(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue, queue + "-other"], 2)
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue + "-other", "later")
+        (job,) = await w.deliveries(1)
+        assert job.job_id == e.job_id and job.name == "later"
+        w.send(MessageType.START, m.JobIds([job.job_id]))
+        await w.call(MessageType.PING, m.Ping())  # START has no answer: a ping orders after it
+        assert (await p.get(job.job_id)).state == "running"
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_delayed_jobs_are_delivered_when_due(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 1)
+        p = await ProtoClient.connect(server.port)
+        started = time.time()
+        await p.enqueue(queue, delay=0.3)
+        (job,) = await w.deliveries(1, timeout=5)
+        # Promoted on time: not at the next 1 s maintenance tick.
+        assert 0.25 <= time.time() - started < 0.95
+        assert (await w.ack(job.job_id)).errors == []
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_an_expired_lease_redelivers_then_goes_dead(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue, timeout=LEASE, max_attempts=2)
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 5)
+        (first,) = await w.deliveries(1)
+        assert first.attempt == 1 and first.timeout == LEASE
+        (second,) = await w.deliveries(1, timeout=10)  # lease expired, redelivered
+        assert second.job_id == e.job_id and second.attempt == 2
+        done = await w.ack(first.job_id)  # the stale lease is gone... but attempt 2 holds it now
+        assert done.errors == []
+        info = await p.get(e.job_id)
+        assert info.state == "succeeded" and info.attempts == 2
+        assert [x.error for x in info.errors] == ["lease expired"]
+
+        dead = await p.enqueue(queue, timeout=LEASE, max_attempts=1)
+        (job,) = await w.deliveries(1)
+        assert job.job_id == dead.job_id
+        for _ in range(100):
+            if (await p.get(dead.job_id)).state == "dead":
+                break
+            await asyncio.sleep(0.05)
+        info = await p.get(dead.job_id)
+        assert info.state == "dead" and info.errors[-1].error == "lease expired"
+        assert [e.code for e in (await w.ack(job.job_id)).errors] == ["CONFLICT"]
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_heartbeats_keep_leases(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue, timeout=LEASE)
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 1)
+        (job,) = await w.deliveries(1)
+        for _ in range(6):  # 6 x LEASE/3: twice the lease, kept alive by worker-level heartbeats
+            assert (await w.call(MessageType.HEARTBEAT, m.Heartbeat())).extended == 1
+            await asyncio.sleep(LEASE / 3)
+        ok = await w.call(MessageType.HEARTBEAT, m.Heartbeat([job.job_id, "unknown"], 5.0))
+        assert ok.extended == 1
+        info = await p.get(e.job_id)
+        assert info.state == "reserved" and info.attempts == 1 and info.lease_until > time.time() + 3
+        assert (await w.ack(job.job_id, result=b"\x01")).errors == []
+        assert (await p.get(e.job_id)).result == b"\x01"
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_a_dropped_worker_returns_its_jobs(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue)
+        w1 = await ProtoClient.connect(server.port)
+        await w1.subscribe([queue], 1)
+        await w1.deliveries(1)
+        w2 = await ProtoClient.connect(server.port)
+        await w2.subscribe([queue], 1)
+        w1.close()
+        (again,) = await w2.deliveries(1)
+        assert again.job_id == e.job_id and again.attempt == 2
+        info = await p.get(e.job_id)
+        assert [x.error for x in info.errors] == ["worker disconnected"]
+        p.close()
+        w2.close()
+
+    run(body())
+
+
+def test_cancel_is_pushed_to_the_holding_worker(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        a = await p.enqueue(queue, "a")
+        b = await p.enqueue(queue, "b")
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 2)
+        await w.deliveries(2)
+        assert (await p.call(MessageType.CANCEL, m.JobRef(a.job_id))).job.state == "cancelled"
+        push = await w.push()
+        assert push.type is MessageType.CANCEL_JOBS and push.message.job_ids == [a.job_id]
+        await p.call(MessageType.DELETE, m.JobRef(b.job_id))
+        push = await w.push()
+        assert push.type is MessageType.CANCEL_JOBS and push.message.job_ids == [b.job_id]
+        done = await w.ack(a.job_id)
+        assert [e.code for e in done.errors] == ["CONFLICT"]  # harmless, as the semantics say
+        assert (await p.get(a.job_id)).state == "cancelled"
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_fail_retry_after_and_permanent(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 10)
+        retry = await p.enqueue(queue, "retry", backoff=m.Backoff("fixed", 0.2))
+        (job,) = await w.deliveries(1)
+        assert (await w.fail(job.job_id, "ValueError: x", traceback="tb")).errors == []
+        info = await p.get(retry.job_id)
+        assert info.state == "retrying" and info.errors[0].error == "ValueError: x"
+        (again,) = await w.deliveries(1, timeout=5)  # after the 0.2 s backoff, on time
+        assert again.job_id == retry.job_id and again.attempt == 2
+
+        assert (await w.fail(again.job_id, "later", retry_at=time.time() + 0.2)).errors == []
+        info = await p.get(retry.job_id)
+        assert info.state == "scheduled" and info.attempts == 1 and len(info.errors) == 1
+        (third,) = await w.deliveries(1, timeout=5)
+        assert third.attempt == 2  # the RetryAfter did not count
+
+        assert (await w.fail(third.job_id, "nope", retryable=False)).errors == []
+        info = await p.get(retry.job_id)
+        assert info.state == "dead" and info.errors[-1].error == "nope"
+        p.close()
+        w.close()
+
+    run(body())
+
+
+def test_release_hands_jobs_back_without_counting(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue)
+        w = await ProtoClient.connect(server.port)
+        await w.subscribe([queue], 1)
+        (job,) = await w.deliveries(1)
+        assert await w.call(MessageType.UNSUBSCRIBE, m.Unsubscribe()) == m.Ok()
+        done = await w.call(MessageType.RELEASE, m.JobIds([job.job_id, "unknown"]))
+        assert [x.index for x in done.errors] == [1]
+        info = await p.get(e.job_id)
+        assert info.state == "enqueued" and info.attempts == 0 and info.errors == []
+        await no_push(w)  # unsubscribed: nothing more is pushed
+        w2 = await ProtoClient.connect(server.port)
+        await w2.subscribe([queue], 1)
+        (again,) = await w2.deliveries(1)
+        assert again.attempt == 1
+        for c in (p, w, w2):
+            c.close()
+
+    run(body())
