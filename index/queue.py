@@ -103,7 +103,8 @@ class QueueIndex:
         self._jobs.append(job)
         state = job.state
         if state is _ENQUEUED:  # every plain enqueue: `_enter` inlined
-            self.seq = job.seq = self.seq + 1
+            self.seq = seq = self.seq + 1
+            job.seq = seq
             self.counts[_ENQUEUED] += 1
             self.states[_ENQUEUED].append(job)
             self.ready.push(job)

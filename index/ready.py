@@ -30,8 +30,9 @@ class ReadyQueue:
 
     def push(self, job: Job) -> None:
         """Add a job that just became ENQUEUED (its ``seq`` is already set)."""
-        self._jobs[job.priority].append(job)
-        self._seqs[job.priority].append(job.seq)
+        priority = job.priority
+        self._jobs[priority].append(job)
+        self._seqs[priority].append(job.seq)
         self._live += 1
 
     def extend(self, jobs: list[Job]) -> None:

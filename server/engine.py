@@ -312,19 +312,43 @@ class Engine:
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full.
         """
         q = self._queues.get(queue) if queue.__class__ is str else None
-        if q is None:
-            v.check_name("queue", queue, self.config)
-        if idempotency_key is not None:
-            existing = self._existing(queue, v.check_key(idempotency_key), now)
-            if existing is not None:
-                return existing, False
-        job = self._build(
-            queue if q is None else q.name, name, payload, now, priority, run_at, delay, max_attempts,
-            backoff, timeout, idempotency_key, headers,
-        )  # fmt: skip
-        if q is None:
-            q = self._queue_for_write(queue)
-            job.queue = q.name
+        c = self.config
+        if (
+            q is not None
+            and run_at is None
+            and delay is None
+            and max_attempts is None
+            and backoff is None
+            and timeout is None
+            and idempotency_key is None
+            and headers is None
+            and payload.__class__ is bytes
+            and priority.__class__ is int
+            and 0 <= priority <= MAX_PRIORITY
+            and len(payload) <= c.max_payload
+        ):
+            # The common case (an existing queue, every option at its default): `_build` inlined.
+            handler = self._names.get(name) if name.__class__ is str else None
+            if handler is None:
+                handler = self._intern_name(name)
+            job = Job(
+                self._ids.next(now), q.name, handler, payload, _ENQUEUED, now, priority, None,
+                c.default_max_attempts, None, c.default_timeout, updated_at=now,
+            )  # fmt: skip
+        else:
+            if q is None:
+                v.check_name("queue", queue, c)
+            if idempotency_key is not None:
+                existing = self._existing(queue, v.check_key(idempotency_key), now)
+                if existing is not None:
+                    return existing, False
+            job = self._build(
+                queue if q is None else q.name, name, payload, now, priority, run_at, delay, max_attempts,
+                backoff, timeout, idempotency_key, headers,
+            )  # fmt: skip
+            if q is None:
+                q = self._queue_for_write(queue)
+                job.queue = q.name
         # The append and the commit are inlined (this is the hottest path of the server).
         log = q.log
         try:
@@ -333,8 +357,8 @@ class Engine:
             raise NoSpace(q.name) from None
         job.lsn = lsn
         q.index.add(job)
-        if job.state is _ENQUEUED:
-            self._notify(q)
+        if job.state is _ENQUEUED and self.on_ready is not None and not q.paused:
+            self.on_ready(q.name)  # `_notify` inlined
         fut = log.commit(lsn)
         if fut is not None:
             await fut

@@ -49,6 +49,19 @@ logger = logging.getLogger("spitfire.wal")
 
 _pack_header = RECORD_HEADER.pack_into
 _pack_len_type = RECORD_LEN_TYPE.pack
+#: Most (length, type) pairs whose partial CRC is remembered (bodies of one kind are often one size).
+_MAX_SEEDS = 4096
+#: crc32c of the length/type part of a record header, by ``length << 8 | type``: the CRC of a record
+#: continues from it over the body, so appends of equal-sized bodies skip a pack and a crc32c call.
+_seeds: dict[int, int] = {}
+
+
+def _seed(n: int, rtype: int) -> int:
+    """crc32c of the header's length and type fields (``0 < rtype < 256``), remembered."""
+    seed = crc32c(_pack_len_type(n, rtype))
+    if len(_seeds) < _MAX_SEEDS:
+        _seeds[n << 8 | rtype] = seed
+    return seed
 
 
 class Context:
@@ -184,8 +197,11 @@ class FileQueueLog:
         # (plain-)full, when the next segment must be requested, or when the log is closed (-1).
         if next_off > self._fast_limit or not 0 < rtype < 256:
             return self._append_slow(rtype, body, reserved)
+        seed = _seeds.get(n << 8 | rtype)
+        if seed is None:
+            seed = _seed(n, rtype)
         mm = self._mm
-        _pack_header(mm, off, crc32c(body, crc32c(_pack_len_type(n, rtype))), n, rtype)
+        _pack_header(mm, off, crc32c(body, seed), n, rtype)
         mm[off + RECORD_HEADER_SIZE : end] = body
         self._offset = next_off
         self._last_lsn = lsn = self._last_lsn + 1

@@ -49,6 +49,23 @@ def test_observe_makes_later_ids_greater() -> None:
     gen.observe("not an id")
 
 
+def test_ids_within_one_millisecond_count_across_the_cached_digits() -> None:
+    gen = IdGenerator(random.Random(2))
+    ids = [gen.next(1234.5678) for _ in range(3 * 4096 + 5)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {i[:12] for i in ids} == {f"{1234567:012x}"}
+    assert [int(i[12:18], 16) for i in ids] == list(range(len(ids)))
+
+
+def test_ids_roll_into_the_next_millisecond_when_the_counter_is_full() -> None:
+    gen = IdGenerator()
+    gen.observe(f"{5000:012x}fffffe{0:06x}")
+    a, b, c = gen.next(5.0), gen.next(5.0), gen.next(5.0)
+    assert a[:18] == f"{5000:012x}ffffff"
+    assert b[:18] == f"{5001:012x}000000" and c[:18] == f"{5001:012x}000001"
+    assert a < b < c
+
+
 @given(st.lists(st.floats(min_value=0, max_value=2e9, allow_nan=False), min_size=1, max_size=200))
 def test_ids_increase_whatever_the_clock_does(times: list[float]) -> None:
     gen = IdGenerator()
