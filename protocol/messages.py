@@ -493,7 +493,7 @@ def decode_body(message_type: int, body: bytes) -> Any:
         raise DecodeError(message_type, "unknown message type")
     try:
         return decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. a string that is not UTF-8
         raise DecodeError(message_type, str(exc)) from None
 
 

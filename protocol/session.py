@@ -240,9 +240,12 @@ class ClientSession(_Session):
             if self.state is SessionState.HANDSHAKE and frame.request_id == self._hello_id:
                 if mtype is MessageType.ERROR:
                     self.state = SessionState.CLOSED
-                    # `str in ErrorCode` warns (and raises under -W error) on Python 3.11.
-                    code = ErrorCode._value2member_map_.get(message.code, ErrorCode.INTERNAL)
-                    raise ProtocolViolation(ErrorCode(code), message.message)
+                    # Not `str in ErrorCode`: that warns (an error under -W error) on Python 3.11.
+                    try:
+                        code = ErrorCode(message.code)
+                    except ValueError:
+                        code = ErrorCode.INTERNAL
+                    raise ProtocolViolation(code, message.message)
                 self.welcome = message
                 self.state = SessionState.OPEN
                 continue

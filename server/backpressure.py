@@ -14,7 +14,6 @@ the jobs that finished were of average size (exact again whenever the queue has 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,9 +22,6 @@ from .errors import Overloaded
 #: Seconds a refused producer is told to wait: long enough for workers to finish a batch of jobs,
 #: short enough that a producer resumes soon after the backlog shrinks.
 RETRY_AFTER = 0.5
-#: Shortest time between two exact refreshes of one queue's counts (a refresh builds a small
-#: dict; under sustained overload every enqueue would otherwise pay for one).
-REFRESH_INTERVAL = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +41,14 @@ class Limits:
 class Backpressure:
     """Admits or refuses enqueues against `Limits`.
 
-    ``pending`` returns the exact number of pending jobs of a queue (0 for an unknown queue).
+    ``pending`` returns the exact number of pending jobs of a queue (0 for an unknown queue); it
+    is asked only when an enqueue would cross a limit (a few microseconds per queue).
     """
 
-    def __init__(
-        self,
-        limits: Limits,
-        pending: Callable[[str], int],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, limits: Limits, pending: Callable[[str], int]) -> None:
         self.limits = limits
         self._pending = pending
-        self._clock = clock
-        #: queue -> [estimated pending jobs, estimated pending bytes, last refresh time]
+        #: queue -> [estimated pending jobs, estimated pending bytes]
         self._queues: dict[str, list[float]] = {}
         self.total_jobs = 0.0
         self.total_bytes = 0.0
@@ -69,12 +60,12 @@ class Backpressure:
         """
         entry = self._queues.get(queue)
         if entry is None:
-            entry = self._queues[queue] = [0.0, 0.0, 0.0]
+            entry = self._queues[queue] = [0.0, 0.0]
         if self._over(entry, jobs, nbytes):
             self._refresh(queue, entry)
-            if self._over(entry, jobs, nbytes):
+            if self._over_total(jobs, nbytes):
                 self._refresh_all()
-                self._refuse(queue, entry, jobs, nbytes)
+            self._refuse(queue, entry, jobs, nbytes)
         entry[0] += jobs
         entry[1] += nbytes
         self.total_jobs += jobs
@@ -94,7 +85,7 @@ class Backpressure:
 
     def recovered(self, queue: str, jobs: int, nbytes: int) -> None:
         """Count jobs that existed before this process started (found by a recovery scan)."""
-        entry = self._queues.setdefault(queue, [0.0, 0.0, 0.0])
+        entry = self._queues.setdefault(queue, [0.0, 0.0])
         entry[0] += jobs
         entry[1] += nbytes
         self.total_jobs += jobs
@@ -114,6 +105,10 @@ class Backpressure:
             or self.total_bytes + nbytes > lim.total_bytes
         )
 
+    def _over_total(self, jobs: int, nbytes: int) -> bool:
+        lim = self.limits
+        return self.total_jobs + jobs > lim.total_jobs or self.total_bytes + nbytes > lim.total_bytes
+
     def _refuse(self, queue: str, entry: list[float], jobs: int, nbytes: int) -> None:
         lim = self.limits
         if entry[0] + jobs > lim.queue_jobs:
@@ -130,10 +125,6 @@ class Backpressure:
 
     def _refresh(self, queue: str, entry: list[float]) -> None:
         """Replace the estimate of ``queue`` by the engine's exact job count (bytes scaled)."""
-        now = self._clock()
-        if now - entry[2] < REFRESH_INTERVAL:
-            return
-        entry[2] = now
         exact = float(self._pending(queue))
         jobs, nbytes = entry[0], entry[1]
         if exact <= 0:
@@ -149,7 +140,8 @@ class Backpressure:
 
     def _refresh_all(self) -> None:
         for queue, entry in self._queues.items():
-            self._refresh(queue, entry)
+            if entry[0] > 0:  # an empty estimate cannot shrink
+                self._refresh(queue, entry)
 
     def refresh_all(self) -> None:
         """Refresh every queue's estimate (maintenance calls this now and then)."""

@@ -52,14 +52,26 @@ class ProtoClient:
         self.pushes: asyncio.Queue[Response] = asyncio.Queue()
         self.closed = asyncio.Event()
         self.welcome: asyncio.Future[m.Welcome] = asyncio.get_running_loop().create_future()
+        #: The QUIC connection object, when connected over QUIC (closed with the client).
+        self.quic: Any = None
 
     @classmethod
     async def connect(
-        cls, port: int, token: str | None = None, version: int = m.PROTOCOL_VERSION, host: str = "127.0.0.1"
+        cls,
+        port: int,
+        token: str | None = None,
+        version: int = m.PROTOCOL_VERSION,
+        host: str = "127.0.0.1",
+        transport: str = "tcp",
     ) -> ProtoClient:
         """Connect and finish the handshake. :raises ProtocolViolation: refused (token, version)."""
         client = cls(ClientSession("protoclient/test", token, version=version))
-        await connect_tcp(host, port, client)
+        if transport == "quic":
+            from spitfire.protocol.quic import connect_quic
+
+            client.quic = await connect_quic(host, port, client, verify=False)
+        else:
+            await connect_tcp(host, port, client)
         await asyncio.wait_for(asyncio.shield(client.welcome), TIMEOUT)
         return client
 
@@ -140,7 +152,9 @@ class ProtoClient:
         return jobs
 
     def close(self) -> None:
-        if self.stream is not None:
+        if self.quic is not None:
+            self.quic.close()
+        elif self.stream is not None:
             self.stream.close()
 
     # -- shortcuts --------------------------------------------------------------------------------------
