@@ -2,6 +2,84 @@
 
 This package is the Python SDK; it imports only `spitfire.protocol` so that producers and workers
 need none of the server's dependencies. The server lives in `spitfire.server`.
+
+    import spitfire
+    with spitfire.Client("tcp://127.0.0.1:7878") as client:
+        job_id = client.enqueue("emails", "send_email", {"to": "a@b.c"})
+
+    app = spitfire.App()
+
+    @app.job(queue="emails", max_attempts=5)
+    def send_email(to: str) -> None: ...
+
+    send_email.enqueue(to="a@b.c")       # a worker runs it: `spitfire worker module:app`
 """
 
 __version__ = "0.1.0"
+
+from spitfire.protocol.messages import Backoff
+
+from ._context import JobContext, context
+from .app import App, JobFunction
+from .client import AsyncClient
+from .errors import (
+    BadRequest,
+    Busy,
+    Conflict,
+    ConnectionLost,
+    InvalidURL,
+    JobArgumentError,
+    JobNotFound,
+    NoSpace,
+    NotConnected,
+    NotFound,
+    ProtocolError,
+    QueueNotFound,
+    RequestTimeout,
+    ServerError,
+    SpitfireError,
+    TooLarge,
+    Unauthorized,
+    UnsupportedVersion,
+)
+from .models import AttemptError, Job, QueueStats, Stats, Transition
+from .outcomes import Permanent, RetryAfter
+from .sync import Client
+from .worker import Worker
+
+__all__ = [
+    "App",
+    "AsyncClient",
+    "AttemptError",
+    "Backoff",
+    "BadRequest",
+    "Busy",
+    "Client",
+    "Conflict",
+    "ConnectionLost",
+    "InvalidURL",
+    "Job",
+    "JobArgumentError",
+    "JobContext",
+    "JobFunction",
+    "JobNotFound",
+    "NoSpace",
+    "NotConnected",
+    "NotFound",
+    "Permanent",
+    "ProtocolError",
+    "QueueNotFound",
+    "QueueStats",
+    "RequestTimeout",
+    "RetryAfter",
+    "ServerError",
+    "SpitfireError",
+    "Stats",
+    "TooLarge",
+    "Transition",
+    "Unauthorized",
+    "UnsupportedVersion",
+    "Worker",
+    "__version__",
+    "context",
+]

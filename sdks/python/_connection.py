@@ -1,0 +1,282 @@
+"""One connection to a server: the protocol's ClientSession bound to a TCP or QUIC stream.
+
+Requests are pipelined: each gets the next request id and a future in ``pending``; answers may
+come back in any order and resolve their future. Frames queued during one event-loop iteration
+leave in one write (the flush is scheduled with ``call_soon``). Server pushes (DELIVER,
+CANCEL_JOBS, GOAWAY) go to ``on_push``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from spitfire.protocol.messages import Error, ErrorCode, MessageType, Welcome
+from spitfire.protocol.session import ClientSession, ProtocolViolation, Response, SessionState
+from spitfire.protocol.transport import ByteStream
+
+from ._url import Endpoint
+from .errors import (
+    ConnectionLost,
+    NotConnected,
+    ProtocolError,
+    SpitfireError,
+    Unauthorized,
+    UnsupportedVersion,
+    error_from_frame,
+)
+
+#: Called with every push (request id 0) the server sends.
+PushHandler = Callable[[Response], None]
+
+_CLIENT_NAME = f"spitfire-python/{{version}} {socket.gethostname()}:{os.getpid()}"
+
+
+def client_name(version: str) -> str:
+    """What the Hello frame says about this client (shown in server logs and the dashboard)."""
+    return _CLIENT_NAME.format(version=version)
+
+
+class Connection:
+    """The StreamHandler of one connection. Create with `open_connection`."""
+
+    def __init__(self, session: ClientSession, on_push: PushHandler | None = None) -> None:
+        self.session = session
+        self.on_push = on_push
+        #: request id -> future of its answer (a Response, or an exception).
+        self.pending: dict[int, asyncio.Future[Response]] = {}
+        #: True after GOAWAY: answers to in-flight requests still arrive; send nothing new.
+        self.draining = False
+        self._loop = asyncio.get_running_loop()
+        self._stream: ByteStream | None = None
+        self._flush_scheduled = False
+        self._welcome: asyncio.Future[Welcome] = self._loop.create_future()
+        #: Resolves (to the reason, or None) once the connection is gone.
+        self.closed: asyncio.Future[SpitfireError | None] = self._loop.create_future()
+
+    # -- StreamHandler ----------------------------------------------------------------------------
+
+    def connection_made(self, stream: ByteStream) -> None:
+        self._stream = stream
+        stream.write(self.session.data_to_send())  # the Hello
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            responses = self.session.receive_data(data)
+        except ProtocolViolation as exc:
+            self._fail(_violation_error(exc))
+            return
+        if self.session.welcome is not None and not self._welcome.done():
+            self._welcome.set_result(self.session.welcome)
+        pending = self.pending
+        for response in responses:
+            rid = response.request_id
+            if rid == 0:
+                self._push(response)
+                continue
+            fut = pending.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(response)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        detail = f": {exc}" if exc else ""
+        self._fail(ConnectionLost(f"the connection to the server was lost{detail}"))
+
+    # -- use --------------------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """Open, past the handshake, and not told to go away."""
+        return not self.closed.done() and not self.draining and self.session.state is SessionState.OPEN
+
+    @property
+    def welcome(self) -> Welcome:
+        assert self.session.welcome is not None
+        return self.session.welcome
+
+    async def handshake(self) -> Welcome:
+        """Wait for the server's Welcome (or its refusal)."""
+        return await self._welcome
+
+    def request(self, message_type: int, message: msgspec.Struct) -> tuple[int, asyncio.Future[Response]]:
+        """Queue a request; its future resolves to the answer frame (ERROR included).
+
+        :raises ConnectionLost: the connection is already closed.
+        """
+        if self.closed.done():
+            raise self.closed.result() or ConnectionLost("the connection is closed")
+        rid = self.session.request(message_type, message)
+        fut: asyncio.Future[Response] = self._loop.create_future()
+        self.pending[rid] = fut
+        self._schedule_flush()
+        return rid, fut
+
+    def send(self, message_type: int, message: msgspec.Struct) -> None:
+        """Queue a frame that takes no answer (CREDIT, START); dropped if the connection is gone."""
+        if self.closed.done():
+            return
+        self.session.request(message_type, message)
+        self._schedule_flush()
+
+    def close(self) -> None:
+        """Send what is queued, then close; pending requests fail with ConnectionLost."""
+        self._flush()
+        if self._stream is not None:
+            self._stream.close()
+        self._fail(ConnectionLost("the connection was closed by this client"))
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.session.data_to_send()
+        if data and self._stream is not None and not self._stream.is_closing():
+            self._stream.write(data)
+
+    def _push(self, response: Response) -> None:
+        if response.type is MessageType.ERROR:
+            # ERROR with request id 0: the server is closing this connection.
+            self._fail(_connection_error(response.message))
+            if self._stream is not None:
+                self._stream.close()
+            return
+        if response.type is MessageType.GOAWAY:
+            self.draining = True
+        if self.on_push is not None:
+            self.on_push(response)
+
+    def _fail(self, error: SpitfireError) -> None:
+        if not self._welcome.done():
+            self._welcome.set_exception(error)
+            self._welcome.exception()  # retrieved here so an unawaited handshake does not warn
+        if not self.closed.done():
+            self.closed.set_result(error)
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+
+def _violation_error(exc: ProtocolViolation) -> SpitfireError:
+    if exc.code == ErrorCode.UNAUTHORIZED:
+        return Unauthorized(
+            f"the server refused the connection: {exc.message}"
+            if "SPITFIRE_AUTH_TOKEN" in exc.message
+            else f"the server refused the connection: {exc.message} "
+            "(pass auth_token=... or set SPITFIRE_AUTH_TOKEN)"
+        )
+    if exc.code == ErrorCode.UNSUPPORTED_VERSION:
+        return UnsupportedVersion(f"the server refused the connection: {exc.message}")
+    return ProtocolError(f"the connection failed: {exc.message}")
+
+
+def _connection_error(error: Error) -> SpitfireError:
+    err = error_from_frame(error)
+    if isinstance(err, Unauthorized | UnsupportedVersion):
+        return err
+    return ConnectionLost(f"the server closed the connection: {error.code}: {error.message}")
+
+
+async def open_connection(
+    endpoint: Endpoint,
+    *,
+    token: str | None,
+    client: str,
+    on_push: PushHandler | None = None,
+    tls_ca: str | None = None,
+    timeout: float = 10.0,
+) -> Connection:
+    """Connect and complete the handshake.
+
+    :raises NotConnected: the server cannot be reached.
+    :raises Unauthorized, UnsupportedVersion: the server refused the handshake.
+    """
+    conn = Connection(ClientSession(client=client, token=token), on_push)
+    try:
+        async with asyncio.timeout(timeout):
+            await _connect_transport(endpoint, conn, tls_ca)
+            await conn.handshake()
+    except (OSError, TimeoutError) as exc:
+        conn.close()
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise NotConnected(
+            f"cannot connect to {endpoint.url}: {reason}; is spitfire-server running there? "
+            "(set the address with url=... or SPITFIRE_URL)"
+        ) from None
+    except ConnectionLost as exc:
+        raise NotConnected(f"cannot connect to {endpoint.url}: {exc.message}") from None
+    return conn
+
+
+async def _connect_transport(endpoint: Endpoint, conn: Connection, tls_ca: str | None) -> None:
+    if endpoint.scheme == "tcp":
+        if _on_uvloop():
+            await _connect_tcp_uvloop(endpoint.host, endpoint.port, conn)
+            return
+        from spitfire.protocol.tcp import connect_tcp
+
+        await connect_tcp(endpoint.host, endpoint.port, conn)
+        return
+    connect_quic = _load_quic()
+    verify, cafile = quic_verify(endpoint, tls_ca)
+    await connect_quic(endpoint.host, endpoint.port, conn, verify=verify, cafile=cafile)
+
+
+def quic_verify(endpoint: Endpoint, tls_ca: str | None) -> tuple[bool, str | None]:
+    """How a QUIC connection checks the server's certificate (DESIGN.md section 3), as
+    ``(verify, cafile)`` for ``connect_quic``.
+
+    ``tls_ca`` given: verify against that CA file. Loopback host: accept the server's self-signed
+    certificate (no verification: nothing but this machine can answer on loopback). Elsewhere:
+    verify against the system CAs.
+    """
+    if tls_ca is not None:
+        return True, tls_ca
+    return not endpoint.is_loopback, None
+
+
+def _on_uvloop() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+async def _connect_tcp_uvloop(host: str, port: int, conn: Connection) -> None:
+    """`connect_tcp` for uvloop loops.
+
+    protocol/tcp.py's stream asserts ``isinstance(transport, asyncio.Transport)``, which uvloop's
+    transports are not, so under uvloop the handshake never starts. This wraps the same stream
+    class and only skips that assertion; drop it once protocol/tcp.py accepts uvloop transports.
+    """
+    from spitfire.protocol import tcp
+
+    class _Stream(tcp._TcpStream):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self._transport = transport  # type: ignore[assignment]
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.handler.connection_made(self)
+
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: _Stream(conn), host, port)
+
+
+def _load_quic() -> Any:
+    # Imported lazily: aioquic is only needed by quic:// users, and keeps `import spitfire` light.
+    try:
+        from spitfire.protocol import quic
+    except ImportError as exc:
+        raise NotConnected(
+            f"quic:// URLs need spitfire.protocol.quic, which cannot be imported here ({exc}); "
+            "use a tcp:// URL instead"
+        ) from None
+    return quic.connect_quic

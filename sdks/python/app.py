@@ -1,0 +1,388 @@
+"""`App` and `@app.job`: declare job functions once, enqueue them with checked arguments, run
+them in a `Worker`.
+
+A job's payload is a msgpack map of its keyword arguments (parameters left at their default are
+left out, so the worker's function applies its own default). At enqueue time the arguments are
+bound to the function's signature and checked against its type hints with msgspec, so a wrong
+argument fails in the producer with a clear error instead of in the worker later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import typing
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import msgspec
+
+from spitfire.protocol.messages import Backoff
+
+from ._context import JobContext
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, AsyncClient, Delay, RunAt
+from .errors import JobArgumentError
+from .sync import Client, run_sync
+
+__all__ = ["App", "ArgSpec", "EnqueueOptions", "JobFunction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: msgpack nil: what `client.enqueue(queue, name)` sends when no payload is given.
+_NIL = b"\xc0"
+
+
+class ArgSpec:
+    """A job function's parameters as a msgspec Struct: checks and encodes arguments (producer
+    side) and decodes payloads back into keyword arguments (worker side)."""
+
+    def __init__(self, fn: Callable[..., Any], job_name: str) -> None:
+        self.job_name = job_name
+        sig = inspect.signature(fn)
+        hints = _type_hints(fn, job_name)
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        params: list[inspect.Parameter] = []
+        #: The parameter the worker passes the JobContext in, if the function has one.
+        self.ctx_param: str | None = None
+        for p in sig.parameters.values():
+            _check_kind(p, job_name)
+            hint = hints.get(p.name, Any)
+            if p.name == "ctx" or hint is JobContext:
+                self.ctx_param = p.name
+                continue
+            params.append(p)
+            if p.default is inspect.Parameter.empty:
+                fields.append((p.name, hint))
+            else:
+                # UNSET: a parameter left at its default is not sent; the worker's default applies.
+                fields.append((p.name, typing.Union[hint, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
+        self.signature = sig.replace(parameters=params)
+        self.names = tuple(p.name for p in params)
+        try:
+            self.struct: type[msgspec.Struct] = msgspec.defstruct(
+                f"{job_name}_args", fields, kw_only=True, forbid_unknown_fields=False
+            )
+            self._decoder = msgspec.msgpack.Decoder(self.struct)
+        except TypeError as exc:
+            raise TypeError(f"job {job_name!r}: its type hints cannot be checked by msgspec: {exc}") from None
+
+    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+        """Bind, check and encode the arguments of one call.
+
+        :raises JobArgumentError: they do not fit the signature or the type hints (naming the argument).
+        """
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise JobArgumentError(f"{self.job_name}.enqueue(): {exc}") from None
+        try:
+            value = msgspec.convert(bound.arguments, self.struct)
+        except msgspec.ValidationError as exc:
+            raise _argument_error(self.job_name, str(exc)) from None
+        try:
+            return msgspec.msgpack.encode(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise JobArgumentError(
+                f"{self.job_name}.enqueue(): the arguments cannot be encoded as msgpack: {exc}"
+            ) from None
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        """The keyword arguments a payload carries, converted to the hinted types.
+
+        :raises msgspec.ValidationError, msgspec.DecodeError: the payload does not fit.
+        """
+        if payload == _NIL:
+            payload = b"\x80"  # no payload at all: call with no arguments
+        value = self._decoder.decode(payload)
+        unset = msgspec.UNSET
+        return {n: v for n in self.names if (v := getattr(value, n)) is not unset}
+
+
+def _type_hints(fn: Callable[..., Any], job_name: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # NameError from a forward reference, TypeError from a bad hint
+        raise TypeError(
+            f"job {job_name!r}: cannot resolve its type hints ({exc}); import the types they name at "
+            "module level"
+        ) from None
+
+
+def _check_kind(p: inspect.Parameter, job_name: str) -> None:
+    if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+        raise TypeError(f"job {job_name!r}: parameter {p.name!r} is positional-only; job payloads pass names")
+    if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        raise TypeError(
+            f"job {job_name!r}: *args and **kwargs cannot be checked or sent by name; "
+            "give the job named parameters"
+        )
+
+
+def _argument_error(job_name: str, text: str) -> JobArgumentError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.count`" into a message naming the argument."""
+    message, _, path = text.rpartition(" - at `")
+    if not message:
+        return JobArgumentError(f"{job_name}.enqueue(): {text}")
+    path = path.rstrip("`")
+    head = path[2:] if path.startswith("$.") else path
+    argument = head.split(".", 1)[0].split("[", 1)[0]
+    where = f" (at {path[2:]})" if path[2:] != argument else ""
+    return JobArgumentError(f"{job_name}.enqueue(): argument {argument!r}{where}: {message}", argument)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Options of a job: set by ``@app.job(...)``, overridden per call by ``fn.options(...)``.
+
+    None means the server's default (``max_attempts``, ``backoff``, ``timeout``) or nothing.
+    """
+
+    queue: str = "default"
+    priority: int = 0
+    delay: Delay | None = None
+    run_at: RunAt | None = None
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: Delay | None = None
+    idempotency_key: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+class JobFunction(Generic[P, R]):
+    """A function declared with ``@app.job``. Calling it runs the function here and now, as before;
+    `enqueue` sends it to a worker instead."""
+
+    def __init__(self, app: App, fn: Callable[P, R], name: str, options: EnqueueOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.defaults = options
+        self.spec = ArgSpec(fn, name)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__module__ = fn.__module__
+
+    @property
+    def queue(self) -> str:
+        return self.defaults.queue
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<spitfire job {self.name!r} on queue {self.queue!r}>"
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> str:
+        """Send a call to a worker (from synchronous code); returns the job id once durable.
+
+        :raises JobArgumentError: the arguments do not fit the signature or type hints.
+        """
+        return _EnqueueCall(self, self.defaults).enqueue(*args, **kwargs)
+
+    async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
+        """`enqueue` for asyncio code: ``await fn.enqueue_async(...)``."""
+        return await _EnqueueCall(self, self.defaults).enqueue_async(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Delay | None = None,
+        run_at: RunAt | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _EnqueueCall:
+        """Per-call options: ``fn.options(delay=10, idempotency_key="k").enqueue(...)``.
+
+        Options not given keep the values of ``@app.job(...)``.
+        """
+        given: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "delay": delay,
+            "run_at": run_at,
+            "max_attempts": max_attempts,
+            "backoff": backoff,
+            "timeout": timeout,
+            "idempotency_key": idempotency_key,
+            "headers": headers,
+        }
+        return _EnqueueCall(self, replace(self.defaults, **{k: v for k, v in given.items() if v is not None}))
+
+
+class _EnqueueCall:
+    """A job function with per-call options, ready to `enqueue`."""
+
+    __slots__ = ("job", "opts")
+
+    def __init__(self, job: JobFunction[Any, Any], opts: EnqueueOptions) -> None:
+        self.job = job
+        self.opts = opts
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> str:
+        """Send the call (sync); returns the job id."""
+        data = self.job.spec.encode(args, kwargs)
+        client = self.job.app.client.async_client
+        return run_sync(self._send(client, data))
+
+    async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
+        """Send the call (asyncio); returns the job id."""
+        data = self.job.spec.encode(args, kwargs)
+        return await self._send(self.job.app.async_client(), data)
+
+    def _send(self, client: AsyncClient, data: bytes) -> Coroutine[Any, Any, str]:
+        o = self.opts
+        return client.enqueue_raw(
+            o.queue,
+            self.job.name,
+            data,
+            priority=o.priority,
+            delay=o.delay,
+            run_at=o.run_at,
+            max_attempts=o.max_attempts,
+            backoff=o.backoff,
+            timeout=o.timeout,
+            idempotency_key=o.idempotency_key,
+            headers=o.headers,
+        )
+
+
+class App:
+    """A set of job functions and the server they are sent to.
+
+    ``url``, ``auth_token``, ``timeout``, ``connect_timeout`` and ``tls_ca`` are as in `Client`
+    (``url`` None: ``SPITFIRE_URL``, else ``tcp://127.0.0.1:7878``). Declare jobs with `job`;
+    run them with ``spitfire worker module:app`` or `Worker`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        auth_token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        tls_ca: str | None = None,
+    ) -> None:
+        self.url = url
+        self.auth_token = auth_token
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.tls_ca = tls_ca
+        #: Job functions by job name.
+        self.jobs: dict[str, JobFunction[Any, Any]] = {}
+        self._client: Client | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"App({self.url!r}, jobs={sorted(self.jobs)})"
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue one of the app's jobs goes to (what a worker subscribes to by default)."""
+        return sorted({j.queue for j in self.jobs.values()})
+
+    @overload
+    def job(self, fn: Callable[P, R], /) -> JobFunction[P, R]: ...
+
+    @overload
+    def job(
+        self,
+        /,
+        *,
+        queue: str = "default",
+        name: str | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
+    def job(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        queue: str = "default",
+        name: str | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """Declare a job function (sync or async): ``@app.job`` or ``@app.job(queue="emails", ...)``.
+
+        ``name`` (default: the function's ``__name__``) is the handler name on the wire; producers in
+        other languages enqueue with it. ``max_attempts``, ``backoff``, ``timeout`` (the lease,
+        extended by heartbeats while the job runs) and ``priority`` are defaults of every enqueue.
+
+        :raises TypeError: the signature has *args/**kwargs/positional-only parameters, or hints
+            msgspec cannot check.
+        :raises ValueError: another job of this app already has the name.
+        """
+        options = EnqueueOptions(
+            queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff, timeout=timeout
+        )
+
+        def register(f: Callable[..., Any]) -> JobFunction[Any, Any]:
+            job_name = name or getattr(f, "__name__", None)
+            if not job_name:
+                raise TypeError("this callable has no __name__: pass @app.job(name=...)")
+            if job_name in self.jobs:
+                raise ValueError(f"this app already has a job named {job_name!r}: pass @app.job(name=...)")
+            wrapped = JobFunction(self, f, job_name, options)
+            self.jobs[job_name] = wrapped
+            return wrapped
+
+        return register if fn is None else register(fn)
+
+    @property
+    def client(self) -> Client:
+        """The app's synchronous client (made on first use; shared by threads)."""
+        with self._lock:
+            if self._client is None:
+                self._client = Client(
+                    self.url,
+                    auth_token=self.auth_token,
+                    timeout=self.timeout,
+                    connect_timeout=self.connect_timeout,
+                    tls_ca=self.tls_ca,
+                )
+            return self._client
+
+    def async_client(self) -> AsyncClient:
+        """The app's AsyncClient for the running event loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        current = self._async
+        if current is None or current[0] is not loop:
+            current = (loop, self.new_async_client())
+            self._async = current
+        return current[1]
+
+    def new_async_client(self) -> AsyncClient:
+        """A new AsyncClient with the app's settings (the caller closes it)."""
+        return AsyncClient(
+            self.url,
+            auth_token=self.auth_token,
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            tls_ca=self.tls_ca,
+        )
+
+    def close(self) -> None:
+        """Close the app's synchronous client (its async ones close with their loops)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

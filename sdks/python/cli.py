@@ -1,0 +1,235 @@
+"""The ``spitfire`` command: run a worker, enqueue a job, look at a job or at the server.
+
+    spitfire worker MODULE:APP [--queues a,b] [--concurrency N] [--burst] [--grace S] [--url URL]
+    spitfire enqueue QUEUE NAME '{"json": "payload"}' [--priority N] [--delay 5s] [--idempotency-key K]
+    spitfire get JOB_ID
+    spitfire stats [--queue Q]
+
+Every command takes ``--url`` (default ``$SPITFIRE_URL``, else tcp://127.0.0.1:7878) and
+``--auth-token`` (default ``$SPITFIRE_AUTH_TOKEN``).
+
+Exit codes: 0 success; 1 the server refused the request (unknown job, bad argument, ...) or a worker
+failed to start; 2 bad command-line usage; 3 the server could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .app import App
+from .errors import ConnectionLost, InvalidURL, NotConnected, RequestTimeout, SpitfireError
+from .sync import Client
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong (exit code 2)."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``5``, ``2.5s``, ``500ms``, ``10m``, ``1h`` or ``1d``.
+
+    :raises UsageError: anything else.
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise UsageError(f"{text!r} is not a duration: write e.g. 30, 30s, 500ms, 10m, 2h or 1d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None, help="server URL (default $SPITFIRE_URL or tcp://127.0.0.1:7878)")
+    p.add_argument(
+        "--auth-token", default=None, help="the server's auth token (default $SPITFIRE_AUTH_TOKEN)"
+    )
+    p.add_argument(
+        "--timeout", type=_duration_arg, default=10.0, help="seconds to wait for the server (default 10)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="spitfire",
+        description="Spitfire job queue: run workers, enqueue and inspect jobs.",
+        epilog="exit codes: 0 ok, 1 refused by the server, 2 usage error, 3 server unreachable",
+    )
+    parser.add_argument("--version", action="version", version=f"spitfire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run the jobs of an App", description="Run the jobs of MODULE:APP.")
+    w.add_argument("app", metavar="MODULE:APP", help="e.g. tasks:app (the module is imported from cwd)")
+    w.add_argument("--queues", default=None, help="comma-separated queues (default: all of the app's)")
+    w.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
+    w.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    w.add_argument(
+        "--grace", type=_duration_arg, default=25.0, help="seconds to finish jobs on SIGTERM (default 25)"
+    )
+    w.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    _common(w)
+
+    e = sub.add_parser("enqueue", help="add a job; prints its id")
+    e.add_argument("queue")
+    e.add_argument("name", help="the job (handler) name")
+    e.add_argument("payload", nargs="?", default="null", help="JSON payload (default null)")
+    e.add_argument("--priority", type=int, default=0, help="0..10, higher first (default 0)")
+    e.add_argument("--delay", type=_duration_arg, default=None, help="run after this long, e.g. 5s, 10m")
+    e.add_argument("--max-attempts", type=int, default=None, help="attempts before dead (server default)")
+    e.add_argument("--idempotency-key", default=None, help="the same key again returns the same job")
+    _common(e)
+
+    g = sub.add_parser("get", help="print a job as JSON")
+    g.add_argument("job_id")
+    _common(g)
+
+    s = sub.add_parser("stats", help="print the server's queues and job counts as JSON")
+    s.add_argument("--queue", default=None, help="only this queue")
+    _common(s)
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return str(value)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, auth_token=args.auth_token, timeout=args.timeout, connect_timeout=args.timeout)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f'the payload is not valid JSON ({exc}); quote it, e.g. \'{{"to": "a@b.c"}}\''
+        ) from None
+    with _client(args) as client:
+        job_id = client.enqueue(
+            args.queue,
+            args.name,
+            payload,
+            priority=args.priority,
+            delay=args.delay,
+            max_attempts=args.max_attempts,
+            idempotency_key=args.idempotency_key,
+        )
+    print(job_id)
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.get(args.job_id)
+    _print_json(job.to_dict())
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stats = client.stats(args.queue)
+    _print_json(stats.to_dict())
+    return EXIT_OK
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (from the current directory too) and return the App it names.
+
+    :raises UsageError: not MODULE:APP, the module cannot be imported, or the attribute is not an App.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"{spec!r}: name the app as MODULE:APP, e.g. tasks:app")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's modules live in cwd
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(
+                f"cannot import {module_name!r}: {exc} (run from the directory holding it)"
+            ) from None
+        raise
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(app, App):
+        raise UsageError(f"{spec} is a {type(app).__name__}, not a spitfire.App")
+    return app
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import Worker
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = load_app(args.app)
+    if args.url is not None:
+        app.url = args.url
+    if args.auth_token is not None:
+        app.auth_token = args.auth_token
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    try:
+        worker = Worker(app, queues, concurrency=args.concurrency, burst=args.burst, grace=args.grace)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return worker.run()
+
+
+COMMANDS = {"worker": cmd_worker, "enqueue": cmd_enqueue, "get": cmd_get, "stats": cmd_stats}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``spitfire`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidURL as exc:
+        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (NotConnected, ConnectionLost, RequestTimeout) as exc:
+        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except SpitfireError as exc:
+        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""`AsyncClient`: enqueue and manage jobs from asyncio code over one pipelined connection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from spitfire.protocol.messages import (
+    Backoff,
+    Enqueue,
+    EnqueueMany,
+    JobRef,
+    MessageType,
+    Ping,
+    QueueRef,
+)
+
+from ._connection import Connection, PushHandler, client_name, open_connection
+from ._url import Endpoint, parse_url
+from .errors import (
+    ConnectionLost,
+    NotConnected,
+    RequestTimeout,
+    TooLarge,
+    Unauthorized,
+    UnsupportedVersion,
+    error_from_frame,
+)
+from .models import Job, Stats
+
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Delay", "RunAt", "encode_payload"]
+
+#: Seconds a request may wait for its answer by default.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds the client keeps trying to (re)connect before a request fails with NotConnected.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Reconnect backoff: first wait, growth factor and longest wait, in seconds.
+BACKOFF_FIRST, BACKOFF_FACTOR, BACKOFF_MAX = 0.05, 2.0, 2.0
+#: How often a request that is safe to resend is resent after the connection drops under it.
+MAX_RESENDS = 3
+
+#: A delay: seconds, or a timedelta.
+Delay = float | int | timedelta
+#: A point in time: epoch seconds, or a datetime (a naive one is local time).
+RunAt = float | int | datetime
+
+_encode = msgspec.msgpack.encode
+
+
+def encode_payload(payload: Any) -> bytes:
+    """msgpack bytes of any msgpack-able object (dicts, lists, str, numbers, bytes, datetimes,
+    dataclasses, msgspec Structs...).
+
+    :raises TypeError: the object cannot be encoded.
+    """
+    try:
+        return _encode(payload)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(
+            f"the payload cannot be encoded as msgpack: {exc}; pass dicts, lists, strings, numbers, "
+            "bytes, datetimes, dataclasses or msgspec Structs"
+        ) from None
+
+
+def _seconds(value: Delay | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be seconds (a number) or a timedelta, not {type(value).__name__}")
+    return float(value)
+
+
+def _epoch(value: RunAt | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"run_at must be epoch seconds or a datetime, not {type(value).__name__}")
+    return float(value)
+
+
+def _headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if headers is None else dict(headers)
+
+
+class AsyncClient:
+    """An asyncio client of one spitfire-server.
+
+    ``url`` is ``tcp://host:port`` or ``quic://host:port`` (default: ``$SPITFIRE_URL``, else
+    ``tcp://127.0.0.1:7878``); ``auth_token`` defaults to ``$SPITFIRE_AUTH_TOKEN``. ``timeout`` is
+    how long each request waits for its answer; ``connect_timeout`` how long the client keeps
+    trying to (re)connect, with exponential backoff, before a request fails with `NotConnected`.
+    ``tls_ca`` is a CA file to verify a QUIC server's certificate with; without it a loopback server's
+    self-signed certificate is accepted and any other host is verified against the system CAs.
+
+    One connection carries every request, pipelined: many coroutines may await requests at once and
+    their answers arrive in any order. The connection opens on first use (or with `connect`).
+
+    When the connection drops, the next request reconnects. Requests in flight at that moment
+    fail with `ConnectionLost`, except those that are safe to send again, which are resent on the
+    new connection: `get`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
+    every job has an idempotency key (the key makes a repeat return the same job). `cancel`,
+    `retry` and `delete` are never resent: a repeat could report a misleading error.
+
+    Use it as ``async with AsyncClient(...) as client:`` or call `close`. It belongs to the event
+    loop it is first used on.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        auth_token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        tls_ca: str | None = None,
+    ) -> None:
+        self.endpoint: Endpoint = parse_url(url)
+        self.auth_token = auth_token if auth_token is not None else os.environ.get("SPITFIRE_AUTH_TOKEN")
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be above zero seconds")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.tls_ca = tls_ca
+        self._conn: Connection | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closed = False
+        #: Receives server pushes (used by the worker; plain clients get none).
+        self._on_push: PushHandler | None = None
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.url!r})"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect now instead of on first use.
+
+        :raises NotConnected, Unauthorized, UnsupportedVersion: see `AsyncClient`.
+        """
+        await self._connection()
+
+    async def close(self) -> None:
+        """Close the connection; requests still in flight fail with ConnectionLost. Idempotent."""
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is not None and conn.usable:
+            return conn
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and conn.usable:
+                return conn
+            if self._closed:
+                raise NotConnected("this client is closed; create a new one")
+            self._conn = await self._dial()
+            return self._conn
+
+    async def _dial(self) -> Connection:
+        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds."""
+        from . import __version__
+
+        deadline = time.monotonic() + self.connect_timeout
+        wait = BACKOFF_FIRST
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return await open_connection(
+                    self.endpoint,
+                    token=self.auth_token,
+                    client=client_name(__version__),
+                    on_push=self._on_push,
+                    tls_ca=self.tls_ca,
+                    timeout=max(0.1, min(left, self.timeout)),
+                )
+            except (Unauthorized, UnsupportedVersion):
+                raise
+            except NotConnected:
+                if time.monotonic() + wait > deadline:
+                    raise
+            # Jitter spreads reconnects of many clients after a server restart.
+            await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+
+    async def _call(
+        self,
+        message_type: MessageType,
+        message: msgspec.Struct,
+        *,
+        resend: bool = False,
+        job_id: str | None = None,
+        queue: str | None = None,
+    ) -> Any:
+        """Send one request and return the answer's body; raise the mapped error for ERROR."""
+        resends = 0
+        while True:
+            conn = await self._connection()
+            try:
+                rid, fut = conn.request(message_type, message)
+            except ConnectionLost:
+                continue  # closed before anything was sent: always safe to try the next connection
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await fut
+            except TimeoutError:
+                conn.pending.pop(rid, None)
+                raise RequestTimeout(
+                    f"{message_type.name} got no answer from {self.url} within {self.timeout} s; "
+                    "the server may be overloaded (raise timeout=...) or unhealthy"
+                ) from None
+            except ConnectionLost as exc:
+                if resend and resends < MAX_RESENDS and not self._closed:
+                    resends += 1
+                    continue
+                raise ConnectionLost(
+                    f"{exc.message} while {message_type.name} was in flight; it may or may not have "
+                    "taken effect (use an idempotency key to make enqueues safe to repeat)"
+                ) from None
+            if response.type is MessageType.ERROR:
+                raise error_from_frame(response.message, job_id=job_id, queue=queue)
+            return response.message
+
+    def _check_size(self, payloads: Sequence[bytes]) -> None:
+        conn = self._conn
+        if conn is None or conn.session.welcome is None:
+            return  # not connected yet: the server checks
+        limit = conn.welcome.max_payload
+        for i, p in enumerate(payloads):
+            if len(p) > limit:
+                where = "payload" if len(payloads) == 1 else f"payloads[{i}]"
+                raise TooLarge(
+                    f"{where} is {len(p)} bytes, over the server's limit of {limit} bytes; store big "
+                    "data elsewhere and enqueue a reference to it",
+                    where,
+                )
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        name: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        delay: Delay | None = None,
+        run_at: RunAt | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Add a job and return its id once the server has made it durable.
+
+        ``payload`` is any msgpack-able object (see `encode_payload`). ``priority`` 0..10, higher
+        first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch seconds or datetime) postpone
+        it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a worker gets, extended by its
+        heartbeats) default to the server's. With ``idempotency_key``, enqueueing the same key again
+        returns the first job's id and adds nothing. ``headers`` is a string map (trace context,
+        tags) handed to the worker.
+
+        :raises BadRequest: an invalid argument (``field`` names it).
+        :raises TooLarge: the payload is over the server's limit.
+        :raises Busy: backpressure; retry after ``retry_after`` seconds.
+        :raises NoSpace: the server's disk is full.
+        :raises Conflict: the queue is paused for enqueues (if the server refuses them).
+        """
+        return await self.enqueue_raw(
+            queue,
+            name,
+            encode_payload(payload),
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            headers=headers,
+        )
+
+    async def enqueue_raw(
+        self,
+        queue: str,
+        name: str,
+        data: bytes,
+        *,
+        priority: int = 0,
+        delay: Delay | None = None,
+        run_at: RunAt | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
+        again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
+        self._check_size([data])
+        message = Enqueue(
+            queue,
+            name,
+            data,
+            priority,
+            _seconds(delay, "delay"),
+            _epoch(run_at),
+            max_attempts,
+            backoff,
+            _seconds(timeout, "timeout"),
+            idempotency_key,
+            _headers(headers),
+        )
+        reply = await self._call(
+            MessageType.ENQUEUE, message, resend=idempotency_key is not None, queue=queue
+        )
+        job_id: str = reply.job_id
+        return job_id
+
+    async def enqueue_many(
+        self,
+        queue: str,
+        name: str,
+        payloads: Sequence[Any],
+        *,
+        priority: int = 0,
+        delay: Delay | None = None,
+        run_at: RunAt | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: Delay | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Add one job per payload, all with the same options, in one request and one fsync.
+
+        Either every new job is added or none is. Returns the ids in order (an idempotency key
+        that already named a job gives that job's id). The server takes up to 10,000 jobs per call
+        by default. Options are as in `enqueue`; ``idempotency_keys`` has one key (or None) per payload.
+        """
+        encoded = [encode_payload(p) for p in payloads]
+        if not encoded:
+            return []
+        keys = None if idempotency_keys is None else list(idempotency_keys)
+        if keys is not None and len(keys) != len(encoded):
+            raise ValueError(f"idempotency_keys has {len(keys)} keys for {len(encoded)} payloads")
+        self._check_size(encoded)
+        message = EnqueueMany(
+            queue,
+            name,
+            encoded,
+            priority,
+            _seconds(delay, "delay"),
+            _epoch(run_at),
+            max_attempts,
+            backoff,
+            _seconds(timeout, "timeout"),
+            keys,
+            _headers(headers),
+        )
+        resend = keys is not None and all(k is not None for k in keys)
+        reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
+        return list(reply.job_ids)
+
+    async def get(self, job_id: str) -> Job:
+        """The job's current record.
+
+        :raises JobNotFound: no such job (never existed, deleted, or aged out of the history).
+        """
+        reply = await self._call(MessageType.GET, JobRef(job_id), resend=True, job_id=job_id)
+        return Job.from_info(reply.job)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job that has not finished. A running job's worker is told at once: an async
+        handler is cancelled, a sync one sees ``ctx.cancelled``. The job ends ``cancelled`` and is
+        never retried. Returns the job as it is afterwards.
+
+        :raises JobNotFound: no such job.
+        :raises Conflict: the job already finished.
+        """
+        reply = await self._call(MessageType.CANCEL, JobRef(job_id), job_id=job_id)
+        return Job.from_info(reply.job)
+
+    async def retry(self, job_id: str) -> Job:
+        """Run a dead, cancelled (or retrying) job again now. Returns the job afterwards.
+
+        :raises JobNotFound: no such job.
+        :raises Conflict: the job's state does not allow it (e.g. it succeeded or is running).
+        """
+        reply = await self._call(MessageType.RETRY, JobRef(job_id), job_id=job_id)
+        return Job.from_info(reply.job)
+
+    async def delete(self, job_id: str) -> Job:
+        """Delete a job (a running one is cancelled first). Returns its last record.
+
+        :raises JobNotFound: no such job.
+        """
+        reply = await self._call(MessageType.DELETE, JobRef(job_id), job_id=job_id)
+        return Job.from_info(reply.job)
+
+    async def stats(self, queue: str | None = None) -> Stats:
+        """Counts of jobs per state, per queue (``queue`` None: every queue).
+
+        :raises QueueNotFound: ``queue`` names no queue.
+        """
+        reply = await self._call(MessageType.STATS, QueueRef(queue), resend=True, queue=queue)
+        return Stats.from_info(reply.stats)
+
+    async def pause(self, queue: str) -> None:
+        """Stop delivering the queue's jobs to workers (enqueues still succeed). Idempotent.
+
+        :raises QueueNotFound: no such queue.
+        """
+        await self._call(MessageType.PAUSE, QueueRef(queue), resend=True, queue=queue)
+
+    async def resume(self, queue: str) -> None:
+        """Deliver the queue's jobs again after `pause`. Idempotent.
+
+        :raises QueueNotFound: no such queue.
+        """
+        await self._call(MessageType.RESUME, QueueRef(queue), resend=True, queue=queue)
+
+    async def ping(self) -> float:
+        """Round trip to the server; returns the seconds it took."""
+        started = time.perf_counter()
+        await self._call(MessageType.PING, Ping(), resend=True)
+        return time.perf_counter() - started

@@ -1,0 +1,173 @@
+"""What the client returns: `Job` (a job's full record) and `Stats`, decoded from the protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from spitfire.protocol.messages import Backoff, JobInfo, QueueInfo, StatsInfo
+
+__all__ = ["AttemptError", "Backoff", "Job", "QueueStats", "Stats", "Transition", "decode_value"]
+
+_decode = msgspec.msgpack.decode
+
+
+def decode_value(data: bytes | None) -> Any:
+    """A msgpack payload or result as Python objects; bytes that are not msgpack come back as-is
+    (a producer in another language may send any bytes)."""
+    if data is None:
+        return None
+    try:
+        return _decode(data)
+    except msgspec.DecodeError:
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptError:
+    """One failed attempt: its number, when it failed, the error ("ExcType: message") and traceback."""
+
+    attempt: int
+    at: float
+    error: str
+    traceback: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The job entered ``state`` at ``at`` (epoch seconds)."""
+
+    state: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Everything the server knows about a job (a snapshot; call `get` again for fresh state).
+
+    ``payload`` and ``result`` are decoded from msgpack; ``raw_payload``/``raw_result`` hold the bytes.
+    ``state`` is one of scheduled, enqueued, reserved, running, succeeded, retrying, dead, cancelled.
+    Times are float seconds since the epoch.
+    """
+
+    id: str
+    queue: str
+    name: str
+    state: str
+    priority: int
+    payload: Any
+    result: Any
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    run_at: float | None
+    timeout: float
+    backoff: Backoff | None
+    idempotency_key: str | None
+    headers: dict[str, str]
+    #: Every failed attempt, oldest first.
+    errors: tuple[AttemptError, ...]
+    #: Every state transition, oldest first.
+    history: tuple[Transition, ...]
+    lease_until: float | None
+    #: The worker holding the job's lease, if any.
+    worker: str | None
+    raw_payload: bytes
+    raw_result: bytes | None
+
+    @property
+    def finished(self) -> bool:
+        """True in a terminal state: succeeded, dead or cancelled."""
+        return self.state in ("succeeded", "dead", "cancelled")
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the latest failed attempt, if any."""
+        return self.errors[-1].error if self.errors else None
+
+    @classmethod
+    def from_info(cls, info: JobInfo) -> Job:
+        """Decode the protocol's JobInfo."""
+        return cls(
+            id=info.id,
+            queue=info.queue,
+            name=info.name,
+            state=info.state,
+            priority=info.priority,
+            payload=decode_value(info.payload),
+            result=decode_value(info.result),
+            attempts=info.attempts,
+            max_attempts=info.max_attempts,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
+            run_at=info.run_at,
+            timeout=info.timeout,
+            backoff=info.backoff,
+            idempotency_key=info.idempotency_key,
+            headers=dict(info.headers or {}),
+            errors=tuple(AttemptError(e.attempt, e.at, e.error, e.traceback) for e in info.errors),
+            history=tuple(Transition(t.state, t.at) for t in info.history),
+            lease_until=info.lease_until,
+            worker=info.worker,
+            raw_payload=info.payload,
+            raw_result=info.result,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire get`` prints); raw bytes are left out."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if not f.startswith("raw_")}
+        out["backoff"] = msgspec.structs.asdict(self.backoff) if self.backoff else None
+        out["errors"] = [_as_dict(e) for e in self.errors]
+        out["history"] = [_as_dict(t) for t in self.history]
+        return out
+
+
+def _as_dict(obj: AttemptError | Transition) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in obj.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue: whether it is paused, its durability mode, and its jobs per state."""
+
+    name: str
+    paused: bool
+    durability: str
+    #: Jobs per state label; every state is present.
+    counts: dict[str, int]
+    total: int
+
+    @classmethod
+    def from_info(cls, info: QueueInfo) -> QueueStats:
+        return cls(info.name, info.paused, info.durability, dict(info.counts), info.total)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """The server's state: jobs in total, each queue, connected workers and connections."""
+
+    total_jobs: int
+    queues: dict[str, QueueStats]
+    workers: int
+    connections: int
+
+    @classmethod
+    def from_info(cls, info: StatsInfo) -> Stats:
+        queues = {q.name: QueueStats.from_info(q) for q in info.queues}
+        return cls(info.total_jobs, queues, info.workers, info.connections)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire stats`` prints)."""
+        return {
+            "total_jobs": self.total_jobs,
+            "workers": self.workers,
+            "connections": self.connections,
+            "queues": {name: _queue_dict(q) for name, q in self.queues.items()},
+        }
+
+
+def _queue_dict(q: QueueStats) -> dict[str, Any]:
+    return {"paused": q.paused, "durability": q.durability, "counts": q.counts, "total": q.total}

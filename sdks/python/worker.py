@@ -1,0 +1,666 @@
+"""`Worker`: runs an App's jobs as the server pushes them.
+
+Flow (protocol-semantics.md, items 6-11): the worker subscribes with credits equal to its free
+concurrency; the server pushes DELIVER frames; the worker sends START for each batch, runs each job
+(async handlers as tasks on the loop, sync handlers on a pool of threads), and reports outcomes in
+batches: every ACK, FAIL and CREDIT produced during one loop iteration leaves in one write. Worker
+level heartbeats keep every held lease alive. CANCEL_JOBS cancels the named jobs; GOAWAY or a lost
+connection makes the worker reconnect with backoff and subscribe again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import queue as queue_mod
+import random
+import signal
+import socket
+import threading
+import time
+import traceback as tb_mod
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+import msgspec
+
+from spitfire.protocol.messages import (
+    Ack,
+    AckItem,
+    Credit,
+    Delivery,
+    Fail,
+    FailItem,
+    Heartbeat,
+    JobIds,
+    MessageType,
+    Subscribe,
+    Unsubscribe,
+)
+from spitfire.protocol.session import Response
+
+from ._connection import Connection, client_name, open_connection
+from ._context import JobContext, _reset, _set
+from .app import App, JobFunction
+from .client import BACKOFF_FACTOR, BACKOFF_FIRST, BACKOFF_MAX
+from .errors import (
+    ConnectionLost,
+    NotConnected,
+    SpitfireError,
+    Unauthorized,
+    UnsupportedVersion,
+    error_from_frame,
+)
+from .outcomes import Permanent, RetryAfter
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("spitfire.worker")
+
+#: Seconds without a delivery after which a burst worker asks the server whether its queues are empty.
+BURST_QUIET = 0.5
+#: How often a burst worker re-checks once it is quiet.
+BURST_POLL = 0.25
+#: Longest wait for the server's answers (UNSUBSCRIBE, RELEASE, outstanding outcomes) at shutdown.
+SHUTDOWN_IO_TIMEOUT = 10.0
+#: Shortest interval between heartbeats, whatever the jobs' timeouts.
+MIN_HEARTBEAT = 0.05
+
+_encode = msgspec.msgpack.encode
+
+
+class _Run:
+    """One job this worker is running."""
+
+    __slots__ = ("cancelled", "ctx", "gen", "job_id", "released", "task")
+
+    def __init__(self, job_id: str, gen: int, ctx: JobContext) -> None:
+        self.job_id = job_id
+        #: The connection generation it was delivered on: outcomes of older ones are dropped,
+        #: because the server took those jobs back when that connection ended.
+        self.gen = gen
+        self.ctx = ctx
+        self.task: asyncio.Task[None] | None = None
+        #: Cancelled by the server (CANCEL_JOBS): no outcome is sent.
+        self.cancelled = False
+        #: Handed back with RELEASE at shutdown: no outcome is sent.
+        self.released = False
+
+
+Outcome: TypeAlias = AckItem | FailItem | None
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(tb_mod.format_exception(exc))
+
+
+class Worker:
+    """Runs the jobs of ``app`` from ``queues`` (default: every queue the app's jobs go to).
+
+    ``concurrency`` jobs run at once at most: that many credits are granted to the server, and
+    sync handlers get that many threads. ``grace`` is how long a graceful shutdown (SIGTERM, SIGINT,
+    `stop`) waits for running jobs before handing the rest back to the server with RELEASE (no
+    attempt counted; async handlers are cancelled, sync ones see ``ctx.cancelled``).
+
+    Burst mode (``burst=True``, ``spitfire worker --burst``) exits once the work is done. The rule:
+    the worker has nothing running and no outcome awaiting the server's answer, no job was
+    delivered for `BURST_QUIET` seconds, no job it deferred with `RetryAfter` is still due, and
+    STATS shows none of its (unpaused) queues holding a job that is enqueued, reserved, running or
+    retrying (waiting for its backoff). Jobs merely scheduled for later (``delay``/``run_at``) do not
+    keep it alive; jobs retrying with a long backoff do, so give such jobs few attempts in tests.
+
+    `run` (blocking) or ``await worker.serve()`` return the exit code: 0 after a graceful stop.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        queues: Iterable[str] | None = None,
+        *,
+        concurrency: int = 10,
+        burst: bool = False,
+        grace: float = 25.0,
+        name: str | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.app = app
+        self.queues = list(queues) if queues is not None else app.queues
+        if not self.queues:
+            raise ValueError("the worker has no queues: declare jobs with @app.job or pass queues=[...]")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.burst = burst
+        self.grace = grace
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.handle_signals = handle_signals
+        self.handlers: dict[str, JobFunction[Any, Any]] = dict(app.jobs)
+        #: The id the server gave this worker on its current connection.
+        self.worker_id: str | None = None
+        #: Counters, for logs and tests.
+        self.processed = 0
+        self.failed = 0
+        self._running: dict[str, _Run] = {}
+        self._gen = 0
+        self._conn: Connection | None = None
+        self._acks: list[AckItem] = []
+        self._fails: list[FailItem] = []
+        self._credits = 0
+        self._flush_scheduled = False
+        self._outstanding = 0
+        self._done: collections.deque[tuple[_Run, Outcome]] = collections.deque()
+        self._wake_scheduled = False
+        self._snoozed: dict[str, float] = {}
+        self._last_delivery = 0.0
+        self._hb_interval = 5.0
+        self._accepting = True
+        self._force = False
+        self._threads: list[threading.Thread] = []
+        self._jobs_q: queue_mod.SimpleQueue[tuple[JobFunction[Any, Any], Delivery, _Run] | None] = (
+            queue_mod.SimpleQueue()
+        )
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (or, in burst mode, until the work is done); returns the exit code."""
+        try:
+            import uvloop
+        except ImportError:  # uvloop is optional for the SDK; asyncio's loop works too
+            return asyncio.run(self.serve())
+        return uvloop.run(self.serve())
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown; a second call shortens the grace period to nothing.
+
+        Safe to call from any thread and from signal handlers.
+        """
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: already stopped
+                loop.call_soon_threadsafe(self._request_stop)
+
+    async def serve(self) -> int:
+        """The worker's main coroutine (see `run`)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._hb_wake = asyncio.Event()
+        self._control = self.app.new_async_client()
+        self._start_threads()
+        signals = self._install_signals()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            if not await self._reconnect(first=True):
+                return 0
+            await self._supervise()
+            await self._shutdown()
+            return 0
+        except (Unauthorized, UnsupportedVersion) as exc:
+            log.error("worker cannot connect: %s", exc)
+            return 1
+        finally:
+            heartbeat.cancel()
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+            self._stop_threads()
+            if self._conn is not None:
+                self._conn.close()
+            await self._control.close()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def _install_signals(self) -> list[signal.Signals]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return []
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self._request_stop)
+                installed.append(sig)
+        return installed
+
+    def _request_stop(self) -> None:
+        if self._stop_event.is_set():
+            log.warning("second stop request: handing running jobs back now")
+            self._force = True
+            self._idle.set()  # wakes the grace wait; _shutdown sees _force
+            return
+        log.info("stopping: no new jobs; waiting up to %.1f s for %d running", self.grace, len(self._running))
+        self._stop_event.set()
+
+    async def _reconnect(self, first: bool = False) -> bool:
+        """Connect and subscribe, with backoff, until it works or a stop is requested."""
+        wait = BACKOFF_FIRST
+        while not self._stop_event.is_set():
+            try:
+                await self._subscribe()
+                return True
+            except (Unauthorized, UnsupportedVersion):
+                raise
+            except (NotConnected, ConnectionLost, SpitfireError) as exc:
+                level = logging.WARNING if first or wait >= BACKOFF_MAX else logging.DEBUG
+                log.log(level, "cannot subscribe (%s); retrying in %.2f s", exc, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), wait * random.uniform(0.8, 1.2))
+            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+        return False
+
+    async def _subscribe(self) -> None:
+        from . import __version__
+
+        self._gen += 1
+        gen = self._gen
+        c = self._control
+        conn = await open_connection(
+            c.endpoint,
+            token=c.auth_token,
+            client=client_name(__version__) + " worker",
+            on_push=lambda r: self._on_push(r, gen),
+            tls_ca=c.tls_ca,
+            timeout=c.connect_timeout,
+        )
+        credits = self.concurrency - len(self._running)
+        _, fut = conn.request(MessageType.SUBSCRIBE, Subscribe(self.queues, credits, self.name))
+        self._conn = conn
+        self._credits = 0
+        self._hb_interval = conn.welcome.heartbeat_interval
+        try:
+            async with asyncio.timeout(c.timeout):
+                reply = await fut
+        except TimeoutError:
+            conn.close()
+            raise NotConnected("the server did not answer SUBSCRIBE in time") from None
+        if reply.type is MessageType.ERROR:
+            conn.close()
+            raise error_from_frame(reply.message)
+        self.worker_id = reply.message.worker_id
+        log.info(
+            "worker %s subscribed to %s at %s (concurrency %d)",
+            self.worker_id,
+            ",".join(self.queues),
+            c.url,
+            self.concurrency,
+        )
+
+    async def _supervise(self) -> None:
+        """Wait for a stop, reconnect after a lost connection, and (burst) notice the end of work."""
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            while not self._stop_event.is_set():
+                conn = self._conn
+                assert conn is not None
+                waiters: set[asyncio.Future[Any]] = {stop, conn.closed}
+                timeout = BURST_POLL if self.burst else None
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if self._stop_event.is_set():
+                    break
+                if not conn.usable:
+                    self._lost(conn)
+                    if not await self._reconnect():
+                        break
+                elif self.burst and await self._burst_finished():
+                    log.info("burst: queues %s are empty; stopping", ",".join(self.queues))
+                    self._stop_event.set()
+        finally:
+            stop.cancel()
+
+    def _lost(self, conn: Connection) -> None:
+        reason = "the server said GOAWAY" if conn.draining else "the connection was lost"
+        log.warning("%s; %d running jobs went back to the server; reconnecting", reason, len(self._running))
+        # Outcomes of jobs from that connection are dropped: the server already took them back.
+        self._acks.clear()
+        self._fails.clear()
+        conn.close()
+
+    # -- pushes -----------------------------------------------------------------------------------
+
+    def _on_push(self, response: Response, gen: int) -> None:
+        if gen != self._gen:
+            return  # from a connection we have left: the server takes those jobs back itself
+        mtype = response.type
+        if mtype is MessageType.DELIVER:
+            self._deliver(response.message.jobs, gen)
+        elif mtype is MessageType.CANCEL_JOBS:
+            self._cancel_jobs(response.message.job_ids)
+        elif mtype is MessageType.GOAWAY:
+            log.info("server going away: %s", response.message.reason)
+            conn = self._conn
+            if conn is not None:
+                # Wake the supervisor now rather than when the server finally closes.
+                conn.close()
+
+    def _deliver(self, jobs: list[Delivery], gen: int) -> None:
+        conn = self._conn
+        assert conn is not None
+        ids = [d.job_id for d in jobs]
+        if not self._accepting:
+            # Pushed before the server saw our UNSUBSCRIBE: hand them straight back.
+            with contextlib.suppress(ConnectionLost):
+                self._track(conn.request(MessageType.RELEASE, JobIds(ids))[1])
+            return
+        conn.send(MessageType.START, JobIds(ids))
+        self._last_delivery = time.monotonic()
+        self._idle.clear()
+        hb = self._hb_interval
+        for d in jobs:
+            ctx = JobContext(
+                d.job_id, d.queue, d.name, d.attempt, d.max_attempts, d.headers or {}, d.timeout,
+                d.created_at, d.priority,
+            )  # fmt: skip
+            run = _Run(d.job_id, gen, ctx)
+            self._running[d.job_id] = run
+            if self._snoozed:
+                self._snoozed.pop(d.job_id, None)
+            if d.timeout < hb * 3:
+                hb = max(MIN_HEARTBEAT, d.timeout / 3)
+            fn = self.handlers.get(d.name)
+            if fn is None:
+                self._complete(run, self._unknown(d))
+            elif fn.is_async:
+                run.task = self._loop.create_task(self._run_async(fn, d, run))
+            else:
+                self._jobs_q.put((fn, d, run))
+        if hb < self._hb_interval:
+            self._hb_interval = hb
+            self._hb_wake.set()
+
+    def _unknown(self, d: Delivery) -> FailItem:
+        known = ", ".join(sorted(self.handlers)) or "none"
+        return FailItem(
+            d.job_id,
+            f"LookupError: this worker has no job named {d.name!r} (it has: {known}); "
+            "run a worker whose App declares it",
+        )
+
+    def _cancel_jobs(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            run = self._running.get(job_id)
+            if run is None:
+                continue
+            log.info("job %s was cancelled while running", job_id)
+            run.cancelled = True
+            run.ctx._cancel()
+            if run.task is not None:
+                run.task.cancel()
+
+    # -- running jobs -----------------------------------------------------------------------------
+
+    async def _run_async(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
+        token = _set(run.ctx)
+        try:
+            kwargs = self._arguments(fn, d, run)
+            if isinstance(kwargs, FailItem):
+                outcome: Outcome = kwargs
+            else:
+                outcome = self._success(d, await fn.fn(**kwargs))
+        except asyncio.CancelledError:
+            # Cancelled by CANCEL_JOBS or a shutdown: no outcome. Anything else is a failure.
+            outcome = None if (run.cancelled or run.released) else self._failure(d, asyncio.CancelledError())
+        except Exception as exc:
+            outcome = self._failure(d, exc)
+        finally:
+            _reset(token)
+        self._complete(run, outcome)
+
+    def _run_sync(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
+        """Runs on a pool thread; hands the outcome to the loop."""
+        token = _set(run.ctx)
+        try:
+            kwargs = self._arguments(fn, d, run)
+            outcome: Outcome = kwargs if isinstance(kwargs, FailItem) else self._success(d, fn.fn(**kwargs))
+        except Exception as exc:
+            outcome = self._failure(d, exc)
+        finally:
+            _reset(token)
+        self._done.append((run, outcome))
+        # One wake-up per batch of completions, not per job. The flag is cleared by the loop before
+        # it drains, so an append it might miss always schedules a new wake-up.
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has exited
+                self._loop.call_soon_threadsafe(self._drain_done)
+
+    def _drain_done(self) -> None:
+        self._wake_scheduled = False
+        done = self._done
+        while done:
+            run, outcome = done.popleft()
+            self._complete(run, outcome)
+
+    def _arguments(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> dict[str, Any] | FailItem:
+        try:
+            kwargs = fn.spec.decode(d.payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            # Retrying cannot fix a payload that does not fit the function: dead at once.
+            return FailItem(
+                d.job_id,
+                f"JobArgumentError: the payload does not fit {fn.name}{fn.spec.signature}: {exc}",
+                None,
+                False,
+            )
+        if fn.spec.ctx_param is not None:
+            kwargs[fn.spec.ctx_param] = run.ctx
+        return kwargs
+
+    def _success(self, d: Delivery, result: Any) -> AckItem | FailItem:
+        if result is None:
+            return AckItem(d.job_id, None)
+        try:
+            data = _encode(result)
+        except (TypeError, msgspec.EncodeError) as exc:
+            return FailItem(
+                d.job_id,
+                f"TypeError: the job ran, but its return value cannot be encoded as msgpack ({exc}); "
+                "return msgpack-able data (dicts, lists, str, numbers) or None",
+                None,
+                False,
+            )
+        return AckItem(d.job_id, data)
+
+    def _failure(self, d: Delivery, exc: BaseException) -> FailItem:
+        if isinstance(exc, RetryAfter):
+            retry_at = time.time() + exc.seconds
+            self._snoozed[d.job_id] = retry_at
+            return FailItem(d.job_id, _error_text(exc), None, True, retry_at)
+        permanent = isinstance(exc, Permanent)
+        log.info(
+            "job %s (%s) failed on attempt %d/%d%s: %s",
+            d.job_id,
+            d.name,
+            d.attempt,
+            d.max_attempts,
+            " permanently" if permanent else "",
+            _error_text(exc),
+        )
+        return FailItem(d.job_id, _error_text(exc), _traceback(exc), not permanent)
+
+    def _complete(self, run: _Run, outcome: Outcome) -> None:
+        """A job finished (or was dropped): free its slot and queue its outcome."""
+        running = self._running
+        if running.get(run.job_id) is run:
+            del running[run.job_id]
+        if outcome is not None and run.gen == self._gen and not (run.cancelled or run.released):
+            if isinstance(outcome, AckItem):
+                self._acks.append(outcome)
+                self.processed += 1
+            else:
+                self._fails.append(outcome)
+                self.failed += 1
+        if self._accepting:
+            self._credits += 1
+        if not running:
+            self._idle.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send every outcome and credit gathered this loop iteration (one write for all)."""
+        self._flush_scheduled = False
+        conn = self._conn
+        if conn is None or not conn.usable:
+            return  # outcomes of a lost connection are dropped in _lost
+        try:
+            if self._acks:
+                acks, self._acks = self._acks, []
+                self._track(conn.request(MessageType.ACK, Ack(acks))[1])
+            if self._fails:
+                fails, self._fails = self._fails, []
+                self._track(conn.request(MessageType.FAIL, Fail(fails))[1])
+        except ConnectionLost:
+            return
+        if self._credits and self._accepting:
+            conn.send(MessageType.CREDIT, Credit(self._credits))
+            self._credits = 0
+
+    def _track(self, fut: asyncio.Future[Response]) -> None:
+        self._outstanding += 1
+        self._settled.clear()
+        fut.add_done_callback(self._on_done)
+
+    def _on_done(self, fut: asyncio.Future[Response]) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._settled.set()
+        if fut.cancelled() or fut.exception() is not None:
+            return  # connection lost: the server returns those jobs itself
+        response = fut.result()
+        if response.type is MessageType.ERROR:
+            err = response.message
+            log.warning("the server refused outcomes: %s: %s", err.code, err.message)
+            return
+        for err in response.message.errors:
+            # CONFLICT is expected for jobs cancelled or expired meanwhile.
+            level = logging.DEBUG if err.code == "CONFLICT" else logging.WARNING
+            log.log(level, "outcome item %d not taken: %s: %s", err.index, err.code, err.message)
+
+    # -- threads and heartbeats -------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        if not any(not fn.is_async for fn in self.handlers.values()):
+            return
+        # Daemon threads of our own (not ThreadPoolExecutor): no Future per job, and a handler that
+        # never returns cannot keep the process alive after the grace period.
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._thread_main, name=f"spitfire-job-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _thread_main(self) -> None:
+        get = self._jobs_q.get
+        while (item := get()) is not None:
+            self._run_sync(*item)
+
+    def _stop_threads(self) -> None:
+        for _ in self._threads:
+            self._jobs_q.put(None)
+
+    async def _heartbeat_loop(self) -> None:
+        """Worker-level heartbeats every min(Welcome.heartbeat_interval, smallest held timeout / 3)."""
+        last = time.monotonic()
+        while True:
+            self._hb_wake.clear()
+            wait = last + self._hb_interval - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hb_wake.wait(), wait)
+                if time.monotonic() < last + self._hb_interval:
+                    continue
+            last = time.monotonic()
+            self._beat()
+
+    def _beat(self) -> None:
+        conn = self._conn
+        if not self._running or conn is None or not conn.usable:
+            return
+        with contextlib.suppress(ConnectionLost):
+            _, fut = conn.request(MessageType.HEARTBEAT, Heartbeat(None, None))
+            fut.add_done_callback(_ignore)
+        # Recomputed from the jobs held now, so the interval grows again after short-lease jobs end.
+        shortest = min(r.ctx.timeout for r in self._running.values()) / 3
+        self._hb_interval = max(MIN_HEARTBEAT, min(conn.welcome.heartbeat_interval, shortest))
+
+    # -- burst and shutdown -----------------------------------------------------------------------
+
+    async def _burst_finished(self) -> bool:
+        if self._running or self._outstanding or self._acks or self._fails:
+            return False
+        if time.monotonic() - self._last_delivery < BURST_QUIET:
+            return False
+        now = time.time()
+        # A job deferred with RetryAfter is "scheduled" on the server; wait for it until it is due
+        # (plus a margin for its redelivery), since this worker will run it.
+        self._snoozed = {j: t for j, t in self._snoozed.items() if t + 10.0 > now}
+        if any(t + BURST_QUIET > now for t in self._snoozed.values()):
+            return False
+        try:
+            stats = await self._control.stats()
+        except SpitfireError as exc:
+            log.debug("burst check failed: %s", exc)
+            return False
+        for name in self.queues:
+            q = stats.queues.get(name)
+            if q is None or q.paused:
+                continue
+            c = q.counts
+            if c.get("enqueued", 0) + c.get("reserved", 0) + c.get("running", 0) + c.get("retrying", 0):
+                return False
+        return not self._running
+
+    async def _shutdown(self) -> None:
+        """Stop taking jobs, wait up to ``grace`` for running ones, RELEASE the rest, flush outcomes."""
+        self._accepting = False
+        conn = self._conn
+        if conn is not None and conn.usable:
+            with contextlib.suppress(SpitfireError, TimeoutError):
+                _, fut = conn.request(MessageType.UNSUBSCRIBE, Unsubscribe())
+                async with asyncio.timeout(SHUTDOWN_IO_TIMEOUT):
+                    await fut
+        if self._running and not self._force:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.grace):
+                    while self._running and not self._force:
+                        self._idle.clear()
+                        await self._idle.wait()
+        await self._release_rest()
+        self._flush()
+        if self._outstanding:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_IO_TIMEOUT):
+                    await self._settled.wait()
+        log.info("worker stopped: %d jobs succeeded, %d failed", self.processed, self.failed)
+
+    async def _release_rest(self) -> None:
+        rest = [r for r in self._running.values() if r.gen == self._gen]
+        if not rest:
+            return
+        log.warning("grace period over: handing %d running jobs back to the server", len(rest))
+        for run in rest:
+            run.released = True
+            run.ctx._cancel()
+            if run.task is not None:
+                run.task.cancel()
+        conn = self._conn
+        if conn is None or not conn.usable:
+            return
+        with contextlib.suppress(SpitfireError, TimeoutError):
+            _, fut = conn.request(MessageType.RELEASE, JobIds([r.job_id for r in rest]))
+            async with asyncio.timeout(SHUTDOWN_IO_TIMEOUT):
+                await fut
+
+
+def _ignore(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: a lost connection is handled by the supervisor
