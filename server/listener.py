@@ -10,6 +10,7 @@ frame, one log line and the connection is closed; nothing else is affected.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 
 from spitfire.protocol.messages import GoAway, MessageType, Welcome
-from spitfire.protocol.session import ProtocolViolation, ServerSession
+from spitfire.protocol.session import ProtocolViolation, Request, ServerSession
 from spitfire.protocol.transport import ByteStream, HandlerFactory, StreamHandler
 
 from .dispatcher import Worker
@@ -38,6 +39,9 @@ class Connection:
         self.session = ServerSession(hub.welcome, hub.token, hub.welcome.max_frame)
         self.stream: ByteStream | None = None
         self.worker: Worker | None = None
+        #: The client does not read fast enough: requests wait in ``_backlog`` (TCP only).
+        self.paused = False
+        self._backlog: collections.deque[Request] = collections.deque()
         self._flush: asyncio.Handle | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -58,15 +62,35 @@ class Connection:
             log.exception("closing connection %d from %s: the session failed", self.id, self.peer)
             self.close()
             return
+        if self._backlog:
+            self._backlog.extend(requests)
+        else:
+            handle = self.hub.service.handle
+            for i, request in enumerate(requests):
+                handle(self, request)
+                if self.paused:  # a large answer filled the send buffer: the rest waits for it
+                    self._backlog.extend(requests[i + 1 :])
+                    break
+        self.flush()
+
+    def pause_writing(self) -> None:
+        """The transport's send buffer is full: stop serving this connection's requests."""
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        """The send buffer drained: serve the requests that waited."""
+        self.paused = False
+        backlog = self._backlog
         handle = self.hub.service.handle
-        for request in requests:
-            handle(self, request)
+        while backlog and not self.paused:
+            handle(self, backlog.popleft())
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        self._backlog.clear()
         self.hub.closed(self)
 
     # -- output -----------------------------------------------------------------------------------------
@@ -210,6 +234,27 @@ class _TcpStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.handler.connection_lost(exc)
+
+    # A client that sends requests but does not read the answers would make the server buffer
+    # answers without bound: stop reading (and serving) its requests until its answers drain.
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+        pause = getattr(self.handler, "pause_writing", None)
+        if pause is not None:
+            pause()
+
+    def resume_writing(self) -> None:
+        resume = getattr(self.handler, "resume_writing", None)
+        if resume is not None:
+            resume()
+        transport = self._transport
+        if (
+            transport is not None
+            and not transport.is_closing()
+            and not getattr(self.handler, "paused", False)
+        ):
+            transport.resume_reading()
 
 
 async def serve_tcp(host: str, port: int, factory: HandlerFactory) -> asyncio.Server:

@@ -64,6 +64,9 @@ class Peer(Protocol):
     def schedule_flush(self) -> None:
         """Write queued frames at the end of this loop turn."""
 
+    def flush(self) -> None:
+        """Write queued frames now."""
+
     def push(self, message_type: int, message: msgspec.Struct) -> None:
         """Queue an unsolicited frame and schedule a flush."""
 
@@ -406,6 +409,7 @@ class Service:
     def _get(self, conn: Peer, request: Request) -> None:
         job = self.engine.get(request.message.job_id)
         conn.session.reply(request, m.Job(job_info(job)), MessageType.JOB)
+        conn.flush()  # answers can be large (1 MiB payloads): let a full send buffer pause the client
 
     def _cancel(self, conn: Peer, request: Request) -> None:
         def reply(result: tuple[Job, str | None]) -> tuple[int, Any]:
@@ -459,6 +463,7 @@ class Service:
             connections=self.connections,
         )
         conn.session.reply(request, m.StatsReply(info), MessageType.STATS_REPLY)
+        conn.flush()
 
     def _queue_op(
         self, conn: Peer, request: Request, op: Callable[[str, float], Coroutine[Any, Any, None]]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import socket
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import run
-from protoclient import ProtoClient, ServerError, server_process
+from protoclient import ProtoClient, ServerError, ServerProcess, server_process
 
 from spitfire.protocol import messages as m
+from spitfire.protocol.frames import encode_frame
 from spitfire.protocol.messages import MessageType
 
 
@@ -117,4 +120,33 @@ def test_the_same_protocol_over_quic(tmp_path: Path) -> None:
     with server_process(tmp_path / "data", quic=True) as srv:
         assert f"quic://127.0.0.1:{srv.port}" in srv.banner
         run(body(srv.port))
+        assert srv.terminate() == 0
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_client_that_never_reads_does_not_grow_the_server(tmp_path: Path) -> None:
+    """The server stops reading from a client whose answers pile up (each GET answer: 512 KiB)."""
+    hello = encode_frame(MessageType.HELLO, 1, msgspec.msgpack.encode(m.Hello(m.PROTOCOL_VERSION, "flood")))
+
+    async def body(srv: ServerProcess) -> None:
+        c = await ProtoClient.connect(srv.port)
+        job_id = (await c.enqueue("flood", payload=b"x" * 2**19)).job_id
+        get = encode_frame(MessageType.GET, 9, msgspec.msgpack.encode(m.JobRef(job_id)))
+        before = _rss(srv.pid)
+        with socket.create_connection(("127.0.0.1", srv.port)) as flood:
+            flood.sendall(hello + get * 120)  # 60 MiB of answers if the server read it all
+            for _ in range(20):  # the answers of the first GETs fill the socket buffers quickly
+                await c.call(MessageType.PING, m.Ping())
+                await asyncio.sleep(0.05)
+            grown = _rss(srv.pid) - before
+            assert grown < 30 * 2**20, f"the server buffered {grown} bytes for a client that does not read"
+            assert (await c.get(job_id)).state == "enqueued"  # everyone else is still served
+        c.close()
+
+    with server_process(tmp_path / "data") as srv:
+        run(body(srv))
         assert srv.terminate() == 0

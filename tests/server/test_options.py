@@ -52,3 +52,40 @@ def test_non_loopback_with_token_from_env_is_accepted(monkeypatch: pytest.Monkey
 def test_bad_log_format_is_refused() -> None:
     with pytest.raises(SystemExit):
         parse_options(["--log-format", "xml"])
+
+
+def test_limits_and_tls_flags() -> None:
+    options = parse_options(
+        ["--max-queue-jobs", "10", "--max-queue-bytes", "1000", "--max-jobs", "20", "--max-bytes", "2000",
+         "--max-payload", "512", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--shutdown-grace", "1.5",
+         "--heartbeat-interval", "2"]
+    )  # fmt: skip
+    assert (options.max_queue_jobs, options.max_queue_bytes, options.max_jobs, options.max_bytes) == (
+        10,
+        1000,
+        20,
+        2000,
+    )
+    assert options.max_payload == 512 and options.shutdown_grace == 1.5 and options.heartbeat_interval == 2
+    assert str(options.tls_cert) == "c.pem" and str(options.tls_key) == "k.pem"
+
+
+def test_limit_defaults() -> None:
+    options = parse_options([])
+    assert options.max_queue_jobs == 1_000_000 and options.max_jobs == 4_000_000
+    assert options.max_bytes == 2 * 2**30 and options.max_payload == 2**20
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--tls-cert", "c.pem"], "--tls-key"),
+        (["--max-jobs", "0"], "--max-jobs"),
+        (["--max-payload", "-1"], "--max-payload"),
+        (["--shutdown-grace", "-1"], "--shutdown-grace"),
+        (["--heartbeat-interval", "0"], "--heartbeat-interval"),
+    ],
+)
+def test_bad_limits_name_the_flag(argv: list[str], flag: str) -> None:
+    with pytest.raises(OptionsError, match=flag):
+        parse_options(argv)
