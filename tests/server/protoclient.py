@@ -188,14 +188,14 @@ _TCP = re.compile(r"tcp://127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """A spitfire-server on a free loopback port (it binds port 0 and prints the real one)."""
 
-    def __init__(self, data_dir: Path, *args: str, quic: bool = False) -> None:
+    def __init__(self, data_dir: Path, *args: str, quic: bool = False, log_dir: Path | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
         self.quic = quic
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.banner = ""
-        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.log_path = (log_dir or data_dir.parent) / f"{data_dir.name}-server.log"
 
     def start(self, port: int = 0) -> ServerProcess:
         cmd = [
@@ -259,9 +259,11 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_process(data_dir: Path, *args: str, quic: bool = False) -> Iterator[ServerProcess]:
+def server_process(
+    data_dir: Path, *args: str, quic: bool = False, log_dir: Path | None = None
+) -> Iterator[ServerProcess]:
     """A started server, killed on exit if it is still running."""
-    server = ServerProcess(data_dir, *args, quic=quic)
+    server = ServerProcess(data_dir, *args, quic=quic, log_dir=log_dir)
     try:
         yield server.start()
     finally:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -150,3 +153,60 @@ def test_a_client_that_never_reads_does_not_grow_the_server(tmp_path: Path) -> N
     with server_process(tmp_path / "data") as srv:
         run(body(srv))
         assert srv.terminate() == 0
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 160 MiB tmpfs (two 64 MiB segments fit), unmounted afterwards."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    try:
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb", buffering=0) as f:
+        for size in (2**20, 65536, 4096, 512, 1):
+            while True:
+                try:
+                    f.write(b"\xff" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+
+
+def test_a_full_disk_refuses_enqueues_with_no_space_while_acks_commit(small_fs: Path) -> None:
+    async def body(port: int) -> None:
+        p = await ProtoClient.connect(port)
+        first = (await p.enqueue("disk", payload=b"\x01")).job_id
+        w = await ProtoClient.connect(port)
+        await w.subscribe(["disk"], 1)
+        (job,) = await w.deliveries(1)
+        _fill(small_fs / "filler")
+        code = None
+        for _ in range(400):  # 256 KiB each: the open segment (64 MiB) fills within ~260
+            try:
+                await p.enqueue("disk", payload=b"x" * 2**18)
+            except ServerError as exc:
+                code = exc.code
+                break
+        assert code == "NO_SPACE"
+        assert (await w.ack(job.job_id)).errors == []
+        assert (await p.get(first)).state == "succeeded"
+        p.close()
+        w.close()
+
+    with server_process(small_fs / "data", log_dir=small_fs.parent) as srv:
+        run(body(srv.port))
+        assert srv.terminate() == 0
+        assert "Traceback" not in srv.log()
