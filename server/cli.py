@@ -185,11 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spitfire-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(options.log_level, options.log_format)
-    from spitfire.server.runtime import serve
+    from spitfire.server.runtime import ListenError, serve
 
     try:
         return uvloop.run(serve(options))
-    except (StorageError, DataDirInUseError) as exc:  # CorruptLogError is a StorageError
+    except (StorageError, DataDirInUseError, ListenError) as exc:  # CorruptLogError is a StorageError
         print(f"spitfire-server: cannot start: {exc}", file=sys.stderr)
         return 1
 

@@ -38,6 +38,10 @@ SCAN_PAGE = 1000
 _ACTIVE_LABELS = tuple(s.label for s in ACTIVE_STATES)
 
 
+class ListenError(Exception):
+    """The server cannot listen where it was told to (port in use, address not local, bad TLS files)."""
+
+
 class Server:
     """One spitfire-server: storage, engine, maintenance and listeners, on the running event loop."""
 
@@ -129,7 +133,10 @@ class Server:
         assert self.hub is not None
         opts = self.options
         host, port = opts.listen.host, opts.listen.port
-        tcp = await serve_tcp(host, port, self.hub.factory)
+        try:
+            tcp = await serve_tcp(host, port, self.hub.factory)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on tcp://{opts.listen}: {exc.strerror or exc}") from exc
         if port == 0 and tcp.sockets:
             port = int(tcp.sockets[0].getsockname()[1])
         self.address = Address(host, port)
@@ -146,11 +153,16 @@ class Server:
         except ImportError as exc:
             log.warning("QUIC is not available (%s); serving TCP only", exc)
             return
-        if opts.tls_cert is not None and opts.tls_key is not None:
-            cert, key = opts.tls_cert, opts.tls_key
-        else:
-            cert, key = ensure_certificate(Path(opts.data_dir) / "tls")
-        quic = await serve_quic(host, port, self.hub.factory, certfile=str(cert), keyfile=str(key))
+        try:
+            if opts.tls_cert is not None and opts.tls_key is not None:
+                cert, key = opts.tls_cert, opts.tls_key
+            else:
+                cert, key = ensure_certificate(Path(opts.data_dir) / "tls")
+            quic = await serve_quic(host, port, self.hub.factory, certfile=str(cert), keyfile=str(key))
+        except (OSError, ValueError) as exc:  # port in use, unreadable or mismatched PEM files
+            raise ListenError(
+                f"cannot serve QUIC on udp port {port}: {exc} (use --tls-cert/--tls-key, or --no-quic)"
+            ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
     def _spawn(self, coro: object) -> None:

@@ -141,3 +141,20 @@ def test_a_damaged_log_stops_start_up_until_repaired(tmp_path: Path) -> None:
     with running_server(data) as proc:
         wait_for_banner(proc)
         assert "recovered 0 jobs" in stop(proc)
+
+
+def test_a_port_in_use_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [*SERVER, "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}", "--no-quic"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1
+    assert f"cannot listen on tcp://127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr

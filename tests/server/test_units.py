@@ -1,0 +1,110 @@
+"""In-process unit tests of the server's pieces: backpressure accounting and the maintenance timer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import run
+
+from spitfire.server.backpressure import Backpressure, Limits
+from spitfire.server.engine import Engine
+from spitfire.server.errors import Overloaded
+from spitfire.server.maintenance import MAX_TICK_INTERVAL, Maintenance
+from spitfire.wal.memory import MemoryStorage
+
+
+class Counts:
+    """Exact pending counts a test controls (what the engine would report)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, int] = {}
+
+    def __call__(self, queue: str) -> int:
+        return self.pending.get(queue, 0)
+
+
+def test_backpressure_refuses_past_each_limit_and_counts_nothing_then() -> None:
+    counts = Counts()
+    bp = Backpressure(Limits(queue_jobs=3, queue_bytes=100, total_jobs=5, total_bytes=150), counts)
+    for _ in range(3):
+        bp.admit("a", 1, 10)
+    counts.pending["a"] = 3
+    with pytest.raises(Overloaded, match="queue 'a' holds 3 pending jobs"):
+        bp.admit("a", 1, 10)
+    assert bp.estimate("a") == (3, 30)
+    bp.admit("b", 2, 10)
+    counts.pending["b"] = 2
+    with pytest.raises(Overloaded, match="the server holds 5 pending jobs"):
+        bp.admit("c", 1, 1)
+    with pytest.raises(Overloaded, match="pending payload bytes"):
+        bp.admit("d", 1, 101)
+
+
+def test_backpressure_learns_of_finished_jobs_when_a_limit_is_reached() -> None:
+    counts = Counts()
+    bp = Backpressure(Limits(queue_jobs=4, queue_bytes=10**6, total_jobs=100, total_bytes=10**6), counts)
+    for _ in range(4):
+        bp.admit("a", 1, 100)
+    counts.pending["a"] = 1  # three finished meanwhile (acks are not reported one by one)
+    bp.admit("a", 1, 100)
+    # Bytes of finished jobs are assumed average: 400 * 1/4 left, plus the new 100.
+    assert bp.estimate("a") == (2, 200)
+    counts.pending["a"] = 0  # every job finished: the byte estimate is exact again
+    for _ in range(3):
+        bp.admit("a", 1, 100)
+    assert bp.estimate("a") == (1, 100)
+
+
+def test_backpressure_retract_undoes_admit() -> None:
+    bp = Backpressure(Limits(10, 1000, 10, 1000), Counts())
+    bp.admit("a", 3, 30)
+    bp.retract("a", 2, 20)
+    assert bp.estimate("a") == (1, 10) and bp.total_jobs == 1 and bp.total_bytes == 10
+    bp.recovered("a", 5, 50)
+    assert bp.estimate("a") == (6, 60)
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_noted_deadline_wakes_the_timer_before_its_planned_tick() -> None:
+    async def body() -> None:
+        engine = Engine(MemoryStorage())
+        await engine.open(now=1000.0)
+        ticks: list[float] = []
+        original = engine.tick
+
+        async def tick(now: float) -> float | None:
+            ticks.append(now)
+            return await original(now)
+
+        engine.tick = tick  # type: ignore[method-assign]
+        clock = FakeClock(1000.0)
+        maintenance = Maintenance(engine, clock=clock)
+        runner = asyncio.get_running_loop().create_task(maintenance.run())
+        while not ticks:
+            await asyncio.sleep(0)
+        # Nothing is due: the timer sleeps MAX_TICK_INTERVAL (by the fake clock: it never passes).
+        await asyncio.sleep(0.01)
+        assert len(ticks) == 1
+        maintenance.note(clock.now + 5 * MAX_TICK_INTERVAL)  # later than planned: no wake
+        await asyncio.sleep(0.01)
+        assert len(ticks) == 1
+        clock.now += 0.5
+        maintenance.note(clock.now)  # due now: wakes at once
+        for _ in range(100):
+            if len(ticks) > 1:
+                break
+            await asyncio.sleep(0.001)
+        assert ticks[1:] == [1000.5]
+        maintenance.stop()
+        await runner
+        await engine.close()
+
+    run(body())
