@@ -188,6 +188,15 @@ class QueueIndex:
         table = self.table
         return [j for j in self._jobs if table.get(j.id) is j]
 
+    def live_jobs(self, jobs: list[Job], start: int, end: int) -> list[Job]:
+        """The jobs of ``jobs[start:end]`` (a `jobs_view` list) that are still indexed.
+
+        Same answer as `contains` for each, without a table lookup per job (a snapshot checks every
+        job of the queue): ``seq`` is 0 exactly when a job is not indexed (`remove` zeroes it; `add`
+        and `load` give every job a positive one).
+        """
+        return [job for job in jobs[start:end] if job.seq]
+
     def jobs_view(self) -> tuple[list[Job], int]:
         """The creation-order list and its current length, without copying (a snapshot of a million
         jobs must not stall the loop on a copy). The list is only ever appended to (compaction

@@ -704,11 +704,10 @@ class Engine:
             jobs, count = index.jobs_view()
             writer.add(_encode(meta))
             step = self.config.snapshot_chunk
-            contains = index.contains
+            live = index.live_jobs
             for start in range(0, count, step):
                 await asyncio.sleep(0)
-                part = [j for j in jobs[start : min(count, start + step)] if contains(j)]
-                writer.add(_encode(rec.JobChunk(part)))
+                writer.add(_encode(rec.JobChunk(live(jobs, start, min(count, start + step)))))
             await writer.finish()
         except BaseException:
             writer.abort()

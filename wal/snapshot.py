@@ -44,6 +44,8 @@ _WRITE_BUFFER = 1 << 20
 #: Number of snapshots kept by compaction: the newest, and the previous one to fall back to.
 KEEP_SNAPSHOTS = 2
 _PAD = bytes(8)
+#: Nice value of snapshot writer threads (background work: the loop thread must win the CPU).
+SNAPSHOT_NICE = 10
 
 
 class _Finish:
@@ -132,6 +134,7 @@ class FileSnapshotWriter:
     # --- writer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _lower_priority()
         if self._previous is not None:
             self._previous.join()
             self._previous = None
@@ -196,6 +199,16 @@ class FileSnapshotWriter:
         if len(snaps) > KEEP_SNAPSHOTS:
             fsync_dir(self.path.parent)
         return keep[0][0] if len(keep) == KEEP_SNAPSHOTS else None
+
+
+def _lower_priority() -> None:
+    """Make the calling thread yield the CPU to the event loop (Linux: per-thread nice value).
+
+    On a small machine the writer's copying into the page cache otherwise competes with the loop
+    thread for a core, and the loop's longest stall grows with it.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SNAPSHOT_NICE)
 
 
 def _unlink_quietly(path: Path) -> None:

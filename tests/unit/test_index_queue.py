@@ -80,3 +80,7 @@ def test_counts_and_pages_match_a_reference_model(moves: list[tuple[int, JobStat
         assert index.counts[s] == len(want)
         got, _ = index.page(s, None, 100, newest_first=False)
         assert sorted(int(j.id, 16) for j in got) == want
+    listed, count = index.jobs_view()
+    live = index.live_jobs(listed, 0, count)
+    assert live == [j for j in listed[:count] if index.contains(j)]
+    assert sorted(int(j.id, 16) for j in live) == sorted(model)
