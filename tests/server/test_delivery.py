@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from conftest import run
-from protoclient import ProtoClient, ServerProcess
+from protoclient import ProtoClient, ServerProcess, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import MessageType
@@ -259,3 +260,23 @@ def test_release_hands_jobs_back_without_counting(server: ServerProcess, queue: 
             c.close()
 
     run(body())
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_every_durability_mode_serves_the_whole_cycle(tmp_path: Path, durability: str) -> None:
+    async def body(port: int) -> None:
+        p = await ProtoClient.connect(port)
+        futures = [p.start(MessageType.ENQUEUE, m.Enqueue("modes", "j", bytes([i]))) for i in range(50)]
+        ids = [(await f).message.job_id for f in futures]
+        w = await ProtoClient.connect(port)
+        await w.subscribe(["modes"], 50)
+        jobs = await w.deliveries(50)
+        assert [j.job_id for j in jobs] == ids  # FIFO
+        assert (await w.ack(*ids)).errors == []
+        assert (await p.stats("modes")).queues[0].counts["succeeded"] == 50
+        p.close()
+        w.close()
+
+    with server_process(tmp_path / "data", "--durability", durability) as srv:
+        run(body(srv.port))
+        assert srv.terminate() == 0
