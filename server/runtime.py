@@ -13,7 +13,9 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from spitfire.index.job import ACTIVE_STATES
 from spitfire.protocol.messages import PROTOCOL_VERSION, Welcome
@@ -165,8 +167,8 @@ class Server:
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
