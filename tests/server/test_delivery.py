@@ -280,3 +280,24 @@ def test_every_durability_mode_serves_the_whole_cycle(tmp_path: Path, durability
     with server_process(tmp_path / "data", "--durability", durability) as srv:
         run(body(srv.port))
         assert srv.terminate() == 0
+
+
+def test_bad_outcome_items_fail_alone(server: ServerProcess, queue: str) -> None:
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        w = await ProtoClient.connect(server.port)
+        for _ in range(3):
+            await p.enqueue(queue)
+        await w.subscribe([queue], 3)
+        a, b, c = await w.deliveries(3)
+        done = await w.call(
+            MessageType.ACK, m.Ack([m.AckItem(a.job_id, b"x" * (2**20 + 1)), m.AckItem(b.job_id, b"\x01")])
+        )
+        assert [(e.index, e.code) for e in done.errors] == [(0, "TOO_LARGE")]
+        done = await w.fail(c.job_id, "e", retry_at=float("nan"))
+        assert [(e.index, e.code) for e in done.errors] == [(0, "BAD_REQUEST")]
+        assert [(await p.get(j.job_id)).state for j in (a, b, c)] == ["reserved", "succeeded", "reserved"]
+        p.close()
+        w.close()
+
+    run(body())
