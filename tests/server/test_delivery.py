@@ -149,13 +149,15 @@ def test_an_expired_lease_redelivers_then_goes_dead(server: ServerProcess, queue
 def test_heartbeats_keep_leases(server: ServerProcess, queue: str) -> None:
     async def body() -> None:
         p = await ProtoClient.connect(server.port)
-        e = await p.enqueue(queue, timeout=LEASE)
+        e = await p.enqueue(queue, timeout=1.5)
         w = await ProtoClient.connect(server.port)
         await w.subscribe([queue], 1)
         (job,) = await w.deliveries(1)
-        for _ in range(6):  # 6 x LEASE/3: twice the lease, kept alive by worker-level heartbeats
+        # 8 x 0.25 s outlives the 1.5 s lease, kept alive by worker-level heartbeats (with 1.25 s
+        # of slack per beat for a busy machine).
+        for _ in range(8):
             assert (await w.call(MessageType.HEARTBEAT, m.Heartbeat())).extended == 1
-            await asyncio.sleep(LEASE / 3)
+            await asyncio.sleep(0.25)
         ok = await w.call(MessageType.HEARTBEAT, m.Heartbeat([job.job_id, "unknown"], 5.0))
         assert ok.extended == 1
         info = await p.get(e.job_id)
