@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
+import msgspec
 import pytest
 from conftest import run
 
+from spitfire.protocol import messages as m
+from spitfire.protocol.frames import FrameReader, encode_frame
+from spitfire.protocol.messages import MessageType, decode_body
+from spitfire.protocol.session import Request, ServerSession
 from spitfire.server.backpressure import Backpressure, Limits
+from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.errors import Overloaded
 from spitfire.server.maintenance import MAX_TICK_INTERVAL, Maintenance
+from spitfire.server.service import Service
 from spitfire.wal.memory import MemoryStorage
 
 
@@ -108,3 +117,43 @@ def test_a_noted_deadline_wakes_the_timer_before_its_planned_tick() -> None:
         await engine.close()
 
     run(body())
+
+
+class _Peer:
+    """A connection stand-in: a real ServerSession, no socket."""
+
+    def __init__(self) -> None:
+        welcome = m.Welcome(1, "test", 2**20, 2**20, 10.0)
+        self.session = ServerSession(welcome)
+        self.worker = None
+        self.session.receive_data(encode_frame(MessageType.HELLO, 1, msgspec.msgpack.encode(m.Hello())))
+        self.session.data_to_send()
+
+    def schedule_flush(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def push(self, message_type: int, message: msgspec.Struct) -> None:
+        self.session.push(message_type, message)
+
+
+def test_an_unexpected_exception_answers_internal_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def get(self, job_id: str) -> None:
+            raise RuntimeError("bug")
+
+    async def body() -> None:
+        engine: Any = Broken()
+        service = Service(engine, Dispatcher(engine, time.time), Backpressure(Limits(1, 1, 1, 1), Counts()))
+        peer = _Peer()
+        service.handle(peer, Request(MessageType.GET, 7, m.JobRef("x")))
+        reader = FrameReader()
+        (frame,) = reader.feed(peer.session.data_to_send())
+        assert (frame.type, frame.request_id) == (MessageType.ERROR, 7)
+        error = decode_body(frame.type, frame.body)
+        assert error.code == "INTERNAL" and "bug" not in error.message
+
+    run(body())
+    assert "RuntimeError: bug" in caplog.text and "request GET (id 7) failed" in caplog.text
