@@ -1,0 +1,562 @@
+"""QUIC transport (aioquic): the same `StreamHandler` seam as `tcp.py`, over one bidirectional stream.
+
+A Spitfire QUIC connection (ALPN ``spitfire/1``, TLS 1.3) carries exactly one stream: the client's
+first bidirectional stream (id 0). The server makes the connection's handler when the first bytes
+arrive on it; bytes on any other stream close the connection with `APP_PROTOCOL_ERROR`.
+
+Writes are batched: every `ByteStream.write` of one loop iteration is joined into one
+``send_stream_data`` and one ``transmit`` (scheduled with ``call_soon`` once per iteration), so
+many small pipelined frames share packets instead of each paying for a datagram.
+
+Closing mirrors a TCP close: the end that closes sends the bytes it has queued and then FIN on
+the stream; the other end, on FIN, sends its own FIN and closes the QUIC connection (application
+error 0). The closing end closes the connection itself if the peer has not done so within
+`CLOSE_LINGER` seconds. Each end's ``handler.connection_lost`` runs exactly once: on FIN from the
+peer, on the connection's termination (``None`` for a clean close, else `QuicConnectionClosed`),
+when the listener closes, or after a handler callback raised.
+
+The client sends a QUIC PING every `KEEPALIVE_INTERVAL` seconds so an idle but healthy connection
+outlives the `IDLE_TIMEOUT` of both ends, while a vanished peer is noticed within it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+
+from .frames import DEFAULT_MAX_FRAME
+from .transport import HandlerFactory, StreamHandler
+
+log = logging.getLogger("spitfire.protocol.quic")
+
+#: The TLS application protocol name both ends must offer.
+ALPN = "spitfire/1"
+#: Seconds without a packet after which either end drops the connection.
+IDLE_TIMEOUT = 60.0
+#: Seconds between the client's keepalive PINGs (a quarter of the idle timeout: three may be lost).
+KEEPALIVE_INTERVAL = IDLE_TIMEOUT / 4
+#: Seconds an end that sent FIN waits for the peer to close before closing the connection itself.
+CLOSE_LINGER = 2.0
+#: Seconds `connect_quic` waits for the handshake by default.
+CONNECT_TIMEOUT = 10.0
+#: Flow-control windows (connection and stream): a whole largest frame can be in flight before the
+#: receiver answers, so a 64 MiB frame never stalls on window updates. aioquic widens them further
+#: as data is consumed; the frame reader, not the window, bounds memory.
+FLOW_CONTROL_WINDOW = 2 * DEFAULT_MAX_FRAME
+#: QUIC payload bytes per datagram. 1350 fits the 1500-byte Ethernet MTU over IPv6 and common
+#: tunnels with room to spare (aioquic does no path MTU discovery) and carries 12% more per packet
+#: than the 1200-byte minimum.
+MAX_DATAGRAM_SIZE = 1350
+#: Application close codes (CONNECTION_CLOSE of type 0x1d).
+APP_NO_ERROR = 0
+#: The peer used a stream other than the connection's one bidirectional stream.
+APP_PROTOCOL_ERROR = 1
+#: A handler callback raised; the connection cannot continue.
+APP_INTERNAL_ERROR = 2
+#: The only stream a Spitfire connection uses: the client's first bidirectional stream.
+STREAM_ID = 0
+
+
+class QuicConnectionClosed(ConnectionError):
+    """The QUIC connection ended with an error (``error_code`` non-zero), or by idle timeout.
+
+    ``error_code``, ``frame_type`` and ``reason`` are the CONNECTION_CLOSE frame's fields.
+    """
+
+    def __init__(self, error_code: int, frame_type: int | None, reason: str) -> None:
+        self.error_code = error_code
+        self.frame_type = frame_type
+        self.reason = reason
+        super().__init__(f"QUIC connection closed (code 0x{error_code:x}): {reason or 'no reason given'}")
+
+
+def make_configuration(*, is_client: bool) -> QuicConfiguration:
+    """The QUIC settings both ends use: ALPN, idle timeout, large flow-control windows."""
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        idle_timeout=IDLE_TIMEOUT,
+        max_data=FLOW_CONTROL_WINDOW,
+        max_stream_data=FLOW_CONTROL_WINDOW,
+        max_datagram_size=MAX_DATAGRAM_SIZE,
+    )
+
+
+class _QuicByteStream:
+    """The `ByteStream` a handler writes to; forwards to its connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    def write(self, data: bytes) -> None:
+        self._conn.stream_write(data)
+
+    def close(self) -> None:
+        self._conn.stream_close()
+
+    def is_closing(self) -> bool:
+        return self._conn.closing or self._conn.lost
+
+    def peer(self) -> str:
+        return self._conn.peer
+
+
+class _Connection(QuicConnectionProtocol):
+    """One QUIC connection carrying one handler on one stream (both ends share this logic)."""
+
+    def __init__(self, quic: QuicConnection, handler: StreamHandler | None = None) -> None:
+        super().__init__(quic)
+        self.handler = handler
+        self.peer = "?"
+        #: True once this end sent FIN (or gave up the connection): writes are dropped.
+        self.closing = False
+        #: True once ``handler.connection_lost`` ran (or was due and there is no handler).
+        self.lost = False
+        self.terminated: events.ConnectionTerminated | None = None
+        self._stream = _QuicByteStream(self)
+        self._stream_open = False
+        self._pending: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._linger_handle: asyncio.TimerHandle | None = None
+
+    # -- the handler's ByteStream ------------------------------------------------------------------
+
+    def stream_write(self, data: bytes) -> None:
+        """Queue bytes; all writes of this loop iteration leave in one transmit."""
+        if self.closing or self.lost or not data:
+            return
+        self._pending.append(data)
+        self._schedule_flush()
+
+    def stream_close(self) -> None:
+        """Send what is queued, then FIN; the peer answers by closing the connection."""
+        if self.closing or self.lost:
+            return
+        self._send_fin()
+        self._linger_handle = self._loop.call_later(CLOSE_LINGER, self._linger_expired)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self.transmit()
+
+    def _push_pending(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            self._quic.send_stream_data(STREAM_ID, data)
+
+    def _send_fin(self) -> None:
+        """Queue the pending bytes and FIN, and send them now (before any CONNECTION_CLOSE)."""
+        self._push_pending()
+        self.closing = True
+        self._quic.send_stream_data(STREAM_ID, b"", end_stream=True)
+        self.transmit()
+
+    def transmit(self) -> None:
+        """Move queued writes into the stream, then send every datagram that is due."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._cancel_timers()
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._push_pending()
+        super().transmit()
+
+    def _close_quic(self, error_code: int = APP_NO_ERROR, reason: str = "") -> None:
+        """Send CONNECTION_CLOSE (after anything already queued has been transmitted)."""
+        self.closing = True
+        self._pending.clear()
+        self._quic.close(error_code=error_code, reason_phrase=reason)
+        self.transmit()
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._flush_handle, self._linger_handle, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._flush_handle = self._linger_handle = self._timer = None
+        self._timer_at = None
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        """Feed one datagram to the QUIC engine; answer at the end of the loop iteration.
+
+        aioquic transmits after every datagram; deferring to ``call_soon`` lets the ACKs and
+        replies caused by all the datagrams read in one iteration share packets.
+        """
+        if self._transport is None or self._transport.is_closing() or not isinstance(data, bytes):
+            return
+        self._quic.receive_datagram(data, addr, now=self._loop.time())
+        self._process_events()
+        self._schedule_flush()
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        """Route stream data, resets and termination to the handler."""
+        if isinstance(event, events.StreamDataReceived):
+            self._on_stream_data(event)
+        elif isinstance(event, events.StreamReset):
+            if event.stream_id == STREAM_ID:
+                self._peer_finished()
+        elif isinstance(event, events.ConnectionTerminated):
+            self.terminated = event
+            self.closing = True
+            exc = (
+                None
+                if event.error_code == APP_NO_ERROR
+                else QuicConnectionClosed(event.error_code, event.frame_type, event.reason_phrase)
+            )
+            self._notify_lost(exc)
+            self._on_terminated()
+
+    def _on_stream_data(self, event: events.StreamDataReceived) -> None:
+        if event.stream_id != STREAM_ID:
+            self._abort(APP_PROTOCOL_ERROR, f"stream {event.stream_id} is not used by {ALPN}")
+            return
+        if not self._stream_open and not self._open_stream():
+            return
+        if event.data and not self.closing and not self.lost:
+            assert self.handler is not None
+            try:
+                self.handler.data_received(event.data)
+            except Exception as exc:
+                self._handler_failed(exc)
+                return
+        if event.end_stream:
+            self._peer_finished()
+
+    def _open_stream(self) -> bool:
+        """Bind the handler to the stream (server: make it now). False if that failed."""
+        self._stream_open = True
+        try:
+            if self.handler is None:
+                self.handler = self._make_handler()
+            self.handler.connection_made(self._stream)
+        except Exception as exc:
+            self._handler_failed(exc)
+            return False
+        return True
+
+    def _make_handler(self) -> StreamHandler:
+        raise RuntimeError("data arrived before the connection was made")
+
+    def _peer_finished(self) -> None:
+        """The peer ended (or reset) its stream: end ours, close the connection, tell the handler."""
+        if not self.closing:
+            self._send_fin()
+        self._close_quic()
+        self._notify_lost(None)
+        self._after_close()
+
+    def _linger_expired(self) -> None:
+        self._linger_handle = None
+        if not self.lost:
+            self._close_quic()
+            self._notify_lost(None)
+            self._after_close()
+
+    def _abort(self, error_code: int, reason: str, exc: Exception | None = None) -> None:
+        """Close the connection at once with an error; the handler hears ``exc``."""
+        log.warning("closing QUIC connection from %s: %s", self.peer, reason)
+        self._close_quic(error_code, reason)
+        self._notify_lost(exc or QuicConnectionClosed(error_code, None, reason))
+        self._after_close()
+
+    def _handler_failed(self, exc: Exception) -> None:
+        log.error("QUIC connection handler for %s failed", self.peer, exc_info=exc)
+        self._abort(APP_INTERNAL_ERROR, "internal error", exc)
+
+    def _notify_lost(self, exc: Exception | None) -> None:
+        """Run ``handler.connection_lost`` if the handler was made and has not heard yet."""
+        if self.lost:
+            return
+        self.lost = True
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+            self._linger_handle = None
+        if self.handler is not None and self._stream_open:
+            try:
+                self.handler.connection_lost(exc)
+            except Exception:
+                log.exception("QUIC connection handler for %s failed in connection_lost", self.peer)
+
+    def _after_close(self) -> None:
+        """Hook: the connection was closed by this end (clients release their socket)."""
+
+    def _on_terminated(self) -> None:
+        """Hook: the QUIC engine finished with the connection."""
+
+
+# -- server --------------------------------------------------------------------------------------------
+
+
+class _ServerConnection(_Connection):
+    """A server-side connection: its handler comes from the listener's factory on first data."""
+
+    def __init__(self, quic: QuicConnection, listener: QuicListener) -> None:
+        super().__init__(quic)
+        self._listener = listener
+        listener.connections.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if self.peer == "?":
+            self.peer = _format_addr(addr)
+        super().datagram_received(data, addr)
+
+    def _make_handler(self) -> StreamHandler:
+        return self._listener.factory()
+
+    def _on_terminated(self) -> None:
+        self._listener.connections.discard(self)
+
+    def shutdown(self) -> None:
+        """The listener is closing: close the connection now and tell the handler."""
+        self._close_quic(APP_NO_ERROR, "server shutting down")
+        self._notify_lost(None)
+        self._cancel_timers()
+        self._listener.connections.discard(self)
+
+
+class _ListenerEndpoint(QuicServer):
+    """aioquic's QUIC server datagram protocol, telling the listener when its socket is gone."""
+
+    def __init__(self, listener: QuicListener, configuration: QuicConfiguration) -> None:
+        def create_protocol(quic: QuicConnection, **_: Any) -> _ServerConnection:
+            return _ServerConnection(quic, listener)
+
+        super().__init__(configuration=configuration, create_protocol=create_protocol)
+        self._listener = listener
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._listener.socket_closed()
+
+
+class QuicListener:
+    """A QUIC server socket: `close` drops every connection and stops listening."""
+
+    def __init__(self, factory: HandlerFactory) -> None:
+        self.factory = factory
+        #: Live connections (until their QUIC engine terminates or the listener closes).
+        self.connections: set[_ServerConnection] = set()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port), e.g. to learn the port after binding port 0."""
+        assert self._transport is not None
+        name = self._transport.get_extra_info("sockname")
+        return str(name[0]), int(name[1])
+
+    def close(self) -> None:
+        """Close every connection (each handler hears ``connection_lost(None)``) and the socket."""
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self._transport is not None:
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is closed (after `close`)."""
+        await asyncio.shield(self._closed)
+
+    def socket_closed(self) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+async def serve_quic(
+    host: str, port: int, factory: HandlerFactory, *, certfile: str, keyfile: str
+) -> QuicListener:
+    """Listen for QUIC on UDP ``host:port``; each connection's stream gets a handler from ``factory``.
+
+    ``certfile``/``keyfile`` are PEM files (see `spitfire.server.tls.ensure_certificate`).
+    :raises OSError: the address cannot be bound. :raises ValueError: the certificate does not load.
+    """
+    configuration = make_configuration(is_client=False)
+    configuration.load_cert_chain(certfile, keyfile)
+    loop = asyncio.get_running_loop()
+    listener = QuicListener(factory)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _ListenerEndpoint(listener, configuration), local_addr=(host, port)
+    )
+    listener._transport = transport
+    return listener
+
+
+# -- client --------------------------------------------------------------------------------------------
+
+
+class _ClientConnection(_Connection):
+    """The client's connection: owns its UDP socket and keeps the connection alive."""
+
+    def __init__(self, quic: QuicConnection, handler: StreamHandler, peer: str) -> None:
+        super().__init__(quic, handler)
+        self.peer = peer
+        self.socket_closed: asyncio.Future[None] = self._loop.create_future()
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """The handshake is done: hand the stream to the handler (its errors propagate)."""
+        assert self.handler is not None
+        if not self._stream_open:  # (else early server bytes already opened it)
+            self._stream_open = True
+            self.handler.connection_made(self._stream)
+        self._keepalive = self._loop.call_later(KEEPALIVE_INTERVAL, self._send_keepalive)
+
+    def _send_keepalive(self) -> None:
+        self._keepalive = None
+        if not self.closing and not self.lost:
+            self._quic.send_ping(0)
+            self.transmit()
+            self._keepalive = self._loop.call_later(KEEPALIVE_INTERVAL, self._send_keepalive)
+
+    def _after_close(self) -> None:
+        self._release()
+
+    def _on_terminated(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Close the UDP socket (any CONNECTION_CLOSE has been sent already)."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        self._cancel_timers()
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The UDP socket is closed: the connection is over."""
+        self.closing = True
+        self._notify_lost(exc)
+        self._cancel_timers()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if not self.socket_closed.done():
+            self.socket_closed.set_result(None)
+
+
+class QuicClientConnection:
+    """A client's QUIC connection; the handler got its `ByteStream` before this was returned."""
+
+    def __init__(self, conn: _ClientConnection) -> None:
+        self._conn = conn
+
+    @property
+    def peer(self) -> str:
+        """The server's address as text."""
+        return self._conn.peer
+
+    def close(self) -> None:
+        """Send what is queued and FIN; the handler hears ``connection_lost`` when the server closes."""
+        self._conn.stream_close()
+
+    def abort(self) -> None:
+        """Close the connection at once (CONNECTION_CLOSE without waiting for the server)."""
+        if not self._conn.lost:
+            self._conn._close_quic()
+            self._conn._notify_lost(None)
+            self._conn._release()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is over and its UDP socket closed."""
+        await asyncio.shield(self._conn.socket_closed)
+
+
+async def connect_quic(
+    host: str,
+    port: int,
+    handler: StreamHandler,
+    *,
+    verify: bool = True,
+    cafile: str | None = None,
+    server_name: str | None = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> QuicClientConnection:
+    """Connect to a Spitfire QUIC server; ``handler.connection_made`` has run when this returns.
+
+    ``verify`` False accepts any certificate (use only for loopback); else the server's certificate
+    must chain to ``cafile`` (default: the system CAs via certifi) and name ``server_name``
+    (default ``host``).
+    :raises QuicConnectionClosed: the handshake failed (certificate, ALPN), with the reason.
+    :raises TimeoutError: no handshake within ``timeout`` seconds.
+    :raises OSError: the host does not resolve.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    configuration = make_configuration(is_client=True)
+    configuration.server_name = server_name or host
+    configuration.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    if cafile is not None:
+        configuration.load_verify_locations(cafile)
+    quic = QuicConnection(configuration=configuration)
+    peer = _format_addr(addr)
+    local = ("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0)
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: _ClientConnection(quic, handler, peer), local_addr=local, family=family
+    )
+    assert isinstance(protocol, _ClientConnection)
+    try:
+        protocol.connect(addr)
+        await asyncio.wait_for(protocol.wait_connected(), timeout)
+    except BaseException as exc:
+        await _discard(protocol)
+        term = protocol.terminated
+        if isinstance(exc, ConnectionError) and term is not None:
+            raise QuicConnectionClosed(term.error_code, term.frame_type, term.reason_phrase) from None
+        raise
+    try:
+        protocol.start()
+    except BaseException:
+        await _discard(protocol)
+        raise
+    return QuicClientConnection(protocol)
+
+
+async def _discard(protocol: _ClientConnection) -> None:
+    """Tear down a connection whose handshake failed (the handler was never made)."""
+    protocol.lost = True
+    with contextlib.suppress(Exception):
+        protocol._close_quic()
+    protocol._release()
+    await asyncio.shield(protocol.socket_closed)
+
+
+def _format_addr(addr: Any) -> str:
+    """``host:port`` of a socket address (IPv4-mapped IPv6 shown as IPv4)."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = str(addr[0]).removeprefix("::ffff:")
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr)
+
+
+__all__ = [
+    "ALPN",
+    "QuicClientConnection",
+    "QuicConnectionClosed",
+    "QuicListener",
+    "connect_quic",
+    "make_configuration",
+    "serve_quic",
+]
