@@ -37,6 +37,10 @@ class FrameError(ValueError):
     """The byte stream is not a valid sequence of frames; the connection cannot continue."""
 
 
+class FrameTooLarge(FrameError):
+    """A frame announces a length above the reader's ``max_frame``."""
+
+
 class Frame(NamedTuple):
     """One decoded frame: its message type, request id and undecoded msgpack body."""
 
@@ -83,7 +87,8 @@ class FrameReader:
         while end - start >= HEADER_SIZE:
             length, message_type, request_id = _unpack_header(buf, start)
             if length < LENGTH_OVERHEAD or length > self.max_frame:
-                raise FrameError(
+                error = FrameTooLarge if length > self.max_frame else FrameError
+                raise error(
                     f"frame length {length} is outside 5..{self.max_frame}: "
                     "the peer does not speak this protocol, or the stream is corrupt"
                 )

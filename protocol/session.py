@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .frames import DEFAULT_MAX_FRAME, MAX_REQUEST_ID, FrameError, FrameReader, encode_frame
+from .frames import DEFAULT_MAX_FRAME, MAX_REQUEST_ID, FrameError, FrameReader, FrameTooLarge, encode_frame
 from .messages import (
     NO_REPLY,
     PROTOCOL_VERSION,
@@ -112,7 +112,8 @@ class ServerSession(_Session):
         try:
             frames = self._reader.feed(data)
         except FrameError as exc:
-            self._violate(0, ErrorCode.TOO_LARGE if "outside" in str(exc) else ErrorCode.BAD_REQUEST, exc)
+            code = ErrorCode.TOO_LARGE if isinstance(exc, FrameTooLarge) else ErrorCode.BAD_REQUEST
+            self._violate(0, code, exc)
         requests: list[Request] = []
         for frame in frames:
             try:
@@ -246,6 +247,10 @@ class ClientSession(_Session):
                     except ValueError:
                         code = ErrorCode.INTERNAL
                     raise ProtocolViolation(code, message.message)
+                if mtype is not MessageType.WELCOME:
+                    self.state = SessionState.CLOSED
+                    why = f"the server answered HELLO with {mtype.name}"
+                    raise ProtocolViolation(ErrorCode.BAD_REQUEST, why)
                 self.welcome = message
                 self.state = SessionState.OPEN
                 continue
