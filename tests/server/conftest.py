@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from protoclient import ServerProcess, server_process
-
-T = TypeVar("T")
-
-#: Longest a whole async test body may run.
-TEST_TIMEOUT = 90.0
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a test's async body on a fresh event loop, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coro, TEST_TIMEOUT))
 
 
 @pytest.fixture(scope="module")

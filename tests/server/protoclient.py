@@ -15,9 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -29,6 +29,15 @@ from spitfire.protocol.transport import ByteStream
 
 #: Seconds any single wait of a test may take before it fails (generous: the machine is shared).
 TIMEOUT = 20.0
+#: Longest a whole async test body may run.
+TEST_TIMEOUT = 90.0
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a test's async body on a fresh event loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, TEST_TIMEOUT))
 
 
 class ServerError(Exception):

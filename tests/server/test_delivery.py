@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run
-from protoclient import ProtoClient, ServerProcess, server_process
+from protoclient import ProtoClient, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import MessageType

@@ -16,8 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import run
-from protoclient import ProtoClient, server_process
+from protoclient import ProtoClient, run, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.frames import encode_frame

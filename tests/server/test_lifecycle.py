@@ -12,8 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import run
-from protoclient import ProtoClient, ServerError, ServerProcess, server_process
+from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.frames import encode_frame

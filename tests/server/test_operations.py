@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run
-from protoclient import ProtoClient, ServerError, ServerProcess, server_process
+from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import ErrorCode, MessageType

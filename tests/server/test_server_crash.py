@@ -15,8 +15,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import run
-from protoclient import ProtoClient, ServerProcess
+from protoclient import ProtoClient, ServerProcess, run
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import MessageType

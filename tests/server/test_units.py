@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import run
+from protoclient import run
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.frames import FrameReader, encode_frame
