@@ -9,6 +9,7 @@ CANCEL_JOBS, GOAWAY) go to ``on_push``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from .errors import (
     NotConnected,
     ProtocolError,
     SpitfireError,
+    TLSVerificationFailed,
     Unauthorized,
     UnsupportedVersion,
     error_from_frame,
@@ -58,6 +60,8 @@ class Connection:
         self._welcome: asyncio.Future[Welcome] = self._loop.create_future()
         #: Resolves (to the reason, or None) once the connection is gone.
         self.closed: asyncio.Future[SpitfireError | None] = self._loop.create_future()
+        #: Set once the transport reported connection_lost (its socket is released).
+        self._transport_gone = asyncio.Event()
 
     # -- StreamHandler ----------------------------------------------------------------------------
 
@@ -84,6 +88,7 @@ class Connection:
                 fut.set_result(response)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._transport_gone.set()
         detail = f": {exc}" if exc else ""
         self._fail(ConnectionLost(f"the connection to the server was lost{detail}"))
 
@@ -129,6 +134,16 @@ class Connection:
         if self._stream is not None:
             self._stream.close()
         self._fail(ConnectionLost("the connection was closed by this client"))
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """`close`, then wait (up to ``timeout``) until the transport has released its socket, so
+        that nothing of it is left when the event loop closes (QUIC lingers a little)."""
+        self.close()
+        if self._stream is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._transport_gone.wait()
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -208,6 +223,11 @@ async def open_connection(
             await conn.handshake()
     except (OSError, TimeoutError) as exc:
         conn.close()
+        if endpoint.scheme == "quic" and "certificate" in str(exc).lower():
+            raise TLSVerificationFailed(
+                f"cannot connect to {endpoint.url}: the server's TLS certificate was refused ({exc}); "
+                "pass tls_ca= the server's CA file, e.g. <data-dir>/tls/cert.pem for its self-signed one"
+            ) from None
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise NotConnected(
             f"cannot connect to {endpoint.url}: {reason}; is spitfire-server running there? "

@@ -29,6 +29,7 @@ from .errors import (
     ConnectionLost,
     NotConnected,
     RequestTimeout,
+    TLSVerificationFailed,
     TooLarge,
     Unauthorized,
     UnsupportedVersion,
@@ -166,9 +167,9 @@ class AsyncClient:
     async def close(self) -> None:
         """Close the connection; requests still in flight fail with ConnectionLost. Idempotent."""
         self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
 
     async def _connection(self) -> Connection:
         conn = self._conn
@@ -202,7 +203,7 @@ class AsyncClient:
                     tls_ca=self.tls_ca,
                     timeout=max(0.1, min(left, self.timeout)),
                 )
-            except (Unauthorized, UnsupportedVersion):
+            except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
                 raise
             except NotConnected:
                 if time.monotonic() + wait > deadline:

@@ -25,6 +25,7 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "SpitfireError",
+    "TLSVerificationFailed",
     "TooLarge",
     "Unauthorized",
     "UnsupportedVersion",
@@ -157,6 +158,16 @@ class NotConnected(SpitfireError, ConnectionError):
     """
 
     code = "NOT_CONNECTED"
+
+
+class TLSVerificationFailed(NotConnected):
+    """The QUIC server's TLS certificate did not verify (self-signed, wrong host, unknown CA).
+
+    Pass ``tls_ca=`` the server's CA file (for the server's own self-signed certificate, that is
+    ``<data-dir>/tls/cert.pem``). Retrying does not help, so the client does not.
+    """
+
+    code = "TLS_VERIFICATION_FAILED"
 
 
 class RequestTimeout(SpitfireError, TimeoutError):

@@ -36,10 +36,10 @@ def free_port() -> int:
 class ServerProcess:
     """A spitfire-server child process on a free loopback port and its own data directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *args: str) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *args: str, quic: bool = False) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.args = args
+        self.args = args if quic else ("--no-quic", *args)
         self.proc: subprocess.Popen[str] | None = None
         self._drain: threading.Thread | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
@@ -48,9 +48,13 @@ class ServerProcess:
     def url(self) -> str:
         return f"tcp://127.0.0.1:{self.port}"
 
+    @property
+    def quic_url(self) -> str:
+        return f"quic://127.0.0.1:{self.port}"
+
     def start(self) -> ServerProcess:
         cmd = [*SERVER, "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-               "--http", f"127.0.0.1:{free_port()}", "--no-quic", *self.args]  # fmt: skip
+               "--http", f"127.0.0.1:{free_port()}", *self.args]  # fmt: skip
         with self.log.open("a") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         assert self.proc.stdout is not None
