@@ -1,0 +1,1 @@
+"""Golden frames of every message type (``vectors.json``, package data); ``generate.py`` writes them."""
