@@ -170,7 +170,12 @@ class Server:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_coro(), exc_info=task.exception())
 
     async def run_until_stopped(self) -> None:
         """Run maintenance until `stop` is called (by a signal or a test)."""

@@ -110,6 +110,7 @@ def _crash_loop(tmp_path: Path, kills: int, seed: int) -> None:
         srv.start()
         run(_drain(srv, acked))
         assert srv.terminate() == 0
+        assert "Traceback" not in srv.log()
     finally:
         srv.kill()
 
