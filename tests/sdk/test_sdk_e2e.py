@@ -9,7 +9,7 @@ import time
 
 import msgspec
 import pytest
-from conftest import ServerProcess, run_burst, wait_state, wait_until, worker_thread
+from sdk_helpers import ServerProcess, run_burst, wait_state, wait_until, worker_thread
 
 import spitfire
 from spitfire.protocol.messages import JobIds, MessageType, Subscribe

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import CLI, WAIT, ServerProcess, WorkerProcess, wait_state, wait_until
+from sdk_helpers import CLI, WAIT, ServerProcess, WorkerProcess, wait_state, wait_until
 
 import spitfire
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, run_burst
+from sdk_helpers import ServerProcess, run_burst
 
 import spitfire
 
