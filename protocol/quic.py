@@ -15,6 +15,11 @@ error 0). The closing end closes the connection itself if the peer has not done 
 peer, on the connection's termination (``None`` for a clean close, else `QuicConnectionClosed`),
 when the listener closes, or after a handler callback raised.
 
+Flow control: when more than `WRITE_HIGH_WATER` bytes written to the stream are unacknowledged, the
+handler's optional ``pause_writing`` is called, and ``resume_writing`` once they drop to
+`WRITE_LOW_WATER` (the asyncio TCP protocol's contract), so a server can stop serving a client that
+does not read its answers.
+
 The client sends a QUIC PING every `KEEPALIVE_INTERVAL` seconds so an idle but healthy connection
 outlives the `IDLE_TIMEOUT` of both ends, while a vanished peer is noticed within it.
 """
@@ -65,6 +70,10 @@ APP_PROTOCOL_ERROR = 1
 APP_INTERNAL_ERROR = 2
 #: The only stream a Spitfire connection uses: the client's first bidirectional stream.
 STREAM_ID = 0
+#: Bytes written but not yet acknowledged by the peer above which the handler's optional
+#: ``pause_writing`` is called (as asyncio does for TCP), and below which ``resume_writing`` follows.
+WRITE_HIGH_WATER = 4 * 2**20
+WRITE_LOW_WATER = 2**20
 
 
 class QuicConnectionClosed(ConnectionError):
@@ -130,6 +139,7 @@ class _Connection(QuicConnectionProtocol):
         self._pending: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._linger_handle: asyncio.TimerHandle | None = None
+        self._writing_paused = False
 
     # -- the handler's ByteStream ------------------------------------------------------------------
 
@@ -162,6 +172,29 @@ class _Connection(QuicConnectionProtocol):
             data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending.clear()
             self._quic.send_stream_data(STREAM_ID, data)
+            if not self._writing_paused and self._unacked() > WRITE_HIGH_WATER:
+                self._writing_paused = True
+                self._call_handler("pause_writing")
+
+    def _unacked(self) -> int:
+        """Bytes on the stream the peer has not acknowledged (0 if aioquic's internals moved)."""
+        stream = getattr(self._quic, "_streams", {}).get(STREAM_ID)
+        sender = getattr(stream, "sender", None)
+        return int(getattr(sender, "_buffer_stop", 0)) - int(getattr(sender, "_buffer_start", 0))
+
+    def _check_resume(self) -> None:
+        if self._writing_paused and self._unacked() <= WRITE_LOW_WATER:
+            self._writing_paused = False
+            self._call_handler("resume_writing")
+
+    def _call_handler(self, method: str) -> None:
+        """Call an optional flow-control method of the handler (pause_writing / resume_writing)."""
+        callback = getattr(self.handler, method, None)
+        if callback is not None and not self.lost:
+            try:
+                callback()
+            except Exception as exc:
+                self._handler_failed(exc)
 
     def _send_fin(self) -> None:
         """Queue the pending bytes and FIN, and send them now (before any CONNECTION_CLOSE)."""
@@ -208,6 +241,7 @@ class _Connection(QuicConnectionProtocol):
             return
         self._quic.receive_datagram(data, addr, now=self._loop.time())
         self._process_events()
+        self._check_resume()
         self._schedule_flush()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:

@@ -266,3 +266,56 @@ def test_quic_without_verification_accepts_a_self_signed_certificate(cert_pair: 
         await server.wait_closed()
 
     run(scenario, "asyncio")
+
+
+class PausingRecorder(Recorder):
+    """A server handler that notes the transport's flow-control calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flow: list[str] = []
+
+    def pause_writing(self) -> None:
+        self.flow.append("pause")
+
+    def resume_writing(self) -> None:
+        self.flow.append("resume")
+
+
+def test_quic_pauses_and_resumes_a_handler_that_writes_more_than_the_high_water_mark(
+    cert_pair: tuple[str, str],
+) -> None:
+    big = encode_frame(0x45, 1, b"j" * (6 * 2**20))
+
+    async def scenario() -> None:
+        handlers: list[PausingRecorder] = []
+
+        def factory() -> StreamHandler:
+            handlers.append(PausingRecorder())
+            return handlers[-1]
+
+        server = await serve_quic("127.0.0.1", 0, factory, certfile=cert_pair[0], keyfile=cert_pair[1])
+        client = Recorder(expect_frames=1)
+        conn = await connect_quic("127.0.0.1", server.address[1], client, cafile=cert_pair[0])
+        assert client.stream is not None
+        client.stream.write(encode_frame(0x05, 1, b""))
+        for _ in range(int(WAIT * 100)):
+            if handlers and handlers[0].frames:
+                break
+            await asyncio.sleep(0.01)
+        stream = handlers[0].stream
+        assert stream is not None
+        stream.write(big)
+        await asyncio.wait_for(client.received_all, WAIT)
+        assert encode_frame(*client.frames[0]) == big
+        for _ in range(int(WAIT * 100)):  # the last acknowledgements may trail the data
+            if handlers[0].flow == ["pause", "resume"]:
+                break
+            await asyncio.sleep(0.01)
+        assert handlers[0].flow == ["pause", "resume"]
+        conn.close()
+        await asyncio.wait_for(conn.wait_closed(), WAIT)
+        server.close()
+        await server.wait_closed()
+
+    run(scenario, "asyncio")
