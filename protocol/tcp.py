@@ -14,31 +14,36 @@ from .transport import HandlerFactory, StreamHandler
 
 
 class _TcpStream(asyncio.Protocol):
-    """One TCP connection, forwarding to a handler."""
+    """One TCP connection, forwarding to a handler.
+
+    Transports are duck-typed: uvloop's are not ``asyncio.Transport`` instances.
+    """
+
+    __slots__ = ("_peer", "_transport", "handler")
 
     def __init__(self, handler: StreamHandler) -> None:
         self.handler = handler
-        self._transport: asyncio.Transport | None = None
+        self._transport: Any = None
         self._peer = "?"
 
     # ByteStream
     def write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
     def is_closing(self) -> bool:
-        return self._transport is None or self._transport.is_closing()
+        return self._transport is None or bool(self._transport.is_closing())
 
     def peer(self) -> str:
         return self._peer
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -52,11 +57,35 @@ class _TcpStream(asyncio.Protocol):
         self.handler.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
         self.handler.connection_lost(exc)
+
+    # A peer that sends requests but does not read the answers would make us buffer answers without
+    # bound: stop reading its input until our output drains, and tell the handler (optional methods).
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+        pause = getattr(self.handler, "pause_writing", None)
+        if pause is not None:
+            pause()
+
+    def resume_writing(self) -> None:
+        resume = getattr(self.handler, "resume_writing", None)
+        if resume is not None:
+            resume()
+        transport = self._transport
+        if (
+            transport is not None
+            and not transport.is_closing()
+            and not getattr(self.handler, "paused", False)
+        ):
+            transport.resume_reading()
 
 
 async def serve_tcp(host: str, port: int, factory: HandlerFactory) -> asyncio.Server:
-    """Listen on ``host:port``; every accepted connection gets a handler from ``factory``."""
+    """Listen on ``host:port``; every accepted connection gets a handler from ``factory``.
+
+    Works on uvloop and asyncio loops alike."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _TcpStream(factory()), host, port, reuse_address=True)
 

@@ -28,7 +28,12 @@ class ByteStream(Protocol):
 
 
 class StreamHandler(Protocol):
-    """Receives one connection's events from a transport."""
+    """Receives one connection's events from a transport.
+
+    A handler may also define ``pause_writing()`` and ``resume_writing()``: transports call them when
+    too much written data waits to be sent, and once it drained (TCP also stops reading meanwhile,
+    unless the handler's ``paused`` attribute says it still is).
+    """
 
     def connection_made(self, stream: ByteStream) -> None: ...
 

@@ -13,14 +13,13 @@ import asyncio
 import collections
 import itertools
 import logging
-import socket
 from typing import Any
 
 import msgspec
 
 from spitfire.protocol.messages import GoAway, MessageType, Welcome
 from spitfire.protocol.session import ProtocolViolation, Request, ServerSession
-from spitfire.protocol.transport import ByteStream, HandlerFactory, StreamHandler
+from spitfire.protocol.transport import ByteStream
 
 from .dispatcher import Worker
 from .service import Service
@@ -184,80 +183,3 @@ class Listeners:
         """Stop accepting new connections (open ones stay)."""
         for server in self._servers:
             server.close()
-
-
-class _TcpStream(asyncio.Protocol):
-    """One accepted TCP connection, forwarding to a handler (the server's own TCP adapter).
-
-    ``spitfire.protocol.tcp`` asserts that transports are ``asyncio.Transport`` instances, which
-    uvloop's are not, so the server (always on uvloop) uses this duck-typed equivalent.
-    """
-
-    __slots__ = ("_peer", "_transport", "handler")
-
-    def __init__(self, handler: StreamHandler) -> None:
-        self.handler = handler
-        self._transport: Any = None
-        self._peer = "?"
-
-    # ByteStream
-    def write(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport is None or bool(self._transport.is_closing())
-
-    def peer(self) -> str:
-        return self._peer
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Sessions batch frames per loop turn already; latency matters more than packet count.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        name: Any = transport.get_extra_info("peername")
-        if isinstance(name, tuple) and len(name) >= 2:
-            self._peer = f"{name[0]}:{name[1]}"
-        self.handler.connection_made(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.handler.data_received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self.handler.connection_lost(exc)
-
-    # A client that sends requests but does not read the answers would make the server buffer
-    # answers without bound: stop reading (and serving) its requests until its answers drain.
-    def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-        pause = getattr(self.handler, "pause_writing", None)
-        if pause is not None:
-            pause()
-
-    def resume_writing(self) -> None:
-        resume = getattr(self.handler, "resume_writing", None)
-        if resume is not None:
-            resume()
-        transport = self._transport
-        if (
-            transport is not None
-            and not transport.is_closing()
-            and not getattr(self.handler, "paused", False)
-        ):
-            transport.resume_reading()
-
-
-async def serve_tcp(host: str, port: int, factory: HandlerFactory) -> asyncio.Server:
-    """Listen on ``host:port`` for the binary protocol over TCP (works on uvloop and asyncio)."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _TcpStream(factory()), host, port, reuse_address=True)

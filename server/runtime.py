@@ -19,13 +19,14 @@ from typing import Any
 
 from spitfire.index.job import ACTIVE_STATES
 from spitfire.protocol.messages import PROTOCOL_VERSION, Welcome
+from spitfire.protocol.tcp import serve_tcp
 from spitfire.server.backpressure import Backpressure, Limits
 from spitfire.server.config import EngineConfig
 from spitfire.server.datadir import DataDirLock
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.errors import QueueNotFound
-from spitfire.server.listener import ConnectionHub, Listeners, serve_tcp
+from spitfire.server.listener import ConnectionHub, Listeners
 from spitfire.server.maintenance import Maintenance
 from spitfire.server.options import Address, ServerOptions
 from spitfire.server.service import Service

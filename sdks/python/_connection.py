@@ -240,9 +240,6 @@ async def open_connection(
 
 async def _connect_transport(endpoint: Endpoint, conn: Connection, tls_ca: str | None) -> None:
     if endpoint.scheme == "tcp":
-        if _on_uvloop():
-            await _connect_tcp_uvloop(endpoint.host, endpoint.port, conn)
-            return
         from spitfire.protocol.tcp import connect_tcp
 
         await connect_tcp(endpoint.host, endpoint.port, conn)
@@ -263,31 +260,6 @@ def quic_verify(endpoint: Endpoint, tls_ca: str | None) -> tuple[bool, str | Non
     if tls_ca is not None:
         return True, tls_ca
     return not endpoint.is_loopback, None
-
-
-def _on_uvloop() -> bool:
-    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-
-
-async def _connect_tcp_uvloop(host: str, port: int, conn: Connection) -> None:
-    """`connect_tcp` for uvloop loops.
-
-    protocol/tcp.py's stream asserts ``isinstance(transport, asyncio.Transport)``, which uvloop's
-    transports are not, so under uvloop the handshake never starts. This wraps the same stream
-    class and only skips that assertion; drop it once protocol/tcp.py accepts uvloop transports.
-    """
-    from spitfire.protocol import tcp
-
-    class _Stream(tcp._TcpStream):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self._transport = transport  # type: ignore[assignment]
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.handler.connection_made(self)
-
-    loop = asyncio.get_running_loop()
-    await loop.create_connection(lambda: _Stream(conn), host, port)
 
 
 def _load_quic() -> Any:

@@ -130,15 +130,7 @@ class Endpoint:
 
 TRANSPORTS = [
     pytest.param("tcp", "asyncio", id="tcp-asyncio"),
-    pytest.param(
-        "tcp",
-        "uvloop",
-        id="tcp-uvloop",
-        marks=pytest.mark.skip(
-            reason="protocol/tcp.py asserts isinstance(transport, asyncio.Transport), which uvloop's "
-            "TCPTransport is not: connection_made raises and connect_tcp never returns",
-        ),
-    ),
+    pytest.param("tcp", "uvloop", id="tcp-uvloop"),
     pytest.param("quic", "asyncio", id="quic-asyncio"),
     pytest.param("quic", "uvloop", id="quic-uvloop"),
 ]
