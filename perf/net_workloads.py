@@ -92,9 +92,15 @@ async def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"jobs": done, "seconds": elapsed, "jobs_per_s": done / elapsed}
 
 
-async def succeeded(client: spitfire.AsyncClient, queue: str) -> int:
+#: States of a job that has not finished yet.
+UNFINISHED = ("scheduled", "enqueued", "reserved", "running", "retrying")
+
+
+async def unfinished(client: spitfire.AsyncClient, queue: str) -> int:
+    """Jobs of ``queue`` not finished yet (succeeded jobs leave bounded history, so count these)."""
     stats = await client.stats(queue)
-    return int(stats.queues[0].counts["succeeded"]) if stats.queues else 0
+    q = stats.queues.get(queue)
+    return sum(q.counts[s] for s in UNFINISHED) if q is not None else 0
 
 
 async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -112,23 +118,23 @@ async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
         "--queues", queue, "--concurrency", str(cfg.get("concurrency", 256)), "--url", url,
     ]  # fmt: skip
     async with spitfire.AsyncClient(url) as client:
-        base = await succeeded(client, queue)
+        waiting = await unfinished(client, queue)
         start = time.perf_counter()
         worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
         first: float | None = None
-        count = base
+        left = waiting
         try:
-            while count - base < jobs and time.perf_counter() - start < DEADLINE:
+            while left and time.perf_counter() - start < DEADLINE:
                 if worker.poll() is not None:
                     raise RuntimeError(f"worker exited early ({worker.returncode})")
                 await asyncio.sleep(0.005)
-                count = await succeeded(client, queue)
-                if first is None and count > base:
+                left = await unfinished(client, queue)
+                if first is None and left < waiting:
                     first = time.perf_counter()
             end = time.perf_counter()
         finally:
             stop_process(worker)
-    ran = count - base
+    ran = waiting - left
     elapsed = end - start
     steady = end - first if first is not None else elapsed
     return {
