@@ -40,6 +40,7 @@ from . import records as rec
 from . import validation as v
 from .config import EngineConfig
 from .errors import InvalidTransition, JobNotFound, NoSpace, QueueNotFound, StaleLease, ValidationError
+from .events import JobObserver, ignore
 from .records import RecordType
 from .recovery import load_queue
 
@@ -123,6 +124,8 @@ class Engine:
         #: Validated, interned handler names.
         self._names: dict[str, str] = {}
         self._opened = False
+        #: Told of every job created, moved or deleted after open (server/events.py).
+        self.observer: JobObserver = ignore
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -215,6 +218,7 @@ class Engine:
         if lsn:
             job.lsn = lsn
         q.index.move(job, state)
+        self.observer(job, False)
 
     def _drop_lease(self, job: Job) -> str | None:
         worker = job.worker
@@ -357,6 +361,7 @@ class Engine:
             raise NoSpace(q.name) from None
         job.lsn = lsn
         q.index.add(job)
+        self.observer(job, False)
         if job.state is _ENQUEUED and self.on_ready is not None and not q.paused:
             self.on_ready(q.name)  # `_notify` inlined
         fut = log.commit(lsn)
@@ -419,6 +424,7 @@ class Engine:
             job.queue = q.name
             job.lsn = lsn
             index.add(job)
+            self.observer(job, False)
             ready = ready or job.state is _ENQUEUED
         if ready:
             self._notify(q)
@@ -780,6 +786,7 @@ class Engine:
         self._drop_lease(job)
         job.lsn = lsn
         q.index.remove(job, forget_key=True)
+        self.observer(job, True)
 
     def apply_record(self, q: Queue, lsn: int, rtype: int, body: bytes) -> None:
         """Replay one record (recovery): skips what the job already reflects (``lsn <= job.lsn``)."""
