@@ -14,15 +14,21 @@ import inspect
 import threading
 import typing
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
 from spitfire.protocol.messages import Backoff
 
 from ._context import JobContext
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, AsyncClient, Delay, RunAt
+from .client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    AsyncClient,
+    Delay,
+    EnqueueOptions,
+    check_options,
+)
 from .errors import JobArgumentError
 from .sync import Client, run_sync
 
@@ -133,33 +139,18 @@ def _argument_error(job_name: str, text: str) -> JobArgumentError:
     return JobArgumentError(f"{job_name}.enqueue(): argument {argument!r}{where}: {message}", argument)
 
 
-@dataclass(frozen=True, slots=True)
-class EnqueueOptions:
-    """Options of a job: set by ``@app.job(...)``, overridden per call by ``fn.options(...)``.
-
-    None means the server's default (``max_attempts``, ``backoff``, ``timeout``) or nothing.
-    """
-
-    queue: str = "default"
-    priority: int = 0
-    delay: Delay | None = None
-    run_at: RunAt | None = None
-    max_attempts: int | None = None
-    backoff: Backoff | None = None
-    timeout: Delay | None = None
-    idempotency_key: str | None = None
-    headers: Mapping[str, str] | None = None
-
-
 class JobFunction(Generic[P, R]):
     """A function declared with ``@app.job``. Calling it runs the function here and now, as before;
     `enqueue` sends it to a worker instead."""
 
-    def __init__(self, app: App, fn: Callable[P, R], name: str, options: EnqueueOptions) -> None:
+    def __init__(self, app: App, fn: Callable[P, R], name: str, queue: str, defaults: EnqueueOptions) -> None:
         self.app = app
         self.fn = fn
         self.name = name
-        self.defaults = options
+        #: The queue its jobs go to.
+        self.queue = queue
+        #: Options of every enqueue, from ``@app.job(...)`` (None or absent: the server's default).
+        self.defaults = defaults
         self.spec = ArgSpec(fn, name)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__wrapped__ = fn
@@ -167,10 +158,6 @@ class JobFunction(Generic[P, R]):
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__module__ = fn.__module__
-
-    @property
-    def queue(self) -> str:
-        return self.defaults.queue
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -183,50 +170,31 @@ class JobFunction(Generic[P, R]):
 
         :raises JobArgumentError: the arguments do not fit the signature or type hints.
         """
-        return _EnqueueCall(self, self.defaults).enqueue(*args, **kwargs)
+        return _EnqueueCall(self, self.queue, self.defaults).enqueue(*args, **kwargs)
 
     async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
         """`enqueue` for asyncio code: ``await fn.enqueue_async(...)``."""
-        return await _EnqueueCall(self, self.defaults).enqueue_async(*args, **kwargs)
+        return await _EnqueueCall(self, self.queue, self.defaults).enqueue_async(*args, **kwargs)
 
-    def options(
-        self,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> _EnqueueCall:
+    def options(self, *, queue: str | None = None, **options: Unpack[EnqueueOptions]) -> _EnqueueCall:
         """Per-call options: ``fn.options(delay=10, idempotency_key="k").enqueue(...)``.
 
-        Options not given keep the values of ``@app.job(...)``.
+        Options not given keep the values of ``@app.job(...)``; ``queue`` sends this call elsewhere.
+        :raises TypeError: an unknown option.
         """
-        given: dict[str, Any] = {
-            "queue": queue,
-            "priority": priority,
-            "delay": delay,
-            "run_at": run_at,
-            "max_attempts": max_attempts,
-            "backoff": backoff,
-            "timeout": timeout,
-            "idempotency_key": idempotency_key,
-            "headers": headers,
-        }
-        return _EnqueueCall(self, replace(self.defaults, **{k: v for k, v in given.items() if v is not None}))
+        check_options(options, EnqueueOptions)
+        merged: EnqueueOptions = {**self.defaults, **options}
+        return _EnqueueCall(self, queue or self.queue, merged)
 
 
 class _EnqueueCall:
     """A job function with per-call options, ready to `enqueue`."""
 
-    __slots__ = ("job", "opts")
+    __slots__ = ("job", "opts", "queue")
 
-    def __init__(self, job: JobFunction[Any, Any], opts: EnqueueOptions) -> None:
+    def __init__(self, job: JobFunction[Any, Any], queue: str, opts: EnqueueOptions) -> None:
         self.job = job
+        self.queue = queue
         self.opts = opts
 
     def enqueue(self, *args: Any, **kwargs: Any) -> str:
@@ -241,20 +209,7 @@ class _EnqueueCall:
         return await self._send(self.job.app.async_client(), data)
 
     def _send(self, client: AsyncClient, data: bytes) -> Coroutine[Any, Any, str]:
-        o = self.opts
-        return client.enqueue_raw(
-            o.queue,
-            self.job.name,
-            data,
-            priority=o.priority,
-            delay=o.delay,
-            run_at=o.run_at,
-            max_attempts=o.max_attempts,
-            backoff=o.backoff,
-            timeout=o.timeout,
-            idempotency_key=o.idempotency_key,
-            headers=o.headers,
-        )
+        return client.enqueue_raw(self.queue, self.job.name, data, **self.opts)
 
 
 class App:
@@ -331,9 +286,13 @@ class App:
             msgspec cannot check.
         :raises ValueError: another job of this app already has the name.
         """
-        options = EnqueueOptions(
-            queue=queue, priority=priority, max_attempts=max_attempts, backoff=backoff, timeout=timeout
-        )
+        given: EnqueueOptions = {
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "backoff": backoff,
+            "timeout": timeout,
+        }
+        defaults: EnqueueOptions = {k: v for k, v in given.items() if v is not None}  # type: ignore[assignment]
 
         def register(f: Callable[..., Any]) -> JobFunction[Any, Any]:
             job_name = name or getattr(f, "__name__", None)
@@ -341,7 +300,7 @@ class App:
                 raise TypeError("this callable has no __name__: pass @app.job(name=...)")
             if job_name in self.jobs:
                 raise ValueError(f"this app already has a job named {job_name!r}: pass @app.job(name=...)")
-            wrapped = JobFunction(self, f, job_name, options)
+            wrapped = JobFunction(self, f, job_name, queue, defaults)
             self.jobs[job_name] = wrapped
             return wrapped
 

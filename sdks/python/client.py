@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -37,7 +37,16 @@ from .errors import (
 )
 from .models import Job, Stats
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Delay", "RunAt", "encode_payload"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AsyncClient",
+    "BatchOptions",
+    "Delay",
+    "EnqueueOptions",
+    "JobOptions",
+    "RunAt",
+    "encode_payload",
+]
 
 #: Seconds a request may wait for its answer by default.
 DEFAULT_TIMEOUT = 30.0
@@ -54,6 +63,52 @@ Delay = float | int | timedelta
 RunAt = float | int | datetime
 
 _encode = msgspec.msgpack.encode
+
+
+class JobOptions(TypedDict, total=False):
+    """Options of a job, each optional (see `AsyncClient.enqueue` for their meaning)."""
+
+    priority: int
+    delay: Delay | None
+    run_at: RunAt | None
+    max_attempts: int | None
+    backoff: Backoff | None
+    timeout: Delay | None
+    headers: Mapping[str, str] | None
+
+
+class EnqueueOptions(JobOptions, total=False):
+    """Options of one job: `JobOptions` and its idempotency key."""
+
+    idempotency_key: str | None
+
+
+class BatchOptions(JobOptions, total=False):
+    """Options of a batch of jobs: `JobOptions` and one idempotency key (or None) per payload."""
+
+    idempotency_keys: Sequence[str | None] | None
+
+
+def check_options(options: Mapping[str, object], allowed: type) -> None:
+    """Refuse keyword arguments the options type does not know (a typo must not pass silently)."""
+    unknown = set(options).difference(allowed.__annotations__, JobOptions.__annotations__)
+    if unknown:
+        known = ", ".join(sorted({*allowed.__annotations__, *JobOptions.__annotations__}))
+        raise TypeError(f"unexpected option(s) {', '.join(sorted(unknown))}; the options are {known}")
+
+
+def _wire_options(
+    o: JobOptions,
+) -> tuple[int, float | None, float | None, int | None, Backoff | None, float | None]:
+    """priority, delay, run_at, max_attempts, backoff and timeout as the wire carries them."""
+    return (
+        o.get("priority", 0),
+        _seconds(o.get("delay"), "delay"),
+        _epoch(o.get("run_at")),
+        o.get("max_attempts"),
+        o.get("backoff"),
+        _seconds(o.get("timeout"), "timeout"),
+    )
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -267,100 +322,39 @@ class AsyncClient:
     # -- jobs -------------------------------------------------------------------------------------
 
     async def enqueue(
-        self,
-        queue: str,
-        name: str,
-        payload: Any = None,
-        *,
-        priority: int = 0,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]
     ) -> str:
         """Add a job and return its id once the server has made it durable.
 
-        ``payload`` is any msgpack-able object (see `encode_payload`). ``priority`` 0..10, higher
-        first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch seconds or datetime) postpone
-        it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a worker gets, extended by its
-        heartbeats) default to the server's. With ``idempotency_key``, enqueueing the same key again
-        returns the first job's id and adds nothing. ``headers`` is a string map (trace context,
-        tags) handed to the worker.
+        ``payload`` is any msgpack-able object (see `encode_payload`). Options (`EnqueueOptions`):
+        ``priority`` 0..10, higher first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch
+        seconds or datetime) postpone it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a
+        worker gets, extended by its heartbeats) default to the server's. With ``idempotency_key``,
+        enqueueing the same key again returns the first job's id and adds nothing. ``headers`` is a
+        string map (trace context, tags) handed to the worker.
 
+        :raises TypeError: an unknown option.
         :raises BadRequest: an invalid argument (``field`` names it).
         :raises TooLarge: the payload is over the server's limit.
         :raises Busy: backpressure; retry after ``retry_after`` seconds.
         :raises NoSpace: the server's disk is full.
         :raises Conflict: the queue is paused for enqueues (if the server refuses them).
         """
-        return await self.enqueue_raw(
-            queue,
-            name,
-            encode_payload(payload),
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            backoff=backoff,
-            timeout=timeout,
-            idempotency_key=idempotency_key,
-            headers=headers,
-        )
+        return await self.enqueue_raw(queue, name, encode_payload(payload), **options)
 
-    async def enqueue_raw(
-        self,
-        queue: str,
-        name: str,
-        data: bytes,
-        *,
-        priority: int = 0,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
+    async def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> str:
         """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
+        check_options(options, EnqueueOptions)
         self._check_size([data])
-        message = Enqueue(
-            queue,
-            name,
-            data,
-            priority,
-            _seconds(delay, "delay"),
-            _epoch(run_at),
-            max_attempts,
-            backoff,
-            _seconds(timeout, "timeout"),
-            idempotency_key,
-            _headers(headers),
-        )
-        reply = await self._call(
-            MessageType.ENQUEUE, message, resend=idempotency_key is not None, queue=queue
-        )
+        key = options.get("idempotency_key")
+        message = Enqueue(queue, name, data, *_wire_options(options), key, _headers(options.get("headers")))
+        reply = await self._call(MessageType.ENQUEUE, message, resend=key is not None, queue=queue)
         job_id: str = reply.job_id
         return job_id
 
     async def enqueue_many(
-        self,
-        queue: str,
-        name: str,
-        payloads: Sequence[Any],
-        *,
-        priority: int = 0,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_keys: Sequence[str | None] | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """Add one job per payload, all with the same options, in one request and one fsync.
 
@@ -368,26 +362,17 @@ class AsyncClient:
         that already named a job gives that job's id). The server takes up to 10,000 jobs per call
         by default. Options are as in `enqueue`; ``idempotency_keys`` has one key (or None) per payload.
         """
+        check_options(options, BatchOptions)
         encoded = [encode_payload(p) for p in payloads]
         if not encoded:
             return []
-        keys = None if idempotency_keys is None else list(idempotency_keys)
+        given = options.get("idempotency_keys")
+        keys = None if given is None else list(given)
         if keys is not None and len(keys) != len(encoded):
             raise ValueError(f"idempotency_keys has {len(keys)} keys for {len(encoded)} payloads")
         self._check_size(encoded)
-        message = EnqueueMany(
-            queue,
-            name,
-            encoded,
-            priority,
-            _seconds(delay, "delay"),
-            _epoch(run_at),
-            max_attempts,
-            backoff,
-            _seconds(timeout, "timeout"),
-            keys,
-            _headers(headers),
-        )
+        headers = _headers(options.get("headers"))
+        message = EnqueueMany(queue, name, encoded, *_wire_options(options), keys, headers)
         resend = keys is not None and all(k is not None for k in keys)
         reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
         return list(reply.job_ids)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from spitfire.protocol.messages import Backoff
-
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, AsyncClient, Delay, RunAt
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, AsyncClient, BatchOptions, EnqueueOptions
 from .models import Job, Stats
 
 __all__ = ["Client", "run_sync"]
@@ -130,69 +128,15 @@ class Client:
         """Close the connection. Idempotent."""
         run_sync(self._async.close())
 
-    def enqueue(
-        self,
-        queue: str,
-        name: str,
-        payload: Any = None,
-        *,
-        priority: int = 0,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
+    def enqueue(self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]) -> str:
         """Add a job; returns its id once durable. See `AsyncClient.enqueue`."""
-        return run_sync(
-            self._async.enqueue(
-                queue,
-                name,
-                payload,
-                priority=priority,
-                delay=delay,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                backoff=backoff,
-                timeout=timeout,
-                idempotency_key=idempotency_key,
-                headers=headers,
-            )
-        )
+        return run_sync(self._async.enqueue(queue, name, payload, **options))
 
     def enqueue_many(
-        self,
-        queue: str,
-        name: str,
-        payloads: Sequence[Any],
-        *,
-        priority: int = 0,
-        delay: Delay | None = None,
-        run_at: RunAt | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: Delay | None = None,
-        idempotency_keys: Sequence[str | None] | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """Add one job per payload in one request; returns their ids. See `AsyncClient.enqueue_many`."""
-        return run_sync(
-            self._async.enqueue_many(
-                queue,
-                name,
-                payloads,
-                priority=priority,
-                delay=delay,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                backoff=backoff,
-                timeout=timeout,
-                idempotency_keys=idempotency_keys,
-                headers=headers,
-            )
-        )
+        return run_sync(self._async.enqueue_many(queue, name, payloads, **options))
 
     def get(self, job_id: str) -> Job:
         """The job's record; `JobNotFound` if unknown. See `AsyncClient.get`."""

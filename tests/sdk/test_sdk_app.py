@@ -49,7 +49,7 @@ def test_the_wrapper_still_calls_the_function() -> None:
 def test_app_knows_its_jobs_and_queues() -> None:
     assert set(app.jobs) == {"send_email", "ship", "custom-name"}
     assert app.queues == ["default", "emails", "other"]
-    assert send_email.defaults.max_attempts == 5 and send_email.defaults.priority == 3
+    assert send_email.defaults["max_attempts"] == 5 and send_email.defaults["priority"] == 3
 
 
 def test_payload_is_a_map_of_given_keyword_arguments() -> None:
@@ -144,10 +144,16 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_options_override_defaults_per_call() -> None:
     call = send_email.options(delay=5, idempotency_key="k")
-    assert call.opts.delay == 5 and call.opts.idempotency_key == "k"
-    assert call.opts.queue == "emails" and call.opts.max_attempts == 5 and call.opts.priority == 3
-    assert send_email.options(priority=0).opts.priority == 0
-    assert send_email.defaults.idempotency_key is None
+    assert call.opts["delay"] == 5 and call.opts["idempotency_key"] == "k"
+    assert call.queue == "emails" and call.opts["max_attempts"] == 5 and call.opts["priority"] == 3
+    assert send_email.options(priority=0).opts["priority"] == 0
+    assert send_email.options(queue="elsewhere").queue == "elsewhere"
+    assert "idempotency_key" not in send_email.defaults
+
+
+def test_unknown_options_are_refused() -> None:
+    with pytest.raises(TypeError, match="unexpected option"):
+        send_email.options(prioriy=5)  # type: ignore[call-arg]
 
 
 def test_permanent_and_retry_after() -> None:
