@@ -19,6 +19,9 @@ from .ready import ReadyQueue
 from .table import JobTable
 from .timers import DeadlineHeap, lease_of, run_at_of
 
+#: States of a job that has not finished (what backpressure limits).
+PENDING_LABELS = ("scheduled", "enqueued", "reserved", "running", "retrying")
+
 #: Never compact the creation-order list of a queue smaller than this.
 MIN_COMPACT_SIZE = 1024
 
@@ -29,6 +32,9 @@ _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
 _SUCCEEDED = JobState.SUCCEEDED
 _STATES = len(JobState) + 1
+#: Indexed by state value: True for the pending states (scheduled, enqueued, reserved, running,
+#: retrying), whose jobs and payload bytes the index counts.
+_PENDING = tuple(i in {s.value for s in JobState if s.label in PENDING_LABELS} for i in range(_STATES))
 
 
 _updated_at = attrgetter("updated_at")
@@ -46,6 +52,8 @@ class QueueIndex:
         "keys",
         "leases",
         "name",
+        "pending",
+        "pending_bytes",
         "ready",
         "seq",
         "states",
@@ -76,6 +84,9 @@ class QueueIndex:
         self.counts = [0] * _STATES
         #: The last ``seq`` given to a job of this queue.
         self.seq = 0
+        #: Pending jobs of this queue and their payload bytes (exact; see `PENDING_LABELS`).
+        self.pending = 0
+        self.pending_bytes = 0
         self._jobs: list[Job] = []
         self._dead_jobs = 0
 
@@ -110,6 +121,8 @@ class QueueIndex:
             self.ready.push(job)
         else:
             self._enter(job, state)
+        if _PENDING[state]:
+            self._count(1, len(job.payload))
         key = job.idempotency_key
         if key is not None and index_key:
             self.keys.add(key, job.id, job.name, job.created_at)
@@ -124,6 +137,7 @@ class QueueIndex:
         for seq, job in enumerate(jobs, self.seq + 1):
             job.seq = seq
         self.seq += len(jobs)
+        self._count_new(jobs)
         states = set(map(_state_of, jobs))
         if len(states) == 1:  # the common case (a fresh log of ready jobs): no grouping pass
             self._load_group(states.pop(), jobs)
@@ -148,11 +162,34 @@ class QueueIndex:
         elif state == _SUCCEEDED:
             self.history.extend(sorted(group, key=_updated_at))
 
+    def add_many(self, jobs: list[Job]) -> None:
+        """Index many new jobs without idempotency keys, in order (an enqueue_many batch)."""
+        self.load(jobs)
+
+    def _count(self, jobs: int, nbytes: int) -> None:
+        """Jobs entered (or, negative, left) the pending states with ``nbytes`` payload bytes."""
+        self.pending += jobs
+        self.pending_bytes += nbytes
+        table = self.table
+        table.pending_jobs += jobs
+        table.pending_bytes += nbytes
+
+    def _count_new(self, jobs: list[Job]) -> None:
+        pending = _PENDING
+        fresh = [job.payload for job in jobs if pending[job.state]]
+        if fresh:
+            self._count(len(fresh), sum(map(len, fresh)))
+
     def move(self, job: Job, state: JobState) -> None:
         """Move an indexed job to ``state`` (set ``run_at``/``lease_until`` first where they matter)."""
         old = job.state
         self.counts[old] -= 1
         self.states[old].left()
+        if _PENDING[old] is not _PENDING[state]:
+            if _PENDING[old]:
+                self._count(-1, -len(job.payload))
+            else:
+                self._count(1, len(job.payload))
         self._enter(job, state)
 
     def extend_lease(self, job: Job, until: float) -> None:
@@ -168,6 +205,8 @@ class QueueIndex:
             return
         self.counts[job.state] -= 1
         self.states[job.state].left()
+        if _PENDING[job.state]:
+            self._count(-1, -len(job.payload))
         job.seq = 0
         self.table.remove(job)
         if forget_key and job.idempotency_key is not None:

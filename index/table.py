@@ -32,11 +32,15 @@ class _NameList:
 class JobTable:
     """Global lookup of jobs by id and by handler name."""
 
-    __slots__ = ("_by_id", "_by_name")
+    __slots__ = ("_by_id", "_by_name", "pending_bytes", "pending_jobs")
 
     def __init__(self) -> None:
         self._by_id: dict[str, Job] = {}
         self._by_name: dict[str, _NameList] = {}
+        #: Pending (not finished) jobs of every queue together, and their payload bytes: the
+        #: queues' indexes keep these exact as jobs enter and leave the pending states.
+        self.pending_jobs = 0
+        self.pending_bytes = 0
 
     def add(self, job: Job) -> None:
         """Index a new job (its id must be new)."""

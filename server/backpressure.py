@@ -4,18 +4,23 @@ Pending means not finished: scheduled, enqueued, reserved, running or retrying. 
 pending jobs and pending payload bytes, per queue and over all queues. Only enqueues are refused;
 acks, fails and every other request keep working, so workers drain the backlog that caused it.
 
-Counting stays off the hot paths of workers: an admitted enqueue adds its jobs and bytes to an
-estimate, and finished jobs are not subtracted one by one (the engine finishes jobs in many places:
-acks, fails, lease expiry, cancels). Instead, when an enqueue would cross a limit, the estimate of
-the queue is refreshed from the engine's exact per-state counts before refusing. Bytes are not
-counted by the engine, so a refresh scales the queue's bytes by exact jobs / estimated jobs, as if
-the jobs that finished were of average size (exact again whenever the queue has no pending job).
+Exact mode (the server's): `Backpressure.attach` gives it a `PendingSource` (the engine), whose
+index counts pending jobs and their payload bytes per queue and in total as jobs enter and leave the
+pending states; every admission reads those four figures (one call) and nothing else is counted
+here. An enqueue's jobs are indexed synchronously when the engine call starts, so the next
+admission already sees them; `retract` and `recovered` have nothing to do.
+
+Estimate mode (no source attached; kept for callers that only have a pending-jobs callback): an
+admitted enqueue adds its jobs and bytes to an estimate, and finished jobs are not subtracted one by
+one. When an enqueue would cross a limit, the queue's estimate is refreshed from the exact job count
+before refusing, its bytes scaled by exact jobs / estimated jobs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import Overloaded
 
@@ -38,6 +43,14 @@ class Limits:
     total_bytes: int
 
 
+class PendingSource(Protocol):
+    """Exact pending work (the engine)."""
+
+    def pending_figures(self, queue: str) -> tuple[int, int, int, int]:
+        """(pending jobs of ``queue``, their payload bytes, pending jobs of all queues, their bytes)."""
+        ...
+
+
 class Backpressure:
     """Admits or refuses enqueues against `Limits`.
 
@@ -52,12 +65,35 @@ class Backpressure:
         self._queues: dict[str, list[float]] = {}
         self.total_jobs = 0.0
         self.total_bytes = 0.0
+        self._source: PendingSource | None = None
+
+    def attach(self, source: object) -> None:
+        """Read exact pending figures from ``source`` from now on, if it offers them (an engine's
+        ``pending_figures``); otherwise keep estimating."""
+        if callable(getattr(source, "pending_figures", None)):
+            self._source = source  # type: ignore[assignment]
+
+    @property
+    def exact(self) -> bool:
+        return self._source is not None
 
     def admit(self, queue: str, jobs: int, nbytes: int) -> None:
-        """Count ``jobs`` new jobs of ``nbytes`` payload bytes into ``queue``, or refuse them.
+        """Admit ``jobs`` new jobs of ``nbytes`` payload bytes into ``queue``, or refuse them.
 
         :raises Overloaded: a limit would be crossed (nothing is counted then).
         """
+        source = self._source
+        if source is not None:
+            q_jobs, q_bytes, t_jobs, t_bytes = source.pending_figures(queue)
+            lim = self.limits
+            if (
+                q_jobs + jobs > lim.queue_jobs
+                or q_bytes + nbytes > lim.queue_bytes
+                or t_jobs + jobs > lim.total_jobs
+                or t_bytes + nbytes > lim.total_bytes
+            ):
+                self._refuse_exact(queue, jobs, nbytes, (q_jobs, q_bytes, t_jobs, t_bytes))
+            return
         entry = self._queues.get(queue)
         if entry is None:
             entry = self._queues[queue] = [0.0, 0.0]
@@ -72,7 +108,10 @@ class Backpressure:
         self.total_bytes += nbytes
 
     def retract(self, queue: str, jobs: int, nbytes: int) -> None:
-        """Undo an `admit` whose jobs were not added (an error, or an idempotency key hit)."""
+        """Undo an `admit` whose jobs were not added (an error, or an idempotency key hit); nothing
+        to do in exact mode."""
+        if self._source is not None:
+            return
         entry = self._queues.get(queue)
         if entry is None:
             return
@@ -84,7 +123,10 @@ class Backpressure:
         self.total_bytes -= nbytes
 
     def recovered(self, queue: str, jobs: int, nbytes: int) -> None:
-        """Count jobs that existed before this process started (found by a recovery scan)."""
+        """Count jobs that existed before this process started (found by a recovery scan); nothing
+        to do in exact mode (the engine counted them while it recovered)."""
+        if self._source is not None:
+            return
         entry = self._queues.setdefault(queue, [0.0, 0.0])
         entry[0] += jobs
         entry[1] += nbytes
@@ -92,7 +134,9 @@ class Backpressure:
         self.total_bytes += nbytes
 
     def estimate(self, queue: str) -> tuple[int, int]:
-        """The current estimate of a queue's pending (jobs, bytes)."""
+        """A queue's pending (jobs, bytes): exact in exact mode, else the current estimate."""
+        if self._source is not None:
+            return self._source.pending_figures(queue)[:2]  # type: ignore[return-value]
         entry = self._queues.get(queue)
         return (0, 0) if entry is None else (int(entry[0]), int(entry[1]))
 
@@ -123,6 +167,19 @@ class Backpressure:
             return
         raise Overloaded(what, RETRY_AFTER)
 
+    def _refuse_exact(self, queue: str, jobs: int, nbytes: int, figures: tuple[int, int, int, int]) -> None:
+        lim = self.limits
+        q_jobs, q_bytes, t_jobs, t_bytes = figures
+        if q_jobs + jobs > lim.queue_jobs:
+            what = f"queue {queue!r} holds {q_jobs} pending jobs (limit {lim.queue_jobs})"
+        elif q_bytes + nbytes > lim.queue_bytes:
+            what = f"queue {queue!r} holds {q_bytes} pending payload bytes (limit {lim.queue_bytes})"
+        elif t_jobs + jobs > lim.total_jobs:
+            what = f"the server holds {t_jobs} pending jobs (limit {lim.total_jobs})"
+        else:
+            what = f"the server holds {t_bytes} pending payload bytes (limit {lim.total_bytes})"
+        raise Overloaded(what, RETRY_AFTER)
+
     def _refresh(self, queue: str, entry: list[float]) -> None:
         """Replace the estimate of ``queue`` by the engine's exact job count (bytes scaled)."""
         exact = float(self._pending(queue))
@@ -145,4 +202,5 @@ class Backpressure:
 
     def refresh_all(self) -> None:
         """Refresh every queue's estimate (maintenance calls this now and then)."""
-        self._refresh_all()
+        if self._source is None:
+            self._refresh_all()

@@ -58,6 +58,8 @@ _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
 _encode = rec.encode
 _JOB_ENQUEUED_TYPE = int(RecordType.JOB_ENQUEUED)
+#: State labels in state value order (1, 2, ...): the keys of `QueueStats.counts`.
+_STATE_LABELS = tuple(s.label for s in sorted(JobState))
 
 
 @dataclass(slots=True)
@@ -387,24 +389,147 @@ class Engine:
     ) -> list[tuple[Job, bool]]:
         """Add many jobs of one handler in one record and one commit; same result shape as `enqueue`
         per payload. Either every new job is added or none is."""
+        jobs, created = await self.enqueue_batch(
+            queue, name, payloads, now=now, priority=priority, run_at=run_at, delay=delay,
+            max_attempts=max_attempts, backoff=backoff, timeout=timeout,
+            idempotency_keys=idempotency_keys, headers=headers,
+        )  # fmt: skip
+        if created is None:
+            return [(job, True) for job in jobs]
+        return list(zip(jobs, created, strict=True))
+
+    async def enqueue_batch(
+        self,
+        queue: str,
+        name: str,
+        payloads: Sequence[bytes],
+        *,
+        now: float,
+        priority: int = 0,
+        run_at: float | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[list[Job], list[bool] | None]:
+        """`enqueue_many` in a cheaper shape: the jobs, one per payload, and which of them are new
+        (None when all are: no idempotency key named an existing job). Either every new job is
+        added or none is.
+
+        The options are the same for every job of a batch, so they are checked once; without
+        idempotency keys the jobs are built, indexed and logged in bulk (the server's hot path).
+        """
         c = self.config
         v.check_name("queue", queue, c)
         if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):
             raise ValidationError("payloads", "must be a list of payloads")
-        if not 1 <= len(payloads) <= c.max_batch:
+        count = len(payloads)
+        if not 1 <= count <= c.max_batch:
             raise ValidationError("payloads", f"must hold 1 to {c.max_batch} payloads")
-        if idempotency_keys is not None and len(idempotency_keys) != len(payloads):
-            raise ValidationError("idempotency_keys", "must have one entry per payload")
-        out: list[tuple[Job, bool]] = []
-        new: list[Job] = []
+        if idempotency_keys is not None:
+            if isinstance(idempotency_keys, str | bytes) or len(idempotency_keys) != count:
+                raise ValidationError("idempotency_keys", "must have one entry per payload")
+            if all(key is None for key in idempotency_keys):
+                idempotency_keys = None
+        if idempotency_keys is not None:
+            jobs, created = self._build_keyed(
+                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout,
+                idempotency_keys, headers,
+            )  # fmt: skip
+            new = [job for job, fresh in zip(jobs, created, strict=True) if fresh]
+            if not new:
+                return jobs, created
+        else:
+            created = None
+            jobs = new = self._build_many(
+                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
+            )
+        q = self._queue_for_write(queue)
+        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
+        qname = q.name
+        for job in new:
+            job.queue = qname
+            job.lsn = lsn
+        if created is None:
+            q.index.add_many(new)
+        else:
+            add = q.index.add
+            for job in new:
+                add(job)
+        if any(job.state is _ENQUEUED for job in new):
+            self._notify(q)
+        await self._commit(q, lsn)
+        return jobs, created
+
+    def _build_many(
+        self,
+        queue: str,
+        name: str,
+        payloads: Sequence[bytes],
+        now: float,
+        priority: int,
+        run_at: float | None,
+        delay: float | None,
+        max_attempts: int | None,
+        backoff: Backoff | None,
+        timeout: float | None,
+        headers: dict[str, str] | None,
+    ) -> list[Job]:
+        """New jobs of one handler and one set of options, one per payload (options checked once;
+        the jobs share ``headers``: nothing mutates a job's headers)."""
+        c = self.config
+        limit = c.max_payload
+        for payload in payloads:
+            if payload.__class__ is not bytes or len(payload) > limit:
+                v.check_bytes("payload", payload, limit)
+        if priority.__class__ is not int or not 0 <= priority <= MAX_PRIORITY:
+            v.check_priority(priority)
+        at = v.check_run_at(run_at, delay, now) if run_at is not None or delay is not None else None
+        handler = self._names.get(name) if name.__class__ is str else None
+        if handler is None:
+            handler = self._intern_name(name)
+        attempts = c.default_max_attempts if max_attempts is None else v.check_max_attempts(max_attempts)
+        policy = None if backoff is None else v.check_backoff(backoff)
+        lease = c.default_timeout if timeout is None else v.check_timeout("timeout", timeout, c)
+        tags = None if headers is None else v.check_headers(headers)
+        state = _ENQUEUED if at is None else _SCHEDULED
+        ids = self._ids.next_many(now, len(payloads))
+        return [
+            Job(job_id, queue, handler, payload, state, now, priority, at, attempts, policy, lease, None,
+                tags, updated_at=now)
+            for job_id, payload in zip(ids, payloads, strict=True)
+        ]  # fmt: skip
+
+    def _build_keyed(
+        self,
+        queue: str,
+        name: str,
+        payloads: Sequence[bytes],
+        now: float,
+        priority: int,
+        run_at: float | None,
+        delay: float | None,
+        max_attempts: int | None,
+        backoff: Backoff | None,
+        timeout: float | None,
+        keys: Sequence[str | None],
+        headers: dict[str, str] | None,
+    ) -> tuple[list[Job], list[bool]]:
+        """A batch with idempotency keys: each payload's job, existing (a key already names it, in
+        the queue or earlier in the batch) or new."""
+        jobs: list[Job] = []
+        created: list[bool] = []
         seen: dict[str, Job] = {}
-        for i, payload in enumerate(payloads):
-            key = v.check_key(idempotency_keys[i]) if idempotency_keys is not None else None
+        for payload, raw in zip(payloads, keys, strict=True):
+            key = v.check_key(raw)
             existing = self._existing(queue, key, now) if key is not None else None
             if existing is None and key is not None:
                 existing = seen.get(key)
             if existing is not None:
-                out.append((existing, False))
+                jobs.append(existing)
+                created.append(False)
                 continue
             job = self._build(
                 queue, name, payload, now, priority, run_at, delay, max_attempts, backoff, timeout, key,
@@ -412,24 +537,9 @@ class Engine:
             )  # fmt: skip
             if key is not None:
                 seen[key] = job
-            new.append(job)
-            out.append((job, True))
-        if not new:
-            return out
-        q = self._queue_for_write(queue)
-        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
-        index = q.index
-        ready = False
-        for job in new:
-            job.queue = q.name
-            job.lsn = lsn
-            index.add(job)
-            self.observer(job, False)
-            ready = ready or job.state is _ENQUEUED
-        if ready:
-            self._notify(q)
-        await self._commit(q, lsn)
-        return out
+            jobs.append(job)
+            created.append(True)
+        return jobs, created
 
     # -- delivery (not logged) --------------------------------------------------------------------------
 
@@ -905,8 +1015,33 @@ class Engine:
 
     def queue_stats(self, queue: str) -> QueueStats:
         q = self._queue(queue)
-        counts = {s.label: q.index.counts[s] for s in JobState}
+        counts = dict(zip(_STATE_LABELS, q.index.counts[1:], strict=True))
         return QueueStats(q.name, q.paused, q.log.durability, counts, sum(counts.values()))
+
+    def pending(self, queue: str | None = None) -> int:
+        """Pending (not finished) jobs of ``queue``, or of every queue (None); 0 for an unknown
+        queue. Exact and O(1): the index counts jobs as they enter and leave the pending states."""
+        if queue is None:
+            return self._table.pending_jobs
+        q = self._queues.get(queue)
+        return 0 if q is None else q.index.pending
+
+    def pending_figures(self, queue: str) -> tuple[int, int, int, int]:
+        """(pending jobs of ``queue``, their payload bytes, pending jobs of every queue, their
+        bytes): what backpressure reads on each enqueue, in one call."""
+        table = self._table
+        q = self._queues.get(queue)
+        if q is None:
+            return 0, 0, table.pending_jobs, table.pending_bytes
+        index = q.index
+        return index.pending, index.pending_bytes, table.pending_jobs, table.pending_bytes
+
+    def pending_bytes(self, queue: str | None = None) -> int:
+        """Payload bytes of the pending jobs of ``queue``, or of every queue (None); exact, O(1)."""
+        if queue is None:
+            return self._table.pending_bytes
+        q = self._queues.get(queue)
+        return 0 if q is None else q.index.pending_bytes
 
     def stats(self) -> EngineStats:
         queues = {name: self.queue_stats(name) for name in sorted(self._queues)}

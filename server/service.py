@@ -235,6 +235,8 @@ class Service:
         self.backpressure = backpressure
         self.note_deadline = note_deadline
         self.clock = clock
+        # Backpressure reads the engine's exact pending jobs and bytes (when the engine has them).
+        backpressure.attach(engine)
         #: Requests started and not answered yet (shutdown waits for them).
         self.inflight = 0
         self.connections = 0
@@ -372,34 +374,41 @@ class Service:
     def _enqueue_many(self, conn: Peer, request: Request) -> None:
         msg: m.EnqueueMany = request.message
         queue = msg.queue
-        count = len(msg.payloads)
-        size = sum(len(p) for p in msg.payloads)
-        self.backpressure.admit(queue, count, size)
+        payloads = msg.payloads
+        count = len(payloads)
+        size = sum(map(len, payloads))  # the decoder made every payload bytes
+        bp = self.backpressure
+        bp.admit(queue, count, size)
         try:
-            coro = self.engine.enqueue_many(
-                queue, msg.name, msg.payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
+            coro = self.engine.enqueue_batch(
+                queue, msg.name, payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
                 delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
                 timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
             )  # fmt: skip
         except BaseException:
-            self.backpressure.retract(queue, count, size)
+            bp.retract(queue, count, size)
             raise
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
-                self.backpressure.retract(queue, count, size)
+                bp.retract(queue, count, size)
                 self._finished()
                 self.fail_request(conn, request, exc)
                 return
-            pairs: list[tuple[Job, bool]] = result
-            ids = [job.id for job, _ in pairs]
-            created = [c for _, c in pairs]
-            existing = count - sum(created)
-            if existing:
-                self.backpressure.retract(queue, existing, size * existing // max(1, count))
-            run_at = next((job.run_at for job, c in pairs if c and job.run_at is not None), None)
+            jobs: list[Job] = result[0]
+            created: list[bool] | None = result[1]
+            if created is None:
+                created = [True] * count
+                new = jobs
+            else:
+                new = [job for job, c in zip(jobs, created, strict=True) if c]
+                existing = count - len(new)
+                if existing and not bp.exact:
+                    bp.retract(queue, existing, size * existing // count)
+            run_at = new[0].run_at if new else None  # one batch, one run_at
             if run_at is not None:
                 self.note_deadline(run_at)
+            ids = [job.id for job in jobs]
             self.answer(conn, request, MessageType.ENQUEUED_MANY, m.EnqueuedMany(ids, created))
 
         self._drive(coro, done)

@@ -400,3 +400,64 @@ async def test_disk_full_refuses_enqueue_but_acks_commit(harness: Harness) -> No
     harness.state.low_on_space = False
     e = await harness.restart(T0)
     assert e.get(job.id).state is S.SUCCEEDED and e.get(other.id).state is S.RETRYING
+
+
+def _pending(e: object) -> tuple[int, int, int, int]:
+    return e.pending_figures("q")  # type: ignore[attr-defined, no-any-return]
+
+
+@run
+async def test_pending_jobs_and_bytes_are_exact_through_every_transition(harness: Harness) -> None:
+    e = await harness.open()
+    assert _pending(e) == (0, 0, 0, 0) and e.pending() == 0 and e.pending_bytes("nope") == 0
+    a, _ = await e.enqueue("q", "h", b"aaa", now=T0)
+    jobs, created = await e.enqueue_batch("q", "h", [b"bb", b"c", b"dddd"], delay=5, now=T0)
+    assert created is None and all(j.state is S.SCHEDULED for j in jobs)
+    await e.enqueue("other", "h", b"zz", now=T0)
+    assert _pending(e) == (4, 10, 5, 12)
+    assert (e.pending("q"), e.pending_bytes("q"), e.pending(), e.pending_bytes()) == (4, 10, 5, 12)
+    await e.tick(T0 + 5)
+    held = e.reserve(["q"], "w", T0 + 5, limit=4)
+    assert len(held) == 4 and _pending(e)[:2] == (4, 10)
+    await e.ack(a.id, "w", T0 + 6)  # 3 bytes finished
+    await e.fail(jobs[0].id, "w", T0 + 6, "boom", retryable=False)  # 2 bytes dead
+    await e.fail(jobs[1].id, "w", T0 + 6, "again")  # retrying: still pending
+    assert _pending(e) == (2, 5, 3, 7)
+    await e.cancel(jobs[2].id, T0 + 7)
+    assert _pending(e) == (1, 1, 2, 3)
+    await e.retry(jobs[0].id, T0 + 8)  # dead -> enqueued: pending again
+    assert _pending(e) == (2, 3, 3, 5)
+    await e.delete(jobs[1].id, T0 + 9)
+    assert _pending(e) == (1, 2, 2, 4)
+    e = await harness.restart(T0 + 10)
+    assert _pending(e) == (1, 2, 2, 4)
+    stats = e.queue_stats("q")
+    assert stats.counts["enqueued"] == 1 and stats.total == 3 and list(stats.counts) == [s.label for s in S]
+
+
+@run
+async def test_enqueue_batch_checks_everything_before_changing_anything(harness: Harness) -> None:
+    e = await harness.open()
+    with pytest.raises(PayloadTooLarge):
+        await e.enqueue_batch("q", "h", [b"ok", b"x" * (2**20 + 1)], now=T0)
+    with pytest.raises(ValidationError) as err:
+        await e.enqueue_batch("q", "h", [b"ok", "text"], now=T0)  # type: ignore[list-item]
+    assert err.value.field == "payload"
+    for bad in ({"priority": 11}, {"max_attempts": 0}, {"timeout": -1.0}, {"headers": {"a": 1}}):
+        with pytest.raises(ValidationError):
+            await e.enqueue_batch("q", "h", [b"a"], now=T0, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        await e.enqueue_batch("q", "h", [b"a", b"b"], idempotency_keys=["k"], now=T0)
+    assert e.stats().total_jobs == 0 and _pending(e) == (0, 0, 0, 0)
+    # Keys all None take the bulk path; a key that names a job returns it as not created.
+    jobs, created = await e.enqueue_batch("q", "h", [b"a", b"b"], idempotency_keys=[None, None], now=T0)
+    assert created is None and len({j.id for j in jobs}) == 2
+    first, _ = await e.enqueue("q", "h", b"k", idempotency_key="k", now=T0)
+    again, created = await e.enqueue_batch("q", "h", [b"x", b"y"], idempotency_keys=["k", "n"], now=T0)
+    assert created == [False, True] and again[0] is first
+    pairs = await e.enqueue_many("q", "h", [b"p", b"q"], priority=3, headers={"t": "1"}, now=T0 + 1)
+    assert [c for _, c in pairs] == [True, True]
+    assert all(j.priority == 3 and j.headers == {"t": "1"} and j.queue == "q" for j, _ in pairs)
+    ids = [j.id for j in jobs] + [again[1].id] + [j.id for j, _ in pairs]
+    e = await harness.restart(T0 + 2)
+    assert all(e.get(i).state is S.ENQUEUED for i in ids) and e.pending("q") == 6

@@ -74,6 +74,48 @@ def test_backpressure_retract_undoes_admit() -> None:
     assert bp.estimate("a") == (6, 60)
 
 
+class Figures:
+    """Exact pending figures a test controls (what the engine's pending_figures reports)."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, tuple[int, int]] = {}
+
+    def pending_figures(self, queue: str) -> tuple[int, int, int, int]:
+        jobs, nbytes = self.queues.get(queue, (0, 0))
+        return (
+            jobs,
+            nbytes,
+            sum(j for j, _ in self.queues.values()),
+            sum(b for _, b in self.queues.values()),
+        )
+
+
+def test_backpressure_attached_to_exact_figures_reads_them_on_every_admit() -> None:
+    figures = Figures()
+    bp = Backpressure(Limits(queue_jobs=3, queue_bytes=100, total_jobs=5, total_bytes=150), Counts())
+    bp.attach(object())  # no pending_figures: stays an estimate
+    assert not bp.exact
+    bp.attach(figures)
+    assert bp.exact
+    bp.admit("a", 3, 30)  # nothing counted here: the engine counts what it indexed
+    figures.queues["a"] = (3, 30)
+    with pytest.raises(Overloaded, match="queue 'a' holds 3 pending jobs"):
+        bp.admit("a", 1, 10)
+    figures.queues["a"] = (1, 10)  # two finished: admitted at once, no refresh needed
+    bp.admit("a", 2, 20)
+    figures.queues["a"] = (1, 95)
+    with pytest.raises(Overloaded, match="queue 'a' holds 95 pending payload bytes"):
+        bp.admit("a", 1, 6)
+    figures.queues["b"] = (3, 10)
+    with pytest.raises(Overloaded, match="the server holds 4 pending jobs"):
+        bp.admit("c", 2, 1)
+    with pytest.raises(Overloaded, match="the server holds 105 pending payload bytes"):
+        bp.admit("c", 1, 46)
+    bp.retract("a", 1, 1)
+    bp.recovered("a", 5, 5)
+    assert bp.estimate("a") == (1, 95)
+
+
 class FakeClock:
     def __init__(self, now: float) -> None:
         self.now = now

@@ -17,7 +17,7 @@ def new_index() -> QueueIndex:
 
 
 def job(i: int, state: JobState = S.ENQUEUED, priority: int = 0, key: str | None = None) -> Job:
-    return Job(f"{i:024x}", "q", "h", b"", state, 0.0, priority, idempotency_key=key)
+    return Job(f"{i:024x}", "q", "h", b"x" * (i % 5), state, 0.0, priority, idempotency_key=key)
 
 
 def test_counts_pages_and_ready_follow_transitions() -> None:
@@ -55,10 +55,19 @@ def test_history_eviction_keeps_the_key() -> None:
 states = st.sampled_from(list(JobState))
 
 
+PENDING = {S.SCHEDULED, S.ENQUEUED, S.RESERVED, S.RUNNING, S.RETRYING}
+
+
 @settings(max_examples=80)
-@given(st.lists(st.tuples(st.integers(0, 7), states), max_size=60))
-def test_counts_and_pages_match_a_reference_model(moves: list[tuple[int, JobState]]) -> None:
+@given(st.lists(st.tuples(st.integers(0, 7), states), max_size=60), st.integers(0, 5))
+def test_counts_and_pages_match_a_reference_model(moves: list[tuple[int, JobState]], batch: int) -> None:
     index = new_index()
+    # A batch added at once (enqueue_many) first; its jobs are ids 100.. and never move.
+    added = [job(100 + i, S.ENQUEUED if i % 2 else S.SCHEDULED) for i in range(batch)]
+    for j in added:
+        j.run_at = None if j.state is S.ENQUEUED else 5.0
+    index.add_many(added)
+    batch_bytes = sum((100 + i) % 5 for i in range(batch))
     model: dict[int, JobState] = {}
     jobs: dict[int, Job] = {}
     for i, state in moves:
@@ -75,12 +84,17 @@ def test_counts_and_pages_match_a_reference_model(moves: list[tuple[int, JobStat
         j.lease_until = 1.0
         index.move(j, state)
         model[i] = state
+    pending = [i for i, m in model.items() if m in PENDING]
+    assert index.pending == len(pending) + batch
+    assert index.pending_bytes == sum(i % 5 for i in pending) + batch_bytes
+    assert (index.table.pending_jobs, index.table.pending_bytes) == (index.pending, index.pending_bytes)
     for s in JobState:
         want = sorted(i for i, m in model.items() if m is s)
-        assert index.counts[s] == len(want)
+        want_batch = sum(1 for i in range(batch) if (S.ENQUEUED if i % 2 else S.SCHEDULED) is s)
+        assert index.counts[s] == len(want) + want_batch
         got, _ = index.page(s, None, 100, newest_first=False)
-        assert sorted(int(j.id, 16) for j in got) == want
+        assert sorted(int(j.id, 16) for j in got if int(j.id, 16) < 100) == want
     listed, count = index.jobs_view()
     live = index.live_jobs(listed, 0, count)
     assert live == [j for j in listed[:count] if index.contains(j)]
-    assert sorted(int(j.id, 16) for j in live) == sorted(model)
+    assert sorted(int(j.id, 16) for j in live) == sorted([*model, *range(100, 100 + batch)])

@@ -34,6 +34,20 @@ def test_ids_are_time_ordered_and_unique() -> None:
     assert abs(id_time(ids[0]) - 1000.0) < 0.002
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 5000)), min_size=1, max_size=20),
+)
+@settings(max_examples=60, deadline=None)
+def test_next_many_issues_the_ids_next_would(steps: list[tuple[int, int]]) -> None:
+    one, many = IdGenerator(random.Random(7)), IdGenerator(random.Random(7))
+    now = 1000.0
+    for advance, count in steps:
+        now += advance * 0.0007
+        expected = [one.next(now) for _ in range(count)]
+        assert many.next_many(now, count) == expected
+    assert one.last == many.last
+
+
 def test_ids_never_go_back_when_the_clock_steps_back() -> None:
     gen = IdGenerator()
     a = gen.next(2000.0)
