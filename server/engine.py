@@ -458,6 +458,8 @@ class Engine:
             add = q.index.add
             for job in new:
                 add(job)
+        for job in new:
+            self.observer(job, False)
         if any(job.state is _ENQUEUED for job in new):
             self._notify(q)
         await self._commit(q, lsn)
