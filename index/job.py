@@ -132,7 +132,9 @@ class Job(msgspec.Struct, array_like=True, gc=False):
     errors: list[AttemptError] | None = None
     #: Result of a succeeded job, msgpack-encoded.
     result: bytes | None = None
-    #: Timestamps of every transition after creation: flat pairs [state, at, state, at, ...].
+    #: Every state the job was in and when it entered it: flat pairs [state, at, state, at, ...],
+    #: the creation state at ``created_at`` first. None until the first transition (the job is in
+    #: its creation state); read it with `transitions`.
     history: list[float] | None = None
     #: When the current lease ends (RESERVED and RUNNING only).
     lease_until: float | None = None
@@ -145,3 +147,25 @@ class Job(msgspec.Struct, array_like=True, gc=False):
     #: Per-queue sequence number of the job's latest state change (the index's lazy-deletion check:
     #: an index entry is live iff it carries the job's current ``seq``; 0 means not indexed).
     seq: int = 0
+
+
+_CREATION_STATES = (float(JobState.SCHEDULED), float(JobState.ENQUEUED))
+
+
+def transitions(job: Job) -> list[tuple[JobState, float]]:
+    """Every state the job was in, oldest first, with when it entered it, its creation state first.
+
+    ``history`` stays None until the first transition (enqueue pays nothing for it): the job is
+    then still in its creation state, entered at ``created_at``. The first transition seeds the
+    history with that pair. A history written before seeding existed (it starts with a transition)
+    gets its creation state derived: SCHEDULED when the first transition was a promotion to
+    ENQUEUED, else ENQUEUED.
+    """
+    flat = job.history
+    if flat is None:
+        return [(job.state, job.created_at)]
+    out = [(JobState(int(flat[i])), flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+    if not (flat[0] in _CREATION_STATES and flat[1] == job.created_at):
+        first = JobState.SCHEDULED if flat[0] == float(JobState.ENQUEUED) else JobState.ENQUEUED
+        out.insert(0, (first, job.created_at))
+    return out

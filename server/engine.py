@@ -93,9 +93,12 @@ class EngineStats:
 
 
 def _history(job: Job, state: JobState, at: float) -> None:
+    """Record that ``job`` enters ``state`` at ``at`` (before the index moves it). The first
+    transition also records the state the job was created in, at ``created_at``: until then the
+    history is None, so enqueue pays nothing for it (see `index.job.transitions`)."""
     h = job.history
     if h is None:
-        job.history = [float(state), at]
+        job.history = [float(job.state), job.created_at, float(state), at]
     else:
         h.append(float(state))
         h.append(at)
@@ -656,6 +659,82 @@ class Engine:
         await self._commit(q, lsn)
         return job
 
+    async def ack_many(
+        self,
+        job_ids: Sequence[str],
+        worker_id: str,
+        now: float,
+        results: Sequence[bytes | None] | None = None,
+    ) -> list[Job | Exception]:
+        """Ack many jobs at once: every record is appended and applied, then one commit is awaited
+        per queue. Returns, per job id, the job or the error that item failed with (it changed
+        nothing: `StaleLease`, `JobNotFound`, a result too large, `NoSpace`...). An item whose commit
+        failed gets that error (its outcome is in memory but may not be durable)."""
+        if results is not None and len(results) != len(job_ids):
+            raise ValidationError("results", "must have one entry per job id")
+        out: list[Job | Exception] = []
+        commits: dict[str, tuple[Queue, int]] = {}
+        limit = self.config.max_result
+        for i, job_id in enumerate(job_ids):
+            try:
+                q, job = self._held(job_id, worker_id)
+                result = None if results is None else results[i]
+                if result is not None:
+                    v.check_bytes("result", result, limit)
+                body = rec.JobSucceeded(job.id, now, job.attempts, result)
+                lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
+                self._apply_succeeded(q, job, body, lsn)
+            except Exception as exc:  # one bad item fails alone
+                out.append(exc)
+                continue
+            commits[q.name] = (q, lsn)
+            out.append(job)
+        await self._commit_all(commits, out)
+        return out
+
+    async def _commit_all(self, commits: dict[str, tuple[Queue, int]], out: list[Job | Exception]) -> None:
+        """Await one commit per queue (the highest LSN appended to it); the items of a queue whose
+        commit failed get its error in ``out``."""
+        failed: dict[str, Exception] = {}
+        for name, (q, lsn) in commits.items():
+            try:
+                await self._commit(q, lsn)
+            except Exception as exc:
+                failed[name] = exc
+        if failed:
+            for i, item in enumerate(out):
+                if isinstance(item, Job) and item.queue in failed:
+                    out[i] = failed[item.queue]
+
+    async def release(self, job_id: str, worker_id: str, now: float) -> Job:
+        """The worker hands a job back without running it (graceful shutdown): ENQUEUED again at
+        once, the delivery's attempt not counted, no error recorded; logged, so that after a restart
+        the job is ready. :raises StaleLease: the worker does not hold its lease."""
+        (item,) = await self.release_many([job_id], worker_id, now)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def release_many(self, job_ids: Sequence[str], worker_id: str, now: float) -> list[Job | Exception]:
+        """`release` for many jobs: one commit per queue; per job id, the job or its error."""
+        out: list[Job | Exception] = []
+        commits: dict[str, tuple[Queue, int]] = {}
+        for job_id in job_ids:
+            try:
+                q, job = self._held(job_id, worker_id)
+                body = rec.JobEvent(job.id, now, max(0, job.attempts - 1))
+                lsn = self._append(q, RecordType.JOB_RELEASED, _encode(body), True)
+                self._apply_released(q, job, body, lsn)
+            except Exception as exc:
+                out.append(exc)
+                continue
+            commits[q.name] = (q, lsn)
+            out.append(job)
+        for q, _ in commits.values():
+            self._notify(q)
+        await self._commit_all(commits, out)
+        return out
+
     async def fail(
         self,
         job_id: str,
@@ -882,6 +961,12 @@ class Engine:
             self._transition(q, job, _ENQUEUED, body.at, lsn)
             self._notify(q)
 
+    def _apply_released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
+        self._drop_lease(job)
+        job.attempts = body.attempts
+        job.run_at = None
+        self._transition(q, job, _ENQUEUED, body.at, lsn)
+
     def _apply_cancelled(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
         self._drop_lease(job)
         job.attempts = body.attempts
@@ -943,6 +1028,8 @@ class Engine:
                 self._apply_cancelled(q, job, obj, lsn)
             elif rtype == RecordType.JOB_RETRIED:
                 self._apply_retried(q, job, obj, lsn)
+            elif rtype == RecordType.JOB_RELEASED:
+                self._apply_released(q, job, obj, lsn)
             else:
                 self._apply_deleted(q, job, lsn)
 

@@ -34,6 +34,7 @@ class RecordType(enum.IntEnum):
     QUEUE_RESUMED = 10
     QUEUE_DURABILITY = 11
     JOB_SNOOZED = 12
+    JOB_RELEASED = 13
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
@@ -83,7 +84,8 @@ class JobSnoozed(msgspec.Struct, array_like=True, gc=False):
 
 
 class JobEvent(msgspec.Struct, array_like=True, gc=False):
-    """JOB_CANCELLED, JOB_RETRIED and JOB_DELETED: the job, when, and its attempts so far."""
+    """JOB_CANCELLED, JOB_RETRIED, JOB_DELETED and JOB_RELEASED: the job, when, and its attempts
+    (for JOB_RELEASED already reduced by one: the handed-back delivery does not count)."""
 
     id: str
     at: float
@@ -112,6 +114,7 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.JOB_CANCELLED: JobEvent,
     RecordType.JOB_RETRIED: JobEvent,
     RecordType.JOB_DELETED: JobEvent,
+    RecordType.JOB_RELEASED: JobEvent,
     RecordType.QUEUE_PAUSED: QueueEvent,
     RecordType.QUEUE_RESUMED: QueueEvent,
     RecordType.QUEUE_DURABILITY: QueueDurability,

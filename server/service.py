@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from spitfire.index.job import Backoff, BackoffKind, Job, JobState
+from spitfire.index.job import Backoff, BackoffKind, Job, JobState, transitions
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import ErrorCode, MessageType
 from spitfire.protocol.session import Request, ServerSession
@@ -48,11 +48,8 @@ log = logging.getLogger("spitfire.server.service")
 
 #: Queues one worker may subscribe to at most.
 MAX_SUBSCRIBED_QUEUES = 1000
-#: Error recorded for a job handed back with RELEASE (not stored: the attempt does not count).
-RELEASED = "released by the worker"
 
 _BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
-_LABELS = {int(s): s.label for s in JobState}
 
 
 class Peer(Protocol):
@@ -109,10 +106,7 @@ def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
 
 def job_info(job: Job) -> m.JobInfo:
     """Everything known about a job, in the wire's job model."""
-    flat = job.history or ()
-    history = [
-        m.Transition(state=_LABELS.get(int(flat[i]), "?"), at=flat[i + 1]) for i in range(0, len(flat) - 1, 2)
-    ]
+    history = [m.Transition(state=state.label, at=at) for state, at in transitions(job)]
     errors = [
         m.AttemptInfo(attempt=e.attempt, at=e.at, error=e.error, traceback=e.traceback)
         for e in job.errors or ()
@@ -563,12 +557,34 @@ class Service:
         for i, coro in enumerate(coros):
             _Call(coro, batch.item(i)).step()
 
+    def _outcomes(self, conn: Peer, request: Request, coro: Coroutine[Any, Any, list[Any]]) -> None:
+        """Drive an engine call that settles many items at once (ack_many, release_many) and answer
+        DONE listing the items that failed."""
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                self._finished()
+                self.fail_request(conn, request, exc)
+                return
+            errors: list[m.ItemError] = []
+            for index, item in enumerate(result):
+                if isinstance(item, Exception):
+                    err = self.item_error(item)
+                    errors.append(m.ItemError(index, err.code, err.message))
+            self.answer(conn, request, MessageType.DONE, m.Done(errors))
+
+        self._drive(coro, done)
+
     def _ack(self, conn: Peer, request: Request) -> None:
-        worker = self._worker_id(conn)
-        now = self.clock()
-        ack = self.engine.ack
-        coros = [ack(item.job_id, worker, now, item.result) for item in request.message.items]
-        self._items(conn, request, coros)
+        items = request.message.items
+        if not items:
+            conn.session.reply(request, m.Done([]), MessageType.DONE)
+            return
+        ids = [item.job_id for item in items]
+        results = [item.result for item in items]
+        if not any(result is not None for result in results):
+            results = None
+        self._outcomes(conn, request, self.engine.ack_many(ids, self._worker_id(conn), self.clock(), results))
 
     def _fail(self, conn: Peer, request: Request) -> None:
         worker = self._worker_id(conn)
@@ -581,12 +597,11 @@ class Service:
         self._items(conn, request, coros, self._noted_run_at)
 
     def _release(self, conn: Peer, request: Request) -> None:
-        worker = self._worker_id(conn)
-        now = self.clock()
-        fail = self.engine.fail
-        # A snooze until now: back to ready at once, the attempt not counted, no error recorded.
-        coros = [fail(job_id, worker, now, RELEASED, retry_at=now) for job_id in request.message.job_ids]
-        self._items(conn, request, coros)
+        job_ids = request.message.job_ids
+        if not job_ids:
+            conn.session.reply(request, m.Done([]), MessageType.DONE)
+            return
+        self._outcomes(conn, request, self.engine.release_many(job_ids, self._worker_id(conn), self.clock()))
 
     def _noted_run_at(self, job: Job) -> None:
         if job.run_at is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from engine_harness import T0, Harness, run
 
-from spitfire.index.job import Backoff, BackoffKind, JobState
+from spitfire.index.job import Backoff, BackoffKind, JobState, transitions
 from spitfire.server.config import EngineConfig
 from spitfire.server.errors import (
     InvalidTransition,
@@ -461,3 +461,81 @@ async def test_enqueue_batch_checks_everything_before_changing_anything(harness:
     ids = [j.id for j in jobs] + [again[1].id] + [j.id for j, _ in pairs]
     e = await harness.restart(T0 + 2)
     assert all(e.get(i).state is S.ENQUEUED for i in ids) and e.pending("q") == 6
+
+
+@run
+async def test_release_hands_a_job_back_uncounted_and_ready_after_a_restart(harness: Harness) -> None:
+    e = await harness.open()
+    a, _ = await e.enqueue("q", "h", b"a", now=T0)
+    b, _ = await e.enqueue("q", "h", b"b", now=T0)
+    e.reserve(["q"], "w", T0 + 1, limit=2)
+    assert a.attempts == 1
+    with pytest.raises(StaleLease):
+        await e.release(a.id, "other", T0 + 2)
+    harness.ready.clear()
+    job = await e.release(a.id, "w", T0 + 2)
+    assert job is a and a.state is S.ENQUEUED and a.attempts == 0 and a.errors is None
+    assert a.worker is None and a.lease_until is None and a.run_at is None and harness.ready == ["q"]
+    assert [j.id for j in e.held_by("w")] == [b.id]
+    out = await e.release_many([b.id, a.id, "nope"], "w", T0 + 3)
+    assert out[0] is b and isinstance(out[1], StaleLease) and isinstance(out[2], JobNotFound)
+    assert e.held_by("w") == [] and e.pending("q") == 2
+    e = await harness.restart(T0 + 4)
+    for job_id in (a.id, b.id):
+        got = e.get(job_id)
+        assert got.state is S.ENQUEUED and got.attempts == 0 and got.errors is None
+    # A released job runs again with attempt 1, and its history shows the hand-back.
+    (again,) = e.reserve(["q"], "w2", T0 + 5)
+    assert again.id == a.id and again.attempts == 1
+    states = [s for s, _ in transitions(e.get(a.id))]
+    assert states == [S.ENQUEUED, S.ENQUEUED, S.RESERVED]  # created, released (replayed), reserved
+
+
+@run
+async def test_ack_many_settles_each_item_and_commits_once_per_queue(harness: Harness) -> None:
+    e = await harness.open(config=EngineConfig(max_result=4))
+    jobs = [(await e.enqueue(q, "h", b"", now=T0))[0] for q in ("a", "a", "b", "b")]
+    e.reserve(["a", "b"], "w", T0, limit=4)
+    other, _ = await e.enqueue("a", "h", b"", now=T0)
+    e.reserve(["a"], "w2", T0)
+    ids = [jobs[0].id, jobs[1].id, "nope", other.id, jobs[2].id, jobs[0].id, jobs[3].id]
+    results = [None, b"12345", None, None, b"ok", None, None]
+    out = await e.ack_many(ids, "w", T0 + 1, results)
+    kinds = [type(x).__name__ for x in out]
+    assert kinds == ["Job", "PayloadTooLarge", "JobNotFound", "StaleLease", "Job", "StaleLease", "Job"]
+    assert jobs[1].state is S.RESERVED and other.state is S.RESERVED  # failed items changed nothing
+    with pytest.raises(ValidationError):
+        await e.ack_many([jobs[1].id], "w", T0, [None, None])
+    e = await harness.restart(T0 + 2)
+    assert [e.get(j.id).state for j in jobs] == [S.SUCCEEDED, S.ENQUEUED, S.SUCCEEDED, S.SUCCEEDED]
+    assert e.get(jobs[2].id).result == b"ok"
+
+
+@run
+async def test_history_holds_every_transition_from_the_creation_state(harness: Harness) -> None:
+    e = await harness.open()
+    now_job, _ = await e.enqueue("q", "h", b"", now=T0)
+    later, _ = await e.enqueue("q", "h", b"", delay=5, now=T0 + 1)
+    batch, _ = await e.enqueue_batch("q", "h", [b"x"], now=T0 + 2)
+    assert now_job.history is None  # enqueue pays nothing: derived from created_at and state
+    assert transitions(now_job) == [(S.ENQUEUED, T0)]
+    assert transitions(later) == [(S.SCHEDULED, T0 + 1)]
+    assert transitions(batch[0]) == [(S.ENQUEUED, T0 + 2)]
+    await e.tick(T0 + 6)
+    assert transitions(later) == [(S.SCHEDULED, T0 + 1), (S.ENQUEUED, T0 + 6)]
+    e.reserve(["q"], "w", T0 + 7, limit=3)
+    e.start(now_job.id, "w", T0 + 8)
+    await e.ack(now_job.id, "w", T0 + 9)
+    assert transitions(now_job) == [
+        (S.ENQUEUED, T0),
+        (S.RESERVED, T0 + 7),
+        (S.RUNNING, T0 + 8),
+        (S.SUCCEEDED, T0 + 9),
+    ]
+    await e.snapshot("q")
+    await e.cancel(batch[0].id, T0 + 10)
+    e = await harness.restart(T0 + 11)
+    assert transitions(e.get(now_job.id))[0] == (S.ENQUEUED, T0)
+    assert [s for s, _ in transitions(e.get(later.id))][:2] == [S.SCHEDULED, S.ENQUEUED]
+    assert transitions(e.get(batch[0].id))[0] == (S.ENQUEUED, T0 + 2)
+    assert transitions(e.get(batch[0].id))[-1] == (S.CANCELLED, T0 + 10)

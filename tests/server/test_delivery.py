@@ -302,3 +302,47 @@ def test_bad_outcome_items_fail_alone(server: ServerProcess, queue: str) -> None
         w.close()
 
     run(body())
+
+
+def test_released_jobs_are_ready_after_a_restart_and_history_starts_at_creation(tmp_path: Path) -> None:
+    async def produce_and_release(port: int) -> tuple[str, str]:
+        p = await ProtoClient.connect(port)
+        fresh = await p.enqueue("rel", "j")
+        info = await p.get(fresh.job_id)
+        assert [(t.state, t.at) for t in info.history] == [("enqueued", info.created_at)]
+        held = await p.enqueue("rel", "j")
+        w = await ProtoClient.connect(port)
+        await w.subscribe(["rel"], 2)
+        jobs = await w.deliveries(2)
+        assert (await w.ack(jobs[0].job_id)).errors == []
+        done = await w.call(MessageType.RELEASE, m.JobIds([jobs[1].job_id, jobs[0].job_id]))
+        assert [(x.index, x.code) for x in done.errors] == [(1, "CONFLICT")]
+        info = await p.get(held.job_id)
+        assert info.state == "enqueued" and info.attempts == 0 and info.errors == []
+        assert [t.state for t in info.history] == ["enqueued", "reserved", "enqueued"]
+        info = await p.get(fresh.job_id)
+        assert [t.state for t in info.history] == ["enqueued", "reserved", "succeeded"]
+        assert info.history[0].at == info.created_at
+        p.close()
+        w.close()
+        return fresh.job_id, held.job_id
+
+    async def check(port: int, fresh: str, held: str) -> None:
+        p = await ProtoClient.connect(port)
+        info = await p.get(held)
+        assert info.state == "enqueued" and info.attempts == 0 and info.run_at is None
+        assert [t.state for t in info.history] == ["enqueued", "enqueued"]  # deliveries are not logged
+        assert [t.state for t in (await p.get(fresh)).history] == ["enqueued", "succeeded"]
+        w = await ProtoClient.connect(port)
+        await w.subscribe(["rel"], 1)
+        (again,) = await w.deliveries(1)
+        assert again.job_id == held and again.attempt == 1
+        p.close()
+        w.close()
+
+    with server_process(tmp_path / "data") as srv:
+        fresh, held = run(produce_and_release(srv.port))
+        srv.kill()  # a crash: only what was logged survives
+    with server_process(tmp_path / "data") as srv:
+        run(check(srv.port, fresh, held))
+        assert srv.terminate() == 0
