@@ -1,9 +1,10 @@
 """Runs the server: recovers the data directory, serves the binary protocol, shuts down cleanly.
 
 Start-up: lock and recover the data directory, then listen (TCP, and QUIC on the same port number
-unless --no-quic), then print what is served. SIGTERM and SIGINT: stop accepting, send GOAWAY to
-every connection, let in-flight requests finish (at most ``shutdown_grace`` seconds), close the
-connections, fsync every log and exit 0.
+unless --no-quic), serve the HTTP API (``spitfire.dashboard``, uvicorn on this same loop) at --http,
+then print what is served. SIGTERM and SIGINT: stop accepting, end the HTTP API (event streams
+closed, in-flight requests finished), send GOAWAY to every connection, let in-flight requests
+finish (at most ``shutdown_grace`` seconds), close the connections, fsync every log and exit 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Coroutine
@@ -39,6 +41,8 @@ SERVER_NAME = "spitfire-server/0.1.0"
 #: Jobs read per page when counting the payload bytes of recovered jobs.
 SCAN_PAGE = 1000
 _ACTIVE_LABELS = tuple(s.label for s in ACTIVE_STATES)
+#: /ready answers 503 when the data directory's file system has less free space than this.
+READY_MIN_FREE = 16 * 2**20
 
 
 class ListenError(Exception):
@@ -61,6 +65,8 @@ class Server:
         self._stopping = asyncio.Event()
         self._lock = DataDirLock(options.data_dir)
         self._background: set[asyncio.Task[None]] = set()
+        #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
+        self.http: Any = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -84,6 +90,7 @@ class Server:
         )
         self._wire(engine)
         await self._listen()
+        await self._serve_http()
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -168,6 +175,46 @@ class Server:
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
+    async def _serve_http(self) -> None:
+        """Serve the HTTP API at --http on this loop (imported here: the dashboard uses the server)."""
+        from spitfire.dashboard import HttpServer, create_app
+
+        assert self.engine is not None and self.service is not None
+        opts = self.options
+        service = self.service
+        dashboard = create_app(
+            self.engine,
+            service,
+            service.dispatcher,
+            service.backpressure,
+            auth_token=opts.auth_token,
+            ready=self.readiness,
+        )
+        http = HttpServer(dashboard, opts.http.host, opts.http.port, grace=opts.shutdown_grace)
+        try:
+            await http.start()
+        except OSError as exc:
+            raise ListenError(f"cannot serve HTTP on {opts.http}: {exc.strerror or exc}") from exc
+        self.http = http
+
+    def readiness(self) -> dict[str, str]:
+        """Failing readiness checks by name (empty when ready): recovered, not stopping, log writable."""
+        failing: dict[str, str] = {}
+        if self.engine is None or self.service is None:
+            failing["recovery"] = "the data directory is being recovered"
+        if self._stopping.is_set():
+            failing["shutdown"] = "the server is shutting down"
+        data_dir = self.options.data_dir
+        try:
+            st = os.statvfs(data_dir)
+            if not os.access(data_dir, os.W_OK):
+                failing["log"] = f"{data_dir} is not writable"
+            elif st.f_bavail * st.f_frsize < READY_MIN_FREE:
+                failing["log"] = f"less than {READY_MIN_FREE // 2**20} MiB free in {data_dir}"
+        except OSError as exc:
+            failing["log"] = f"{data_dir}: {exc.strerror or exc}"
+        return failing
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -194,6 +241,8 @@ class Server:
 
     async def drain(self) -> None:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
+        if self.http is not None:
+            await self.http.stop()
         if self.hub is None or self.service is None:
             return
         self.listeners.close()
@@ -231,12 +280,14 @@ def describe(server: Server) -> str:
     quic = next((u for u in server.listeners.urls if u.startswith("quic://")), None)
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
+    http = server.http.url if server.http is not None else f"http://{options.http}"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
         f"  durability:  {options.durability.value} (default for new queues)\n"
         f"  binary:      tcp://{server.address}  {quic}\n"
-        f"  http:        http://{options.http}/ (the HTTP API and dashboard arrive later; not served yet)\n"
+        f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
+        f"  dashboard:   {http}/\n"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 

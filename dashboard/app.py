@@ -1,0 +1,572 @@
+"""The HTTP API of DESIGN.md section 3 as a blacksheep application over the running server's engine.
+
+`create_app` takes the engine, service, dispatcher and backpressure of the running server and
+returns a `Dashboard`: its ``app`` is the ASGI application, ``live`` the job observer to attach
+(`Dashboard.attach`). Every handler answers JSON; every failure is ``{"error": {"code",
+"message"}}`` with the status of `dashboard.errors`; nothing a client sends can crash the server.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from blacksheep import Application, Content, Request, Response
+from blacksheep.contents import StreamedContent
+
+from spitfire.index.job import JobState
+from spitfire.server.backpressure import Backpressure
+from spitfire.server.dispatcher import Dispatcher
+from spitfire.server.engine import Engine
+from spitfire.server.errors import ValidationError
+from spitfire.server.service import Service
+
+from . import model as mo
+from .errors import HttpError, error_response, response_for
+from .live import CREATED, DELETED, LiveEvents
+from .metrics import Metrics, Sources
+from .openapi import openapi_document
+from .workers import HttpWorkers, worker_id
+
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+#: The ASGI ``send`` of the current request (set by the ASGI wrapper for /api/events only).
+CURRENT_SEND: contextvars.ContextVar[Any] = contextvars.ContextVar("spitfire_send", default=None)
+#: Largest request body of the batch route; other routes allow twice the payload limit plus 64 KiB.
+MAX_BATCH_BODY = 256 * 2**20
+_JSON = b"application/json"
+_STATES = {s.label: s for s in JobState}
+_OPEN_PATHS = frozenset({"/health", "/ready"})
+_encode = msgspec.json.encode
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def json_response(status: int, value: Any) -> Response:
+    """A JSON answer."""
+    return Response(status, None, Content(_JSON, _encode(value)))
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.json.Decoder(kind)
+    return dec
+
+
+def decode_body(data: bytes, kind: type[T]) -> T:
+    """Decode and validate a JSON body. :raises HttpError: 400 bad JSON, 422 naming the field."""
+    try:
+        return _decoder(kind).decode(data)
+    except msgspec.ValidationError as exc:
+        problem: msgspec.DecodeError = exc
+    except msgspec.DecodeError as exc:
+        raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    try:  # msgspec validates as it parses: is the rest of the body JSON at all?
+        msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    raise HttpError(422, "INVALID_ARGUMENT", str(problem), mo.field_of(problem)) from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (before reading, when declared)."""
+    declared = request.get_first_header(b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HttpError(400, "BAD_REQUEST", "Content-Length is not a number") from None
+        if size > limit:
+            raise HttpError(413, "TOO_LARGE", f"the body is {size} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise HttpError(413, "TOO_LARGE", f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in [low, high]. :raises HttpError: 422 naming it."""
+    values = request.query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise HttpError(422, "INVALID_ARGUMENT", f"{name}: must be an integer from {low} to {high}", name)
+    return value
+
+
+def query_str(request: Request, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[0] if values else None
+
+
+class Dashboard:
+    """The HTTP API of one running server."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        service: Service,
+        dispatcher: Dispatcher,
+        backpressure: Backpressure,
+        *,
+        auth_token: str | None = None,
+        ready: Callable[[], dict[str, str]] = dict,
+    ) -> None:
+        self.engine = engine
+        self.service = service
+        self.dispatcher = dispatcher
+        self.backpressure = backpressure
+        self.auth_token = auth_token.encode() if auth_token else None
+        #: Failing readiness checks by name (empty: ready).
+        self.ready = ready
+        self.started_at = time.time()
+        self.http_workers = HttpWorkers()
+        self.live = LiveEvents(self._stats_event)
+        self.metrics = Metrics(
+            Sources(
+                engine, service, dispatcher, backpressure, self.live, lambda: len(self.http_workers.workers)
+            )
+        )
+        self.max_body = 2 * engine.config.max_payload + 65536
+        self._openapi = _encode(openapi_document())
+        self.app = Application(show_error_details=False)
+        self.app.router.fallback = self._wrap(self._not_found)
+        self._routes()
+
+    # -- wiring -----------------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Start observing the engine's jobs and the once-a-second ticker (on the running loop)."""
+        self.engine.observer = self.live.observe
+        self.live.start()
+
+    async def close(self) -> None:
+        """End every event stream and stop observing."""
+        await self.live.close()
+
+    def _routes(self) -> None:
+        r = self.app.router
+        w = self._wrap
+        r.add_post("/api/queues/{queue}/jobs:batch", w(self.enqueue_batch))
+        r.add_post("/api/queues/{queue}/jobs", w(self.enqueue))
+        r.add_get("/api/queues/{queue}/jobs", w(self.list_jobs))
+        r.add_post("/api/queues/{queue}/pause", w(self.pause))
+        r.add_post("/api/queues/{queue}/resume", w(self.resume))
+        r.add_post("/api/queues/{queue}/claim", w(self.claim))
+        r.add_get("/api/queues/{queue}", w(self.get_queue))
+        r.add_get("/api/queues", w(self.list_queues))
+        r.add_get("/api/jobs", w(self.search))
+        r.add_get("/api/jobs/{id}", w(self.get_job))
+        r.add_delete("/api/jobs/{id}", w(self.delete_job))
+        r.add_post("/api/jobs/{id}/retry", w(self.retry_job))
+        r.add_post("/api/jobs/{id}/cancel", w(self.cancel_job))
+        r.add_post("/api/jobs/{id}/ack", w(self.ack))
+        r.add_post("/api/jobs/{id}/fail", w(self.fail))
+        r.add_post("/api/jobs/{id}/heartbeat", w(self.heartbeat))
+        r.add_get("/api/workers", w(self.workers))
+        r.add_get("/api/stats", w(self.stats))
+        r.add_get("/api/schedules", w(self.schedules))
+        r.add_get("/api/events", w(self.events))
+        r.add_get("/health", w(self.health))
+        r.add_get("/ready", w(self.readiness))
+        r.add_get("/metrics", w(self.prometheus))
+        r.add_get("/openapi.json", w(self.openapi))
+        r.add_get("/", w(self.index))
+
+    def _wrap(self, handler: Handler) -> Handler:
+        """Authenticate, run ``handler``, and turn any exception into a JSON error."""
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                self._authenticate(request)
+                response = await handler(request)
+            except Exception as exc:
+                response = response_for(exc)
+            self.metrics.responses.labels(f"{response.status // 100}xx").inc()
+            return response
+
+        return wrapped
+
+    def _authenticate(self, request: Request) -> None:
+        token = self.auth_token
+        if token is None or request.path in _OPEN_PATHS:
+            return
+        given = request.get_first_header(b"authorization") or b""
+        if given[:7].lower() == b"bearer ":
+            given = given[7:].strip()
+        elif request.path == "/api/events":  # EventSource cannot send headers
+            given = (query_str(request, "access_token") or "").encode()
+        if not hmac.compare_digest(given, token):
+            raise HttpError(401, "UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer TOKEN")
+
+    # -- producers --------------------------------------------------------------------------------------
+
+    def _idempotency_key(self, request: Request, body_key: str | None) -> str | None:
+        header = request.get_first_header(b"idempotency-key")
+        if header is None:
+            return body_key
+        key = header.decode("utf-8", "replace")
+        if body_key is not None and body_key != key:
+            raise ValidationError("idempotency_key", "the Idempotency-Key header and the field differ")
+        return key
+
+    async def enqueue(self, request: Request) -> Response:
+        """POST /api/queues/{queue}/jobs: 201 with the new job, 200 with the one its key names."""
+        queue = _route(request, "queue")
+        body = decode_body(await read_body(request, self.max_body), mo.EnqueueIn)
+        key = self._idempotency_key(request, body.idempotency_key)
+        payload = mo.to_msgpack("payload", body.payload)
+        started = time.perf_counter()
+        bp = self.backpressure
+        self._admit(queue, 1, len(payload))
+        try:
+            job, created = await self.engine.enqueue(
+                queue, body.name, payload, now=time.time(), priority=body.priority,
+                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
+                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
+                idempotency_key=key, headers=body.headers,
+            )  # fmt: skip
+        except BaseException:
+            bp.retract(queue, 1, len(payload))
+            raise
+        if not created:
+            bp.retract(queue, 1, len(payload))
+        elif job.run_at is not None:
+            self.service.note_deadline(job.run_at)
+        self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
+        return json_response(201 if created else 200, mo.job_out(job))
+
+    async def enqueue_batch(self, request: Request) -> Response:
+        """POST /api/queues/{queue}/jobs:batch: one record and one fsync for every job."""
+        queue = _route(request, "queue")
+        body = decode_body(await read_body(request, MAX_BATCH_BODY), mo.BatchIn)
+        payloads = [mo.to_msgpack(f"payloads[{i}]", p) for i, p in enumerate(body.payloads)]
+        size = sum(len(p) for p in payloads)
+        count = len(payloads)
+        started = time.perf_counter()
+        bp = self.backpressure
+        self._admit(queue, count, size)
+        try:
+            jobs, flags = await self.engine.enqueue_batch(
+                queue, body.name, payloads, now=time.time(), priority=body.priority,
+                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
+                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
+                idempotency_keys=body.idempotency_keys, headers=body.headers,
+            )  # fmt: skip
+        except BaseException:
+            bp.retract(queue, count, size)
+            raise
+        created = [True] * count if flags is None else flags
+        existing = count - sum(created)
+        if existing:
+            bp.retract(queue, existing, size * existing // count)
+        run_at = next((job.run_at for job, c in zip(jobs, created, strict=True) if c), None)
+        if run_at is not None:
+            self.service.note_deadline(run_at)
+        self.metrics.enqueue_latency.labels("batch").observe(time.perf_counter() - started)
+        out = mo.BatchOut([job.id for job in jobs], created)
+        return json_response(201 if any(created) else 200, out)
+
+    def _admit(self, queue: str, count: int, size: int) -> None:
+        try:
+            self.backpressure.admit(queue, count, size)
+        except Exception:
+            self.metrics.rejections.inc()
+            raise
+
+    # -- jobs -------------------------------------------------------------------------------------------
+
+    async def get_job(self, request: Request) -> Response:
+        return json_response(200, mo.job_out(self.engine.get(_route(request, "id"))))
+
+    async def search(self, request: Request) -> Response:
+        """GET /api/jobs?q=: by job id, idempotency key or handler name (newest first)."""
+        q = query_str(request, "q")
+        if not q:
+            raise HttpError(
+                422, "INVALID_ARGUMENT", "q: give a job id, an idempotency key or a handler name", "q"
+            )
+        limit = query_int(request, "limit", 50, 1, 1000)
+        jobs = self.engine.search(q, limit, query_str(request, "before"))
+        return json_response(200, mo.JobList([mo.job_out(j) for j in jobs]))
+
+    async def retry_job(self, request: Request) -> Response:
+        job = await self.engine.retry(_route(request, "id"), time.time())
+        return json_response(200, mo.job_out(job))
+
+    async def cancel_job(self, request: Request) -> Response:
+        job, worker = await self.engine.cancel(_route(request, "id"), time.time())
+        if worker is not None:
+            self.dispatcher.cancelled(worker, [job.id])
+        return json_response(200, mo.job_out(job))
+
+    async def delete_job(self, request: Request) -> Response:
+        job, worker = await self.engine.delete(_route(request, "id"), time.time())
+        if worker is not None:
+            self.dispatcher.cancelled(worker, [job.id])
+        return json_response(200, mo.job_out(job))
+
+    # -- queues -----------------------------------------------------------------------------------------
+
+    def _queue_out(self, name: str, now: float) -> mo.QueueOut:
+        engine = self.engine
+        q = engine.queue_stats(name)
+        oldest, _ = engine.list_jobs(name, JobState.ENQUEUED, None, 1, newest_first=False)
+        latency = max(0.0, now - oldest[0].updated_at) if oldest else 0.0
+        created, finished = self.live.rates(name)
+        return mo.QueueOut(
+            q.name, q.paused, q.durability.value, q.counts, q.total, latency, created, finished
+        )
+
+    async def list_queues(self, request: Request) -> Response:
+        now = time.time()
+        return json_response(200, mo.QueueList([self._queue_out(n, now) for n in self.engine.queues()]))
+
+    async def get_queue(self, request: Request) -> Response:
+        return json_response(200, self._queue_out(_route(request, "queue"), time.time()))
+
+    async def list_jobs(self, request: Request) -> Response:
+        """GET /api/queues/{queue}/jobs?state=&limit=&cursor=: a page, newest first."""
+        queue = _route(request, "queue")
+        label = query_str(request, "state") or "enqueued"
+        state = _STATES.get(label)
+        if state is None:
+            raise HttpError(422, "INVALID_ARGUMENT", f"state: must be one of {', '.join(_STATES)}", "state")
+        limit = query_int(request, "limit", 50, 1, 1000)
+        order = query_str(request, "order") or "newest"
+        if order not in ("newest", "oldest"):
+            raise HttpError(422, "INVALID_ARGUMENT", "order: must be newest or oldest", "order")
+        jobs, cursor = self.engine.list_jobs(
+            queue, state, query_str(request, "cursor"), limit, order == "newest"
+        )
+        return json_response(200, mo.JobPage([mo.job_out(j) for j in jobs], cursor))
+
+    async def pause(self, request: Request) -> Response:
+        queue = _route(request, "queue")
+        await self.engine.pause(queue, time.time())
+        return json_response(200, self._queue_out(queue, time.time()))
+
+    async def resume(self, request: Request) -> Response:
+        queue = _route(request, "queue")
+        await self.engine.resume(queue, time.time())
+        return json_response(200, self._queue_out(queue, time.time()))
+
+    # -- the HTTP worker API ----------------------------------------------------------------------------
+
+    async def _optional_body(self, request: Request, kind: type[T]) -> T:
+        data = await read_body(request, self.max_body)
+        return decode_body(data if data.strip() else b"{}", kind)
+
+    async def claim(self, request: Request) -> Response:
+        """POST /api/queues/{queue}/claim: lease up to ``limit`` ready jobs (RUNNING at once)."""
+        queue = _route(request, "queue")
+        body = await self._optional_body(request, mo.ClaimIn)
+        engine = self.engine
+        paused = engine.is_paused(queue)  # :raises QueueNotFound: -> 404
+        wid = worker_id(body.worker)
+        now = time.time()
+        self.http_workers.seen(wid, now, queue)
+        jobs = [] if paused else engine.reserve([queue], wid, now, body.limit)
+        for job in jobs:
+            engine.start(job.id, wid, now)
+            if body.lease_ms is not None:
+                engine.extend(job.id, wid, now, body.lease_ms / 1000)
+        if jobs:
+            self.service.note_deadline(min(j.lease_until or now for j in jobs))
+        return json_response(200, mo.ClaimOut(wid, [mo.job_out(j) for j in jobs]))
+
+    async def ack(self, request: Request) -> Response:
+        body = decode_body(await read_body(request, self.max_body), mo.AckIn)
+        wid = worker_id(body.worker)
+        result = None if body.result is None else mo.to_msgpack("result", body.result)
+        now = time.time()
+        self.http_workers.seen(wid, now)
+        job = await self.engine.ack(_route(request, "id"), wid, now, result)
+        return json_response(200, mo.job_out(job))
+
+    async def fail(self, request: Request) -> Response:
+        body = decode_body(await read_body(request, self.max_body), mo.FailIn)
+        wid = worker_id(body.worker)
+        now = time.time()
+        self.http_workers.seen(wid, now)
+        retry_at = None if body.retry_in_ms is None else now + body.retry_in_ms / 1000
+        job = await self.engine.fail(
+            _route(request, "id"), wid, now, body.error, body.traceback,
+            retryable=body.retryable, retry_at=retry_at,
+        )  # fmt: skip
+        if job.run_at is not None:
+            self.service.note_deadline(job.run_at)
+        return json_response(200, mo.job_out(job))
+
+    async def heartbeat(self, request: Request) -> Response:
+        body = decode_body(await read_body(request, self.max_body), mo.HeartbeatIn)
+        wid = worker_id(body.worker)
+        now = time.time()
+        self.http_workers.seen(wid, now)
+        job_id = _route(request, "id")
+        until = self.engine.extend(job_id, wid, now, _seconds(body.lease_ms))
+        self.service.note_deadline(until)
+        return json_response(200, mo.LeaseOut(job_id, until))
+
+    # -- overview ---------------------------------------------------------------------------------------
+
+    async def workers(self, request: Request) -> Response:
+        engine = self.engine
+        out = [
+            mo.WorkerOut(
+                w.id, w.name, "protocol", list(w.queues), len(engine.held_by(w.id)), w.active, w.credits, None
+            )
+            for w in self.dispatcher.workers.values()
+        ]
+        now = time.time()
+        holding = set()
+        for w in self.http_workers.workers.values():
+            held = len(engine.held_by(w.id))
+            if held:
+                holding.add(w.id)
+            out.append(mo.WorkerOut(w.id, w.id[5:], "http", sorted(w.queues), held, True, None, w.last_seen))
+        self.http_workers.prune(now, holding)
+        return json_response(200, mo.WorkerList(out))
+
+    def _stats(self) -> mo.StatsOut:
+        engine_stats = self.engine.stats()
+        counts = {s.label: 0 for s in JobState}
+        for q in engine_stats.queues.values():
+            for label, n in q.counts.items():
+                counts[label] += n
+        total = self.live.total
+        totals = mo.Totals(
+            enqueued=total(CREATED),
+            succeeded=total(int(JobState.SUCCEEDED)),
+            failed=total(int(JobState.RETRYING)) + total(int(JobState.DEAD)),
+            retried=total(int(JobState.RETRYING)),
+            dead=total(int(JobState.DEAD)),
+            cancelled=total(int(JobState.CANCELLED)),
+            deleted=total(DELETED),
+        )
+        workers = len(self.dispatcher.workers) + len(self.http_workers.workers)
+        return mo.StatsOut(
+            engine_stats.total_jobs,
+            counts,
+            len(engine_stats.queues),
+            workers,
+            self.service.connections,
+            totals,
+            time.time() - self.started_at,
+        )
+
+    def _stats_event(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self._stats())
+        out["at"] = time.time()
+        return out
+
+    async def stats(self, request: Request) -> Response:
+        return json_response(200, self._stats())
+
+    async def schedules(self, request: Request) -> Response:
+        """GET /api/schedules: cron schedules (the scheduler has none yet)."""
+        return json_response(200, mo.ScheduleList([]))
+
+    async def events(self, request: Request) -> Response:
+        """GET /api/events: Server-Sent Events (``job`` and ``stats``), resumable by Last-Event-ID."""
+        live = self.live
+        if not live.accepts():
+            raise HttpError(503, "UNAVAILABLE", "too many event streams are open; try again later")
+        queue = query_str(request, "queue")
+        last = request.get_first_header(b"last-event-id")
+        last_id = last.decode("ascii", "replace") if last else query_str(request, "last_event_id")
+        send = CURRENT_SEND.get()
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        client, reset = live.connect(last_id, queue, transport)
+
+        async def provider() -> AsyncIterator[bytes]:
+            async for chunk in live.stream(client, reset):
+                yield chunk
+
+        headers = [(b"Cache-Control", b"no-cache"), (b"X-Accel-Buffering", b"no")]
+        return Response(200, headers, StreamedContent(b"text/event-stream", provider))
+
+    # -- operations -------------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return json_response(200, mo.Health("ok"))
+
+    async def readiness(self, request: Request) -> Response:
+        failing = self.ready()
+        if failing:
+            return json_response(503, mo.Health("unavailable", failing))
+        return json_response(200, mo.Health("ready"))
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(
+            200, None, Content(b"text/plain; version=0.0.4; charset=utf-8", self.metrics.render())
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(200, None, Content(_JSON, self._openapi))
+
+    async def index(self, request: Request) -> Response:
+        return Response(200, None, Content(b"text/html; charset=utf-8", _INDEX))
+
+    async def _not_found(self, request: Request) -> Response:
+        return error_response(404, "ROUTE_NOT_FOUND", f"no route {request.method} {request.path}")
+
+
+def _route(request: Request, name: str) -> str:
+    """A path parameter of the matched route."""
+    return str(request.route_values[name])
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def create_app(
+    engine: Engine,
+    service: Service,
+    dispatcher: Dispatcher,
+    backpressure: Backpressure,
+    *,
+    auth_token: str | None = None,
+    ready: Callable[[], dict[str, str]] = dict,
+) -> Dashboard:
+    """The HTTP API over a running server's objects (call `Dashboard.attach` on its loop)."""
+    return Dashboard(engine, service, dispatcher, backpressure, auth_token=auth_token, ready=ready)
+
+
+_INDEX = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Spitfire</title></head>
+<body style="font-family: sans-serif; max-width: 50em; margin: 2em auto">
+<h1>Spitfire</h1>
+<p>The dashboard SPA is not built yet. The HTTP API is served here:</p>
+<ul>
+<li><a href="/api/stats">/api/stats</a>, <a href="/api/queues">/api/queues</a>,
+<a href="/api/workers">/api/workers</a></li>
+<li><a href="/api/events">/api/events</a> (Server-Sent Events)</li>
+<li><a href="/metrics">/metrics</a>, <a href="/health">/health</a>, <a href="/ready">/ready</a></li>
+<li><a href="/openapi.json">/openapi.json</a></li>
+</ul>
+<h2>Live</h2><pre id="stats">connecting...</pre>
+<script>
+const es = new EventSource("/api/events");
+es.addEventListener("stats", (e) => {
+  document.getElementById("stats").textContent = JSON.stringify(JSON.parse(e.data), null, 2);
+});
+</script>
+</body></html>
+"""
+
+__all__ = ["CURRENT_SEND", "Dashboard", "create_app"]

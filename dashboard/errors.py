@@ -1,0 +1,93 @@
+"""HTTP errors: every failure is answered as ``{"error": {"code", "message"[, "field"]}}``.
+
+Engine errors keep their own codes (``spitfire.server.errors``: NOT_FOUND, INVALID_ARGUMENT,
+INVALID_STATE, ...) and get the status DESIGN.md section 3 fixes: 422 for a bad field, 413 for
+a payload over the limit, 404, 409 for an impossible transition or a lost lease, 429 with
+Retry-After under backpressure, 507 when the disk is full. Anything unexpected is a 500 with the
+traceback in the server log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import msgspec
+from blacksheep import Content, Response
+
+from spitfire.server.errors import (
+    EngineError,
+    InvalidTransition,
+    JobNotFound,
+    NoSpace,
+    Overloaded,
+    PayloadTooLarge,
+    QueueNotFound,
+    QueuePaused,
+    StaleLease,
+    ValidationError,
+)
+
+from .model import ErrorBody, ErrorOut
+
+log = logging.getLogger("spitfire.dashboard")
+
+_JSON = b"application/json"
+_encode = msgspec.json.encode
+
+
+class HttpError(Exception):
+    """An error answered with ``status`` and ``code`` (raised by the HTTP layer itself)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    retry_after: float | None = None,
+) -> Response:
+    """The JSON error answer (with Retry-After when ``retry_after`` is given)."""
+    body = _encode(ErrorOut(ErrorBody(code, message, field, retry_after)))
+    headers: list[tuple[bytes, bytes]] = []
+    if retry_after is not None:
+        headers.append((b"Retry-After", str(max(1, math.ceil(retry_after))).encode()))
+    if status == 401:
+        headers.append((b"WWW-Authenticate", b'Bearer realm="spitfire"'))
+    return Response(status, headers, Content(_JSON, body))
+
+
+def status_of(exc: EngineError) -> int:
+    """The HTTP status of an engine error."""
+    if isinstance(exc, PayloadTooLarge):
+        return 413
+    if isinstance(exc, ValidationError):
+        return 422
+    if isinstance(exc, JobNotFound | QueueNotFound):
+        return 404
+    if isinstance(exc, InvalidTransition | StaleLease | QueuePaused):
+        return 409
+    if isinstance(exc, NoSpace):
+        return 507
+    if isinstance(exc, Overloaded):
+        return 429
+    return 400
+
+
+def response_for(exc: BaseException) -> Response:
+    """The answer to a request that raised ``exc``."""
+    if isinstance(exc, HttpError):
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+    if isinstance(exc, EngineError):
+        field = getattr(exc, "field", None)
+        retry = exc.retry_after if isinstance(exc, Overloaded) else None
+        return error_response(status_of(exc), exc.code, str(exc), field, retry)
+    log.error("HTTP request failed", exc_info=exc)
+    return error_response(500, "INTERNAL", f"internal error ({type(exc).__name__}); see the server log")

@@ -1,0 +1,254 @@
+"""Live events: job state changes and once-a-second counters, for GET /api/events (Server-Sent Events)
+and for the totals of /api/stats and /metrics.
+
+`LiveEvents.observe` is the engine's job observer (``server/events.py``): it only counts and
+appends one small tuple to a ring of the last `RING_SIZE` events, so it costs the engine well under
+a microsecond per change, clients or not. Events are turned into text only when a client reads
+them, a batch at a time. Each client keeps a cursor into the ring; its buffer is the ring itself
+(bounded) plus its socket's send buffer (bounded by the server's flow control). A client that
+falls more than the ring behind, or has not taken a write for `STALL_TIMEOUT` seconds, is dropped
+(its connection aborted): a slow client never slows the server or the other clients.
+
+Event ids count up from 1 in each server process. A client reconnecting with ``Last-Event-ID``
+gets every event after it if the ring still holds them; otherwise it first gets an ``event: reset``
+(reload your state) and then live events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+
+from spitfire.index.job import Job, JobState
+
+log = logging.getLogger("spitfire.dashboard.live")
+
+#: Events remembered for slow readers and Last-Event-ID resume.
+RING_SIZE = 65536
+#: Events turned into one chunk of the stream at most.
+MAX_BATCH = 2000
+#: A client whose writes have not completed for this long is dropped (seconds).
+STALL_TIMEOUT = 10.0
+#: Concurrent event-stream clients at most.
+MAX_CLIENTS = 256
+#: Throughput is averaged over this many one-second samples.
+RATE_WINDOW = 60
+
+#: Slots of a queue's counters: 0 created, 1..8 transitions into each JobState, 9 deleted.
+CREATED = 0
+DELETED = 9
+_LABELS = {int(s): s.label for s in JobState}
+_FINISHED = (int(JobState.SUCCEEDED), int(JobState.DEAD), int(JobState.CANCELLED))
+_encode = msgspec.json.encode
+#: Keys of a ``job`` event's data.
+_JOB_FIELDS = ("id", "queue", "name", "state", "at", "attempts")
+
+Stats = Callable[[], dict[str, Any]]
+
+
+class Client:
+    """One event-stream reader."""
+
+    __slots__ = ("cursor", "dropped", "queue", "sent_at", "transport", "wake")
+
+    def __init__(self, cursor: int, queue: str | None, transport: Any) -> None:
+        #: Id of the last event sent.
+        self.cursor = cursor
+        self.queue = queue
+        #: The connection's transport (to abort a stalled client), when the server exposes it.
+        self.transport = transport
+        self.dropped = False
+        self.sent_at = time.monotonic()
+        self.wake = asyncio.Event()
+
+
+class LiveEvents:
+    """Counts every job change, keeps the recent ones, and streams them to clients."""
+
+    def __init__(self, stats: Stats | None = None) -> None:
+        #: Per queue: [created, into SCHEDULED .. into CANCELLED, deleted] since start.
+        self.counters: dict[str, list[int]] = {}
+        self.seq = 0
+        self._ring: list[tuple[Any, ...] | None] = [None] * RING_SIZE
+        self._clients: set[Client] = set()
+        self._stats = stats
+        self._notify_pending = False
+        self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+        #: (monotonic time, created, finished) per queue, one sample a second.
+        self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque(maxlen=RATE_WINDOW + 1)
+
+    # -- the observer -----------------------------------------------------------------------------------
+
+    def observe(self, job: Job, deleted: bool) -> None:
+        """The engine's observer: count the change and remember it (never raises)."""
+        counts = self.counters.get(job.queue)
+        if counts is None:
+            counts = self.counters[job.queue] = [0] * 10
+        if deleted:
+            counts[DELETED] += 1
+            state = "deleted"
+        else:
+            counts[CREATED if job.history is None else int(job.state)] += 1
+            state = _LABELS[int(job.state)]
+        self.seq += 1
+        self._ring[self.seq % RING_SIZE] = (
+            "job",
+            job.queue,
+            (job.id, job.queue, job.name, state, job.updated_at or job.created_at, job.attempts),
+        )
+        if self._clients and not self._notify_pending:
+            self._notify_pending = True
+            asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
+        self._notify_pending = False
+        for client in self._clients:
+            client.wake.set()
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Add a non-job event (``stats``) for every client."""
+        self.seq += 1
+        self._ring[self.seq % RING_SIZE] = (kind, None, data)
+        self._notify()
+
+    # -- totals -----------------------------------------------------------------------------------------
+
+    def total(self, slot: int) -> int:
+        """A counter summed over every queue (``slot``: CREATED, a JobState value, or DELETED)."""
+        return sum(c[slot] for c in self.counters.values())
+
+    def rates(self, queue: str) -> tuple[float, float]:
+        """Jobs created and finished per second in ``queue`` over the sampled window."""
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        (t0, first), (t1, last) = self._samples[0], self._samples[-1]
+        a, b = first.get(queue, (0, 0)), last.get(queue, (0, 0))
+        span = max(t1 - t0, 1e-9)
+        return (b[0] - a[0]) / span, (b[1] - a[1]) / span
+
+    def _sample(self) -> None:
+        snap = {q: (c[CREATED], sum(c[s] for s in _FINISHED)) for q, c in self.counters.items()}
+        self._samples.append((time.monotonic(), snap))
+
+    # -- the ticker -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the once-a-second sampler and counters event."""
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def close(self) -> None:
+        """End every stream and stop the ticker."""
+        self._closed = True
+        for client in list(self._clients):
+            client.wake.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def _tick_forever(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("live events tick failed")
+
+    def tick(self) -> None:
+        """Sample throughput; with clients, publish counters and drop stalled clients."""
+        self._sample()
+        if not self._clients:
+            return
+        if self._stats is not None:
+            self.publish("stats", self._stats())
+        now = time.monotonic()
+        for client in list(self._clients):
+            if self.seq - client.cursor > RING_SIZE or now - client.sent_at > STALL_TIMEOUT:
+                self.drop(client, "too slow")
+
+    # -- clients ----------------------------------------------------------------------------------------
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def accepts(self) -> bool:
+        return not self._closed and len(self._clients) < MAX_CLIENTS
+
+    def connect(self, last_event_id: str | None, queue: str | None, transport: Any) -> tuple[Client, bool]:
+        """A new client; returns it and whether it must reset (its Last-Event-ID is gone)."""
+        cursor, reset = self.seq, False
+        if last_event_id:
+            try:
+                wanted = int(last_event_id)
+            except ValueError:
+                wanted = -1
+            if 0 <= wanted <= self.seq and self.seq - wanted < RING_SIZE:
+                cursor = wanted
+            else:
+                reset = True
+        client = Client(cursor, queue, transport)
+        self._clients.add(client)
+        return client, reset
+
+    def drop(self, client: Client, why: str) -> None:
+        """Disconnect a client (its stream ends; a stalled connection is aborted)."""
+        if client.dropped:
+            return
+        client.dropped = True
+        client.wake.set()
+        self._clients.discard(client)
+        log.info("event-stream client dropped: %s", why)
+        abort = getattr(client.transport, "abort", None)
+        if callable(abort):
+            abort()
+
+    def read(self, client: Client) -> bytes:
+        """The text of the events after the client's cursor (at most MAX_BATCH); advances it."""
+        if self.seq - client.cursor >= RING_SIZE:
+            self.drop(client, "fell behind the event buffer")
+            return b""
+        end = min(self.seq, client.cursor + MAX_BATCH)
+        parts: list[bytes] = []
+        queue = client.queue
+        ring = self._ring
+        for n in range(client.cursor + 1, end + 1):
+            event = ring[n % RING_SIZE]
+            if event is None or (queue is not None and event[1] is not None and event[1] != queue):
+                continue
+            data = event[2]
+            if event[0] == "job":
+                data = dict(zip(_JOB_FIELDS, data, strict=True))
+            parts.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (n, event[0].encode(), _encode(data)))
+        client.cursor = end
+        if not parts and end < self.seq:
+            return b": filtered\n\n"
+        return b"".join(parts)
+
+    async def stream(self, client: Client, reset: bool) -> AsyncIterator[bytes]:
+        """The event stream of one client, until it is dropped or the server stops."""
+        try:
+            first = b"retry: 2000\n\n"
+            if reset:
+                first += b"id: %d\nevent: reset\ndata: {}\n\n" % self.seq
+            yield first
+            while not client.dropped and not self._closed:
+                client.sent_at = time.monotonic()
+                chunk = self.read(client)
+                if chunk:
+                    yield chunk
+                    continue
+                client.wake.clear()
+                if client.cursor >= self.seq and not self._closed:
+                    await client.wake.wait()
+        finally:
+            self._clients.discard(client)

@@ -1,0 +1,118 @@
+"""GET /metrics: Prometheus text format (prometheus-client), in a registry of this server's own.
+
+Gauges are read from the engine at scrape time (jobs per queue and state, paused queues,
+connections, workers); job totals come from the job observer (`live.LiveEvents` counters since
+the server started); HTTP enqueue latency and HTTP refusals are measured by the HTTP layer.
+Not collected yet (they need hooks in wal/ and the service): fsync batch size and latency, commit
+latency, WAL bytes and segments, snapshot duration, and backpressure refusals of the binary protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from spitfire.index.job import JobState
+from spitfire.server.backpressure import Backpressure
+from spitfire.server.dispatcher import Dispatcher
+from spitfire.server.engine import Engine
+from spitfire.server.service import Service
+
+from .live import CREATED, DELETED, LiveEvents
+
+#: Histogram buckets of enqueue latency, in seconds (0.1 ms to 1 s).
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+_TOTALS = (
+    ("enqueued", "Jobs created (enqueued or scheduled).", (CREATED,)),
+    ("delivered", "Jobs delivered to a worker (attempts started).", (int(JobState.RESERVED),)),
+    ("succeeded", "Jobs that succeeded.", (int(JobState.SUCCEEDED),)),
+    ("failed", "Failed attempts (retried or dead).", (int(JobState.RETRYING), int(JobState.DEAD))),
+    ("retried", "Failed attempts that will be retried after a backoff.", (int(JobState.RETRYING),)),
+    ("dead", "Jobs that went dead (out of attempts, or not retryable).", (int(JobState.DEAD),)),
+    ("cancelled", "Jobs cancelled.", (int(JobState.CANCELLED),)),
+    ("deleted", "Jobs deleted.", (DELETED,)),
+)
+
+
+@dataclass(slots=True)
+class Sources:
+    """What the collector reads at scrape time."""
+
+    engine: Engine
+    service: Service
+    dispatcher: Dispatcher
+    backpressure: Backpressure
+    live: LiveEvents
+    http_workers: Callable[[], int]
+
+
+class EngineCollector(Collector):
+    """Reads the engine and the observer's counters on each scrape."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.s = sources
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.s
+        jobs = GaugeMetricFamily("spitfire_jobs", "Jobs per queue and state.", labels=["queue", "state"])
+        paused = GaugeMetricFamily("spitfire_queue_paused", "1 when the queue is paused.", labels=["queue"])
+        for name, q in s.engine.stats().queues.items():
+            for state, count in q.counts.items():
+                jobs.add_metric([name, state], count)
+            paused.add_metric([name], 1 if q.paused else 0)
+        yield jobs
+        yield paused
+        for name, doc, slots in _TOTALS:
+            family = CounterMetricFamily(f"spitfire_jobs_{name}", doc, labels=["queue"])
+            for queue, counts in s.live.counters.items():
+                family.add_metric([queue], sum(counts[i] for i in slots))
+            yield family
+        conns = GaugeMetricFamily("spitfire_connections", "Open binary-protocol connections.")
+        conns.add_metric([], s.service.connections)
+        yield conns
+        workers = GaugeMetricFamily("spitfire_workers", "Workers by kind.", labels=["kind"])
+        workers.add_metric(["protocol"], len(s.dispatcher.workers))
+        workers.add_metric(["http"], s.http_workers())
+        yield workers
+        sse = GaugeMetricFamily("spitfire_event_stream_clients", "Open GET /api/events streams.")
+        sse.add_metric([], s.live.clients)
+        yield sse
+        pending = GaugeMetricFamily("spitfire_pending_jobs", "Jobs not finished yet, in every queue.")
+        pending.add_metric([], s.engine.pending())
+        yield pending
+        nbytes = GaugeMetricFamily("spitfire_pending_bytes", "Payload bytes of the pending jobs.")
+        nbytes.add_metric([], s.engine.pending_bytes())
+        yield nbytes
+
+
+class Metrics:
+    """The server's Prometheus registry and the metrics the HTTP layer records itself."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(EngineCollector(sources))
+        self.registry.register(ProcessCollector(registry=None))
+        self.enqueue_latency = Histogram(
+            "spitfire_http_enqueue_seconds",
+            "HTTP enqueue latency: request decoded to job durable (single and batch).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "spitfire_http_backpressure_rejections",
+            "HTTP enqueues refused with 429 (backpressure).",
+            registry=self.registry,
+        )
+        self.responses = Counter(
+            "spitfire_http_responses", "HTTP answers by status class.", ["status"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,341 @@
+"""The HTTP API's JSON shapes (msgspec Structs) and their conversions to and from the engine's model.
+
+Request bodies are decoded and validated by msgspec (types and ranges); the engine validates the
+rest (names, sizes, times) and raises `ValidationError` naming the field. Payloads and results
+travel as msgpack between SDKs and the server: a JSON value sent over HTTP is stored as its msgpack
+encoding (what the Python SDK sends for the same value), and stored msgpack is answered as JSON.
+Times are float seconds since the Unix epoch, as everywhere else in Spitfire.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from spitfire.index.job import MAX_PRIORITY, Backoff, BackoffKind, Job
+from spitfire.server.errors import ValidationError
+from spitfire.server.service import job_info
+
+#: A queue, handler or worker name.
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Key = Annotated[str, Meta(min_length=1, max_length=256)]
+Millis = Annotated[int, Meta(ge=0, le=2**53)]
+PositiveMillis = Annotated[int, Meta(ge=1, le=12 * 3600 * 1000)]
+Priority = Annotated[int, Meta(ge=0, le=MAX_PRIORITY)]
+Attempts = Annotated[int, Meta(ge=1, le=1_000_000)]
+#: Epoch seconds, or an RFC 3339 date-time (a naive one is taken as UTC).
+Time = Annotated[float, Meta(ge=0, le=1e11)] | datetime
+Seconds = Annotated[float, Meta(ge=0, le=1e9)]
+
+_BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
+_FIELD_AT = re.compile(r"at `\$\.?([^`]*)`")
+_FIELD_NAMED = re.compile(r"field `([^`]*)`")
+
+
+class BackoffIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Retry delay policy: exponential min(cap, base * factor ** (attempt - 1)), fixed base, or
+    linear base * attempt; ``jitter`` draws the delay from [delay / 2, delay]."""
+
+    kind: Literal["exponential", "fixed", "linear"] = "exponential"
+    base: Seconds = 1.0
+    factor: Annotated[float, Meta(ge=1, le=1000)] = 2.0
+    cap: Seconds = 3600.0
+    jitter: bool = False
+
+
+class EnqueueIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/queues/{queue}/jobs."""
+
+    name: Name
+    payload: Any = None
+    priority: Priority = 0
+    delay_ms: Millis | None = None
+    run_at: Time | None = None
+    max_attempts: Attempts | None = None
+    backoff: BackoffIn | None = None
+    timeout_ms: PositiveMillis | None = None
+    idempotency_key: Key | None = None
+    headers: dict[str, str] | None = None
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/queues/{queue}/jobs:batch: one job per payload, all with the same options."""
+
+    name: Name
+    payloads: Annotated[list[Any], Meta(min_length=1, max_length=10_000)]
+    priority: Priority = 0
+    delay_ms: Millis | None = None
+    run_at: Time | None = None
+    max_attempts: Attempts | None = None
+    backoff: BackoffIn | None = None
+    timeout_ms: PositiveMillis | None = None
+    #: One key (or null) per payload.
+    idempotency_keys: list[Key | None] | None = None
+    headers: dict[str, str] | None = None
+
+
+class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/queues/{queue}/claim."""
+
+    #: Your worker's name; leases are held by ``http:<name>`` (a random name when absent).
+    worker: Name | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 1
+    #: Lease length; at least the job's own timeout.
+    lease_ms: PositiveMillis | None = None
+
+
+class AckIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/jobs/{id}/ack."""
+
+    worker: Name
+    result: Any = None
+
+
+class FailIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/jobs/{id}/fail."""
+
+    worker: Name
+    error: Annotated[str, Meta(max_length=65536)]
+    traceback: Annotated[str, Meta(max_length=1 << 20)] | None = None
+    #: False: the job goes dead at once.
+    retryable: bool = True
+    #: Run again after this long without counting the attempt (a snooze).
+    retry_in_ms: Millis | None = None
+
+
+class HeartbeatIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/jobs/{id}/heartbeat."""
+
+    worker: Name
+    lease_ms: PositiveMillis | None = None
+
+
+# -- answers ----------------------------------------------------------------------------------------------
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+    retry_after: float | None = None
+
+
+class ErrorOut(msgspec.Struct):
+    error: ErrorBody
+
+
+class BackoffOut(msgspec.Struct):
+    kind: str
+    base: float
+    factor: float
+    cap: float
+    jitter: bool
+
+
+class AttemptOut(msgspec.Struct):
+    attempt: int
+    at: float
+    error: str
+    traceback: str | None
+
+
+class TransitionOut(msgspec.Struct):
+    state: str
+    at: float
+
+
+class JobOut(msgspec.Struct):
+    """A job with every field of the job model; ``history`` holds each transition after creation."""
+
+    id: str
+    queue: str
+    name: str
+    payload: Any
+    state: str
+    priority: int
+    created_at: float
+    updated_at: float
+    run_at: float | None
+    attempts: int
+    max_attempts: int
+    backoff: BackoffOut | None
+    timeout: float
+    idempotency_key: str | None
+    headers: dict[str, str] | None
+    errors: list[AttemptOut]
+    result: Any
+    history: list[TransitionOut]
+    lease_until: float | None
+    worker: str | None
+
+
+class JobPage(msgspec.Struct):
+    jobs: list[JobOut]
+    #: Pass as ``cursor`` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+class JobList(msgspec.Struct):
+    jobs: list[JobOut]
+
+
+class BatchOut(msgspec.Struct):
+    ids: list[str]
+    #: Per id: false when its idempotency key named an existing job.
+    created: list[bool]
+
+
+class QueueOut(msgspec.Struct):
+    name: str
+    paused: bool
+    durability: str
+    #: Jobs per state (every state present).
+    counts: dict[str, int]
+    total: int
+    #: Age in seconds of the oldest job waiting to be delivered (0 when none).
+    latency: float
+    #: Jobs created and finished per second over the last minute.
+    enqueued_per_s: float
+    processed_per_s: float
+
+
+class QueueList(msgspec.Struct):
+    queues: list[QueueOut]
+
+
+class WorkerOut(msgspec.Struct):
+    id: str
+    name: str
+    #: "protocol" (an SDK connection) or "http" (the HTTP worker API).
+    kind: str
+    queues: list[str]
+    #: Jobs it holds a lease on.
+    jobs: int
+    active: bool
+    credits: int | None
+    last_seen: float | None
+
+
+class WorkerList(msgspec.Struct):
+    workers: list[WorkerOut]
+
+
+class Totals(msgspec.Struct):
+    """Counts since the server started."""
+
+    enqueued: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead: int
+    cancelled: int
+    deleted: int
+
+
+class StatsOut(msgspec.Struct):
+    total_jobs: int
+    counts: dict[str, int]
+    queues: int
+    workers: int
+    connections: int
+    totals: Totals
+    uptime: float
+
+
+class ClaimOut(msgspec.Struct):
+    #: Pass this as ``worker`` to ack, fail and heartbeat.
+    worker: str
+    jobs: list[JobOut]
+
+
+class LeaseOut(msgspec.Struct):
+    id: str
+    lease_until: float
+
+
+class ScheduleList(msgspec.Struct):
+    schedules: list[dict[str, Any]]
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# -- conversions ------------------------------------------------------------------------------------------
+
+
+def field_of(exc: msgspec.DecodeError) -> str:
+    """The field a msgspec validation error is about (dotted path), or "body"."""
+    text = str(exc)
+    match = _FIELD_AT.search(text) or _FIELD_NAMED.search(text)
+    return (match.group(1).replace("[...]", "") or "body") if match else "body"
+
+
+def backoff_in(b: BackoffIn | None) -> Backoff | None:
+    """The engine's policy from the JSON one (the engine checks the combination)."""
+    if b is None:
+        return None
+    return Backoff(_BACKOFF_KINDS[b.kind], b.base, b.factor, b.cap, b.jitter)
+
+
+def epoch(value: float | datetime | None) -> float | None:
+    """Epoch seconds of a JSON time (a naive date-time is UTC)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return value
+
+
+def to_msgpack(field: str, value: Any) -> bytes:
+    """The msgpack bytes of a JSON value. :raises ValidationError: it cannot be encoded."""
+    try:
+        return msgspec.msgpack.encode(value)
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise ValidationError(field, f"cannot be stored as msgpack: {exc}") from None
+
+
+def from_msgpack(data: bytes | None) -> Any:
+    """A stored msgpack value as something JSON can carry: the decoded value when it is plain
+    JSON-compatible data, else ``{"$msgpack": "<base64>"}`` (extension types, binary map keys)."""
+    if data is None:
+        return None
+    try:
+        value = msgspec.msgpack.decode(data)
+        return msgspec.Raw(msgspec.json.encode(value))
+    except (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError):
+        return {"$msgpack": base64.b64encode(data).decode()}
+
+
+def job_out(job: Job) -> JobOut:
+    """Every field of a job, payload and result as JSON (conversions of `service.job_info`)."""
+    info = job_info(job)
+    b = info.backoff
+    return JobOut(
+        id=info.id,
+        queue=info.queue,
+        name=info.name,
+        payload=from_msgpack(info.payload),
+        state=info.state,
+        priority=info.priority,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+        run_at=info.run_at,
+        attempts=info.attempts,
+        max_attempts=info.max_attempts,
+        backoff=None if b is None else BackoffOut(b.kind, b.base, b.factor, b.cap, b.jitter),
+        timeout=info.timeout,
+        idempotency_key=info.idempotency_key,
+        headers=info.headers,
+        errors=[AttemptOut(e.attempt, e.at, e.error, e.traceback) for e in info.errors],
+        result=from_msgpack(info.result),
+        history=[TransitionOut(t.state, t.at) for t in info.history],
+        lease_until=info.lease_until,
+        worker=info.worker,
+    )
