@@ -41,9 +41,9 @@ async def _write(data_dir: Path, mode: Durability, n: int, config: WalConfig = S
     return lsns
 
 
-async def _read(data_dir: Path, config: WalConfig = SMALL) -> list[tuple[int, int, bytes]]:
+async def _read(data_dir: Path, config: WalConfig = SMALL, queue: str = "q") -> list[tuple[int, int, bytes]]:
     storage = FileStorage(data_dir, config)
-    log, recovery = storage.open_log("q", Durability.GROUP)
+    log, recovery = storage.open_log(queue, Durability.GROUP)
     records = [(r.lsn, r.rtype, r.body) for r in recovery.records]
     assert log.last_lsn == (records[-1][0] if records else 0)
     await storage.close()
@@ -247,3 +247,27 @@ def test_fsync_failure_fails_the_futures(tmp_path: Path, run: Run, monkeypatch: 
         await storage.close()
 
     run(main())
+
+
+def test_close_makes_every_submitted_group_durable_across_logs(tmp_path: Path, run: Run) -> None:
+    """The flusher's hand-off queue: groups sealed just before close are all fsynced and resolved,
+    SYNC groups one round each, and the thread exits."""
+
+    async def main() -> None:
+        storage = FileStorage(tmp_path, WalConfig(segment_size=64 * 1024))
+        logs = [storage.open_log(f"q{i}", mode)[0] for i, mode in enumerate(list(Durability) * 2)]
+        futures = []
+        for i in range(30):
+            log = logs[i % len(logs)]
+            future = log.commit(log.append(1, body_for(i)))
+            if future is not None:
+                futures.append(future)
+        assert storage._ctx is not None
+        flusher = storage._ctx.flusher
+        await storage.close()
+        assert all(f.done() and f.exception() is None for f in futures)
+        assert not flusher._thread.is_alive()
+
+    run(main())
+    for i in range(6):
+        assert len(run(_read(tmp_path, queue=f"q{i}"))) == 5
