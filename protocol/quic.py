@@ -20,6 +20,15 @@ handler's optional ``pause_writing`` is called, and ``resume_writing`` once they
 `WRITE_LOW_WATER` (the asyncio TCP protocol's contract), so a server can stop serving a client that
 does not read its answers.
 
+Clock and timers: aioquic is driven with `time.monotonic` (kept non-decreasing per connection), not
+``loop.time()``, and its timer is armed with ``call_later``. uvloop's ``loop.time()`` counts whole
+milliseconds and is frozen for a loop iteration, so with it a timer due a fraction of a millisecond
+later fired, found nothing due, re-armed itself at once and spun until the clock ticked, and the
+packet pacer, whose token bucket refills only as the clock moves, sent at most a bucketful (often
+one packet) per tick. A
+timer that fires early (uvloop rounds delays to milliseconds) runs as if on time: the connection's
+clock moves forward to the deadline, so no interval aioquic measures is ever negative.
+
 The client sends a QUIC PING every `KEEPALIVE_INTERVAL` seconds so an idle but healthy connection
 outlives the `IDLE_TIMEOUT` of both ends, while a vanished peer is noticed within it.
 """
@@ -31,6 +40,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -140,6 +150,8 @@ class _Connection(QuicConnectionProtocol):
         self._flush_handle: asyncio.Handle | None = None
         self._linger_handle: asyncio.TimerHandle | None = None
         self._writing_paused = False
+        #: The connection's clock (see `_now`): the latest time handed to aioquic.
+        self._clock = 0.0
 
     # -- the handler's ByteStream ------------------------------------------------------------------
 
@@ -203,8 +215,22 @@ class _Connection(QuicConnectionProtocol):
         self._quic.send_stream_data(STREAM_ID, b"", end_stream=True)
         self.transmit()
 
+    def _now(self) -> float:
+        """The time to hand aioquic: `time.monotonic`, but never earlier than a time handed before.
+
+        Not ``loop.time()``: uvloop's has millisecond steps and stays put for a whole loop
+        iteration (see the module docstring).
+        """
+        now = time.monotonic()
+        if now > self._clock:
+            self._clock = now
+        return self._clock
+
     def transmit(self) -> None:
-        """Move queued writes into the stream, then send every datagram that is due."""
+        """Move queued writes into the stream, send every datagram that is due, re-arm the timer.
+
+        Replaces aioquic's ``transmit`` to use `_now` as the clock and ``call_later`` for the timer.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             self._cancel_timers()
@@ -213,7 +239,35 @@ class _Connection(QuicConnectionProtocol):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._push_pending()
-        super().transmit()
+        quic = self._quic
+        now = self._now()
+        sendto = transport.sendto
+        for data, addr in quic.datagrams_to_send(now=now):
+            sendto(data, addr)
+        timer_at = quic.get_timer()
+        if timer_at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if timer_at is not None:
+                self._timer = self._loop.call_later(max(0.0, timer_at - now), self._handle_timer)
+            self._timer_at = timer_at
+
+    def _handle_timer(self) -> None:
+        """aioquic's timer is due: run it, then send what it made due.
+
+        The connection's clock moves forward to the deadline if the loop fired early, so aioquic
+        finds its deadline reached instead of re-arming the same timer.
+        """
+        timer_at = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        if timer_at is not None and timer_at > self._clock:
+            self._clock = timer_at
+        self._quic.handle_timer(now=self._now())
+        self._process_events()
+        self._check_resume()
+        self.transmit()
 
     def _close_quic(self, error_code: int = APP_NO_ERROR, reason: str = "") -> None:
         """Send CONNECTION_CLOSE (after anything already queued has been transmitted)."""
@@ -239,7 +293,7 @@ class _Connection(QuicConnectionProtocol):
         """
         if self._transport is None or self._transport.is_closing() or not isinstance(data, bytes):
             return
-        self._quic.receive_datagram(data, addr, now=self._loop.time())
+        self._quic.receive_datagram(data, addr, now=self._now())
         self._process_events()
         self._check_resume()
         self._schedule_flush()
@@ -446,7 +500,31 @@ class _ClientConnection(_Connection):
         super().__init__(quic, handler)
         self.peer = peer
         self.socket_closed: asyncio.Future[None] = self._loop.create_future()
+        #: Resolves when the handshake completes; fails with ConnectionError if the connection ends
+        #: first. (Not aioquic's ``wait_connected``: it misses a HandshakeCompleted that arrives
+        #: before it is first awaited -- on uvloop that happens to a task started just before.)
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
         self._keepalive: asyncio.TimerHandle | None = None
+
+    def connect(self, addr: NetworkAddress, transmit: bool = True) -> None:
+        """Start the handshake with the server at ``addr`` (on this connection's clock)."""
+        self._quic.connect(addr, now=self._now())
+        if transmit:
+            self.transmit()
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        """Resolve `handshake` (or fail it if the connection ended), then route as both ends do."""
+        if isinstance(event, events.HandshakeCompleted):
+            if not self.handshake.done():
+                self.handshake.set_result(None)
+        elif isinstance(event, events.ConnectionTerminated):
+            self._handshake_failed()
+        super().quic_event_received(event)
+
+    def _handshake_failed(self) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError("the QUIC connection ended during the handshake"))
+            self.handshake.exception()  # retrieved: connect_quic reports the reason itself
 
     def start(self) -> None:
         """The handshake is done: hand the stream to the handler (its errors propagate)."""
@@ -481,6 +559,7 @@ class _ClientConnection(_Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         """The UDP socket is closed: the connection is over."""
         self.closing = True
+        self._handshake_failed()
         self._notify_lost(exc)
         self._cancel_timers()
         if self._keepalive is not None:
@@ -553,7 +632,7 @@ async def connect_quic(
     assert isinstance(protocol, _ClientConnection)
     try:
         protocol.connect(addr)
-        await asyncio.wait_for(protocol.wait_connected(), timeout)
+        await asyncio.wait_for(asyncio.shield(protocol.handshake), timeout)
     except BaseException as exc:
         await _discard(protocol)
         term = protocol.terminated

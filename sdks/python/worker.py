@@ -44,7 +44,6 @@ from spitfire.protocol.session import Response
 
 from ._connection import Connection, client_name, open_connection
 from ._context import JobContext, _reset, _set
-from ._url import Endpoint, parse_url
 from .app import App, JobFunction
 from .client import BACKOFF_FACTOR, BACKOFF_FIRST, BACKOFF_MAX
 from .errors import (
@@ -175,20 +174,13 @@ class Worker:
     def run(self) -> int:
         """Run until stopped (or, in burst mode, until the work is done); returns the exit code.
 
-        Runs on uvloop when it is installed and the URL is tcp://. QUIC uses asyncio's own loop:
-        under uvloop, protocol/quic.py's client loses some handshakes (reported; revisit then).
+        Runs on uvloop when it is installed (tcp:// and quic:// alike), else on asyncio's loop.
         """
-        if self._control_endpoint().scheme == "tcp":
-            try:
-                import uvloop
-            except ImportError:  # uvloop is optional for the SDK; asyncio's loop works too
-                pass
-            else:
-                return uvloop.run(self.serve())
-        return asyncio.run(self.serve())
-
-    def _control_endpoint(self) -> Endpoint:
-        return parse_url(self.app.url)
+        try:
+            import uvloop
+        except ImportError:  # uvloop is optional for the SDK; asyncio's loop works too
+            return asyncio.run(self.serve())
+        return uvloop.run(self.serve())
 
     def stop(self) -> None:
         """Ask for a graceful shutdown; a second call shortens the grace period to nothing.
