@@ -65,14 +65,19 @@ class IdGenerator:
 
     def next_many(self, now: float, count: int) -> list[str]:
         """``count`` new ids, the same ones ``count`` calls of `next` would return (a batch's)."""
-        low = self._counter & 0xFFF
-        if now < self._edge and self._counter >= 0 and low + count <= 0xFFF:
-            # Every id stays within this millisecond and the cached head: one slice, no branches.
-            head, tail = self._head, self._tail
-            self._counter += count
-            return [head + hex3 + tail for hex3 in _HEX3[low + 1 : low + 1 + count]]
-        nxt = self.next
-        return [nxt(now) for _ in range(count)]
+        out: list[str] = []
+        while len(out) < count:
+            want = count - len(out)
+            low = self._counter & 0xFFF
+            if now < self._edge and self._counter >= 0 and low < 0xFFF:
+                # Ids within this millisecond and the cached head: one slice, no branches.
+                take = min(want, 0xFFF - low)
+                head, tail = self._head, self._tail
+                self._counter += take
+                out += [head + hex3 + tail for hex3 in _HEX3[low + 1 : low + 1 + take]]
+            else:  # a new millisecond (the usual first id of a batch), or the low digits wrap
+                out.append(self.next(now))
+        return out
 
     def _next_slow(self, now: float) -> str:
         """A new millisecond, a clock that stepped back, or the counter's low digits wrapping."""

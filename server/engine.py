@@ -446,27 +446,39 @@ class Engine:
                 return jobs, created
         else:
             created = None
+            known = self._queues.get(queue)  # its interned name goes into the jobs at once
             jobs = new = self._build_many(
-                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
-            )
+                queue if known is None else known.name, name, payloads, now, priority, run_at, delay,
+                max_attempts, backoff, timeout, headers,
+            )  # fmt: skip
         q = self._queue_for_write(queue)
         lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
+        self._add_batch(q, new, lsn, keyed=created is not None)
+        await self._commit(q, lsn)
+        return jobs, created
+
+    def _add_batch(self, q: Queue, new: list[Job], lsn: int, *, keyed: bool) -> None:
+        """Index the new jobs of one appended batch record (and report them)."""
         qname = q.name
-        for job in new:
-            job.queue = qname
-            job.lsn = lsn
-        if created is None:
-            q.index.add_many(new)
+        if new[0].queue is qname:
+            for job in new:
+                job.lsn = lsn
         else:
+            for job in new:
+                job.queue = qname
+                job.lsn = lsn
+        if keyed:
             add = q.index.add
             for job in new:
                 add(job)
-        for job in new:
-            self.observer(job, False)
-        if any(job.state is _ENQUEUED for job in new):
+        else:
+            q.index.add_many(new)
+        observer = self.observer
+        if observer is not ignore:
+            for job in new:
+                observer(job, False)
+        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
             self._notify(q)
-        await self._commit(q, lsn)
-        return jobs, created
 
     def _build_many(
         self,
