@@ -68,6 +68,11 @@ class Client:
         self.sent_at = time.monotonic()
         self.wake = asyncio.Event()
 
+    def gone(self) -> bool:
+        """The connection closed (known only when the server exposed its transport)."""
+        closing = getattr(self.transport, "is_closing", None)
+        return bool(callable(closing) and closing())
+
 
 class LiveEvents:
     """Counts every job change, keeps the recent ones, and streams them to clients."""
@@ -172,7 +177,9 @@ class LiveEvents:
             self.publish("stats", self._stats())
         now = time.monotonic()
         for client in list(self._clients):
-            if self.seq - client.cursor > RING_SIZE or now - client.sent_at > STALL_TIMEOUT:
+            if client.gone():
+                self.drop(client, "disconnected")
+            elif self.seq - client.cursor > RING_SIZE or now - client.sent_at > STALL_TIMEOUT:
                 self.drop(client, "too slow")
 
     # -- clients ----------------------------------------------------------------------------------------
@@ -207,7 +214,8 @@ class LiveEvents:
         client.dropped = True
         client.wake.set()
         self._clients.discard(client)
-        log.info("event-stream client dropped: %s", why)
+        if why != "disconnected":
+            log.info("event-stream client dropped: %s", why)
         abort = getattr(client.transport, "abort", None)
         if callable(abort):
             abort()
@@ -241,7 +249,7 @@ class LiveEvents:
             if reset:
                 first += b"id: %d\nevent: reset\ndata: {}\n\n" % self.seq
             yield first
-            while not client.dropped and not self._closed:
+            while not client.dropped and not self._closed and not client.gone():
                 client.sent_at = time.monotonic()
                 chunk = self.read(client)
                 if chunk:

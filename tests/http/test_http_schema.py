@@ -1,0 +1,78 @@
+"""Schemathesis against a live server: for every operation of /openapi.json, generated requests
+(valid and invalid ones) get no 5xx, only documented status codes and content types, and bodies
+that match the documented schemas. A few examples per operation here; the slow run does many."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import checks as c
+from schemathesis.generation.modes import GenerationMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from httphelpers import HttpServer, http_server
+
+CHECKS = [c.not_a_server_error, c.status_code_conformance, c.content_type_conformance]
+CHECKS.append(c.response_schema_conformance)
+#: Streams forever: checked by test_http_events.py instead.
+SKIPPED = {"/api/events"}
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    with http_server(tmp_path_factory.mktemp("fuzz") / "data", "--max-payload", "65536") as proc:
+        # Some jobs in several states, so that generated ids and queues sometimes hit something.
+        for i in range(3):
+            proc.http.post("/api/queues/q/jobs", json={"name": "seed", "payload": i})
+        proc.http.post("/api/queues/q/claim", json={"worker": "w"})
+        yield proc
+
+
+def run_schema(server: HttpServer, examples: int) -> list[tuple[str, str]]:
+    """Fuzz every operation; returns (operation, failure) pairs."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    failures: list[tuple[str, str]] = []
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if op.path in SKIPPED:
+            continue
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.generate],
+                database=None,
+            )
+            def call(case: Any) -> None:
+                case.call_and_validate(base_url=server.url, checks=CHECKS)
+
+            try:
+                call()
+            except Unsatisfiable:  # no invalid request exists (an operation without inputs)
+                continue
+            except Exception as exc:
+                failures.append((f"{op.label} ({mode.value})", str(exc)[:3000]))
+    return failures
+
+
+def test_schemathesis_finds_nothing(fuzzed: HttpServer) -> None:
+    failures = run_schema(fuzzed, examples=8)
+    assert not failures, "\n\n".join(f"{op}: {text}" for op, text in failures)
+    assert "Traceback" not in fuzzed.log()
+
+
+@pytest.mark.slow
+def test_schemathesis_long_run(fuzzed: HttpServer) -> None:
+    failures = run_schema(fuzzed, examples=300)
+    assert not failures, "\n\n".join(f"{op}: {text}" for op, text in failures)
+    assert "Traceback" not in fuzzed.log()
