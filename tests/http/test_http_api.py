@@ -3,6 +3,8 @@ error cases (status codes, error shape, job JSON)."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -315,3 +317,15 @@ def test_health_ready_metrics_openapi(server: HttpServer, queue: str) -> None:
 
 def test_nothing_in_the_log_went_wrong(server: HttpServer) -> None:
     assert "Traceback" not in server.log()
+
+
+def test_grafana_dashboard_uses_only_exported_metrics(server: HttpServer, queue: str) -> None:
+    enqueue(server.http, queue)
+    text = server.http.get("/metrics").text
+    board = json.loads((Path(__file__).parents[2] / "dashboard" / "grafana" / "spitfire.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    names = {n for e in exprs for n in re.findall(r"\b(?:spitfire|process)_[a-z_]+", e)}
+    assert len(names) > 10
+    for name in names:
+        base = re.sub(r"_(total|bucket)$", "", name)
+        assert f"# TYPE {base} " in text or f"# TYPE {name} " in text, name
