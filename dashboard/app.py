@@ -85,7 +85,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HttpError(413, "TOO_LARGE", f"the body is {size} bytes; at most {limit} are accepted")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    async for chunk in request.stream():  # type: ignore[attr-defined]  # blacksheep stub: async generator
         total += len(chunk)
         if total > limit:
             raise HttpError(413, "TOO_LARGE", f"the body is over the limit of {limit} bytes")

@@ -93,7 +93,14 @@ class LiveEvents:
     # -- the observer -----------------------------------------------------------------------------------
 
     def observe(self, job: Job, deleted: bool) -> None:
-        """The engine's observer: count the change and remember it (never raises)."""
+        """The engine's observer: count the change and remember it (never raises: the engine calls
+        it between applying a change and committing it)."""
+        try:
+            self._observe(job, deleted)
+        except Exception:
+            log.exception("job observer failed on job %r", getattr(job, "id", None))
+
+    def _observe(self, job: Job, deleted: bool) -> None:
         counts = self.counters.get(job.queue)
         if counts is None:
             counts = self.counters[job.queue] = [0] * 10

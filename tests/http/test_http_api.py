@@ -329,3 +329,32 @@ def test_grafana_dashboard_uses_only_exported_metrics(server: HttpServer, queue:
     for name in names:
         base = re.sub(r"_(total|bucket)$", "", name)
         assert f"# TYPE {base} " in text or f"# TYPE {name} " in text, name
+
+
+def test_engine_errors_map_to_the_design_statuses() -> None:
+    """507 cannot be produced on demand against a real disk; the mapping is checked directly."""
+    from spitfire.dashboard.errors import response_for
+    from spitfire.server.errors import (
+        InvalidTransition,
+        JobNotFound,
+        NoSpace,
+        Overloaded,
+        PayloadTooLarge,
+        StaleLease,
+        ValidationError,
+    )
+
+    cases = [
+        (NoSpace("q"), 507, "NO_SPACE"),
+        (Overloaded("full", 0.5), 429, "BUSY"),
+        (PayloadTooLarge(10, 5), 413, "PAYLOAD_TOO_LARGE"),
+        (ValidationError("priority", "bad"), 422, "INVALID_ARGUMENT"),
+        (JobNotFound("x"), 404, "NOT_FOUND"),
+        (InvalidTransition("x", "succeeded", "retry"), 409, "INVALID_STATE"),
+        (StaleLease("x", "w", None), 409, "STALE_LEASE"),
+    ]
+    for exc, status, code in cases:
+        response = response_for(exc)
+        assert response.status == status
+        assert json.loads(response.content.body)["error"]["code"] == code
+    assert response_for(Overloaded("full", 0.5)).get_first_header(b"retry-after") == b"1"
