@@ -375,11 +375,17 @@ class Dashboard:
         queue = _route(request, "queue")
         body = await self._optional_body(request, mo.ClaimIn)
         engine = self.engine
-        paused = engine.is_paused(queue)  # :raises QueueNotFound: -> 404
         wid = worker_id(body.worker)
-        now = time.time()
-        self.http_workers.seen(wid, now, queue)
-        jobs = [] if paused else engine.reserve([queue], wid, now, body.limit)
+        self.http_workers.seen(wid, time.time(), queue)
+        deadline = time.monotonic() + body.wait_ms / 1000
+        while True:
+            paused = engine.is_paused(queue)  # :raises QueueNotFound: -> 404
+            now = time.time()
+            jobs = [] if paused else engine.reserve([queue], wid, now, body.limit)
+            left = deadline - time.monotonic()
+            if jobs or left <= 0 or self.live.closed:
+                break
+            await self.live.wait_ready(queue, min(left, 1.0))  # a resume wakes nobody: look again
         for job in jobs:
             engine.start(job.id, wid, now)
             if body.lease_ms is not None:

@@ -30,8 +30,8 @@ from spitfire.index.job import Job, JobState
 
 log = logging.getLogger("spitfire.dashboard.live")
 
-#: Events remembered for slow readers and Last-Event-ID resume.
-RING_SIZE = 65536
+#: Events remembered for slow readers and Last-Event-ID resume (a power of two).
+RING_SIZE = 1 << 16
 #: Events turned into one chunk of the stream at most.
 MAX_BATCH = 2000
 #: A client whose writes have not completed for this long is dropped (seconds).
@@ -47,10 +47,26 @@ DELETED = 9
 _LABELS = {int(s): s.label for s in JobState}
 _FINISHED = (int(JobState.SUCCEEDED), int(JobState.DEAD), int(JobState.CANCELLED))
 _encode = msgspec.json.encode
-#: Keys of a ``job`` event's data.
-_JOB_FIELDS = ("id", "queue", "name", "state", "at", "attempts")
+_ENQUEUED = JobState.ENQUEUED
+_MASK = RING_SIZE - 1
+_STATE_LABELS = {0: "deleted", **_LABELS}
 
 Stats = Callable[[], dict[str, Any]]
+
+
+def _format(n: int, event: tuple[Any, ...]) -> bytes:
+    """The text of one ring entry: a job change ``(queue, id, name, state, at, attempts)`` (state 0:
+    deleted) or another event ``(None, kind, data)``."""
+    if event[0] is None:
+        kind, data = event[1], event[2]
+    else:
+        queue, job_id, name, state, at, attempts = event
+        kind = "job"
+        data = {
+            "id": job_id, "queue": queue, "name": name, "state": _STATE_LABELS[int(state)],
+            "at": at, "attempts": attempts,
+        }  # fmt: skip
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (n, kind.encode(), _encode(data))
 
 
 class Client:
@@ -87,6 +103,8 @@ class LiveEvents:
         self._notify_pending = False
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
+        #: queue -> [event set when a job of the queue becomes ready, claims waiting on it].
+        self._ready_waiters: dict[str, list[Any]] = {}
         #: (monotonic time, created, finished) per queue, one sample a second.
         self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque(maxlen=RATE_WINDOW + 1)
 
@@ -94,31 +112,32 @@ class LiveEvents:
 
     def observe(self, job: Job, deleted: bool) -> None:
         """The engine's observer: count the change and remember it (never raises: the engine calls
-        it between applying a change and committing it)."""
+        it between applying a change and committing it). About 0.3 us: it runs for every change."""
         try:
-            self._observe(job, deleted)
+            queue = job.queue
+            counts = self.counters.get(queue)
+            if counts is None:
+                counts = self.counters[queue] = [0] * 10
+            if deleted:
+                counts[DELETED] += 1
+                state = 0
+            else:
+                state = job.state
+                counts[CREATED if job.history is None else state] += 1
+                if state is _ENQUEUED and self._ready_waiters:
+                    self._wake_claims(queue)
+            seq = self.seq = self.seq + 1
+            self._ring[seq & _MASK] = (queue, job.id, job.name, state, job.updated_at, job.attempts)
+            if self._clients and not self._notify_pending:
+                self._notify_pending = True
+                asyncio.get_running_loop().call_soon(self._notify)
         except Exception:
             log.exception("job observer failed on job %r", getattr(job, "id", None))
 
-    def _observe(self, job: Job, deleted: bool) -> None:
-        counts = self.counters.get(job.queue)
-        if counts is None:
-            counts = self.counters[job.queue] = [0] * 10
-        if deleted:
-            counts[DELETED] += 1
-            state = "deleted"
-        else:
-            counts[CREATED if job.history is None else int(job.state)] += 1
-            state = _LABELS[int(job.state)]
-        self.seq += 1
-        self._ring[self.seq % RING_SIZE] = (
-            "job",
-            job.queue,
-            (job.id, job.queue, job.name, state, job.updated_at or job.created_at, job.attempts),
-        )
-        if self._clients and not self._notify_pending:
-            self._notify_pending = True
-            asyncio.get_running_loop().call_soon(self._notify)
+    def _wake_claims(self, queue: str) -> None:
+        waiting = self._ready_waiters.get(queue)
+        if waiting is not None:
+            waiting[0].set()
 
     def _notify(self) -> None:
         self._notify_pending = False
@@ -128,8 +147,27 @@ class LiveEvents:
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Add a non-job event (``stats``) for every client."""
         self.seq += 1
-        self._ring[self.seq % RING_SIZE] = (kind, None, data)
+        self._ring[self.seq & _MASK] = (None, kind, data)
         self._notify()
+
+    async def wait_ready(self, queue: str, timeout: float) -> None:
+        """Wait until a job of ``queue`` becomes ready, ``timeout`` passes, or the server stops."""
+        if self._closed or timeout <= 0:
+            return
+        waiting = self._ready_waiters.get(queue)
+        if waiting is None:
+            waiting = self._ready_waiters[queue] = [asyncio.Event(), 0]
+        waiting[1] += 1
+        try:
+            await asyncio.wait_for(waiting[0].wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiting[1] -= 1
+            if waiting[1] == 0 and self._ready_waiters.get(queue) is waiting:
+                del self._ready_waiters[queue]
+            elif waiting[0].is_set():
+                waiting[0].clear()
 
     # -- totals -----------------------------------------------------------------------------------------
 
@@ -162,6 +200,8 @@ class LiveEvents:
         self._closed = True
         for client in list(self._clients):
             client.wake.set()
+        for waiting in self._ready_waiters.values():
+            waiting[0].set()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,6 +234,11 @@ class LiveEvents:
     @property
     def clients(self) -> int:
         return len(self._clients)
+
+    @property
+    def closed(self) -> bool:
+        """The server is stopping."""
+        return self._closed
 
     def accepts(self) -> bool:
         return not self._closed and len(self._clients) < MAX_CLIENTS
@@ -237,13 +282,10 @@ class LiveEvents:
         queue = client.queue
         ring = self._ring
         for n in range(client.cursor + 1, end + 1):
-            event = ring[n % RING_SIZE]
-            if event is None or (queue is not None and event[1] is not None and event[1] != queue):
+            event = ring[n & _MASK]
+            if event is None or (queue is not None and event[0] is not None and event[0] != queue):
                 continue
-            data = event[2]
-            if event[0] == "job":
-                data = dict(zip(_JOB_FIELDS, data, strict=True))
-            parts.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (n, event[0].encode(), _encode(data)))
+            parts.append(_format(n, event))
         client.cursor = end
         if not parts and end < self.seq:
             return b": filtered\n\n"

@@ -89,6 +89,8 @@ class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 1
     #: Lease length; at least the job's own timeout.
     lease_ms: PositiveMillis | None = None
+    #: Long poll: when no job is ready, wait up to this long for one.
+    wait_ms: Annotated[int, Meta(ge=0, le=30_000)] = 0
 
 
 class AckIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -281,6 +282,28 @@ def test_http_lease_expires_and_the_job_is_delivered_again(server: HttpServer, q
     assert [j["id"] for j in again] == [job["id"]]
     assert again[0]["attempts"] == 2 and again[0]["errors"][0]["error"] == "lease expired"
     error_of(server.http.post(f"/api/jobs/{job['id']}/ack", json={"worker": "slow"}), 409, "STALE_LEASE")
+
+
+def test_claim_long_polls_until_a_job_is_ready(server: HttpServer, queue: str) -> None:
+    enqueue(server.http, queue, name="first")
+    server.http.post(f"/api/queues/{queue}/claim", json={"worker": "lp"})  # the queue exists, now empty
+    started = time.monotonic()
+    empty = server.http.post(f"/api/queues/{queue}/claim", json={"worker": "lp", "wait_ms": 300})
+    assert empty.json()["jobs"] == [] and time.monotonic() - started >= 0.25
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(
+            server.http.post, f"/api/queues/{queue}/claim", json={"worker": "lp", "wait_ms": 20_000}
+        )
+        time.sleep(0.3)
+        job = enqueue(server.http, queue, name="second")
+        claimed = waiting.result(timeout=30).json()["jobs"]
+    assert [j["id"] for j in claimed] == [job["id"]]
+    assert time.monotonic() - started < 15
+    assert (
+        error_of(server.http.post(f"/api/queues/{queue}/claim", json={"wait_ms": 60_000}), 422)["field"]
+        == "wait_ms"
+    )
 
 
 # -- overview and operations --------------------------------------------------------------------------
