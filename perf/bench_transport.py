@@ -2,7 +2,9 @@
 
 One process runs a server (a `ServerSession` answering PING with PONG) and a client (a
 `ClientSession`) on one event loop, so the figure is the transports' cost per request on top of the
-sessions, not the engine's. Two shapes:
+sessions, not the engine's. (One shared loop runs both ends in lockstep: timing effects between
+processes -- delayed ACKs, pacing, a late timer -- do not show here; `python -m perf net` measures
+those against a real server process.) Two shapes:
 
 - ``window``: 64 requests in flight, a new one sent as each answer arrives (the SDK benchmark's
   shape: ``AsyncClient`` with 64 concurrent enqueues);
@@ -165,17 +167,14 @@ def test_pipelined_ping(benchmark: Any, kind: str, shape: str, window: int) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--uvloop", action="store_true", help="run on uvloop (QUIC only: tcp.py needs asyncio)"
-    )
+    parser.add_argument("--uvloop", action="store_true", help="run both transports on uvloop (as the server)")
     parser.add_argument("--requests", type=int, default=REQUESTS)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for shape, window in (("window", WINDOW), ("burst", BURST)):
         best: dict[str, float] = {}
         for kind in ("tcp", "quic"):
-            on_uvloop = args.uvloop and kind == "quic"  # protocol/tcp.py runs on asyncio's loop only
-            best[kind] = max(run(kind, args.requests, window, uvloop=on_uvloop) for _ in range(args.rounds))
+            best[kind] = max(run(kind, args.requests, window, uvloop=args.uvloop) for _ in range(args.rounds))
         ratio = best["quic"] / best["tcp"]
         print(
             f"{shape:6} (in flight {window:>5}): tcp {best['tcp']:>9,.0f} req/s   "
