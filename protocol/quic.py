@@ -25,9 +25,12 @@ Clock and timers: aioquic is driven with `time.monotonic` (kept non-decreasing p
 milliseconds and is frozen for a loop iteration, so with it a timer due a fraction of a millisecond
 later fired, found nothing due, re-armed itself at once and spun until the clock ticked, and the
 packet pacer, whose token bucket refills only as the clock moves, sent at most a bucketful (often
-one packet) per tick. A
-timer that fires early (uvloop rounds delays to milliseconds) runs as if on time: the connection's
-clock moves forward to the deadline, so no interval aioquic measures is ever negative.
+one packet) per tick. A timer that fires early (uvloop rounds delays to milliseconds) runs as if on
+time: the connection's clock moves forward to the deadline, so no interval aioquic measures is ever
+negative.
+
+The client learns that the handshake completed from the HandshakeCompleted event itself, not from
+aioquic's ``wait_connected``, which misses the event if it arrives before it is first awaited.
 
 Loopback: when both ends are on this machine (the server is bound to, or the client dials, a
 loopback address), datagrams carry up to `LOOPBACK_DATAGRAM_SIZE` bytes instead of
