@@ -21,21 +21,57 @@ from .app import CURRENT_SEND, Dashboard
 log = logging.getLogger("spitfire.dashboard")
 
 
-class _Asgi:
-    """The blacksheep app behind a thin ASGI wrapper that lends /api/events its ``send``."""
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_STARTING = b'{"error":{"code":"STARTING","message":"the server is recovering its data; retry shortly"}}'
+_NOT_READY = b'{"status":"unavailable","checks":{"recovery":"the data directory is being recovered"}}'
 
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.app = dashboard.app
+
+class _Asgi:
+    """The ASGI entry point: answers on its own until the dashboard is set (during recovery:
+    /health 200, everything else 503), then hands requests to the blacksheep app, lending
+    /api/events its ``send`` (to abort a stalled stream)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/api/events":
+        app = self.app
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":  # the blacksheep app is started and stopped by HttpServer
+                await _lifespan(receive, send)
+            return
+        if app is None:
+            await _before_recovery(scope, send)
+        elif scope["path"] == "/api/events":
             token = CURRENT_SEND.set(send)
             try:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
             finally:
                 CURRENT_SEND.reset(token)
+        else:
+            await app(scope, receive, send)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
             return
-        await self.app(scope, receive, send)
+
+
+async def _before_recovery(scope: dict[str, Any], send: Any) -> None:
+    if scope["path"] == "/health":
+        status, body = 200, b'{"status":"ok","checks":{}}'
+    elif scope["path"] == "/ready":
+        status, body = 503, _NOT_READY
+    else:
+        status, body = 503, _STARTING
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -55,10 +91,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    """uvicorn serving one dashboard on the current loop."""
+    """uvicorn serving one dashboard on the current loop. It may start before the dashboard exists
+    (while the server recovers: /health answers, /ready and the API answer 503) and be given the
+    dashboard later with `serve`."""
 
-    def __init__(self, dashboard: Dashboard, host: str, port: int, *, grace: float = 5.0) -> None:
-        self.dashboard = dashboard
+    def __init__(self, dashboard: Dashboard | None, host: str, port: int, *, grace: float = 5.0) -> None:
+        self.dashboard: Dashboard | None = None
+        self._pending = dashboard
+        self._asgi = _Asgi()
         self.host = host
         self.port = port
         self.grace = grace
@@ -73,7 +113,7 @@ class HttpServer:
         sock = self._sock = bind(self.host, self.port)
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
-            _Asgi(self.dashboard),
+            self._asgi,
             loop="none",
             http="httptools",
             lifespan="on",
@@ -87,8 +127,17 @@ class HttpServer:
         config.load()
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
-        self.dashboard.attach()
         self._main = asyncio.get_running_loop().create_task(server.main_loop())
+        if self._pending is not None:
+            await self.serve(self._pending)
+
+    async def serve(self, dashboard: Dashboard) -> None:
+        """Start answering with ``dashboard`` (after recovery) and attach its job observer."""
+        self._pending = None
+        await dashboard.app.start()
+        dashboard.attach()
+        self.dashboard = dashboard
+        self._asgi.app = dashboard.app
 
     async def stop(self) -> None:
         """Stop accepting, end the event streams, finish in-flight requests (up to ``grace``)."""
@@ -96,7 +145,8 @@ class HttpServer:
         if server is None:
             return
         self._server = None
-        await self.dashboard.close()
+        if self.dashboard is not None:
+            await self.dashboard.close()
         server.should_exit = True
         if self._main is not None:
             with contextlib.suppress(Exception):
@@ -107,6 +157,8 @@ class HttpServer:
             log.exception("HTTP shutdown failed")
         if self._sock is not None:
             self._sock.close()
+        if self.dashboard is not None:
+            await self.dashboard.app.stop()
 
     @property
     def url(self) -> str:

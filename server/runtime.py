@@ -1,8 +1,9 @@
 """Runs the server: recovers the data directory, serves the binary protocol, shuts down cleanly.
 
-Start-up: lock and recover the data directory, then listen (TCP, and QUIC on the same port number
-unless --no-quic), serve the HTTP API (``spitfire.dashboard``, uvicorn on this same loop) at --http,
-then print what is served. SIGTERM and SIGINT: stop accepting, end the HTTP API (event streams
+Start-up: lock the data directory, listen at --http (``spitfire.dashboard``, uvicorn on this same
+loop: /health answers at once, /ready and the API answer 503 until recovery is done), recover the
+data directory, then listen (TCP, and QUIC on the same port number unless --no-quic), serve the
+HTTP API, and print what is served. SIGTERM and SIGINT: stop accepting, end the HTTP API (event streams
 closed, in-flight requests finished), send GOAWAY to every connection, let in-flight requests
 finish (at most ``shutdown_grace`` seconds), close the connections, fsync every log and exit 0.
 """
@@ -74,6 +75,7 @@ class Server:
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
+        await self._start_http()
         self.storage = FileStorage(opts.data_dir)
         config = EngineConfig(
             durability=opts.durability, max_payload=opts.max_payload, max_result=opts.max_payload
@@ -175,27 +177,34 @@ class Server:
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
-    async def _serve_http(self) -> None:
-        """Serve the HTTP API at --http on this loop (imported here: the dashboard uses the server)."""
-        from spitfire.dashboard import HttpServer, create_app
+    async def _start_http(self) -> None:
+        """Listen at --http before recovery: /health answers, /ready says 503 until the API is served
+        (imported here: the dashboard uses the server)."""
+        from spitfire.dashboard import HttpServer
 
-        assert self.engine is not None and self.service is not None
         opts = self.options
+        http = HttpServer(None, opts.http.host, opts.http.port, grace=opts.shutdown_grace)
+        try:
+            await http.start()
+        except OSError as exc:
+            raise ListenError(f"cannot serve HTTP on {opts.http}: {exc.strerror or exc}") from exc
+        self.http = http
+
+    async def _serve_http(self) -> None:
+        """Serve the HTTP API over the recovered engine."""
+        from spitfire.dashboard import create_app
+
+        assert self.engine is not None and self.service is not None and self.http is not None
         service = self.service
         dashboard = create_app(
             self.engine,
             service,
             service.dispatcher,
             service.backpressure,
-            auth_token=opts.auth_token,
+            auth_token=self.options.auth_token,
             ready=self.readiness,
         )
-        http = HttpServer(dashboard, opts.http.host, opts.http.port, grace=opts.shutdown_grace)
-        try:
-            await http.start()
-        except OSError as exc:
-            raise ListenError(f"cannot serve HTTP on {opts.http}: {exc.strerror or exc}") from exc
-        self.http = http
+        await self.http.serve(dashboard)
 
     def readiness(self) -> dict[str, str]:
         """Failing readiness checks by name (empty when ready): recovered, not stopping, log writable."""
@@ -266,6 +275,8 @@ class Server:
     async def close(self) -> None:
         """Flush everything to disk and release files."""
         try:
+            if self.http is not None:  # still serving when start-up failed
+                await self.http.stop()
             if self.engine is not None:
                 await self.engine.close()
             elif self.storage is not None:
