@@ -528,6 +528,20 @@ class Dashboard:
         return Response(200, None, Content(b"text/html; charset=utf-8", _INDEX))
 
     async def _not_found(self, request: Request) -> Response:
+        """404 for an unknown path; 405 with Allow for a known path and another method."""
+        path = request.url.path
+        routes = self.app.router.routes
+        allowed = [
+            method.decode()
+            for method in (b"GET", b"POST", b"DELETE")
+            if any(route.match_by_path(path) for route in routes.get(method, ()))
+        ]
+        if allowed:
+            response = error_response(
+                405, "METHOD_NOT_ALLOWED", f"{request.method} {request.path}: use {', '.join(allowed)}"
+            )
+            response.add_header(b"Allow", ", ".join(allowed).encode())
+            return response
         return error_response(404, "ROUTE_NOT_FOUND", f"no route {request.method} {request.path}")
 
 

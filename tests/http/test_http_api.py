@@ -146,6 +146,10 @@ def test_unknown_job_answers_404(server: HttpServer) -> None:
     ]:
         error_of(server.http.request(method, path), 404, "NOT_FOUND")
     error_of(server.http.get("/api/no/such/route"), 404, "ROUTE_NOT_FOUND")
+    wrong = server.http.put("/api/jobs/nope")
+    error_of(wrong, 405, "METHOD_NOT_ALLOWED")
+    assert wrong.headers["allow"] == "GET, DELETE"
+    assert server.http.get("/api/queues/q/pause").headers["allow"] == "POST"
 
 
 def test_cancel_retry_delete(server: HttpServer, queue: str) -> None:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from httphelpers import HttpServer, http_server
 
 CHECKS = [c.not_a_server_error, c.status_code_conformance, c.content_type_conformance]
-CHECKS.append(c.response_schema_conformance)
+CHECKS += [c.response_schema_conformance, c.unsupported_method]
 #: Streams forever: checked by test_http_events.py instead.
 SKIPPED = {"/api/events"}
 
