@@ -385,3 +385,17 @@ def test_engine_errors_map_to_the_design_statuses() -> None:
         assert response.status == status
         assert json.loads(response.content.body)["error"]["code"] == code
     assert response_for(Overloaded("full", 0.5)).get_first_header(b"retry-after") == b"1"
+
+
+def test_sdk_and_http_see_the_same_payloads(server: HttpServer, queue: str) -> None:
+    """A job enqueued by the Python SDK reads as JSON over HTTP, and the reverse."""
+    import spitfire
+
+    with spitfire.Client(f"tcp://127.0.0.1:{server.tcp_port}") as client:
+        sdk_id = client.enqueue(queue, "from_sdk", {"to": "a@b.c", "n": [1, 2]}, priority=4)
+        over_http = server.http.get(f"/api/jobs/{sdk_id}").json()
+        assert over_http["payload"] == {"to": "a@b.c", "n": [1, 2]} and over_http["priority"] == 4
+        http_job = enqueue(server.http, queue, name="from_http", payload={"to": "x@y.z"})
+        job = client.get(str(http_job["id"]))
+        assert job.payload == {"to": "x@y.z"}
+        assert job.raw_payload == msgspec.msgpack.encode({"to": "x@y.z"})
