@@ -3,14 +3,18 @@
 Gauges are read from the engine at scrape time (jobs per queue and state, paused queues,
 connections, workers); job totals come from the job observer (`live.LiveEvents` counters since
 the server started); HTTP enqueue latency and HTTP refusals are measured by the HTTP layer.
+WAL segments and bytes, and snapshot files, are counted on disk at scrape time (the data
+directory layout of DESIGN.md: ``queues/<queue>/{wal,snapshots}/``).
 Not collected yet (they need hooks in wal/ and the service): fsync batch size and latency, commit
-latency, WAL bytes and segments, snapshot duration, and backpressure refusals of the binary protocol.
+latency, snapshot duration, and backpressure refusals of the binary protocol.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,6 +27,9 @@ from spitfire.server.engine import Engine
 from spitfire.server.service import Service
 
 from .live import CREATED, DELETED, LiveEvents
+
+#: Queue directories scanned per scrape at most (the scan is a few stat calls per queue).
+MAX_SCANNED_QUEUES = 10_000
 
 #: Histogram buckets of enqueue latency, in seconds (0.1 ms to 1 s).
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -49,6 +56,33 @@ class Sources:
     backpressure: Backpressure
     live: LiveEvents
     http_workers: Callable[[], int]
+
+
+def disk_usage(queues_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Per queue: (WAL segment files, their bytes, snapshot files, their bytes)."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    try:
+        queues = sorted(os.listdir(queues_dir))[:MAX_SCANNED_QUEUES]
+    except OSError:
+        return out
+    for queue in queues:
+        wal = _files(queues_dir / queue / "wal")
+        snaps = _files(queues_dir / queue / "snapshots")
+        out[queue] = (wal[0], wal[1], snaps[0], snaps[1])
+    return out
+
+
+def _files(directory: Path) -> tuple[int, int]:
+    count = size = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    count += 1
+                    size += entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        pass
+    return count, size
 
 
 class EngineCollector(Collector):
@@ -82,12 +116,28 @@ class EngineCollector(Collector):
         sse = GaugeMetricFamily("spitfire_event_stream_clients", "Open GET /api/events streams.")
         sse.add_metric([], s.live.clients)
         yield sse
+        yield from self._disk()
         pending = GaugeMetricFamily("spitfire_pending_jobs", "Jobs not finished yet, in every queue.")
         pending.add_metric([], s.engine.pending())
         yield pending
         nbytes = GaugeMetricFamily("spitfire_pending_bytes", "Payload bytes of the pending jobs.")
         nbytes.add_metric([], s.engine.pending_bytes())
         yield nbytes
+
+    def _disk(self) -> Iterator[Metric]:
+        queues_dir = getattr(self.s.engine.storage, "queues_dir", None)
+        if not isinstance(queues_dir, Path):
+            return
+        families = [
+            GaugeMetricFamily("spitfire_wal_segments", "WAL segment files per queue.", labels=["queue"]),
+            GaugeMetricFamily("spitfire_wal_bytes", "WAL segment bytes (preallocated).", labels=["queue"]),
+            GaugeMetricFamily("spitfire_snapshot_files", "Snapshot files per queue.", labels=["queue"]),
+            GaugeMetricFamily("spitfire_snapshot_bytes", "Bytes of snapshot files.", labels=["queue"]),
+        ]
+        for queue, figures in disk_usage(queues_dir).items():
+            for family, value in zip(families, figures, strict=True):
+                family.add_metric([queue], value)
+        yield from families
 
 
 class Metrics:

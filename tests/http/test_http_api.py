@@ -332,6 +332,7 @@ def test_health_ready_metrics_openapi(server: HttpServer, queue: str) -> None:
     text = metrics.text
     assert f'spitfire_jobs{{queue="{queue}",state="enqueued"}} 1.0' in text
     assert f'spitfire_jobs_enqueued_total{{queue="{queue}"}} 1.0' in text
+    assert f'spitfire_wal_segments{{queue="{queue}"}} 1.0' in text
     for name in ("spitfire_http_enqueue_seconds_bucket", "spitfire_connections", "spitfire_workers"):
         assert name in text
     doc = server.http.get("/openapi.json").json()
