@@ -23,6 +23,8 @@ from spitfire.server.service import job_info
 
 #: A queue, handler or worker name.
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
+#: An HTTP worker's name (its engine id is ``http:<name>``, at most 200 characters).
+WorkerName = Annotated[str, Meta(min_length=1, max_length=195)]
 Key = Annotated[str, Meta(min_length=1, max_length=256)]
 Millis = Annotated[int, Meta(ge=0, le=2**53)]
 PositiveMillis = Annotated[int, Meta(ge=1, le=12 * 3600 * 1000)]
@@ -85,7 +87,7 @@ class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/queues/{queue}/claim."""
 
     #: Your worker's name; leases are held by ``http:<name>`` (a random name when absent).
-    worker: Name | None = None
+    worker: WorkerName | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 1
     #: Lease length; at least the job's own timeout.
     lease_ms: PositiveMillis | None = None
@@ -96,14 +98,14 @@ class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
 class AckIn(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/jobs/{id}/ack."""
 
-    worker: Name
+    worker: WorkerName
     result: Any = None
 
 
 class FailIn(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/jobs/{id}/fail."""
 
-    worker: Name
+    worker: WorkerName
     error: Annotated[str, Meta(max_length=65536)]
     traceback: Annotated[str, Meta(max_length=1 << 20)] | None = None
     #: False: the job goes dead at once.
@@ -115,7 +117,7 @@ class FailIn(msgspec.Struct, forbid_unknown_fields=True):
 class HeartbeatIn(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/jobs/{id}/heartbeat."""
 
-    worker: Name
+    worker: WorkerName
     lease_ms: PositiveMillis | None = None
 
 
