@@ -63,7 +63,8 @@ class MessageType(enum.IntEnum):
 
 
 class ErrorCode(enum.StrEnum):
-    """Stable error codes of `Error` frames (and of the HTTP API's ``error.code``)."""
+    """Stable error codes of `Error` frames. (The HTTP API answers with the engine's finer codes, e.g.
+    INVALID_ARGUMENT, INVALID_STATE; each maps to one of these: see server/service.py `error_of`.)"""
 
     #: The request is malformed or an argument is invalid (``field`` names it).
     BAD_REQUEST = "BAD_REQUEST"

@@ -346,7 +346,7 @@ class Engine:
             )  # fmt: skip
         else:
             if q is None:
-                v.check_name("queue", queue, c)
+                v.check_queue(queue, c)
             if idempotency_key is not None:
                 existing = self._existing(queue, v.check_key(idempotency_key), now)
                 if existing is not None:
@@ -425,7 +425,7 @@ class Engine:
         idempotency keys the jobs are built, indexed and logged in bulk (the server's hot path).
         """
         c = self.config
-        v.check_name("queue", queue, c)
+        v.check_queue(queue, c)
         if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):
             raise ValidationError("payloads", "must be a list of payloads")
         count = len(payloads)
@@ -838,7 +838,7 @@ class Engine:
         """Change a queue's durability mode (creating the queue if needed); logged like any change."""
         if not isinstance(mode, Durability):
             raise ValidationError("durability", "must be one of sync, group, async")
-        v.check_name("queue", queue, self.config)
+        v.check_queue(queue, self.config)
         q = self._queue_for_write(queue)
         body = rec.QueueDurability(mode.value, now)
         lsn = self._append(q, RecordType.QUEUE_DURABILITY, _encode(body), True)

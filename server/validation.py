@@ -6,6 +6,7 @@ import math
 
 from spitfire.index.backoff import validate_backoff
 from spitfire.index.job import MAX_PRIORITY, Backoff
+from spitfire.wal.constants import QUEUE_NAME_RE
 
 from .config import EngineConfig
 from .errors import PayloadTooLarge, ValidationError
@@ -25,6 +26,17 @@ def check_name(field: str, value: object, config: EngineConfig) -> str:
     if not value.isprintable():
         raise ValidationError(field, "must not contain control characters")
     return value
+
+
+def check_queue(value: object, config: EngineConfig) -> str:
+    """A queue name: also a directory name, so 1 to 128 of A-Z a-z 0-9 _ . - starting with a letter
+    or digit (the storage's rule, checked here so a bad name is a ValidationError, not a crash)."""
+    name = check_name("queue", value, config)
+    if not QUEUE_NAME_RE.match(name):
+        raise ValidationError(
+            "queue", "use 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
+        )
+    return name
 
 
 def check_time(field: str, value: object) -> float:

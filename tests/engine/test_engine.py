@@ -539,3 +539,16 @@ async def test_history_holds_every_transition_from_the_creation_state(harness: H
     assert [s for s, _ in transitions(e.get(later.id))][:2] == [S.SCHEDULED, S.ENQUEUED]
     assert transitions(e.get(batch[0].id))[0] == (S.ENQUEUED, T0 + 2)
     assert transitions(e.get(batch[0].id))[-1] == (S.CANCELLED, T0 + 10)
+
+
+
+@run
+async def test_queue_names_the_storage_cannot_hold_are_refused(harness: Harness) -> None:
+    e = await harness.open()
+    for queue in ["Ý%¢", "-leading-dash", "a/b", "x" * 129, ".."]:
+        with pytest.raises(ValidationError) as info:
+            await e.enqueue(queue, "h", b"", now=T0)
+        assert info.value.field == "queue"
+        with pytest.raises(ValidationError):
+            await e.enqueue_many(queue, "h", [b""], now=T0)
+    assert e.queues() == []
