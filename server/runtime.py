@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -48,6 +49,21 @@ READY_MIN_FREE = 16 * 2**20
 
 class ListenError(Exception):
     """The server cannot listen where it was told to (port in use, address not local, bad TLS files)."""
+
+
+#: Allocations between young collections once the server runs (CPython's default is 700). Every
+#: request allocates a few short-lived tracked objects; with the default, the few alive at each young
+#: collection get promoted and trigger full collections so often that their traversal of the
+#: index's big containers stalled the loop for 50-150 ms at 20,000 enqueues/s (measured A/B with the
+#: collector on and off). Jobs themselves are not tracked (gc=False), so little is ever collectable.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what recovery built (never collectable) and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Server:
@@ -91,6 +107,7 @@ class Server:
             time.perf_counter() - started,
         )
         self._wire(engine)
+        tune_garbage_collector()
         await self._listen()
         await self._serve_http()
 
