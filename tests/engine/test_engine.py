@@ -541,7 +541,6 @@ async def test_history_holds_every_transition_from_the_creation_state(harness: H
     assert transitions(e.get(batch[0].id))[-1] == (S.CANCELLED, T0 + 10)
 
 
-
 @run
 async def test_queue_names_the_storage_cannot_hold_are_refused(harness: Harness) -> None:
     e = await harness.open()
