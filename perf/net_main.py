@@ -9,18 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perf.net_workloads import payload_json_size, run
+from perf.net_workloads import attach_py_spy, detach_py_spy, payload_json_size, run
 from perf.report import Figure, median, print_table, write_json
-from perf.server_proc import ServerProcess, stop_process
+from perf.server_proc import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAMEGRAPHS = ROOT / "flamegraphs"
@@ -140,34 +137,25 @@ def _py_spy() -> str:
 
 
 def run_flamegraph(name: str, quick: bool) -> int:
-    """Run one drain case with py-spy attached to the server and recording the worker."""
+    """Run one drain case with py-spy attached (by PID) to the server and to the worker."""
     case = next(c for c in net_cases(quick) if c.name == name)
     FLAMEGRAPHS.mkdir(exist_ok=True)
     server_svg = FLAMEGRAPHS / f"net-{name}-server.svg"
     worker_svg = FLAMEGRAPHS / f"net-{name}-worker.svg"
-    worker_prefix = [_py_spy(), "record", "--rate", "200", "--nonblocking", "-o", str(worker_svg), "--"]
     with ServerProcess(quic=case.transport == "quic") as server:
         assert server.proc is not None
-        spy = subprocess.Popen(
-            [_py_spy(), "record", "--rate", "200", "--nonblocking", "--pid", str(server.proc.pid),
-             "-o", str(server_svg)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(1.0)  # let py-spy attach
+        spy = attach_py_spy(server.proc.pid, str(server_svg))
         try:
-            result = run(case.workload, server.url(case.transport), {**case.config, "prefix": worker_prefix})
+            config = {**case.config, "profile": str(worker_svg)}
+            result = run(case.workload, server.url(case.transport), config)
         finally:
-            spy.send_signal(signal.SIGINT)  # py-spy writes the SVG on SIGINT
-            try:
-                spy.wait(60)
-            except subprocess.TimeoutExpired:
-                stop_process(spy)  # type: ignore[arg-type]
+            detach_py_spy(spy)
     command = shlex.join(["python", "-m", "perf", "net", "--flamegraph", name])
     profiles = ((server_svg, "spitfire-server (py-spy attached by PID)"), (worker_svg, "spitfire worker"))
     for svg, what in profiles:
         svg.with_suffix(".txt").write_text(
-            f"made by: {command}\nprofile of: {what}\ncase config: {json.dumps(case.config)}\n"
-            f"result: {json.dumps(result)}\n"
+            f"made by: {command}\nprofile of: {what} (py-spy record --rate 200 --pid PID)\n"
+            f"case config: {json.dumps(case.config)}\nresult: {json.dumps(result)}\n"
         )
     print(f"wrote {server_svg.relative_to(ROOT)} and {worker_svg.relative_to(ROOT)}: {result}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,6 +104,24 @@ async def unfinished(client: spitfire.AsyncClient, queue: str) -> int:
     return sum(q.counts[s] for s in UNFINISHED) if q is not None else 0
 
 
+def attach_py_spy(pid: int, svg: str) -> subprocess.Popen[bytes]:
+    """Start py-spy recording process ``pid`` into ``svg`` (stop it with `detach_py_spy`)."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    cmd = [py_spy, "record", "--rate", "200", "--nonblocking", "--pid", str(pid), "-o", svg]
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # let it attach
+    return spy
+
+
+def detach_py_spy(spy: subprocess.Popen[bytes]) -> None:
+    """Stop a py-spy recording; it writes its SVG on SIGINT."""
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(60)
+    except subprocess.TimeoutExpired:
+        stop_process(spy)
+
+
 async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Enqueue ``jobs`` no-op jobs first, then time ONE `spitfire worker` process until the last ran.
 
@@ -114,13 +133,14 @@ async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ, SPITFIRE_URL=url)
     spitfire_cli = str(Path(sys.executable).with_name("spitfire"))
     cmd = [
-        *cfg.get("prefix", []), spitfire_cli, "worker", "perf.noop_app:app",
+        spitfire_cli, "worker", "perf.noop_app:app",
         "--queues", queue, "--concurrency", str(cfg.get("concurrency", 256)), "--url", url,
     ]  # fmt: skip
     async with spitfire.AsyncClient(url) as client:
         waiting = await unfinished(client, queue)
         start = time.perf_counter()
         worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        spy = attach_py_spy(worker.pid, cfg["profile"]) if cfg.get("profile") else None
         first: float | None = None
         left = waiting
         try:
@@ -133,6 +153,8 @@ async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
                     first = time.perf_counter()
             end = time.perf_counter()
         finally:
+            if spy is not None:
+                detach_py_spy(spy)
             stop_process(worker)
     ran = waiting - left
     elapsed = end - start
