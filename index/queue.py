@@ -163,7 +163,7 @@ class QueueIndex:
             self.history.extend(sorted(group, key=_updated_at))
 
     def add_many(self, jobs: list[Job]) -> None:
-        """Index many new jobs without idempotency keys, in order (an enqueue_many batch)."""
+        """Index many new jobs without idempotency keys, in order (an enqueue_batch batch)."""
         self.load(jobs)
 
     def _count(self, jobs: int, nbytes: int) -> None:

@@ -124,7 +124,7 @@ async def fill(engine: Engine, jobs: int, payload: bytes, batch: int = 1000) -> 
     items = [payload] * batch
     for start in range(0, jobs, batch):
         n = min(batch, jobs - start)
-        await engine.enqueue_many(QUEUE, "noop", items[:n], now=time.time())
+        await engine.enqueue_batch(QUEUE, "noop", items[:n], now=time.time())
 
 
 def rss_anon_bytes() -> int:

@@ -19,7 +19,7 @@ DEFAULT_MAX_RESULT = 2**20
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 #: Jobs per snapshot chunk: encoding one takes ~3 ms on a slow core, so the loop never stalls long.
 DEFAULT_SNAPSHOT_CHUNK = 1024
-#: Jobs in one enqueue_many batch at most.
+#: Jobs in one enqueue_batch call at most.
 DEFAULT_MAX_BATCH = 10_000
 #: Longest lease a worker may ask for, in seconds (12 hours).
 DEFAULT_MAX_TIMEOUT = 12 * 3600.0
@@ -49,7 +49,7 @@ class EngineConfig:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     #: Largest result accepted, in bytes.
     max_result: int = DEFAULT_MAX_RESULT
-    #: Most jobs in one enqueue_many call.
+    #: Most jobs in one enqueue_batch call.
     max_batch: int = DEFAULT_MAX_BATCH
     #: Longest queue or handler name.
     max_name: int = DEFAULT_MAX_NAME

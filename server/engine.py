@@ -374,33 +374,6 @@ class Engine:
             await fut
         return job, True
 
-    async def enqueue_many(
-        self,
-        queue: str,
-        name: str,
-        payloads: Sequence[bytes],
-        *,
-        now: float,
-        priority: int = 0,
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: float | None = None,
-        idempotency_keys: Sequence[str | None] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> list[tuple[Job, bool]]:
-        """Add many jobs of one handler in one record and one commit; same result shape as `enqueue`
-        per payload. Either every new job is added or none is."""
-        jobs, created = await self.enqueue_batch(
-            queue, name, payloads, now=now, priority=priority, run_at=run_at, delay=delay,
-            max_attempts=max_attempts, backoff=backoff, timeout=timeout,
-            idempotency_keys=idempotency_keys, headers=headers,
-        )  # fmt: skip
-        if created is None:
-            return [(job, True) for job in jobs]
-        return list(zip(jobs, created, strict=True))
-
     async def enqueue_batch(
         self,
         queue: str,
@@ -417,9 +390,9 @@ class Engine:
         idempotency_keys: Sequence[str | None] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[list[Job], list[bool] | None]:
-        """`enqueue_many` in a cheaper shape: the jobs, one per payload, and which of them are new
-        (None when all are: no idempotency key named an existing job). Either every new job is
-        added or none is.
+        """Add many jobs of one handler with the same options in one record and one commit. Returns
+        the jobs, one per payload (a key that names an existing job gives that job), and which of
+        them are new (None when all are). Either every new job is added or none is.
 
         The options are the same for every job of a batch, so they are checked once; without
         idempotency keys the jobs are built, indexed and logged in bulk (the server's hot path).

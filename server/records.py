@@ -38,7 +38,7 @@ class RecordType(enum.IntEnum):
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
-    """A batch from enqueue_many: one record, one commit."""
+    """A batch from Engine.enqueue_batch: one record, one commit."""
 
     jobs: list[Job]
 

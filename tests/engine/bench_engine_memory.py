@@ -49,7 +49,7 @@ async def enqueue_cost(jobs: int) -> dict[str, float]:
     items = [PAYLOAD] * 1000
     started = time.perf_counter()
     for i in range(jobs // 1000):
-        await engine2.enqueue_many("bench", "noop", items, now=T0 + i * 1e-3)
+        await engine2.enqueue_batch("bench", "noop", items, now=T0 + i * 1e-3)
     batch = (time.perf_counter() - started) / (jobs // 1000 * 1000)
     return {"jobs": jobs, "enqueue_us_per_job": single * 1e6, "enqueue_many_us_per_job": batch * 1e6}
 
@@ -78,7 +78,7 @@ async def snapshot_stall(jobs: int) -> dict[str, float]:
     engine = await new_engine(state)
     items = [PAYLOAD] * 1000
     for i in range(jobs // 1000):
-        await engine.enqueue_many("bench", "noop", items, now=T0 + i * 1e-3)
+        await engine.enqueue_batch("bench", "noop", items, now=T0 + i * 1e-3)
     gc.collect()
     max_gap = 0.0
     stop = False
@@ -109,7 +109,7 @@ async def recovery(jobs: int) -> dict[str, float]:
         engine = await new_engine(state)
         items = [PAYLOAD] * 1000
         for i in range(jobs // 1000):
-            await engine.enqueue_many("bench", "noop", items, now=T0 + i * 1e-3)
+            await engine.enqueue_batch("bench", "noop", items, now=T0 + i * 1e-3)
         if mode == "snapshot":
             await engine.snapshot("bench")
         await engine.close()

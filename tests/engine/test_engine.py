@@ -315,10 +315,12 @@ async def test_validation_changes_nothing(harness: Harness) -> None:
 
 
 @run
-async def test_enqueue_many_is_one_record(harness: Harness) -> None:
+async def test_enqueue_batch_is_one_record(harness: Harness) -> None:
     e = await harness.open()
-    out = await e.enqueue_many("q", "h", [b"a", b"b", b"c"], idempotency_keys=["x", None, "x"], now=T0)
-    assert [c for _, c in out] == [True, True, False] and out[0][0] is out[2][0]
+    jobs, created = await e.enqueue_batch(
+        "q", "h", [b"a", b"b", b"c"], idempotency_keys=["x", None, "x"], now=T0
+    )
+    assert created == [True, True, False] and jobs[0] is jobs[2]
     if harness.state is not None:
         assert harness.state.logs["q"].last_lsn == 1
     e = await harness.restart(T0)
@@ -455,10 +457,10 @@ async def test_enqueue_batch_checks_everything_before_changing_anything(harness:
     first, _ = await e.enqueue("q", "h", b"k", idempotency_key="k", now=T0)
     again, created = await e.enqueue_batch("q", "h", [b"x", b"y"], idempotency_keys=["k", "n"], now=T0)
     assert created == [False, True] and again[0] is first
-    pairs = await e.enqueue_many("q", "h", [b"p", b"q"], priority=3, headers={"t": "1"}, now=T0 + 1)
-    assert [c for _, c in pairs] == [True, True]
-    assert all(j.priority == 3 and j.headers == {"t": "1"} and j.queue == "q" for j, _ in pairs)
-    ids = [j.id for j in jobs] + [again[1].id] + [j.id for j, _ in pairs]
+    more, fresh = await e.enqueue_batch("q", "h", [b"p", b"q"], priority=3, headers={"t": "1"}, now=T0 + 1)
+    assert fresh is None
+    assert all(j.priority == 3 and j.headers == {"t": "1"} and j.queue == "q" for j in more)
+    ids = [j.id for j in jobs] + [again[1].id] + [j.id for j in more]
     e = await harness.restart(T0 + 2)
     assert all(e.get(i).state is S.ENQUEUED for i in ids) and e.pending("q") == 6
 
@@ -549,5 +551,5 @@ async def test_queue_names_the_storage_cannot_hold_are_refused(harness: Harness)
             await e.enqueue(queue, "h", b"", now=T0)
         assert info.value.field == "queue"
         with pytest.raises(ValidationError):
-            await e.enqueue_many(queue, "h", [b""], now=T0)
+            await e.enqueue_batch(queue, "h", [b""], now=T0)
     assert e.queues() == []
