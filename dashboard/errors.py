@@ -15,18 +15,8 @@ import math
 import msgspec
 from blacksheep import Content, Response
 
-from spitfire.server.errors import (
-    EngineError,
-    InvalidTransition,
-    JobNotFound,
-    NoSpace,
-    Overloaded,
-    PayloadTooLarge,
-    QueueNotFound,
-    QueuePaused,
-    StaleLease,
-    ValidationError,
-)
+from spitfire.protocol.messages import ErrorCode
+from spitfire.server.errors import EngineError, Overloaded
 
 from .model import ErrorBody, ErrorOut
 
@@ -64,21 +54,23 @@ def error_response(
     return Response(status, headers, Content(_JSON, body))
 
 
+#: The HTTP status of each protocol error code (DESIGN.md section 3).
+STATUS = {
+    ErrorCode.BAD_REQUEST: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.BUSY: 429,
+    ErrorCode.NO_SPACE: 507,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.UNSUPPORTED_VERSION: 400,
+    ErrorCode.INTERNAL: 500,
+}
+
+
 def status_of(exc: EngineError) -> int:
     """The HTTP status of an engine error."""
-    if isinstance(exc, PayloadTooLarge):
-        return 413
-    if isinstance(exc, ValidationError):
-        return 422
-    if isinstance(exc, JobNotFound | QueueNotFound):
-        return 404
-    if isinstance(exc, InvalidTransition | StaleLease | QueuePaused):
-        return 409
-    if isinstance(exc, NoSpace):
-        return 507
-    if isinstance(exc, Overloaded):
-        return 429
-    return 400
+    return STATUS[exc.kind]
 
 
 def response_for(exc: BaseException) -> Response:

@@ -64,7 +64,7 @@ class MessageType(enum.IntEnum):
 
 class ErrorCode(enum.StrEnum):
     """Stable error codes of `Error` frames. (The HTTP API answers with the engine's finer codes, e.g.
-    INVALID_ARGUMENT, INVALID_STATE; each maps to one of these: see server/service.py `error_of`.)"""
+    INVALID_ARGUMENT, INVALID_STATE; each engine error names its protocol code: `EngineError.kind`.)"""
 
     #: The request is malformed or an argument is invalid (``field`` names it).
     BAD_REQUEST = "BAD_REQUEST"

@@ -1,20 +1,27 @@
-"""Typed errors of the queue engine. Each carries the identifiers a client needs, and a wire code.
+"""Typed errors of the queue engine. Each carries the identifiers a client needs and two codes.
 
-Every operation validates first and raises one of these before changing anything.
+``code`` is the error's own code (HTTP JSON errors carry it); ``kind`` is the protocol's coarser
+`ErrorCode` (ERROR frames carry it, and the HTTP status follows from it). Every operation validates
+first and raises one of these before changing anything.
 """
 
 from __future__ import annotations
+
+from spitfire.protocol.messages import ErrorCode
 
 
 class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
-    #: The error code used on the wire and in HTTP JSON errors.
+    #: The error's own code, used in HTTP JSON errors.
     code = "ERROR"
+    #: The protocol's error code for it.
+    kind = ErrorCode.INTERNAL
 
 
 class JobNotFound(EngineError):
     code = "NOT_FOUND"
+    kind = ErrorCode.NOT_FOUND
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -23,6 +30,7 @@ class JobNotFound(EngineError):
 
 class QueueNotFound(EngineError):
     code = "QUEUE_NOT_FOUND"
+    kind = ErrorCode.NOT_FOUND
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -33,6 +41,7 @@ class InvalidTransition(EngineError):
     """The job's state does not allow the operation (e.g. retrying a succeeded job)."""
 
     code = "INVALID_STATE"
+    kind = ErrorCode.CONFLICT
 
     def __init__(self, job_id: str, state: str, operation: str) -> None:
         self.job_id = job_id
@@ -45,6 +54,7 @@ class StaleLease(EngineError):
     """The worker does not hold the job's lease any more (it expired, or the job was cancelled)."""
 
     code = "STALE_LEASE"
+    kind = ErrorCode.CONFLICT
 
     def __init__(self, job_id: str, worker_id: str, holder: str | None) -> None:
         self.job_id = job_id
@@ -60,6 +70,7 @@ class ValidationError(EngineError):
     """A bad argument; ``field`` names it."""
 
     code = "INVALID_ARGUMENT"
+    kind = ErrorCode.BAD_REQUEST
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
@@ -68,6 +79,7 @@ class ValidationError(EngineError):
 
 class PayloadTooLarge(ValidationError):
     code = "PAYLOAD_TOO_LARGE"
+    kind = ErrorCode.TOO_LARGE
 
     def __init__(self, size: int, limit: int, field: str = "payload") -> None:
         self.size = size
@@ -79,6 +91,7 @@ class NoSpace(EngineError):
     """The disk is full: new jobs are refused while completions still commit (HTTP 507)."""
 
     code = "NO_SPACE"
+    kind = ErrorCode.NO_SPACE
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -87,6 +100,7 @@ class NoSpace(EngineError):
 
 class QueuePaused(EngineError):
     code = "QUEUE_PAUSED"
+    kind = ErrorCode.CONFLICT
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -97,6 +111,7 @@ class Overloaded(EngineError):
     """Backpressure: too many pending jobs or bytes; the client should retry after ``retry_after`` s."""
 
     code = "BUSY"
+    kind = ErrorCode.BUSY
 
     def __init__(self, what: str, retry_after: float) -> None:
         self.retry_after = retry_after

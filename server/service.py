@@ -33,13 +33,8 @@ from .dispatcher import Dispatcher, Worker
 from .engine import Engine
 from .errors import (
     EngineError,
-    InvalidTransition,
     JobNotFound,
-    NoSpace,
     Overloaded,
-    PayloadTooLarge,
-    QueueNotFound,
-    QueuePaused,
     StaleLease,
     ValidationError,
 )
@@ -73,18 +68,9 @@ class Peer(Protocol):
 
 def error_of(exc: BaseException) -> m.Error:
     """The ERROR body answering a request that raised ``exc`` (INTERNAL for anything unexpected)."""
-    if isinstance(exc, PayloadTooLarge):
-        return m.Error(ErrorCode.TOO_LARGE.value, str(exc), exc.field)
-    if isinstance(exc, ValidationError):
-        return m.Error(ErrorCode.BAD_REQUEST.value, str(exc), exc.field)
-    if isinstance(exc, JobNotFound | QueueNotFound):
-        return m.Error(ErrorCode.NOT_FOUND.value, str(exc))
-    if isinstance(exc, InvalidTransition | StaleLease | QueuePaused):
-        return m.Error(ErrorCode.CONFLICT.value, str(exc))
-    if isinstance(exc, NoSpace):
-        return m.Error(ErrorCode.NO_SPACE.value, str(exc))
-    if isinstance(exc, Overloaded):
-        return m.Error(ErrorCode.BUSY.value, str(exc), None, exc.retry_after)
+    if isinstance(exc, EngineError):
+        retry_after = exc.retry_after if isinstance(exc, Overloaded) else None
+        return m.Error(exc.kind.value, str(exc), getattr(exc, "field", None), retry_after)
     return m.Error(ErrorCode.INTERNAL.value, f"internal error ({type(exc).__name__}); see the server log")
 
 
