@@ -230,21 +230,14 @@ class Dashboard:
         key = self._idempotency_key(request, body.idempotency_key)
         payload = mo.to_msgpack("payload", body.payload)
         started = time.perf_counter()
-        bp = self.backpressure
         self._admit(queue, 1, len(payload))
-        try:
-            job, created = await self.engine.enqueue(
-                queue, body.name, payload, now=time.time(), priority=body.priority,
-                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-                idempotency_key=key, headers=body.headers,
-            )  # fmt: skip
-        except BaseException:
-            bp.retract(queue, 1, len(payload))
-            raise
-        if not created:
-            bp.retract(queue, 1, len(payload))
-        elif job.run_at is not None:
+        job, created = await self.engine.enqueue(
+            queue, body.name, payload, now=time.time(), priority=body.priority,
+            run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
+            backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
+            idempotency_key=key, headers=body.headers,
+        )  # fmt: skip
+        if created and job.run_at is not None:
             self.service.note_deadline(job.run_at)
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
         return json_response(201 if created else 200, mo.job_out(job))
@@ -257,22 +250,14 @@ class Dashboard:
         size = sum(len(p) for p in payloads)
         count = len(payloads)
         started = time.perf_counter()
-        bp = self.backpressure
         self._admit(queue, count, size)
-        try:
-            jobs, flags = await self.engine.enqueue_batch(
-                queue, body.name, payloads, now=time.time(), priority=body.priority,
-                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-                idempotency_keys=body.idempotency_keys, headers=body.headers,
-            )  # fmt: skip
-        except BaseException:
-            bp.retract(queue, count, size)
-            raise
+        jobs, flags = await self.engine.enqueue_batch(
+            queue, body.name, payloads, now=time.time(), priority=body.priority,
+            run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
+            backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
+            idempotency_keys=body.idempotency_keys, headers=body.headers,
+        )  # fmt: skip
         created = [True] * count if flags is None else flags
-        existing = count - sum(created)
-        if existing:
-            bp.retract(queue, existing, size * existing // count)
         run_at = next((job.run_at for job, c in zip(jobs, created, strict=True) if c), None)
         if run_at is not None:
             self.service.note_deadline(run_at)

@@ -21,7 +21,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from spitfire.index.job import ACTIVE_STATES
 from spitfire.protocol.messages import PROTOCOL_VERSION, Welcome
 from spitfire.protocol.tcp import serve_tcp
 from spitfire.server.backpressure import Backpressure, Limits
@@ -29,7 +28,6 @@ from spitfire.server.config import EngineConfig
 from spitfire.server.datadir import DataDirLock
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
-from spitfire.server.errors import QueueNotFound
 from spitfire.server.listener import ConnectionHub, Listeners
 from spitfire.server.maintenance import Maintenance
 from spitfire.server.options import Address, ServerOptions
@@ -40,9 +38,6 @@ log = logging.getLogger("spitfire.server")
 
 #: The server's name in WELCOME.
 SERVER_NAME = "spitfire-server/0.1.0"
-#: Jobs read per page when counting the payload bytes of recovered jobs.
-SCAN_PAGE = 1000
-_ACTIVE_LABELS = tuple(s.label for s in ACTIVE_STATES)
 #: /ready answers 503 when the data directory's file system has less free space than this.
 READY_MIN_FREE = 16 * 2**20
 
@@ -117,7 +112,7 @@ class Server:
         dispatcher = Dispatcher(engine, time.time, maintenance.note)
         engine.on_ready = dispatcher.on_ready
         limits = Limits(opts.max_queue_jobs, opts.max_queue_bytes, opts.max_jobs, opts.max_bytes)
-        backpressure = Backpressure(limits, self._pending)
+        backpressure = Backpressure(limits, engine)
         self.service = Service(engine, dispatcher, backpressure, note_deadline=maintenance.note)
         welcome = Welcome(
             PROTOCOL_VERSION,
@@ -128,35 +123,6 @@ class Server:
         )
         self.hub = ConnectionHub(self.service, welcome, opts.auth_token)
         dispatcher.all_ready()
-        self._spawn(self._count_recovered_bytes())
-
-    def _pending(self, queue: str) -> int:
-        assert self.engine is not None
-        try:
-            counts = self.engine.queue_stats(queue).counts
-        except QueueNotFound:
-            return 0
-        return sum(counts[label] for label in _ACTIVE_LABELS)
-
-    async def _count_recovered_bytes(self) -> None:
-        """Count the payload bytes of recovered pending jobs into backpressure, a page at a time."""
-        assert self.engine is not None and self.service is not None
-        engine, bp = self.engine, self.service.backpressure
-        for queue in engine.queues():
-            jobs = nbytes = 0
-            for state in ACTIVE_STATES:
-                cursor: str | None = None
-                while True:
-                    try:
-                        page, cursor = engine.list_jobs(queue, state, cursor, SCAN_PAGE)
-                    except QueueNotFound:
-                        break
-                    jobs += len(page)
-                    nbytes += sum(len(job.payload) for job in page)
-                    await asyncio.sleep(0)
-                    if cursor is None:
-                        break
-            bp.recovered(queue, jobs, nbytes)
 
     async def _listen(self) -> None:
         assert self.hub is not None

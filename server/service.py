@@ -215,8 +215,6 @@ class Service:
         self.backpressure = backpressure
         self.note_deadline = note_deadline
         self.clock = clock
-        # Backpressure reads the engine's exact pending jobs and bytes (when the engine has them).
-        backpressure.attach(engine)
         #: Requests started and not answered yet (shutdown waits for them).
         self.inflight = 0
         self.connections = 0
@@ -321,27 +319,20 @@ class Service:
     def _enqueue(self, conn: Peer, request: Request) -> None:
         msg: m.Enqueue = request.message
         queue = msg.queue
-        size = len(msg.payload)
-        self.backpressure.admit(queue, 1, size)
-        try:
-            coro = self.engine.enqueue(
-                queue, msg.name, msg.payload, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-                delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-                timeout=msg.timeout, idempotency_key=msg.idempotency_key, headers=msg.headers,
-            )  # fmt: skip
-        except BaseException:
-            self.backpressure.retract(queue, 1, size)
-            raise
+        self.backpressure.admit(queue, 1, len(msg.payload))
+        coro = self.engine.enqueue(
+            queue, msg.name, msg.payload, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
+            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
+            timeout=msg.timeout, idempotency_key=msg.idempotency_key, headers=msg.headers,
+        )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
-                self.backpressure.retract(queue, 1, size)
                 self._finished()
                 self.fail_request(conn, request, exc)
                 return
             job, created = result
             if not created:
-                self.backpressure.retract(queue, 1, size)
                 label = job.state.label
             else:
                 label = _created_label(job)
@@ -357,21 +348,15 @@ class Service:
         payloads = msg.payloads
         count = len(payloads)
         size = sum(map(len, payloads))  # the decoder made every payload bytes
-        bp = self.backpressure
-        bp.admit(queue, count, size)
-        try:
-            coro = self.engine.enqueue_batch(
-                queue, msg.name, payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-                delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-                timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
-            )  # fmt: skip
-        except BaseException:
-            bp.retract(queue, count, size)
-            raise
+        self.backpressure.admit(queue, count, size)
+        coro = self.engine.enqueue_batch(
+            queue, msg.name, payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
+            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
+            timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
+        )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
-                bp.retract(queue, count, size)
                 self._finished()
                 self.fail_request(conn, request, exc)
                 return
@@ -382,9 +367,6 @@ class Service:
                 new = jobs
             else:
                 new = [job for job, c in zip(jobs, created, strict=True) if c]
-                existing = count - len(new)
-                if existing and not bp.exact:
-                    bp.retract(queue, existing, size * existing // count)
             run_at = new[0].run_at if new else None  # one batch, one run_at
             if run_at is not None:
                 self.note_deadline(run_at)

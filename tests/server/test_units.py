@@ -23,57 +23,6 @@ from spitfire.server.service import Service
 from spitfire.wal.memory import MemoryStorage
 
 
-class Counts:
-    """Exact pending counts a test controls (what the engine would report)."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, int] = {}
-
-    def __call__(self, queue: str) -> int:
-        return self.pending.get(queue, 0)
-
-
-def test_backpressure_refuses_past_each_limit_and_counts_nothing_then() -> None:
-    counts = Counts()
-    bp = Backpressure(Limits(queue_jobs=3, queue_bytes=100, total_jobs=5, total_bytes=150), counts)
-    for _ in range(3):
-        bp.admit("a", 1, 10)
-    counts.pending["a"] = 3
-    with pytest.raises(Overloaded, match="queue 'a' holds 3 pending jobs"):
-        bp.admit("a", 1, 10)
-    assert bp.estimate("a") == (3, 30)
-    bp.admit("b", 2, 10)
-    counts.pending["b"] = 2
-    with pytest.raises(Overloaded, match="the server holds 5 pending jobs"):
-        bp.admit("c", 1, 1)
-    with pytest.raises(Overloaded, match="pending payload bytes"):
-        bp.admit("d", 1, 101)
-
-
-def test_backpressure_learns_of_finished_jobs_when_a_limit_is_reached() -> None:
-    counts = Counts()
-    bp = Backpressure(Limits(queue_jobs=4, queue_bytes=10**6, total_jobs=100, total_bytes=10**6), counts)
-    for _ in range(4):
-        bp.admit("a", 1, 100)
-    counts.pending["a"] = 1  # three finished meanwhile (acks are not reported one by one)
-    bp.admit("a", 1, 100)
-    # Bytes of finished jobs are assumed average: 400 * 1/4 left, plus the new 100.
-    assert bp.estimate("a") == (2, 200)
-    counts.pending["a"] = 0  # every job finished: the byte estimate is exact again
-    for _ in range(3):
-        bp.admit("a", 1, 100)
-    assert bp.estimate("a") == (1, 100)
-
-
-def test_backpressure_retract_undoes_admit() -> None:
-    bp = Backpressure(Limits(10, 1000, 10, 1000), Counts())
-    bp.admit("a", 3, 30)
-    bp.retract("a", 2, 20)
-    assert bp.estimate("a") == (1, 10) and bp.total_jobs == 1 and bp.total_bytes == 10
-    bp.recovered("a", 5, 50)
-    assert bp.estimate("a") == (6, 60)
-
-
 class Figures:
     """Exact pending figures a test controls (what the engine's pending_figures reports)."""
 
@@ -90,18 +39,14 @@ class Figures:
         )
 
 
-def test_backpressure_attached_to_exact_figures_reads_them_on_every_admit() -> None:
+def test_backpressure_reads_exact_figures_on_every_admit() -> None:
     figures = Figures()
-    bp = Backpressure(Limits(queue_jobs=3, queue_bytes=100, total_jobs=5, total_bytes=150), Counts())
-    bp.attach(object())  # no pending_figures: stays an estimate
-    assert not bp.exact
-    bp.attach(figures)
-    assert bp.exact
+    bp = Backpressure(Limits(queue_jobs=3, queue_bytes=100, total_jobs=5, total_bytes=150), figures)
     bp.admit("a", 3, 30)  # nothing counted here: the engine counts what it indexed
     figures.queues["a"] = (3, 30)
     with pytest.raises(Overloaded, match="queue 'a' holds 3 pending jobs"):
         bp.admit("a", 1, 10)
-    figures.queues["a"] = (1, 10)  # two finished: admitted at once, no refresh needed
+    figures.queues["a"] = (1, 10)  # two finished: admitted at once
     bp.admit("a", 2, 20)
     figures.queues["a"] = (1, 95)
     with pytest.raises(Overloaded, match="queue 'a' holds 95 pending payload bytes"):
@@ -109,11 +54,9 @@ def test_backpressure_attached_to_exact_figures_reads_them_on_every_admit() -> N
     figures.queues["b"] = (3, 10)
     with pytest.raises(Overloaded, match="the server holds 4 pending jobs"):
         bp.admit("c", 2, 1)
-    with pytest.raises(Overloaded, match="the server holds 105 pending payload bytes"):
+    with pytest.raises(Overloaded, match="the server holds 105 pending payload bytes") as refused:
         bp.admit("c", 1, 46)
-    bp.retract("a", 1, 1)
-    bp.recovered("a", 5, 5)
-    assert bp.estimate("a") == (1, 95)
+    assert refused.value.retry_after > 0
 
 
 class FakeClock:
@@ -188,7 +131,7 @@ def test_an_unexpected_exception_answers_internal_and_is_logged(caplog: pytest.L
 
     async def body() -> None:
         engine: Any = Broken()
-        service = Service(engine, Dispatcher(engine, time.time), Backpressure(Limits(1, 1, 1, 1), Counts()))
+        service = Service(engine, Dispatcher(engine, time.time), Backpressure(Limits(1, 1, 1, 1), Figures()))
         peer = _Peer()
         service.handle(peer, Request(MessageType.GET, 7, m.JobRef("x")))
         reader = FrameReader()
