@@ -6,8 +6,7 @@ import asyncio
 import errno
 import importlib.util
 import socket
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -155,22 +154,9 @@ def test_a_client_that_never_reads_does_not_grow_the_server(tmp_path: Path) -> N
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
+def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
     """A real 160 MiB tmpfs (two 64 MiB segments fit), unmounted afterwards."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    try:
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs: {exc}")
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {result.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+    return mount_tmpfs("160m")
 
 
 def _fill(path: Path) -> None:

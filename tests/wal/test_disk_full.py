@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,8 @@ CONFIG = WalConfig(segment_size=SEG, reserve_bytes=8 * 1024, space_retry_ms=5)
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    try:
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs (needs root and mount permission): {exc}")
-    if result.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs (needs root and mount permission): {result.stderr.decode().strip()}"
-        )
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
+    return mount_tmpfs("1m")
 
 
 def fill(path: Path) -> None:
