@@ -239,47 +239,6 @@ class Engine:
 
     # -- enqueue ----------------------------------------------------------------------------------------
 
-    def _build(
-        self,
-        queue: str,
-        name: str,
-        payload: bytes,
-        now: float,
-        priority: int,
-        run_at: float | None,
-        delay: float | None,
-        max_attempts: int | None,
-        backoff: Backoff | None,
-        timeout: float | None,
-        idempotency_key: str | None,
-        headers: dict[str, str] | None,
-    ) -> Job:
-        c = self.config
-        if payload.__class__ is not bytes or len(payload) > c.max_payload:
-            v.check_bytes("payload", payload, c.max_payload)
-        if priority.__class__ is not int or not 0 <= priority <= MAX_PRIORITY:
-            v.check_priority(priority)
-        at = v.check_run_at(run_at, delay, now) if run_at is not None or delay is not None else None
-        handler = self._names.get(name) if name.__class__ is str else None
-        if handler is None:
-            handler = self._intern_name(name)
-        return Job(
-            self._ids.next(now),
-            queue,
-            handler,
-            payload,
-            _ENQUEUED if at is None else _SCHEDULED,
-            now,
-            priority,
-            at,
-            c.default_max_attempts if max_attempts is None else v.check_max_attempts(max_attempts),
-            None if backoff is None else v.check_backoff(backoff),
-            c.default_timeout if timeout is None else v.check_timeout("timeout", timeout, c),
-            None if idempotency_key is None else v.check_key(idempotency_key),
-            None if headers is None else v.check_headers(headers),
-            updated_at=now,
-        )
-
     def _intern_name(self, name: str) -> str:
         """Validate a handler name and intern it (one string object per name, checked once)."""
         handler = sys.intern(v.check_name("name", name, self.config))
@@ -347,14 +306,16 @@ class Engine:
         else:
             if q is None:
                 v.check_queue(queue, c)
-            if idempotency_key is not None:
-                existing = self._existing(queue, v.check_key(idempotency_key), now)
+            key = v.check_key(idempotency_key)
+            if key is not None:
+                existing = self._existing(queue, key, now)
                 if existing is not None:
                     return existing, False
-            job = self._build(
-                queue if q is None else q.name, name, payload, now, priority, run_at, delay, max_attempts,
-                backoff, timeout, idempotency_key, headers,
+            (job,) = self._build_many(
+                queue if q is None else q.name, name, (payload,), now, priority, run_at, delay, max_attempts,
+                backoff, timeout, headers,
             )  # fmt: skip
+            job.idempotency_key = key
             if q is None:
                 q = self._queue_for_write(queue)
                 job.queue = q.name
@@ -508,28 +469,34 @@ class Engine:
         headers: dict[str, str] | None,
     ) -> tuple[list[Job], list[bool]]:
         """A batch with idempotency keys: each payload's job, existing (a key already names it, in
-        the queue or earlier in the batch) or new."""
-        jobs: list[Job] = []
+        the queue or earlier in the batch) or new; the new ones are built together."""
+        #: Per payload: an existing job, or the position of its new job among ``fresh``.
+        order: list[Job | int] = []
         created: list[bool] = []
-        seen: dict[str, Job] = {}
+        fresh: list[bytes] = []
+        fresh_keys: list[str | None] = []
+        first: dict[str, int] = {}
         for payload, raw in zip(payloads, keys, strict=True):
             key = v.check_key(raw)
-            existing = self._existing(queue, key, now) if key is not None else None
-            if existing is None and key is not None:
-                existing = seen.get(key)
-            if existing is not None:
-                jobs.append(existing)
-                created.append(False)
-                continue
-            job = self._build(
-                queue, name, payload, now, priority, run_at, delay, max_attempts, backoff, timeout, key,
-                headers,
-            )  # fmt: skip
             if key is not None:
-                seen[key] = job
-            jobs.append(job)
+                known: Job | int | None = first.get(key)
+                if known is None:
+                    known = self._existing(queue, key, now)
+                if known is not None:
+                    order.append(known)
+                    created.append(False)
+                    continue
+                first[key] = len(fresh)
+            order.append(len(fresh))
             created.append(True)
-        return jobs, created
+            fresh.append(payload)
+            fresh_keys.append(key)
+        built = self._build_many(
+            queue, name, fresh, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
+        ) if fresh else []  # fmt: skip
+        for job, key in zip(built, fresh_keys, strict=True):
+            job.idempotency_key = key
+        return [built[x] if isinstance(x, int) else x for x in order], created
 
     # -- delivery (not logged) --------------------------------------------------------------------------
 

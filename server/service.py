@@ -383,22 +383,19 @@ class Service:
         conn.flush()  # answers can be large (1 MiB payloads): let a full send buffer pause the client
 
     def _cancel(self, conn: Peer, request: Request) -> None:
-        def reply(result: tuple[Job, str | None]) -> tuple[int, Any]:
-            job, worker = result
-            if worker is not None:
-                self.dispatcher.cancelled(worker, [job.id])
-            return MessageType.JOB, m.Job(job_info(job))
-
-        self._single(conn, request, self.engine.cancel(request.message.job_id, self.clock()), reply)
+        coro = self.engine.cancel(request.message.job_id, self.clock())
+        self._single(conn, request, coro, self._stop_holder)
 
     def _delete(self, conn: Peer, request: Request) -> None:
-        def reply(result: tuple[Job, str | None]) -> tuple[int, Any]:
-            job, worker = result
-            if worker is not None:
-                self.dispatcher.cancelled(worker, [job.id])
-            return MessageType.JOB, m.Job(job_info(job))
+        coro = self.engine.delete(request.message.job_id, self.clock())
+        self._single(conn, request, coro, self._stop_holder)
 
-        self._single(conn, request, self.engine.delete(request.message.job_id, self.clock()), reply)
+    def _stop_holder(self, result: tuple[Job, str | None]) -> tuple[int, Any]:
+        """Answer a cancel or delete with the job, and tell the worker that held it to stop."""
+        job, worker = result
+        if worker is not None:
+            self.dispatcher.cancelled(worker, [job.id])
+        return MessageType.JOB, m.Job(job_info(job))
 
     def _retry(self, conn: Peer, request: Request) -> None:
         def reply(job: Job) -> tuple[int, Any]:
