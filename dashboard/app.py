@@ -225,7 +225,7 @@ class Dashboard:
 
     async def enqueue(self, request: Request) -> Response:
         """POST /api/queues/{queue}/jobs: 201 with the new job, 200 with the one its key names."""
-        queue = mo.check_queue(_route(request, "queue"))
+        queue = _route(request, "queue")  # the engine checks the name
         body = decode_body(await read_body(request, self.max_body), mo.EnqueueIn)
         key = self._idempotency_key(request, body.idempotency_key)
         payload = mo.to_msgpack("payload", body.payload)
@@ -244,7 +244,7 @@ class Dashboard:
 
     async def enqueue_batch(self, request: Request) -> Response:
         """POST /api/queues/{queue}/jobs:batch: one record and one fsync for every job."""
-        queue = mo.check_queue(_route(request, "queue"))
+        queue = _route(request, "queue")  # the engine checks the name
         body = decode_body(await read_body(request, MAX_BATCH_BODY), mo.BatchIn)
         payloads = [mo.to_msgpack(f"payloads[{i}]", p) for i, p in enumerate(body.payloads)]
         size = sum(len(p) for p in payloads)

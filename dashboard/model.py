@@ -35,7 +35,6 @@ Time = Annotated[float, Meta(ge=0, le=1e11)] | datetime
 Seconds = Annotated[float, Meta(ge=0, le=1e9)]
 
 #: Queue names the storage accepts (they are directory names; mirrors ``wal.constants``).
-QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
 _FIELD_AT = re.compile(r"at `\$\.?([^`]*)`")
 _FIELD_NAMED = re.compile(r"field `([^`]*)`")
@@ -281,15 +280,6 @@ def field_of(exc: msgspec.DecodeError) -> str:
     text = str(exc)
     match = _FIELD_AT.search(text) or _FIELD_NAMED.search(text)
     return (match.group(1).replace("[...]", "") or "body") if match else "body"
-
-
-def check_queue(queue: str) -> str:
-    """A queue name a new job may go to. :raises ValidationError: naming ``queue``."""
-    if not QUEUE_NAME.match(queue):
-        raise ValidationError(
-            "queue", "use 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
-        )
-    return queue
 
 
 def backoff_in(b: BackoffIn | None) -> Backoff | None:
