@@ -105,6 +105,10 @@ def test_bad_input_answers_400_or_422_naming_the_field(server: HttpServer, queue
     err = error_of(server.http.post(url, json={"name": "a", "colour": "red"}), 422)
     assert "colour" in str(err["message"])
     error_of(server.http.get(f"/api/queues/{queue}"), 404)  # nothing was created, not even the queue
+    for bad in ("-dash", "%C3%9D%25", "x" * 129):  # not a directory name the storage can hold
+        for path in (f"/api/queues/{bad}/jobs", f"/api/queues/{bad}/jobs:batch"):
+            body = {"name": "a", "payloads": [1]} if path.endswith("batch") else {"name": "a"}
+            assert error_of(server.http.post(path, json=body), 422)["field"] == "queue"
 
 
 def test_too_large_answers_413(server: HttpServer, queue: str) -> None:
