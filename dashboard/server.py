@@ -134,7 +134,7 @@ class HttpServer:
     async def serve(self, dashboard: Dashboard) -> None:
         """Start answering with ``dashboard`` (after recovery) and attach its job observer."""
         self._pending = None
-        await dashboard.app.start()
+        await dashboard.app.start()  # type: ignore[no-untyped-call]  # blacksheep leaves it unannotated
         dashboard.attach()
         self.dashboard = dashboard
         self._asgi.app = dashboard.app
@@ -158,7 +158,7 @@ class HttpServer:
         if self._sock is not None:
             self._sock.close()
         if self.dashboard is not None:
-            await self.dashboard.app.stop()
+            await self.dashboard.app.stop()  # type: ignore[no-untyped-call]
 
     @property
     def url(self) -> str:

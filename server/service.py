@@ -546,9 +546,8 @@ class Service:
             conn.session.reply(request, m.Done([]), MessageType.DONE)
             return
         ids = [item.job_id for item in items]
-        results = [item.result for item in items]
-        if not any(result is not None for result in results):
-            results = None
+        given = [item.result for item in items]
+        results = given if any(result is not None for result in given) else None
         self._outcomes(conn, request, self.engine.ack_many(ids, self._worker_id(conn), self.clock(), results))
 
     def _fail(self, conn: Peer, request: Request) -> None:
