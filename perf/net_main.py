@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from perf.net_workloads import attach_py_spy, detach_py_spy, payload_json_size, run
 from perf.report import Figure, median, print_table, write_json
-from perf.server_proc import ServerProcess
+from perf.server_proc import ServerProcess, split_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAMEGRAPHS = ROOT / "flamegraphs"
@@ -34,6 +35,8 @@ class NetCase:
     #: (label, result key, unit, target text, check)
     figures: tuple[tuple[str, str, str, str, Check], ...]
     extra_server_args: list[str] = field(default_factory=list)
+    #: Pin the client and the server to separate CPUs (latency cases; see server_proc.split_cpus).
+    pin: bool = False
 
 
 def _at_least(x: float) -> Check:
@@ -82,13 +85,25 @@ def net_cases(quick: bool) -> list[NetCase]:
             (f"open-loop achieved {at}", "achieved_per_s", "jobs/s", "", None),
         )
         config = {"rate": rate, "seconds": seconds}
-        cases.append(NetCase(f"open-loop-tcp-{rate // 1000}k", "open-loop", "tcp", config, figures))
+        cases.append(NetCase(f"open-loop-tcp-{rate // 1000}k", "open-loop", "tcp", config, figures, pin=True))
     return cases
 
 
-def run_case(case: NetCase) -> dict[str, Any]:
-    with ServerProcess(quic=case.transport == "quic", extra=case.extra_server_args) as server:
-        return run(case.workload, server.url(case.transport), case.config)
+def run_case(case: NetCase, pin: bool) -> dict[str, Any]:
+    cpus = split_cpus() if pin and case.pin else None
+    client_cpus, server_cpus = cpus or (None, None)
+    previous = os.sched_getaffinity(0)
+    with ServerProcess(
+        quic=case.transport == "quic", extra=case.extra_server_args, cpus=server_cpus
+    ) as server:
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
+        try:
+            result = run(case.workload, server.url(case.transport), case.config)
+        finally:
+            os.sched_setaffinity(0, previous)
+    result["pinned"] = {"client": sorted(client_cpus), "server": sorted(server_cpus)} if cpus else None
+    return result
 
 
 def add_ratios(figures: list[Figure]) -> None:
@@ -102,7 +117,7 @@ def add_ratios(figures: list[Figure]) -> None:
                 figures.append(Figure(f"{f.name} / tcp", ratio, "%", ">= 50", ratio >= 50.0))
 
 
-def run_net(repeat: int, quick: bool, only: list[str]) -> int:
+def run_net(repeat: int, quick: bool, only: list[str], pin: bool = True) -> int:
     cases = [c for c in net_cases(quick) if not only or any(c.name.startswith(o) for o in only)]
     figures: list[Figure] = []
     raw: dict[str, list[dict[str, Any]]] = {}
@@ -110,7 +125,7 @@ def run_net(repeat: int, quick: bool, only: list[str]) -> int:
         results = []
         for i in range(repeat):
             print(f"  {case.name} run {i + 1}/{repeat} ...", file=sys.stderr, flush=True)
-            results.append(run_case(case))
+            results.append(run_case(case, pin))
         raw[case.name] = results
         for label, key, unit, target, check in case.figures:
             runs = [float(r[key]) for r in results if r.get(key) is not None]
@@ -123,6 +138,7 @@ def run_net(repeat: int, quick: bool, only: list[str]) -> int:
         "repeat": repeat,
         "quick": quick,
         "durability": "group",
+        "pin_latency_cases": pin,
         "payload_json_bytes": payload_json_size(),
         "cases": {c.name: {"workload": c.workload, "transport": c.transport, **c.config} for c in cases},
         "raw": raw,
@@ -167,7 +183,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 20,000 only and short open-loop runs")
     parser.add_argument("--only", nargs="*", default=[], help="run only cases whose name starts so")
     parser.add_argument("--flamegraph", metavar="CASE", help="profile one drain case into flamegraphs/")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let latency cases share CPUs between client and server"
+    )
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)
-    return run_net(args.repeat, args.quick, args.only)
+    return run_net(args.repeat, args.quick, args.only, pin=not args.no_pin)
