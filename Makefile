@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint typecheck bench clean
+.PHONY: install run test test-slow lint typecheck bench clean perf-peers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m perf engine
+
+# The peer job queues of the comparison (issue 6) in their own venv, plus redis-server (apt, as root).
+PEERS_VENV := .venv-peers
+perf-peers:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	echo '*' > $(PEERS_VENV)/.gitignore
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r perf/peers/requirements.txt
+	command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq redis-server; } || echo "redis-server missing: redis peers will be skipped"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
