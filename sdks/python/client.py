@@ -257,6 +257,7 @@ class AsyncClient:
                     on_push=self._on_push,
                     tls_ca=self.tls_ca,
                     timeout=max(0.1, min(left, self.timeout)),
+                    request_timeout=self.timeout,
                 )
             except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
                 raise
@@ -285,8 +286,7 @@ class AsyncClient:
             except ConnectionLost:
                 continue  # closed before anything was sent: always safe to try the next connection
             try:
-                async with asyncio.timeout(self.timeout):
-                    response = await fut
+                response = await fut  # the connection fails it with TimeoutError after self.timeout
             except TimeoutError:
                 conn.pending.pop(rid, None)
                 raise RequestTimeout(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -171,6 +172,26 @@ def test_an_unanswered_request_times_out() -> None:
             with pytest.raises(spitfire.RequestTimeout, match="no answer"):
                 await client.ping()
             assert client._conn is not None and not client._conn.pending
+
+    run(test)
+
+
+def test_request_timeouts_fire_on_time_and_answered_requests_are_forgotten() -> None:
+    async def test(server: FakeServer) -> None:
+        async with spitfire.AsyncClient(server.url, timeout=0.5) as client:
+            for _ in range(50):
+                await client.ping()
+            server.hold = True
+            started = time.monotonic()
+            results = await asyncio.gather(*(client.ping() for _ in range(3)), return_exceptions=True)
+            waited = time.monotonic() - started
+            assert all(isinstance(r, spitfire.RequestTimeout) for r in results)
+            # The per-connection sweep may fail a request up to 10% of the timeout late.
+            assert 0.5 <= waited < 0.5 * 1.1 + 0.2
+            conn = client._conn
+            assert conn is not None and not conn.pending and not conn._deadlines
+            server.hold = False
+            assert await client.ping() < 0.5  # the connection still serves after timeouts
 
     run(test)
 
