@@ -19,14 +19,17 @@ from .log import FileQueueLog
 from .memory import MemoryState, MemoryStorage
 from .repair import repair
 from .snapshot import FileSnapshotWriter
+from .stats import Buckets, FlushStats
 from .storage import FileStorage
 
 __all__ = [
+    "Buckets",
     "CorruptLogError",
     "Durability",
     "FileQueueLog",
     "FileSnapshotWriter",
     "FileStorage",
+    "FlushStats",
     "LogClosedError",
     "LogRecord",
     "MemoryState",

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .segment import Segment
+from .stats import FlushStats
 
 if TYPE_CHECKING:
     from .log import FileQueueLog
@@ -39,9 +40,11 @@ WARN_SYNC_SECONDS = 1.0
 class Group:
     """Records of one log appended since the last seal, made durable by one round of the flusher."""
 
-    __slots__ = ("first_lsn", "future", "last_lsn", "log", "segments", "sync")
+    __slots__ = ("first_lsn", "future", "last_lsn", "log", "nbytes", "opened", "segments", "start", "sync")
 
-    def __init__(self, log: FileQueueLog, segment: Segment, first_lsn: int, sync: bool) -> None:
+    def __init__(
+        self, log: FileQueueLog, segment: Segment, first_lsn: int, sync: bool, start: int, opened: float
+    ) -> None:
         self.log = log
         #: Segments holding the group's records (two when it spans a roll).
         self.segments = [segment]
@@ -52,6 +55,12 @@ class Group:
         self.future: asyncio.Future[None] | None = None
         #: A SYNC record: never shares an fdatasync with another group of its log.
         self.sync = sync
+        #: Offset of the group's first record in its newest segment (the log moves it on a roll).
+        self.start = start
+        #: Bytes of the group's records (aligned frames), complete once sealed.
+        self.nbytes = 0
+        #: ``time.perf_counter()`` at the group's first append (for the commit latency).
+        self.opened = opened
 
 
 Outcome = tuple[Group, OSError | None]
@@ -60,8 +69,12 @@ Outcome = tuple[Group, OSError | None]
 class Flusher:
     """The flusher thread shared by all logs of a `FileStorage`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, threads: int, fsync: bool) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, threads: int, fsync: bool, stats: FlushStats | None = None
+    ) -> None:
         self._loop = loop
+        #: Monitoring figures, written by the flusher thread only (see `FlushStats`).
+        self.stats = stats if stats is not None else FlushStats()
         self._threads = threads
         self._fsync = fsync
         #: Sealed groups from the loop; None asks the thread to stop once everything before it is done.
@@ -117,12 +130,27 @@ class Flusher:
             batch, pending = _pick(pending)
             started = time.perf_counter()
             outcomes = self._sync(batch)
-            self.last_round_seconds = time.perf_counter() - started
+            finished = time.perf_counter()
+            self.last_round_seconds = finished - started
             self.rounds += 1
+            self._count(batch, started, finished)
             try:
                 self._loop.call_soon_threadsafe(_resolve, outcomes)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.warning("event loop closed before %d commit groups were resolved", len(outcomes))
+
+    def _count(self, batch: list[Group], started: float, finished: float) -> None:
+        """Add one round to the stats: a few additions per group, on this thread (never the loop's)."""
+        stats = self.stats
+        commit = stats.commit_seconds
+        records = nbytes = 0
+        for group in batch:
+            records += group.last_lsn - group.first_lsn + 1
+            nbytes += group.nbytes
+            commit.observe(finished - group.opened)
+        stats.round_records.observe(records)
+        stats.round_bytes.observe(nbytes)
+        stats.round_seconds.observe(finished - started)
 
     def _sync(self, batch: list[Group]) -> list[Outcome]:
         files: dict[int, Segment] = {}

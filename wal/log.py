@@ -23,6 +23,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ from .flusher import Flusher, Group
 from .format import align, record_size
 from .preparer import Preparer
 from .segment import PreparedFile, Segment, prepare_file
+from .stats import FlushStats
 
 if TYPE_CHECKING:
     from .snapshot import FileSnapshotWriter
@@ -69,10 +71,10 @@ class Context:
 
     __slots__ = ("config", "flusher", "loop", "preparer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: WalConfig) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: WalConfig, stats: FlushStats) -> None:
         self.loop = loop
         self.config = config
-        self.flusher = Flusher(loop, threads=config.flush_threads, fsync=config.fsync)
+        self.flusher = Flusher(loop, threads=config.flush_threads, fsync=config.fsync, stats=stats)
         self.preparer = Preparer(config.space_retry_ms / 1000)
 
     def stop(self) -> None:
@@ -206,7 +208,7 @@ class FileQueueLog:
         self._offset = next_off
         self._last_lsn = lsn = self._last_lsn + 1
         if self._open is None:
-            self._begin_group(lsn)
+            self._begin_group(lsn, off)
         return lsn
 
     def commit(self, lsn: int) -> asyncio.Future[None] | None:
@@ -263,8 +265,9 @@ class FileQueueLog:
                 return group if lsn <= group.last_lsn else None
         return None
 
-    def _begin_group(self, lsn: int) -> None:
-        self._open = Group(self, self._seg, lsn, self._sync)
+    def _begin_group(self, lsn: int, offset: int) -> None:
+        """Open a group at the record just written at ``offset`` (one clock read per group)."""
+        self._open = Group(self, self._seg, lsn, self._sync, offset, time.perf_counter())
         self._seg.inflight += 1  # pinned from now on: the segment stays open until the group is done
         if self._sync:
             self._seal()
@@ -283,6 +286,7 @@ class FileQueueLog:
             self._timer.cancel()
             self._timer = None
         group.last_lsn = self._last_lsn
+        group.nbytes += self._offset - group.start
         self._inflight.append(group)
         self._ctx.flusher.submit(group)
 
@@ -352,7 +356,7 @@ class FileQueueLog:
         self._offset = align(end)
         self._last_lsn = lsn = self._last_lsn + 1
         if self._open is None:
-            self._begin_group(lsn)
+            self._begin_group(lsn, off)
         return lsn
 
     def _reserve(self, seg: Segment) -> int:
@@ -438,9 +442,12 @@ class FileQueueLog:
         seg = Segment.activate(prepared, self._ctx.config.segment_size, self._last_lsn + 1)
         old.retired = True
         old.release_if_done()
-        if self._open is not None:
-            self._open.segments.append(seg)  # the open group spans both: it fsyncs both
+        group = self._open
+        if group is not None:
+            group.segments.append(seg)  # the open group spans both: it fsyncs both
             seg.inflight += 1
+            group.nbytes += self._offset - group.start  # its bytes in the old segment
+            group.start = SEGMENT_HEADER_SIZE
         self._segments.append((seg.number, seg.base_lsn))
         self._enter_segment(seg, SEGMENT_HEADER_SIZE, plain=not low)
         if self._ctx.config.prepare_ahead == 0:

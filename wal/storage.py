@@ -14,6 +14,7 @@ from .constants import QUEUE_NAME_RE, QUEUES_DIR, SEGMENT_HEADER_SIZE, WAL_DIR
 from .log import Context, FileQueueLog
 from .recovery import recover
 from .segment import Segment, fsync_dir, prepare_file
+from .stats import FlushStats
 
 logger = logging.getLogger("spitfire.wal")
 
@@ -40,6 +41,14 @@ class FileStorage:
         self._logs: dict[str, FileQueueLog] = {}
         self._ctx: Context | None = None
         self._closed = False
+        self._flush_stats = FlushStats()
+
+    @property
+    def flush_stats(self) -> FlushStats:
+        """Group-commit figures since this storage was created: flush rounds (records, bytes and
+        fdatasync seconds of each) and the commit latency of each group. Written by the flusher
+        thread; read them from any thread (`FlushStats` says how torn a read can be)."""
+        return self._flush_stats
 
     @property
     def queues_dir(self) -> Path:
@@ -112,7 +121,7 @@ class FileStorage:
     def _context(self) -> Context:
         loop = asyncio.get_running_loop()
         if self._ctx is None:
-            self._ctx = Context(loop, self.config)
+            self._ctx = Context(loop, self.config, self._flush_stats)
         elif self._ctx.loop is not loop:
             raise StorageError("FileStorage is bound to another event loop")
         return self._ctx
