@@ -19,10 +19,11 @@ The workloads are Spitfire's (perf/net_workloads.py), with the same ~100-byte JS
 ``enqueue-batch`` (cfg: jobs, batch=100, inflight=4)
     The peer's bulk enqueue API, ``batch`` jobs per call; `Skip` when the peer has none.
     Result keys: jobs, seconds, jobs_per_s.
-``drain`` (cfg: jobs)
+``drain`` (cfg: jobs, deadline=DEADLINE)
     Enqueue ``jobs`` no-op jobs first, then launch the peer's real worker process(es) with its own
     CLI and time from launch until the last job has run (the peer's own result/queue-length API);
-    the worker is stopped by PID. Result keys: jobs, seconds, jobs_per_s, steady_jobs_per_s.
+    the worker is stopped by PID. Result keys: jobs, seconds, jobs_per_s, steady_jobs_per_s (and
+    ``unfinished``, the jobs still waiting, when ``deadline`` seconds passed first).
 ``open-loop`` (cfg: rate, seconds, inflight=64 for threaded clients)
     ``rate`` enqueues/s on a fixed schedule; latency counts from each job's scheduled send time
     (HDR histogram). Result keys: offered_per_s, achieved_per_s, jobs, p50_ms, p90_ms, p99_ms,
@@ -341,15 +342,21 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
 
 
 def drain_with_worker(
-    cmd: list[str], service_url: str, remaining: Callable[[], int], waiting: int, poll: float = 0.005
+    cmd: list[str],
+    service_url: str,
+    remaining: Callable[[], int],
+    waiting: int,
+    poll: float = 0.005,
+    deadline: float = DEADLINE,
 ) -> dict[str, Any]:
     """Launch ``cmd`` (the peer's worker, in its own session, cwd = repo root) and time from launch
     until ``remaining()`` — jobs not run yet, by the peer's own API — reaches 0; then stop it by PID.
 
     ``waiting`` is the number of jobs enqueued before launch. The result is the drain workload's:
     jobs, seconds, jobs_per_s, steady_jobs_per_s (excluding the time to the first job run).
-    Raises RuntimeError (with the worker's output tail) when the worker exits before the queue
-    drains or the queue does not drain within `DEADLINE`.
+    Stops after ``deadline`` seconds with the jobs still waiting in ``unfinished`` (the rate is
+    over those that ran). Raises RuntimeError (with the worker's output tail) when the worker exits
+    before the queue drains.
     """
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
@@ -360,7 +367,7 @@ def drain_with_worker(
         first: float | None = None
         left = waiting
         try:
-            while left and time.perf_counter() - start < DEADLINE:
+            while left and time.perf_counter() - start < deadline:
                 time.sleep(poll)
                 left = remaining()
                 if first is None and left < waiting:
@@ -370,8 +377,6 @@ def drain_with_worker(
                     if left:
                         raise RuntimeError(f"worker exited ({worker.returncode}) with {left} jobs left")
             end = time.perf_counter()
-            if left:
-                raise RuntimeError(f"{left} of {waiting} jobs still not run after {DEADLINE:.0f} s")
         except RuntimeError as exc:
             stop_worker(worker)
             log.seek(0)
@@ -382,9 +387,12 @@ def drain_with_worker(
     ran = waiting - left
     elapsed = end - start
     steady = end - first if first is not None else elapsed
-    return {
+    result = {
         "jobs": ran,
         "seconds": elapsed,
         "jobs_per_s": ran / elapsed,
         "steady_jobs_per_s": ran / steady if steady > 0 else 0.0,
     }
+    if left:  # the deadline: report the rate over what ran, and say so
+        result["unfinished"] = left
+    return result

@@ -1,0 +1,121 @@
+"""Celery (Redis broker, no result backend): ``apply_async`` from threads; drain with
+``celery -A ... worker`` as a user runs it on this machine: the prefork pool with one child per CPU
+(Celery's default concurrency), default mingle/gossip/heartbeat and prefetch.
+
+Celery has no bulk enqueue API (a group sends one message per task), so enqueue-batch is skipped.
+Completion of a drain is the broker's queue list and unacked hash both empty (kombu's Redis
+transport): with Celery's default early ack, at most ``concurrency`` jobs may still be running
+then, a no-op's worth of time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from perf.peers.base import (
+    DEADLINE,
+    URL_ENV,
+    PeerSpec,
+    Skip,
+    drain_with_worker,
+    enqueue_threads,
+    open_loop_threads,
+    payload,
+    venv_bin,
+)
+
+
+def _task(url: str) -> Any:
+    """The no-op task bound to an app whose broker is ``url`` (flushed first)."""
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    os.environ[URL_ENV] = url
+    from perf.peers.adapters import tasks_celery
+
+    return tasks_celery.noop
+
+
+def _threads(noop: Any, cfg: dict[str, Any]) -> int:
+    """Publishing threads: ``inflight``, but no more than Celery's producer pool holds
+    (``broker_pool_limit``, 10 by default): more threads only queue for a producer, and measured
+    slower (2,000 jobs: 1,330/s with 64 threads, 1,930/s with 10)."""
+    return min(int(cfg.get("inflight", 64)), int(noop.app.conf.broker_pool_limit or 1))
+
+
+def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` apply_async calls from up to ``inflight`` threads sharing Celery's producer pool."""
+    noop = _task(url)
+    noop.apply_async(args=(payload(0),))
+    threads = _threads(noop, cfg)
+    result = enqueue_threads(lambda i: noop.apply_async(args=(payload(i),)), int(cfg["jobs"]), threads)
+    result["config"] = {"threads": threads}
+    result["notes"] = f"{threads} threads in one process sharing Celery's producer pool (broker_pool_limit)"
+    return result
+
+
+def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Celery has no bulk enqueue API."""
+    raise Skip("no bulk enqueue API (a Celery group publishes one message per task)")
+
+
+def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs, then time one ``celery worker`` (prefork, one child per CPU)
+    until the queue and the unacked hash are empty."""
+    import redis
+
+    jobs = int(cfg["jobs"])
+    noop = _task(url)
+    enqueue_threads(lambda i: noop.apply_async(args=(payload(i),)), jobs, 16)
+    client = redis.Redis.from_url(url)
+    concurrency = os.cpu_count() or 1
+
+    def remaining() -> int:
+        with client.pipeline(transaction=False) as pipe:
+            queued, unacked = pipe.llen("celery").hlen("unacked").execute()
+        return int(queued) + int(unacked)
+
+    cmd = [
+        venv_bin("celery"), "-A", "perf.peers.adapters.tasks_celery", "worker",
+        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING",
+    ]  # fmt: skip
+    waiting = remaining()
+    try:
+        result = drain_with_worker(
+            cmd, url, remaining, waiting, deadline=float(cfg.get("deadline", DEADLINE))
+        )
+    finally:
+        client.close()
+    result["config"] = {"pool": "prefork", "concurrency": concurrency}
+    result["notes"] = (
+        f"one `celery worker --pool=prefork --concurrency={concurrency}` (Celery's default on this machine: "
+        "1 main + 1 child per CPU)"
+    )
+    return result
+
+
+def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` apply_async calls per second handed to a pool of ``inflight`` threads."""
+    noop = _task(url)
+    noop.apply_async(args=(payload(0),))
+    threads = _threads(noop, cfg)
+    result = open_loop_threads(
+        lambda i: noop.apply_async(args=(payload(i),)), float(cfg["rate"]), float(cfg["seconds"]), threads
+    )
+    result["config"] = {"threads": threads}
+    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads (broker_pool_limit)"
+    return result
+
+
+PEER = PeerSpec(
+    name="celery",
+    backend="redis",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    packages=("celery", "kombu", "redis"),
+)

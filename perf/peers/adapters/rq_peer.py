@@ -1,0 +1,106 @@
+"""RQ (synchronous, Redis): ``Queue.enqueue`` from threads, ``Queue.enqueue_many`` (one Redis
+pipeline per call) for batches, and drain with ``rq worker --burst`` as a user runs it by default:
+``rq.Worker``, which forks a work horse process per job. `drain_with` also serves the
+``rq_simple`` variant (``--worker-class rq.SimpleWorker``: jobs run in the worker process).
+
+Completion of a drain is RQ's FinishedJobRegistry of the queue holding every job (RQ keeps
+results for 500 s by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+
+from perf.peers.base import (
+    DEADLINE,
+    QUEUE,
+    PeerSpec,
+    drain_with_worker,
+    enqueue_batches_threads,
+    enqueue_threads,
+    open_loop_threads,
+    payload,
+    venv_bin,
+)
+
+TASK = "perf.peers.adapters.tasks_rq.noop"
+
+
+def _queue(url: str, flush: bool = True) -> Queue:
+    conn = Redis.from_url(url)
+    if flush:
+        conn.flushdb()
+    return Queue(QUEUE, connection=conn)
+
+
+def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` Queue.enqueue calls from ``inflight`` threads sharing one Redis connection pool."""
+    q = _queue(url)
+    q.enqueue(TASK, payload(0))
+    result = enqueue_threads(lambda i: q.enqueue(TASK, payload(i)), int(cfg["jobs"]), int(cfg["inflight"]))
+    result["notes"] = f"{cfg['inflight']} threads in one process, one redis-py connection pool"
+    return result
+
+
+def _enqueue_many(q: Queue, part: list[dict[str, Any]]) -> None:
+    q.enqueue_many([Queue.prepare_data(TASK, args=(p,)) for p in part])
+
+
+def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Queue.enqueue_many with ``batch`` jobs per call from ``inflight`` threads."""
+    q = _queue(url)
+    q.enqueue(TASK, payload(0))
+    result = enqueue_batches_threads(
+        lambda part: _enqueue_many(q, part), int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
+    )
+    result["notes"] = f"Queue.enqueue_many (one pipeline per call) from {cfg['inflight']} threads"
+    return result
+
+
+def drain_with(url: str, cfg: dict[str, Any], worker_class: str) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs (enqueue_many, 1,000 per call), then time one
+    ``rq worker --burst --worker-class WORKER_CLASS`` until every job is in the finished registry."""
+    jobs = int(cfg["jobs"])
+    q = _queue(url)
+    for s in range(0, jobs, 1000):
+        _enqueue_many(q, [payload(i) for i in range(s, min(jobs, s + 1000))])
+    registry = q.finished_job_registry
+    cmd = [venv_bin("rq"), "worker", "--burst", "--url", url, "--worker-class", worker_class, QUEUE]
+    deadline = float(cfg.get("deadline", DEADLINE))
+    result = drain_with_worker(cmd, url, lambda: jobs - registry.count, jobs, deadline=deadline)
+    result["config"] = {"worker_class": worker_class}
+    result["notes"] = f"one `rq worker --burst` process, worker_class={worker_class}, default (INFO) logging"
+    return result
+
+
+def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The drain workload with RQ's default worker class (fork per job)."""
+    return drain_with(url, cfg, "rq.Worker")
+
+
+def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` Queue.enqueue calls per second handed to a pool of ``inflight`` threads."""
+    q = _queue(url)
+    q.enqueue(TASK, payload(0))
+    threads = int(cfg.get("inflight", 64))
+    result = open_loop_threads(
+        lambda i: q.enqueue(TASK, payload(i)), float(cfg["rate"]), float(cfg["seconds"]), threads
+    )
+    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads"
+    return result
+
+
+PEER = PeerSpec(
+    name="rq",
+    backend="redis",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    packages=("rq", "redis"),
+)
