@@ -1,0 +1,172 @@
+"""huey's SqliteHuey (https://github.com/coleifer/huey): issue 6's workloads on a SQLite file.
+
+Runs in the peers' venv. There is no server: the "service URL" names where the database goes,
+``sqlite:///ABS/PATH.db`` (that file), a directory (``bench-huey.db`` in it), or ``""`` /
+``sqlite://`` (a fresh temporary directory, removed afterwards). Every workload starts from a new
+database file. SqliteHuey's defaults are kept (tasks_huey_sqlite): WAL journal and SQLite's default
+``synchronous=FULL``, i.e. every enqueue and every dequeue is a commit that fsyncs, the durable
+configuration; huey 3 uses one SQLite connection per process, behind a lock, so threads of one
+process enqueue one at a time.
+
+- ``enqueue-single``: ``noop(payload)`` task calls from ``inflight`` threads (huey's API is
+  synchronous; its per-process lock serializes them, so this equals sequential calls plus the
+  queueing for the lock, which the latencies show).
+- ``enqueue-batch``: `Skip`, huey has no bulk enqueue.
+- ``drain``: enqueue ``jobs`` no-op tasks (not timed; with ``synchronous=OFF`` on the producer's
+  connection to fill quickly), then launch ``huey_consumer -w 8 -k thread`` (``workers`` /
+  ``worker_type`` in cfg) and time from launch until the consumer has completed them all (counted
+  with huey's ``SIGNAL_COMPLETE``, see tasks_huey_sqlite).
+- ``open-loop``: ``rate`` task calls/s for ``seconds`` handed to ``inflight`` threads; latency from
+  each call's scheduled time, waiting for a thread included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from perf.peers.base import (
+    DEADLINE,
+    URL_ENV,
+    PeerSpec,
+    Skip,
+    drain_with_worker,
+    enqueue_threads,
+    open_loop_threads,
+    payload,
+    venv_bin,
+)
+
+NAME = "huey-sqlite"
+TASKS = "perf.peers.adapters.tasks_huey_sqlite"
+DB_NAME = "bench-huey.db"
+
+
+def _remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+@contextlib.contextmanager
+def database(service_url: str) -> Iterator[Path]:
+    """The database file for one workload, removed before and after (and its temp dir, if made)."""
+    target = service_url.removeprefix("sqlite://") if service_url.startswith("sqlite:") else service_url
+    target = target.removeprefix("sqlite:")
+    made: str | None = None
+    if not target:
+        made = tempfile.mkdtemp(prefix="spitfire-peers-huey-")
+        path = Path(made) / DB_NAME
+    elif Path(target).is_dir():
+        path = Path(target) / DB_NAME
+    else:
+        path = Path(target)
+    _remove_db(path)
+    try:
+        yield path
+    finally:
+        _remove_db(path)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def load_tasks(path: Path) -> ModuleType:
+    """Import tasks_huey_sqlite on ``path`` (it reads the file name from the environment)."""
+    os.environ[URL_ENV] = f"sqlite://{path}"
+    return importlib.import_module(TASKS)
+
+
+def synchronous(module: ModuleType) -> int:
+    """SQLite's ``synchronous`` setting on huey's connection (2 = FULL: commits fsync the WAL)."""
+    return int(module.huey.storage.sql("pragma synchronous", results=True)[0][0])
+
+
+def enqueue_single(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` task calls from ``inflight`` threads."""
+    jobs, threads = int(cfg["jobs"]), int(cfg["inflight"])
+    with database(service_url) as path:
+        tasks = load_tasks(path)
+        tasks.noop(payload(0))
+        result = enqueue_threads(lambda i: tasks.noop(payload(i)), jobs, threads)
+        sync = synchronous(tasks)
+    return result | {
+        "notes": f"noop(payload) task calls from {threads} threads; huey holds one SQLite connection per "
+        f"process behind a lock (calls are serialized); WAL, synchronous={sync}"
+    }
+
+
+def enqueue_batch(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """huey has no bulk enqueue."""
+    raise Skip("huey has no batch enqueue API (each task call is one INSERT and commit)")
+
+
+def drain(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op tasks, then time ``huey_consumer -w 8 -k thread`` until all completed."""
+    jobs = int(cfg["jobs"])
+    workers, kind = int(cfg.get("workers", 8)), str(cfg.get("worker_type", "thread"))
+    deadline = float(cfg.get("deadline", DEADLINE))
+    with database(service_url) as path:
+        tasks = load_tasks(path)
+        sync = synchronous(tasks)
+        storage = tasks.huey.storage
+        storage.sql("pragma synchronous=0")  # filling is not timed
+        for i in range(jobs):
+            tasks.noop(payload(i))
+        storage.sql(f"pragma synchronous={sync}")
+        waiting = tasks.huey.pending_count()
+        done = path.with_name(path.name + ".done")
+        os.environ.update({tasks.EXPECT_ENV: str(waiting), tasks.DONE_ENV: str(done)})
+        try:
+            cmd = [venv_bin("huey_consumer"), f"{TASKS}.huey", "-w", str(workers), "-k", kind, "-q"]
+
+            def remaining() -> int:
+                if done.exists():
+                    return 0
+                return max(1, int(tasks.huey.pending_count()))  # taken but not completed still count
+
+            result = drain_with_worker(
+                cmd, f"sqlite://{path}", remaining, waiting, poll=0.02, deadline=deadline
+            )
+        finally:
+            for key in (tasks.EXPECT_ENV, tasks.DONE_ENV):
+                os.environ.pop(key, None)
+            with contextlib.suppress(FileNotFoundError):
+                done.unlink()
+    return result | {
+        "notes": f"one `huey_consumer -w {workers} -k {kind}` process; done = the consumer counted {waiting} "
+        f"SIGNAL_COMPLETE (huey deletes a task when taken), polled every 20 ms; WAL, synchronous={sync}"
+    }
+
+
+def open_loop(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` task calls/s for ``seconds`` from ``inflight`` threads, latency from the schedule."""
+    rate, seconds, threads = float(cfg["rate"]), float(cfg["seconds"]), int(cfg["inflight"])
+    with database(service_url) as path:
+        tasks = load_tasks(path)
+        tasks.noop(payload(0))
+        result = open_loop_threads(lambda i: tasks.noop(payload(i)), rate, seconds, threads)
+        sync = synchronous(tasks)
+    return result | {
+        "notes": f"noop(payload) task calls handed to {threads} threads; WAL, synchronous={sync}"
+    }
+
+
+PEER = PeerSpec(
+    name=NAME,
+    backend="sqlite",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    notes="SqliteHuey defaults: WAL journal, SQLite synchronous=FULL (fsync per commit)",
+    packages=("huey",),
+)

@@ -1,0 +1,247 @@
+"""pgqueuer (https://github.com/janbjorge/pgqueuer) on PostgreSQL: issue 6's workloads.
+
+Runs in the peers' venv. The service URL is a ``postgresql://`` DSN (`perf.peers.pg_service`).
+Every workload starts from an empty queue: it installs pgqueuer's schema if missing (its default
+``durable`` variant: logged tables) and truncates the queue and log tables otherwise.
+
+- ``enqueue-single``: ``Queries.enqueue(entrypoint, payload)``, one job per call (one INSERT, whose
+  trigger NOTIFYs), ``inflight`` asyncio tasks over an asyncpg pool of ``inflight`` connections.
+- ``enqueue-batch``: the same call with lists, pgqueuer's bulk form (one ``INSERT ... unnest`` per
+  ``batch`` jobs), ``inflight`` calls outstanding over a pool of as many connections.
+- ``drain``: enqueue ``jobs`` no-op jobs, then launch ``workers`` (default 1, for a like-for-like
+  comparison with one Spitfire worker process; the issue quotes pgqueuer's best drain with 2) worker
+  processes, each what ``pgqueuer run tasks_pgqueuer:create_pgqueuer --batch-size N`` runs
+  (``batch_size``, default pgqueuer's 10), and time from launch until pgqueuer's queue table is
+  empty (it deletes a job's row when it logs the job done).
+- ``open-loop``: ``rate`` single enqueues/s for ``seconds``, each its own task over a pool of
+  ``connections`` (default 64) connections; latency from each job's scheduled send time.
+
+Every pool connection runs one enqueue before the clock starts (see `warm`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import psycopg
+from pgqueuer.queries import Queries
+
+from perf.peers.adapters import tasks_pgqueuer
+from perf.peers.base import (
+    DEADLINE,
+    ROOT,
+    PeerSpec,
+    enqueue_batches_concurrently,
+    enqueue_concurrently,
+    open_loop_async,
+    payload,
+    run_async,
+    stop_worker,
+    worker_env,
+)
+
+NAME = "pgqueuer"
+QUEUE_TABLE = "pgqueuer"
+LOG_TABLES = ("pgqueuer_log", "pgqueuer_statistics")
+ENTRYPOINT = tasks_pgqueuer.ENTRYPOINT
+
+
+async def reset(dsn: str) -> None:
+    """Install pgqueuer's schema if missing, else empty its queue and log tables."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        queries = Queries.from_asyncpg_connection(connection)
+        if not await queries.schema_is_installed():
+            await queries.install()
+        await connection.execute(f"TRUNCATE {QUEUE_TABLE}, {', '.join(LOG_TABLES)}")
+    finally:
+        await connection.close()
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """pgqueuer payloads are bytes: the JSON document, as its docs do."""
+    return json.dumps(doc).encode()
+
+
+async def with_queries(
+    dsn: str, connections: int, body: Callable[[Queries], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Reset, open an asyncpg pool of ``connections``, warm each (one job each), run ``body``."""
+    await reset(dsn)
+    async with asyncpg.create_pool(dsn, min_size=connections, max_size=connections) as pool:
+        await warm(pool, connections)
+        return await body(Queries.from_asyncpg_pool(pool))
+
+
+async def warm(pool: asyncpg.Pool, connections: int) -> None:
+    """One enqueue on every pool connection before the clock starts (Spitfire's workloads connect
+    first too): asyncpg's first use of pgqueuer's enqueue statement on a connection prepares it and
+    introspects its custom types, tens of ms of server CPU each (PostgreSQL's default jit=on); done
+    inside the measurement, 64 of them stalled the first ~0.7 s of a 500/s open loop (p90 200+ ms)."""
+    held = [await pool.acquire() for _ in range(connections)]
+    try:
+        await asyncio.gather(
+            *(Queries.from_asyncpg_connection(c).enqueue(ENTRYPOINT, encode(payload(0))) for c in held)  # type: ignore[arg-type]
+        )
+    finally:
+        for c in held:
+            await pool.release(c)
+
+
+async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    jobs, inflight = int(cfg["jobs"]), int(cfg["inflight"])
+
+    async def body(queries: Queries) -> dict[str, Any]:
+        async def send(i: int) -> None:
+            await queries.enqueue(ENTRYPOINT, encode(payload(i)))
+
+        return await enqueue_concurrently(send, jobs, inflight)
+
+    result = await with_queries(dsn, inflight, body)
+    return result | {
+        "notes": f"Queries.enqueue, one job per call; {inflight} asyncio tasks, asyncpg pool of {inflight}"
+    }
+
+
+async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
+
+    async def body(queries: Queries) -> dict[str, Any]:
+        async def send_batch(part: list[dict[str, Any]]) -> None:
+            n = len(part)
+            await queries.enqueue([ENTRYPOINT] * n, [encode(doc) for doc in part], [0] * n)
+
+        return await enqueue_batches_concurrently(send_batch, jobs, batch, inflight)
+
+    result = await with_queries(dsn, inflight, body)
+    return result | {
+        "notes": f"Queries.enqueue with lists of {batch} (one INSERT ... unnest); {inflight} outstanding"
+    }
+
+
+async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    rate, seconds, connections = float(cfg["rate"]), float(cfg["seconds"]), int(cfg.get("connections", 64))
+
+    async def body(queries: Queries) -> dict[str, Any]:
+        async def send(i: int) -> None:
+            await queries.enqueue(ENTRYPOINT, encode(payload(i)))
+
+        return await open_loop_async(send, rate, seconds)
+
+    result = await with_queries(dsn, connections, body)
+    return result | {"notes": f"Queries.enqueue, one task per job, asyncpg pool of {connections}"}
+
+
+def enqueue_single(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` single enqueues with ``inflight`` outstanding."""
+    return run_async(enqueue_single_async(dsn, cfg))
+
+
+def enqueue_batch(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` jobs in lists of ``batch`` per call, ``inflight`` calls outstanding."""
+    return run_async(enqueue_batch_async(dsn, cfg))
+
+
+def open_loop(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` enqueues/s for ``seconds``, latency from the scheduled send time."""
+    return run_async(open_loop_async_(dsn, cfg))
+
+
+#: Seconds between two polls of the jobs left during a drain: a count(*) over 20,000 rows costs
+#: PostgreSQL 1.5-3 ms, so polling every 5 ms (as Spitfire's drain polls its cheap stats) would take
+#: a third of a core from the workers on a 2-core machine; 20 ms is 0.4% of a 5 s drain.
+DRAIN_POLL = 0.02
+
+
+def drain_with_workers(
+    cmds: list[list[str]],
+    service_url: str,
+    remaining: Callable[[], int],
+    waiting: int,
+    poll: float = DRAIN_POLL,
+    deadline: float = DEADLINE,
+) -> dict[str, Any]:
+    """`perf.peers.base.drain_with_worker` for several worker processes (pgqueuer scales by
+    processes): launch every command (own session, cwd = repo root), time from launch until
+    ``remaining()`` is 0, stop each by PID. After ``deadline`` seconds it stops and reports the rate
+    over what ran, with ``unfinished``; a worker exiting before the queue drains is a RuntimeError."""
+    procs: list[subprocess.Popen[bytes]] = []
+    env = worker_env(service_url)
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        try:
+            for cmd in cmds:
+                out = {"stdout": log, "stderr": subprocess.STDOUT}
+                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, **out))
+            first: float | None = None
+            left = waiting
+            while left and time.perf_counter() - start < deadline:
+                time.sleep(poll)
+                left = remaining()
+                if first is None and left < waiting:
+                    first = time.perf_counter()
+                if left and any(p.poll() is not None for p in procs):
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-3000:]
+                    codes = [p.returncode for p in procs]
+                    raise RuntimeError(f"worker exited ({codes}) with {left} jobs left; {cmds[0]}:\n{tail}")
+            end = time.perf_counter()
+        finally:
+            for p in procs:
+                stop_worker(p)
+    ran, elapsed = waiting - left, end - start
+    steady = end - first if first is not None else elapsed
+    result: dict[str, Any] = {
+        "jobs": ran,
+        "seconds": elapsed,
+        "jobs_per_s": ran / elapsed,
+        "steady_jobs_per_s": ran / steady if steady > 0 else 0.0,
+    }
+    if left:
+        result["unfinished"] = left
+    return result
+
+
+def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs, then time ``workers`` pgqueuer worker processes until all ran."""
+    jobs, workers, batch_size = int(cfg["jobs"]), int(cfg.get("workers", 1)), int(cfg.get("batch_size", 10))
+    enqueue_batch(dsn, {"jobs": jobs, "batch": 1000, "inflight": 4})
+    # ``pgqueuer run <factory> --batch-size N`` through pgqueuer.run (see tasks_pgqueuer.main: the
+    # CLI itself dies at start-up with the current typer).
+    cmd = [sys.executable, "-m", tasks_pgqueuer.__name__, str(batch_size)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def remaining() -> int:
+            row = conn.execute(f"SELECT count(*) FROM {QUEUE_TABLE}").fetchone()
+            return int(row[0]) if row else 0
+
+        deadline = float(cfg.get("deadline", DEADLINE))
+        result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
+    return result | {
+        "config": {"workers": workers, "batch_size": batch_size},
+        "notes": f"{workers} worker process(es), each pgqueuer.run(factory, batch_size={batch_size}) as "
+        "`pgqueuer run` does (its CLI fails to start with typer 0.29), one asyncpg connection each; "
+        f"done = pgqueuer's queue table empty (count(*) every {DRAIN_POLL * 1e3:.0f} ms)",
+    }
+
+
+PEER = PeerSpec(
+    name=NAME,
+    backend="postgres",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    notes="schema installed with pgqueuer's defaults (durability=durable: logged tables)",
+    packages=("pgqueuer", "asyncpg"),
+)

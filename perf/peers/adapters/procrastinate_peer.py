@@ -1,0 +1,158 @@
+"""procrastinate (https://github.com/procrastinate-org/procrastinate) on PostgreSQL: issue 6's workloads.
+
+Runs in the peers' venv. The service URL is a ``postgresql://`` DSN (`perf.peers.pg_service`).
+Every workload starts from an empty queue: it applies procrastinate's schema if missing and
+truncates its jobs (and events) otherwise.
+
+- ``enqueue-single``: ``task.defer_async(**payload)`` (procrastinate's ``procrastinate_defer_jobs``
+  function, one call per job), ``inflight`` asyncio tasks over a psycopg pool of ``inflight``.
+- ``enqueue-batch``: ``task.batch_defer_async(*payloads)``, its bulk API (one call per ``batch``
+  jobs), ``inflight`` calls outstanding.
+- ``drain``: enqueue ``jobs`` no-op jobs, then launch one ``procrastinate worker`` process (its
+  CLI; ``--concurrency`` ``concurrency``, default 16: procrastinate scales inside a process with
+  async concurrency; its own default, 1, is for blocking tasks) and time from launch until no job
+  is ``todo`` or ``doing`` in ``procrastinate_jobs``.
+- ``open-loop``: ``rate`` defers/s for ``seconds``, one task each, over a pool of ``connections``
+  (default 64); latency from each job's scheduled send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import procrastinate
+import psycopg
+
+from perf.peers.adapters import tasks_pg_procrastinate as tasks
+from perf.peers.adapters.pgqueuer_peer import DRAIN_POLL, drain_with_workers
+from perf.peers.base import (
+    DEADLINE,
+    QUEUE,
+    PeerSpec,
+    enqueue_batches_concurrently,
+    enqueue_concurrently,
+    open_loop_async,
+    payload,
+    run_async,
+)
+
+NAME = "procrastinate"
+#: A job still to run.
+UNFINISHED = "('todo', 'doing')"
+
+
+async def reset() -> None:
+    """Apply procrastinate's schema if missing, else empty its jobs and events (app open)."""
+    connector = tasks.app.connector
+    row = await connector.execute_query_one_async("SELECT to_regclass('procrastinate_jobs') AS t")
+    if row["t"] is None:
+        await tasks.app.schema_manager.apply_schema_async()
+    else:
+        await connector.execute_query_async(
+            "TRUNCATE procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
+        )
+
+
+async def with_app(
+    dsn: str, connections: int, body: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Open the app on a psycopg pool of ``connections``, reset, warm the pool (a defer per
+    connection, concurrently), run ``body``."""
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, min_size=connections, max_size=connections)
+    with tasks.app.replace_connector(connector):
+        async with tasks.app.open_async():
+            await reset()
+            # Warm the pool's connections (as pgqueuer_peer.warm): one concurrent defer per connection.
+            await asyncio.gather(*(tasks.noop.defer_async(**payload(0)) for _ in range(connections)))
+            return await body()
+
+
+async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    jobs, inflight = int(cfg["jobs"]), int(cfg["inflight"])
+
+    async def send(i: int) -> None:
+        await tasks.noop.defer_async(**payload(i))
+
+    result = await with_app(dsn, inflight, lambda: enqueue_concurrently(send, jobs, inflight))
+    return result | {
+        "notes": f"task.defer_async, one job per call; {inflight} asyncio tasks, psycopg pool of {inflight}"
+    }
+
+
+async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
+
+    async def send_batch(part: list[dict[str, Any]]) -> None:
+        await tasks.noop.batch_defer_async(*part)
+
+    result = await with_app(
+        dsn, inflight, lambda: enqueue_batches_concurrently(send_batch, jobs, batch, inflight)
+    )
+    return result | {"notes": f"task.batch_defer_async with {batch} jobs per call; {inflight} outstanding"}
+
+
+async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    rate, seconds, connections = float(cfg["rate"]), float(cfg["seconds"]), int(cfg.get("connections", 64))
+
+    async def send(i: int) -> None:
+        await tasks.noop.defer_async(**payload(i))
+
+    result = await with_app(dsn, connections, lambda: open_loop_async(send, rate, seconds))
+    return result | {"notes": f"task.defer_async, one task per job, psycopg pool of {connections}"}
+
+
+def enqueue_single(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` single defers with ``inflight`` outstanding."""
+    return run_async(enqueue_single_async(dsn, cfg))
+
+
+def enqueue_batch(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` jobs ``batch`` per ``batch_defer_async``, ``inflight`` calls outstanding."""
+    return run_async(enqueue_batch_async(dsn, cfg))
+
+
+def open_loop(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` defers/s for ``seconds``, latency from the scheduled send time."""
+    return run_async(open_loop_async_(dsn, cfg))
+
+
+def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs, then time ``procrastinate worker`` process(es) until all ran."""
+    jobs, workers, concurrency = int(cfg["jobs"]), int(cfg.get("workers", 1)), int(cfg.get("concurrency", 16))
+    enqueue_batch(dsn, {"jobs": jobs, "batch": 1000, "inflight": 4})
+    cmd = [
+        sys.executable, "-m", "procrastinate", "--app", f"{tasks.__name__}.app", "--log-level", "warning",
+        "worker", "--queues", QUEUE, "--concurrency", str(concurrency),
+    ]  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def remaining() -> int:
+            sql = f"SELECT count(*) FROM procrastinate_jobs WHERE status IN {UNFINISHED}"
+            row = conn.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+
+        deadline = float(cfg.get("deadline", DEADLINE))
+        result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
+    return result | {
+        "config": {"workers": workers, "concurrency": concurrency},
+        "notes": f"{workers} `python -m procrastinate worker` process(es), --concurrency {concurrency}, "
+        "default --delete-jobs never; done = no job todo/doing in procrastinate_jobs "
+        f"(count(*) every {DRAIN_POLL * 1e3:.0f} ms)",
+    }
+
+
+PEER = PeerSpec(
+    name=NAME,
+    backend="postgres",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    notes="schema applied with procrastinate's defaults",
+    packages=("procrastinate", "psycopg"),
+)
