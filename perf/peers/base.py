@@ -196,7 +196,7 @@ async def open_loop_async(
 ) -> dict[str, Any]:
     """Offer ``rate`` calls of ``await send(i)`` per second for ``seconds`` on a fixed schedule,
     each in its own task (as perf.net_workloads.open_loop); latency from the scheduled time."""
-    from hdrh.histogram import HdrHistogram
+    from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
     total = int(rate * seconds)
     hist = HdrHistogram(1, HIST_MAX_US, 3)

@@ -140,3 +140,28 @@ class RedisServer:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m perf.peers.redis_service [everysec|always]``: start one, print its URL, and stop
+    it (by PID) on Enter or Ctrl-C. For running an adapter by hand in another shell::
+
+        .venv-peers/bin/python -m perf.peers.runner arq drain redis://127.0.0.1:PORT/0 '{"jobs": 2000}'
+    """
+    appendfsync = argv[0] if argv else "everysec"
+    try:
+        with RedisServer(appendfsync) as redis:
+            pid = redis.proc.pid if redis.proc else None
+            print(f"{redis.url}  ({redis.config_name}, pid {pid}); Enter or Ctrl-C stops it", flush=True)
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
+                input()
+    except RedisUnavailable as exc:
+        print(f"cannot start redis-server: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -139,8 +139,7 @@ def run_peer(
         reason = f"timed out after {time.monotonic() - start:.0f} s"
         return {"skipped": f"{reason}: {_tail(err)}" if err.strip() else reason, **meta}
     if doc is None or code != 0:
-        reason = doc.get("skipped") if doc else None
-        reason = reason or f"runner exited {code} without a result"
+        reason = str((doc or {}).get("skipped") or f"runner exited {code} without a result")
         return {"skipped": f"{reason}: {_tail(err)}" if err.strip() else reason, **meta}
     return {**doc, **meta}
 
