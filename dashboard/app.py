@@ -19,10 +19,11 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.contents import StreamedContent
 
 from spitfire.index.job import JobState
+from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
-from spitfire.server.errors import ValidationError
+from spitfire.server.errors import EngineError, ValidationError
 from spitfire.server.service import Service
 
 from . import model as mo
@@ -151,6 +152,7 @@ class Dashboard:
     def attach(self) -> None:
         """Start observing the engine's jobs and the once-a-second ticker (on the running loop)."""
         self.engine.observer = self.live.observe
+        self.engine.batch_observer = self.live.observe_batch
         self.live.start()
 
     async def close(self) -> None:
@@ -225,6 +227,28 @@ class Dashboard:
 
     async def enqueue(self, request: Request) -> Response:
         """POST /api/queues/{queue}/jobs: 201 with the new job, 200 with the one its key names."""
+        try:
+            return await self._enqueue(request)
+        except Exception as exc:
+            self._count_refusal(exc)
+            raise
+
+    async def enqueue_batch(self, request: Request) -> Response:
+        """POST /api/queues/{queue}/jobs:batch: one record and one fsync for every job."""
+        try:
+            return await self._enqueue_batch(request)
+        except Exception as exc:
+            self._count_refusal(exc)
+            raise
+
+    def _count_refusal(self, exc: Exception) -> None:
+        """Count an enqueue refused BUSY, TOO_LARGE (a body or payload over its limit) or NO_SPACE."""
+        if isinstance(exc, EngineError):
+            self.service.refusals.count("http", exc.kind)
+        elif isinstance(exc, HttpError) and exc.status == 413:
+            self.service.refusals.count("http", ErrorCode.TOO_LARGE)
+
+    async def _enqueue(self, request: Request) -> Response:
         queue = _route(request, "queue")  # the engine checks the name
         body = decode_body(await read_body(request, self.max_body), mo.EnqueueIn)
         key = self._idempotency_key(request, body.idempotency_key)
@@ -242,8 +266,7 @@ class Dashboard:
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
         return json_response(201 if created else 200, mo.job_out(job))
 
-    async def enqueue_batch(self, request: Request) -> Response:
-        """POST /api/queues/{queue}/jobs:batch: one record and one fsync for every job."""
+    async def _enqueue_batch(self, request: Request) -> Response:
         queue = _route(request, "queue")  # the engine checks the name
         body = decode_body(await read_body(request, MAX_BATCH_BODY), mo.BatchIn)
         payloads = [mo.to_msgpack(f"payloads[{i}]", p) for i, p in enumerate(body.payloads)]

@@ -2,11 +2,16 @@
 
 Gauges are read from the engine at scrape time (jobs per queue and state, paused queues,
 connections, workers); job totals come from the job observer (`live.LiveEvents` counters since
-the server started); HTTP enqueue latency and HTTP refusals are measured by the HTTP layer.
-WAL segments and bytes, and snapshot files, are counted on disk at scrape time (the data
-directory layout of DESIGN.md: ``queues/<queue>/{wal,snapshots}/``).
-Not collected yet (they need hooks in wal/ and the service): fsync batch size and latency, commit
-latency, snapshot duration, and backpressure refusals of the binary protocol.
+the server started); HTTP enqueue latency is measured by the HTTP layer. WAL segments and bytes,
+and snapshot files, are counted on disk at scrape time (the data directory layout of DESIGN.md:
+``queues/<queue>/{wal,snapshots}/``).
+
+Histograms of the hot paths are never Prometheus objects: the flusher thread (``wal.FlushStats``:
+records, bytes and fdatasync seconds per flush round, commit latency per group), the engine
+(``server.stats.SnapshotStats``) and the protocol service (``server.stats.EnqueueLatency`` and
+``Refusals``) add to plain fixed-bucket counters, and `EngineCollector` turns their counts into
+histogram families at scrape time. Refusals (BUSY, TOO_LARGE, NO_SPACE) of both protocols are
+counted by the service; the HTTP layer reports its own there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from spitfire.index.job import JobState
@@ -25,14 +30,18 @@ from spitfire.server.backpressure import Backpressure
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.service import Service
+from spitfire.server.stats import ENQUEUE_BOUNDS, REFUSALS
+from spitfire.wal import Buckets, FlushStats
 
 from .live import CREATED, DELETED, LiveEvents
 
 #: Queue directories scanned per scrape at most (the scan is a few stat calls per queue).
 MAX_SCANNED_QUEUES = 10_000
 
-#: Histogram buckets of enqueue latency, in seconds (0.1 ms to 1 s).
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Histogram buckets of HTTP enqueue latency, in seconds: the protocol's (0.1 ms to 1 s).
+LATENCY_BUCKETS = ENQUEUE_BOUNDS
+#: The protocols whose refusals are counted.
+PROTOCOLS = ("http", "binary")
 
 _TOTALS = (
     ("enqueued", "Jobs created (enqueued or scheduled).", (CREATED,)),
@@ -70,6 +79,18 @@ def disk_usage(queues_dir: Path) -> dict[str, tuple[int, int, int, int]]:
         snaps = _files(queues_dir / queue / "snapshots")
         out[queue] = (wal[0], wal[1], snaps[0], snaps[1])
     return out
+
+
+def histogram(
+    name: str, doc: str, rows: list[tuple[list[str], Buckets]], labels: list[str] | None = None
+) -> Metric:
+    """A histogram family from fixed-bucket counters read now (one series per row of label values)."""
+    family = HistogramMetricFamily(name, doc, labels=labels or [])
+    for values, buckets in rows:
+        cumulative, total, _count = buckets.read()
+        bounds = [repr(float(b)) for b in buckets.bounds] + ["+Inf"]
+        family.add_metric(values, list(zip(bounds, cumulative, strict=True)), total)
+    return family
 
 
 def _files(directory: Path) -> tuple[int, int]:
@@ -117,12 +138,77 @@ class EngineCollector(Collector):
         sse.add_metric([], s.live.clients)
         yield sse
         yield from self._disk()
+        yield from self._commits()
+        yield from self._snapshots()
+        yield from self._enqueues()
         pending = GaugeMetricFamily("spitfire_pending_jobs", "Jobs not finished yet, in every queue.")
         pending.add_metric([], s.engine.pending())
         yield pending
         nbytes = GaugeMetricFamily("spitfire_pending_bytes", "Payload bytes of the pending jobs.")
         nbytes.add_metric([], s.engine.pending_bytes())
         yield nbytes
+
+    def _commits(self) -> Iterator[Metric]:
+        stats = getattr(self.s.engine.storage, "flush_stats", None)
+        if not isinstance(stats, FlushStats):
+            return
+        yield histogram(
+            "spitfire_fsync_batch_records",
+            "Records made durable per flush round (one round: one fdatasync per dirty segment file).",
+            [([], stats.round_records)],
+        )
+        yield histogram(
+            "spitfire_fsync_batch_bytes", "WAL bytes made durable per flush round.", [([], stats.round_bytes)]
+        )
+        yield histogram(
+            "spitfire_fsync_seconds",
+            "Seconds each flush round spent in fdatasync (all its files, in parallel when many).",
+            [([], stats.round_seconds)],
+        )
+        yield histogram(
+            "spitfire_commit_seconds",
+            "Per commit group (a log's appends of one loop tick): first append to durable; one "
+            "observation per group, so _count is the groups synced.",
+            [([], stats.commit_seconds)],
+        )
+
+    def _snapshots(self) -> Iterator[Metric]:
+        stats = self.s.engine.snapshot_stats
+        yield histogram(
+            "spitfire_snapshot_seconds",
+            "Duration of each snapshot written (all queues).",
+            [([], stats.seconds)],
+        )
+        last = GaugeMetricFamily(
+            "spitfire_snapshot_last_timestamp_seconds",
+            "When the last snapshot finished (epoch; 0: none yet).",
+        )
+        last.add_metric([], stats.last_at)
+        yield last
+        failed = CounterMetricFamily("spitfire_snapshot_failures", "Snapshots that failed (aborted).")
+        failed.add_metric([], stats.failed)
+        yield failed
+
+    def _enqueues(self) -> Iterator[Metric]:
+        service = self.s.service
+        yield histogram(
+            "spitfire_protocol_enqueue_seconds",
+            "Binary-protocol enqueue latency: request received to answer queued, after the commit "
+            "(route single: ENQUEUE, batch: ENQUEUE_MANY, one observation per request).",
+            [(["single"], service.enqueue_latency.single), (["batch"], service.enqueue_latency.batch)],
+            ["route"],
+        )
+        refused = CounterMetricFamily(
+            "spitfire_backpressure_rejections",
+            "Enqueue requests refused: BUSY (pending-work limits, 429), TOO_LARGE (413), NO_SPACE (disk "
+            "full, 507); a refused batch counts once.",
+            labels=["protocol", "reason"],
+        )
+        counts = service.refusals.counts
+        for protocol in PROTOCOLS:
+            for reason in REFUSALS:
+                refused.add_metric([protocol, str(reason)], counts.get((protocol, str(reason)), 0))
+        yield refused
 
     def _disk(self) -> Iterator[Metric]:
         queues_dir = getattr(self.s.engine.storage, "queues_dir", None)

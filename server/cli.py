@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvloop
 
+from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
@@ -96,6 +97,13 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--heartbeat-interval", type=float, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S")
     p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=DEFAULT_SNAPSHOT_EVERY,
+        metavar="N",
+        help="snapshot a queue after N records in its log (0: never; default %(default)s)",
+    )
+    p.add_argument(
         "--shutdown-grace",
         type=float,
         default=DEFAULT_SHUTDOWN_GRACE,
@@ -138,6 +146,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         max_payload=args.max_payload,
         heartbeat_interval=args.heartbeat_interval,
         shutdown_grace=args.shutdown_grace,
+        snapshot_every=args.snapshot_every,
     )
 
 

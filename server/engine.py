@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,9 +41,10 @@ from . import records as rec
 from . import validation as v
 from .config import EngineConfig
 from .errors import InvalidTransition, JobNotFound, NoSpace, QueueNotFound, StaleLease, ValidationError
-from .events import JobObserver, ignore
+from .events import BatchObserver, JobObserver, ignore
 from .records import RecordType
 from .recovery import load_queue
+from .stats import SnapshotStats
 
 #: Handler names remembered as already validated and interned (beyond this, each is checked anew).
 MAX_CACHED_NAMES = 10_000
@@ -131,6 +133,10 @@ class Engine:
         self._opened = False
         #: Told of every job created, moved or deleted after open (server/events.py).
         self.observer: JobObserver = ignore
+        #: Told once of all the jobs one batch created, instead of `observer` once per job (when set).
+        self.batch_observer: BatchObserver | None = None
+        #: Durations of the snapshots written (for /metrics).
+        self.snapshot_stats = SnapshotStats()
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -407,8 +413,10 @@ class Engine:
                 add(job)
         else:
             q.index.add_many(new)
-        observer = self.observer
-        if observer is not ignore:
+        if self.batch_observer is not None:
+            self.batch_observer(new)
+        elif self.observer is not ignore:
+            observer = self.observer
             for job in new:
                 observer(job, False)
         if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
@@ -840,6 +848,7 @@ class Engine:
         if q.snapshotting:
             return q.snapshot_lsn
         q.snapshotting = True
+        started = time.perf_counter()
         writer = q.log.snapshot()
         try:
             index = q.index
@@ -860,9 +869,12 @@ class Engine:
             await writer.finish()
         except BaseException:
             writer.abort()
+            self.snapshot_stats.failed += 1
             raise
         finally:
             q.snapshotting = False
+        # Wall-clock time of completion for monitoring only: nothing in the engine reads it back.
+        self.snapshot_stats.finished(time.perf_counter() - started, time.time())
         q.snapshot_lsn = max(q.snapshot_lsn, writer.lsn)
         return writer.lsn
 

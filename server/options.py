@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
 
 #: Where the server keeps its data unless told otherwise.
@@ -106,6 +107,8 @@ class ServerOptions:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     #: Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    #: A queue is snapshotted once this many records follow its last snapshot (0: never).
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -138,6 +141,8 @@ class ServerOptions:
                 raise OptionsError(f"{flag} {value}: must be at least 1")
         if not 0 < self.heartbeat_interval <= 3600:
             raise OptionsError(f"--heartbeat-interval {self.heartbeat_interval}: must be in (0, 3600]")
+        if self.snapshot_every < 0:
+            raise OptionsError(f"--snapshot-every {self.snapshot_every}: must be 0 (never) or more")
         if not 0 <= self.shutdown_grace <= 3600:
             raise OptionsError(f"--shutdown-grace {self.shutdown_grace}: must be in [0, 3600]")
 

@@ -89,7 +89,10 @@ class Server:
         await self._start_http()
         self.storage = FileStorage(opts.data_dir)
         config = EngineConfig(
-            durability=opts.durability, max_payload=opts.max_payload, max_result=opts.max_payload
+            durability=opts.durability,
+            max_payload=opts.max_payload,
+            max_result=opts.max_payload,
+            snapshot_every=opts.snapshot_every,
         )
         engine = self.engine = Engine(self.storage, config)
         await engine.open(now=time.time())

@@ -38,6 +38,7 @@ from .errors import (
     StaleLease,
     ValidationError,
 )
+from .stats import EnqueueLatency, Refusals
 
 log = logging.getLogger("spitfire.server.service")
 
@@ -45,6 +46,8 @@ log = logging.getLogger("spitfire.server.service")
 MAX_SUBSCRIBED_QUEUES = 1000
 
 _BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
+_perf_counter = time.perf_counter
+_ENQUEUES = (MessageType.ENQUEUE, MessageType.ENQUEUE_MANY)
 
 
 class Peer(Protocol):
@@ -218,6 +221,10 @@ class Service:
         #: Requests started and not answered yet (shutdown waits for them).
         self.inflight = 0
         self.connections = 0
+        #: ENQUEUE and ENQUEUE_MANY: request handed to the service to answer queued (for /metrics).
+        self.enqueue_latency = EnqueueLatency()
+        #: Enqueues refused BUSY, TOO_LARGE or NO_SPACE, by protocol (the HTTP API counts here too).
+        self.refusals = Refusals()
         self._idle: asyncio.Event | None = None
         self._handlers: dict[MessageType, Callable[[Peer, Request], None]] = {
             MessageType.PING: self._ping,
@@ -260,6 +267,8 @@ class Service:
         err = error_of(exc)
         if err.code == ErrorCode.INTERNAL:
             log.error("request %s (id %d) failed", request.type.name, request.request_id, exc_info=exc)
+        elif request.type in _ENQUEUES:
+            self.refusals.count("binary", err.code)
         if request.request_id:
             conn.session.error(
                 request.request_id, ErrorCode(err.code), err.message, err.field, err.retry_after
@@ -317,6 +326,7 @@ class Service:
         conn.session.reply(request, m.Pong(), MessageType.PONG)
 
     def _enqueue(self, conn: Peer, request: Request) -> None:
+        started = _perf_counter()
         msg: m.Enqueue = request.message
         queue = msg.queue
         self.backpressure.admit(queue, 1, len(msg.payload))
@@ -339,10 +349,12 @@ class Service:
                 if job.run_at is not None:
                     self.note_deadline(job.run_at)
             self.answer(conn, request, MessageType.ENQUEUED, m.Enqueued(job.id, created, label))
+            self.enqueue_latency.single.observe(_perf_counter() - started)
 
         self._drive(coro, done)
 
     def _enqueue_many(self, conn: Peer, request: Request) -> None:
+        started = _perf_counter()
         msg: m.EnqueueMany = request.message
         queue = msg.queue
         payloads = msg.payloads
@@ -372,6 +384,7 @@ class Service:
                 self.note_deadline(run_at)
             ids = [job.id for job in jobs]
             self.answer(conn, request, MessageType.ENQUEUED_MANY, m.EnqueuedMany(ids, created))
+            self.enqueue_latency.batch.observe(_perf_counter() - started)
 
         self._drive(coro, done)
 

@@ -372,6 +372,39 @@ async def test_snapshot_then_restart(harness: Harness) -> None:
 
 
 @run
+async def test_snapshots_are_timed(harness: Harness) -> None:
+    e = await harness.open(config=EngineConfig(snapshot_chunk=3))
+    for i in range(10):
+        await e.enqueue("q", "h", bytes([i]), now=T0)
+    stats = e.snapshot_stats
+    assert stats.last_at == 0 and stats.seconds.read()[2] == 0
+    await e.snapshot("q")
+    await e.snapshot("q")
+    _, total, count = stats.seconds.read()
+    assert count == 2 and 0 < total < 10 and 0 < stats.last_seconds <= total
+    assert stats.last_at > T0 and stats.failed == 0
+
+
+@run
+async def test_a_batch_is_observed_once_or_job_by_job(harness: Harness) -> None:
+    e = await harness.open()
+    seen: list[tuple[str, bool]] = []
+    batches: list[list[str]] = []
+    e.observer = lambda job, deleted: seen.append((job.id, deleted))
+    jobs, _ = await e.enqueue_batch("q", "h", [b"1", b"2", b"3"], now=T0)
+    assert seen == [(j.id, False) for j in jobs]  # no batch observer: one call per job
+    seen.clear()
+    e.batch_observer = lambda new: batches.append([j.id for j in new])
+    jobs, _ = await e.enqueue_batch("q", "h", [b"4", b"5"], now=T0)
+    keyed, created = await e.enqueue_batch("q", "h", [b"6", b"7"], now=T0, idempotency_keys=["k", None])
+    again, created_again = await e.enqueue_batch("q", "h", [b"8", b"9"], now=T0, idempotency_keys=["k", None])
+    assert batches == [[j.id for j in jobs], [j.id for j in keyed], [again[1].id]]  # only new jobs
+    assert created == [True, True] and created_again == [False, True] and seen == []
+    (single, _) = await e.enqueue("q", "h", b"x", now=T0)
+    assert seen == [(single.id, False)]  # single enqueues and transitions use the job observer
+
+
+@run
 async def test_tick_starts_snapshots(harness: Harness) -> None:
     e = await harness.open(config=EngineConfig(snapshot_every=5))
     for _ in range(6):

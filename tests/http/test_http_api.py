@@ -359,7 +359,7 @@ def test_grafana_dashboard_uses_only_exported_metrics(server: HttpServer, queue:
     names = {n for e in exprs for n in re.findall(r"\b(?:spitfire|process)_[a-z_]+", e)}
     assert len(names) > 10
     for name in names:
-        base = re.sub(r"_(total|bucket)$", "", name)
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
         assert f"# TYPE {base} " in text or f"# TYPE {name} " in text, name
 
 

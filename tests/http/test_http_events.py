@@ -110,6 +110,36 @@ def test_last_event_id_resumes_after_a_disconnect(server: HttpServer, queue: str
         stale.close()
 
 
+def test_a_batch_gives_one_event_per_job_and_resumes_from_its_middle(server: HttpServer, queue: str) -> None:
+    """A batch's jobs share one ring entry in the server, yet each has its own event id, in order,
+    and Last-Event-ID pointing inside the batch resumes with exactly the jobs after it."""
+    reader = EventReader(server, f"?queue={queue}")
+    r = server.http.post(f"/api/queues/{queue}/jobs:batch", json={"name": "b", "payloads": list(range(50))})
+    assert r.status_code == 201, r.text
+    ids = r.json()["ids"]
+    events = []
+    while len(events) < len(ids):
+        e, _ = reader.wait_for(lambda e: e["event"] == "job", timeout=5)
+        events.append(e)
+    reader.close()
+    assert [json.loads(e["data"])["id"] for e in events] == ids
+    numbers = [int(e["id"]) for e in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(ids)))
+    first = json.loads(events[0]["data"])
+    assert first["queue"] == queue and first["name"] == "b" and first["state"] == "enqueued"
+    after = enqueue(server.http, queue)["id"]
+    resumed = EventReader(server, f"?queue={queue}", last_event_id=events[19]["id"])
+    try:
+        got = []
+        while len(got) < len(ids) - 20 + 1:
+            e, _ = resumed.wait_for(lambda e: e["event"] == "job", timeout=5)
+            got.append((int(e["id"]), json.loads(e["data"])["id"]))
+        assert [job for _, job in got] == [*ids[20:], after]
+        assert [n for n, _ in got[:-1]] == numbers[20:]
+    finally:
+        resumed.close()
+
+
 def test_queue_filter(server: HttpServer, queue: str) -> None:
     reader = EventReader(server, f"?queue={queue}-a")
     try:
