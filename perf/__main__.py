@@ -1,4 +1,4 @@
-"""python -m perf: run Spitfire's benchmark suites.
+"""python -m perf (also installed as spitfire-bench): run Spitfire's benchmark suites.
 
 python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
     In-process storage-engine workloads with the targets of the storage issue; prints a table and
@@ -10,6 +10,17 @@ python -m perf net [--repeat 3] [--quick] [--only NAME ...]
     in other processes; writes perf/results/net-<timestamp>.json.
 python -m perf net --flamegraph drain-tcp
     Runs one drain with py-spy attached to the server and to the worker: flamegraphs/net-*.svg.
+python -m perf single|batch|drain|open-loop|priorities|delayed|large-payload|many-queues|fanout
+    One workload each (issue 6; perf/workloads.py): bounded by --jobs and --seconds, --seed fixed,
+    its own server (--durability) or --url; a table and perf/results/<name>-<transport>-<ts>.json.
+python -m perf watch [--rate 5000] [--seconds 20] [--p99-ms 10]
+    Open-loop load with py-spy attached to the server: flamegraphs/watch-<ts>.svg and .json; exits 1
+    when enqueue p99 is over --p99-ms.
+python -m perf peers [--quick] [--only PEER ...]
+    The same workloads on Spitfire and on each peer, ratios Spitfire/peer, a latency-versus-load
+    sweep; perf/results/peers-<ts>.json and perf/latency-vs-load.png.
+python -m perf report FILE.json / python -m perf plot FILE.json
+    A peers run as the Markdown table of perf/README.md / its plot, again.
 """
 
 from __future__ import annotations
@@ -193,13 +204,37 @@ def run_flamegraph(name: str, quick: bool) -> int:
     return 0
 
 
+#: Subcommands whose module parses its own flags: name -> "module:function" taking the rest of argv.
+DELEGATED = {
+    "net": "perf.net_main:main",
+    "watch": "perf.watch:main",
+    "peers": "perf.compare:main",
+    "report": "perf.compare:report_main",
+    "plot": "perf.plot:main",
+}
+
+
+def delegate(name: str, argv: list[str]) -> int:
+    """Run a subcommand's own ``main(argv)`` (imported only when asked for)."""
+    from importlib import import_module
+
+    from perf.workloads import SPECS, run_subcommand
+
+    if name in SPECS:
+        return run_subcommand(name, argv)
+    module, function = DELEGATED[name].split(":")
+    result: int = getattr(import_module(module), function)(argv)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m perf`` and of the ``spitfire-bench`` script."""
+    from perf.workloads import SPECS, add_subcommands
+
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["net"]:
-        from perf.net_main import main as net_main
-
-        return net_main(argv[1:])
+    if argv[:1] and (argv[0] in DELEGATED or argv[0] in SPECS):
+        return delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="python -m perf", description="Spitfire benchmarks")
     sub = parser.add_subparsers(dest="suite", required=True)
     eng = sub.add_parser("engine", help="in-process storage engine workloads")
@@ -208,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     eng.add_argument("--only", nargs="*", default=[], help="run only these cases")
     eng.add_argument("--flamegraph", metavar="CASE", help="record CASE under py-spy into flamegraphs/")
     sub.add_parser("net", help="network server workloads (see python -m perf net --help)")
+    add_subcommands(sub)
+    sub.add_parser("watch", help="open-loop load with py-spy on the server; exit 1 past --p99-ms")
+    sub.add_parser("peers", help="the same workloads on Spitfire and on Redis/Postgres-backed peers")
+    sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
+    sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)

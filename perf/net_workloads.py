@@ -15,14 +15,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
 import spitfire
 from perf.report import percentile
 from perf.server_proc import stop_process
+
+T = TypeVar("T")
 
 #: No workload runs longer than this (seconds), whatever its count.
 DEADLINE = 300.0
@@ -224,8 +227,8 @@ WORKLOADS = {
 CLIENT_GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run(workload: str, url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one workload on a fresh uvloop loop, with the collector tuned as the server's is."""
+def run_tuned(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on a fresh uvloop loop, with the collector tuned as the server's is."""
     import uvloop
 
     gc.collect()
@@ -233,7 +236,12 @@ def run(workload: str, url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     previous = gc.get_threshold()
     gc.set_threshold(*CLIENT_GC_THRESHOLDS)
     try:
-        return uvloop.run(WORKLOADS[workload](url, cfg))
+        return uvloop.run(main())
     finally:
         gc.set_threshold(*previous)
         gc.unfreeze()
+
+
+def run(workload: str, url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run one workload on a fresh uvloop loop, with the collector tuned as the server's is."""
+    return run_tuned(lambda: WORKLOADS[workload](url, cfg))

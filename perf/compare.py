@@ -1,0 +1,503 @@
+"""python -m perf peers: Spitfire and the peer job queues side by side, in one run (issue 6).
+
+Two comparisons, each with the services it needs started here and stopped by PID:
+
+``durable``
+    Spitfire with ``--durability group`` (a job is acknowledged once fsynced) against the
+    Redis-backed peers on redis-server with ``appendonly yes, appendfsync always`` and the
+    Postgres-backed peers with ``synchronous_commit=on``.
+``non-durable``
+    Spitfire with ``--durability async`` against redis-server with its defaults (no AOF) and
+    Postgres with ``synchronous_commit=off``.
+
+Every system runs the same workloads with the same config keys (perf/peers/base.py):
+enqueue-single, enqueue-batch, drain and open-loop, then a latency-versus-offered-load sweep
+(open loop at each of ``--rates`` for ``--sweep-seconds``; a system stops climbing at the first
+rate it cannot keep up with: achieved below 90% of offered, or p99 over ``--cap-ms``). Results are
+ratios Spitfire/peer. A peer that cannot run (no peers venv, no redis-server or postgres, an
+adapter's `Skip`, a crash, a timeout) is skipped with the reason printed and recorded.
+
+Writes perf/results/peers-<ts>.json and perf/latency-vs-load.png; `python -m perf report FILE`
+prints the Markdown table of perf/README.md from that JSON again, `python -m perf plot FILE` the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perf.report import Figure, machine, write_json
+from perf.server_proc import split_cpus
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Where the latency-versus-load plot goes (committed with perf/README.md).
+PLOT_PATH = Path(__file__).resolve().parent / "latency-vs-load.png"
+#: The workloads compared, in table order.
+WORKLOADS = ("enqueue-single", "enqueue-batch", "drain", "open-loop")
+#: Offered rates of the sweep (jobs/s).
+SWEEP_RATES = (1_000, 2_000, 5_000, 10_000, 20_000)
+#: A sweep point is "not keeping up" when it achieves less than this share of the offered rate.
+KEEP_UP = 0.9
+#: The Spitfire row's name.
+SPITFIRE = "spitfire"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One side of the comparison: Spitfire's durability mode and each backend's service config."""
+
+    name: str
+    spitfire_durability: str
+    redis_appendfsync: str
+    pg_synchronous_commit: str
+
+    def service_label(self, backend: str) -> str:
+        """How the backend's service runs in this comparison (for the table)."""
+        if backend == "redis":
+            return (
+                "redis AOF fsync always" if self.redis_appendfsync == "always" else "redis defaults (no AOF)"
+            )
+        if backend == "postgres":
+            return f"postgres synchronous_commit={self.pg_synchronous_commit}"
+        if backend == SPITFIRE:
+            return f"spitfire {self.spitfire_durability}"
+        return backend
+
+
+COMPARISONS = (
+    Comparison("durable", "group", "always", "on"),
+    Comparison("non-durable", "async", "everysec", "off"),
+)
+
+
+def workload_configs(quick: bool) -> dict[str, dict[str, Any]]:
+    """The config of each workload, the same for every system (bounded counts)."""
+    jobs = 2_000 if quick else 20_000
+    return {
+        "enqueue-single": {"jobs": jobs, "inflight": 64},
+        "enqueue-batch": {"jobs": jobs * 5, "batch": 100},
+        "drain": {"jobs": jobs, "workers": 1},
+        "open-loop": {"rate": 1_000, "seconds": 3 if quick else 10},
+    }
+
+
+# -- services ---------------------------------------------------------------------------------------
+
+
+def pin_tree(pid: int, cpus: set[int] | None) -> None:
+    """Set the CPU affinity of ``pid``, its threads and its descendants (``None``: every CPU).
+
+    Postgres forks a backend per connection from the postmaster, which passes its affinity on.
+    """
+    target = cpus or set(range(os.cpu_count() or 1))
+    seen: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        tasks = Path(f"/proc/{p}/task")
+        for task in tasks.iterdir() if tasks.exists() else []:
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), target)
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+
+
+@contextlib.contextmanager
+def service(backend: str, comparison: Comparison) -> Iterator[Any]:
+    """The backend's service for ``comparison``; raises RuntimeError with the reason it cannot run."""
+    if backend == "redis":
+        from perf.peers.redis_service import RedisServer
+
+        with RedisServer(appendfsync=comparison.redis_appendfsync) as redis:
+            yield redis
+    elif backend == "postgres":
+        try:
+            from perf.peers.pg_service import Postgres
+        except ImportError as exc:
+            raise RuntimeError(f"no Postgres service: {exc}") from exc
+        with Postgres(synchronous_commit=comparison.pg_synchronous_commit) as pg:
+            yield pg
+    else:
+        raise RuntimeError(f"no service for backend {backend!r}")
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One measurement: a system running a workload (or a sweep point) in one comparison."""
+
+    comparison: str
+    system: str
+    backend: str
+    service: str
+    workload: str
+    config: dict[str, Any]
+    result: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "comparison": self.comparison,
+            "system": self.system,
+            "backend": self.backend,
+            "service": self.service,
+            "workload": self.workload,
+            "config": self.config,
+            "result": self.result,
+        }
+
+
+def run_spitfire(workload: str, cfg: dict[str, Any], durability: str) -> dict[str, Any]:
+    """One Spitfire workload on its own server (the peers' name mapped to perf/workloads.py's)."""
+    from perf.workloads import PEER_WORKLOADS, run_once
+
+    try:
+        return run_once(PEER_WORKLOADS[workload], dict(cfg), durability)
+    except Exception as exc:
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+
+
+def run_peer_pinned(
+    adapter: str, workload: str, svc: Any, cfg: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """`run_peer`; for the open loop, the service and the load generator on separate CPUs."""
+    from perf.peers.runner import run_peer
+
+    cpus = split_cpus() if workload == "open-loop" else None
+    proc = getattr(svc, "proc", None)
+    if cpus is None or proc is None:
+        return run_peer(adapter, workload, svc.url, cfg, timeout)
+    client_cpus, server_cpus = cpus
+    pin_tree(proc.pid, server_cpus)
+    try:
+        result = run_peer(adapter, workload, svc.url, cfg, timeout, cpus=client_cpus)
+    finally:
+        pin_tree(proc.pid, None)
+    result["pinned"] = {"client": sorted(client_cpus), "server": sorted(server_cpus)}
+    return result
+
+
+def keeps_up(result: dict[str, Any], cap_ms: float) -> bool:
+    """Whether a sweep point kept up with its offered rate (then the sweep goes on to the next)."""
+    if "skipped" in result:
+        return False
+    offered = float(result.get("offered_per_s") or 0.0)
+    achieved = float(result.get("achieved_per_s") or 0.0)
+    return achieved >= KEEP_UP * offered and float(result.get("p99_ms") or 0.0) <= cap_ms
+
+
+def sweep(
+    run: Any, rates: Sequence[int], seconds: float, cap_ms: float, label: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Open loop at each rate, lowest first, until ``run(cfg)`` stops keeping up: (cfg, result)s."""
+    points = []
+    for rate in rates:
+        cfg = {"rate": rate, "seconds": seconds}
+        print(f"  sweep {label} @ {rate:,}/s ...", file=sys.stderr, flush=True)
+        result = run(cfg)
+        points.append((cfg, result))
+        if not keeps_up(result, cap_ms):
+            break
+    return points
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one `run_peers` call measures."""
+
+    quick: bool = False
+    only: tuple[str, ...] = ()
+    comparisons: tuple[str, ...] = ("durable", "non-durable")
+    rates: tuple[int, ...] = SWEEP_RATES
+    sweep_seconds: float = 10.0
+    cap_ms: float = 1_000.0
+    timeout: float = 600.0
+    sweep: bool = True
+
+
+def peer_backends(only: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({adapter: backend} to run, {adapter: reason} skipped), from the peers venv's description."""
+    from perf.peers.runner import available_adapters, describe_adapters, peers_unavailable
+
+    adapters = [a for a in available_adapters() if not only or a in only]
+    missing = peers_unavailable()
+    if missing is not None:
+        return {}, dict.fromkeys(adapters, missing)
+    described = describe_adapters()
+    run: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for adapter in adapters:
+        info = described.get(adapter, {"skipped": "not described by the peers venv"})
+        if "skipped" in info:
+            skipped[adapter] = str(info["skipped"])
+        else:
+            run[adapter] = str(info["backend"])
+    return run, skipped
+
+
+def run_comparison(comparison: Comparison, opts: Options, adapters: dict[str, str]) -> list[Row]:
+    """Spitfire and every adapter in one comparison: the workloads, then the sweep."""
+    configs = workload_configs(opts.quick)
+    rows: list[Row] = []
+    label = comparison.service_label(SPITFIRE)
+    for workload in WORKLOADS:
+        print(f"  {comparison.name}: spitfire {workload} ...", file=sys.stderr, flush=True)
+        result = run_spitfire(workload, configs[workload], comparison.spitfire_durability)
+        rows.append(Row(comparison.name, SPITFIRE, SPITFIRE, label, workload, configs[workload], result))
+    if opts.sweep:
+        points = sweep(
+            lambda cfg: run_spitfire("open-loop", cfg, comparison.spitfire_durability),
+            opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} spitfire",
+        )  # fmt: skip
+        rows += [Row(comparison.name, SPITFIRE, SPITFIRE, label, "sweep", c, r) for c, r in points]
+    for backend in sorted(set(adapters.values())):
+        names = [a for a, b in adapters.items() if b == backend]
+        rows += run_backend(comparison, opts, backend, names)
+    return rows
+
+
+def run_backend(comparison: Comparison, opts: Options, backend: str, adapters: Sequence[str]) -> list[Row]:
+    """The adapters of one backend against one service of ``comparison``'s config."""
+    configs = workload_configs(opts.quick)
+    label = comparison.service_label(backend)
+    rows: list[Row] = []
+    try:
+        with service(backend, comparison) as svc:
+            for adapter in adapters:
+                for workload in WORKLOADS:
+                    print(f"  {comparison.name}: {adapter} {workload} ...", file=sys.stderr, flush=True)
+                    result = run_peer_pinned(adapter, workload, svc, configs[workload], opts.timeout)
+                    rows.append(
+                        Row(comparison.name, adapter, backend, label, workload, configs[workload], result)
+                    )
+                if opts.sweep:
+                    points = sweep(
+                        lambda cfg, a=adapter: run_peer_pinned(a, "open-loop", svc, cfg, opts.timeout),
+                        opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} {adapter}",
+                    )  # fmt: skip
+                    rows += [Row(comparison.name, adapter, backend, label, "sweep", c, r) for c, r in points]
+    except Exception as exc:  # the service would not start: every adapter of it is skipped
+        reason = f"{label} unavailable: {type(exc).__name__}: {exc}"
+        print(f"  skipped {', '.join(adapters)}: {reason}", file=sys.stderr, flush=True)
+        for adapter in adapters:
+            if not any(r.system == adapter for r in rows):
+                rows.append(Row(comparison.name, adapter, backend, label, "all", {}, {"skipped": reason}))
+    return rows
+
+
+def run_peers(opts: Options) -> dict[str, Any]:
+    """The whole comparison; returns the JSON document's ``config`` part (rows, skips, options)."""
+    adapters, skipped = peer_backends(opts.only)
+    for adapter, reason in skipped.items():
+        print(f"  skipped {adapter}: {reason}", file=sys.stderr, flush=True)
+    rows: list[Row] = []
+    for comparison in COMPARISONS:
+        if comparison.name in opts.comparisons:
+            rows += run_comparison(comparison, opts, adapters)
+    return {
+        "options": {**opts.__dict__, "rates": list(opts.rates), "only": list(opts.only)},
+        "workloads": workload_configs(opts.quick),
+        "comparisons": {c.name: c.__dict__ for c in COMPARISONS if c.name in opts.comparisons},
+        "skipped_adapters": skipped,
+        "rows": [r.to_json() for r in rows],
+    }
+
+
+# -- figures, ratios and the Markdown table ------------------------------------------------------------
+
+
+def throughput_of(result: dict[str, Any]) -> float | None:
+    """The jobs/s figure of a result: achieved for the open loop, jobs_per_s otherwise."""
+    value = result.get("achieved_per_s", result.get("jobs_per_s"))
+    return float(value) if value is not None else None
+
+
+def ratio(spitfire: float | None, peer: float | None) -> float | None:
+    """Spitfire/peer, or None when either is missing or the peer's is 0."""
+    if spitfire is None or peer is None or peer == 0:
+        return None
+    return spitfire / peer
+
+
+def compared(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The non-sweep rows, each with its ratios to Spitfire's row of the same comparison and workload:
+    ``ratio_jobs_per_s`` (above 1: Spitfire faster) and ``ratio_p99`` (below 1: Spitfire lower)."""
+    ours = {(r["comparison"], r["workload"]): r["result"] for r in rows if r["system"] == SPITFIRE}
+    out = []
+    for r in rows:
+        if r["workload"] == "sweep":
+            continue
+        mine = ours.get((r["comparison"], r["workload"]), {})
+        res = r["result"]
+        out.append(
+            {
+                **r,
+                "ratio_jobs_per_s": None
+                if r["system"] == SPITFIRE
+                else ratio(throughput_of(mine), throughput_of(res)),
+                "ratio_p99": None
+                if r["system"] == SPITFIRE
+                else ratio(mine.get("p99_ms"), res.get("p99_ms")),
+            }
+        )
+    return out
+
+
+def figures_of(rows: Sequence[dict[str, Any]]) -> list[Figure]:
+    """Each measured figure and each ratio as a `Figure` (the JSON's ``figures``)."""
+    figures = []
+    for r in compared(rows):
+        res, name = r["result"], f"{r['comparison']} {r['workload']} {r['system']}"
+        if "skipped" in res:
+            continue  # the row in config.rows says why
+        tp = throughput_of(res)
+        if tp is not None:
+            figures.append(Figure(f"{name} jobs/s", tp, "jobs/s", notes=r["service"]))
+        if res.get("p99_ms") is not None:
+            figures.append(Figure(f"{name} p99", float(res["p99_ms"]), "ms", notes=r["service"]))
+        if r["ratio_jobs_per_s"] is not None:
+            figures.append(Figure(f"{name} spitfire/peer jobs/s", r["ratio_jobs_per_s"], "x"))
+        if r["ratio_p99"] is not None:
+            figures.append(Figure(f"{name} spitfire/peer p99", r["ratio_p99"], "x"))
+    return figures
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    v = float(value)
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.{digits}g}"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}x"
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The comparison of a peers-*.json as Markdown: a header line saying what machine and commit,
+    then one table row per system and workload, with the ratios Spitfire/peer."""
+    m = doc.get("machine", {})
+    lines = [
+        f"Measured {doc.get('when', '?')} at commit `{doc.get('commit', '?')}` on "
+        f"{m.get('cpu_model') or '?'}, {m.get('cpus', '?')} CPUs, {m.get('mem_gib', '?')} GiB, "
+        f"Python {m.get('python', '?')}, kernel {m.get('kernel', '?')}.",
+        "",
+        "| comparison | workload | system | service | jobs/s | p50 ms | p99 ms "
+        "| Spitfire/peer jobs/s | Spitfire/peer p99 |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in compared(doc["config"]["rows"]):
+        res = r["result"]
+        head = f"| {r['comparison']} | {r['workload']} | {r['system']} | {r['service']} |"
+        if "skipped" in res:
+            reason = str(res["skipped"]).splitlines()[0][:120].replace("|", "/")
+            lines.append(f"{head} skipped: {reason} | | | | |")
+            continue
+        lines.append(
+            f"{head} {_num(throughput_of(res))} | {_num(res.get('p50_ms'))} | {_num(res.get('p99_ms'))} |"
+            f" {_ratio(r['ratio_jobs_per_s'])} | {_ratio(r['ratio_p99'])} |"
+        )
+    lines += ["", *sweep_table(doc["config"]["rows"])]
+    skipped = doc["config"].get("skipped_adapters") or {}
+    if skipped:
+        lines += ["", *(f"- {a} skipped: {reason}" for a, reason in sorted(skipped.items()))]
+    return "\n".join(lines)
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The latency-versus-load sweep as Markdown lines: offered and achieved rate, percentiles."""
+    lines = [
+        "| comparison | system | offered/s | achieved/s | p50 ms | p99 ms | p999 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["workload"] != "sweep":
+            continue
+        res = r["result"]
+        head = f"| {r['comparison']} | {r['system']} | {_num(r['config'].get('rate'))} |"
+        if "skipped" in res:
+            lines.append(
+                f"{head} skipped: {str(res['skipped']).splitlines()[0][:100].replace('|', '/')} | | | | |"
+            )
+            continue
+        keys = ("achieved_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms")
+        lines.append(f"{head} {' | '.join(_num(res.get(k)) for k in keys)} |")
+    return lines if len(lines) > 2 else []
+
+
+def figures_table(doc: dict[str, Any]) -> str:
+    """Any other results JSON (engine, net, a workload, watch) as a Markdown table of its figures."""
+    m = doc.get("machine", {})
+    lines = [
+        f"{doc.get('suite', '?')}: measured {doc.get('when', '?')} at commit `{doc.get('commit', '?')}` on "
+        f"{m.get('cpu_model') or '?'}, {m.get('cpus', '?')} CPUs.",
+        "",
+        "| figure | value | unit | target | ok |",
+        "|---|---:|---|---|---|",
+    ]
+    for f in doc.get("figures", []):
+        ok = "" if f.get("ok") is None else ("yes" if f["ok"] else "NO")
+        lines.append(f"| {f['name']} | {_num(f['value'])} | {f['unit']} | {f.get('target', '')} | {ok} |")
+    return "\n".join(lines)
+
+
+def report_main(argv: Sequence[str]) -> int:
+    """``python -m perf report FILE.json``: print the Markdown table of a results file."""
+    parser = argparse.ArgumentParser(prog="python -m perf report", description="a results JSON as Markdown")
+    parser.add_argument("file", type=Path, help="perf/results/peers-<ts>.json (or any perf/results/*.json)")
+    args = parser.parse_args(argv)
+    doc = json.loads(args.file.read_text())
+    print(markdown_table(doc) if doc.get("suite") == "peers" else figures_table(doc))
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m perf peers``: run the comparison, print it, write the JSON and the plot."""
+    parser = argparse.ArgumentParser(prog="python -m perf peers", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, short open loops, rates 1k and 5k")
+    parser.add_argument("--only", nargs="*", default=[], metavar="PEER", help="adapters to run (default all)")
+    parser.add_argument("--comparison", nargs="*", choices=[c.name for c in COMPARISONS], default=None)
+    parser.add_argument("--rates", type=int, nargs="*", default=None, help="offered rates of the sweep")
+    parser.add_argument("--sweep-seconds", type=float, default=None, help="seconds per sweep point")
+    parser.add_argument("--cap-ms", type=float, default=1_000.0, help="stop a sweep past this p99")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one peer workload may take")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the latency-versus-load sweep")
+    parser.add_argument("--plot", type=Path, default=PLOT_PATH, help="where the PNG goes")
+    args = parser.parse_args(argv)
+    opts = Options(
+        quick=args.quick,
+        only=tuple(args.only),
+        comparisons=tuple(args.comparison or [c.name for c in COMPARISONS]),
+        rates=tuple(args.rates or ((1_000, 5_000) if args.quick else SWEEP_RATES)),
+        sweep_seconds=args.sweep_seconds or (3.0 if args.quick else 10.0),
+        cap_ms=args.cap_ms,
+        timeout=args.timeout,
+        sweep=not args.no_sweep,
+    )
+    started = time.monotonic()
+    config = run_peers(opts)
+    figures = figures_of(config["rows"])
+    path = write_json("peers", config, figures)
+    doc = json.loads(path.read_text())
+    print(markdown_table(doc))
+    print(f"\nwrote {path.relative_to(ROOT)} ({time.monotonic() - started:.0f} s; {machine()['cpus']} CPUs)")
+    if opts.sweep:
+        from perf.plot import plot_sweep
+
+        try:
+            print(f"wrote {plot_sweep(doc, args.plot)}")
+        except ImportError as exc:
+            print(f"no plot: {exc} (matplotlib comes with make install)", file=sys.stderr)
+    return 0

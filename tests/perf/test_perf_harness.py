@@ -1,0 +1,343 @@
+"""The benchmark harness's pieces (perf/): argument parsing, histogram percentiles, figures, the
+ratios and Markdown table of the peers comparison, the sweep's stopping rule, the plot, and `perf
+watch`'s exit code. Fast, no server; one slow smoke run of ``python -m perf watch``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perf import compare, plot, watch
+from perf.__main__ import DELEGATED
+from perf.workloads import (
+    OPTIONS,
+    PEER_WORKLOADS,
+    SPECS,
+    WORKLOADS,
+    add_arguments,
+    config_of,
+    figures_of,
+    new_histogram,
+    percentiles_ms,
+    record,
+)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def parse(name: str, *argv: str) -> tuple[argparse.Namespace, dict[str, Any]]:
+    spec = SPECS[name]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, spec)
+    args = parser.parse_args(list(argv))
+    return args, config_of(spec, args)
+
+
+# -- subcommands and their configs -------------------------------------------------------------------
+
+
+def test_every_workload_has_a_spec_and_no_name_clashes_with_other_subcommands() -> None:
+    assert set(SPECS) == set(WORKLOADS)
+    wanted = "single batch drain open-loop priorities delayed large-payload many-queues fanout"
+    assert set(wanted.split()) <= set(SPECS)
+    assert not set(SPECS) & set(DELEGATED)
+    assert set(PEER_WORKLOADS.values()) <= set(SPECS)
+
+
+def test_defaults_seed_and_transport() -> None:
+    args, cfg = parse("single")
+    assert cfg == {"jobs": 20_000, "inflight": 64, "seed": 1, "transport": "tcp"}
+    assert (args.repeat, args.durability, args.url) == (1, "group", None)
+
+
+def test_quick_then_flags_override_the_defaults() -> None:
+    _, cfg = parse("fanout", "--quick", "--workers", "3", "--jobs", "777", "--seconds", "9", "--seed", "5")
+    assert cfg["jobs"] == 777 and cfg["workers"] == 3 and cfg["producers"] == 4  # quick's producers
+    assert cfg["deadline"] == 9.0 and "seconds" not in cfg and cfg["seed"] == 5
+
+
+def test_seconds_is_the_duration_of_the_open_loop_and_rate_is_its_flag() -> None:
+    _, cfg = parse("open-loop", "--rate", "2500", "--seconds", "4")
+    assert cfg["rate"] == 2500.0 and cfg["seconds"] == 4.0 and "deadline" not in cfg
+
+
+def test_url_sets_the_transport() -> None:
+    _, cfg = parse("single", "--url", "http://127.0.0.1:7880", "--connections", "8")
+    assert cfg["transport"] == "http" and cfg["connections"] == 8
+
+
+def test_only_a_workloads_own_keys_get_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SPECS["drain"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rate", "5"])
+    assert {key for _, key, _, _ in OPTIONS} >= {
+        "inflight",
+        "batch",
+        "workers",
+        "rate",
+        "producers",
+        "queues",
+    }
+
+
+def test_a_transport_a_workload_does_not_run_over_is_refused() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SPECS["batch"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--transport", "http"])
+
+
+def test_python_m_perf_help_lists_every_subcommand() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "perf", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0
+    for name in ["engine", "net", *SPECS, "watch", "peers", "report", "plot"]:
+        assert name in out.stdout
+
+
+# -- histograms and figures ----------------------------------------------------------------------------
+
+
+def test_percentiles_come_from_the_hdr_histogram() -> None:
+    hist = new_histogram()
+    for ms in range(1, 1001):  # 1 .. 1000 ms, one each
+        record(hist, ms / 1e3)
+    p = percentiles_ms(hist, "x_")
+    assert set(p) == {"x_p50_ms", "x_p90_ms", "x_p99_ms", "x_p999_ms", "x_max_ms"}
+    for key, expected in (("x_p50_ms", 500), ("x_p90_ms", 900), ("x_p99_ms", 990), ("x_p999_ms", 999)):
+        assert p[key] == pytest.approx(expected, rel=2e-3)  # 3 significant digits
+    assert p["x_max_ms"] == pytest.approx(1000, rel=2e-3)
+
+
+def test_an_empty_histogram_has_no_percentiles_and_values_are_clamped() -> None:
+    hist = new_histogram()
+    assert percentiles_ms(hist) == {}
+    record(hist, 0.0)
+    record(hist, 3600.0)  # past the 60 s range: clamped, not an error
+    assert hist.get_total_count() == 2
+
+
+def test_figures_are_medians_over_repeats_and_skip_missing_keys() -> None:
+    results = [{"jobs_per_s": v, "p99_ms": 2.0} for v in (10.0, 30.0, 20.0)]
+    figures = figures_of(SPECS["single"], {"transport": "quic"}, results)
+    by_name = {f.name: f for f in figures}
+    assert by_name["single quic: enqueue"].value == 20.0
+    assert by_name["single quic: enqueue"].runs == [10.0, 30.0, 20.0]
+    assert "single quic: enqueue p50" not in by_name  # no run reported it
+    assert by_name["single quic: enqueue p99"].unit == "ms"
+
+
+# -- the peers comparison --------------------------------------------------------------------------------
+
+
+def row(system: str, workload: str, result: dict[str, Any], comparison: str = "durable") -> dict[str, Any]:
+    backend = "spitfire" if system == "spitfire" else "redis"
+    return {
+        "comparison": comparison,
+        "system": system,
+        "backend": backend,
+        "service": compare.COMPARISONS[0].service_label(backend),
+        "workload": workload,
+        "config": {"rate": result.get("offered_per_s")} if workload == "sweep" else {"jobs": 10},
+        "result": result,
+    }
+
+
+ROWS = [
+    row("spitfire", "enqueue-single", {"jobs_per_s": 20_000.0, "p50_ms": 1.0, "p99_ms": 4.0}),
+    row("rq", "enqueue-single", {"jobs_per_s": 2_000.0, "p50_ms": 5.0, "p99_ms": 16.0}),
+    row("arq", "enqueue-single", {"skipped": "redis-server is not installed"}),
+    row("spitfire", "open-loop", {"offered_per_s": 1000, "achieved_per_s": 1000.0, "p99_ms": 3.0}),
+    row("rq", "open-loop", {"offered_per_s": 1000, "achieved_per_s": 500.0, "p99_ms": 300.0}),
+    row("spitfire", "enqueue-single", {"jobs_per_s": 40_000.0, "p99_ms": 2.0}, "non-durable"),
+    row("rq", "enqueue-single", {"jobs_per_s": 4_000.0, "p99_ms": 8.0}, "non-durable"),
+    row("spitfire", "sweep", {"offered_per_s": 1000, "achieved_per_s": 1000.0, "p50_ms": 1.0, "p99_ms": 3.0}),
+    row(
+        "spitfire", "sweep", {"offered_per_s": 2000, "achieved_per_s": 1500.0, "p50_ms": 9.0, "p99_ms": 90.0}
+    ),
+    row("rq", "sweep", {"offered_per_s": 1000, "achieved_per_s": 990.0, "p50_ms": 2.0, "p99_ms": 30.0}),
+]
+
+
+def test_ratios_are_spitfire_over_the_peer_of_the_same_comparison_and_workload() -> None:
+    by = {(r["comparison"], r["system"], r["workload"]): r for r in compare.compared(ROWS)}
+    single = by[("durable", "rq", "enqueue-single")]
+    assert single["ratio_jobs_per_s"] == pytest.approx(10.0)
+    assert single["ratio_p99"] == pytest.approx(0.25)
+    assert by[("durable", "rq", "open-loop")]["ratio_jobs_per_s"] == pytest.approx(2.0)  # achieved
+    assert by[("non-durable", "rq", "enqueue-single")]["ratio_jobs_per_s"] == pytest.approx(10.0)
+    assert by[("durable", "spitfire", "enqueue-single")]["ratio_jobs_per_s"] is None
+    assert by[("durable", "arq", "enqueue-single")]["ratio_jobs_per_s"] is None
+    assert not any(r["workload"] == "sweep" for r in by.values())
+
+
+def test_ratio_of_missing_or_zero_is_none() -> None:
+    assert compare.ratio(None, 1.0) is None and compare.ratio(1.0, 0.0) is None
+    assert compare.ratio(3.0, 2.0) == 1.5
+
+
+def test_figures_of_a_comparison_leave_skips_out_and_carry_ratios() -> None:
+    names = {f.name: f.value for f in compare.figures_of(ROWS)}
+    assert names["durable enqueue-single rq spitfire/peer jobs/s"] == pytest.approx(10.0)
+    assert not any("arq" in n for n in names)
+
+
+def doc_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "suite": "peers",
+        "when": "2026-11-24T06:00:00+0000",
+        "commit": "abc1234",
+        "machine": {"cpu_model": "Test CPU", "cpus": 2, "mem_gib": 4.0, "python": "3.11.7", "kernel": "6"},
+        "config": {"rows": rows, "skipped_adapters": {"celery": "no .venv-peers"}},
+        "figures": [],
+    }
+
+
+def test_markdown_table_says_machine_and_commit_and_shows_ratios_and_skips() -> None:
+    text = compare.markdown_table(doc_of(ROWS))
+    lines = text.splitlines()
+    assert "commit `abc1234`" in lines[0] and "Test CPU" in lines[0] and "2 CPUs" in lines[0]
+    assert (
+        "| durable | enqueue-single | rq | redis AOF fsync always | 2,000 | 5 | 16 | 10x | 0.25x |" in lines
+    )
+    assert any(
+        line.startswith("| durable | enqueue-single | arq |") and "skipped: redis-server" in line
+        for line in lines
+    )
+    assert "| durable | spitfire | 2,000 | 1,500 | 9 | 90 |  |  |" in lines  # the sweep table
+    assert "- celery skipped: no .venv-peers" in lines
+    table_rows = [line for line in lines if line.startswith("| durable | enqueue-single")]
+    assert all(line.count("|") == 10 for line in table_rows)  # skipped rows keep the columns
+
+
+def test_report_prints_a_peers_file_and_any_other_results_file(tmp_path: Path, capsys: Any) -> None:
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps(doc_of(ROWS)))
+    assert compare.report_main([str(peers)]) == 0
+    assert "Spitfire/peer jobs/s" in capsys.readouterr().out
+    other = tmp_path / "net.json"
+    doc = {**doc_of([]), "suite": "net"}
+    doc["figures"] = [
+        {"name": "tcp single", "value": 25_000.0, "unit": "jobs/s", "target": ">= 25,000", "ok": True}
+    ]
+    other.write_text(json.dumps(doc))
+    assert compare.report_main([str(other)]) == 0
+    assert "| tcp single | 25,000 | jobs/s | >= 25,000 | yes |" in capsys.readouterr().out
+
+
+def test_a_sweep_stops_at_the_first_rate_not_kept_up_with() -> None:
+    asked: list[float] = []
+
+    def fake(cfg: dict[str, Any]) -> dict[str, Any]:
+        asked.append(cfg["rate"])
+        achieved = min(cfg["rate"], 3_000)
+        return {"offered_per_s": cfg["rate"], "achieved_per_s": achieved, "p99_ms": 1.0}
+
+    points = compare.sweep(fake, [1_000, 2_000, 5_000, 10_000], 1.0, 1_000.0, "test")
+    assert asked == [1_000, 2_000, 5_000]
+    assert [r["achieved_per_s"] for _, r in points] == [1_000, 2_000, 3_000]
+
+
+def test_keeps_up_needs_the_rate_and_a_p99_under_the_cap() -> None:
+    assert compare.keeps_up({"offered_per_s": 100, "achieved_per_s": 95, "p99_ms": 5}, 100.0)
+    assert not compare.keeps_up({"offered_per_s": 100, "achieved_per_s": 80, "p99_ms": 5}, 100.0)
+    assert not compare.keeps_up({"offered_per_s": 100, "achieved_per_s": 100, "p99_ms": 500}, 100.0)
+    assert not compare.keeps_up({"skipped": "no"}, 100.0)
+
+
+def test_durable_is_compared_with_group_and_non_durable_with_async() -> None:
+    by = {c.name: c for c in compare.COMPARISONS}
+    assert by["durable"].spitfire_durability == "group" and by["durable"].redis_appendfsync == "always"
+    assert by["durable"].pg_synchronous_commit == "on"
+    assert (
+        by["non-durable"].spitfire_durability == "async" and by["non-durable"].pg_synchronous_commit == "off"
+    )
+
+
+def test_a_peer_whose_service_cannot_start_is_skipped_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(backend: str, comparison: compare.Comparison) -> Any:
+        raise RuntimeError("postgres binaries not found")
+
+    monkeypatch.setattr(compare, "service", broken)
+    rows = compare.run_backend(compare.COMPARISONS[0], compare.Options(quick=True), "postgres", ["pgqueuer"])
+    assert len(rows) == 1 and rows[0].system == "pgqueuer"
+    assert "postgres binaries not found" in rows[0].result["skipped"]
+
+
+# -- the plot ------------------------------------------------------------------------------------------
+
+
+def test_sweep_series_per_comparison_and_system() -> None:
+    series = plot.sweep_series(doc_of(ROWS))
+    assert series["durable"]["spitfire"] == [(1000.0, 3.0, True), (2000.0, 90.0, False)]
+    assert series["durable"]["rq (redis)"] == [(1000.0, 30.0, True)]
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = plot.plot_sweep(doc_of(ROWS), tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- perf watch ------------------------------------------------------------------------------------------
+
+
+def fake_result(p99: float) -> dict[str, Any]:
+    return {
+        "achieved_per_s": 500.0,
+        "p50_ms": 1.0,
+        "p90_ms": 2.0,
+        "p99_ms": p99,
+        "p999_ms": 9.0,
+        "max_ms": 9.5,
+    }
+
+
+@pytest.mark.parametrize(("p99", "code"), [(4.0, 0), (12.0, 1)])
+def test_watch_exits_1_when_p99_is_over_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, p99: float, code: int
+) -> None:
+    monkeypatch.setattr(watch, "measure", lambda args, svg: fake_result(p99))
+    assert watch.main(["--rate", "500", "--seconds", "1", "--p99-ms", "10", "--out", str(tmp_path)]) == code
+    (doc_path,) = tmp_path.glob("watch-*.json")
+    doc = json.loads(doc_path.read_text())
+    assert doc["suite"] == "watch" and doc["config"]["rate"] == 500 and "machine" in doc and "commit" in doc
+    p99_figure = next(f for f in doc["figures"] if f["name"] == "enqueue p99")
+    assert p99_figure["ok"] is (code == 0)
+
+
+def test_watch_defaults() -> None:
+    args = watch.parse([])
+    assert (args.rate, args.seconds, args.p99_ms, args.durability) == (5_000, 20.0, 10.0, "group")
+
+
+@pytest.mark.slow
+def test_watch_smoke_run(tmp_path: Path) -> None:
+    """A real server, py-spy attached, 500 jobs/s for 2 s; the bound is loose (this checks the
+    harness, not the machine)."""
+    cmd = [sys.executable, "-m", "perf", "watch", "--rate", "500", "--seconds", "2", "--p99-ms", "1000"]
+    out = subprocess.run(
+        [*cmd, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=110
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (doc_path,) = tmp_path.glob("watch-*.json")
+    doc = json.loads(doc_path.read_text())
+    assert doc["config"]["raw"]["jobs"] == 1000
+    assert {f["name"] for f in doc["figures"]} >= {
+        "enqueue p50",
+        "enqueue p99",
+        "enqueue p999",
+        "enqueue max",
+    }
+    if doc["config"]["flamegraph"] is not None:
+        assert (tmp_path / doc["config"]["flamegraph"]).read_text().lstrip().startswith("<?xml")
