@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from perf.server_proc import free_port, stop_process
 
@@ -113,23 +114,39 @@ class Postgres:
         """``postgresql://USER@127.0.0.1:PORT/bench`` (trust authentication on loopback)."""
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
+    def _as_account(self) -> dict[str, Any]:
+        """Popen keywords that run a child as the server's account (none when not root)."""
+        if self.account is None:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+
     def _run(self, cmd: list[str], what: str) -> None:
         """Run a PostgreSQL tool as the server's account; a failure is `PostgresUnavailable`."""
-        kw = {} if self.account is None else {"user": self.account.pw_uid, "group": self.account.pw_gid}
         try:
-            done = subprocess.run(cmd, capture_output=True, timeout=120, extra_groups=[], **kw)
+            done = subprocess.run(cmd, capture_output=True, timeout=120, **self._as_account())
         except (OSError, subprocess.TimeoutExpired) as e:
             raise PostgresUnavailable(f"{what} failed: {e}") from e
         if done.returncode != 0:
             out = (done.stdout + done.stderr).decode(errors="replace").strip()[-2000:]
             raise PostgresUnavailable(f"{what} failed ({done.returncode}): {out}")
 
+    def _temp_root(self) -> str | None:
+        """Where the data directory goes: the usual temp dir, unless the server's account could not
+        reach it (a TMPDIR under /root, say), then /var/tmp or /tmp (both world-traversable)."""
+        if self.account is None:
+            return None
+        for root in (tempfile.gettempdir(), "/var/tmp", "/tmp"):
+            p = Path(root).resolve()
+            if all(os.stat(d).st_mode & 0o001 for d in (p, *p.parents)):
+                return str(p)
+        raise PostgresUnavailable(f"no temporary directory the user {self.user!r} can reach")
+
     def start(self) -> Postgres:
         """initdb, start the server, wait until it accepts connections, create the database."""
         self.bin_dir = find_bin_dir()
         self.account = run_as_user()
         self.user = self.account.pw_name if self.account else pwd.getpwuid(os.geteuid()).pw_name
-        self.dir = Path(tempfile.mkdtemp(prefix="spitfire-peers-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="spitfire-peers-pg-", dir=self._temp_root()))
         try:
             if self.account is not None:
                 os.chown(self.dir, self.account.pw_uid, self.account.pw_gid)
@@ -161,12 +178,11 @@ class Postgres:
             "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.dir),
             "-c", f"synchronous_commit={self.synchronous_commit}",
         ]  # fmt: skip
-        kw = {} if self.account is None else {"user": self.account.pw_uid, "group": self.account.pw_gid}
         with open(self.log_path, "wb") as log:
             if self.account is not None:
                 os.fchown(log.fileno(), self.account.pw_uid, self.account.pw_gid)
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, extra_groups=[], **kw
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **self._as_account()
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

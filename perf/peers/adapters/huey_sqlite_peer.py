@@ -1,11 +1,13 @@
 """huey's SqliteHuey (https://github.com/coleifer/huey): issue 6's workloads on a SQLite file.
 
 Runs in the peers' venv. There is no server: the "service URL" names where the database goes,
-``sqlite:///ABS/PATH.db`` (that file), a directory (``bench-huey.db`` in it), or ``""`` /
-``sqlite://`` (a fresh temporary directory, removed afterwards). Every workload starts from a new
-database file. SqliteHuey's defaults are kept (tasks_huey_sqlite): WAL journal and SQLite's default
-``synchronous=FULL``, i.e. every enqueue and every dequeue is a commit that fsyncs, the durable
-configuration; huey 3 uses one SQLite connection per process, behind a lock, so threads of one
+``sqlite:///ABS/PATH.db`` (that file), ``sqlite:///ABS/DIR`` (``bench-huey.db`` in it), or
+``sqlite://`` / ``""`` (a fresh temporary directory, removed afterwards), optionally with
+``?fsync=off`` (or ``on``): huey's own ``fsync`` option, ``PRAGMA synchronous`` OFF (FULL) on its
+connections, the non-durable comparison. Without it SqliteHuey's defaults are kept
+(tasks_huey_sqlite): WAL journal and SQLite's default ``synchronous=FULL``, i.e. every enqueue and
+every dequeue is a commit that fsyncs, the durable configuration. Every workload starts from a new
+database file. huey 3 uses one SQLite connection per process, behind a lock, so threads of one
 process enqueue one at a time.
 
 - ``enqueue-single``: ``noop(payload)`` task calls from ``inflight`` threads (huey's API is
@@ -27,6 +29,7 @@ import importlib
 import os
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -56,10 +59,11 @@ def _remove_db(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def database(service_url: str) -> Iterator[Path]:
-    """The database file for one workload, removed before and after (and its temp dir, if made)."""
-    target = service_url.removeprefix("sqlite://") if service_url.startswith("sqlite:") else service_url
-    target = target.removeprefix("sqlite:")
+def database(service_url: str) -> Iterator[str]:
+    """The URL of a fresh database file for one workload (``sqlite:///ABS/PATH?QUERY``), the file
+    removed before and after, and the temporary directory made for it when the URL names none."""
+    parts = urllib.parse.urlsplit(service_url)
+    target = parts.path if parts.scheme == "sqlite" else service_url.split("?", 1)[0]
     made: str | None = None
     if not target:
         made = tempfile.mkdtemp(prefix="spitfire-peers-huey-")
@@ -70,35 +74,37 @@ def database(service_url: str) -> Iterator[Path]:
         path = Path(target)
     _remove_db(path)
     try:
-        yield path
+        yield f"sqlite://{path.resolve()}" + (f"?{parts.query}" if parts.query else "")
     finally:
         _remove_db(path)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
 
 
-def load_tasks(path: Path) -> ModuleType:
-    """Import tasks_huey_sqlite on ``path`` (it reads the file name from the environment)."""
-    os.environ[URL_ENV] = f"sqlite://{path}"
+def load_tasks(url: str) -> ModuleType:
+    """Import tasks_huey_sqlite on ``url`` (it reads it from the environment)."""
+    os.environ[URL_ENV] = url
     return importlib.import_module(TASKS)
 
 
-def synchronous(module: ModuleType) -> int:
-    """SQLite's ``synchronous`` setting on huey's connection (2 = FULL: commits fsync the WAL)."""
-    return int(module.huey.storage.sql("pragma synchronous", results=True)[0][0])
+def synchronous(module: ModuleType) -> str:
+    """SQLite's ``synchronous`` setting on huey's connection (FULL: commits fsync the WAL)."""
+    value = int(module.huey.storage.sql("pragma synchronous", results=True)[0][0])
+    return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(value, str(value))
 
 
 def enqueue_single(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` task calls from ``inflight`` threads."""
     jobs, threads = int(cfg["jobs"]), int(cfg["inflight"])
-    with database(service_url) as path:
-        tasks = load_tasks(path)
+    with database(service_url) as url:
+        tasks = load_tasks(url)
         tasks.noop(payload(0))
         result = enqueue_threads(lambda i: tasks.noop(payload(i)), jobs, threads)
         sync = synchronous(tasks)
     return result | {
+        "config": {"synchronous": sync},
         "notes": f"noop(payload) task calls from {threads} threads; huey holds one SQLite connection per "
-        f"process behind a lock (calls are serialized); WAL, synchronous={sync}"
+        f"process behind a lock (calls are serialized); WAL, synchronous={sync}",
     }
 
 
@@ -112,16 +118,16 @@ def drain(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     jobs = int(cfg["jobs"])
     workers, kind = int(cfg.get("workers", 8)), str(cfg.get("worker_type", "thread"))
     deadline = float(cfg.get("deadline", DEADLINE))
-    with database(service_url) as path:
-        tasks = load_tasks(path)
+    with database(service_url) as url:
+        tasks = load_tasks(url)
         sync = synchronous(tasks)
         storage = tasks.huey.storage
         storage.sql("pragma synchronous=0")  # filling is not timed
         for i in range(jobs):
             tasks.noop(payload(i))
-        storage.sql(f"pragma synchronous={sync}")
+        storage.sql(f"pragma synchronous={sync}")  # back to the configured setting
         waiting = tasks.huey.pending_count()
-        done = path.with_name(path.name + ".done")
+        done = Path(tasks.huey.storage.filename + ".done")
         os.environ.update({tasks.EXPECT_ENV: str(waiting), tasks.DONE_ENV: str(done)})
         try:
             cmd = [venv_bin("huey_consumer"), f"{TASKS}.huey", "-w", str(workers), "-k", kind, "-q"]
@@ -131,30 +137,30 @@ def drain(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
                     return 0
                 return max(1, int(tasks.huey.pending_count()))  # taken but not completed still count
 
-            result = drain_with_worker(
-                cmd, f"sqlite://{path}", remaining, waiting, poll=0.02, deadline=deadline
-            )
+            result = drain_with_worker(cmd, url, remaining, waiting, poll=0.02, deadline=deadline)
         finally:
             for key in (tasks.EXPECT_ENV, tasks.DONE_ENV):
                 os.environ.pop(key, None)
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
     return result | {
+        "config": {"workers": workers, "worker_type": kind, "synchronous": sync},
         "notes": f"one `huey_consumer -w {workers} -k {kind}` process; done = the consumer counted {waiting} "
-        f"SIGNAL_COMPLETE (huey deletes a task when taken), polled every 20 ms; WAL, synchronous={sync}"
+        f"SIGNAL_COMPLETE (huey deletes a task when taken), polled every 20 ms; WAL, synchronous={sync}",
     }
 
 
 def open_loop(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``rate`` task calls/s for ``seconds`` from ``inflight`` threads, latency from the schedule."""
     rate, seconds, threads = float(cfg["rate"]), float(cfg["seconds"]), int(cfg["inflight"])
-    with database(service_url) as path:
-        tasks = load_tasks(path)
+    with database(service_url) as url:
+        tasks = load_tasks(url)
         tasks.noop(payload(0))
         result = open_loop_threads(lambda i: tasks.noop(payload(i)), rate, seconds, threads)
         sync = synchronous(tasks)
     return result | {
-        "notes": f"noop(payload) task calls handed to {threads} threads; WAL, synchronous={sync}"
+        "config": {"synchronous": sync},
+        "notes": f"noop(payload) task calls handed to {threads} threads; WAL, synchronous={sync}",
     }
 
 
@@ -167,6 +173,6 @@ PEER = PeerSpec(
         "drain": drain,
         "open-loop": open_loop,
     },
-    notes="SqliteHuey defaults: WAL journal, SQLite synchronous=FULL (fsync per commit)",
+    notes="SqliteHuey on a file in a temporary directory, WAL journal",
     packages=("huey",),
 )

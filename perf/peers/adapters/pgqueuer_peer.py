@@ -52,18 +52,28 @@ NAME = "pgqueuer"
 QUEUE_TABLE = "pgqueuer"
 LOG_TABLES = ("pgqueuer_log", "pgqueuer_statistics")
 ENTRYPOINT = tasks_pgqueuer.ENTRYPOINT
+#: The largest connection pool a workload opens (see `pool_size`).
+MAX_POOL = 80
 
 
-async def reset(dsn: str) -> None:
-    """Install pgqueuer's schema if missing, else empty its queue and log tables."""
+async def reset(dsn: str) -> str:
+    """Install pgqueuer's schema if missing, else empty its queue and log tables; returns the
+    server's ``synchronous_commit`` (the comparison's knob, recorded in each result's config)."""
     connection = await asyncpg.connect(dsn)
     try:
         queries = Queries.from_asyncpg_connection(connection)
         if not await queries.schema_is_installed():
             await queries.install()
         await connection.execute(f"TRUNCATE {QUEUE_TABLE}, {', '.join(LOG_TABLES)}")
+        return str(await connection.fetchval("SHOW synchronous_commit"))
     finally:
         await connection.close()
+
+
+def pool_size(wanted: int) -> int:
+    """Connections for ``wanted`` concurrent calls, within PostgreSQL's default max_connections
+    (100, 3 of them reserved, a few for the workers and the harness)."""
+    return max(1, min(wanted, MAX_POOL))
 
 
 def encode(doc: dict[str, Any]) -> bytes:
@@ -74,11 +84,14 @@ def encode(doc: dict[str, Any]) -> bytes:
 async def with_queries(
     dsn: str, connections: int, body: Callable[[Queries], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
-    """Reset, open an asyncpg pool of ``connections``, warm each (one job each), run ``body``."""
-    await reset(dsn)
-    async with asyncpg.create_pool(dsn, min_size=connections, max_size=connections) as pool:
-        await warm(pool, connections)
-        return await body(Queries.from_asyncpg_pool(pool))
+    """Reset, open an asyncpg pool of ``connections`` (at most `MAX_POOL`), warm each connection
+    (one job each), run ``body``; the result's config records the pool and synchronous_commit."""
+    sync = await reset(dsn)
+    size = pool_size(connections)
+    async with asyncpg.create_pool(dsn, min_size=size, max_size=size) as pool:
+        await warm(pool, size)
+        result = await body(Queries.from_asyncpg_pool(pool))
+    return result | {"config": {"pool": size, "synchronous_commit": sync}}
 
 
 async def warm(pool: asyncpg.Pool, connections: int) -> None:
@@ -107,7 +120,8 @@ async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
     result = await with_queries(dsn, inflight, body)
     return result | {
-        "notes": f"Queries.enqueue, one job per call; {inflight} asyncio tasks, asyncpg pool of {inflight}"
+        "notes": f"Queries.enqueue, one job per call; {inflight} asyncio tasks, "
+        f"asyncpg pool of {pool_size(inflight)}"
     }
 
 
@@ -123,7 +137,8 @@ async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
     result = await with_queries(dsn, inflight, body)
     return result | {
-        "notes": f"Queries.enqueue with lists of {batch} (one INSERT ... unnest); {inflight} outstanding"
+        "notes": f"Queries.enqueue with lists of {batch} (one INSERT ... unnest); {inflight} outstanding, "
+        f"asyncpg pool of {pool_size(inflight)}"
     }
 
 
@@ -137,7 +152,7 @@ async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
         return await open_loop_async(send, rate, seconds)
 
     result = await with_queries(dsn, connections, body)
-    return result | {"notes": f"Queries.enqueue, one task per job, asyncpg pool of {connections}"}
+    return result | {"notes": f"Queries.enqueue, one task per job, asyncpg pool of {pool_size(connections)}"}
 
 
 def enqueue_single(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -223,10 +238,12 @@ def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
             row = conn.execute(f"SELECT count(*) FROM {QUEUE_TABLE}").fetchone()
             return int(row[0]) if row else 0
 
+        row = conn.execute("SHOW synchronous_commit").fetchone()
+        sync = str(row[0]) if row else "?"
         deadline = float(cfg.get("deadline", DEADLINE))
         result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
     return result | {
-        "config": {"workers": workers, "batch_size": batch_size},
+        "config": {"workers": workers, "batch_size": batch_size, "synchronous_commit": sync},
         "notes": f"{workers} worker process(es), each pgqueuer.run(factory, batch_size={batch_size}) as "
         "`pgqueuer run` does (its CLI fails to start with typer 0.29), one asyncpg connection each; "
         f"done = pgqueuer's queue table empty (count(*) every {DRAIN_POLL * 1e3:.0f} ms)",

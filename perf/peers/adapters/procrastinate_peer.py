@@ -27,7 +27,7 @@ import procrastinate
 import psycopg
 
 from perf.peers.adapters import tasks_pg_procrastinate as tasks
-from perf.peers.adapters.pgqueuer_peer import DRAIN_POLL, drain_with_workers
+from perf.peers.adapters.pgqueuer_peer import DRAIN_POLL, drain_with_workers, pool_size
 from perf.peers.base import (
     DEADLINE,
     QUEUE,
@@ -44,8 +44,9 @@ NAME = "procrastinate"
 UNFINISHED = "('todo', 'doing')"
 
 
-async def reset() -> None:
-    """Apply procrastinate's schema if missing, else empty its jobs and events (app open)."""
+async def reset() -> str:
+    """Apply procrastinate's schema if missing, else empty its jobs and events (app open); returns
+    the server's ``synchronous_commit`` (recorded in each result's config)."""
     connector = tasks.app.connector
     row = await connector.execute_query_one_async("SELECT to_regclass('procrastinate_jobs') AS t")
     if row["t"] is None:
@@ -54,20 +55,25 @@ async def reset() -> None:
         await connector.execute_query_async(
             "TRUNCATE procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
         )
+    row = await connector.execute_query_one_async("SELECT current_setting('synchronous_commit') AS s")
+    return str(row["s"])
 
 
 async def with_app(
     dsn: str, connections: int, body: Callable[[], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
-    """Open the app on a psycopg pool of ``connections``, reset, warm the pool (a defer per
-    connection, concurrently), run ``body``."""
-    connector = procrastinate.PsycopgConnector(conninfo=dsn, min_size=connections, max_size=connections)
+    """Open the app on a psycopg pool of ``connections`` (at most pgqueuer_peer.MAX_POOL), reset,
+    warm the pool (a defer per connection, concurrently), run ``body``; the result's config records
+    the pool and synchronous_commit."""
+    size = pool_size(connections)
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, min_size=size, max_size=size)
     with tasks.app.replace_connector(connector):
         async with tasks.app.open_async():
-            await reset()
+            sync = await reset()
             # Warm the pool's connections (as pgqueuer_peer.warm): one concurrent defer per connection.
-            await asyncio.gather(*(tasks.noop.defer_async(**payload(0)) for _ in range(connections)))
-            return await body()
+            await asyncio.gather(*(tasks.noop.defer_async(**payload(0)) for _ in range(size)))
+            result = await body()
+    return result | {"config": {"pool": size, "synchronous_commit": sync}}
 
 
 async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +84,8 @@ async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
     result = await with_app(dsn, inflight, lambda: enqueue_concurrently(send, jobs, inflight))
     return result | {
-        "notes": f"task.defer_async, one job per call; {inflight} asyncio tasks, psycopg pool of {inflight}"
+        "notes": f"task.defer_async, one job per call; {inflight} asyncio tasks, "
+        f"psycopg pool of {pool_size(inflight)}"
     }
 
 
@@ -101,7 +108,7 @@ async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
         await tasks.noop.defer_async(**payload(i))
 
     result = await with_app(dsn, connections, lambda: open_loop_async(send, rate, seconds))
-    return result | {"notes": f"task.defer_async, one task per job, psycopg pool of {connections}"}
+    return result | {"notes": f"task.defer_async, one task per job, psycopg pool of {pool_size(connections)}"}
 
 
 def enqueue_single(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -134,10 +141,12 @@ def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
             row = conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
 
+        row = conn.execute("SHOW synchronous_commit").fetchone()
+        sync = str(row[0]) if row else "?"
         deadline = float(cfg.get("deadline", DEADLINE))
         result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
     return result | {
-        "config": {"workers": workers, "concurrency": concurrency},
+        "config": {"workers": workers, "concurrency": concurrency, "synchronous_commit": sync},
         "notes": f"{workers} `python -m procrastinate worker` process(es), --concurrency {concurrency}, "
         "default --delete-jobs never; done = no job todo/doing in procrastinate_jobs "
         f"(count(*) every {DRAIN_POLL * 1e3:.0f} ms)",

@@ -1,10 +1,11 @@
 """The SqliteHuey instance the drain workload's consumer loads:
 ``huey_consumer perf.peers.adapters.tasks_huey_sqlite.huey -w 8 -k thread``.
 
-The database file comes from ``PERF_PEER_URL`` (perf.peers.base.URL_ENV): ``sqlite:///ABS/PATH``
-or a plain path; set it before importing this module. SqliteHuey's storage defaults are kept:
-WAL journal, ``fsync=None`` (SQLite's own ``synchronous`` default, FULL: every commit fsyncs the
-WAL), one connection per process behind a lock.
+It is configured from ``PERF_PEER_URL`` (perf.peers.base.URL_ENV), set before importing this
+module: ``sqlite:///ABS/PATH.db`` optionally with ``?fsync=on|off``, huey's own ``fsync`` option
+(``PRAGMA synchronous`` FULL or OFF on its connection). Without it SqliteHuey's defaults are kept:
+WAL journal, ``fsync=None``, i.e. SQLite's ``synchronous`` default, FULL in WAL mode: every commit
+fsyncs the WAL. huey 3 uses one connection per process, behind a lock.
 
 The drain clock needs to see the *last* job run, and huey deletes a task from its table when a
 worker takes it (there is no ack). So the consumer counts completions with huey's own
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,21 @@ from perf.peers.base import URL_ENV
 EXPECT_ENV, DONE_ENV = "PERF_HUEY_EXPECT", "PERF_HUEY_DONE"
 
 
-def db_path(url: str) -> str:
-    """The database file named by a service URL (``sqlite:///ABS/PATH`` or a path)."""
-    return url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
+def parse_url(url: str) -> tuple[str, bool | None]:
+    """(database path, huey's fsync option) of ``sqlite:///ABS/PATH[?fsync=on|off]``."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path if parts.scheme == "sqlite" else url.split("?", 1)[0]
+    value = urllib.parse.parse_qs(parts.query).get("fsync", [""])[0].lower()
+    fsync = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}.get(value)
+    return path, fsync
 
 
 if not os.environ.get(URL_ENV):
     raise RuntimeError(f"set {URL_ENV} to sqlite:///ABS/PATH.db before importing {__name__}")
 
+_path, _fsync = parse_url(os.environ[URL_ENV])
 #: SqliteHuey creates its tables (and the file) here, on import.
-huey = SqliteHuey("bench", filename=db_path(os.environ[URL_ENV]))
+huey = SqliteHuey("bench", filename=_path, fsync=_fsync)
 
 
 @huey.task()
