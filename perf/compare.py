@@ -84,7 +84,8 @@ def workload_configs(quick: bool) -> dict[str, dict[str, Any]]:
     return {
         "enqueue-single": {"jobs": jobs, "inflight": 64},
         "enqueue-batch": {"jobs": jobs * 5, "batch": 100},
-        "drain": {"jobs": jobs, "workers": 1},
+        # A slow peer's drain stops at the deadline and reports the rate over the jobs that ran.
+        "drain": {"jobs": jobs, "workers": 1, "deadline": 60 if quick else 120},
         "open-loop": {"rate": 1_000, "seconds": 3 if quick else 10},
     }
 
@@ -255,6 +256,8 @@ def run_comparison(comparison: Comparison, opts: Options, adapters: dict[str, st
     for workload in WORKLOADS:
         print(f"  {comparison.name}: spitfire {workload} ...", file=sys.stderr, flush=True)
         result = run_spitfire(workload, configs[workload], comparison.spitfire_durability)
+        if "skipped" in result:
+            print(f"    failed: {result['skipped']}", file=sys.stderr, flush=True)
         rows.append(Row(comparison.name, SPITFIRE, SPITFIRE, label, workload, configs[workload], result))
     if opts.sweep:
         points = sweep(
@@ -279,6 +282,8 @@ def run_backend(comparison: Comparison, opts: Options, backend: str, adapters: S
                 for workload in WORKLOADS:
                     print(f"  {comparison.name}: {adapter} {workload} ...", file=sys.stderr, flush=True)
                     result = run_peer_pinned(adapter, workload, svc, configs[workload], opts.timeout)
+                    if "skipped" in result:
+                        print(f"    skipped: {result['skipped']}", file=sys.stderr, flush=True)
                     rows.append(
                         Row(comparison.name, adapter, backend, label, workload, configs[workload], result)
                     )
