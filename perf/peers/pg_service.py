@@ -101,11 +101,13 @@ class Postgres:
 
     @property
     def data_dir(self) -> Path:
+        """The cluster's data directory (PGDATA)."""
         assert self.dir is not None
         return self.dir / "data"
 
     @property
     def log_path(self) -> Path:
+        """The server's output (stdout and stderr)."""
         assert self.dir is not None
         return self.dir / "postgres.log"
 
@@ -171,6 +173,7 @@ class Postgres:
         return self
 
     def _launch(self) -> None:
+        """Start ``postgres`` on a free port and wait until it accepts connections."""
         assert self.bin_dir is not None and self.dir is not None
         self.port = free_port()
         cmd = [
@@ -197,6 +200,7 @@ class Postgres:
         )
 
     def _accepts(self) -> bool:
+        """Whether the server accepts connections yet (pg_isready, else a TCP connect)."""
         assert self.bin_dir is not None
         isready = self.bin_dir / "pg_isready"
         if not isready.is_file():
@@ -209,6 +213,7 @@ class Postgres:
         return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
 
     def log(self) -> str:
+        """The tail of the server's output, for error messages."""
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
         except (OSError, AssertionError):

@@ -53,6 +53,7 @@ DB_NAME = "bench-huey.db"
 
 
 def _remove_db(path: Path) -> None:
+    """Delete the database file and SQLite's side files, if there."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{path}{suffix}")

@@ -102,7 +102,7 @@ async def warm(pool: asyncpg.Pool, connections: int) -> None:
     held = [await pool.acquire() for _ in range(connections)]
     try:
         await asyncio.gather(
-            *(Queries.from_asyncpg_connection(c).enqueue(ENTRYPOINT, encode(payload(0))) for c in held)  # type: ignore[arg-type]
+            *(Queries.from_asyncpg_connection(c).enqueue(ENTRYPOINT, encode(payload(0))) for c in held)
         )
     finally:
         for c in held:
@@ -110,6 +110,7 @@ async def warm(pool: asyncpg.Pool, connections: int) -> None:
 
 
 async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The enqueue-single workload (see the module docstring)."""
     jobs, inflight = int(cfg["jobs"]), int(cfg["inflight"])
 
     async def body(queries: Queries) -> dict[str, Any]:
@@ -126,6 +127,7 @@ async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The enqueue-batch workload (see the module docstring)."""
     jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
 
     async def body(queries: Queries) -> dict[str, Any]:
@@ -143,6 +145,7 @@ async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The open-loop workload (see the module docstring)."""
     rate, seconds, connections = float(cfg["rate"]), float(cfg["seconds"]), int(cfg.get("connections", 64))
 
     async def body(queries: Queries) -> dict[str, Any]:
@@ -194,8 +197,11 @@ def drain_with_workers(
         start = time.perf_counter()
         try:
             for cmd in cmds:
-                out = {"stdout": log, "stderr": subprocess.STDOUT}
-                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, **out))
+                procs.append(
+                    subprocess.Popen(
+                        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
             first: float | None = None
             left = waiting
             while left and time.perf_counter() - start < deadline:

@@ -77,6 +77,7 @@ async def with_app(
 
 
 async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The enqueue-single workload (see the module docstring)."""
     jobs, inflight = int(cfg["jobs"]), int(cfg["inflight"])
 
     async def send(i: int) -> None:
@@ -90,6 +91,7 @@ async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The enqueue-batch workload (see the module docstring)."""
     jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
 
     async def send_batch(part: list[dict[str, Any]]) -> None:
@@ -102,6 +104,7 @@ async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def open_loop_async_(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The open-loop workload (see the module docstring)."""
     rate, seconds, connections = float(cfg["rate"]), float(cfg["seconds"]), int(cfg.get("connections", 64))
 
     async def send(i: int) -> None:
