@@ -5,10 +5,11 @@ Two comparisons, each with the services it needs started here and stopped by PID
 ``durable``
     Spitfire with ``--durability group`` (a job is acknowledged once fsynced) against the
     Redis-backed peers on redis-server with ``appendonly yes, appendfsync always`` and the
-    Postgres-backed peers with ``synchronous_commit=on``.
+    Postgres-backed peers with ``synchronous_commit=on``, SQLite-backed ones with SQLite's
+    default ``synchronous=FULL``.
 ``non-durable``
-    Spitfire with ``--durability async`` against redis-server with its defaults (no AOF) and
-    Postgres with ``synchronous_commit=off``.
+    Spitfire with ``--durability async`` against redis-server with its defaults (no AOF),
+    Postgres with ``synchronous_commit=off`` and SQLite with ``synchronous=OFF``.
 
 Every system runs the same workloads with the same config keys (perf/peers/base.py):
 enqueue-single, enqueue-batch, drain and open-loop, then a latency-versus-offered-load sweep
@@ -58,6 +59,8 @@ class Comparison:
     spitfire_durability: str
     redis_appendfsync: str
     pg_synchronous_commit: str
+    #: SQLite peers (no server): "on" keeps SQLite's synchronous=FULL, "off" sets synchronous=OFF.
+    sqlite_fsync: str
 
     def service_label(self, backend: str) -> str:
         """How the backend's service runs in this comparison (for the table)."""
@@ -67,14 +70,16 @@ class Comparison:
             )
         if backend == "postgres":
             return f"postgres synchronous_commit={self.pg_synchronous_commit}"
+        if backend == "sqlite":
+            return "sqlite synchronous=FULL" if self.sqlite_fsync == "on" else "sqlite synchronous=OFF"
         if backend == SPITFIRE:
             return f"spitfire {self.spitfire_durability}"
         return backend
 
 
 COMPARISONS = (
-    Comparison("durable", "group", "always", "on"),
-    Comparison("non-durable", "async", "everysec", "off"),
+    Comparison("durable", "group", "always", "on", "on"),
+    Comparison("non-durable", "async", "everysec", "off", "off"),
 )
 
 
@@ -114,6 +119,14 @@ def pin_tree(pid: int, cpus: set[int] | None) -> None:
                 todo += [int(c) for c in (task / "children").read_text().split()]
 
 
+@dataclass(frozen=True)
+class SqliteFile:
+    """The "service" of a SQLite-backed peer: only a URL (the adapter makes a fresh file)."""
+
+    url: str
+    proc: None = None
+
+
 @contextlib.contextmanager
 def service(backend: str, comparison: Comparison) -> Iterator[Any]:
     """The backend's service for ``comparison``; raises RuntimeError with the reason it cannot run."""
@@ -129,6 +142,8 @@ def service(backend: str, comparison: Comparison) -> Iterator[Any]:
             raise RuntimeError(f"no Postgres service: {exc}") from exc
         with Postgres(synchronous_commit=comparison.pg_synchronous_commit) as pg:
             yield pg
+    elif backend == "sqlite":  # no server: the URL says where the file goes (a fresh temp dir)
+        yield SqliteFile("sqlite://" if comparison.sqlite_fsync == "on" else "sqlite://?fsync=off")
     else:
         raise RuntimeError(f"no service for backend {backend!r}")
 
@@ -405,7 +420,7 @@ def markdown_table(doc: dict[str, Any]) -> str:
     ]
     for r in compared(doc["config"]["rows"]):
         res = r["result"]
-        head = f"| {r['comparison']} | {r['workload']} | {r['system']} | {r['service']} |"
+        head = f"| {r['comparison']} | {r['workload']} | {res.get('peer') or r['system']} | {r['service']} |"
         if "skipped" in res:
             reason = str(res["skipped"]).splitlines()[0][:120].replace("|", "/")
             lines.append(f"{head} skipped: {reason} | | | | |")
@@ -431,7 +446,7 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
         if r["workload"] != "sweep":
             continue
         res = r["result"]
-        head = f"| {r['comparison']} | {r['system']} | {_num(r['config'].get('rate'))} |"
+        head = f"| {r['comparison']} | {res.get('peer') or r['system']} | {_num(r['config'].get('rate'))} |"
         if "skipped" in res:
             lines.append(
                 f"{head} skipped: {str(res['skipped']).splitlines()[0][:100].replace('|', '/')} | | | | |"

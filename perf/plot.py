@@ -27,7 +27,8 @@ def sweep_series(doc: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, f
             continue
         offered = float(res.get("offered_per_s") or row["config"]["rate"])
         kept = float(res.get("achieved_per_s") or 0.0) >= KEEP_UP * offered
-        system = row["system"] if row["system"] == "spitfire" else f"{row['system']} ({row['backend']})"
+        name = res.get("peer") or row["system"]
+        system = name if row["system"] == "spitfire" else f"{name} ({row['backend']})"
         series.setdefault(row["comparison"], {}).setdefault(system, []).append(
             (offered, float(res["p99_ms"]), kept)
         )

@@ -260,6 +260,16 @@ def test_durable_is_compared_with_group_and_non_durable_with_async() -> None:
     assert (
         by["non-durable"].spitfire_durability == "async" and by["non-durable"].pg_synchronous_commit == "off"
     )
+    assert by["durable"].sqlite_fsync == "on" and by["non-durable"].sqlite_fsync == "off"
+
+
+def test_the_sqlite_service_is_only_a_url() -> None:
+    durable, fast = compare.COMPARISONS
+    with compare.service("sqlite", durable) as svc:
+        assert svc.url == "sqlite://" and svc.proc is None
+    with compare.service("sqlite", fast) as svc:
+        assert svc.url == "sqlite://?fsync=off"
+    assert fast.service_label("sqlite") == "sqlite synchronous=OFF"
 
 
 def test_a_peer_whose_service_cannot_start_is_skipped_with_the_reason(
