@@ -192,6 +192,7 @@ class ProtoClient:
 
 SERVER = [sys.executable, "-m", "spitfire.server.cli"]
 _TCP = re.compile(r"tcp://127\.0\.0\.1:(\d+)")
+_HTTP = re.compile(r"http:\s+http://127\.0\.0\.1:(\d+)/")
 
 
 class ServerProcess:
@@ -245,6 +246,13 @@ class ServerProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def http_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the server's HTTP API (from its banner)."""
+        match = _HTTP.search(self.banner)
+        assert match, self.banner
+        return f"http://127.0.0.1:{match.group(1)}"
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code (kills it if it does not exit in time)."""

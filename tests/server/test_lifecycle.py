@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
@@ -193,5 +194,7 @@ def test_a_full_disk_refuses_enqueues_with_no_space_while_acks_commit(small_fs: 
 
     with server_process(small_fs / "data", log_dir=small_fs.parent) as srv:
         run(body(srv.port))
+        metrics = httpx.get(f"{srv.http_url}/metrics", timeout=30).text
+        assert 'spitfire_backpressure_rejections_total{protocol="binary",reason="NO_SPACE"} 1.0' in metrics
         assert srv.terminate() == 0
         assert "Traceback" not in srv.log()
