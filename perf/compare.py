@@ -429,7 +429,9 @@ def markdown_table(doc: dict[str, Any]) -> str:
             f"{head} {_num(throughput_of(res))} | {_num(res.get('p50_ms'))} | {_num(res.get('p99_ms'))} |"
             f" {_ratio(r['ratio_jobs_per_s'])} | {_ratio(r['ratio_p99'])} |"
         )
-    lines += ["", *sweep_table(doc["config"]["rows"])]
+    sweep_lines = sweep_table(doc["config"]["rows"])
+    if sweep_lines:
+        lines += ["", *sweep_lines]
     skipped = doc["config"].get("skipped_adapters") or {}
     if skipped:
         lines += ["", *(f"- {a} skipped: {reason}" for a, reason in sorted(skipped.items()))]
