@@ -125,6 +125,8 @@ class Engine:
         self._ids = IdGenerator(self._rng)
         self._table = JobTable()
         self._queues: dict[str, Queue] = {}
+        #: Queues whose files are being created (first enqueue to a new queue), by name.
+        self._creating: dict[str, asyncio.Future[Queue]] = {}
         #: worker id -> {job id: job} of the jobs it holds a lease on.
         self._workers: dict[str, dict[str, Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -186,12 +188,31 @@ class Engine:
             raise QueueNotFound(name)
         return q
 
-    def _queue_for_write(self, name: str) -> Queue:
+    async def _queue_for_write(self, name: str) -> Queue:
+        """The queue, created (files made durable off the loop) if it does not exist yet.
+
+        Concurrent first writers of one queue share one creation; a caller that is cancelled does
+        not cancel it for the others.
+        """
         q = self._queues.get(name)
-        if q is None:
-            name = sys.intern(name)
-            log, _ = self.storage.open_log(name, self.config.durability)
-            q = self._queues[name] = Queue(name, log, self._new_index(name))
+        if q is not None:
+            return q
+        creating = self._creating.get(name)
+        if creating is None:
+            creating = self._creating[name] = asyncio.ensure_future(self._create_queue(name))
+            # Its error reaches every waiter; retrieved here too in case all of them were cancelled.
+            creating.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(creating)
+
+    async def _create_queue(self, name: str) -> Queue:
+        name = sys.intern(name)
+        try:
+            log = await self.storage.create_log(name, self.config.durability)
+        except NoSpaceError:
+            raise NoSpace(name) from None
+        finally:
+            del self._creating[name]
+        q = self._queues[name] = Queue(name, log, self._new_index(name))
         return q
 
     def _job(self, job_id: str) -> tuple[Queue, Job]:
@@ -310,21 +331,26 @@ class Engine:
                 c.default_max_attempts, None, c.default_timeout, updated_at=now,
             )  # fmt: skip
         else:
+            key = v.check_key(idempotency_key)
             if q is None:
                 v.check_queue(queue, c)
-            key = v.check_key(idempotency_key)
+                # Every argument is checked before the new queue's files exist (a refused request
+                # creates nothing); the job built here is thrown away, only the first enqueue pays.
+                self._build_many(
+                    queue, name, (payload,), now, priority, run_at, delay, max_attempts, backoff, timeout,
+                    headers,
+                )  # fmt: skip
+                q = await self._queue_for_write(queue)
+            # Nothing below awaits before the append: no other enqueue can take the key meanwhile.
             if key is not None:
-                existing = self._existing(queue, key, now)
+                existing = self._existing(q.name, key, now)
                 if existing is not None:
                     return existing, False
             (job,) = self._build_many(
-                queue if q is None else q.name, name, (payload,), now, priority, run_at, delay, max_attempts,
-                backoff, timeout, headers,
+                q.name, name, (payload,), now, priority, run_at, delay, max_attempts, backoff, timeout,
+                headers,
             )  # fmt: skip
             job.idempotency_key = key
-            if q is None:
-                q = self._queue_for_write(queue)
-                job.queue = q.name
         # The append and the commit are inlined (this is the hottest path of the server).
         log = q.log
         try:
@@ -376,6 +402,15 @@ class Engine:
                 raise ValidationError("idempotency_keys", "must have one entry per payload")
             if all(key is None for key in idempotency_keys):
                 idempotency_keys = None
+        if queue not in self._queues:
+            # As in `enqueue`: check everything before the new queue's files exist.
+            self._build_many(
+                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
+            )
+            for raw in idempotency_keys or ():
+                v.check_key(raw)
+            await self._queue_for_write(queue)
+        # From here on nothing awaits before the append (idempotency keys cannot race).
         if idempotency_keys is not None:
             jobs, created = self._build_keyed(
                 queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout,
@@ -391,7 +426,7 @@ class Engine:
                 queue if known is None else known.name, name, payloads, now, priority, run_at, delay,
                 max_attempts, backoff, timeout, headers,
             )  # fmt: skip
-        q = self._queue_for_write(queue)
+        q = self._queue(queue)
         lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
         self._add_batch(q, new, lsn, keyed=created is not None)
         await self._commit(q, lsn)
@@ -787,7 +822,7 @@ class Engine:
         if not isinstance(mode, Durability):
             raise ValidationError("durability", "must be one of sync, group, async")
         v.check_queue(queue, self.config)
-        q = self._queue_for_write(queue)
+        q = await self._queue_for_write(queue)
         body = rec.QueueDurability(mode.value, now)
         lsn = self._append(q, RecordType.QUEUE_DURABILITY, _encode(body), True)
         q.log.set_durability(mode)

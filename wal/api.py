@@ -222,6 +222,15 @@ class Storage(Protocol):
         """
         ...
 
+    async def create_log(self, queue: str, durability: Durability) -> QueueLog:
+        """`open_log` for a queue created while the server runs: its files are created and made
+        durable without blocking the event loop. One call per queue at a time (the caller dedupes).
+
+        :raises NoSpaceError: the disk has no room for the queue's first segment.
+        :raises LogClosedError: the storage was closed meanwhile.
+        """
+        ...
+
     def drop_log(self, queue: str) -> None:
         """Close the queue's log and delete its files (the queue was deleted)."""
         ...

@@ -199,6 +199,9 @@ class MemoryStorage:
         recovery = Recovery(lsn, list(chunks), records)
         return log, recovery
 
+    async def create_log(self, queue: str, durability: Durability) -> MemoryLog:
+        return self.open_log(queue, durability)[0]
+
     def drop_log(self, queue: str) -> None:
         log = self._logs.pop(queue, None)
         if log is not None:

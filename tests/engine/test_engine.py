@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
 import pytest
 from engine_harness import T0, Harness, run
 
 from spitfire.index.job import Backoff, BackoffKind, JobState, transitions
 from spitfire.server.config import EngineConfig
+from spitfire.server.engine import Engine
 from spitfire.server.errors import (
     InvalidTransition,
     JobNotFound,
@@ -586,3 +592,43 @@ async def test_queue_names_the_storage_cannot_hold_are_refused(harness: Harness)
         with pytest.raises(ValidationError):
             await e.enqueue_batch(queue, "h", [b""], now=T0)
     assert e.queues() == []
+
+
+@run
+async def test_first_writers_of_a_new_queue_share_its_creation(harness: Harness) -> None:
+    e = await harness.open()
+    keyed = [e.enqueue("new", "h", b"k", now=T0, idempotency_key="once") for _ in range(10)]
+    plain = [e.enqueue("new", "h", b"p", now=T0) for _ in range(10)]
+    batch = [e.enqueue_batch("new", "h", [b"b"] * 3, now=T0, idempotency_keys=["b1", None, "b1"])]
+    results = await asyncio.gather(*keyed, *plain, *batch)
+    keyed_jobs = [job for job, _ in results[:10]]
+    assert len({job.id for job in keyed_jobs}) == 1
+    assert [created for _, created in results[:10]].count(True) == 1
+    assert e.queues() == ["new"]
+    # 1 keyed + 10 plain + 2 new jobs of the batch (its second "b1" is the first one's job)
+    assert e.stats().total_jobs == 13
+    e = await harness.restart(T0 + 1)
+    assert e.stats().total_jobs == 13
+
+
+def test_a_new_queues_files_are_made_off_the_event_loop(tmp_path: Path) -> None:
+    from spitfire.wal import FileStorage, WalConfig
+
+    threads: list[int] = []
+
+    class Recording(FileStorage):
+        def _recover_files(self, queue: str) -> Any:
+            threads.append(threading.get_ident())
+            return super()._recover_files(queue)
+
+    async def main() -> None:
+        e = Engine(Recording(tmp_path, WalConfig(segment_size=1 << 20)), EngineConfig())
+        await e.open(T0)
+        try:
+            await e.enqueue("fresh", "h", b"", now=T0)
+            await e.set_durability("other", Durability.SYNC, now=T0)
+        finally:
+            await e.close()
+
+    asyncio.run(main())
+    assert len(threads) == 2 and threading.get_ident() not in threads
