@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from hdrh.histogram import HdrHistogram
 
 import spitfire
+from perf.pacing import sleep_until
 from perf.report import percentile
 from perf.server_proc import stop_process
 
@@ -189,9 +190,7 @@ async def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter() + 0.05
         for i in range(total):
             scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
+            await sleep_until(scheduled)
             task = loop.create_task(one(i, scheduled))
             pending.add(task)
             task.add_done_callback(pending.discard)

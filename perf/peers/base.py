@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from perf.pacing import sleep_until
+
 #: The repository root (the runner's cwd; worker processes get it on PYTHONPATH).
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: No workload runs longer than this (seconds), whatever its count (as perf/net_workloads.py).
@@ -210,9 +212,7 @@ async def open_loop_async(
     start = time.perf_counter() + 0.05
     for i in range(total):
         scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0.0005:
-            await asyncio.sleep(delay)
+        await sleep_until(scheduled)
         task = loop.create_task(one(i, scheduled))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -297,8 +297,8 @@ def open_loop_threads(
         for i in range(total):
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
-            if delay > 0.0005:
-                time.sleep(delay)
+            if delay > 0:
+                time.sleep(delay)  # precise to tens of microseconds (see perf/pacing.py)
             futures.append(pool.submit(one, i, scheduled))
         for fut in futures:
             fut.result(timeout=DEADLINE)
