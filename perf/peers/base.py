@@ -309,6 +309,35 @@ def open_loop_threads(
 # --- worker processes ----------------------------------------------------------------------------
 
 
+#: What a threaded producer binds to: (``send(i)`` that enqueues job i, producer threads, what
+#: those threads share, for the result's notes).
+Producer = tuple[Callable[[int], Any], int, str]
+
+
+def threaded_producers(bind: Callable[[str, dict[str, Any]], Producer]) -> dict[str, WorkloadFn]:
+    """The enqueue-single and open-loop workloads of a peer whose enqueue is a blocking,
+    thread-safe call: ``bind(service_url, cfg)`` sets the peer up (clearing its service) and says
+    how to send; one warm-up job is sent before the clock starts."""
+
+    def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+        send, threads, shared = bind(url, cfg)
+        send(0)
+        result = enqueue_threads(send, int(cfg["jobs"]), threads)
+        return result | {
+            "config": {"threads": threads},
+            "notes": f"{threads} threads in one process {shared}",
+        }
+
+    def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+        send, threads, shared = bind(url, cfg)
+        send(0)
+        result = open_loop_threads(send, float(cfg["rate"]), float(cfg["seconds"]), threads)
+        notes = f"a scheduler thread hands each job to a pool of {threads} threads {shared}"
+        return result | {"config": {"threads": threads}, "notes": notes}
+
+    return {"enqueue-single": enqueue_single, "open-loop": open_loop}
+
+
 def venv_bin(name: str) -> str:
     """The path of console script ``name`` in the running venv's bin/ (e.g. ``rq``, ``celery``)."""
     return str(Path(sys.executable).with_name(name))

@@ -17,11 +17,12 @@ from perf.peers.base import (
     DEADLINE,
     URL_ENV,
     PeerSpec,
+    Producer,
     Skip,
     drain_with_worker,
     enqueue_threads,
-    open_loop_threads,
     payload,
+    threaded_producers,
     venv_bin,
 )
 
@@ -44,15 +45,11 @@ def _threads(noop: Any, cfg: dict[str, Any]) -> int:
     return min(int(cfg.get("inflight", 64)), int(noop.app.conf.broker_pool_limit or 1))
 
 
-def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``jobs`` apply_async calls from up to ``inflight`` threads sharing Celery's producer pool."""
+def _producer(url: str, cfg: dict[str, Any]) -> Producer:
+    """apply_async from up to ``inflight`` threads sharing Celery's producer pool."""
     noop = _task(url)
-    noop.apply_async(args=(payload(0),))
     threads = _threads(noop, cfg)
-    result = enqueue_threads(lambda i: noop.apply_async(args=(payload(i),)), int(cfg["jobs"]), threads)
-    result["config"] = {"threads": threads}
-    result["notes"] = f"{threads} threads in one process sharing Celery's producer pool (broker_pool_limit)"
-    return result
+    return (lambda i: noop.apply_async(args=(payload(i),))), threads, "sharing Celery's producer pool"
 
 
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -95,27 +92,9 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``rate`` apply_async calls per second handed to a pool of ``inflight`` threads."""
-    noop = _task(url)
-    noop.apply_async(args=(payload(0),))
-    threads = _threads(noop, cfg)
-    result = open_loop_threads(
-        lambda i: noop.apply_async(args=(payload(i),)), float(cfg["rate"]), float(cfg["seconds"]), threads
-    )
-    result["config"] = {"threads": threads}
-    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads (broker_pool_limit)"
-    return result
-
-
 PEER = PeerSpec(
     name="celery",
     backend="redis",
-    workloads={
-        "enqueue-single": enqueue_single,
-        "enqueue-batch": enqueue_batch,
-        "drain": drain,
-        "open-loop": open_loop,
-    },
+    workloads={**threaded_producers(_producer), "enqueue-batch": enqueue_batch, "drain": drain},
     packages=("celery", "kombu", "redis"),
 )

@@ -16,11 +16,12 @@ from perf.peers.base import (
     QUEUE,
     URL_ENV,
     PeerSpec,
+    Producer,
     Skip,
     drain_with_worker,
     enqueue_threads,
-    open_loop_threads,
     payload,
+    threaded_producers,
     venv_bin,
 )
 
@@ -39,13 +40,10 @@ def _actor(url: str) -> Any:
     return tasks_dramatiq.noop
 
 
-def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``jobs`` actor.send calls from ``inflight`` threads sharing the broker's connection pool."""
+def _producer(url: str, cfg: dict[str, Any]) -> Producer:
+    """actor.send from ``inflight`` threads sharing the RedisBroker's connection pool."""
     noop = _actor(url)
-    noop.send(payload(0))
-    result = enqueue_threads(lambda i: noop.send(payload(i)), int(cfg["jobs"]), int(cfg["inflight"]))
-    result["notes"] = f"{cfg['inflight']} threads in one process sharing the RedisBroker's connection pool"
-    return result
+    return (lambda i: noop.send(payload(i))), int(cfg.get("inflight", 64)), "sharing the RedisBroker's pool"
 
 
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -73,26 +71,9 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``rate`` actor.send calls per second handed to a pool of ``inflight`` threads."""
-    noop = _actor(url)
-    noop.send(payload(0))
-    threads = int(cfg.get("inflight", 64))
-    result = open_loop_threads(
-        lambda i: noop.send(payload(i)), float(cfg["rate"]), float(cfg["seconds"]), threads
-    )
-    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads"
-    return result
-
-
 PEER = PeerSpec(
     name="dramatiq",
     backend="redis",
-    workloads={
-        "enqueue-single": enqueue_single,
-        "enqueue-batch": enqueue_batch,
-        "drain": drain,
-        "open-loop": open_loop,
-    },
+    workloads={**threaded_producers(_producer), "enqueue-batch": enqueue_batch, "drain": drain},
     packages=("dramatiq", "redis"),
 )

@@ -15,11 +15,12 @@ from perf.peers.base import (
     DEADLINE,
     URL_ENV,
     PeerSpec,
+    Producer,
     Skip,
     drain_with_worker,
     enqueue_threads,
-    open_loop_threads,
     payload,
+    threaded_producers,
     venv_bin,
 )
 
@@ -38,13 +39,10 @@ def _task(url: str) -> Any:
     return tasks_huey_redis.noop
 
 
-def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``jobs`` task calls from ``inflight`` threads sharing huey's Redis connection pool."""
+def _producer(url: str, cfg: dict[str, Any]) -> Producer:
+    """Task calls from ``inflight`` threads sharing huey's Redis connection pool."""
     noop = _task(url)
-    noop(payload(0))
-    result = enqueue_threads(lambda i: noop(payload(i)), int(cfg["jobs"]), int(cfg["inflight"]))
-    result["notes"] = f"{cfg['inflight']} threads in one process sharing RedisHuey's connection pool"
-    return result
+    return (lambda i: noop(payload(i))), int(cfg.get("inflight", 64)), "sharing RedisHuey's pool"
 
 
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -75,24 +73,9 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``rate`` task calls per second handed to a pool of ``inflight`` threads."""
-    noop = _task(url)
-    noop(payload(0))
-    threads = int(cfg.get("inflight", 64))
-    result = open_loop_threads(lambda i: noop(payload(i)), float(cfg["rate"]), float(cfg["seconds"]), threads)
-    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads"
-    return result
-
-
 PEER = PeerSpec(
     name="huey (RedisHuey)",
     backend="redis",
-    workloads={
-        "enqueue-single": enqueue_single,
-        "enqueue-batch": enqueue_batch,
-        "drain": drain,
-        "open-loop": open_loop,
-    },
+    workloads={**threaded_producers(_producer), "enqueue-batch": enqueue_batch, "drain": drain},
     packages=("huey", "redis"),
 )

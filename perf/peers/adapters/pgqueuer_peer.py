@@ -231,6 +231,23 @@ def drain_with_workers(
     return result
 
 
+def drain_postgres(
+    dsn: str, cmds: list[list[str]], count_unfinished_sql: str, cfg: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """`drain_with_workers` until ``count_unfinished_sql`` (one count) says no job is left, bounded
+    by cfg's ``deadline``; returns the result and the server's synchronous_commit setting."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def remaining() -> int:
+            row = conn.execute(count_unfinished_sql).fetchone()
+            return int(row[0]) if row else 0
+
+        row = conn.execute("SHOW synchronous_commit").fetchone()
+        sync = str(row[0]) if row else "?"
+        deadline = float(cfg.get("deadline", DEADLINE))
+        return drain_with_workers(cmds, dsn, remaining, remaining(), deadline=deadline), sync
+
+
 def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Enqueue ``jobs`` no-op jobs, then time ``workers`` pgqueuer worker processes until all ran."""
     jobs, workers, batch_size = int(cfg["jobs"]), int(cfg.get("workers", 1)), int(cfg.get("batch_size", 10))
@@ -238,16 +255,7 @@ def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     # ``pgqueuer run <factory> --batch-size N`` through pgqueuer.run (see tasks_pgqueuer.main: the
     # CLI itself dies at start-up with the current typer).
     cmd = [sys.executable, "-m", tasks_pgqueuer.__name__, str(batch_size)]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-
-        def remaining() -> int:
-            row = conn.execute(f"SELECT count(*) FROM {QUEUE_TABLE}").fetchone()
-            return int(row[0]) if row else 0
-
-        row = conn.execute("SHOW synchronous_commit").fetchone()
-        sync = str(row[0]) if row else "?"
-        deadline = float(cfg.get("deadline", DEADLINE))
-        result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
+    result, sync = drain_postgres(dsn, [cmd] * workers, f"SELECT count(*) FROM {QUEUE_TABLE}", cfg)
     return result | {
         "config": {"workers": workers, "batch_size": batch_size, "synchronous_commit": sync},
         "notes": f"{workers} worker process(es), each pgqueuer.run(factory, batch_size={batch_size}) as "

@@ -24,12 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import procrastinate
-import psycopg
 
 from perf.peers.adapters import tasks_pg_procrastinate as tasks
-from perf.peers.adapters.pgqueuer_peer import DRAIN_POLL, drain_with_workers, pool_size
+from perf.peers.adapters.pgqueuer_peer import DRAIN_POLL, drain_postgres, pool_size
 from perf.peers.base import (
-    DEADLINE,
     QUEUE,
     PeerSpec,
     enqueue_batches_concurrently,
@@ -137,17 +135,8 @@ def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
         sys.executable, "-m", "procrastinate", "--app", f"{tasks.__name__}.app", "--log-level", "warning",
         "worker", "--queues", QUEUE, "--concurrency", str(concurrency),
     ]  # fmt: skip
-    with psycopg.connect(dsn, autocommit=True) as conn:
-
-        def remaining() -> int:
-            sql = f"SELECT count(*) FROM procrastinate_jobs WHERE status IN {UNFINISHED}"
-            row = conn.execute(sql).fetchone()
-            return int(row[0]) if row else 0
-
-        row = conn.execute("SHOW synchronous_commit").fetchone()
-        sync = str(row[0]) if row else "?"
-        deadline = float(cfg.get("deadline", DEADLINE))
-        result = drain_with_workers([cmd] * workers, dsn, remaining, remaining(), deadline=deadline)
+    sql = f"SELECT count(*) FROM procrastinate_jobs WHERE status IN {UNFINISHED}"
+    result, sync = drain_postgres(dsn, [cmd] * workers, sql, cfg)
     return result | {
         "config": {"workers": workers, "concurrency": concurrency, "synchronous_commit": sync},
         "notes": f"{workers} `python -m procrastinate worker` process(es), --concurrency {concurrency}, "

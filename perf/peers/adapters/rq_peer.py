@@ -18,11 +18,11 @@ from perf.peers.base import (
     DEADLINE,
     QUEUE,
     PeerSpec,
+    Producer,
     drain_with_worker,
     enqueue_batches_threads,
-    enqueue_threads,
-    open_loop_threads,
     payload,
+    threaded_producers,
     venv_bin,
 )
 
@@ -36,13 +36,10 @@ def _queue(url: str, flush: bool = True) -> Queue:
     return Queue(QUEUE, connection=conn)
 
 
-def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``jobs`` Queue.enqueue calls from ``inflight`` threads sharing one Redis connection pool."""
+def _producer(url: str, cfg: dict[str, Any]) -> Producer:
+    """Queue.enqueue from ``inflight`` threads sharing one redis-py connection pool."""
     q = _queue(url)
-    q.enqueue(TASK, payload(0))
-    result = enqueue_threads(lambda i: q.enqueue(TASK, payload(i)), int(cfg["jobs"]), int(cfg["inflight"]))
-    result["notes"] = f"{cfg['inflight']} threads in one process, one redis-py connection pool"
-    return result
+    return (lambda i: q.enqueue(TASK, payload(i))), int(cfg.get("inflight", 64)), "sharing one redis-py pool"
 
 
 def _enqueue_many(q: Queue, part: list[dict[str, Any]]) -> None:
@@ -81,26 +78,9 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return drain_with(url, cfg, "rq.Worker")
 
 
-def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``rate`` Queue.enqueue calls per second handed to a pool of ``inflight`` threads."""
-    q = _queue(url)
-    q.enqueue(TASK, payload(0))
-    threads = int(cfg.get("inflight", 64))
-    result = open_loop_threads(
-        lambda i: q.enqueue(TASK, payload(i)), float(cfg["rate"]), float(cfg["seconds"]), threads
-    )
-    result["notes"] = f"a scheduler thread hands each job to a pool of {threads} threads"
-    return result
-
-
 PEER = PeerSpec(
     name="rq",
     backend="redis",
-    workloads={
-        "enqueue-single": enqueue_single,
-        "enqueue-batch": enqueue_batch,
-        "drain": drain,
-        "open-loop": open_loop,
-    },
+    workloads={**threaded_producers(_producer), "enqueue-batch": enqueue_batch, "drain": drain},
     packages=("rq", "redis"),
 )
