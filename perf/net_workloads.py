@@ -19,10 +19,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hdrh.histogram import HdrHistogram
-
 import spitfire
-from perf.pacing import sleep_until
+from perf.open_loop import open_loop_async
 from perf.report import percentile
 from perf.server_proc import stop_process
 
@@ -30,8 +28,6 @@ T = TypeVar("T")
 
 #: No workload runs longer than this (seconds), whatever its count.
 DEADLINE = 300.0
-#: Histogram range in microseconds: 1 us .. 60 s, 3 significant digits.
-HIST_MAX_US = 60_000_000
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -176,40 +172,9 @@ async def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Offer ``rate`` enqueues/s for ``seconds`` on a fixed schedule; latency counts from each job's
     scheduled send time (no coordinated omission: a slow answer delays nobody's clock)."""
     rate, seconds, queue = float(cfg["rate"]), float(cfg["seconds"]), cfg.get("queue", "bench")
-    total = int(rate * seconds)
-    hist = HdrHistogram(1, HIST_MAX_US, 3)
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
     async with spitfire.AsyncClient(url) as client:
         await client.enqueue(queue, "noop", payload(0))
-
-        async def one(i: int, scheduled: float) -> None:
-            await client.enqueue(queue, "noop", payload(i))
-            hist.record_value(max(1, int((time.perf_counter() - scheduled) * 1e6)))
-
-        start = time.perf_counter() + 0.05
-        for i in range(total):
-            scheduled = start + i / rate
-            await sleep_until(scheduled)
-            task = loop.create_task(one(i, scheduled))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        await asyncio.wait_for(asyncio.gather(*pending), timeout=DEADLINE)
-        elapsed = time.perf_counter() - start
-
-    def ms(p: float) -> float:
-        return float(hist.get_value_at_percentile(p)) / 1e3
-
-    return {
-        "offered_per_s": rate,
-        "achieved_per_s": hist.get_total_count() / elapsed,
-        "jobs": hist.get_total_count(),
-        "p50_ms": ms(50),
-        "p90_ms": ms(90),
-        "p99_ms": ms(99),
-        "p999_ms": ms(99.9),
-        "max_ms": hist.get_max_value() / 1e3,
-    }
+        return await open_loop_async(lambda i: client.enqueue(queue, "noop", payload(i)), rate, seconds)
 
 
 WORKLOADS = {

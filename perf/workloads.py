@@ -32,7 +32,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 import spitfire
-from perf.net_workloads import HIST_MAX_US, open_loop, payload, run_tuned, unfinished
+from perf.net_workloads import open_loop, payload, run_tuned, unfinished
+from perf.open_loop import HIST_MAX_US
 from perf.report import Figure, median, print_table, write_json
 from perf.server_proc import ServerProcess, free_port, split_cpus, stop_process
 

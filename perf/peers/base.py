@@ -50,14 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from perf.pacing import sleep_until
+from perf.open_loop import HIST_MAX_US, open_loop_result
+from perf.open_loop import open_loop_async as open_loop_async  # re-exported for the adapters
 
 #: The repository root (the runner's cwd; worker processes get it on PYTHONPATH).
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: No workload runs longer than this (seconds), whatever its count (as perf/net_workloads.py).
 DEADLINE = 300.0
-#: Histogram range in microseconds: 1 us .. 60 s, 3 significant digits.
-HIST_MAX_US = 60_000_000
 #: Environment variable that tells a peer's task module (in its worker process) the service URL.
 URL_ENV = "PERF_PEER_URL"
 #: The queue every adapter uses where the peer lets one choose.
@@ -177,49 +176,6 @@ async def enqueue_batches_concurrently(
     return throughput(done, time.perf_counter() - start)
 
 
-def _open_loop_result(hist: Any, rate: float, elapsed: float) -> dict[str, Any]:
-    def ms(p: float) -> float:
-        return float(hist.get_value_at_percentile(p)) / 1e3
-
-    return {
-        "offered_per_s": rate,
-        "achieved_per_s": hist.get_total_count() / elapsed,
-        "jobs": hist.get_total_count(),
-        "p50_ms": ms(50),
-        "p90_ms": ms(90),
-        "p99_ms": ms(99),
-        "p999_ms": ms(99.9),
-        "max_ms": hist.get_max_value() / 1e3,
-    }
-
-
-async def open_loop_async(
-    send: Callable[[int], Awaitable[Any]], rate: float, seconds: float
-) -> dict[str, Any]:
-    """Offer ``rate`` calls of ``await send(i)`` per second for ``seconds`` on a fixed schedule,
-    each in its own task (as perf.net_workloads.open_loop); latency from the scheduled time."""
-    from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
-
-    total = int(rate * seconds)
-    hist = HdrHistogram(1, HIST_MAX_US, 3)
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
-
-    async def one(i: int, scheduled: float) -> None:
-        await send(i)
-        hist.record_value(max(1, int((time.perf_counter() - scheduled) * 1e6)))
-
-    start = time.perf_counter() + 0.05
-    for i in range(total):
-        scheduled = start + i / rate
-        await sleep_until(scheduled)
-        task = loop.create_task(one(i, scheduled))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    await asyncio.wait_for(asyncio.gather(*pending), timeout=DEADLINE)
-    return _open_loop_result(hist, rate, time.perf_counter() - start)
-
-
 # --- synchronous peers (threads) -----------------------------------------------------------------
 
 
@@ -298,12 +254,12 @@ def open_loop_threads(
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)  # precise to tens of microseconds (see perf/pacing.py)
+                time.sleep(delay)  # precise to tens of microseconds (see perf/open_loop.py)
             futures.append(pool.submit(one, i, scheduled))
         for fut in futures:
             fut.result(timeout=DEADLINE)
         elapsed = time.perf_counter() - start
-    return _open_loop_result(hist, rate, elapsed)
+    return open_loop_result(hist, rate, elapsed)
 
 
 # --- worker processes ----------------------------------------------------------------------------
