@@ -157,7 +157,12 @@ async def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
             if spy is not None:
                 detach_py_spy(spy)
             stop_process(worker)
-    ran = waiting - left
+    return drain_result(waiting - left, start, first, end)
+
+
+def drain_result(ran: int, start: float, first: float | None, end: float) -> dict[str, Any]:
+    """A drain's figures: ``ran`` jobs from the workers' launch (``start``) to ``end``; the steady
+    rate counts from the first finished job (``first``)."""
     elapsed = end - start
     steady = end - first if first is not None else elapsed
     return {

@@ -32,7 +32,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 import spitfire
-from perf.net_workloads import open_loop, payload, run_tuned, unfinished
+from perf.net_workloads import drain_result, open_loop, payload, run_tuned, unfinished
 from perf.open_loop import HIST_MAX_US
 from perf.report import Figure, median, print_table, write_json
 from perf.server_proc import ServerProcess, free_port, split_cpus, stop_process
@@ -217,15 +217,7 @@ async def drain_queues(
     start = time.perf_counter()
     with workers(url, queues, int(cfg.get("workers", 1)), int(cfg.get("concurrency", 256))) as procs:
         end, first, left = await wait_drained(client, queues, procs, deadline)
-    ran = waiting - left
-    elapsed = end - start
-    steady = end - first if first is not None else elapsed
-    return {
-        "jobs": ran,
-        "seconds": elapsed,
-        "jobs_per_s": ran / elapsed,
-        "steady_jobs_per_s": ran / steady if steady > 0 else 0.0,
-    }
+    return drain_result(waiting - left, start, first, end)
 
 
 def prefixed(prefix: str, result: Result) -> Result:
