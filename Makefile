@@ -51,6 +51,8 @@ perf-peers:
 	$(PEERS_VENV)/bin/python -m pip install --quiet -r perf/peers/requirements.txt
 	command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 	  && apt-get install -y -qq redis-server; } || echo "redis-server missing: redis peers will be skipped"
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq postgresql; } || echo "PostgreSQL missing: pgqueuer and procrastinate will be skipped"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
