@@ -48,7 +48,8 @@ perf-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	echo '*' > $(PEERS_VENV)/.gitignore
 	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(PEERS_VENV)/bin/python -m pip install --quiet -r perf/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["peers"]))' > $(PEERS_VENV)/peers.txt
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r $(PEERS_VENV)/peers.txt
 	command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 	  && apt-get install -y -qq redis-server; } || echo "redis-server missing: redis peers will be skipped"
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
