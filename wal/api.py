@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -187,6 +187,18 @@ class QueueLog(Protocol):
         """
         ...
 
+    def set_listener(
+        self, on_durable: Callable[[int], None], on_failed: Callable[[StorageError], None]
+    ) -> None:
+        """Be told on the event loop how durability advances: ``on_durable(lsn)`` each time the
+        records up to ``lsn`` became durable, before any commit future of those records completes
+        (so that whoever applies committed records sees them before their writers are answered);
+        ``on_failed(error)`` once, when the log can no longer make records durable (a failed
+        fdatasync): no record after the last ``on_durable`` LSN ever will be. A log reports records
+        in LSN order and never the same LSN twice.
+        """
+        ...
+
     def commit(self, lsn: int) -> asyncio.Future[None] | None:
         """A future that completes once the record at ``lsn`` is durable under the queue's mode.
 
@@ -196,8 +208,12 @@ class QueueLog(Protocol):
         """
         ...
 
-    def snapshot(self) -> SnapshotWriter:
-        """Start a snapshot at the current `last_lsn`."""
+    def snapshot(self, lsn: int | None = None) -> SnapshotWriter:
+        """Start a snapshot that will reflect every record up to ``lsn`` (default: `last_lsn`).
+
+        The engine passes the LSN it has applied, which may be below `last_lsn` while appended
+        records wait for their commit: the snapshot must not claim records it does not reflect.
+        """
         ...
 
     async def flush(self) -> None:

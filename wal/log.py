@@ -24,6 +24,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,6 +101,8 @@ class FileQueueLog:
         "_last_writer",
         "_mm",
         "_offset",
+        "_on_durable",
+        "_on_failed",
         "_open",
         "_plain_limit",
         "_prep_lock",
@@ -145,6 +148,8 @@ class FileQueueLog:
         self._inflight: collections.deque[Group] = collections.deque()
         self._closed = False
         self._failed: StorageError | None = None
+        self._on_durable: Callable[[int], None] | None = None
+        self._on_failed: Callable[[StorageError], None] | None = None
         #: (segment number, base LSN) of every segment file on disk, oldest first (for compaction).
         self._segments = segments
         self._snapshot: FileSnapshotWriter | None = None
@@ -211,6 +216,12 @@ class FileQueueLog:
             self._begin_group(lsn, off)
         return lsn
 
+    def set_listener(
+        self, on_durable: Callable[[int], None], on_failed: Callable[[StorageError], None]
+    ) -> None:
+        self._on_durable = on_durable
+        self._on_failed = on_failed
+
     def commit(self, lsn: int) -> asyncio.Future[None] | None:
         if lsn <= self._durable_lsn or self._durability is Durability.ASYNC:
             return None
@@ -218,13 +229,16 @@ class FileQueueLog:
             raise ValueError(f"LSN {lsn} was never appended (last is {self._last_lsn})")
         return self._future_for(lsn)
 
-    def snapshot(self) -> FileSnapshotWriter:
+    def snapshot(self, lsn: int | None = None) -> FileSnapshotWriter:
         from .snapshot import FileSnapshotWriter
 
         self._check_open()
         if self._snapshot is not None:
             raise StorageError(f"a snapshot of queue {self._queue!r} is already being written")
-        self._snapshot = FileSnapshotWriter(self, self._last_lsn, self._last_writer)
+        at = self._last_lsn if lsn is None else lsn
+        if not 0 <= at <= self._last_lsn:
+            raise ValueError(f"snapshot LSN {at} was never appended (last is {self._last_lsn})")
+        self._snapshot = FileSnapshotWriter(self, at, self._last_writer)
         self._last_writer = self._snapshot
         return self._snapshot
 
@@ -302,16 +316,21 @@ class FileQueueLog:
         if error is not None and self._failed is None:
             # fsyncgate: after a failed fdatasync the page cache may have dropped the data, and a
             # later fdatasync may "succeed" anyway. Nothing after the last durable LSN is trusted.
+            path = next((str(seg.path) for seg in group.segments), self.wal_dir)
             self._failed = StorageError(
-                f"fdatasync of queue {self._queue!r} log failed ({error}); records after LSN "
+                f"fdatasync of {path} (queue {self._queue!r}) failed: {error}; records after LSN "
                 f"{self._durable_lsn} are not durable. Restart the server to recover the log"
             )
             self._fast_limit = -1
             logger.error("%s", self._failed)
+            if self._on_failed is not None:
+                self._on_failed(self._failed)
         future = group.future
         if self._failed is None:
             if group.last_lsn > self._durable_lsn:
                 self._durable_lsn = group.last_lsn
+                if self._on_durable is not None:
+                    self._on_durable(group.last_lsn)  # before the writers are answered
             if future is not None and not future.done():
                 future.set_result(None)
         elif future is not None and not future.done():

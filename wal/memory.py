@@ -11,13 +11,15 @@ the semantics of the file engine that the engine relies on:
   switches a test flips on the shared `MemoryState` to simulate a full disk.
 
 Everything lives in a `MemoryState`, so a test "restarts" by closing the storage and building a new
-``MemoryStorage(state)`` over the same state. Records are durable as soon as they are appended:
-`MemoryLog.commit` always returns None.
+``MemoryStorage(state)`` over the same state. Records are durable as soon as they are committed
+(`MemoryLog.commit` returns None), unless a test sets ``hold_commits`` to look at the engine while
+records wait for their commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .api import (
@@ -64,6 +66,33 @@ class MemoryState:
     max_record_size: int = DEFAULT_MAX_RECORD_SIZE
     #: False drops records after numbering them (memory benchmarks of the engine; no recovery).
     keep_records: bool = True
+    #: True holds commits back: `QueueLog.commit` returns a future that completes only when a test
+    #: calls `release_commits` (or fails in `fail_commits`), so that tests can look at the engine
+    #: while records are appended but not yet durable.
+    hold_commits: bool = False
+    #: Held commits, oldest first: (log, lsn, future).
+    held: list[tuple[MemoryLog, int, asyncio.Future[None]]] = field(default_factory=list)
+
+    def release_commits(self, count: int | None = None) -> int:
+        """Make the oldest ``count`` held commits (all when None) durable, in order: each log's
+        listener hears of its records first, then their futures complete. Returns how many."""
+        n = len(self.held) if count is None else min(count, len(self.held))
+        batch, self.held = self.held[:n], self.held[n:]
+        for log, lsn, future in batch:
+            log._durable(lsn)
+            if not future.done():
+                future.set_result(None)
+        return n
+
+    def fail_commits(self, error: StorageError) -> int:
+        """Fail every held commit as a failed fdatasync would: each log's listener is told once, and
+        every future fails with ``error``. Returns how many commits failed."""
+        batch, self.held = self.held, []
+        for log, _lsn, future in batch:
+            log._fail(error)
+            if not future.done():
+                future.set_exception(error)
+        return len(batch)
 
 
 class MemorySnapshotWriter:
@@ -110,7 +139,16 @@ class MemorySnapshotWriter:
 class MemoryLog:
     """One queue's log in memory."""
 
-    __slots__ = ("_closed", "_durability", "_queue", "_shared", "_state")
+    __slots__ = (
+        "_closed",
+        "_durability",
+        "_durable_lsn",
+        "_failed",
+        "_listener",
+        "_queue",
+        "_shared",
+        "_state",
+    )
 
     def __init__(
         self, queue: str, state: MemoryLogState, shared: MemoryState, durability: Durability
@@ -120,6 +158,26 @@ class MemoryLog:
         self._shared = shared
         self._durability = durability
         self._closed = False
+        self._durable_lsn = state.last_lsn
+        self._failed: StorageError | None = None
+        self._listener: tuple[Callable[[int], None], Callable[[StorageError], None]] | None = None
+
+    def set_listener(
+        self, on_durable: Callable[[int], None], on_failed: Callable[[StorageError], None]
+    ) -> None:
+        self._listener = (on_durable, on_failed)
+
+    def _durable(self, lsn: int) -> None:
+        if lsn > self._durable_lsn and self._failed is None:
+            self._durable_lsn = lsn
+            if self._listener is not None:
+                self._listener[0](lsn)
+
+    def _fail(self, error: StorageError) -> None:
+        if self._failed is None:
+            self._failed = error
+            if self._listener is not None:
+                self._listener[1](error)
 
     @property
     def queue(self) -> str:
@@ -141,8 +199,8 @@ class MemoryLog:
         return self._shared.low_on_space or self._shared.out_of_space
 
     def append(self, rtype: int, body: bytes, *, reserved: bool = False) -> int:
-        if self._closed:
-            raise LogClosedError(f"log of queue {self._queue!r} is closed")
+        if self._closed or self._failed is not None:
+            raise LogClosedError(f"log of queue {self._queue!r} is {'failed' if self._failed else 'closed'}")
         if not 1 <= rtype <= 255:
             raise ValueError(f"record type must be 1..255, got {rtype}")
         if len(body) > self._shared.max_record_size:
@@ -159,15 +217,22 @@ class MemoryLog:
         return lsn
 
     def commit(self, lsn: int) -> asyncio.Future[None] | None:
-        return None
+        if lsn <= self._durable_lsn or self._durability is Durability.ASYNC:
+            return None
+        if not self._shared.hold_commits:
+            self._durable(lsn)
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._shared.held.append((self, lsn, future))
+        return future
 
-    def snapshot(self) -> MemorySnapshotWriter:
+    def snapshot(self, lsn: int | None = None) -> MemorySnapshotWriter:
         if self._closed:
             raise LogClosedError(f"log of queue {self._queue!r} is closed")
-        return MemorySnapshotWriter(self, self._state.last_lsn)
+        return MemorySnapshotWriter(self, self._state.last_lsn if lsn is None else lsn)
 
     async def flush(self) -> None:
-        return None
+        self._durable(self._state.last_lsn)
 
     def close(self) -> None:
         self._closed = True
