@@ -68,9 +68,14 @@ STATUS = {
 }
 
 
+#: Engine error codes whose status is finer than their protocol code's: a failed storage is the
+#: server's trouble, not a bug in the request (503: retry once the server has restarted).
+CODE_STATUS = {"STORAGE_FAILED": 503}
+
+
 def status_of(exc: EngineError) -> int:
     """The HTTP status of an engine error."""
-    return STATUS[exc.kind]
+    return CODE_STATUS.get(exc.code) or STATUS[exc.kind]
 
 
 def response_for(exc: BaseException) -> Response:

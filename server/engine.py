@@ -1,11 +1,22 @@
-"""The queue engine: the job state machine over the in-memory index and the per-queue logs.
+"""The queue engine: the commands that change jobs and queues, over the state machine and the logs.
 
-No network and no clock: every operation takes ``now``. Every change follows one pattern:
-validate (raise a typed error and change nothing) -> append the record (synchronous) -> apply it in
-memory -> await the commit. Completions (ack, fail, cancel, delete, retry) append with
+No network and no clock: every operation takes ``now``. Every change follows one rule, commit then
+apply: validate against memory (raise a typed error and change nothing) -> append the record ->
+wait for its commit -> `StateMachine.apply` it -> answer. Memory, and so everything anyone can see
+(deliveries, lists, searches, idempotency keys, events), reflects only durable records. Records are
+applied in LSN order by the log's durability listener, not by the coroutine that wrote them, so a
+writer that goes away (a cancelled request) cannot leave its durable record unapplied.
+
+While a record about a job waits for its commit, the next command on that job first waits for it
+(`_settle`), so that it validates against the outcome; two enqueues with one idempotency key in one
+commit group make one job the same way. Completions (ack, fail, cancel, delete, retry) append with
 ``reserved=True`` so that a full disk refuses new jobs first while workers keep finishing theirs.
 Deliveries (reserve, start, lease extension) are not logged: after a crash a reserved job is ready
 again, and it may run more than once (at-least-once).
+
+A failed fdatasync is fail-stop: the engine takes no more writes (`StorageFailed`), the records
+waiting for the failed commit are never applied, and ``on_failure`` tells the server to stop;
+recovery on the next start decides what is durable (never retry an fsync as if the data were safe).
 
 `tick` is the deterministic maintenance entry point: it promotes due jobs, expires leases, evicts
 history and idempotency keys, starts snapshots, and returns when it next has work.
@@ -14,99 +25,52 @@ history and idempotency keys, starts snapshots, and returns when it next has wor
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-
-import msgspec
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from spitfire.index.backoff import retry_delay
-from spitfire.index.ids import IdGenerator, is_job_id
-from spitfire.index.job import (
-    ACTIVE_STATES,
-    LEASED_STATES,
-    MAX_PRIORITY,
-    AttemptError,
-    Backoff,
-    Job,
-    JobState,
-)
+from spitfire.index.ids import IdGenerator
+from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, MAX_PRIORITY, Backoff, Job, JobState
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
-from spitfire.wal.api import Durability, NoSpaceError, QueueLog, Storage
+from spitfire.wal.api import Durability, NoSpaceError, Storage, StorageError
 
 from . import records as rec
 from . import validation as v
+from .building import DEFAULT_OPTIONS, JobBuilder, JobOptions
 from .config import EngineConfig
-from .errors import InvalidTransition, JobNotFound, NoSpace, QueueNotFound, StaleLease, ValidationError
-from .events import BatchObserver, JobObserver, ignore
+from .errors import InvalidTransition, NoSpace, StaleLease, StorageFailed, ValidationError
+from .events import BatchObserver, JobObserver
+from .queries import EngineStats, Queries, QueueStats
 from .records import RecordType
 from .recovery import load_queue
+from .snapshots import write_snapshot
+from .state import Queue, StateMachine
 from .stats import SnapshotStats
 
-#: Handler names remembered as already validated and interned (beyond this, each is checked anew).
-MAX_CACHED_NAMES = 10_000
+__all__ = ["LEASE_EXPIRED", "WORKER_LOST", "Engine", "EngineStats", "JobOptions", "Queue", "QueueStats"]
+
+log = logging.getLogger("spitfire.server.engine")
+
 #: The error recorded when a lease ran out without a heartbeat or an outcome.
 LEASE_EXPIRED = "lease expired"
 #: The error recorded when a worker's connection dropped while it held the job.
 WORKER_LOST = "worker disconnected"
+#: Seconds before a lease whose final record could not be appended (disk full) is tried again.
+LEASE_RETRY = 1.0
 
 _ENQUEUED = JobState.ENQUEUED
-_SCHEDULED = JobState.SCHEDULED
-_RETRYING = JobState.RETRYING
 _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
 _encode = rec.encode
-_JOB_ENQUEUED_TYPE = int(RecordType.JOB_ENQUEUED)
-#: State labels in state value order (1, 2, ...): the keys of `QueueStats.counts`.
-_STATE_LABELS = tuple(s.label for s in sorted(JobState))
+_JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
+_JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
 
 
-@dataclass(slots=True)
-class Queue:
-    """One queue: its log, its index and its flags."""
-
-    name: str
-    log: QueueLog
-    index: QueueIndex
-    paused: bool = False
-    #: LSN of the last finished snapshot (0: none).
-    snapshot_lsn: int = 0
-    #: A snapshot is being written.
-    snapshotting: bool = False
-
-
-@dataclass(slots=True)
-class QueueStats:
-    name: str
-    paused: bool
-    durability: Durability
-    #: Jobs per state label ("enqueued": 3, ...), every state present.
-    counts: dict[str, int]
-    total: int
-
-
-@dataclass(slots=True)
-class EngineStats:
-    total_jobs: int
-    queues: dict[str, QueueStats] = field(default_factory=dict)
-
-
-def _history(job: Job, state: JobState, at: float) -> None:
-    """Record that ``job`` enters ``state`` at ``at`` (before the index moves it). The first
-    transition also records the state the job was created in, at ``created_at``: until then the
-    history is None, so enqueue pays nothing for it (see `index.job.transitions`)."""
-    h = job.history
-    if h is None:
-        job.history = [float(job.state), job.created_at, float(state), at]
-    else:
-        h.append(float(state))
-        h.append(at)
-
-
-class Engine:
+class Engine(Queries):
     """All queues of one server. Single-threaded: call it from the event loop only."""
 
     def __init__(
@@ -117,28 +81,61 @@ class Engine:
         on_ready: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.storage = storage
-        self.config = config or EngineConfig()
-        #: Called with a queue's name when jobs became ready in it (enqueue, promotion, requeue, resume).
-        self.on_ready = on_ready
+        config = config or EngineConfig()
         self._rng = rng or random.Random()
-        self._ids = IdGenerator(self._rng)
-        self._table = JobTable()
-        self._queues: dict[str, Queue] = {}
+        self.ids = IdGenerator(self._rng)
+        super().__init__(StateMachine(self.ids), config)
+        self.storage = storage
+        self.builder = JobBuilder(config, self.ids)
+        self.state.on_ready = on_ready
         #: Queues whose files are being created (first enqueue to a new queue), by name.
         self._creating: dict[str, asyncio.Future[Queue]] = {}
-        #: worker id -> {job id: job} of the jobs it holds a lease on.
-        self._workers: dict[str, dict[str, Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Validated, interned handler names.
-        self._names: dict[str, str] = {}
         self._opened = False
-        #: Told of every job created, moved or deleted after open (server/events.py).
-        self.observer: JobObserver = ignore
-        #: Told once of all the jobs one batch created, instead of `observer` once per job (when set).
-        self.batch_observer: BatchObserver | None = None
+        #: job id -> LSN of the newest record about the job that waits for its commit.
+        self._inflight: dict[str, int] = {}
+        #: (queue, idempotency key) -> LSN of the new job's record that waits for its commit.
+        self._inflight_keys: dict[tuple[str, str], int] = {}
+        #: Set once a log failed (fail-stop): every write is refused with `StorageFailed`.
+        self.failure: StorageError | None = None
+        #: Called once, with the reason, when the engine fails-stop (the server stops on it).
+        self.on_failure: Callable[[str], None] | None = None
         #: Durations of the snapshots written (for /metrics).
         self.snapshot_stats = SnapshotStats()
+
+    # -- hooks (kept on the state machine, which calls them as it applies records) ---------------------
+
+    @property
+    def on_ready(self) -> Callable[[str], None] | None:
+        """Called with a queue's name when jobs became ready in it (enqueue, promotion, requeue...)."""
+        return self.state.on_ready
+
+    @on_ready.setter
+    def on_ready(self, callback: Callable[[str], None] | None) -> None:
+        self.state.on_ready = callback
+
+    @property
+    def observer(self) -> JobObserver:
+        """Told of every job created, moved or deleted after open, once the change is durable."""
+        return self.state.observer
+
+    @observer.setter
+    def observer(self, observer: JobObserver) -> None:
+        self.state.observer = observer
+
+    @property
+    def batch_observer(self) -> BatchObserver | None:
+        """Told once of all the jobs one batch created, instead of `observer` once per job."""
+        return self.state.batch_observer
+
+    @batch_observer.setter
+    def batch_observer(self, observer: BatchObserver | None) -> None:
+        self.state.batch_observer = observer
+
+    @property
+    def table(self) -> JobTable:
+        """Every job of every queue, by id."""
+        return self.state.table
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -147,26 +144,30 @@ class Engine:
         if self._opened:
             raise RuntimeError("engine already open")
         for name in self.storage.queues():
-            self._open_queue(name, now)
+            self._open_queue(name)
             await asyncio.sleep(0)
-        self._table.sort_names()
+        self.state.table.sort_names()
         self._opened = True
-        for q in self._queues.values():
+        for q in self.state.queues.values():
             self._promote(q, now)
 
-    def _open_queue(self, name: str, now: float) -> Queue:
-        log, recovery = self.storage.open_log(name, self.config.durability)
-        index = self._new_index(name)
-        q = Queue(name, log, index)
-        self._queues[name] = q
-        load_queue(self, q, recovery)
+    def _open_queue(self, name: str) -> Queue:
+        log_, recovery = self.storage.open_log(name, self.config.durability)
+        q = Queue(name, log_, self._new_index(name))
+        self.state.queues[name] = q
+        load_queue(self.state, q, recovery)
+        q.applied_lsn = log_.last_lsn  # everything recovered is durable and applied
+        self._listen(q)
         return q
+
+    def _listen(self, q: Queue) -> None:
+        q.log.set_listener(lambda lsn: self._durable(q, lsn), lambda error: self._fail_stop(q, error))
 
     def _new_index(self, name: str) -> QueueIndex:
         c = self.config
         return QueueIndex(
             name,
-            self._table,
+            self.state.table,
             key_retention=c.idempotency_retention,
             history_max_count=c.history_max_count,
             history_max_age=c.history_max_age,
@@ -176,17 +177,107 @@ class Engine:
         """Let running snapshots finish, make every log durable and close the storage."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for q in self._queues.values():
-            await q.log.flush()
+        if self.failure is None:
+            for q in self.state.queues.values():
+                await q.log.flush()
         await self.storage.close()
 
-    # -- helpers ----------------------------------------------------------------------------------------
+    # -- commit, then apply -----------------------------------------------------------------------------
 
-    def _queue(self, name: str) -> Queue:
-        q = self._queues.get(name)
-        if q is None:
-            raise QueueNotFound(name)
-        return q
+    def _durable(self, q: Queue, upto: int) -> None:
+        """The log made every record up to ``upto`` durable: apply the pending ones, in order (before
+        their writers are answered: the log calls this before resolving their commit futures)."""
+        pending = q.pending
+        inflight = self._inflight
+        apply = self.state.apply
+        while pending and pending[0][0] <= upto:
+            lsn, rtype, body, box = pending.popleft()
+            try:
+                result = apply(q, lsn, rtype, body)
+            except Exception as exc:  # a bug: memory would no longer match the log
+                log.exception("applying record %d of queue %r failed", lsn, q.name)
+                self._fail_stop(q, StorageError(f"applying record {lsn} of queue {q.name!r} failed: {exc!r}"))
+                return
+            if box is not None:
+                box.append(result)
+            if inflight:
+                job_id = getattr(body, "id", None)
+                if job_id is not None and inflight.get(job_id) == lsn:
+                    del inflight[job_id]
+            if self._inflight_keys and (rtype == _JOB_ENQUEUED or rtype == _JOBS_ENQUEUED):
+                self._forget_keys(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
+
+    def _forget_keys(self, q: Queue, jobs: Iterable[Job], lsn: int) -> None:
+        keys = self._inflight_keys
+        for job in jobs:
+            if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
+                del keys[(q.name, job.idempotency_key)]
+
+    def _fail_stop(self, q: Queue, error: StorageError) -> None:
+        """A log can no longer make records durable: refuse every write from now on, never apply the
+        records that waited for the failed commit, and tell the server (it stops)."""
+        q.pending.clear()
+        if self.failure is not None:
+            return
+        self.failure = error
+        self._inflight.clear()
+        self._inflight_keys.clear()
+        log.critical("storage failed, taking no more writes: %s", error)
+        if self.on_failure is not None:
+            self.on_failure(str(error))
+
+    def _writable(self) -> None:
+        if self.failure is not None:
+            raise StorageFailed(str(self.failure))
+
+    def _submit(self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None) -> Awaitable[Any]:
+        """After appending record ``lsn``: apply it once its commit completes (at once when it is
+        already durable, or in async mode). Returns what to await before answering; it gives what the
+        record's application returned."""
+        box: list[Any] = []
+        fut = q.log.commit(lsn)
+        if fut is None and not q.pending:
+            box.append(self.state.apply(q, lsn, rtype, body))
+            return self._result(None, box)
+        q.pending.append((lsn, rtype, body, box))
+        if job_id is not None:
+            self._inflight[job_id] = lsn
+        elif rtype == _JOB_ENQUEUED or rtype == _JOBS_ENQUEUED:
+            keys = self._inflight_keys
+            for job in body.jobs if rtype == _JOBS_ENQUEUED else (body,):
+                if job.idempotency_key is not None:
+                    keys[(q.name, job.idempotency_key)] = lsn
+        # An async-mode record behind records still committing is applied after them.
+        return self._result(fut if fut is not None else q.log.flush(), box)
+
+    async def _result(self, fut: Awaitable[None] | None, box: list[Any]) -> Any:
+        if fut is not None:
+            await self._committed(fut)
+        if not box:  # the commit failed and the engine failed-stop meanwhile
+            raise StorageFailed(str(self.failure or "the record was not applied"))
+        return box[0]
+
+    async def _committed(self, fut: Awaitable[None]) -> None:
+        try:
+            await fut
+        except StorageError as exc:
+            raise StorageFailed(str(exc)) from None
+
+    async def _settle(self, job_id: str) -> None:
+        """Wait until no record about ``job_id`` waits for its commit (validate against its outcome)."""
+        while (lsn := self._inflight.get(job_id)) is not None:
+            job = self.state.table.get(job_id)
+            if job is None:
+                self._inflight.pop(job_id, None)
+                return
+            log_ = self.state.queues[job.queue].log
+            await self._committed(log_.commit(lsn) or log_.flush())
+
+    async def _settle_key(self, q: Queue, key: str) -> None:
+        while (lsn := self._inflight_keys.get((q.name, key))) is not None:
+            await self._committed(q.log.commit(lsn) or q.log.flush())
+
+    # -- helpers ----------------------------------------------------------------------------------------
 
     async def _queue_for_write(self, name: str) -> Queue:
         """The queue, created (files made durable off the loop) if it does not exist yet.
@@ -194,7 +285,7 @@ class Engine:
         Concurrent first writers of one queue share one creation; a caller that is cancelled does
         not cancel it for the others.
         """
-        q = self._queues.get(name)
+        q = self.state.queues.get(name)
         if q is not None:
             return q
         creating = self._creating.get(name)
@@ -207,82 +298,50 @@ class Engine:
     async def _create_queue(self, name: str) -> Queue:
         name = sys.intern(name)
         try:
-            log = await self.storage.create_log(name, self.config.durability)
+            log_ = await self.storage.create_log(name, self.config.durability)
         except NoSpaceError:
             raise NoSpace(name) from None
         finally:
             del self._creating[name]
-        q = self._queues[name] = Queue(name, log, self._new_index(name))
+        q = self.state.queues[name] = Queue(name, log_, self._new_index(name))
+        self._listen(q)
         return q
 
-    def _job(self, job_id: str) -> tuple[Queue, Job]:
-        job = self._table.get(job_id) if isinstance(job_id, str) else None
-        if job is None:
-            raise JobNotFound(str(job_id))
-        return self._queues[job.queue], job
+    async def _held(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
+        if job_id in self._inflight:
+            await self._settle(job_id)
+        return self._held_now(job_id, worker_id)
 
-    def _held(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
+    def _held_now(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
         q, job = self._job(job_id)
         if job.state not in LEASED_STATES or job.worker != worker_id:
             raise StaleLease(job_id, worker_id, job.worker if job.state in LEASED_STATES else None)
         return q, job
 
-    @staticmethod
-    def _append(q: Queue, rtype: RecordType, body: bytes, reserved: bool) -> int:
+    async def _settled_job(self, job_id: str) -> tuple[Queue, Job]:
+        if job_id in self._inflight:
+            await self._settle(job_id)
+        return self._job(job_id)
+
+    def _append(self, q: Queue, rtype: RecordType, body: bytes, reserved: bool) -> int:
+        self._writable()
         try:
             return q.log.append(rtype, body, reserved=reserved)
         except NoSpaceError:
             raise NoSpace(q.name) from None
 
-    @staticmethod
-    async def _commit(q: Queue, lsn: int) -> None:
-        fut = q.log.commit(lsn)
-        if fut is not None:
-            await fut
-
-    def _notify(self, q: Queue) -> None:
-        if self.on_ready is not None and not q.paused:
-            self.on_ready(q.name)
-
-    def _transition(self, q: Queue, job: Job, state: JobState, at: float, lsn: int) -> None:
-        _history(job, state, at)
-        job.updated_at = at
-        if lsn:
-            job.lsn = lsn
-        q.index.move(job, state)
-        self.observer(job, False)
-
-    def _drop_lease(self, job: Job) -> str | None:
-        worker = job.worker
-        if worker is not None:
-            held = self._workers.get(worker)
-            if held is not None:
-                held.pop(job.id, None)
-                if not held:
-                    del self._workers[worker]
-        job.worker = None
-        job.lease_until = None
-        return worker
-
     # -- enqueue ----------------------------------------------------------------------------------------
-
-    def _intern_name(self, name: str) -> str:
-        """Validate a handler name and intern it (one string object per name, checked once)."""
-        handler = sys.intern(v.check_name("name", name, self.config))
-        if len(self._names) < MAX_CACHED_NAMES:
-            self._names[handler] = handler
-        return handler
 
     def _existing(self, queue: str, key: str | None, now: float) -> Job | None:
         """The job an idempotency key already names in ``queue`` (a stub if it left history)."""
-        q = self._queues.get(queue)
+        q = self.state.queues.get(queue)
         if key is None or q is None:
             return None
         entry = q.index.keys.entry(key)
         if entry is None or entry[2] <= now:
             return None
-        job = self._table.get(entry[0])
-        if job is None:  # evicted from history: only succeeded jobs are evicted
+        job = self.state.table.get(entry[0])
+        if job is None:  # evicted from history: only finished jobs are evicted
             job = Job(entry[0], queue, entry[1], b"", JobState.SUCCEEDED, 0.0, idempotency_key=key)
         return job
 
@@ -302,12 +361,13 @@ class Engine:
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
-        """Add a job; returns it and True, or the job its idempotency key already names and False.
+        """Add a job; returns it and True once it is durable, or the job its idempotency key already
+        names and False (once that one is durable).
 
-        :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full.
+        :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full;
+        :raises StorageFailed: the storage failed (the server is stopping).
         """
-        q = self._queues.get(queue) if queue.__class__ is str else None
-        c = self.config
+        q = self.state.queues.get(queue) if queue.__class__ is str else None
         if (
             q is not None
             and run_at is None
@@ -320,51 +380,57 @@ class Engine:
             and payload.__class__ is bytes
             and priority.__class__ is int
             and 0 <= priority <= MAX_PRIORITY
-            and len(payload) <= c.max_payload
+            and len(payload) <= self.config.max_payload
         ):
-            # The common case (an existing queue, every option at its default): `_build` inlined.
-            handler = self._names.get(name) if name.__class__ is str else None
-            if handler is None:
-                handler = self._intern_name(name)
-            job = Job(
-                self._ids.next(now), q.name, handler, payload, _ENQUEUED, now, priority, None,
-                c.default_max_attempts, None, c.default_timeout, updated_at=now,
-            )  # fmt: skip
+            # The common case (an existing queue, every option at its default).
+            job = self.builder.default_job(q.name, name, payload, now, priority)
         else:
-            key = v.check_key(idempotency_key)
-            if q is None:
-                v.check_queue(queue, c)
-                # Every argument is checked before the new queue's files exist (a refused request
-                # creates nothing); the job built here is thrown away, only the first enqueue pays.
-                self._build_many(
-                    queue, name, (payload,), now, priority, run_at, delay, max_attempts, backoff, timeout,
-                    headers,
-                )  # fmt: skip
-                q = await self._queue_for_write(queue)
-            # Nothing below awaits before the append: no other enqueue can take the key meanwhile.
-            if key is not None:
-                existing = self._existing(q.name, key, now)
-                if existing is not None:
-                    return existing, False
-            (job,) = self._build_many(
-                q.name, name, (payload,), now, priority, run_at, delay, max_attempts, backoff, timeout,
-                headers,
+            options = JobOptions(
+                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
+                timeout=timeout, headers=headers,
             )  # fmt: skip
-            job.idempotency_key = key
-        # The append and the commit are inlined (this is the hottest path of the server).
-        log = q.log
+            return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
+        # The append and the submit are inlined (this is the hottest path of the server).
+        if self.failure is not None:
+            raise StorageFailed(str(self.failure))
+        log_ = q.log
         try:
-            lsn = log.append(_JOB_ENQUEUED_TYPE, _encode(job))
+            lsn = log_.append(_JOB_ENQUEUED, _encode(job))
         except NoSpaceError:
             raise NoSpace(q.name) from None
         job.lsn = lsn
-        q.index.add(job)
-        self.observer(job, False)
-        if job.state is _ENQUEUED and self.on_ready is not None and not q.paused:
-            self.on_ready(q.name)  # `_notify` inlined
-        fut = log.commit(lsn)
-        if fut is not None:
-            await fut
+        fut = log_.commit(lsn)
+        if fut is None and not q.pending:
+            self.state.apply(q, lsn, _JOB_ENQUEUED, job)
+            return job, True
+        q.pending.append((lsn, _JOB_ENQUEUED, job, None))
+        await self._committed(fut if fut is not None else log_.flush())
+        if self.state.table.get(job.id) is not job:
+            raise StorageFailed(str(self.failure or "the job was not applied"))
+        return job, True
+
+    async def _enqueue_with(
+        self, queue: str, name: str, payload: bytes, now: float, options: JobOptions, raw_key: str | None
+    ) -> tuple[Job, bool]:
+        key = v.check_key(raw_key)
+        q = self.state.queues.get(queue)
+        if q is None:
+            v.check_queue(queue, self.config)
+            # Every argument is checked before the new queue's files exist (a refused request
+            # creates nothing); the job built here is thrown away, only the first enqueue pays.
+            self.builder.build(queue, name, (payload,), now, options)
+            q = await self._queue_for_write(queue)
+        if key is not None:
+            await self._settle_key(q, key)
+            # Nothing below awaits before the append: no other enqueue can take the key meanwhile.
+            existing = self._existing(q.name, key, now)
+            if existing is not None:
+                return existing, False
+        (job,) = self.builder.build(q.name, name, (payload,), now, options)
+        job.idempotency_key = key
+        lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
+        job.lsn = lsn
+        await self._submit(q, lsn, _JOB_ENQUEUED, job)
         return job, True
 
     async def enqueue_batch(
@@ -386,10 +452,16 @@ class Engine:
         """Add many jobs of one handler with the same options in one record and one commit. Returns
         the jobs, one per payload (a key that names an existing job gives that job), and which of
         them are new (None when all are). Either every new job is added or none is.
-
-        The options are the same for every job of a batch, so they are checked once; without
-        idempotency keys the jobs are built, indexed and logged in bulk (the server's hot path).
         """
+        defaults = (run_at, delay, max_attempts, backoff, timeout, headers) == (None,) * 6
+        options = (
+            DEFAULT_OPTIONS
+            if priority == 0 and defaults
+            else JobOptions(
+                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
+                timeout=timeout, headers=headers,
+            )
+        )  # fmt: skip
         c = self.config
         v.check_queue(queue, c)
         if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):
@@ -397,119 +469,44 @@ class Engine:
         count = len(payloads)
         if not 1 <= count <= c.max_batch:
             raise ValidationError("payloads", f"must hold 1 to {c.max_batch} payloads")
+        keys: list[str | None] | None = None
         if idempotency_keys is not None:
             if isinstance(idempotency_keys, str | bytes) or len(idempotency_keys) != count:
                 raise ValidationError("idempotency_keys", "must have one entry per payload")
-            if all(key is None for key in idempotency_keys):
-                idempotency_keys = None
-        if queue not in self._queues:
+            keys = [v.check_key(raw) for raw in idempotency_keys]
+            if all(key is None for key in keys):
+                keys = None
+        q = self.state.queues.get(queue)
+        if q is None:
             # As in `enqueue`: check everything before the new queue's files exist.
-            self._build_many(
-                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
-            )
-            for raw in idempotency_keys or ():
-                v.check_key(raw)
-            await self._queue_for_write(queue)
-        # From here on nothing awaits before the append (idempotency keys cannot race).
-        if idempotency_keys is not None:
-            jobs, created = self._build_keyed(
-                queue, name, payloads, now, priority, run_at, delay, max_attempts, backoff, timeout,
-                idempotency_keys, headers,
-            )  # fmt: skip
+            self.builder.build(queue, name, payloads, now, options)
+            q = await self._queue_for_write(queue)
+        if keys is not None:
+            for key in keys:
+                if key is not None:
+                    await self._settle_key(q, key)
+            # From here on nothing awaits before the append (idempotency keys cannot race).
+            jobs, created = self._build_keyed(q, name, payloads, now, options, keys)
             new = [job for job, fresh in zip(jobs, created, strict=True) if fresh]
             if not new:
                 return jobs, created
         else:
             created = None
-            known = self._queues.get(queue)  # its interned name goes into the jobs at once
-            jobs = new = self._build_many(
-                queue if known is None else known.name, name, payloads, now, priority, run_at, delay,
-                max_attempts, backoff, timeout, headers,
-            )  # fmt: skip
-        q = self._queue(queue)
+            jobs = new = self.builder.build(q.name, name, payloads, now, options)
         lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
-        self._add_batch(q, new, lsn, keyed=created is not None)
-        await self._commit(q, lsn)
+        for job in new:
+            job.lsn = lsn
+        await self._submit(q, lsn, _JOBS_ENQUEUED, rec.JobsEnqueued(new))
         return jobs, created
-
-    def _add_batch(self, q: Queue, new: list[Job], lsn: int, *, keyed: bool) -> None:
-        """Index the new jobs of one appended batch record (and report them)."""
-        qname = q.name
-        if new[0].queue is qname:
-            for job in new:
-                job.lsn = lsn
-        else:
-            for job in new:
-                job.queue = qname
-                job.lsn = lsn
-        if keyed:
-            add = q.index.add
-            for job in new:
-                add(job)
-        else:
-            q.index.add_many(new)
-        if self.batch_observer is not None:
-            self.batch_observer(new)
-        elif self.observer is not ignore:
-            observer = self.observer
-            for job in new:
-                observer(job, False)
-        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
-            self._notify(q)
-
-    def _build_many(
-        self,
-        queue: str,
-        name: str,
-        payloads: Sequence[bytes],
-        now: float,
-        priority: int,
-        run_at: float | None,
-        delay: float | None,
-        max_attempts: int | None,
-        backoff: Backoff | None,
-        timeout: float | None,
-        headers: dict[str, str] | None,
-    ) -> list[Job]:
-        """New jobs of one handler and one set of options, one per payload (options checked once;
-        the jobs share ``headers``: nothing mutates a job's headers)."""
-        c = self.config
-        limit = c.max_payload
-        for payload in payloads:
-            if payload.__class__ is not bytes or len(payload) > limit:
-                v.check_bytes("payload", payload, limit)
-        if priority.__class__ is not int or not 0 <= priority <= MAX_PRIORITY:
-            v.check_priority(priority)
-        at = v.check_run_at(run_at, delay, now) if run_at is not None or delay is not None else None
-        handler = self._names.get(name) if name.__class__ is str else None
-        if handler is None:
-            handler = self._intern_name(name)
-        attempts = c.default_max_attempts if max_attempts is None else v.check_max_attempts(max_attempts)
-        policy = None if backoff is None else v.check_backoff(backoff)
-        lease = c.default_timeout if timeout is None else v.check_timeout("timeout", timeout, c)
-        tags = None if headers is None else v.check_headers(headers)
-        state = _ENQUEUED if at is None else _SCHEDULED
-        ids = self._ids.next_many(now, len(payloads))
-        return [
-            Job(job_id, queue, handler, payload, state, now, priority, at, attempts, policy, lease, None,
-                tags, updated_at=now)
-            for job_id, payload in zip(ids, payloads, strict=True)
-        ]  # fmt: skip
 
     def _build_keyed(
         self,
-        queue: str,
+        q: Queue,
         name: str,
         payloads: Sequence[bytes],
         now: float,
-        priority: int,
-        run_at: float | None,
-        delay: float | None,
-        max_attempts: int | None,
-        backoff: Backoff | None,
-        timeout: float | None,
-        keys: Sequence[str | None],
-        headers: dict[str, str] | None,
+        options: JobOptions,
+        keys: list[str | None],
     ) -> tuple[list[Job], list[bool]]:
         """A batch with idempotency keys: each payload's job, existing (a key already names it, in
         the queue or earlier in the batch) or new; the new ones are built together."""
@@ -519,12 +516,11 @@ class Engine:
         fresh: list[bytes] = []
         fresh_keys: list[str | None] = []
         first: dict[str, int] = {}
-        for payload, raw in zip(payloads, keys, strict=True):
-            key = v.check_key(raw)
+        for payload, key in zip(payloads, keys, strict=True):
             if key is not None:
                 known: Job | int | None = first.get(key)
                 if known is None:
-                    known = self._existing(queue, key, now)
+                    known = self._existing(q.name, key, now)
                 if known is not None:
                     order.append(known)
                     created.append(False)
@@ -534,9 +530,7 @@ class Engine:
             created.append(True)
             fresh.append(payload)
             fresh_keys.append(key)
-        built = self._build_many(
-            queue, name, fresh, now, priority, run_at, delay, max_attempts, backoff, timeout, headers
-        ) if fresh else []  # fmt: skip
+        built = self.builder.build(q.name, name, fresh, now, options) if fresh else []
         for job, key in zip(built, fresh_keys, strict=True):
             job.idempotency_key = key
         return [built[x] if isinstance(x, int) else x for x in order], created
@@ -550,13 +544,14 @@ class Engine:
         """
         v.check_name("worker_id", worker_id, self.config)
         v.check_limit(limit)
-        candidates = [q for name in queues if (q := self._queues.get(name)) is not None and not q.paused]
+        state = self.state
+        candidates = [q for name in queues if (q := state.queues.get(name)) is not None and not q.paused]
         out: list[Job] = []
         if not candidates:
             return out
-        held = self._workers.get(worker_id)
+        held = state.workers.get(worker_id)
         if held is None:
-            held = self._workers[worker_id] = {}
+            held = state.workers[worker_id] = {}
         while len(out) < limit:
             best: Queue | None = None
             best_job: Job | None = None
@@ -575,23 +570,23 @@ class Engine:
             job.attempts += 1
             job.worker = worker_id
             job.lease_until = now + job.timeout
-            self._transition(best, job, _RESERVED, now, 0)
+            state.transition(best, job, _RESERVED, now, 0)
             held[job.id] = job
             out.append(job)
         if not held:
-            del self._workers[worker_id]
+            del state.workers[worker_id]
         return out
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
         """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING)."""
-        q, job = self._held(job_id, worker_id)
+        q, job = self._held_now(job_id, worker_id)
         if job.state is _RESERVED:
-            self._transition(q, job, _RUNNING, now, 0)
+            self.state.transition(q, job, _RUNNING, now, 0)
         return job
 
     def extend(self, job_id: str, worker_id: str, now: float, seconds: float | None = None) -> float:
         """Extend one lease to ``now + seconds`` (default: the job's timeout); returns the new end."""
-        q, job = self._held(job_id, worker_id)
+        q, job = self._held_now(job_id, worker_id)
         span = job.timeout if seconds is None else v.check_timeout("seconds", seconds, self.config)
         until = max(now + span, job.lease_until or 0.0)
         q.index.extend_lease(job, until)
@@ -599,20 +594,17 @@ class Engine:
 
     def heartbeat(self, worker_id: str, now: float) -> int:
         """Extend every lease the worker holds by its job's timeout; returns how many."""
-        held = self._workers.get(worker_id)
+        held = self.state.workers.get(worker_id)
         if not held:
             return 0
+        queues = self.state.queues
         for job in held.values():
-            self._queues[job.queue].index.extend_lease(job, max(now + job.timeout, job.lease_until or 0.0))
+            queues[job.queue].index.extend_lease(job, max(now + job.timeout, job.lease_until or 0.0))
         return len(held)
-
-    def held_by(self, worker_id: str) -> list[Job]:
-        """The jobs a worker holds leases on."""
-        return list(self._workers.get(worker_id, {}).values())
 
     async def release_worker(self, worker_id: str, now: float) -> list[Job]:
         """The worker's connection dropped: its jobs go back (attempt counted; dead when none left)."""
-        held = self._workers.get(worker_id)
+        held = self.state.workers.get(worker_id)
         if not held:
             return []
         jobs = list(held.values())
@@ -620,38 +612,39 @@ class Engine:
         return jobs
 
     async def _lose_leases(self, jobs: list[Job], now: float, error: str) -> None:
-        """Put back jobs whose lease ended without an outcome. Requeues are logged lazily (not
-        awaited); a job out of attempts goes dead, and that outcome is committed."""
-        waits: dict[str, tuple[Queue, int]] = {}
+        """Put back jobs whose lease ended without an outcome (attempt counted; dead when none are
+        left), once their records are durable. A job with a record in flight is left to it (it ends the
+        lease when applied); a job whose record cannot be appended (disk full) keeps its lease a
+        little longer and is tried again."""
+        waits: list[Awaitable[Any]] = []
         for job in jobs:
-            q = self._queues[job.queue]
-            if job.attempts >= job.max_attempts:
-                body = rec.JobFailed(job.id, now, job.attempts, error, None, None, True)
-                lsn = self._append(q, RecordType.JOB_FAILED, _encode(body), True)
-                self._apply_failed(q, job, body, lsn)
-                waits[q.name] = (q, lsn)
-            else:
-                requeued = rec.JobRequeued(job.id, now, job.attempts, error)
-                try:
+            if job.id in self._inflight or self.failure is not None:
+                continue
+            q = self.state.queues[job.queue]
+            try:
+                if job.attempts >= job.max_attempts:
+                    failed = rec.JobFailed(job.id, now, job.attempts, error, None, None, True)
+                    lsn = self._append(q, RecordType.JOB_FAILED, _encode(failed), True)
+                    waits.append(self._submit(q, lsn, RecordType.JOB_FAILED, failed, job.id))
+                else:
+                    requeued = rec.JobRequeued(job.id, now, job.attempts, error)
                     lsn = self._append(q, RecordType.JOB_REQUEUED, _encode(requeued), True)
-                except NoSpace:
-                    lsn = 0  # deliveries are not durable anyway: after a crash the job is ready again
-                self._apply_requeued(q, job, requeued, lsn)
-                self._notify(q)
-        for q, lsn in waits.values():
-            await self._commit(q, lsn)
+                    waits.append(self._submit(q, lsn, RecordType.JOB_REQUEUED, requeued, job.id))
+            except NoSpace:
+                q.index.extend_lease(job, now + LEASE_RETRY)
+        for wait in waits:
+            await wait
 
     # -- outcomes ---------------------------------------------------------------------------------------
 
     async def ack(self, job_id: str, worker_id: str, now: float, result: bytes | None = None) -> Job:
         """The job succeeded. :raises StaleLease: the worker does not hold its lease any more."""
-        q, job = self._held(job_id, worker_id)
+        q, job = await self._held(job_id, worker_id)
         if result is not None:
             v.check_bytes("result", result, self.config.max_result)
         body = rec.JobSucceeded(job.id, now, job.attempts, result)
         lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
-        self._apply_succeeded(q, job, body, lsn)
-        await self._commit(q, lsn)
+        await self._submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
         return job
 
     async def ack_many(
@@ -661,45 +654,46 @@ class Engine:
         now: float,
         results: Sequence[bytes | None] | None = None,
     ) -> list[Job | Exception]:
-        """Ack many jobs at once: every record is appended and applied, then one commit is awaited
-        per queue. Returns, per job id, the job or the error that item failed with (it changed
-        nothing: `StaleLease`, `JobNotFound`, a result too large, `NoSpace`...). An item whose commit
-        failed gets that error (its outcome is in memory but may not be durable)."""
+        """Ack many jobs at once: every record is appended, then one commit is awaited per queue.
+        Returns, per job id, the job or the error that item failed with (it changed nothing:
+        `StaleLease`, `JobNotFound`, a result too large, `NoSpace`...). An item whose commit
+        failed gets that error (`StorageFailed`)."""
         if results is not None and len(results) != len(job_ids):
             raise ValidationError("results", "must have one entry per job id")
-        out: list[Job | Exception] = []
-        commits: dict[str, tuple[Queue, int]] = {}
         limit = self.config.max_result
+
+        async def one(i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
+            q, job = await self._held(job_id, worker_id)
+            result = None if results is None else results[i]
+            if result is not None:
+                v.check_bytes("result", result, limit)
+            body = rec.JobSucceeded(job.id, now, job.attempts, result)
+            lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
+            return job, self._submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
+
+        return await self._each(job_ids, one)
+
+    async def _each(
+        self, job_ids: Sequence[str], one: Callable[[int, str], Awaitable[tuple[Job, Awaitable[Any]]]]
+    ) -> list[Job | Exception]:
+        """Run ``one`` for each job id (appending its record), then await every commit; per id, the
+        job or the error its item failed with."""
+        out: list[Job | Exception] = []
+        waits: list[tuple[int, Awaitable[Any]]] = []
         for i, job_id in enumerate(job_ids):
             try:
-                q, job = self._held(job_id, worker_id)
-                result = None if results is None else results[i]
-                if result is not None:
-                    v.check_bytes("result", result, limit)
-                body = rec.JobSucceeded(job.id, now, job.attempts, result)
-                lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
-                self._apply_succeeded(q, job, body, lsn)
+                job, wait = await one(i, job_id)
             except Exception as exc:  # one bad item fails alone
                 out.append(exc)
                 continue
-            commits[q.name] = (q, lsn)
+            waits.append((i, wait))
             out.append(job)
-        await self._commit_all(commits, out)
-        return out
-
-    async def _commit_all(self, commits: dict[str, tuple[Queue, int]], out: list[Job | Exception]) -> None:
-        """Await one commit per queue (the highest LSN appended to it); the items of a queue whose
-        commit failed get its error in ``out``."""
-        failed: dict[str, Exception] = {}
-        for name, (q, lsn) in commits.items():
+        for i, wait in waits:
             try:
-                await self._commit(q, lsn)
+                await wait
             except Exception as exc:
-                failed[name] = exc
-        if failed:
-            for i, item in enumerate(out):
-                if isinstance(item, Job) and item.queue in failed:
-                    out[i] = failed[item.queue]
+                out[i] = exc
+        return out
 
     async def release(self, job_id: str, worker_id: str, now: float) -> Job:
         """The worker hands a job back without running it (graceful shutdown): ENQUEUED again at
@@ -711,24 +705,15 @@ class Engine:
         return item
 
     async def release_many(self, job_ids: Sequence[str], worker_id: str, now: float) -> list[Job | Exception]:
-        """`release` for many jobs: one commit per queue; per job id, the job or its error."""
-        out: list[Job | Exception] = []
-        commits: dict[str, tuple[Queue, int]] = {}
-        for job_id in job_ids:
-            try:
-                q, job = self._held(job_id, worker_id)
-                body = rec.JobEvent(job.id, now, max(0, job.attempts - 1))
-                lsn = self._append(q, RecordType.JOB_RELEASED, _encode(body), True)
-                self._apply_released(q, job, body, lsn)
-            except Exception as exc:
-                out.append(exc)
-                continue
-            commits[q.name] = (q, lsn)
-            out.append(job)
-        for q, _ in commits.values():
-            self._notify(q)
-        await self._commit_all(commits, out)
-        return out
+        """`release` for many jobs; per job id, the job or its error."""
+
+        async def one(_i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
+            q, job = await self._held(job_id, worker_id)
+            body = rec.JobEvent(job.id, now, max(0, job.attempts - 1))
+            lsn = self._append(q, RecordType.JOB_RELEASED, _encode(body), True)
+            return job, self._submit(q, lsn, RecordType.JOB_RELEASED, body, job.id)
+
+        return await self._each(job_ids, one)
 
     async def fail(
         self,
@@ -745,13 +730,13 @@ class Engine:
         ``retryable``. With ``retry_at`` (the worker's RetryAfter) the job is rescheduled for then and
         the attempt does not count: no error is recorded and ``attempts`` goes back by one.
         """
-        q, job = self._held(job_id, worker_id)
+        q, job = await self._held(job_id, worker_id)
         if retry_at is not None:
             at = v.check_time("retry_at", retry_at)
             snooze = rec.JobSnoozed(job.id, now, max(0, job.attempts - 1), at)
             lsn = self._append(q, RecordType.JOB_SNOOZED, _encode(snooze), True)
-            self._apply_snoozed(q, job, snooze, lsn, now)
-            await self._commit(q, lsn)
+            await self._submit(q, lsn, RecordType.JOB_SNOOZED, snooze, job.id)
+            self._promote(q, now)
             return job
         if not isinstance(error, str):
             raise ValidationError("error", "must be a string")
@@ -761,43 +746,36 @@ class Engine:
         when = None if dead else now + retry_delay(job.backoff, job.attempts, self._rng.random)
         body = rec.JobFailed(job.id, now, job.attempts, error, traceback, when, dead)
         lsn = self._append(q, RecordType.JOB_FAILED, _encode(body), True)
-        self._apply_failed(q, job, body, lsn)
-        await self._commit(q, lsn)
+        await self._submit(q, lsn, RecordType.JOB_FAILED, body, job.id)
         return job
 
     async def cancel(self, job_id: str, now: float) -> tuple[Job, str | None]:
         """Cancel a job that has not finished; returns it and the worker that held it (to be told to
         stop), if any. :raises InvalidTransition: the job already finished."""
-        q, job = self._job(job_id)
+        q, job = await self._settled_job(job_id)
         if job.state not in ACTIVE_STATES:
             raise InvalidTransition(job_id, job.state.label, "cancel")
-        worker = job.worker if job.state in LEASED_STATES else None
         body = rec.JobEvent(job.id, now, job.attempts)
         lsn = self._append(q, RecordType.JOB_CANCELLED, _encode(body), True)
-        self._apply_cancelled(q, job, body, lsn)
-        await self._commit(q, lsn)
+        worker = await self._submit(q, lsn, RecordType.JOB_CANCELLED, body, job.id)
         return job, worker
 
     async def retry(self, job_id: str, now: float) -> Job:
         """Enqueue a DEAD or CANCELLED job again with a fresh set of attempts (errors are kept)."""
-        q, job = self._job(job_id)
+        q, job = await self._settled_job(job_id)
         if job.state is not JobState.DEAD and job.state is not JobState.CANCELLED:
             raise InvalidTransition(job_id, job.state.label, "retry")
         body = rec.JobEvent(job.id, now)
         lsn = self._append(q, RecordType.JOB_RETRIED, _encode(body), True)
-        self._apply_retried(q, job, body, lsn)
-        self._notify(q)
-        await self._commit(q, lsn)
+        await self._submit(q, lsn, RecordType.JOB_RETRIED, body, job.id)
         return job
 
     async def delete(self, job_id: str, now: float) -> tuple[Job, str | None]:
         """Forget a job in any state (and its idempotency key); returns it and the worker that held it."""
-        q, job = self._job(job_id)
-        worker = job.worker if job.state in LEASED_STATES else None
+        q, job = await self._settled_job(job_id)
         body = rec.JobEvent(job.id, now)
         lsn = self._append(q, RecordType.JOB_DELETED, _encode(body), True)
-        self._apply_deleted(q, job, lsn)
-        await self._commit(q, lsn)
+        worker = await self._submit(q, lsn, RecordType.JOB_DELETED, body, job.id)
         return job, worker
 
     # -- queues -----------------------------------------------------------------------------------------
@@ -805,17 +783,15 @@ class Engine:
     async def pause(self, queue: str, now: float) -> None:
         """Stop delivering the queue's jobs (enqueues are still accepted)."""
         q = self._queue(queue)
-        lsn = self._append(q, RecordType.QUEUE_PAUSED, _encode(rec.QueueEvent(now)), True)
-        q.paused = True
-        await self._commit(q, lsn)
+        body = rec.QueueEvent(now)
+        lsn = self._append(q, RecordType.QUEUE_PAUSED, _encode(body), True)
+        await self._submit(q, lsn, RecordType.QUEUE_PAUSED, body)
 
     async def resume(self, queue: str, now: float) -> None:
         q = self._queue(queue)
-        lsn = self._append(q, RecordType.QUEUE_RESUMED, _encode(rec.QueueEvent(now)), True)
-        q.paused = False
-        if q.index.counts[_ENQUEUED]:
-            self._notify(q)
-        await self._commit(q, lsn)
+        body = rec.QueueEvent(now)
+        lsn = self._append(q, RecordType.QUEUE_RESUMED, _encode(body), True)
+        await self._submit(q, lsn, RecordType.QUEUE_RESUMED, body)
 
     async def set_durability(self, queue: str, mode: Durability, now: float) -> None:
         """Change a queue's durability mode (creating the queue if needed); logged like any change."""
@@ -825,8 +801,7 @@ class Engine:
         q = await self._queue_for_write(queue)
         body = rec.QueueDurability(mode.value, now)
         lsn = self._append(q, RecordType.QUEUE_DURABILITY, _encode(body), True)
-        q.log.set_durability(mode)
-        await self._commit(q, lsn)
+        await self._submit(q, lsn, RecordType.QUEUE_DURABILITY, body)
 
     # -- maintenance ------------------------------------------------------------------------------------
 
@@ -834,9 +809,9 @@ class Engine:
         due = q.index.due(now)
         for job in due:
             job.run_at = None
-            self._transition(q, job, _ENQUEUED, now, 0)
+            self.state.transition(q, job, _ENQUEUED, now, 0)
         if due:
-            self._notify(q)
+            self.state.notify(q)
         return len(due)
 
     async def tick(self, now: float) -> float | None:
@@ -847,17 +822,22 @@ class Engine:
         a background snapshot of each queue with ``snapshot_every`` records since its last one.
         """
         deadline: float | None = None
-        for q in list(self._queues.values()):
+        for q in list(self.state.queues.values()):
             index = q.index
             self._promote(q, now)
             expired = index.expired(now)
             if expired:
                 await self._lose_leases(expired, now, LEASE_EXPIRED)
             for job in index.evict(now):
-                self._drop_lease(job)
+                self.state.drop_lease(job)
             index.keys.expire(now)
             every = self.config.snapshot_every
-            if every and not q.snapshotting and q.log.last_lsn - q.snapshot_lsn >= every:
+            if (
+                every
+                and not q.snapshotting
+                and self.failure is None
+                and q.applied_lsn - q.snapshot_lsn >= every
+            ):
                 self._spawn_snapshot(q)
             nxt = index.next_deadline()
             if nxt is not None and (deadline is None or nxt < deadline):
@@ -873,267 +853,8 @@ class Engine:
         await self.snapshot(queue)
 
     async def snapshot(self, queue: str) -> int:
-        """Write a fuzzy snapshot of the queue without stalling the loop; returns its LSN.
-
-        The job list is fixed when the snapshot starts (every job that exists at its LSN is in it);
-        jobs are encoded a chunk at a time with a yield to the loop between chunks, so a job may be
-        written in a state newer than the LSN: replay is idempotent (``job.lsn``), so that is fine.
-        """
-        q = self._queue(queue)
-        if q.snapshotting:
-            return q.snapshot_lsn
-        q.snapshotting = True
-        started = time.perf_counter()
-        writer = q.log.snapshot()
-        try:
-            index = q.index
-            meta = rec.QueueMeta(
-                rec.SNAPSHOT_VERSION,
-                q.paused,
-                q.log.durability.value,
-                [rec.IdempotencyEntry(*item) for item in index.keys.items()],
-                self._ids.last,
-            )
-            jobs, count = index.jobs_view()
-            writer.add(_encode(meta))
-            step = self.config.snapshot_chunk
-            live = index.live_jobs
-            for start in range(0, count, step):
-                await asyncio.sleep(0)
-                writer.add(_encode(rec.JobChunk(live(jobs, start, min(count, start + step)))))
-            await writer.finish()
-        except BaseException:
-            writer.abort()
-            self.snapshot_stats.failed += 1
-            raise
-        finally:
-            q.snapshotting = False
-        # Wall-clock time of completion for monitoring only: nothing in the engine reads it back.
-        self.snapshot_stats.finished(time.perf_counter() - started, time.time())
-        q.snapshot_lsn = max(q.snapshot_lsn, writer.lsn)
-        return writer.lsn
-
-    # -- record application (live and replay) -----------------------------------------------------------
-
-    def _apply_succeeded(self, q: Queue, job: Job, body: rec.JobSucceeded, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempts
-        job.result = body.result
-        job.run_at = None
-        self._transition(q, job, JobState.SUCCEEDED, body.at, lsn)
-
-    def _apply_failed(self, q: Queue, job: Job, body: rec.JobFailed, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempt
-        err = AttemptError(body.attempt, body.at, body.error, body.traceback)
-        if job.errors is None:
-            job.errors = [err]
-        else:
-            job.errors.append(err)
-        if body.dead or body.retry_at is None:
-            job.run_at = None
-            self._transition(q, job, JobState.DEAD, body.at, lsn)
-        else:
-            job.run_at = body.retry_at
-            self._transition(q, job, _RETRYING, body.at, lsn)
-
-    def _apply_requeued(self, q: Queue, job: Job, body: rec.JobRequeued, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempts
-        if body.error is not None:
-            err = AttemptError(body.attempts, body.at, body.error)
-            if job.errors is None:
-                job.errors = [err]
-            else:
-                job.errors.append(err)
-        job.run_at = None
-        self._transition(q, job, _ENQUEUED, body.at, lsn)
-
-    def _apply_snoozed(self, q: Queue, job: Job, body: rec.JobSnoozed, lsn: int, now: float) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempts
-        if body.run_at > now:
-            job.run_at = body.run_at
-            self._transition(q, job, _SCHEDULED, body.at, lsn)
-        else:
-            job.run_at = None
-            self._transition(q, job, _ENQUEUED, body.at, lsn)
-            self._notify(q)
-
-    def _apply_released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempts
-        job.run_at = None
-        self._transition(q, job, _ENQUEUED, body.at, lsn)
-
-    def _apply_cancelled(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = body.attempts
-        job.run_at = None
-        self._transition(q, job, JobState.CANCELLED, body.at, lsn)
-
-    def _apply_retried(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
-        self._drop_lease(job)
-        job.attempts = 0
-        job.run_at = None
-        self._transition(q, job, _ENQUEUED, body.at, lsn)
-
-    def _apply_deleted(self, q: Queue, job: Job, lsn: int) -> None:
-        self._drop_lease(job)
-        job.lsn = lsn
-        q.index.remove(job, forget_key=True)
-        self.observer(job, True)
-
-    def apply_record(self, q: Queue, lsn: int, rtype: int, body: bytes) -> None:
-        """Replay one record (recovery): skips what the job already reflects (``lsn <= job.lsn``)."""
-        obj = rec.decode(rtype, body)
-        if isinstance(obj, Job):
-            self._replay_new(q, [obj], lsn)
-        elif isinstance(obj, rec.JobsEnqueued):
-            self._replay_new(q, obj.jobs, lsn)
-        elif isinstance(obj, rec.QueueEvent):
-            q.paused = rtype == RecordType.QUEUE_PAUSED
-        elif isinstance(obj, rec.QueueDurability):
-            q.log.set_durability(Durability(obj.mode))
-        else:
-            self._replay_job(q, obj, lsn, rtype)
-
-    def _replay_new(self, q: Queue, jobs: list[Job], lsn: int) -> None:
-        intern = sys.intern
-        for job in jobs:
-            if job.id in self._table:
-                continue
-            job.queue = q.name
-            job.name = intern(job.name)
-            job.lsn = lsn
-            q.index.add(job)
-            self._ids.observe(job.id)
-
-    def _replay_job(self, q: Queue, obj: msgspec.Struct, lsn: int, rtype: int) -> None:
-        job_id = getattr(obj, "id", None)
-        job = self._table.get(job_id) if isinstance(job_id, str) else None
-        if job is None or lsn <= job.lsn:
-            return
-        if isinstance(obj, rec.JobSucceeded):
-            self._apply_succeeded(q, job, obj, lsn)
-        elif isinstance(obj, rec.JobFailed):
-            self._apply_failed(q, job, obj, lsn)
-        elif isinstance(obj, rec.JobRequeued):
-            self._apply_requeued(q, job, obj, lsn)
-        elif isinstance(obj, rec.JobSnoozed):
-            self._apply_snoozed(q, job, obj, lsn, float("-inf"))
-        elif isinstance(obj, rec.JobEvent):
-            if rtype == RecordType.JOB_CANCELLED:
-                self._apply_cancelled(q, job, obj, lsn)
-            elif rtype == RecordType.JOB_RETRIED:
-                self._apply_retried(q, job, obj, lsn)
-            elif rtype == RecordType.JOB_RELEASED:
-                self._apply_released(q, job, obj, lsn)
-            else:
-                self._apply_deleted(q, job, lsn)
-
-    @property
-    def ids(self) -> IdGenerator:
-        return self._ids
-
-    @property
-    def table(self) -> JobTable:
-        return self._table
-
-    # -- queries ----------------------------------------------------------------------------------------
-
-    def get(self, job_id: str) -> Job:
-        """:raises JobNotFound:"""
-        return self._job(job_id)[1]
-
-    def find_by_key(self, queue: str, key: str) -> Job | None:
-        """The job an idempotency key names in a queue (None if unknown, expired, or gone)."""
-        q = self._queues.get(queue)
-        if q is None:
-            return None
-        entry = q.index.keys.entry(key)
-        return self._table.get(entry[0]) if entry is not None else None
-
-    def search(self, q: str, limit: int = 50, before: str | None = None) -> list[Job]:
-        """Jobs matching ``q`` as an id, an idempotency key (any queue) or a handler name; newest
-        first. ``before`` (a job id) pages through handler-name matches."""
-        v.check_limit(limit)
-        out: list[Job] = []
-        seen: set[str] = set()
-
-        def add(job: Job | None) -> None:
-            if job is not None and job.id not in seen and len(out) < limit:
-                seen.add(job.id)
-                out.append(job)
-
-        if before is None:
-            if is_job_id(q):
-                add(self._table.get(q))
-            for queue in self._queues.values():
-                entry = queue.index.keys.entry(q)
-                if entry is not None:
-                    add(self._table.get(entry[0]))
-        for job in self._table.by_name(q, limit, before):
-            add(job)
-        return out
-
-    def list_jobs(
-        self,
-        queue: str,
-        state: JobState,
-        cursor: str | None = None,
-        limit: int = 50,
-        newest_first: bool = True,
-    ) -> tuple[list[Job], str | None]:
-        """A page of a queue's jobs in ``state`` (by when they entered it) and the next cursor."""
-        q = self._queue(queue)
-        if not isinstance(state, JobState):
-            raise ValidationError("state", "must be a job state")
-        v.check_limit(limit, most=1000)
-        position: int | None = None
-        if cursor is not None:
-            if not isinstance(cursor, str) or not cursor.isdigit():
-                raise ValidationError("cursor", "must come from a previous page")
-            position = int(cursor)
-        jobs, nxt = q.index.page(state, position, limit, newest_first)
-        return jobs, (None if nxt is None else str(nxt))
-
-    def queues(self) -> list[str]:
-        return sorted(self._queues)
-
-    def queue_stats(self, queue: str) -> QueueStats:
-        q = self._queue(queue)
-        counts = dict(zip(_STATE_LABELS, q.index.counts[1:], strict=True))
-        return QueueStats(q.name, q.paused, q.log.durability, counts, sum(counts.values()))
-
-    def pending(self, queue: str | None = None) -> int:
-        """Pending (not finished) jobs of ``queue``, or of every queue (None); 0 for an unknown
-        queue. Exact and O(1): the index counts jobs as they enter and leave the pending states."""
-        if queue is None:
-            return self._table.pending_jobs
-        q = self._queues.get(queue)
-        return 0 if q is None else q.index.pending
-
-    def pending_figures(self, queue: str) -> tuple[int, int, int, int]:
-        """(pending jobs of ``queue``, their payload bytes, pending jobs of every queue, their
-        bytes): what backpressure reads on each enqueue, in one call."""
-        table = self._table
-        q = self._queues.get(queue)
-        if q is None:
-            return 0, 0, table.pending_jobs, table.pending_bytes
-        index = q.index
-        return index.pending, index.pending_bytes, table.pending_jobs, table.pending_bytes
-
-    def pending_bytes(self, queue: str | None = None) -> int:
-        """Payload bytes of the pending jobs of ``queue``, or of every queue (None); exact, O(1)."""
-        if queue is None:
-            return self._table.pending_bytes
-        q = self._queues.get(queue)
-        return 0 if q is None else q.index.pending_bytes
-
-    def stats(self) -> EngineStats:
-        queues = {name: self.queue_stats(name) for name in sorted(self._queues)}
-        return EngineStats(len(self._table), queues)
-
-    def is_paused(self, queue: str) -> bool:
-        return self._queue(queue).paused
+        """Write a snapshot of the queue at its applied LSN without stalling the loop; returns its LSN
+        (see `server/snapshots.py`)."""
+        return await write_snapshot(
+            self._queue(queue), self.ids, self.config.snapshot_chunk, self.snapshot_stats
+        )

@@ -116,3 +116,19 @@ class Overloaded(EngineError):
     def __init__(self, what: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(f"{what}; retry in {retry_after:g} s")
+
+
+class StorageFailed(EngineError):
+    """The server's storage failed (an fdatasync did not succeed): it takes no more writes and is
+    stopping (fail-stop). What was acknowledged before is durable; a write that got this error may or
+    may not be, and recovery on the next start decides. Retry against the restarted server."""
+
+    code = "STORAGE_FAILED"
+    kind = ErrorCode.INTERNAL
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the server's storage failed and it is stopping; this write may not be durable ({reason}). "
+            "Retry once the server has restarted"
+        )

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from itertools import chain
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -20,9 +19,7 @@ from spitfire.index.job import LEASED_STATES, Job, JobState
 from spitfire.wal.api import Durability, LogRecord, Recovery
 
 from . import records as rec
-
-if TYPE_CHECKING:
-    from .engine import Engine, Queue
+from .state import Queue, StateMachine
 
 _by_seq = attrgetter("seq")
 _by_id = attrgetter("id")
@@ -35,7 +32,7 @@ class SnapshotFormatError(ValueError):
     """A snapshot chunk this build cannot read."""
 
 
-def load_snapshot(engine: Engine, q: Queue, lsn: int, chunks: list[bytes]) -> None:
+def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) -> None:
     """Apply a snapshot's chunks: queue meta first, then the jobs."""
     meta = rec.meta_decoder.decode(chunks[0])
     if meta.version != rec.SNAPSHOT_VERSION:
@@ -44,7 +41,7 @@ def load_snapshot(engine: Engine, q: Queue, lsn: int, chunks: list[bytes]) -> No
             f"this build reads {rec.SNAPSHOT_VERSION}"
         )
     q.paused = meta.paused
-    q.snapshot_lsn = lsn
+    q.snapshot_lsn = q.applied_lsn = lsn
     mode = Durability(meta.durability)
     if q.log.durability is not mode:
         q.log.set_durability(mode)
@@ -71,15 +68,15 @@ def load_snapshot(engine: Engine, q: Queue, lsn: int, chunks: list[bytes]) -> No
     for entry in meta.keys:
         keys.restore(entry.key, entry.job_id, sys.intern(entry.name), entry.expires_at)
     if meta.last_id:
-        engine.ids.observe(meta.last_id)
+        state.ids.observe(meta.last_id)
     if jobs:
-        engine.ids.observe(max(jobs, key=_by_id).id)
+        state.ids.observe(max(jobs, key=_by_id).id)
 
 
-def load_new_jobs(engine: Engine, q: Queue, jobs: list[Job]) -> None:
+def load_new_jobs(state: StateMachine, q: Queue, jobs: list[Job]) -> None:
     """Index jobs read from enqueue records (``job.lsn``, ``queue`` and interned ``name`` set),
-    skipping ids already known."""
-    known = engine.table
+    skipping ids already known. (What `StateMachine.apply` does for each, in bulk.)"""
+    known = state.table
     fresh = [job for job in jobs if job.id not in known] if len(known) else jobs
     if not fresh:
         return
@@ -88,7 +85,8 @@ def load_new_jobs(engine: Engine, q: Queue, jobs: list[Job]) -> None:
     for job in fresh:
         if job.idempotency_key is not None:
             keys.add(job.idempotency_key, job.id, job.name, job.created_at)
-    engine.ids.observe(max(fresh, key=_by_id).id)
+    state.ids.observe(max(fresh, key=_by_id).id)
+    q.applied_lsn = max(q.applied_lsn, fresh[-1].lsn)
 
 
 _JOB_ENQUEUED = int(rec.RecordType.JOB_ENQUEUED)
@@ -125,19 +123,20 @@ def _pending_batch(q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
         out.append(job)
 
 
-def load_queue(engine: Engine, q: Queue, recovery: Recovery) -> None:
-    """Apply everything recovery found for the queue.
+def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
+    """Apply everything recovery found for the queue, through `StateMachine.apply`.
 
     Runs of enqueue records are indexed in bulk (runs of JOB_ENQUEUED records are also decoded in
     bulk); any other record first flushes the run, so the order of changes is kept.
     """
     chunks = list(recovery.snapshot_chunks)
     if chunks:
-        load_snapshot(engine, q, recovery.snapshot_lsn, chunks)
+        load_snapshot(state, q, recovery.snapshot_lsn, chunks)
     records = recovery.records
     if not isinstance(records, list):
         records = list(records)
-    apply = engine.apply_record
+    apply = state.apply
+    decode = rec.decode
     pending: list[Job] = []
     rtypes = bytes(map(_rtype, records))
     done = 0
@@ -148,11 +147,13 @@ def load_queue(engine: Engine, q: Queue, recovery: Recovery) -> None:
                 _pending_batch(q, record.lsn, record.body, pending)
                 continue
             if pending:
-                load_new_jobs(engine, q, pending)
+                load_new_jobs(state, q, pending)
                 pending = []
-            apply(q, record.lsn, record.rtype, record.body)
+            apply(q, record.lsn, record.rtype, decode(record.rtype, record.body))
         for i in range(start, end, BULK_DECODE):
             _decode_run(q, records[i : min(end, i + BULK_DECODE)], pending)
         done = end
     if pending:
-        load_new_jobs(engine, q, pending)
+        load_new_jobs(state, q, pending)
+    if records:
+        q.applied_lsn = max(q.applied_lsn, records[-1].lsn)

@@ -38,6 +38,8 @@ log = logging.getLogger("spitfire.server")
 
 #: The server's name in WELCOME.
 SERVER_NAME = "spitfire-server/0.1.0"
+#: Exit code after a fail-stop (a failed fdatasync): the next start recovers what is durable.
+EXIT_STORAGE_FAILED = 3
 #: /ready answers 503 when the data directory's file system has less free space than this.
 READY_MIN_FREE = 16 * 2**20
 
@@ -79,6 +81,8 @@ class Server:
         self._background: set[asyncio.Task[None]] = set()
         #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
         self.http: Any = None
+        #: Why the storage failed (fail-stop), once it has.
+        self.failure: str | None = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -95,6 +99,7 @@ class Server:
             snapshot_every=opts.snapshot_every,
         )
         engine = self.engine = Engine(self.storage, config)
+        engine.on_failure = self._storage_failed
         await engine.open(now=time.time())
         stats = engine.stats()
         log.info(
@@ -192,11 +197,27 @@ class Server:
         )
         await self.http.serve(dashboard)
 
+    def _storage_failed(self, reason: str) -> None:
+        """Fail-stop: the engine takes no more writes; stop serving and exit non-zero, so that
+        recovery on the next start decides what is durable (never retry a failed fsync)."""
+        if self.failure is None:
+            self.failure = reason
+            log.critical(
+                "stopping: %s. Writes are refused from now on; the server exits with code %d and the "
+                "next start recovers what is durable",
+                reason,
+                EXIT_STORAGE_FAILED,
+            )
+            self.stop()
+
     def readiness(self) -> dict[str, str]:
-        """Failing readiness checks by name (empty when ready): recovered, not stopping, log writable."""
+        """Failing readiness checks by name (empty when ready): recovered, not stopping, storage
+        working, log writable."""
         failing: dict[str, str] = {}
         if self.engine is None or self.service is None:
             failing["recovery"] = "the data directory is being recovered"
+        if self.failure is not None:
+            failing["storage"] = self.failure
         if self._stopping.is_set():
             failing["shutdown"] = "the server is shutting down"
         data_dir = self.options.data_dir
@@ -304,5 +325,8 @@ async def serve(options: ServerOptions) -> int:
         await server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if server.failure is not None:
+        log.critical("stopped after a storage failure: %s", server.failure)
+        return EXIT_STORAGE_FAILED
     log.info("stopped cleanly")
     return 0

@@ -1,0 +1,316 @@
+"""The engine's state machine: what memory holds, and the one function that changes it, `apply`.
+
+Memory only ever reflects records that are durable (commit, then apply): the engine appends a
+record, waits for the commit that covers it (group and sync modes; async: the append itself), and
+only then hands the record to `StateMachine.apply`. Recovery hands it the records it reads back, in
+the same order, through the same function (and Raft followers will, through the same function
+again). So whatever is delivered, listed, searched, found by idempotency key or streamed has been
+made durable first.
+
+`apply` is deterministic: it reads nothing but the state and the record (no clock: a record
+carries its own time). It does not advance the id generator either: recovery does that once per
+queue, and ids applied live came from it. It skips a record the job already reflects
+(``lsn <= job.lsn``: snapshots may be fuzzy) and a record of a job it does not know (its enqueue
+was lost to a repair, or the job was deleted or evicted since).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from spitfire.index.ids import IdGenerator
+from spitfire.index.job import LEASED_STATES, AttemptError, Job, JobState
+from spitfire.index.queue import QueueIndex
+from spitfire.index.table import JobTable
+from spitfire.wal.api import Durability, QueueLog
+
+from . import records as rec
+from .events import BatchObserver, JobObserver, ignore
+from .records import RecordType
+
+log = logging.getLogger("spitfire.server.state")
+
+_ENQUEUED = JobState.ENQUEUED
+_SCHEDULED = JobState.SCHEDULED
+_RETRYING = JobState.RETRYING
+
+#: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
+#: application returns, or None).
+Pending = tuple[int, int, Any, "list[Any] | None"]
+
+
+@dataclass(slots=True)
+class Queue:
+    """One queue: its log, its index, its flags, and its records waiting to be applied."""
+
+    name: str
+    log: QueueLog
+    index: QueueIndex
+    paused: bool = False
+    #: LSN of the last finished snapshot (0: none).
+    snapshot_lsn: int = 0
+    #: A snapshot is being written.
+    snapshotting: bool = False
+    #: Every record up to this LSN has been applied (what a snapshot may claim to reflect).
+    applied_lsn: int = 0
+    #: Records appended but not applied yet, in LSN order (their commit is outstanding).
+    pending: collections.deque[Pending] = field(default_factory=collections.deque)
+
+
+def _history(job: Job, state: JobState, at: float) -> None:
+    """Record that ``job`` enters ``state`` at ``at`` (before the index moves it). The first
+    transition also records the state the job was created in, at ``created_at``: until then the
+    history is None, so enqueue pays nothing for it (see `index.job.transitions`)."""
+    h = job.history
+    if h is None:
+        job.history = [float(job.state), job.created_at, float(state), at]
+    else:
+        h.append(float(state))
+        h.append(at)
+
+
+def _add_error(job: Job, err: AttemptError) -> None:
+    if job.errors is None:
+        job.errors = [err]
+    else:
+        job.errors.append(err)
+
+
+class StateMachine:
+    """Every queue's jobs in memory, changed only by `apply` (plus the deliveries, which are not
+    logged: `reserve` and lease extensions live in memory only, see the engine)."""
+
+    def __init__(self, ids: IdGenerator) -> None:
+        self.ids = ids
+        self.table = JobTable()
+        self.queues: dict[str, Queue] = {}
+        #: worker id -> {job id: job} of the jobs it holds a lease on.
+        self.workers: dict[str, dict[str, Job]] = {}
+        #: Called with a queue's name when jobs became ready in it.
+        self.on_ready: Callable[[str], None] | None = None
+        #: Told of every job created, moved or deleted (attached after recovery).
+        self.observer: JobObserver = ignore
+        #: Told once of all the jobs one batch created, instead of `observer` once per job (when set).
+        self.batch_observer: BatchObserver | None = None
+        appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
+            RecordType.JOB_ENQUEUED: self._enqueued,
+            RecordType.JOBS_ENQUEUED: self._batch_enqueued,
+            RecordType.JOB_SUCCEEDED: self._job_record(self._succeeded),
+            RecordType.JOB_FAILED: self._job_record(self._failed),
+            RecordType.JOB_REQUEUED: self._job_record(self._requeued),
+            RecordType.JOB_SNOOZED: self._job_record(self._snoozed),
+            RecordType.JOB_RELEASED: self._job_record(self._released),
+            RecordType.JOB_CANCELLED: self._job_record(self._cancelled),
+            RecordType.JOB_RETRIED: self._job_record(self._retried),
+            RecordType.JOB_DELETED: self._job_record(self._deleted),
+            RecordType.QUEUE_PAUSED: self._paused,
+            RecordType.QUEUE_RESUMED: self._resumed,
+            RecordType.QUEUE_DURABILITY: self._durability,
+        }
+        #: Indexed by record type byte (None: a type this build does not know).
+        self._appliers: list[Callable[[Queue, Any, int], Any] | None] = [appliers.get(t) for t in range(256)]
+
+    # -- the one entry point ----------------------------------------------------------------------------
+
+    def apply(self, q: Queue, lsn: int, rtype: int, body: Any) -> Any:
+        """Apply one durable record (``body`` decoded: a Job, or the record's struct) to memory.
+
+        Returns what the change did that its writer must act on: for a cancel or a delete, the id
+        of the worker whose lease it revoked (None otherwise).
+        """
+        applier = self._appliers[rtype]
+        if applier is None:
+            raise rec.UnknownRecordType(rtype)
+        result = applier(q, body, lsn)
+        q.applied_lsn = lsn
+        return result
+
+    def apply_pending(self, q: Queue, upto: int) -> None:
+        """Apply the queue's pending records up to ``upto`` (their commit completed), in order."""
+        pending = q.pending
+        apply = self.apply
+        while pending and pending[0][0] <= upto:
+            lsn, rtype, body, box = pending.popleft()
+            result = apply(q, lsn, rtype, body)
+            if box is not None:
+                box.append(result)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def notify(self, q: Queue) -> None:
+        """Tell the dispatcher that jobs became ready in ``q`` (unless it is paused)."""
+        if self.on_ready is not None and not q.paused:
+            self.on_ready(q.name)
+
+    def transition(self, q: Queue, job: Job, state: JobState, at: float, lsn: int) -> None:
+        """Move ``job`` to ``state`` at ``at`` (``lsn``: the record that moved it; 0 for a delivery)."""
+        _history(job, state, at)
+        job.updated_at = at
+        if lsn:
+            job.lsn = lsn
+        q.index.move(job, state)
+        self.observer(job, False)
+
+    def drop_lease(self, job: Job) -> str | None:
+        """Forget who holds ``job``; returns that worker's id (None when nobody did)."""
+        worker = job.worker
+        if worker is not None:
+            held = self.workers.get(worker)
+            if held is not None:
+                held.pop(job.id, None)
+                if not held:
+                    del self.workers[worker]
+        job.worker = None
+        job.lease_until = None
+        return worker
+
+    # -- new jobs ---------------------------------------------------------------------------------------
+
+    def _enqueued(self, q: Queue, job: Job, lsn: int) -> None:
+        if job.id in self.table:  # a fuzzy snapshot already holds it
+            return
+        job.lsn = lsn
+        q.index.add(job)
+        self.observer(job, False)
+        if job.state is _ENQUEUED:
+            self.notify(q)
+
+    def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
+        table = self.table
+        new = [job for job in body.jobs if job.id not in table] if len(table) else body.jobs
+        if not new:
+            return
+        qname = q.name
+        keyed = False
+        for job in new:
+            job.lsn = lsn
+            job.queue = qname
+            keyed = keyed or job.idempotency_key is not None
+        if keyed:
+            add = q.index.add
+            for job in new:
+                add(job)
+        else:
+            q.index.add_many(new)
+        if self.batch_observer is not None:
+            self.batch_observer(new)
+        elif self.observer is not ignore:
+            observer = self.observer
+            for job in new:
+                observer(job, False)
+        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
+            self.notify(q)
+
+    # -- records of one existing job ----------------------------------------------------------------------
+
+    def _job_record(self, change: Callable[[Queue, Job, Any, int], Any]) -> Callable[[Queue, Any, int], Any]:
+        """An applier that finds the record's job and skips what the job already reflects."""
+        table = self.table
+
+        def apply(q: Queue, body: Any, lsn: int) -> Any:
+            job = table.get(body.id)
+            if job is None or lsn <= job.lsn:
+                return None
+            return change(q, job, body, lsn)
+
+        return apply
+
+    def _succeeded(self, q: Queue, job: Job, body: rec.JobSucceeded, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = body.attempts
+        job.result = body.result
+        job.run_at = None
+        self.transition(q, job, JobState.SUCCEEDED, body.at, lsn)
+
+    def _failed(self, q: Queue, job: Job, body: rec.JobFailed, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = body.attempt
+        _add_error(job, AttemptError(body.attempt, body.at, body.error, body.traceback))
+        if body.dead or body.retry_at is None:
+            job.run_at = None
+            self.transition(q, job, JobState.DEAD, body.at, lsn)
+        else:
+            job.run_at = body.retry_at
+            self.transition(q, job, _RETRYING, body.at, lsn)
+
+    def _requeued(self, q: Queue, job: Job, body: rec.JobRequeued, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = body.attempts
+        if body.error is not None:
+            _add_error(job, AttemptError(body.attempts, body.at, body.error))
+        job.run_at = None
+        self.transition(q, job, _ENQUEUED, body.at, lsn)
+        self.notify(q)
+
+    def _snoozed(self, q: Queue, job: Job, body: rec.JobSnoozed, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = body.attempts
+        # SCHEDULED even when already due: the next promotion pass moves it (deterministic: the
+        # record, not the clock at apply time, decides).
+        job.run_at = body.run_at
+        self.transition(q, job, _SCHEDULED, body.at, lsn)
+
+    def _released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = body.attempts
+        job.run_at = None
+        self.transition(q, job, _ENQUEUED, body.at, lsn)
+        self.notify(q)
+
+    def _cancelled(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> str | None:
+        leased = job.state in LEASED_STATES
+        worker = self.drop_lease(job)
+        job.attempts = body.attempts
+        job.run_at = None
+        self.transition(q, job, JobState.CANCELLED, body.at, lsn)
+        return worker if leased else None
+
+    def _retried(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
+        self.drop_lease(job)
+        job.attempts = 0
+        job.run_at = None
+        self.transition(q, job, _ENQUEUED, body.at, lsn)
+        self.notify(q)
+
+    def _deleted(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> str | None:
+        leased = job.state in LEASED_STATES
+        worker = self.drop_lease(job)
+        job.lsn = lsn
+        q.index.remove(job, forget_key=True)
+        self.observer(job, True)
+        return worker if leased else None
+
+    # -- records of the queue ---------------------------------------------------------------------------
+
+    def _paused(self, q: Queue, body: rec.QueueEvent, lsn: int) -> None:
+        q.paused = True
+
+    def _resumed(self, q: Queue, body: rec.QueueEvent, lsn: int) -> None:
+        q.paused = False
+        if q.index.counts[_ENQUEUED]:
+            self.notify(q)
+
+    def _durability(self, q: Queue, body: rec.QueueDurability, lsn: int) -> None:
+        q.log.set_durability(Durability(body.mode))
+
+
+def decode_record(rtype: int, body: bytes) -> msgspec.Struct:
+    """A record's body decoded for `StateMachine.apply` (job records: a `Job`)."""
+    return rec.decode(rtype, body)
+
+
+def intern_jobs(q: Queue, jobs: list[Job]) -> None:
+    """Give decoded jobs their queue's name object and an interned handler name (memory: one string
+    object per name however many jobs carry it)."""
+    name = q.name
+    intern = sys.intern
+    for job in jobs:
+        job.queue = name
+        job.name = intern(job.name)
