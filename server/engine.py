@@ -204,7 +204,7 @@ class Engine(Queries):
                 job_id = getattr(body, "id", None)
                 if job_id is not None and inflight.get(job_id) == lsn:
                     del inflight[job_id]
-            if self._inflight_keys and (rtype == _JOB_ENQUEUED or rtype == _JOBS_ENQUEUED):
+            if self._inflight_keys and (rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED)):
                 self._forget_keys(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
 
     def _forget_keys(self, q: Queue, jobs: Iterable[Job], lsn: int) -> None:
@@ -242,7 +242,7 @@ class Engine(Queries):
         q.pending.append((lsn, rtype, body, box))
         if job_id is not None:
             self._inflight[job_id] = lsn
-        elif rtype == _JOB_ENQUEUED or rtype == _JOBS_ENQUEUED:
+        elif rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
             keys = self._inflight_keys
             for job in body.jobs if rtype == _JOBS_ENQUEUED else (body,):
                 if job.idempotency_key is not None:
