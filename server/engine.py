@@ -163,14 +163,7 @@ class Engine:
         return q
 
     def _new_index(self, name: str) -> QueueIndex:
-        c = self.config
-        return QueueIndex(
-            name,
-            self._table,
-            key_retention=c.idempotency_retention,
-            history_max_count=c.history_max_count,
-            history_max_age=c.history_max_age,
-        )
+        return QueueIndex(name, self._table, retention=self.config.retention)
 
     async def close(self) -> None:
         """Let running snapshots finish, make every log durable and close the storage."""
