@@ -1,9 +1,10 @@
 """Everything one queue knows in memory, kept consistent through one small set of transitions.
 
-`QueueIndex` owns the per-state structures of a queue (ready, waiting, leased, history, pagination,
-idempotency keys, counts) and registers its jobs in the shared `JobTable`. Every state change goes
-through `add`, `move` or `remove`, which give the job a fresh ``seq``: that is what makes the lazy
-deletion of every structure work (an entry is live iff it carries the job's current ``seq``).
+`QueueIndex` owns the per-state structures of a queue (ready, waiting, leased, the retention of each
+finished state, pagination, idempotency keys, counts) and registers its jobs in the shared
+`JobTable`. Every state change goes through `add`, `move` or `remove`, which give the job a fresh
+``seq``: that is what makes the lazy deletion of every structure work (an entry is live iff it
+carries the job's current ``seq``).
 No I/O and no clock: time comes in as ``now``.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from .history import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, History
-from .idempotency import DEFAULT_RETENTION, IdempotencyTable
+from .history import FINISHED_STATES, History, Retention
+from .idempotency import IdempotencyTable
 from .job import Job, JobState
 from .pages import StateList
 from .ready import ReadyQueue
@@ -30,11 +31,14 @@ _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
-_SUCCEEDED = JobState.SUCCEEDED
 _STATES = len(JobState) + 1
 #: Indexed by state value: True for the pending states (scheduled, enqueued, reserved, running,
 #: retrying), whose jobs and payload bytes the index counts.
 _PENDING = tuple(i in {s.value for s in JobState if s.label in PENDING_LABELS} for i in range(_STATES))
+#: Indexed by state value: True for the finished states, whose jobs retention forgets.
+_FINISHED = tuple(i in {s.value for s in FINISHED_STATES} for i in range(_STATES))
+#: Retention of queues built without one: the documented defaults.
+DEFAULT_RETENTION = Retention()
 
 
 _updated_at = attrgetter("updated_at")
@@ -48,7 +52,7 @@ class QueueIndex:
         "_dead_jobs",
         "_jobs",
         "counts",
-        "history",
+        "histories",
         "keys",
         "leases",
         "name",
@@ -66,10 +70,10 @@ class QueueIndex:
         name: str,
         table: JobTable,
         *,
-        key_retention: float = DEFAULT_RETENTION,
-        history_max_count: int = DEFAULT_MAX_COUNT,
-        history_max_age: float = DEFAULT_MAX_AGE,
+        retention: Retention = DEFAULT_RETENTION,
     ) -> None:
+        """An empty index of queue ``name`` whose jobs are registered in ``table``; ``retention``
+        says how long finished jobs and idempotency keys are kept."""
         self.name = name
         self.table = table
         self.ready = ReadyQueue()
@@ -77,8 +81,15 @@ class QueueIndex:
         self.waiting = DeadlineHeap(run_at_of)
         #: RESERVED and RUNNING jobs by lease_until.
         self.leases = DeadlineHeap(lease_of)
-        self.keys = IdempotencyTable(key_retention)
-        self.history = History(history_max_count, history_max_age)
+        self.keys = IdempotencyTable(retention.keys, table.__contains__)
+        #: The finished jobs of each finished state, oldest first, indexed by state value (None for
+        #: the other states).
+        self.histories: list[History | None] = [
+            History(JobState(i), retention.max_per_state, retention.max_age(JobState(i)))
+            if _FINISHED[i]
+            else None
+            for i in range(_STATES)
+        ]
         self.states = [StateList() for _ in range(_STATES)]
         #: Jobs per state, indexed by the state's value.
         self.counts = [0] * _STATES
@@ -105,8 +116,10 @@ class QueueIndex:
             self.waiting.push(job, counts[_SCHEDULED] + counts[_RETRYING])
         elif state is _RESERVED or state is _RUNNING:
             self.leases.push(job, counts[_RESERVED] + counts[_RUNNING])
-        elif state is _SUCCEEDED:
-            self.history.push(job)
+        else:
+            history = self.histories[state]
+            if history is not None:
+                history.push(job, counts[state])
 
     def add(self, job: Job, *, index_key: bool = True) -> None:
         """Index a new job in its current state (and its idempotency key, if any and ``index_key``)."""
@@ -159,8 +172,10 @@ class QueueIndex:
             self.waiting.extend(group)
         elif state in (_RESERVED, _RUNNING):
             self.leases.extend(group)
-        elif state == _SUCCEEDED:
-            self.history.extend(sorted(group, key=_updated_at))
+        else:
+            history = self.histories[state]
+            if history is not None:
+                history.extend(sorted(group, key=_updated_at))
 
     def add_many(self, jobs: list[Job]) -> None:
         """Index many new jobs without idempotency keys, in order (an enqueue_batch batch)."""
@@ -200,21 +215,35 @@ class QueueIndex:
         self.leases.push(job, self.counts[_RESERVED] + self.counts[_RUNNING])
 
     def remove(self, job: Job, *, forget_key: bool) -> None:
-        """Forget a job (deleted, or evicted from history); ``forget_key`` drops its idempotency key."""
-        if self.table.get(job.id) is not job:
+        """Forget a job. ``forget_key=True`` (the job was deleted) forgets its idempotency key too;
+        ``False`` (retention forgot it) keeps the key for the key retention after the job finished."""
+        if self._unindex(job):
+            self._release_key(job, forget_key, None)
+
+    def _release_key(self, job: Job, forget: bool, now: float | None) -> None:
+        key = job.idempotency_key
+        if key is None:
             return
+        if forget:
+            self.keys.remove(key, job.id)
+        else:
+            self.keys.release(key, job.id, job.updated_at, now)
+
+    def _unindex(self, job: Job) -> bool:
+        """Take the job out of every structure; False if it was not indexed."""
+        if self.table.get(job.id) is not job:
+            return False
         self.counts[job.state] -= 1
         self.states[job.state].left()
         if _PENDING[job.state]:
             self._count(-1, -len(job.payload))
         job.seq = 0
         self.table.remove(job)
-        if forget_key and job.idempotency_key is not None:
-            self.keys.remove(job.idempotency_key, job.id)
         self._dead_jobs += 1
         if self._dead_jobs > MIN_COMPACT_SIZE and self._dead_jobs * 2 > len(self._jobs):
             self._jobs = self.jobs()
             self._dead_jobs = 0
+        return True
 
     # -- queries and maintenance ------------------------------------------------------------------------
 
@@ -256,25 +285,42 @@ class QueueIndex:
         return self.leases.due(now)
 
     def evict(self, now: float) -> list[Job]:
-        """Remove and return the succeeded jobs history no longer keeps (their keys stay)."""
-        evicted = self.history.evict(now, self.counts[_SUCCEEDED])
-        for job in evicted:
-            self.remove(job, forget_key=False)
-        return evicted
+        """Remove and return the finished jobs (succeeded, dead, cancelled) retention no longer keeps
+        at ``now``: each state's oldest beyond its count limit, and those in it for its age or longer.
+
+        Their idempotency keys stay until the key retention after they finished (dropped here when
+        that has passed); the caller expires the others with ``keys.expire(now)``.
+        """
+        out: list[Job] = []
+        counts = self.counts
+        for history in self.histories:
+            if history is None:
+                continue
+            evicted = history.evict(now, counts[history.state])
+            for job in evicted:
+                if self._unindex(job):
+                    self._release_key(job, False, now)
+            out.extend(evicted)
+        return out
 
     def next_deadline(self) -> float | None:
         """The earliest time at which `due`, `expired`, `evict` or key expiry has work."""
-        found = [
-            t
-            for t in (
-                self.waiting.next_deadline(),
-                self.leases.next_deadline(),
-                self.history.next_expiry(),
-                self.keys.next_expiry(),
-            )
-            if t is not None
+        counts = self.counts
+        candidates = [
+            self.waiting.next_deadline(),
+            self.leases.next_deadline(),
+            self.keys.next_expiry(),
+            *(h.next_expiry(counts[h.state]) for h in self.histories if h is not None),
         ]
+        found = [t for t in candidates if t is not None]
         return min(found) if found else None
+
+    def history(self, state: JobState) -> History:
+        """The retention of the finished ``state`` (:raises ValueError: for another state)."""
+        history = self.histories[state]
+        if history is None:
+            raise ValueError(f"{state.label} is not a finished state: only finished jobs are retained")
+        return history
 
     def page(
         self, state: JobState, cursor: int | None, limit: int, newest_first: bool = True

@@ -2,7 +2,8 @@
 
 The by-name lists are append-only in id order (ids are time-ordered) with lazy deletion: an entry is
 live iff the table still maps its id to that very job object. A list is rebuilt when its dead entries
-outnumber the live ones.
+outnumber the live ones, and the by-id dict when it holds a quarter of its peak (CPython dicts never
+shrink on deletion): memory follows the jobs kept, not the most ever kept.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from .job import Job
 
 #: Never compact a by-name list smaller than this.
 MIN_COMPACT_SIZE = 256
+#: Never rebuild a by-id dict that peaked below this many jobs.
+MIN_SHRINK_SIZE = 4096
 
 
 _job_id = attrgetter("id")
@@ -32,7 +35,7 @@ class _NameList:
 class JobTable:
     """Global lookup of jobs by id and by handler name."""
 
-    __slots__ = ("_by_id", "_by_name", "pending_bytes", "pending_jobs")
+    __slots__ = ("_by_id", "_by_name", "_peak", "pending_bytes", "pending_jobs")
 
     def __init__(self) -> None:
         self._by_id: dict[str, Job] = {}
@@ -41,10 +44,15 @@ class JobTable:
         #: queues' indexes keep these exact as jobs enter and leave the pending states.
         self.pending_jobs = 0
         self.pending_bytes = 0
+        #: The most jobs held since the by-id dict was last rebuilt.
+        self._peak = 0
 
     def add(self, job: Job) -> None:
         """Index a new job (its id must be new)."""
-        self._by_id[job.id] = job
+        by_id = self._by_id
+        by_id[job.id] = job
+        if len(by_id) > self._peak:
+            self._peak = len(by_id)
         names = self._by_name.get(job.name)
         if names is None:
             names = self._by_name[job.name] = _NameList()
@@ -53,6 +61,7 @@ class JobTable:
     def add_many(self, jobs: list[Job]) -> None:
         """Index many new jobs at once (recovery): C-level bulk operations where possible."""
         self._by_id.update(zip(map(_job_id, jobs), jobs, strict=True))
+        self._peak = max(self._peak, len(self._by_id))
         by_name = self._by_name
         for name, run in groupby(jobs, key=_job_name):
             names = by_name.get(name)
@@ -65,6 +74,9 @@ class JobTable:
         if self._by_id.get(job.id) is not job:
             return
         del self._by_id[job.id]
+        if self._peak > MIN_SHRINK_SIZE and len(self._by_id) * 4 < self._peak:
+            self._by_id = dict(self._by_id)  # amortised: a quarter of the peak is left
+            self._peak = len(self._by_id)
         names = self._by_name.get(job.name)
         if names is None:
             return

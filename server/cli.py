@@ -6,7 +6,8 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--heartbeat-interval S]
-                [--shutdown-grace S]
+                [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
+                [--retain-cancelled 7d] [--retain-max-per-queue N]
 spitfire-server repair --data-dir DIR [--yes]
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import uvloop
 
+from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
 from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
@@ -38,6 +40,7 @@ from spitfire.server.options import (
     OptionsError,
     ServerOptions,
     auth_token_from_env,
+    parse_duration,
 )
 from spitfire.wal.api import Durability, StorageError
 
@@ -110,6 +113,24 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds in-flight requests get on SIGTERM (default %(default)s)",
     )
+    retention = p.add_argument_group(
+        "retention (finished jobs are forgotten after this long, or when a queue holds more than N in "
+        "one finished state; durations: 90, 30s, 10m, 24h, 7d)"
+    )
+    for state, default in (("succeeded", "24h"), ("dead", "7d"), ("cancelled", "7d")):
+        retention.add_argument(
+            f"--retain-{state}",
+            default=default,
+            metavar="DURATION",
+            help=f"keep {state} jobs this long (default %(default)s)",
+        )
+    retention.add_argument(
+        "--retain-max-per-queue",
+        type=int,
+        default=DEFAULT_RETAIN_MAX_PER_STATE,
+        metavar="N",
+        help="keep at most N succeeded, N dead and N cancelled jobs per queue (default %(default)s)",
+    )
     return p
 
 
@@ -147,6 +168,10 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         heartbeat_interval=args.heartbeat_interval,
         shutdown_grace=args.shutdown_grace,
         snapshot_every=args.snapshot_every,
+        retain_succeeded=parse_duration(args.retain_succeeded, "--retain-succeeded"),
+        retain_dead=parse_duration(args.retain_dead, "--retain-dead"),
+        retain_cancelled=parse_duration(args.retain_cancelled, "--retain-cancelled"),
+        retain_max_per_queue=args.retain_max_per_queue,
     )
 
 

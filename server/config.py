@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from spitfire.index.history import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
+from spitfire.index.history import (
+    DEFAULT_RETAIN_CANCELLED,
+    DEFAULT_RETAIN_DEAD,
+    DEFAULT_RETAIN_MAX_PER_STATE,
+    DEFAULT_RETAIN_SUCCEEDED,
+    Retention,
+)
 from spitfire.index.idempotency import DEFAULT_RETENTION
 from spitfire.index.job import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT
 from spitfire.wal.api import Durability
@@ -33,12 +40,18 @@ class EngineConfig:
 
     #: Durability mode of queues created from now on.
     durability: Durability = DEFAULT_DURABILITY
-    #: Seconds an idempotency key is remembered after the job it named was created.
+    #: Seconds an idempotency key is remembered after the job it names finished (it is held for as
+    #: long as the job exists, whatever its state, and forgotten when the job is deleted).
     idempotency_retention: float = DEFAULT_RETENTION
-    #: Succeeded jobs kept per queue (oldest evicted first).
-    history_max_count: int = DEFAULT_MAX_COUNT
-    #: Seconds a succeeded job is kept.
-    history_max_age: float = DEFAULT_MAX_AGE
+    #: Seconds a succeeded job is kept (`--retain-succeeded`).
+    retain_succeeded: float = DEFAULT_RETAIN_SUCCEEDED
+    #: Seconds a dead job is kept (`--retain-dead`).
+    retain_dead: float = DEFAULT_RETAIN_DEAD
+    #: Seconds a cancelled job is kept (`--retain-cancelled`).
+    retain_cancelled: float = DEFAULT_RETAIN_CANCELLED
+    #: Most jobs kept per queue in each finished state, oldest forgotten first
+    #: (`--retain-max-per-queue`; 0: finished jobs are forgotten at the next tick).
+    retain_max_per_queue: int = DEFAULT_RETAIN_MAX_PER_STATE
     #: Lease (visibility timeout) of jobs that do not set one, in seconds.
     default_timeout: float = DEFAULT_TIMEOUT
     #: Longest lease a job may ask for, in seconds.
@@ -61,17 +74,33 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.durability, Durability):
             raise ValueError("EngineConfig.durability must be a Durability")
-        for name in ("idempotency_retention", "history_max_age", "default_timeout", "max_timeout"):
+        for name in ("idempotency_retention", "default_timeout", "max_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"EngineConfig.{name} must be above zero")
+        if not math.isfinite(self.idempotency_retention):
+            raise ValueError("EngineConfig.idempotency_retention must be a finite number of seconds")
+        for name in ("retain_succeeded", "retain_dead", "retain_cancelled"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"EngineConfig.{name} must be a finite number of seconds, 0 or more")
         if self.default_timeout > self.max_timeout:
             raise ValueError("EngineConfig.default_timeout must not exceed max_timeout")
         for name in ("default_max_attempts", "max_payload", "max_result", "max_batch", "max_name"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EngineConfig.{name} must be at least 1")
-        if self.history_max_count < 0:
-            raise ValueError("EngineConfig.history_max_count must not be negative")
+        if self.retain_max_per_queue < 0:
+            raise ValueError("EngineConfig.retain_max_per_queue must not be negative")
         if self.snapshot_every < 0:
             raise ValueError("EngineConfig.snapshot_every must not be negative (0 disables)")
         if self.snapshot_chunk < 1:
             raise ValueError("EngineConfig.snapshot_chunk must be at least 1")
+
+    @property
+    def retention(self) -> Retention:
+        """The retention rules every queue's index applies (finished jobs and idempotency keys)."""
+        return Retention(
+            succeeded=self.retain_succeeded,
+            dead=self.retain_dead,
+            cancelled=self.retain_cancelled,
+            max_per_state=self.retain_max_per_queue,
+            keys=self.idempotency_retention,
+        )

@@ -164,14 +164,7 @@ class Engine(Queries):
         q.log.set_listener(lambda lsn: self._durable(q, lsn), lambda error: self._fail_stop(q, error))
 
     def _new_index(self, name: str) -> QueueIndex:
-        c = self.config
-        return QueueIndex(
-            name,
-            self.state.table,
-            key_retention=c.idempotency_retention,
-            history_max_count=c.history_max_count,
-            history_max_age=c.history_max_age,
-        )
+        return QueueIndex(name, self.state.table, retention=self.config.retention)
 
     async def close(self) -> None:
         """Let running snapshots finish, make every log durable and close the storage."""
@@ -341,7 +334,7 @@ class Engine(Queries):
         if entry is None or entry[2] <= now:
             return None
         job = self.state.table.get(entry[0])
-        if job is None:  # evicted from history: only finished jobs are evicted
+        if job is None:  # evicted by retention (its state is not kept: reported as succeeded)
             job = Job(entry[0], queue, entry[1], b"", JobState.SUCCEEDED, 0.0, idempotency_key=key)
         return job
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from spitfire.index.history import (
+    DEFAULT_RETAIN_CANCELLED,
+    DEFAULT_RETAIN_DEAD,
+    DEFAULT_RETAIN_MAX_PER_STATE,
+    DEFAULT_RETAIN_SUCCEEDED,
+)
 from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
 
@@ -36,6 +44,22 @@ DEFAULT_SHUTDOWN_GRACE = 5.0
 
 class OptionsError(ValueError):
     """An option is invalid; the message says which and how to fix it."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds in ``30`` (plain seconds, as the other time flags take), ``2.5s``, ``500ms``, ``10m``,
+    ``24h`` or ``7d`` (the grammar of the ``spitfire`` CLI's ``--delay``).
+
+    :raises OptionsError: naming ``flag``, for anything else.
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise OptionsError(f"{flag} {text!r}: not a duration; write e.g. 90, 30s, 500ms, 10m, 24h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +133,12 @@ class ServerOptions:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     #: A queue is snapshotted once this many records follow its last snapshot (0: never).
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    #: Seconds finished jobs are kept, per finished state, before retention forgets them.
+    retain_succeeded: float = DEFAULT_RETAIN_SUCCEEDED
+    retain_dead: float = DEFAULT_RETAIN_DEAD
+    retain_cancelled: float = DEFAULT_RETAIN_CANCELLED
+    #: Most jobs kept per queue in each finished state (the oldest are forgotten first).
+    retain_max_per_queue: int = DEFAULT_RETAIN_MAX_PER_STATE
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -145,6 +175,17 @@ class ServerOptions:
             raise OptionsError(f"--snapshot-every {self.snapshot_every}: must be 0 (never) or more")
         if not 0 <= self.shutdown_grace <= 3600:
             raise OptionsError(f"--shutdown-grace {self.shutdown_grace}: must be in [0, 3600]")
+        for flag, seconds in (
+            ("--retain-succeeded", self.retain_succeeded),
+            ("--retain-dead", self.retain_dead),
+            ("--retain-cancelled", self.retain_cancelled),
+        ):
+            if not 0 <= seconds < math.inf:
+                raise OptionsError(f"{flag} {seconds}: must be a duration of 0 or more, e.g. 24h or 7d")
+        if self.retain_max_per_queue < 0:
+            raise OptionsError(
+                f"--retain-max-per-queue {self.retain_max_per_queue}: must be 0 (keep none) or more"
+            )
 
 
 def auth_token_from_env(flag_value: str | None) -> str | None:

@@ -97,6 +97,10 @@ class Server:
             max_payload=opts.max_payload,
             max_result=opts.max_payload,
             snapshot_every=opts.snapshot_every,
+            retain_succeeded=opts.retain_succeeded,
+            retain_dead=opts.retain_dead,
+            retain_cancelled=opts.retain_cancelled,
+            retain_max_per_queue=opts.retain_max_per_queue,
         )
         engine = self.engine = Engine(self.storage, config)
         engine.on_failure = self._storage_failed

@@ -219,7 +219,7 @@ async def test_delete(harness: Harness) -> None:
 
 @run
 async def test_idempotency_window(harness: Harness) -> None:
-    e = await harness.open(config=EngineConfig(idempotency_retention=100.0, history_max_count=0))
+    e = await harness.open(config=EngineConfig(idempotency_retention=100.0, retain_max_per_queue=0))
     job, created = await e.enqueue("q", "h", b"1", idempotency_key="k", now=T0)
     same, created2 = await e.enqueue("q", "h", b"2", idempotency_key="k", now=T0 + 50)
     assert created and not created2 and same is job
@@ -244,7 +244,7 @@ async def test_idempotency_window(harness: Harness) -> None:
 
 @run
 async def test_history_eviction_by_count_and_age(harness: Harness) -> None:
-    e = await harness.open(config=EngineConfig(history_max_count=2, history_max_age=100.0))
+    e = await harness.open(config=EngineConfig(retain_max_per_queue=2, retain_succeeded=100.0))
     jobs = [(await e.enqueue("q", "h", b"", now=T0))[0] for _ in range(4)]
     for i, job in enumerate(e.reserve(["q"], "w", T0, limit=4)):
         await e.ack(job.id, "w", T0 + i)

@@ -65,7 +65,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.tmp.cleanup()
 
     async def _open(self) -> Engine:
-        config = EngineConfig(history_max_count=10_000, snapshot_chunk=4)
+        config = EngineConfig(retain_max_per_queue=10_000, snapshot_chunk=4)
         engine = Engine(self.make_storage(), config)
         await engine.open(self.now)
         return engine

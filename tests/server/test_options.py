@@ -89,3 +89,32 @@ def test_limit_defaults() -> None:
 def test_bad_limits_name_the_flag(argv: list[str], flag: str) -> None:
     with pytest.raises(OptionsError, match=flag):
         parse_options(argv)
+
+
+def test_retention_flags_parse_durations_and_reach_the_engine_config() -> None:
+    from spitfire.server.config import EngineConfig
+    from spitfire.server.options import parse_duration
+
+    defaults = parse_options([])
+    assert (defaults.retain_succeeded, defaults.retain_dead, defaults.retain_cancelled) == (
+        86400.0, 7 * 86400.0, 7 * 86400.0
+    )  # fmt: skip
+    assert defaults.retain_max_per_queue == 100_000
+    config = EngineConfig()
+    assert (config.retain_succeeded, config.retain_dead, config.retain_max_per_queue) == (
+        defaults.retain_succeeded, defaults.retain_dead, defaults.retain_max_per_queue
+    )  # fmt: skip
+    options = parse_options(
+        ["--retain-succeeded", "90m", "--retain-dead", "2d", "--retain-cancelled", "30",
+         "--retain-max-per-queue", "0"]
+    )  # fmt: skip
+    assert (options.retain_succeeded, options.retain_dead, options.retain_cancelled) == (
+        5400.0,
+        172800.0,
+        30.0,
+    )
+    assert options.retain_max_per_queue == 0
+    assert [parse_duration(t, "--f") for t in ("500ms", "1.5s", ".5", "7d")] == [0.5, 1.5, 0.5, 604800.0]
+    for bad in ("", "7w", "1h30m", "-1", "inf"):
+        with pytest.raises(OptionsError, match=r"--f .*not a duration"):
+            parse_duration(bad, "--f")

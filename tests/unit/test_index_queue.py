@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spitfire.index.history import Retention
 from spitfire.index.job import Job, JobState
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
@@ -13,7 +14,8 @@ S = JobState
 
 
 def new_index() -> QueueIndex:
-    return QueueIndex("q", JobTable(), key_retention=10.0, history_max_count=2, history_max_age=50.0)
+    retention = Retention(succeeded=50.0, dead=50.0, cancelled=50.0, max_per_state=2, keys=10.0)
+    return QueueIndex("q", JobTable(), retention=retention)
 
 
 def job(i: int, state: JobState = S.ENQUEUED, priority: int = 0, key: str | None = None) -> Job:

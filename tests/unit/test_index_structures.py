@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,68 +165,155 @@ def test_lease_extension_supersedes_the_old_entry_and_compacts() -> None:
 # -- idempotency ------------------------------------------------------------------------------------------
 
 
-def test_keys_expire_in_insertion_order() -> None:
+def test_a_key_is_held_until_released_then_expires_from_the_finish_time() -> None:
     keys = IdempotencyTable(retention=10.0)
-    keys.add("a", "1", "h", 0.0)
-    keys.add("b", "2", "h", 5.0)
-    assert keys.get("a") == "1"
-    assert keys.get("a", now=10.0) is None
-    assert keys.expire(10.0) == 1
+    keys.add("a", "1", "h")
+    keys.add("b", "2", "h")
+    assert keys.get("a", now=1e12) == "1"  # held: the job exists
+    assert keys.expire(1e12) == 0 and keys.next_expiry() is None
+    keys.release("a", "1", finished_at=100.0, now=105.0)
+    assert keys.entry("a") == ("1", "h", 110.0) and keys.next_expiry() == 110.0
+    assert keys.get("a", now=109.9) == "1" and keys.get("a", now=110.0) is None
+    assert keys.expire(110.0) == 1
     assert "a" not in keys and "b" in keys
-    assert keys.next_expiry() == 15.0
     keys.remove("b", "other")
     assert "b" in keys
     keys.remove("b", "2")
     assert "b" not in keys and len(keys) == 0
 
 
-def test_key_reused_after_removal_is_not_dropped_by_the_old_schedule_entry() -> None:
+def test_a_key_released_after_its_window_is_dropped_at_once() -> None:
     keys = IdempotencyTable(retention=10.0)
-    keys.add("a", "1", "h", 0.0)
-    keys.remove("a", "1")
-    keys.add("a", "2", "h", 5.0)
-    keys.expire(10.0)
-    assert keys.get("a") == "2"
-    assert keys.items() == [("a", "2", "h", 15.0)]
+    keys.add("a", "1", "h")
+    keys.release("a", "1", finished_at=0.0, now=10.0)
+    assert "a" not in keys and keys.next_expiry() is None
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcde"), st.floats(0, 10)), max_size=40))
-def test_keys_match_a_reference_dict(ops: list[tuple[str, float]]) -> None:
+def test_releasing_a_key_that_names_another_job_changes_nothing() -> None:
+    keys = IdempotencyTable(retention=10.0)
+    keys.add("a", "2", "h")
+    keys.release("a", "1", finished_at=0.0, now=1.0)
+    assert keys.entry("a") == ("2", "h", math.inf)
+
+
+def test_key_reused_after_expiry_is_not_dropped_by_the_old_schedule_entry() -> None:
+    keys = IdempotencyTable(retention=10.0)
+    keys.add("a", "1", "h")
+    keys.release("a", "1", finished_at=0.0, now=1.0)
+    keys.remove("a", "1")  # gone (as if expired) while its schedule entry is still in the heap
+    keys.add("a", "2", "h")
+    assert keys.expire(10.0) == 0
+    assert keys.items() == [("a", "2", "h", math.inf)]
+
+
+def test_restore_holds_the_keys_of_loaded_jobs_and_drops_held_keys_of_missing_ones() -> None:
+    loaded = {"1"}
+    keys = IdempotencyTable(retention=10.0, exists=loaded.__contains__)
+    keys.restore("old-format", "1", "h", 5.0)  # written as created_at + retention: job still here
+    keys.restore("evicted", "2", "h", 7.0)
+    keys.restore("dangling", "3", "h", math.inf)
+    assert keys.entry("old-format") == ("1", "h", math.inf)
+    assert keys.entry("evicted") == ("2", "h", 7.0) and keys.next_expiry() == 7.0
+    assert "dangling" not in keys
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "release", "remove"]), st.sampled_from("abcde"), st.floats(0, 10)),
+        max_size=60,
+    )
+)
+def test_keys_match_a_reference_model(ops: list[tuple[str, str, float]]) -> None:
+    """Model: a key names its job while held, or until finished_at + retention once released."""
     keys = IdempotencyTable(retention=5.0)
-    model: dict[str, float] = {}
+    model: dict[str, tuple[str, float]] = {}  # key -> (job id, expires_at)
     now = 0.0
-    for key, step in ops:
+    serial = 0
+    for op, key, step in ops:
         now += step
         keys.expire(now)
-        model = {k: e for k, e in model.items() if e > now}
-        if key not in model:
-            keys.add(key, key, "h", now)
-            model[key] = now + 5.0
-        assert {k for k, *_ in keys.items()} == set(model)
+        model = {k: v for k, v in model.items() if v[1] > now}
+        if op == "add" and key not in model:
+            serial += 1
+            keys.add(key, str(serial), "h")
+            model[key] = (str(serial), math.inf)
+        elif op == "release" and key in model and model[key][1] == math.inf:
+            finished = now - step / 2  # the job finished a moment ago
+            keys.release(key, model[key][0], finished, now)
+            if finished + 5.0 > now:
+                model[key] = (model[key][0], finished + 5.0)
+            else:
+                del model[key]
+        elif op == "remove" and key in model:
+            keys.remove(key, model[key][0])
+            del model[key]
+        for k in "abcde":
+            want = model[k][0] if k in model and model[k][1] > now else None
+            assert keys.get(k, now) == want
+        assert {k: (j, e) for k, j, _, e in keys.items()} == model
+
+
+def test_the_key_dict_shrinks_when_most_keys_are_gone() -> None:
+    keys = IdempotencyTable(retention=1.0)
+    for i in range(20_000):
+        keys.add(f"k{i}", str(i), "h")
+    full = sys.getsizeof(keys._keys)
+    for i in range(19_990):
+        keys.release(f"k{i}", str(i), finished_at=0.0, now=5.0)
+    assert len(keys) == 10
+    assert sys.getsizeof(keys._keys) * 10 < full  # sized for a few thousand, not 20,000
+
+
+def test_the_job_table_shrinks_when_most_jobs_are_gone() -> None:
+    table = JobTable()
+    jobs = [make(i) for i in range(20_000)]
+    table.add_many(jobs)
+    full = sys.getsizeof(table._by_id)
+    for job in jobs[10:]:
+        table.remove(job)
+    assert len(table) == 10 and table.get(jobs[0].id) is jobs[0]
+    assert sys.getsizeof(table._by_id) * 10 < full
 
 
 # -- history ----------------------------------------------------------------------------------------------
 
 
 def test_history_evicts_by_count_then_age() -> None:
-    history = History(max_count=3, max_age=100.0)
+    history = History(JobState.SUCCEEDED, max_count=3, max_age=100.0)
     jobs = [make(i, state=JobState.SUCCEEDED) for i in range(5)]
     for job in jobs:
         job.updated_at = float(job.seq)
         history.push(job)
+    assert history.next_expiry(live_count=5) == jobs[0].updated_at  # over the count: due now
     evicted = history.evict(now=10.0, live_count=5)
     assert evicted == jobs[:2]
-    assert history.next_expiry() == jobs[2].updated_at + 100.0
+    assert history.next_expiry(live_count=3) == jobs[2].updated_at + 100.0
     assert history.evict(now=104.5, live_count=3) == jobs[2:4]
 
 
-def test_history_skips_deleted_jobs() -> None:
-    history = History(max_count=1, max_age=100.0)
-    a, b = make(1, state=JobState.SUCCEEDED), make(2, state=JobState.SUCCEEDED)
+def test_history_skips_jobs_that_left_the_state() -> None:
+    history = History(JobState.DEAD, max_count=1, max_age=100.0)
+    a, b = make(1, state=JobState.DEAD), make(2, state=JobState.DEAD)
     history.push(a)
     history.push(b)
     a.seq = 0
     assert history.evict(now=0.0, live_count=1) == []
+    assert len(history) == 1
+
+
+def test_history_drops_stale_entries_when_they_outnumber_live_ones() -> None:
+    history = History(JobState.DEAD, max_count=10, max_age=100.0)
+    job = make(1, state=JobState.DEAD)
+    for seq in range(1, 5000):  # one job retried and dead again and again
+        job.seq = seq
+        history.push(job, live_count=1)
+    assert len(history) <= 2 * 1024 + 2
+
+
+def test_only_finished_states_have_a_history() -> None:
+    with pytest.raises(ValueError, match="not a finished state"):
+        History(JobState.ENQUEUED)
 
 
 # -- pages ------------------------------------------------------------------------------------------------
