@@ -3,7 +3,8 @@
 A transport (TCP, QUIC, or a test's in-memory pump) feeds received bytes to `receive_data` and
 writes whatever `data_to_send` returns. Sessions never touch a socket or a clock, so both ends can
 be tested as two in-memory peers: time comes in as ``now`` arguments (the server's handshake
-deadline), and the transport arms a timer for `ServerSession.timer` and calls `handle_timer`. Outgoing frames queue up until the transport asks for them, so
+deadline), and the transport arms a timer for `ServerSession.timer` and calls `handle_timer`.
+Outgoing frames queue up until the transport asks for them, so
 everything produced in one event-loop iteration leaves in one write (frame batching).
 """
 
@@ -40,7 +41,6 @@ from .messages import (
     encode_body,
     type_of,
 )
-
 
 #: Seconds a server waits for a successful HELLO before it closes the connection (PROTOCOL.md,
 #: "The handshake"): a client that never authenticates must not hold a connection and its buffers.
@@ -276,7 +276,9 @@ def _token_matches(given: str | None, expected: str) -> bool:
     (a timing side channel would let a client guess the token byte by byte)."""
     if given is None:
         return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--heartbeat-interval S]
-                [--shutdown-grace S]
+                [--shutdown-grace S] [--max-connections N] [--handshake-timeout S]
 spitfire-server repair --data-dir DIR [--yes]
 """
 
@@ -25,10 +25,12 @@ from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
+    DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HTTP,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_JOBS,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_QUEUE_BYTES,
@@ -110,6 +112,22 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds in-flight requests get on SIGTERM (default %(default)s)",
     )
+    conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
+    conns.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections past which new ones are refused: an ERROR frame (BUSY) and closed "
+        "(default %(default)s)",
+    )
+    conns.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        metavar="S",
+        help="seconds a new connection has to send a valid HELLO before it is closed (default %(default)s)",
+    )
     return p
 
 
@@ -147,6 +165,8 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         heartbeat_interval=args.heartbeat_interval,
         shutdown_grace=args.shutdown_grace,
         snapshot_every=args.snapshot_every,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
     )
 
 
