@@ -353,6 +353,7 @@ class _Connection(QuicConnectionProtocol):
                 return
         if not self._reading_paused:
             inbound.clear()  # (closing: nobody reads it)
+            self._schedule_flush()  # grant the credit the handler just freed
             if self._inbound_fin:
                 self._inbound_fin = False
                 self._peer_finished()
