@@ -25,6 +25,9 @@ LENGTH_OVERHEAD = 5
 #: 1 MiB payloads in batches of 100 fit with room to spare, and a corrupt length cannot make a
 #: reader buffer gigabytes.
 DEFAULT_MAX_FRAME = 64 * 2**20
+#: Largest frame a server accepts before the handshake succeeded (PROTOCOL.md, "Limits"): a HELLO is
+#: a few hundred bytes, so a peer that has not authenticated cannot make the server buffer more.
+HANDSHAKE_MAX_FRAME = 64 * 2**10
 #: Largest request id; ids wrap around to 1 (0 is reserved for frames that get no answer).
 MAX_REQUEST_ID = 2**32 - 1
 
@@ -38,7 +41,15 @@ class FrameError(ValueError):
 
 
 class FrameTooLarge(FrameError):
-    """A frame announces a length above the reader's ``max_frame``."""
+    """A frame announces a length above the reader's ``max_frame`` (both are attributes)."""
+
+    def __init__(self, length: int, max_frame: int) -> None:
+        self.length = length
+        self.max_frame = max_frame
+        super().__init__(
+            f"frame length {length} is over the limit of {max_frame} bytes: the peer does not speak "
+            "this protocol, the stream is corrupt, or the frame is too large"
+        )
 
 
 class Frame(NamedTuple):
@@ -62,7 +73,9 @@ class FrameReader:
     """Reassembles frames from a byte stream split at arbitrary points.
 
     `feed` raises FrameError when a frame announces a length below the header or above
-    ``max_frame``; after that the stream is unusable and the connection should be closed.
+    ``max_frame``, as soon as its header has arrived (the body is never waited for); after that the
+    stream is unusable, the buffered bytes are dropped and the connection should be closed.
+    ``max_frame`` may be changed between calls (a server raises it once the peer authenticated).
     """
 
     __slots__ = ("_buffer", "_start", "max_frame")
@@ -77,18 +90,24 @@ class FrameReader:
         """Bytes received that do not form a whole frame yet."""
         return len(self._buffer) - self._start
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add received bytes; return every frame they complete, in order."""
+    def feed(self, data: bytes | bytearray | memoryview, limit: int | None = None) -> list[Frame]:
+        """Add received bytes; return every frame they complete, in order.
+
+        With ``limit``, return at most that many frames and keep the bytes after them buffered:
+        ``feed(b"")`` goes on from there (e.g. after raising ``max_frame``).
+        """
         buf = self._buffer
         buf += data
         frames: list[Frame] = []
         start = self._start
         end = len(buf)
-        while end - start >= HEADER_SIZE:
+        while end - start >= HEADER_SIZE and (limit is None or len(frames) < limit):
             length, message_type, request_id = _unpack_header(buf, start)
             if length < LENGTH_OVERHEAD or length > self.max_frame:
-                error = FrameTooLarge if length > self.max_frame else FrameError
-                raise error(
+                self.clear()
+                if length > self.max_frame:
+                    raise FrameTooLarge(length, self.max_frame)
+                raise FrameError(
                     f"frame length {length} is outside 5..{self.max_frame}: "
                     "the peer does not speak this protocol, or the stream is corrupt"
                 )
@@ -105,3 +124,8 @@ class FrameReader:
             start = 0
         self._start = start
         return frames
+
+    def clear(self) -> None:
+        """Drop every buffered byte (the connection is over: free its memory now)."""
+        self._buffer = bytearray()
+        self._start = 0

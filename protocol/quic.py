@@ -18,7 +18,18 @@ when the listener closes, or after a handler callback raised.
 Flow control: when more than `WRITE_HIGH_WATER` bytes written to the stream are unacknowledged, the
 handler's optional ``pause_writing`` is called, and ``resume_writing`` once they drop to
 `WRITE_LOW_WATER` (the asyncio TCP protocol's contract), so a server can stop serving a client that
-does not read its answers.
+does not read its answers. Meanwhile reading stops too, as TCP's ``pause_reading``: received stream
+data waits here instead of reaching the handler, and no new stream credit is granted, so the peer
+can send at most `RECEIVE_WINDOW` bytes more. Stream credit follows what the handler consumed
+(`RECEIVE_WINDOW` ahead of it), not aioquic's default of doubling the window as data arrives,
+which lets a peer that does not read its answers make the receiver buffer without bound.
+
+Bounds on the server (`serve_quic`): past ``max_connections`` live QUIC connections, Initial
+packets of new ones are dropped (no connection state is made; the client's connect times out), with
+one log line per burst; a connection that has not opened its stream within ``stream_timeout``
+seconds is closed. On termination a server connection drops its timers and aioquic's callbacks to
+it, and each end forgets its handler once ``connection_lost`` ran, so that nothing keeps a closed
+connection's handler (and its buffers) alive until the garbage collector runs.
 
 Clock and timers: aioquic is driven with `time.monotonic` (kept non-decreasing per connection), not
 ``loop.time()``, and its timer is armed with ``call_later``. uvloop's ``loop.time()`` counts whole
@@ -51,11 +62,14 @@ import ssl
 import time
 from typing import Any
 
+from aioquic._buffer import Buffer
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
+from aioquic.quic import connection as _aioquic_connection
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.packet import QuicFrameType, QuicPacketType, pull_quic_header
 from aioquic.quic.recovery import QuicPacketPacer
 
 from .frames import DEFAULT_MAX_FRAME
@@ -73,10 +87,13 @@ KEEPALIVE_INTERVAL = IDLE_TIMEOUT / 4
 CLOSE_LINGER = 2.0
 #: Seconds `connect_quic` waits for the handshake by default.
 CONNECT_TIMEOUT = 10.0
-#: Flow-control windows (connection and stream): a whole largest frame can be in flight before the
-#: receiver answers, so a 64 MiB frame never stalls on window updates. aioquic widens them further
-#: as data is consumed; the frame reader, not the window, bounds memory.
+#: Connection-level flow-control window: a whole largest frame can be in flight (aioquic widens it
+#: as data arrives; the stream window below is what bounds a peer).
 FLOW_CONTROL_WINDOW = 2 * DEFAULT_MAX_FRAME
+#: Stream credit granted ahead of what the handler consumed: what a peer can send that this end
+#: has not read (e.g. while writing is paused). 16 MiB covers the bandwidth-delay product of a
+#: 1 Gbit/s path at 100 ms, so a large frame streams in without waiting on window updates.
+RECEIVE_WINDOW = 16 * 2**20
 #: QUIC payload bytes per datagram. 1350 fits the 1500-byte Ethernet MTU over IPv6 and common
 #: tunnels with room to spare (aioquic does no path MTU discovery) and carries 12% more per packet
 #: than the 1200-byte minimum.
@@ -122,7 +139,7 @@ def make_configuration(*, is_client: bool, loopback: bool = False) -> QuicConfig
         alpn_protocols=[ALPN],
         idle_timeout=IDLE_TIMEOUT,
         max_data=FLOW_CONTROL_WINDOW,
-        max_stream_data=FLOW_CONTROL_WINDOW,
+        max_stream_data=RECEIVE_WINDOW,
         max_datagram_size=LOOPBACK_DATAGRAM_SIZE if loopback else MAX_DATAGRAM_SIZE,
     )
 
@@ -157,6 +174,59 @@ class _Unpaced(QuicPacketPacer):
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
         pass
+
+
+class _ReceiveWindow:
+    """Stream credit of one connection's stream, granted `RECEIVE_WINDOW` ahead of what its handler
+    consumed (and not at all while reading is paused).
+
+    Installed over aioquic's ``_write_stream_limits`` for that stream (which would double the limit
+    whenever half of it was received, whatever the application read). Holds no reference to the
+    protocol, so it makes no cycle through it.
+    """
+
+    __slots__ = ("consumed", "original", "paused")
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        #: Stream bytes handed to the handler.
+        self.consumed = 0
+        #: True while reading is paused: no credit is granted.
+        self.paused = False
+
+    def __call__(self, builder: Any, space: Any, stream: Any) -> None:
+        if stream.stream_id != STREAM_ID:
+            self.original(builder=builder, space=space, stream=stream)
+            return
+        target = self.consumed + RECEIVE_WINDOW
+        # Grant in steps of half a window, not one MAX_STREAM_DATA frame per packet.
+        if not self.paused and target - stream.max_stream_data_local >= RECEIVE_WINDOW // 2:
+            stream.max_stream_data_local = target
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=_aioquic_connection.MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self.original.__self__._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
+def _install_receive_window(quic: QuicConnection) -> _ReceiveWindow | None:
+    """Put a `_ReceiveWindow` in charge of ``quic``'s stream credit (None if aioquic's internals
+    are not where 1.x keeps them: then aioquic's own policy stands)."""
+    original = getattr(quic, "_write_stream_limits", None)
+    if (
+        original is None
+        or not hasattr(quic, "_on_max_stream_data_delivery")
+        or not hasattr(_aioquic_connection, "MAX_STREAM_DATA_FRAME_CAPACITY")
+    ):
+        return None
+    window = _ReceiveWindow(original)
+    quic._write_stream_limits = window  # type: ignore[method-assign]
+    return window
 
 
 def _disable_pacing(quic: QuicConnection) -> None:
@@ -194,6 +264,7 @@ class _Connection(QuicConnectionProtocol):
         super().__init__(quic)
         if loopback:
             _disable_pacing(quic)
+        #: None once ``connection_lost`` ran (nothing here keeps a closed handler alive).
         self.handler = handler
         self.peer = "?"
         #: True once this end sent FIN (or gave up the connection): writes are dropped.
@@ -201,12 +272,17 @@ class _Connection(QuicConnectionProtocol):
         #: True once ``handler.connection_lost`` ran (or was due and there is no handler).
         self.lost = False
         self.terminated: events.ConnectionTerminated | None = None
-        self._stream = _QuicByteStream(self)
         self._stream_open = False
         self._pending: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._linger_handle: asyncio.TimerHandle | None = None
         self._writing_paused = False
+        #: Reading is paused (while writing is): stream data waits in ``_inbound``.
+        self._reading_paused = False
+        self._inbound: list[bytes] = []
+        #: The peer's FIN arrived behind data still waiting in ``_inbound``.
+        self._inbound_fin = False
+        self._window = _install_receive_window(quic)
         #: The connection's clock (see `_now`): the latest time handed to aioquic.
         self._clock = 0.0
 
@@ -242,8 +318,7 @@ class _Connection(QuicConnectionProtocol):
             self._pending.clear()
             self._quic.send_stream_data(STREAM_ID, data)
             if not self._writing_paused and self._unacked() > WRITE_HIGH_WATER:
-                self._writing_paused = True
-                self._call_handler("pause_writing")
+                self._pause_writing()
 
     def _unacked(self) -> int:
         """Bytes on the stream the peer has not acknowledged (0 if aioquic's internals moved)."""
@@ -251,10 +326,37 @@ class _Connection(QuicConnectionProtocol):
         sender = getattr(stream, "sender", None)
         return int(getattr(sender, "_buffer_stop", 0)) - int(getattr(sender, "_buffer_start", 0))
 
+    def _pause_writing(self) -> None:
+        self._writing_paused = True
+        self._set_reading_paused(True)
+        self._call_handler("pause_writing")
+
     def _check_resume(self) -> None:
         if self._writing_paused and self._unacked() <= WRITE_LOW_WATER:
             self._writing_paused = False
             self._call_handler("resume_writing")
+            # As TCP: read again unless the handler says it is still paused.
+            if not self._writing_paused and not getattr(self.handler, "paused", False):
+                self._set_reading_paused(False)
+                self._drain_inbound()
+
+    def _set_reading_paused(self, paused: bool) -> None:
+        self._reading_paused = paused
+        if self._window is not None:
+            self._window.paused = paused
+
+    def _drain_inbound(self) -> None:
+        """Hand the data that waited while reading was paused to the handler (then a pending FIN)."""
+        inbound = self._inbound
+        while inbound and not self._reading_paused and not self.closing and not self.lost:
+            if not self._deliver(inbound.pop(0)):
+                return
+        if not self._reading_paused:
+            inbound.clear()  # (closing: nobody reads it)
+            self._schedule_flush()  # grant the credit the handler just freed
+            if self._inbound_fin:
+                self._inbound_fin = False
+                self._peer_finished()
 
     def _call_handler(self, method: str) -> None:
         """Call an optional flow-control method of the handler (pause_writing / resume_writing)."""
@@ -379,15 +481,27 @@ class _Connection(QuicConnectionProtocol):
             return
         if not self._stream_open and not self._open_stream():
             return
-        if event.data and not self.closing and not self.lost:
-            assert self.handler is not None
-            try:
-                self.handler.data_received(event.data)
-            except Exception as exc:
-                self._handler_failed(exc)
-                return
+        if self._reading_paused or self._inbound:  # keep the order: behind what already waits
+            if event.data and not self.closing and not self.lost:
+                self._inbound.append(event.data)
+            self._inbound_fin = self._inbound_fin or event.end_stream
+            return
+        if event.data and not self.closing and not self.lost and not self._deliver(event.data):
+            return
         if event.end_stream:
             self._peer_finished()
+
+    def _deliver(self, data: bytes) -> bool:
+        """Hand stream data to the handler and count it consumed; False if the handler failed."""
+        assert self.handler is not None
+        if self._window is not None:
+            self._window.consumed += len(data)
+        try:
+            self.handler.data_received(data)
+        except Exception as exc:
+            self._handler_failed(exc)
+            return False
+        return True
 
     def _open_stream(self) -> bool:
         """Bind the handler to the stream (server: make it now). False if that failed."""
@@ -395,7 +509,7 @@ class _Connection(QuicConnectionProtocol):
         try:
             if self.handler is None:
                 self.handler = self._make_handler()
-            self.handler.connection_made(self._stream)
+            self.handler.connection_made(_QuicByteStream(self))
         except Exception as exc:
             self._handler_failed(exc)
             return False
@@ -438,9 +552,11 @@ class _Connection(QuicConnectionProtocol):
         if self._linger_handle is not None:
             self._linger_handle.cancel()
             self._linger_handle = None
-        if self.handler is not None and self._stream_open:
+        self._inbound.clear()
+        handler, self.handler = self.handler, None
+        if handler is not None and self._stream_open:
             try:
-                self.handler.connection_lost(exc)
+                handler.connection_lost(exc)
             except Exception:
                 log.exception("QUIC connection handler for %s failed in connection_lost", self.peer)
 
@@ -455,12 +571,36 @@ class _Connection(QuicConnectionProtocol):
 
 
 class _ServerConnection(_Connection):
-    """A server-side connection: its handler comes from the listener's factory on first data."""
+    """A server-side connection: its handler comes from the listener's factory on first data.
+
+    Closed if its stream has not opened within the listener's ``stream_timeout`` (from then on the
+    handler's own handshake deadline applies).
+    """
 
     def __init__(self, quic: QuicConnection, listener: QuicListener) -> None:
         super().__init__(quic, loopback=listener.loopback)
         self._listener = listener
         listener.connections.add(self)
+        self._stream_timer: asyncio.TimerHandle | None = None
+        if listener.stream_timeout is not None:
+            self._stream_timer = self._loop.call_later(listener.stream_timeout, self._no_stream)
+
+    def _no_stream(self) -> None:
+        self._stream_timer = None
+        if not self._stream_open and not self.closing:
+            log.warning(
+                "closing QUIC connection from %s: no stream within %g s of connecting",
+                self.peer,
+                self._listener.stream_timeout,
+            )
+            self._close_quic(APP_NO_ERROR, "no stream opened in time")
+            self._notify_lost(None)
+
+    def _open_stream(self) -> bool:
+        if self._stream_timer is not None:
+            self._stream_timer.cancel()
+            self._stream_timer = None
+        return super()._open_stream()
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         if self.peer == "?":
@@ -471,18 +611,38 @@ class _ServerConnection(_Connection):
         return self._listener.factory()
 
     def _on_terminated(self) -> None:
-        self._listener.connections.discard(self)
+        self._forget()
 
     def shutdown(self) -> None:
         """The listener is closing: close the connection now and tell the handler."""
         self._close_quic(APP_NO_ERROR, "server shutting down")
         self._notify_lost(None)
+        self._forget()
+
+    def _forget(self) -> None:
+        """The connection is over: drop every reference that would keep it alive (timers, aioquic's
+        callbacks to it, which close a cycle through the protocol) and leave the listener."""
         self._cancel_timers()
+        if self._stream_timer is not None:
+            self._stream_timer.cancel()
+            self._stream_timer = None
+        self._connection_id_issued_handler = _ignore_cid
+        self._connection_id_retired_handler = _ignore_cid
+        self._connection_terminated_handler = _ignore
         self._listener.connections.discard(self)
 
 
+def _ignore_cid(cid: bytes) -> None:
+    pass
+
+
+def _ignore() -> None:
+    pass
+
+
 class _ListenerEndpoint(QuicServer):
-    """aioquic's QUIC server datagram protocol, telling the listener when its socket is gone."""
+    """aioquic's QUIC server datagram protocol, telling the listener when its socket is gone and
+    dropping the Initial packets of new connections while the listener is full."""
 
     def __init__(self, listener: QuicListener, configuration: QuicConfiguration) -> None:
         def create_protocol(quic: QuicConnection, **_: Any) -> _ServerConnection:
@@ -491,19 +651,50 @@ class _ListenerEndpoint(QuicServer):
         super().__init__(configuration=configuration, create_protocol=create_protocol)
         self._listener = listener
 
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if self._listener.full() and isinstance(data, bytes) and self._opens_connection(data):
+            self._listener.refuse()
+            return
+        super().datagram_received(data, addr)
+
+    def _opens_connection(self, data: bytes) -> bool:
+        """Whether ``data`` is an Initial packet for a connection this server does not know."""
+        try:
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=self._configuration.connection_id_length
+            )
+        except ValueError:
+            return False
+        return header.packet_type == QuicPacketType.INITIAL and header.destination_cid not in self._protocols
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._listener.socket_closed()
 
 
 class QuicListener:
-    """A QUIC server socket: `close` drops every connection and stops listening."""
+    """A QUIC server socket: `close` drops every connection and stops listening.
 
-    def __init__(self, factory: HandlerFactory, *, loopback: bool = False) -> None:
+    Past ``max_connections`` live connections new ones are not accepted (their Initial packets are
+    dropped); a connection whose stream has not opened within ``stream_timeout`` seconds is closed.
+    """
+
+    def __init__(
+        self,
+        factory: HandlerFactory,
+        *,
+        loopback: bool = False,
+        max_connections: int | None = None,
+        stream_timeout: float | None = None,
+    ) -> None:
         self.factory = factory
         #: Bound to a loopback address: every peer is on this machine (see `is_loopback`).
         self.loopback = loopback
+        self.max_connections = max_connections
+        self.stream_timeout = stream_timeout
         #: Live connections (until their QUIC engine terminates or the listener closes).
         self.connections: set[_ServerConnection] = set()
+        #: New connections refused since the listener last became full (0: not refusing).
+        self.refused = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -513,6 +704,26 @@ class QuicListener:
         assert self._transport is not None
         name = self._transport.get_extra_info("sockname")
         return str(name[0]), int(name[1])
+
+    def full(self) -> bool:
+        """Whether ``max_connections`` connections are live (new ones are refused); logs the end of
+        a burst of refusals."""
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return True
+        if self.refused:
+            log.info("accepting QUIC connections again (%d were refused at the limit)", self.refused)
+            self.refused = 0
+        return False
+
+    def refuse(self) -> None:
+        """Count one refused connection (logged once per burst, not per connection)."""
+        if not self.refused:
+            log.warning(
+                "refusing new QUIC connections: %d are live, the limit (--max-connections %d)",
+                len(self.connections),
+                self.max_connections,
+            )
+        self.refused += 1
 
     def close(self) -> None:
         """Close every connection (each handler hears ``connection_lost(None)``) and the socket."""
@@ -531,18 +742,28 @@ class QuicListener:
 
 
 async def serve_quic(
-    host: str, port: int, factory: HandlerFactory, *, certfile: str, keyfile: str
+    host: str,
+    port: int,
+    factory: HandlerFactory,
+    *,
+    certfile: str,
+    keyfile: str,
+    max_connections: int | None = None,
+    stream_timeout: float | None = None,
 ) -> QuicListener:
     """Listen for QUIC on UDP ``host:port``; each connection's stream gets a handler from ``factory``.
 
     ``certfile``/``keyfile`` are PEM files (see `spitfire.server.tls.ensure_certificate`).
+    ``max_connections`` and ``stream_timeout``: see `QuicListener` (None: no limit).
     :raises OSError: the address cannot be bound. :raises ValueError: the certificate does not load.
     """
     loopback = is_loopback(host)
     configuration = make_configuration(is_client=False, loopback=loopback)
     configuration.load_cert_chain(certfile, keyfile)
     loop = asyncio.get_running_loop()
-    listener = QuicListener(factory, loopback=loopback)
+    listener = QuicListener(
+        factory, loopback=loopback, max_connections=max_connections, stream_timeout=stream_timeout
+    )
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _ListenerEndpoint(listener, configuration), local_addr=(host, port)
     )
@@ -591,7 +812,7 @@ class _ClientConnection(_Connection):
         assert self.handler is not None
         if not self._stream_open:  # (else early server bytes already opened it)
             self._stream_open = True
-            self.handler.connection_made(self._stream)
+            self.handler.connection_made(_QuicByteStream(self))
         self._keepalive = self._loop.call_later(KEEPALIVE_INTERVAL, self._send_keepalive)
 
     def _send_keepalive(self) -> None:

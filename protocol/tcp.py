@@ -2,6 +2,10 @@
 
 Nagle's algorithm is off (TCP_NODELAY): sessions already batch frames per loop iteration, and
 request latency matters more than packet count.
+
+After ``connection_lost`` the stream forgets its handler (and the handler, by the `ByteStream`
+contract, may forget the stream), so the two never form a reference cycle that only the garbage
+collector could free.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ class _TcpStream(asyncio.Protocol):
     __slots__ = ("_peer", "_transport", "handler")
 
     def __init__(self, handler: StreamHandler) -> None:
-        self.handler = handler
+        #: None once the connection is lost (see the module docstring).
+        self.handler: StreamHandler | None = handler
         self._transport: Any = None
         self._peer = "?"
 
@@ -51,14 +56,18 @@ class _TcpStream(asyncio.Protocol):
         name: Any = transport.get_extra_info("peername")
         if isinstance(name, tuple) and len(name) >= 2:
             self._peer = f"{name[0]}:{name[1]}"
-        self.handler.connection_made(self)
+        if self.handler is not None:
+            self.handler.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
-        self.handler.data_received(data)
+        if self.handler is not None:
+            self.handler.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self.handler.connection_lost(exc)
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
 
     # A peer that sends requests but does not read the answers would make us buffer answers without
     # bound: stop reading its input until our output drains, and tell the handler (optional methods).

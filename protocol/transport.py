@@ -2,7 +2,9 @@
 
 TCP (`tcp.py`) and QUIC (`quic.py`) both deliver an ordered byte stream per connection, so one
 handler class serves both: the transport calls `StreamHandler.connection_made` with a `ByteStream`
-to write to, then `data_received` for every chunk, then `connection_lost` once.
+to write to, then `data_received` for every chunk, then `connection_lost` once, after which it
+drops its reference to the handler (and a handler should drop its `ByteStream`), so that a closed
+connection is freed by reference counting, not by a later garbage collection.
 """
 
 from __future__ import annotations

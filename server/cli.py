@@ -8,6 +8,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--heartbeat-interval S]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
+                [--max-connections N] [--handshake-timeout S]
 spitfire-server repair --data-dir DIR [--yes]
 """
 
@@ -27,10 +28,12 @@ from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
+    DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HTTP,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_JOBS,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_QUEUE_BYTES,
@@ -131,6 +134,22 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep at most N succeeded, N dead and N cancelled jobs per queue (default %(default)s)",
     )
+    conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
+    conns.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections past which new ones are refused: an ERROR frame (BUSY) and closed "
+        "(default %(default)s)",
+    )
+    conns.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        metavar="S",
+        help="seconds a new connection has to send a valid HELLO before it is closed (default %(default)s)",
+    )
     return p
 
 
@@ -172,6 +191,8 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_dead=parse_duration(args.retain_dead, "--retain-dead"),
         retain_cancelled=parse_duration(args.retain_cancelled, "--retain-cancelled"),
         retain_max_per_queue=args.retain_max_per_queue,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
     )
 
 

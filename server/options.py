@@ -15,6 +15,7 @@ from spitfire.index.history import (
     DEFAULT_RETAIN_MAX_PER_STATE,
     DEFAULT_RETAIN_SUCCEEDED,
 )
+from spitfire.protocol.session import HANDSHAKE_TIMEOUT
 from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
 
@@ -40,6 +41,10 @@ DEFAULT_MAX_PAYLOAD = 2**20
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 #: On SIGTERM, how long in-flight requests may take to finish before connections are closed.
 DEFAULT_SHUTDOWN_GRACE = 5.0
+#: Binary-protocol connections (TCP and QUIC) open at once past which new ones are refused.
+DEFAULT_MAX_CONNECTIONS = 10_000
+#: Seconds a binary-protocol connection has to complete its HELLO before it is closed.
+DEFAULT_HANDSHAKE_TIMEOUT = HANDSHAKE_TIMEOUT
 
 
 class OptionsError(ValueError):
@@ -139,6 +144,10 @@ class ServerOptions:
     retain_cancelled: float = DEFAULT_RETAIN_CANCELLED
     #: Most jobs kept per queue in each finished state (the oldest are forgotten first).
     retain_max_per_queue: int = DEFAULT_RETAIN_MAX_PER_STATE
+    #: Open binary-protocol connections past which new ones are refused (BUSY, then closed).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Seconds a connection has to complete its HELLO before it is closed.
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -166,6 +175,7 @@ class ServerOptions:
             ("--max-jobs", self.max_jobs),
             ("--max-bytes", self.max_bytes),
             ("--max-payload", self.max_payload),
+            ("--max-connections", self.max_connections),
         ):
             if value < 1:
                 raise OptionsError(f"{flag} {value}: must be at least 1")
@@ -173,6 +183,8 @@ class ServerOptions:
             raise OptionsError(f"--heartbeat-interval {self.heartbeat_interval}: must be in (0, 3600]")
         if self.snapshot_every < 0:
             raise OptionsError(f"--snapshot-every {self.snapshot_every}: must be 0 (never) or more")
+        if not 0 < self.handshake_timeout <= 3600:
+            raise OptionsError(f"--handshake-timeout {self.handshake_timeout}: must be in (0, 3600]")
         if not 0 <= self.shutdown_grace <= 3600:
             raise OptionsError(f"--shutdown-grace {self.shutdown_grace}: must be in [0, 3600]")
         for flag, seconds in (

@@ -133,7 +133,13 @@ class Server:
             max_payload=opts.max_payload,
             heartbeat_interval=opts.heartbeat_interval,
         )
-        self.hub = ConnectionHub(self.service, welcome, opts.auth_token)
+        self.hub = ConnectionHub(
+            self.service,
+            welcome,
+            opts.auth_token,
+            max_connections=opts.max_connections,
+            handshake_timeout=opts.handshake_timeout,
+        )
         dispatcher.all_ready()
 
     async def _listen(self) -> None:
@@ -165,7 +171,15 @@ class Server:
                 cert, key = opts.tls_cert, opts.tls_key
             else:
                 cert, key = ensure_certificate(Path(opts.data_dir) / "tls")
-            quic = await serve_quic(host, port, self.hub.factory, certfile=str(cert), keyfile=str(key))
+            quic = await serve_quic(
+                host,
+                port,
+                self.hub.factory,
+                certfile=str(cert),
+                keyfile=str(key),
+                max_connections=opts.max_connections,
+                stream_timeout=opts.handshake_timeout,
+            )
         except (OSError, ValueError) as exc:  # port in use, unreadable or mismatched PEM files
             raise ListenError(
                 f"cannot serve QUIC on udp port {port}: {exc} (use --tls-cert/--tls-key, or --no-quic)"
