@@ -39,6 +39,7 @@ from .format import (
     decode_skip,
     find_valid_record,
     is_zero,
+    record_crc,
     scan_records,
 )
 from .segment import fsync_dir
@@ -77,6 +78,9 @@ class Spot:
     lost_max: int
     #: No valid record follows the region in its segment.
     tail: bool = False
+    #: A corrected 12-byte record header under which the region is one valid record again (only
+    #: the header was damaged: see `restore_header`); repair writes it, recovery never does.
+    restore: bytes | None = None
 
     @property
     def highest_lsn(self) -> int:
@@ -313,18 +317,24 @@ def _scan_segment(seg: SegmentInfo, sink: list[LogRecord], min_lsn: int) -> None
             if follow is None:  # nothing valid after it: a torn tail, or garbage after the end
                 room = (seg.size - bad) // MIN_RECORD_SIZE
                 end = align(data_end(mm, bad, limit))
-                spot = Spot(seg.path, bad, end, result.reason, lsn, slack, 0, room, tail=True)
+                reason = result.reason
+                if seg.short:
+                    reason += f"; the file ends at byte {limit} but its header says {seg.size} bytes: it was cut short"
+                spot = Spot(seg.path, bad, end, reason, lsn, slack, 0, room, tail=True)
                 seg.spots.append(spot)
                 slack += room
                 off = bad
                 break
             _, length, _ = RECORD_HEADER.unpack_from(mm, bad)
-            if bad + RECORD_HEADER_SIZE + length <= limit and align(bad + RECORD_HEADER_SIZE + length) == follow:
-                most = 1  # its length field still leads exactly to the next valid record
+            restore = restore_header(mm, bad, follow)
+            if restore is not None or (
+                bad + RECORD_HEADER_SIZE + length <= limit and align(bad + RECORD_HEADER_SIZE + length) == follow
+            ):
+                most = 1  # its length field (or its restored header) leads exactly to the next record
             else:
                 most = (follow - bad) // MIN_RECORD_SIZE
             reason = f"{result.reason}; a valid record follows at byte offset {follow}"
-            seg.spots.append(Spot(seg.path, bad, follow, reason, lsn, slack, 1, most))
+            seg.spots.append(Spot(seg.path, bad, follow, reason, lsn, slack, 1, most, restore=restore))
             lsn += 1
             slack += most - 1
             off = follow
@@ -332,6 +342,37 @@ def _scan_segment(seg: SegmentInfo, sink: list[LogRecord], min_lsn: int) -> None
         seg.end_lsn, seg.slack = lsn, slack
     finally:
         mm.close()
+
+
+#: Largest body whose type byte `restore_header` tries all 255 values for (each try is a crc32c).
+_RESTORE_TYPE_MAX_BODY = 1 << 16
+
+
+def restore_header(buf: mmap.mmap, off: int, follow: int) -> bytes | None:
+    """A corrected header for the bad record at ``off`` whose successor is at ``follow``, or None.
+
+    When only the header's length, type or padding bytes were damaged, the stored CRC still
+    matches the body under the right header: try every length that ends the record at ``follow``,
+    every type with the stored length, and zeroed padding. Exactly one match is a restoration (a
+    wrong match has a chance of about 2**-32 per try); none or several is None.
+    """
+    crc, stored_len, stored_type = RECORD_HEADER.unpack_from(buf, off)
+    room = follow - off - RECORD_HEADER_SIZE
+    candidates: set[tuple[int, int]] = set()
+    for length in range(max(0, room - RECORD_ALIGN + 1), room + 1):
+        if stored_type:
+            candidates.add((length, stored_type))
+    if align(off + RECORD_HEADER_SIZE + stored_len) == follow and stored_len <= _RESTORE_TYPE_MAX_BODY:
+        candidates.update((stored_len, t) for t in range(1, 256))
+    matches = [
+        (length, rtype)
+        for length, rtype in candidates
+        if record_crc(rtype, buf[off + RECORD_HEADER_SIZE : off + RECORD_HEADER_SIZE + length]) == crc
+    ]
+    if len(matches) != 1:
+        return None
+    length, rtype = matches[0]
+    return RECORD_HEADER.pack(crc, length, rtype)
 
 
 def _resolve(seg: SegmentInfo, next_base: int) -> None:

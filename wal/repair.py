@@ -123,13 +123,15 @@ def _skip_step(seg: SegmentInfo, spot: Spot, count: int, exact: bool) -> Step | 
         return f"{spot.path} at byte offset {spot.offset}: no room for a SKIP record before the end of the segment"
     low = count if exact else spot.lost_min
     what = _loss(spot.lsn, count) if exact else spot.describe_loss()
+    if not exact:
+        what += f"; assumed to be {count}, so the records after it are numbered from LSN {spot.lsn + count}"
     step = Step(
         f"{spot.path} bytes {spot.offset}..{spot.offset + size} ({spot.reason}): drop {what}; the "
         f"region becomes one SKIP record standing for {count} LSN(s), so every record after it keeps "
         "its LSN",
         lambda: _write(seg.path, spot.offset, encode_skip(count, size)),
         low,
-        count,
+        count if exact else spot.lost_max,
     )
     return step
 
@@ -165,8 +167,34 @@ def _plan_spot(found: Analysis, problem: Problem, plan: QueuePlan) -> None:
             )
         )
         return
+    if spot.restore is not None:
+        restore = spot.restore
+        plan.kept += 1
+        plan.steps.append(
+            Step(
+                f"{spot.path} byte offset {spot.offset} ({spot.reason}): only the record's header is damaged; "
+                f"restore it (record LSN {spot.lsn} is kept, nothing is dropped)",
+                lambda: _write(seg.path, spot.offset, restore),
+            )
+        )
+        return
     exact = spot.lost_min == spot.lost_max and not spot.slack
-    step = _skip_step(seg, spot, spot.lost_max, exact)
+    # Of unknown size: assume the least (usually the truth: one record whose header and body were
+    # both hit). Assuming more would number records the snapshot reflects above it, and replay
+    # would apply them twice; assuming less than the truth only renumbers the records after it.
+    count = spot.lost_max if exact else spot.lost_min
+    if count == 0:  # garbage after the last record of a segment: nothing to stand for
+        plan.steps.append(
+            Step(
+                f"{spot.path} bytes {spot.offset}..{spot.end} ({spot.reason}): zero the unreadable bytes "
+                "after the segment's last record",
+                lambda: _write(seg.path, spot.offset, bytes(spot.end - spot.offset)),
+                0,
+                spot.lost_max,
+            )
+        )
+        return
+    step = _skip_step(seg, spot, count, exact)
     if isinstance(step, str):
         plan.unfixable.append(step)
     else:
