@@ -160,6 +160,14 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
     )
 
 
+def _skip_target(value: str | None) -> tuple[str, int] | None:
+    """``QUEUE:LSN`` of ``--skip-record`` as (queue, lsn); None when not given, ("", 0) when malformed."""
+    if value is None:
+        return None
+    queue, _, lsn = value.rpartition(":")
+    return (queue, int(lsn)) if queue and lsn.isdigit() else ("", 0)
+
+
 def run_repair(argv: Sequence[str]) -> int:
     """`spitfire-server repair`: describe each queue's repair, ask, then carry it out.
 
@@ -177,13 +185,10 @@ def run_repair(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    target: tuple[str, int] | None = None
-    if args.skip_record is not None:
-        queue, _, lsn = args.skip_record.rpartition(":")
-        if not queue or not lsn.isdigit():
-            print("spitfire-server repair: --skip-record takes QUEUE:LSN, e.g. emails:1234", file=sys.stderr)
-            return 2
-        target = (queue, int(lsn))
+    target = _skip_target(args.skip_record)
+    if target == ("", 0):
+        print("spitfire-server repair: --skip-record takes QUEUE:LSN, e.g. emails:1234", file=sys.stderr)
+        return 2
 
     def confirm(description: str) -> bool:
         print(description)

@@ -17,9 +17,9 @@ from crc32c import crc32c
 from .api import LogRecord
 from .constants import (
     FORMAT_VERSION,
+    MIN_RECORD_SIZE,
     RECORD_ALIGN,
     RECORD_HEADER,
-    MIN_RECORD_SIZE,
     RECORD_HEADER_SIZE,
     RECORD_LEN_TYPE,
     RECORD_TYPE_SKIP,
@@ -68,7 +68,9 @@ def encode_skip(count: int, size: int) -> bytes:
     body is the count followed by zeros, so the next record starts right after the region.
     """
     if size < MIN_RECORD_SIZE or size % RECORD_ALIGN:
-        raise ValueError(f"a SKIP record needs a multiple of 8 of at least {MIN_RECORD_SIZE} bytes, not {size}")
+        raise ValueError(
+            f"a SKIP record needs a multiple of 8 of at least {MIN_RECORD_SIZE} bytes, not {size}"
+        )
     if not 1 <= count < 1 << 32:
         raise ValueError(f"a SKIP record stands for 1 to 2**32 - 1 LSNs, not {count}")
     body = SKIP_BODY.pack(count) + bytes(size - RECORD_HEADER_SIZE - SKIP_BODY.size)

@@ -319,7 +319,9 @@ def _scan_segment(seg: SegmentInfo, sink: list[LogRecord], min_lsn: int) -> None
                 end = align(data_end(mm, bad, limit))
                 reason = result.reason
                 if seg.short:
-                    reason += f"; the file ends at byte {limit} but its header says {seg.size} bytes: it was cut short"
+                    reason += (
+                        f"; the file ends at byte {limit}, its header says {seg.size} bytes: it was cut short"
+                    )
                 spot = Spot(seg.path, bad, end, reason, lsn, slack, 0, room, tail=True)
                 seg.spots.append(spot)
                 slack += room
@@ -328,7 +330,8 @@ def _scan_segment(seg: SegmentInfo, sink: list[LogRecord], min_lsn: int) -> None
             _, length, _ = RECORD_HEADER.unpack_from(mm, bad)
             restore = restore_header(mm, bad, follow)
             if restore is not None or (
-                bad + RECORD_HEADER_SIZE + length <= limit and align(bad + RECORD_HEADER_SIZE + length) == follow
+                bad + RECORD_HEADER_SIZE + length <= limit
+                and align(bad + RECORD_HEADER_SIZE + length) == follow
             ):
                 most = 1  # its length field (or its restored header) leads exactly to the next record
             else:
@@ -424,7 +427,9 @@ def choose_snapshot(
     for lsn, path in reversed(list_snapshots(snapshots_dir)):
         if first_base is not None and lsn < first_base - 1:
             _note(
-                notes, f"skipped snapshot {path}: the log no longer holds the records after LSN {lsn}", quiet=quiet
+                notes,
+                f"skipped snapshot {path}: the log no longer holds the records after LSN {lsn}",
+                quiet=quiet,
             )
             continue
         try:
@@ -434,7 +439,9 @@ def choose_snapshot(
             if not dry:
                 os.rename(path, broken)
             _note(
-                notes, f"skipped damaged or partial snapshot {path} ({exc}); kept it as {broken.name}", quiet=quiet
+                notes,
+                f"skipped damaged or partial snapshot {path} ({exc}); kept it as {broken.name}",
+                quiet=quiet,
             )
             continue
         return lsn, chunks
@@ -451,6 +458,88 @@ def _problem(
     spot: Spot | None = None,
 ) -> None:
     found.problems.append(Problem(CorruptLogError(str(path), offset, reason), segment, spot, kind))
+
+
+def _harmless(found: Analysis, text: str, quiet: bool) -> None:
+    found.harmless.append(text)
+    _note(found.notes, text, quiet=quiet)
+
+
+def _judge_spots(found: Analysis, seg: SegmentInfo, last: bool, quiet: bool) -> None:
+    """Sort the damaged spots of ``seg``: torn tail, harmless, or a problem."""
+    s = found.snapshot_lsn
+    for spot in seg.spots:
+        where = f"{spot.path} at byte offset {spot.offset} ({spot.reason})"
+        if last and spot.tail and not seg.short:
+            # A torn write: its records were never acknowledged, so they count for nothing.
+            found.torn = TornTail(seg.path, spot.offset, spot.end, spot.reason)
+            seg.slack -= spot.lost_max - spot.lost_min
+            spot.lost_max = spot.lost_min
+        elif spot.lost_max == 0:
+            _harmless(found, f"{where}: no record was lost there; ignored", quiet)
+        elif spot.highest_lsn <= s:
+            _harmless(
+                found, f"{where}: damage at or below the snapshot's LSN {s} (it lost {spot.describe_loss()}, "
+                "which the snapshot reflects); skipped, compaction will delete the segment", quiet,
+            )  # fmt: skip
+        else:
+            _problem(
+                found, "short" if seg.short and spot.tail else "spot", spot.path, spot.offset,
+                f"{spot.reason}; {spot.describe_loss()} lost there", segment=seg, spot=spot,
+            )  # fmt: skip
+
+
+def _judge_runs(found: Analysis, seg: SegmentInfo) -> None:
+    """Hand over held runs whose LSNs are now exact; a run of unknown LSNs above the snapshot is a
+    problem (of the spot that made them unknown)."""
+    s = found.snapshot_lsn
+    for run in seg.runs:
+        if not run.slack:
+            found.records.extend(r for r in run.held if r.lsn > s)
+        elif run.lsn + run.slack + run.count - 1 > s:
+            spot = next(x for x in reversed(seg.spots) if x.offset < run.offset and x.lost_max > x.lost_min)
+            _problem(
+                found, "uncertain", spot.path, spot.offset, f"{spot.reason}; {spot.describe_loss()} lost "
+                f"there, so the LSNs of the {run.count} records after it cannot be known",
+                segment=seg, spot=spot,
+            )  # fmt: skip
+
+
+def _judge_boundary(found: Analysis, seg: SegmentInfo, nxt: SegmentInfo, quiet: bool) -> None:
+    """The next segment must start where ``seg`` ends, unless the snapshot covers the difference."""
+    s = found.snapshot_lsn
+    low, high = seg.end_lsn, seg.end_lsn + seg.slack
+    if low <= nxt.base_lsn <= high:
+        return
+    text = f"base LSN {nxt.base_lsn} does not follow LSN {seg.last_lsn} of {seg.path.name}"
+    if nxt.base_lsn > high:
+        text += f": records {high} to {nxt.base_lsn - 1} are missing"
+    if nxt.base_lsn - 1 <= s and high - 1 <= s:
+        _harmless(found, f"{nxt.path}: {text}; the snapshot at LSN {s} covers the records in between", quiet)
+    else:
+        _problem(found, "boundary", nxt.path, 0, text, segment=nxt)
+
+
+def _judge_tail(found: Analysis, tail: SegmentInfo, quiet: bool) -> None:
+    """Where appending continues: after the last record, never at or below the snapshot's LSN, and
+    in a new segment when the last one holds damage, is cut short or ends below the snapshot."""
+    s = found.snapshot_lsn
+    found.last_lsn = max(s, tail.end_lsn + tail.slack - 1)
+    torn_at = found.torn.offset if found.torn is not None else -1
+    found.sealed = bool(
+        tail.short or tail.slack or any(spot.offset != torn_at for spot in tail.spots) or tail.end_lsn - 1 < s
+    )
+    if tail.short and not tail.spots:
+        _harmless(
+            found, f"{tail.path} is shorter than its header says, after the end of its records; new "
+            "records go to a new segment", quiet,
+        )  # fmt: skip
+    if tail.end_lsn - 1 < s:
+        _note(
+            found.notes, f"the log ends at LSN {tail.end_lsn - 1}, below the snapshot's LSN {s}: the records "
+            f"in between are reflected by the snapshot; new records continue at LSN {s + 1} in a new "
+            "segment", quiet=quiet,
+        )  # fmt: skip
 
 
 def analyse(queue_dir: Path, *, dry: bool = False, quiet: bool = False) -> Analysis:
@@ -483,92 +572,37 @@ def analyse(queue_dir: Path, *, dry: bool = False, quiet: bool = False) -> Analy
     s, found.chunks = choose_snapshot(snapshots_dir, first_base, notes, dry=dry, quiet=quiet)
     found.snapshot_lsn = s
 
-    def harmless(text: str) -> None:
-        found.harmless.append(text)
-        _note(notes, text, quiet=quiet)
-
     if readable and readable[0].base_lsn > s + 1:
         _problem(
             found, "start", readable[0].path, 0, f"the log starts at LSN {readable[0].base_lsn} but no "
             f"usable snapshot covers the records before it (see {snapshots_dir})", segment=readable[0],
         )  # fmt: skip
-    records = found.records
     for i, seg in enumerate(segments):
-        later = next((x for x in segments[i + 1 :] if not x.header_problem), None)
+        nxt = segments[i + 1] if i + 1 < len(segments) else None
         if seg.header_problem:
+            later = next((x for x in segments[i + 1 :] if not x.header_problem), None)
             if later is not None and later.base_lsn - 1 <= s:
-                harmless(
-                    f"{seg.path} has a damaged header ({seg.header_problem}); every record it can hold "
-                    f"is at or below the snapshot's LSN {s}: skipped, compaction will delete it"
-                )
+                _harmless(
+                    found, f"{seg.path} has a damaged header ({seg.header_problem}); every record it can "
+                    f"hold is at or below the snapshot's LSN {s}: skipped, compaction will delete it", quiet,
+                )  # fmt: skip
             else:
                 _problem(found, "header", seg.path, 0, seg.header_problem, segment=seg)
             continue
         if seg.file_size > seg.size and not is_zero_file(seg.path, seg.size, seg.file_size):
-            harmless(f"{seg.path} has bytes after the {seg.size} its header gives; they are ignored")
-        _scan_segment(seg, records, s)
-        nxt = segments[i + 1] if i + 1 < len(segments) else None
+            _harmless(
+                found, f"{seg.path} has bytes after the {seg.size} its header gives; they are ignored", quiet
+            )
+        _scan_segment(seg, found.records, s)
         if nxt is not None and not nxt.header_problem:
             _resolve(seg, nxt.base_lsn)
-        last = nxt is None
-        for spot in seg.spots:
-            where = f"{spot.path} at byte offset {spot.offset} ({spot.reason})"
-            if last and spot.tail and not seg.short:
-                # A torn write: its records were never acknowledged, so they count for nothing.
-                found.torn = TornTail(seg.path, spot.offset, spot.end, spot.reason)
-                seg.slack -= spot.lost_max - spot.lost_min
-                spot.lost_max = spot.lost_min
-            elif spot.lost_max == 0:
-                harmless(f"{where}: no record was lost there; ignored")
-            elif spot.highest_lsn <= s:
-                harmless(
-                    f"{where}: damage at or below the snapshot's LSN {s} (it lost {spot.describe_loss()}, "
-                    "which the snapshot reflects); skipped, compaction will delete the segment"
-                )
-            else:
-                _problem(
-                    found, "short" if seg.short and spot.tail else "spot", spot.path, spot.offset,
-                    f"{spot.reason}; {spot.describe_loss()} lost there", segment=seg, spot=spot,
-                )  # fmt: skip
-        for run in seg.runs:
-            if not run.slack:
-                records.extend(r for r in run.held if r.lsn > s)
-            elif run.lsn + run.slack + run.count - 1 > s:
-                spot = next(x for x in reversed(seg.spots) if x.offset < run.offset and x.lost_max > x.lost_min)
-                _problem(
-                    found, "uncertain", spot.path, spot.offset, f"{spot.reason}; {spot.describe_loss()} lost "
-                    f"there, so the LSNs of the {run.count} records after it cannot be known",
-                    segment=seg, spot=spot,
-                )  # fmt: skip
+        _judge_spots(found, seg, nxt is None, quiet)
+        _judge_runs(found, seg)
         if nxt is not None and not nxt.header_problem:
-            low, high = seg.end_lsn, seg.end_lsn + seg.slack
-            if not low <= nxt.base_lsn <= high:
-                text = f"base LSN {nxt.base_lsn} does not follow LSN {seg.last_lsn} of {seg.path.name}"
-                if nxt.base_lsn > high:
-                    text += f": records {high} to {nxt.base_lsn - 1} are missing"
-                if nxt.base_lsn - 1 <= s and high - 1 <= s:
-                    harmless(f"{nxt.path}: {text}; the snapshot at LSN {s} covers the records in between")
-                else:
-                    _problem(found, "boundary", nxt.path, 0, text, segment=nxt)
+            _judge_boundary(found, seg, nxt, quiet)
     found.problems.sort(key=lambda p: (segments.index(p.segment) if p.segment else -1, p.error.offset))
     if readable:
-        tail = segments[-1]
-        found.last_lsn = max(s, tail.end_lsn + tail.slack - 1)
-        found.sealed = bool(
-            tail.short
-            or tail.slack
-            or any(spot.offset != getattr(found.torn, "offset", -1) for spot in tail.spots)
-            or tail.end_lsn - 1 < s
-        )
-        if tail.short and not tail.spots:
-            harmless(f"{tail.path} is shorter than its header says, after the end of its records; "
-                     "new records go to a new segment")  # fmt: skip
-        if tail.end_lsn - 1 < s:
-            _note(
-                notes, f"the log ends at LSN {tail.end_lsn - 1}, below the snapshot's LSN {s}: the records "
-                f"in between are reflected by the snapshot; new records continue at LSN {s + 1} in a new "
-                "segment", quiet=quiet,
-            )  # fmt: skip
+        _judge_tail(found, segments[-1], quiet)
     else:
         found.last_lsn = s
     return found
@@ -606,12 +640,14 @@ def locator(segments: list[SegmentInfo]) -> Callable[[int], tuple[str, int] | No
     Keeps only the runs (a few numbers per segment); the offset is found by walking record headers
     from the start of the run, which is only done for an error message.
     """
-    runs = [(seg.path, run.offset, run.lsn, run.count) for seg in segments for run in seg.runs if not run.slack]
+    runs = [
+        (seg.path, run.offset, run.lsn, run.count) for seg in segments for run in seg.runs if not run.slack
+    ]
 
     def locate(lsn: int) -> tuple[str, int] | None:
         for path, offset, first, count in runs:
             if first <= lsn < first + count:
-                size, mm = _read_map(path)
+                _, mm = _read_map(path)
                 if mm is None:
                     return None
                 try:

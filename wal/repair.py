@@ -120,7 +120,7 @@ def _skip_step(seg: SegmentInfo, spot: Spot, count: int, exact: bool) -> Step | 
     """Overwrite the damaged region of ``spot`` with a SKIP record standing for ``count`` LSNs."""
     size = max(MIN_RECORD_SIZE, spot.end - spot.offset)
     if spot.offset + size > seg.size:
-        return f"{spot.path} at byte offset {spot.offset}: no room for a SKIP record before the end of the segment"
+        return f"{spot.path} at byte offset {spot.offset}: no room for a SKIP record before the segment's end"
     low = count if exact else spot.lost_min
     what = _loss(spot.lsn, count) if exact else spot.describe_loss()
     if not exact:
@@ -158,7 +158,7 @@ def _plan_spot(found: Analysis, problem: Problem, plan: QueuePlan) -> None:
         plan.steps.append(
             Step(
                 f"{seg.path} bytes {spot.offset}..{max(spot.end, spot.offset)}: drop "
-                f"{'the record cut short there (LSN %d)' % spot.lsn if cut else 'nothing readable'}; records "
+                f"{f'the record cut short there (LSN {spot.lsn})' if cut else 'nothing readable'}; records "
                 "that were past the cut, if any, are lost and cannot be counted",
                 lambda: _write(seg.path, spot.offset, bytes(spot.end - spot.offset)),
                 1 if cut else 0,
@@ -172,8 +172,8 @@ def _plan_spot(found: Analysis, problem: Problem, plan: QueuePlan) -> None:
         plan.kept += 1
         plan.steps.append(
             Step(
-                f"{spot.path} byte offset {spot.offset} ({spot.reason}): only the record's header is damaged; "
-                f"restore it (record LSN {spot.lsn} is kept, nothing is dropped)",
+                f"{spot.path} byte offset {spot.offset} ({spot.reason}): only the record's header is "
+                f"damaged; restore it (record LSN {spot.lsn} is kept, nothing is dropped)",
                 lambda: _write(seg.path, spot.offset, restore),
             )
         )
@@ -267,9 +267,7 @@ def _queue_dirs(data_dir: Path) -> list[tuple[str, Path]]:
     ]
 
 
-def repair(
-    data_dir: str | Path, *, confirm: Callable[[str], bool], dry_run: bool = False
-) -> RepairResult:
+def repair(data_dir: str | Path, *, confirm: Callable[[str], bool], dry_run: bool = False) -> RepairResult:
     """Plan the repair of every queue's log, describe it, ask ``confirm``, and carry it out.
 
     A plan is only carried out when ``confirm`` accepts it (never with ``dry_run``), and is checked

@@ -89,7 +89,7 @@ def test_damage_below_the_snapshot_in_the_last_segment_seals_it(tmp_path: Path, 
     (seg,) = segment_files(tmp_path)
     _flip(seg, _offset_of(5) + 100)
     recovery, lsn = run(_recover(tmp_path, then_append=2))
-    assert lsn == 22 and len(segment_files(tmp_path)) == 2
+    assert lsn == 22 and len(segment_files(tmp_path)) == 2 and recovery.notes
     assert _lsns(run(_recover(tmp_path))[0]) == [21, 22]
 
 
