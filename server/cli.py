@@ -9,7 +9,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
-spitfire-server repair --data-dir DIR [--yes]
+spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
 from __future__ import annotations
@@ -157,11 +157,21 @@ def repair_parser() -> argparse.ArgumentParser:
     """Flags of `spitfire-server repair`."""
     p = argparse.ArgumentParser(
         prog="spitfire-server repair",
-        description="Cut damaged logs at the first bad record so that the server can start. "
-        "Records after the cut are lost; you are asked first.",
+        description="Make damaged logs startable again, dropping only the damaged records: every record "
+        "that checks out is kept with its LSN. Shows the plan with what it drops and asks first. "
+        "Exit status: 0 nothing left to repair, 1 damage left in place (declined, --dry-run, or not "
+        "repairable), 2 bad arguments or no such data directory.",
     )
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
-    p.add_argument("--yes", action="store_true", help="do not ask before cutting")
+    p.add_argument("--yes", action="store_true", help="do not ask before repairing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument(
+        "--skip-record",
+        metavar="QUEUE:LSN",
+        default=None,
+        help="drop one record whose checksum is valid but that the server cannot decode (start-up "
+        "names it); it becomes a SKIP record",
+    )
     return p
 
 
@@ -196,36 +206,71 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
     )
 
 
+def _skip_target(value: str | None) -> tuple[str, int] | None:
+    """``QUEUE:LSN`` of ``--skip-record`` as (queue, lsn); None when not given, ("", 0) when malformed."""
+    if value is None:
+        return None
+    queue, _, lsn = value.rpartition(":")
+    return (queue, int(lsn)) if queue and lsn.isdigit() else ("", 0)
+
+
 def run_repair(argv: Sequence[str]) -> int:
-    """`spitfire-server repair`: describe each cut, ask, then cut."""
-    from spitfire.wal.repair import repair
+    """`spitfire-server repair`: describe each queue's repair, ask, then carry it out.
+
+    Exit status: 0 when no damage that stops start-up is left, 1 when some is (declined, dry run,
+    not repairable), 2 for bad arguments or a data directory that does not exist (nothing created).
+    """
+    from spitfire.wal.repair import RepairError, repair, skip_record
 
     args = repair_parser().parse_args(argv)
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        print(
+            f"spitfire-server repair: {data_dir} does not exist or is not a directory; give the "
+            "--data-dir the server runs with",
+            file=sys.stderr,
+        )
+        return 2
+    target = _skip_target(args.skip_record)
+    if target == ("", 0):
+        print("spitfire-server repair: --skip-record takes QUEUE:LSN, e.g. emails:1234", file=sys.stderr)
+        return 2
 
     def confirm(description: str) -> bool:
         print(description)
         if args.yes:
             return True
         if not sys.stdin.isatty():
-            print("not cutting: no terminal to ask on; run again with --yes to cut without asking")
+            print("not repairing: no terminal to ask on; run again with --yes to repair without asking")
             return False
-        return input("Cut the log here? [y/N] ").strip().lower() in ("y", "yes")
+        return input("Repair this queue's log? [y/N] ").strip().lower() in ("y", "yes")
 
-    lock = DataDirLock(Path(args.data_dir))
+    lock = DataDirLock(data_dir)
     try:
-        lock.acquire()
-    except DataDirInUseError as exc:
+        lock.acquire(create_dir=False)
+    except (DataDirInUseError, FileNotFoundError) as exc:
         print(f"spitfire-server repair: {exc}", file=sys.stderr)
         return 1
     try:
-        actions = repair(Path(args.data_dir), confirm=confirm)
+        if target is not None:
+            if args.dry_run:
+                print(f"dry run: would drop record {target[1]} of queue {target[0]!r}")
+                return 1
+            print(skip_record(data_dir, *target, confirm=confirm))
+            return 0
+        result = repair(data_dir, confirm=confirm, dry_run=args.dry_run)
+    except RepairError as exc:
+        print(f"spitfire-server repair: {exc}", file=sys.stderr)
+        return 1
     finally:
         lock.release()
-    if not actions:
+    for line in result.lines:
+        print(line)
+    if result.nothing_to_do:
         print(f"{args.data_dir}: nothing to repair")
-    for action in actions:
-        print(action)
-    return 0
+    elif result.damage_left:
+        print("damage is left in place: the server will not start until it is repaired", file=sys.stderr)
+    return 1 if result.damage_left else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,9 +24,17 @@ class DataDirLock:
         self.path = data_dir / "meta" / "lock"
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise DataDirInUseError naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def acquire(self, *, create_dir: bool = True) -> None:
+        """Take the lock or raise DataDirInUseError naming the holder's pid.
+
+        ``create_dir=False`` (for tools such as ``repair``) refuses a data directory that does not
+        exist with FileNotFoundError instead of creating it; ``meta/`` is still created inside an
+        existing one.
+        """
+        data_dir = self.path.parent.parent
+        if not create_dir and not data_dir.is_dir():
+            raise FileNotFoundError(f"{data_dir} does not exist or is not a directory")
+        self.path.parent.mkdir(parents=create_dir, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

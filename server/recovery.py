@@ -16,7 +16,7 @@ from operator import attrgetter
 import msgspec
 
 from spitfire.index.job import LEASED_STATES, Job, JobState
-from spitfire.wal.api import Durability, LogRecord, Recovery
+from spitfire.wal.api import CorruptLogError, Durability, LogRecord, Recovery
 
 from . import records as rec
 from .state import Queue, StateMachine
@@ -30,6 +30,40 @@ _body = attrgetter("body")
 
 class SnapshotFormatError(ValueError):
     """A snapshot chunk this build cannot read."""
+
+
+class UndecodableRecordError(CorruptLogError):
+    """A log record whose checksum is valid but whose type or body this build cannot decode.
+
+    Raised at start-up instead of the decoder's own exception: it names the queue, the LSN and,
+    through `Recovery.locate`, the file and byte offset, and says what the operator can do.
+    """
+
+    def __init__(self, queue: str, lsn: int, rtype: int, problem: str, where: tuple[str, int] | None) -> None:
+        self.queue = queue
+        self.lsn = lsn
+        self.rtype = rtype
+        path, offset = where if where is not None else (f"the log of queue {queue!r}", 0)
+        super().__init__(
+            path,
+            offset,
+            f"record LSN {lsn} of queue {queue!r} (type {rtype}) has a valid checksum but {problem}",
+            hint="If a newer spitfire-server wrote this log, run that release. Otherwise drop just this "
+            f"record with: spitfire-server repair --data-dir <DIR> --skip-record {queue}:{lsn}",
+        )
+
+
+#: What decoding a record body raises when the type or the bytes are not what this build knows.
+_DECODE_ERRORS = (rec.UnknownRecordType, msgspec.DecodeError)
+
+
+def _undecodable(q: Queue, recovery: Recovery, record: LogRecord, exc: Exception) -> UndecodableRecordError:
+    problem = (
+        "a record type this build does not know"
+        if isinstance(exc, rec.UnknownRecordType)
+        else f"a body that does not decode ({exc})"
+    )
+    return UndecodableRecordError(q.name, record.lsn, record.rtype, problem, recovery.locate(record.lsn))
 
 
 def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) -> None:
@@ -97,12 +131,17 @@ _ENQUEUE_RUN = re.compile(re.escape(bytes([_JOB_ENQUEUED])) + b"+")
 BULK_DECODE = 65_536
 
 
-def _decode_run(q: Queue, records: Sequence[LogRecord], out: list[Job]) -> None:
+def _decode_run(q: Queue, recovery: Recovery, records: Sequence[LogRecord], out: list[Job]) -> None:
     """Decode a run of JOB_ENQUEUED records into ``out`` with their LSN, queue and interned name."""
     try:
         jobs = rec.decode_jobs(map(_body, records), len(records))
-    except msgspec.DecodeError:  # find the bad record and raise what decoding it alone raises
-        jobs = [rec.job_decoder.decode(record.body) for record in records]
+    except msgspec.DecodeError:  # find the bad record and name it
+        jobs = []
+        for record in records:
+            try:
+                jobs.append(rec.job_decoder.decode(record.body))
+            except msgspec.DecodeError as exc:
+                raise _undecodable(q, recovery, record, exc) from exc
     name = q.name
     intern = sys.intern
     for job, lsn in zip(jobs, map(_lsn, records), strict=True):
@@ -128,6 +167,8 @@ def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
 
     Runs of enqueue records are indexed in bulk (runs of JOB_ENQUEUED records are also decoded in
     bulk); any other record first flushes the run, so the order of changes is kept.
+
+    :raises UndecodableRecordError: a record of an unknown type or whose body does not decode.
     """
     chunks = list(recovery.snapshot_chunks)
     if chunks:
@@ -143,15 +184,18 @@ def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
     for run in chain(_ENQUEUE_RUN.finditer(rtypes), (None,)):
         start, end = run.span() if run is not None else (len(records), len(records))
         for record in records[done:start]:  # the records between two runs, one at a time
-            if record.rtype == _JOBS_ENQUEUED:
-                _pending_batch(q, record.lsn, record.body, pending)
-                continue
-            if pending:
-                load_new_jobs(state, q, pending)
-                pending = []
-            apply(q, record.lsn, record.rtype, decode(record.rtype, record.body))
+            try:
+                if record.rtype == _JOBS_ENQUEUED:
+                    _pending_batch(q, record.lsn, record.body, pending)
+                    continue
+                if pending:
+                    load_new_jobs(state, q, pending)
+                    pending = []
+                apply(q, record.lsn, record.rtype, decode(record.rtype, record.body))
+            except _DECODE_ERRORS as exc:
+                raise _undecodable(q, recovery, record, exc) from exc
         for i in range(start, end, BULK_DECODE):
-            _decode_run(q, records[i : min(end, i + BULK_DECODE)], pending)
+            _decode_run(q, recovery, records[i : min(end, i + BULK_DECODE)], pending)
         done = end
     if pending:
         load_new_jobs(state, q, pending)

@@ -53,22 +53,27 @@ class RecordTooLargeError(StorageError):
     """A record is larger than a segment can ever hold; split it or raise the segment size."""
 
 
+#: What a `CorruptLogError` tells the operator to do unless the raiser knows better.
+REPAIR_HINT = (
+    "To drop only the damaged records and keep every record that checks out, run: "
+    "spitfire-server repair --data-dir <DIR> (--dry-run shows the plan; it asks first; --yes skips "
+    "the question)"
+)
+
+
 class CorruptLogError(StorageError):
     """A log or snapshot is damaged somewhere recovery must not guess.
 
     ``path`` and ``offset`` name the first bad byte; start-up stops and the message tells the
-    operator how to run ``spitfire-server repair --data-dir DIR``, which truncates there.
+    operator what to do: by default, run ``spitfire-server repair --data-dir DIR`` (``hint``
+    replaces that advice).
     """
 
-    def __init__(self, path: str, offset: int, reason: str) -> None:
+    def __init__(self, path: str, offset: int, reason: str, hint: str = REPAIR_HINT) -> None:
         self.path = path
         self.offset = offset
         self.reason = reason
-        super().__init__(
-            f"{path} is damaged at byte offset {offset}: {reason}. Records after this point cannot be "
-            "trusted. To cut the log here and start, run: spitfire-server repair --data-dir <DIR> "
-            "(it asks first; --yes skips the question)"
-        )
+        super().__init__(f"{path} is damaged at byte offset {offset}: {reason}. {hint}")
 
 
 class UnsupportedFormatError(StorageError):
@@ -98,6 +103,11 @@ class LogRecord(msgspec.Struct, gc=False):
     body: bytes
 
 
+def _nowhere(lsn: int) -> tuple[str, int] | None:
+    """`Recovery.locate` of a storage that has no files."""
+    return None
+
+
 @dataclass(slots=True)
 class Recovery:
     """What a queue's log held when it was opened: the newest usable snapshot and the records after it.
@@ -116,6 +126,10 @@ class Recovery:
     records: Iterable[LogRecord] = field(default_factory=list)
     #: Human-readable notes about what recovery did (torn tail cut, snapshot skipped, ...).
     notes: list[str] = field(default_factory=list)
+    #: Where the record with a given LSN is stored: (file path, byte offset of its header), or None
+    #: when the storage has no files or no longer holds it. Only for error messages (the engine
+    #: names the file and offset of a record it cannot decode): it may read the file again.
+    locate: Callable[[int], tuple[str, int] | None] = _nowhere
 
 
 class SnapshotWriter(Protocol):

@@ -40,6 +40,14 @@ U32 = struct.Struct("<I")
 RECORD_ALIGN = 8
 #: Record type 0 is never valid: zero-filled (preallocated) space reads as "end of log".
 RECORD_TYPE_END = 0
+#: Record type 255 belongs to the WAL, never to the engine: a SKIP record, written only by
+#: `spitfire-server repair` over damaged bytes, stands for the records that were lost there so that
+#: the LSNs of the records after it stay what they were. Recovery never hands it to the engine.
+RECORD_TYPE_SKIP = 255
+#: Body of a SKIP record: how many LSNs it stands for (u32, >= 1), then zeros up to the next record.
+SKIP_BODY = struct.Struct("<I")
+#: The smallest record: a 12-byte header and up to 4 bytes of body, padded to 8 (a SKIP fits in it).
+MIN_RECORD_SIZE = 16
 
 # --- snapshots ------------------------------------------------------------------------------------
 

@@ -17,14 +17,17 @@ from crc32c import crc32c
 from .api import LogRecord
 from .constants import (
     FORMAT_VERSION,
+    MIN_RECORD_SIZE,
     RECORD_ALIGN,
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
     RECORD_LEN_TYPE,
+    RECORD_TYPE_SKIP,
     SEGMENT_HEADER,
     SEGMENT_HEADER_SIZE,
     SEGMENT_MAGIC,
     SEGMENT_PREFIX,
+    SKIP_BODY,
     ZERO_CHUNK_SIZE,
 )
 
@@ -56,6 +59,30 @@ def encode_record(rtype: int, body: bytes) -> bytes:
         raise ValueError(f"record type must be 1..255, got {rtype}")
     head = RECORD_HEADER.pack(record_crc(rtype, body), len(body), rtype)
     return head + body + bytes(record_size(len(body)) - RECORD_HEADER_SIZE - len(body))
+
+
+def encode_skip(count: int, size: int) -> bytes:
+    """A SKIP record standing for ``count`` lost LSNs that fills exactly ``size`` bytes.
+
+    ``size`` is the damaged region it replaces: a multiple of 8, at least `MIN_RECORD_SIZE`. The
+    body is the count followed by zeros, so the next record starts right after the region.
+    """
+    if size < MIN_RECORD_SIZE or size % RECORD_ALIGN:
+        raise ValueError(
+            f"a SKIP record needs a multiple of 8 of at least {MIN_RECORD_SIZE} bytes, not {size}"
+        )
+    if not 1 <= count < 1 << 32:
+        raise ValueError(f"a SKIP record stands for 1 to 2**32 - 1 LSNs, not {count}")
+    body = SKIP_BODY.pack(count) + bytes(size - RECORD_HEADER_SIZE - SKIP_BODY.size)
+    return encode_record(RECORD_TYPE_SKIP, body)
+
+
+def decode_skip(body: Buffer) -> int:
+    """The number of LSNs a SKIP record's body stands for (0 when the body is too short: invalid)."""
+    if len(memoryview(body)) < SKIP_BODY.size:
+        return 0
+    count: int = SKIP_BODY.unpack_from(body, 0)[0]
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +172,8 @@ class ScanResult:
     bad_offset: int | None = None
     #: Why the bad spot is bad.
     reason: str = ""
+    #: The scan stopped at a valid SKIP record at ``end`` (the caller reads its count and resumes).
+    skip: bool = False
 
 
 def check_record(buf: Buffer, off: int, size: int) -> tuple[int, int, str]:
@@ -181,6 +210,8 @@ def scan_records(
     first bad spot (bad CRC, type 0 with a non-zero length, a length past the end, or a zero header
     followed by non-zero bytes). When ``sink`` is given, every valid record with an LSN above
     ``min_lsn`` is appended to it (the first record has LSN ``base_lsn``; bodies are copies).
+    A valid SKIP record (`RECORD_TYPE_SKIP`) also stops the scan, with ``skip`` set and ``end`` at it:
+    only the caller knows what LSN follows it.
     """
     data: bytes | mmap.mmap = buf if isinstance(buf, (bytes, mmap.mmap)) else bytes(buf)
     was_enabled = gc.isenabled()
@@ -210,6 +241,8 @@ def _scan(
         covered = data[off + 4 : end]
         if crc32c(covered) != crc:
             return _stop(data, off, size, count)
+        if rtype == RECORD_TYPE_SKIP:
+            return ScanResult(count, off, skip=True)
         if sink is not None and lsn > min_lsn:
             sink.append(LogRecord(lsn, rtype, covered[8:]))
         lsn += 1

@@ -112,7 +112,7 @@ class FileStorage:
         if created and self.config.fsync:
             fsync_dir(self.queues_dir)
             fsync_dir(self.data_dir)
-        if found.segments:
+        if found.segments and not found.sealed:
             info = found.segments[-1]
             fd = os.open(info.path, os.O_RDWR | os.O_CLOEXEC)
             seg = Segment(info.number, info.path, fd, info.size, info.base_lsn)
@@ -130,7 +130,9 @@ class FileStorage:
 
     def _install(self, ctx: Context, queue: str, durability: Durability, files: _LogFiles) -> FileQueueLog:
         found, seg = files.found, files.segment
-        segments = [(s.number, s.base_lsn) for s in found.segments] or [(seg.number, seg.base_lsn)]
+        segments = [(s.number, s.base_lsn) for s in found.segments]
+        if not segments or segments[-1][0] != seg.number:  # a new segment (new log, or the last sealed)
+            segments.append((seg.number, seg.base_lsn))
         log = FileQueueLog(
             ctx, queue, files.queue_dir, durability, seg, files.offset, found.last_lsn, segments
         )

@@ -79,7 +79,10 @@ def test_torn_last_record_at_every_byte(tmp_path: Path, run: Run, how: str) -> N
 def test_damage_before_a_valid_record_is_corruption_then_repair(tmp_path: Path, run: Run) -> None:
     base, bodies, last = _template(tmp_path, run)
     prev = last - record_size(len(bodies[-2]))
-    for i, offset in enumerate([prev, prev + 4, prev + 8, prev + 12, prev + 30]):
+    # A flip in the CRC field or the body loses that record; a flip in the length or type byte only
+    # damages the header, which repair restores (the stored CRC still matches the body).
+    cases = [(prev, False), (prev + 4, True), (prev + 8, True), (prev + 12, False), (prev + 30, False)]
+    for i, (offset, restored) in enumerate(cases):
         target = _corrupt(base, tmp_path / f"d{i}", offset, "flip")
         with pytest.raises(CorruptLogError) as info:
             run(_recover(target))
@@ -93,18 +96,24 @@ def test_damage_before_a_valid_record_is_corruption_then_repair(tmp_path: Path, 
             return True
 
         done = repair(target, confirm=confirm)
-        assert len(questions) == 1 and "loses about 1 record" in questions[0]
-        assert len(done) == 1 and "cut" in done[0]
-        records, _ = run(_recover(target))
-        assert records == bodies[:-2]
-        assert repair(target, confirm=lambda _: True) == []  # nothing left to repair
+        assert len(questions) == 1, questions
+        if restored:
+            assert "restore it" in questions[0] and "0 record(s) dropped" in questions[0], questions
+        else:
+            assert "1 record(s) dropped" in questions[0] and f"(LSN {N - 1})" in questions[0], questions
+        assert f"the {N - 1 if not restored else N} valid record(s) are all kept" in questions[0]
+        assert not done.damage_left and "done" in done.lines[0]
+        records, notes = run(_recover(target))
+        # Only the damaged record is gone (or none at all), and nothing is left to warn about.
+        assert records == (bodies if restored else [*bodies[:-2], bodies[-1]]) and not notes
+        assert repair(target, confirm=lambda _: True).nothing_to_do
 
 
 def test_repair_can_be_declined(tmp_path: Path, run: Run) -> None:
     base, _, _ = _template(tmp_path, run)
     target = _corrupt(base, tmp_path / "d", 70, "flip")
     done = repair(target, confirm=lambda _: False)
-    assert "unchanged" in done[0]
+    assert "unchanged" in done.lines[0] and done.damage_left
     with pytest.raises(CorruptLogError):
         run(_recover(target))
 
@@ -120,10 +129,11 @@ def test_damage_in_an_earlier_segment(tmp_path: Path, run: Run) -> None:
     with pytest.raises(CorruptLogError) as info:
         run(_recover(tmp_path))
     assert info.value.path == str(segs[0]) and info.value.offset == 64 + 23 * 216
-    repair(tmp_path, confirm=lambda _: True)
+    segments_before = len(segment_files(tmp_path))
+    assert not repair(tmp_path, confirm=lambda _: True).damage_left
     records, _ = run(_recover(tmp_path))
-    assert records == bodies[:23]
-    assert len(segment_files(tmp_path)) == 1
+    assert records == bodies[:23] + bodies[24:]  # one record dropped, later segments kept
+    assert len(segment_files(tmp_path)) == segments_before
     run(_append(tmp_path, [b"more"]))
     assert run(_recover(tmp_path))[0][-1] == b"more"
 
