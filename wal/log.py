@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crc32c import crc32c
 
@@ -39,14 +38,12 @@ from .api import (
 )
 from .config import WalConfig
 from .constants import RECORD_HEADER, RECORD_HEADER_SIZE, RECORD_LEN_TYPE, SEGMENT_HEADER_SIZE
-from .flusher import Flusher, Group
+from .flusher import Flusher, Group, GroupDone
 from .format import align, record_size
-from .preparer import Preparer
-from .segment import PreparedFile, Segment, prepare_file
+from .preparer import Preparer, PrepareTask
+from .segment import PreparedFile, Segment, prepare_file, segment_path
+from .snapshot import FileSnapshotWriter, SnapshotHooks
 from .stats import FlushStats
-
-if TYPE_CHECKING:
-    from .snapshot import FileSnapshotWriter
 
 logger = logging.getLogger("spitfire.wal")
 
@@ -92,6 +89,7 @@ class FileQueueLog:
     __slots__ = (
         "_closed",
         "_ctx",
+        "_done_cb",
         "_durability",
         "_durable_lsn",
         "_failed",
@@ -107,11 +105,13 @@ class FileQueueLog:
         "_plain_limit",
         "_prep_lock",
         "_prep_requested",
+        "_prep_task",
         "_prepare_at",
         "_prepared",
         "_queue",
         "_seg",
         "_segments",
+        "_snap_hooks",
         "_snapshot",
         "_sync",
         "_timer",
@@ -154,6 +154,19 @@ class FileQueueLog:
         self._segments = segments
         self._snapshot: FileSnapshotWriter | None = None
         self._last_writer: FileSnapshotWriter | None = None
+        # The flusher, preparer and snapshot writers call back through these (made once: the flusher
+        # and the preparer tell logs apart by the callable's identity).
+        self._done_cb: GroupDone = self._group_done
+        self._prep_task: PrepareTask = self._prepare_next
+        self._snap_hooks = SnapshotHooks(
+            queue,
+            self.snapshots_dir,
+            self.wal_dir,
+            ctx.config.fsync,
+            self.wait_durable,
+            self._snapshot_done,
+            self.compactable,
+        )
         self._prep_lock = threading.Lock()
         self._prepared: PreparedFile | None = None
         self._want: int | None = None
@@ -230,15 +243,13 @@ class FileQueueLog:
         return self._future_for(lsn)
 
     def snapshot(self, lsn: int | None = None) -> FileSnapshotWriter:
-        from .snapshot import FileSnapshotWriter
-
         self._check_open()
         if self._snapshot is not None:
             raise StorageError(f"a snapshot of queue {self._queue!r} is already being written")
         at = self._last_lsn if lsn is None else lsn
         if not 0 <= at <= self._last_lsn:
             raise ValueError(f"snapshot LSN {at} was never appended (last is {self._last_lsn})")
-        self._snapshot = FileSnapshotWriter(self, at, self._last_writer)
+        self._snapshot = FileSnapshotWriter(self._snap_hooks, at, self._last_writer)
         self._last_writer = self._snapshot
         return self._snapshot
 
@@ -281,7 +292,7 @@ class FileQueueLog:
 
     def _begin_group(self, lsn: int, offset: int) -> None:
         """Open a group at the record just written at ``offset`` (one clock read per group)."""
-        self._open = Group(self, self._seg, lsn, self._sync, offset, time.perf_counter())
+        self._open = Group(self._done_cb, self._seg, lsn, self._sync, offset, time.perf_counter())
         self._seg.inflight += 1  # pinned from now on: the segment stays open until the group is done
         if self._sync:
             self._seal()
@@ -392,11 +403,15 @@ class FileQueueLog:
         self._prep_requested = False
         self._fast_limit = min(self._plain_limit, self._prepare_at)
 
+    @property
+    def _prep_what(self) -> str:
+        return f"the next segment of queue {self._queue!r}"
+
     def _request_prepare(self) -> None:
         self._prep_requested = True
         with self._prep_lock:
             self._want = self._seg.number + 1
-        self._ctx.preparer.request(self)
+        self._ctx.preparer.request(self._prep_task, self._prep_what)
 
     def _prepare_next(self) -> OSError | None:
         """Preparer thread: create the wanted next segment if still wanted; the error if it failed."""
@@ -423,7 +438,7 @@ class FileQueueLog:
                 prepared.discard()
             self._want = number  # still wanted: the preparer retries while space is low
             if low:
-                self._ctx.preparer.request(self)
+                self._ctx.preparer.request(self._prep_task, self._prep_what)
                 raise NoSpaceError(
                     f"disk full: queue {self._queue!r} has used its reserved WAL space; free disk space "
                     f"under {self.wal_dir.parent.parent.parent} so that the server can continue"
@@ -440,7 +455,7 @@ class FileQueueLog:
                 )
             except OSError as exc:
                 self._ctx.preparer.low_on_space = True
-                self._ctx.preparer.request(self)
+                self._ctx.preparer.request(self._prep_task, self._prep_what)
                 raise NoSpaceError(
                     f"cannot allocate a new WAL segment for queue {self._queue!r} ({exc}); free disk space "
                     "so that new jobs are accepted again"
@@ -481,8 +496,6 @@ class FileQueueLog:
     def compactable(self, keep_after_lsn: int) -> list[Path]:
         """Drop (from the bookkeeping) and return the segments whose records all have LSN <= the
         given one; the current segment is never returned."""
-        from .segment import segment_path
-
         doomed: list[Path] = []
         while len(self._segments) > 1 and self._segments[1][1] - 1 <= keep_after_lsn:
             number, _ = self._segments.pop(0)
