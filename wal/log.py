@@ -116,6 +116,7 @@ class FileQueueLog:
         "_sync",
         "_timer",
         "_want",
+        "_want_size",
         "queue_dir",
         "snapshots_dir",
         "wal_dir",
@@ -169,7 +170,9 @@ class FileQueueLog:
         )
         self._prep_lock = threading.Lock()
         self._prepared: PreparedFile | None = None
+        #: Number and size of the next segment the preparer is to create (None: nothing wanted).
         self._want: int | None = None
+        self._want_size = 0
         self._seg = segment
         self._mm = segment.mm
         self._offset = offset
@@ -360,17 +363,17 @@ class FileQueueLog:
         if not 0 < rtype < 256:
             raise ValueError(f"record type must be 1..255, got {rtype}")
         size = record_size(len(body))
-        max_body = self._seg.size - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE - self._reserve(self._seg)
-        if len(body) > min(max_body, self._ctx.config.max_body_size):
+        max_body = self._ctx.config.max_body_size
+        if len(body) > max_body:
             raise RecordTooLargeError(
-                f"record of {len(body)} bytes does not fit in a WAL segment (at most "
-                f"{min(max_body, self._ctx.config.max_body_size)} bytes); raise segment_size or split it"
+                f"record of {len(body)} bytes does not fit in a WAL segment (at most {max_body} bytes); "
+                "raise segment_size or split it"
             )
         if not self._prep_requested and self._offset + size > self._prepare_at:
             self._request_prepare()
         limit = self._seg.size if reserved else self._plain_limit
         if self._offset + size > limit:
-            self._roll(reserved)
+            self._roll(reserved, size)
         self._fast_limit = (
             self._plain_limit if self._prep_requested else min(self._plain_limit, self._prepare_at)
         )
@@ -389,15 +392,14 @@ class FileQueueLog:
             self._begin_group(lsn, off)
         return lsn
 
-    def _reserve(self, seg: Segment) -> int:
-        return min(self._ctx.config.reserve, seg.size // 8 // 8 * 8)
-
     def _enter_segment(self, seg: Segment, offset: int, *, plain: bool) -> None:
         """Make ``seg`` current; ``plain=False`` keeps plain appends out (a spare used while low)."""
         self._seg = seg
         self._mm = seg.mm
         self._offset = offset
-        self._plain_limit = seg.size - self._reserve(seg) if plain else SEGMENT_HEADER_SIZE
+        self._plain_limit = (
+            seg.size - self._ctx.config.reserve_for(seg.size) if plain else SEGMENT_HEADER_SIZE
+        )
         usable = seg.size - SEGMENT_HEADER_SIZE
         self._prepare_at = SEGMENT_HEADER_SIZE + int(usable * self._ctx.config.prepare_ahead)
         self._prep_requested = False
@@ -411,6 +413,8 @@ class FileQueueLog:
         self._prep_requested = True
         with self._prep_lock:
             self._want = self._seg.number + 1
+            # Sized like the segment it follows, doubled: a small queue's spare stays small.
+            self._want_size = self._ctx.config.next_segment_size(self._seg.size)
         self._ctx.preparer.request(self._prep_task, self._prep_what)
 
     def _prepare_next(self) -> OSError | None:
@@ -421,38 +425,53 @@ class FileQueueLog:
                 return None
             try:
                 self._prepared = prepare_file(
-                    self.wal_dir, want, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
+                    self.wal_dir, want, self._want_size, fsync=self._ctx.config.fsync
                 )
             except OSError as exc:
                 return exc  # the preparer logs it (after raising its low-on-space flag)
             self._want = None
             return None
 
-    def _take_prepared(self, number: int, low: bool) -> PreparedFile:
+    def _take_prepared(self, number: int, size: int, low: bool) -> PreparedFile:
+        """The prepared segment ``number`` if it holds at least ``size`` bytes, else one made now."""
         with self._prep_lock:
             prepared, self._prepared = self._prepared, None
-            if prepared is not None and prepared.number == number:
+            if prepared is not None and prepared.number == number and prepared.size >= size:
                 self._want = None
                 return prepared
-            if prepared is not None:
-                prepared.discard()
-            self._want = number  # still wanted: the preparer retries while space is low
+            too_small = prepared is not None and prepared.number == number
             if low:
-                self._ctx.preparer.request(self._prep_task, self._prep_what)
+                if too_small:
+                    self._prepared = prepared  # kept: it may not be possible to allocate it again
+                else:
+                    if prepared is not None:
+                        prepared.discard()
+                    self._want, self._want_size = number, size  # the preparer retries it
+                    self._ctx.preparer.request(self._prep_task, self._prep_what)
                 raise NoSpaceError(
                     f"disk full: queue {self._queue!r} has used its reserved WAL space; free disk space "
                     f"under {self.wal_dir.parent.parent.parent} so that the server can continue"
                 )
-            logger.warning(
-                "segment %d of queue %r was not prepared in time: preparing it on the event loop "
-                "(this stalls every queue; consider a lower prepare_ahead)",
-                number,
-                self._queue,
-            )
-            try:
-                ready = prepare_file(
-                    self.wal_dir, number, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
+            if prepared is not None:
+                prepared.discard()
+            self._want, self._want_size = number, size
+            if too_small:  # a record larger than the doubled size: rare, and bounded by max_body_size
+                logger.info(
+                    "segment %d of queue %r is too small for the next record: preparing one of %d bytes "
+                    "on the event loop",
+                    number,
+                    self._queue,
+                    size,
                 )
+            else:
+                logger.warning(
+                    "segment %d of queue %r was not prepared in time: preparing it on the event loop "
+                    "(this stalls every queue; consider a lower prepare_ahead)",
+                    number,
+                    self._queue,
+                )
+            try:
+                ready = prepare_file(self.wal_dir, number, size, fsync=self._ctx.config.fsync)
             except OSError as exc:
                 self._ctx.preparer.low_on_space = True
                 self._ctx.preparer.request(self._prep_task, self._prep_what)
@@ -463,8 +482,9 @@ class FileQueueLog:
             self._want = None
             return ready
 
-    def _roll(self, reserved: bool) -> None:
-        """Move to the next segment (the prepared one if ready). Old segments close once durable."""
+    def _roll(self, reserved: bool, record: int) -> None:
+        """Move to the next segment (the prepared one if ready and large enough for the ``record``-byte
+        frame that does not fit here). Old segments close once durable."""
         low = self._ctx.preparer.low_on_space
         if low and not reserved:
             raise NoSpaceError(
@@ -472,8 +492,9 @@ class FileQueueLog:
                 "new jobs are accepted again (acks and failures still use the reserved space)"
             )
         old = self._seg
-        prepared = self._take_prepared(old.number + 1, low)
-        seg = Segment.activate(prepared, self._ctx.config.segment_size, self._last_lsn + 1)
+        size = self._ctx.config.segment_size_for(old.size, record, reserved=reserved)
+        prepared = self._take_prepared(old.number + 1, size, low)
+        seg = Segment.activate(prepared, self._last_lsn + 1)
         old.retired = True
         old.release_if_done()
         group = self._open
