@@ -16,14 +16,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from httphelpers import HttpServer, enqueue
 
-#: 256 KiB payloads, eight to a request: the 64 MiB open segment fills within ~32 requests.
+#: 256 KiB payloads, eight to a request (a 2 MiB record): once the disk is full, the queue's small
+#: open segment (1 MiB at first, each next one doubled) refuses them at once.
 PAYLOAD = "x" * 2**18
 BATCH = 8
 
 
 @pytest.fixture
 def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
-    """A real 160 MiB tmpfs: the first 64 MiB segment, its prepared successor, and a little more."""
+    """A real 160 MiB tmpfs: more than the queue's segments need, and more than /ready's floor."""
     return mount_tmpfs("160m")
 
 
