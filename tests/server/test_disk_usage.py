@@ -113,7 +113,10 @@ def test_a_new_queue_refused_for_lack_of_space_leaves_no_directory_and_the_serve
     for queue in ("new", "legacy"):
         enqueue(server.http, queue)
     assert sorted(os.listdir(data / "queues")) == ["legacy", "new", "old"]
-    assert server.http.get("/ready").status_code == 200
+    deadline = time.monotonic() + 20  # the server's probe allocation runs every second
+    while server.http.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, server.http.get("/ready").text
+        time.sleep(0.05)
     assert server.stop() == 0
     assert "Traceback" not in server.log()
 
