@@ -230,7 +230,8 @@ class Server:
 
     def readiness(self) -> dict[str, str]:
         """Failing readiness checks by name (empty when ready): recovered, not stopping, storage
-        working, log writable."""
+        working (no failed fsync), log writable (the data directory is writable with free space, and
+        the storage is not low on space: 503 whenever enqueues would be refused with NO_SPACE)."""
         failing: dict[str, str] = {}
         if self.engine is None or self.service is None:
             failing["recovery"] = "the data directory is being recovered"
@@ -247,6 +248,9 @@ class Server:
                 failing["log"] = f"less than {READY_MIN_FREE // 2**20} MiB free in {data_dir}"
         except OSError as exc:
             failing["log"] = f"{data_dir}: {exc.strerror or exc}"
+        if "log" not in failing and self.storage is not None and self.storage.low_on_space:
+            # A segment could not be allocated: enqueues get NO_SPACE, however much statvfs shows.
+            failing["log"] = f"disk full: new WAL segments cannot be allocated in {data_dir}"
         return failing
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

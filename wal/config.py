@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from .constants import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE
 
-#: 64 MiB segments: large enough that rolls are rare, small enough that compaction frees space often.
+#: 64 MiB segments at most: large enough that rolls of a busy queue are rare, small enough that
+#: compaction frees space often.
 DEFAULT_SEGMENT_SIZE = 64 * 2**20
+#: A queue's first segment: 1 MiB, so that a queue holding a few jobs costs 1 MiB of disk, not 64
+#: (any enqueue to a new name creates a queue). Each next segment doubles, up to `segment_size`.
+DEFAULT_FIRST_SEGMENT_SIZE = 1 * 2**20
 #: Space per segment held back for reserved appends (acks, failures, cancels) when the disk is full.
 DEFAULT_RESERVE_BYTES = 1 * 2**20
 #: Reserve is capped at this fraction of a segment so that plain appends keep most of it.
@@ -28,10 +32,14 @@ MIN_SEGMENT_SIZE = 4096
 class WalConfig:
     """Configuration of a `FileStorage`. Every field has a safe default; tests shrink the sizes."""
 
-    #: Size of each segment file in bytes (preallocated); a multiple of 4096, at least 4096.
+    #: Largest segment file in bytes (preallocated); a multiple of 4096, at least 4096. A queue's
+    #: segments start at `first_segment_size` and double up to this size.
     segment_size: int = DEFAULT_SEGMENT_SIZE
+    #: Size of a queue's first segment (capped at `segment_size`); a multiple of 4096, at least 4096.
+    first_segment_size: int = DEFAULT_FIRST_SEGMENT_SIZE
     #: Bytes at the end of each segment only reserved appends may use. None means
     #: min(DEFAULT_RESERVE_BYTES, segment_size / 8); an explicit value must be <= segment_size / 8.
+    #: A smaller segment reserves at most an eighth of itself (`reserve_for`).
     reserve_bytes: int | None = None
     #: ASYNC mode: milliseconds between an append and the fsync that covers it.
     async_flush_ms: float = DEFAULT_ASYNC_FLUSH_MS
@@ -49,6 +57,11 @@ class WalConfig:
             raise ValueError(
                 f"WalConfig.segment_size must be a multiple of 4096 and at least {MIN_SEGMENT_SIZE}, "
                 f"got {self.segment_size}"
+            )
+        if self.first_segment_size < MIN_SEGMENT_SIZE or self.first_segment_size % 4096:
+            raise ValueError(
+                f"WalConfig.first_segment_size must be a multiple of 4096 and at least {MIN_SEGMENT_SIZE}, "
+                f"got {self.first_segment_size}"
             )
         cap = self.segment_size // MAX_RESERVE_FRACTION
         if self.reserve_bytes is None:
@@ -74,6 +87,33 @@ class WalConfig:
         return self.reserve_bytes
 
     @property
+    def initial_segment_size(self) -> int:
+        """Size of a new queue's first segment: `first_segment_size`, at most `segment_size`."""
+        return min(self.first_segment_size, self.segment_size)
+
+    def next_segment_size(self, size: int) -> int:
+        """Size of the segment after one of ``size`` bytes: double, at most `segment_size` (a segment
+        written under a larger, older maximum is followed by one of the current maximum)."""
+        return min(size * 2, self.segment_size)
+
+    def reserve_for(self, size: int) -> int:
+        """Bytes of a ``size``-byte segment kept for reserved appends: `reserve_bytes`, at most an
+        eighth of the segment (8-aligned), so that small segments keep most of their room for jobs."""
+        return min(self.reserve, size // MAX_RESERVE_FRACTION // 8 * 8)
+
+    def segment_size_for(self, after: int, record: int, *, reserved: bool) -> int:
+        """Size of the segment that follows one of ``after`` bytes when it must take a ``record``-byte
+        frame first: the doubled size, doubled again (up to `segment_size`) while the frame would not
+        fit below the reserve line (anywhere in the segment if ``reserved``)."""
+        size = self.next_segment_size(after)
+        while size < self.segment_size and SEGMENT_HEADER_SIZE + record > size - (
+            0 if reserved else self.reserve_for(size)
+        ):
+            size = min(size * 2, self.segment_size)
+        return size
+
+    @property
     def max_body_size(self) -> int:
-        """Largest record body that fits in a segment (beyond it: `RecordTooLargeError`)."""
+        """Largest record body that fits in a segment of the largest size, below its reserve line
+        (beyond it: `RecordTooLargeError`). A smaller segment is followed by one large enough."""
         return self.segment_size - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE - self.reserve

@@ -7,8 +7,9 @@ its Python-level condition variable makes the woken flusher contend for the Even
 GIL while the loop still holds both, a context-switch ping-pong per group.) The flusher thread
 takes every queued group, runs one fdatasync per distinct segment file involved (many files in
 parallel on a small thread pool: fdatasync releases the GIL), then makes ONE
-``call_soon_threadsafe`` per round to resolve the groups' futures on the loop. Futures and
-durable-LSN bookkeeping live on the loop thread only.
+``call_soon_threadsafe`` per round that calls each group's ``done`` callback on the loop. Futures
+and durable-LSN bookkeeping live with the log, on the loop thread only: this module knows nothing of
+logs (a group carries its callback), so it imports no module that imports it back.
 
 Groups of a SYNC log are never merged: per round the flusher takes at most one group of a log that
 has a SYNC group pending, so every SYNC record gets an fdatasync of its own, in order.
@@ -22,14 +23,11 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from .segment import Segment
 from .stats import FlushStats
-
-if TYPE_CHECKING:
-    from .log import FileQueueLog
 
 logger = logging.getLogger("spitfire.wal")
 
@@ -40,12 +38,15 @@ WARN_SYNC_SECONDS = 1.0
 class Group:
     """Records of one log appended since the last seal, made durable by one round of the flusher."""
 
-    __slots__ = ("first_lsn", "future", "last_lsn", "log", "nbytes", "opened", "segments", "start", "sync")
+    __slots__ = ("done", "first_lsn", "future", "last_lsn", "nbytes", "opened", "segments", "start", "sync")
 
     def __init__(
-        self, log: FileQueueLog, segment: Segment, first_lsn: int, sync: bool, start: int, opened: float
+        self, done: GroupDone, segment: Segment, first_lsn: int, sync: bool, start: int, opened: float
     ) -> None:
-        self.log = log
+        #: Called on the loop thread once the group's fdatasyncs ran (with the first error, if any).
+        #: Every group of one log carries the same callable object: the flusher tells logs apart by
+        #: its identity (groups of one log resolve in order, SYNC groups never share a round).
+        self.done = done
         #: Segments holding the group's records (two when it spans a roll).
         self.segments = [segment]
         self.first_lsn = first_lsn
@@ -63,6 +64,8 @@ class Group:
         self.opened = opened
 
 
+#: What a group calls when its round is over: ``done(group, error)``, on the loop thread.
+GroupDone = Callable[[Group, OSError | None], None]
 Outcome = tuple[Group, OSError | None]
 
 
@@ -203,7 +206,7 @@ def _pick(pending: list[Group]) -> tuple[list[Group], list[Group]]:
     sync_in_batch: set[int] = set()
     held: set[int] = set()
     for group in pending:
-        key = id(group.log)
+        key = id(group.done)
         if key in held or key in sync_in_batch or (group.sync and key in in_batch):
             held.add(key)
             later.append(group)
@@ -216,6 +219,6 @@ def _pick(pending: list[Group]) -> tuple[list[Group], list[Group]]:
 
 
 def _resolve(outcomes: list[Outcome]) -> None:
-    """Loop thread: settle each group's future and its log's durable LSN."""
+    """Loop thread: hand each group back to its log (which settles its future and durable LSN)."""
     for group, error in outcomes:
-        group.log._group_done(group, error)
+        group.done(group, error)

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crc32c import crc32c
 
@@ -39,14 +38,12 @@ from .api import (
 )
 from .config import WalConfig
 from .constants import RECORD_HEADER, RECORD_HEADER_SIZE, RECORD_LEN_TYPE, SEGMENT_HEADER_SIZE
-from .flusher import Flusher, Group
+from .flusher import Flusher, Group, GroupDone
 from .format import align, record_size
-from .preparer import Preparer
-from .segment import PreparedFile, Segment, prepare_file
+from .preparer import Preparer, PrepareTask
+from .segment import PreparedFile, Segment, prepare_file, segment_path
+from .snapshot import FileSnapshotWriter, SnapshotHooks
 from .stats import FlushStats
-
-if TYPE_CHECKING:
-    from .snapshot import FileSnapshotWriter
 
 logger = logging.getLogger("spitfire.wal")
 
@@ -92,6 +89,7 @@ class FileQueueLog:
     __slots__ = (
         "_closed",
         "_ctx",
+        "_done_cb",
         "_durability",
         "_durable_lsn",
         "_failed",
@@ -107,15 +105,18 @@ class FileQueueLog:
         "_plain_limit",
         "_prep_lock",
         "_prep_requested",
+        "_prep_task",
         "_prepare_at",
         "_prepared",
         "_queue",
         "_seg",
         "_segments",
+        "_snap_hooks",
         "_snapshot",
         "_sync",
         "_timer",
         "_want",
+        "_want_size",
         "queue_dir",
         "snapshots_dir",
         "wal_dir",
@@ -154,9 +155,24 @@ class FileQueueLog:
         self._segments = segments
         self._snapshot: FileSnapshotWriter | None = None
         self._last_writer: FileSnapshotWriter | None = None
+        # The flusher, preparer and snapshot writers call back through these (made once: the flusher
+        # and the preparer tell logs apart by the callable's identity).
+        self._done_cb: GroupDone = self._group_done
+        self._prep_task: PrepareTask = self._prepare_next
+        self._snap_hooks = SnapshotHooks(
+            queue,
+            self.snapshots_dir,
+            self.wal_dir,
+            ctx.config.fsync,
+            self.wait_durable,
+            self._snapshot_done,
+            self.compactable,
+        )
         self._prep_lock = threading.Lock()
         self._prepared: PreparedFile | None = None
+        #: Number and size of the next segment the preparer is to create (None: nothing wanted).
         self._want: int | None = None
+        self._want_size = 0
         self._seg = segment
         self._mm = segment.mm
         self._offset = offset
@@ -230,15 +246,13 @@ class FileQueueLog:
         return self._future_for(lsn)
 
     def snapshot(self, lsn: int | None = None) -> FileSnapshotWriter:
-        from .snapshot import FileSnapshotWriter
-
         self._check_open()
         if self._snapshot is not None:
             raise StorageError(f"a snapshot of queue {self._queue!r} is already being written")
         at = self._last_lsn if lsn is None else lsn
         if not 0 <= at <= self._last_lsn:
             raise ValueError(f"snapshot LSN {at} was never appended (last is {self._last_lsn})")
-        self._snapshot = FileSnapshotWriter(self, at, self._last_writer)
+        self._snapshot = FileSnapshotWriter(self._snap_hooks, at, self._last_writer)
         self._last_writer = self._snapshot
         return self._snapshot
 
@@ -281,7 +295,7 @@ class FileQueueLog:
 
     def _begin_group(self, lsn: int, offset: int) -> None:
         """Open a group at the record just written at ``offset`` (one clock read per group)."""
-        self._open = Group(self, self._seg, lsn, self._sync, offset, time.perf_counter())
+        self._open = Group(self._done_cb, self._seg, lsn, self._sync, offset, time.perf_counter())
         self._seg.inflight += 1  # pinned from now on: the segment stays open until the group is done
         if self._sync:
             self._seal()
@@ -349,17 +363,17 @@ class FileQueueLog:
         if not 0 < rtype < 256:
             raise ValueError(f"record type must be 1..255, got {rtype}")
         size = record_size(len(body))
-        max_body = self._seg.size - SEGMENT_HEADER_SIZE - RECORD_HEADER_SIZE - self._reserve(self._seg)
-        if len(body) > min(max_body, self._ctx.config.max_body_size):
+        max_body = self._ctx.config.max_body_size
+        if len(body) > max_body:
             raise RecordTooLargeError(
-                f"record of {len(body)} bytes does not fit in a WAL segment (at most "
-                f"{min(max_body, self._ctx.config.max_body_size)} bytes); raise segment_size or split it"
+                f"record of {len(body)} bytes does not fit in a WAL segment (at most {max_body} bytes); "
+                "raise segment_size or split it"
             )
         if not self._prep_requested and self._offset + size > self._prepare_at:
             self._request_prepare()
         limit = self._seg.size if reserved else self._plain_limit
         if self._offset + size > limit:
-            self._roll(reserved)
+            self._roll(reserved, size)
         self._fast_limit = (
             self._plain_limit if self._prep_requested else min(self._plain_limit, self._prepare_at)
         )
@@ -378,25 +392,30 @@ class FileQueueLog:
             self._begin_group(lsn, off)
         return lsn
 
-    def _reserve(self, seg: Segment) -> int:
-        return min(self._ctx.config.reserve, seg.size // 8 // 8 * 8)
-
     def _enter_segment(self, seg: Segment, offset: int, *, plain: bool) -> None:
         """Make ``seg`` current; ``plain=False`` keeps plain appends out (a spare used while low)."""
         self._seg = seg
         self._mm = seg.mm
         self._offset = offset
-        self._plain_limit = seg.size - self._reserve(seg) if plain else SEGMENT_HEADER_SIZE
+        self._plain_limit = (
+            seg.size - self._ctx.config.reserve_for(seg.size) if plain else SEGMENT_HEADER_SIZE
+        )
         usable = seg.size - SEGMENT_HEADER_SIZE
         self._prepare_at = SEGMENT_HEADER_SIZE + int(usable * self._ctx.config.prepare_ahead)
         self._prep_requested = False
         self._fast_limit = min(self._plain_limit, self._prepare_at)
 
+    @property
+    def _prep_what(self) -> str:
+        return f"the next segment of queue {self._queue!r}"
+
     def _request_prepare(self) -> None:
         self._prep_requested = True
         with self._prep_lock:
             self._want = self._seg.number + 1
-        self._ctx.preparer.request(self)
+            # Sized like the segment it follows, doubled: a small queue's spare stays small.
+            self._want_size = self._ctx.config.next_segment_size(self._seg.size)
+        self._ctx.preparer.request(self._prep_task, self._prep_what)
 
     def _prepare_next(self) -> OSError | None:
         """Preparer thread: create the wanted next segment if still wanted; the error if it failed."""
@@ -406,41 +425,56 @@ class FileQueueLog:
                 return None
             try:
                 self._prepared = prepare_file(
-                    self.wal_dir, want, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
+                    self.wal_dir, want, self._want_size, fsync=self._ctx.config.fsync
                 )
             except OSError as exc:
                 return exc  # the preparer logs it (after raising its low-on-space flag)
             self._want = None
             return None
 
-    def _take_prepared(self, number: int, low: bool) -> PreparedFile:
+    def _take_prepared(self, number: int, size: int, low: bool) -> PreparedFile:
+        """The prepared segment ``number`` if it holds at least ``size`` bytes, else one made now."""
         with self._prep_lock:
             prepared, self._prepared = self._prepared, None
-            if prepared is not None and prepared.number == number:
+            if prepared is not None and prepared.number == number and prepared.size >= size:
                 self._want = None
                 return prepared
-            if prepared is not None:
-                prepared.discard()
-            self._want = number  # still wanted: the preparer retries while space is low
+            too_small = prepared is not None and prepared.number == number
             if low:
-                self._ctx.preparer.request(self)
+                if too_small:
+                    self._prepared = prepared  # kept: it may not be possible to allocate it again
+                else:
+                    if prepared is not None:
+                        prepared.discard()
+                    self._want, self._want_size = number, size  # the preparer retries it
+                    self._ctx.preparer.request(self._prep_task, self._prep_what)
                 raise NoSpaceError(
                     f"disk full: queue {self._queue!r} has used its reserved WAL space; free disk space "
                     f"under {self.wal_dir.parent.parent.parent} so that the server can continue"
                 )
-            logger.warning(
-                "segment %d of queue %r was not prepared in time: preparing it on the event loop "
-                "(this stalls every queue; consider a lower prepare_ahead)",
-                number,
-                self._queue,
-            )
-            try:
-                ready = prepare_file(
-                    self.wal_dir, number, self._ctx.config.segment_size, fsync=self._ctx.config.fsync
+            if prepared is not None:
+                prepared.discard()
+            self._want, self._want_size = number, size
+            if too_small:  # a record larger than the doubled size: rare, and bounded by max_body_size
+                logger.info(
+                    "segment %d of queue %r is too small for the next record: preparing one of %d bytes "
+                    "on the event loop",
+                    number,
+                    self._queue,
+                    size,
                 )
+            else:
+                logger.warning(
+                    "segment %d of queue %r was not prepared in time: preparing it on the event loop "
+                    "(this stalls every queue; consider a lower prepare_ahead)",
+                    number,
+                    self._queue,
+                )
+            try:
+                ready = prepare_file(self.wal_dir, number, size, fsync=self._ctx.config.fsync)
             except OSError as exc:
                 self._ctx.preparer.low_on_space = True
-                self._ctx.preparer.request(self)
+                self._ctx.preparer.request(self._prep_task, self._prep_what)
                 raise NoSpaceError(
                     f"cannot allocate a new WAL segment for queue {self._queue!r} ({exc}); free disk space "
                     "so that new jobs are accepted again"
@@ -448,8 +482,9 @@ class FileQueueLog:
             self._want = None
             return ready
 
-    def _roll(self, reserved: bool) -> None:
-        """Move to the next segment (the prepared one if ready). Old segments close once durable."""
+    def _roll(self, reserved: bool, record: int) -> None:
+        """Move to the next segment (the prepared one if ready and large enough for the ``record``-byte
+        frame that does not fit here). Old segments close once durable."""
         low = self._ctx.preparer.low_on_space
         if low and not reserved:
             raise NoSpaceError(
@@ -457,8 +492,9 @@ class FileQueueLog:
                 "new jobs are accepted again (acks and failures still use the reserved space)"
             )
         old = self._seg
-        prepared = self._take_prepared(old.number + 1, low)
-        seg = Segment.activate(prepared, self._ctx.config.segment_size, self._last_lsn + 1)
+        size = self._ctx.config.segment_size_for(old.size, record, reserved=reserved)
+        prepared = self._take_prepared(old.number + 1, size, low)
+        seg = Segment.activate(prepared, self._last_lsn + 1)
         old.retired = True
         old.release_if_done()
         group = self._open
@@ -481,8 +517,6 @@ class FileQueueLog:
     def compactable(self, keep_after_lsn: int) -> list[Path]:
         """Drop (from the bookkeeping) and return the segments whose records all have LSN <= the
         given one; the current segment is never returned."""
-        from .segment import segment_path
-
         doomed: list[Path] = []
         while len(self._segments) > 1 and self._segments[1][1] - 1 <= keep_after_lsn:
             number, _ = self._segments.pop(0)

@@ -4,6 +4,11 @@ A roll then only maps a ready file and writes its header, so the writer never wa
 `posix_fallocate`. When allocation fails with ENOSPC the storage is "low on space": plain appends
 stop at the reserve line (`NoSpaceError`), reserved appends continue, and the preparer retries every
 ``space_retry_ms`` until an allocation succeeds again.
+
+The preparer runs *tasks*: callables that try to allocate something and return the `OSError` that
+stopped them (None on success). A log's task prepares its next segment; the storage's probe task
+(after a queue creation failed for lack of space) allocates and deletes a small file. The preparer
+knows nothing else of logs, so it imports no module that imports it back.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ import collections
 import errno
 import logging
 import threading
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .log import FileQueueLog
+from collections.abc import Callable
 
 logger = logging.getLogger("spitfire.wal")
 
 #: errno values that mean "the disk (or the quota) is full".
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+#: An allocation to try on the preparer thread: returns the error that stopped it, None once done.
+#: Requesting the same callable object again while it is queued or failing runs it once.
+PrepareTask = Callable[[], OSError | None]
 
 
 class Preparer:
@@ -28,7 +34,8 @@ class Preparer:
 
     def __init__(self, retry_seconds: float) -> None:
         self._retry = retry_seconds
-        self._queue: collections.deque[FileQueueLog] = collections.deque()
+        #: (task, what it prepares: for log messages), in request order.
+        self._queue: collections.deque[tuple[PrepareTask, str]] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
         #: Set when an allocation failed for lack of space, cleared when one succeeds again.
@@ -37,9 +44,10 @@ class Preparer:
         self._thread = threading.Thread(target=self._run, name="spitfire-wal-preparer", daemon=True)
         self._thread.start()
 
-    def request(self, log: FileQueueLog) -> None:
-        """Ask for ``log``'s next segment (loop thread)."""
-        self._queue.append(log)
+    def request(self, task: PrepareTask, what: str) -> None:
+        """Run ``task`` on the preparer thread, and again every retry interval while it fails (any
+        thread). ``what`` names what it prepares in log messages, e.g. "the next segment of queue 'a'"."""
+        self._queue.append((task, what))
         self._wake.set()
 
     def kick(self) -> None:
@@ -56,26 +64,27 @@ class Preparer:
         return self._stopping
 
     def _run(self) -> None:
-        failed: list[FileQueueLog] = []
+        failed: dict[PrepareTask, str] = {}
         while True:
             self._wake.wait(self._retry if failed else None)
             self._wake.clear()
             if self._stopping:
                 return
-            work = failed
-            failed = []
+            work = failed  # each task once, in order (a dict keeps the first insertion's place)
+            failed = {}
             while self._queue:
-                work.append(self._queue.popleft())
+                task, what = self._queue.popleft()
+                work.setdefault(task, what)
             was_low = self.low_on_space
             no_space = False
-            errors: list[tuple[FileQueueLog, OSError]] = []
-            for log in dict.fromkeys(work):  # each log once, in order
+            errors: list[tuple[str, OSError]] = []
+            for task, what in work.items():
                 if self._stop_requested():
                     return
-                error = log._prepare_next()
+                error = task()
                 if error is not None:
-                    failed.append(log)
-                    errors.append((log, error))
+                    failed[task] = what
+                    errors.append((what, error))
                     if error.errno in NO_SPACE_ERRNOS:
                         # Raise the flag before anything else (logging included): a writer that
                         # reaches its roll in the meantime must see it and refuse plain appends.
@@ -84,8 +93,8 @@ class Preparer:
             # the loop may have failed and raised the flag during this round; its retry is queued).
             low = no_space or (self.low_on_space and bool(failed or self._queue))
             self.low_on_space = low
-            for log, error in errors:
-                logger.warning("cannot prepare the next segment of queue %r: %s", log.queue, error)
+            for what, error in errors:
+                logger.warning("cannot prepare %s: %s", what, error)
             if no_space and not was_low:
                 logger.error(
                     "disk full: cannot allocate new WAL segments; new jobs are refused until disk space "

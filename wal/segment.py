@@ -36,6 +36,8 @@ class PreparedFile:
     number: int
     path: Path
     fd: int
+    #: File size in bytes (segments grow: each log's next one is usually twice its current one).
+    size: int
 
     def discard(self) -> None:
         """Close and delete the file (it holds nothing)."""
@@ -44,8 +46,14 @@ class PreparedFile:
             os.unlink(self.path)
 
 
-def prepare_file(wal_dir: Path, number: int, size: int, *, fsync: bool = True) -> PreparedFile:
+def prepare_file(
+    wal_dir: Path, number: int, size: int, *, fsync: bool = True, base_lsn: int | None = None
+) -> PreparedFile:
     """Create segment ``number``: final name, `posix_fallocate` to ``size``, fsync file and directory.
+
+    With ``base_lsn`` the segment header is written too, before the fsync, so that the file is a
+    valid (empty) segment at once: a new queue's first segment, which recovery must find even if no
+    record ever reaches it. Without, the header is written at the roll (`Segment.activate`).
 
     A file of that name left over (an unused segment) is replaced. On failure (for example ENOSPC)
     nothing is left behind and the OSError propagates.
@@ -54,6 +62,8 @@ def prepare_file(wal_dir: Path, number: int, size: int, *, fsync: bool = True) -
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.posix_fallocate(fd, 0, size)
+        if base_lsn is not None:
+            os.pwrite(fd, encode_segment_header(number, base_lsn, size), 0)
         if fsync:
             os.fsync(fd)
             fsync_dir(wal_dir)
@@ -62,7 +72,7 @@ def prepare_file(wal_dir: Path, number: int, size: int, *, fsync: bool = True) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         raise
-    return PreparedFile(number, path, fd)
+    return PreparedFile(number, path, fd, size)
 
 
 class Segment:
@@ -88,10 +98,10 @@ class Segment:
         self.closed = False
 
     @classmethod
-    def activate(cls, prepared: PreparedFile, size: int, base_lsn: int) -> Segment:
+    def activate(cls, prepared: PreparedFile, base_lsn: int) -> Segment:
         """Map a prepared file and write its header; the first fsync of the segment makes it durable."""
-        seg = cls(prepared.number, prepared.path, prepared.fd, size, base_lsn)
-        seg.mm[:SEGMENT_HEADER_SIZE] = encode_segment_header(prepared.number, base_lsn, size)
+        seg = cls(prepared.number, prepared.path, prepared.fd, prepared.size, base_lsn)
+        seg.mm[:SEGMENT_HEADER_SIZE] = encode_segment_header(prepared.number, base_lsn, prepared.size)
         return seg
 
     def release_if_done(self) -> None:

@@ -3,6 +3,9 @@
 File layout (`wal/FORMAT.md`): ``snap-<lsn:020d>.snap`` holds records in the log's framing: one
 HEADER record (magic, version, LSN), one CHUNK record per `add`, one END record carrying the chunk
 count. It is written as ``<name>.tmp``, fsynced, renamed, and the directory fsynced.
+
+A writer reaches its log only through the callbacks of a `SnapshotHooks` (wait until durable, say
+it is done, list compactable segments), so this module imports no module that imports it back.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .api import StorageError, UnsupportedFormatError
 from .constants import (
@@ -33,9 +37,6 @@ from .constants import (
 )
 from .format import align, check_record, record_crc
 from .segment import fsync_dir
-
-if TYPE_CHECKING:
-    from .log import FileQueueLog
 
 logger = logging.getLogger("spitfire.wal")
 
@@ -76,23 +77,42 @@ def _frame(rtype: int, body: bytes) -> tuple[bytes, bytes]:
     return head, _PAD[: align(RECORD_HEADER_SIZE + len(body)) - RECORD_HEADER_SIZE - len(body)]
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotHooks:
+    """What a snapshot writer needs from its log: where to write, and three callbacks (loop thread)."""
+
+    #: Queue name (for the writer thread's name and messages).
+    queue: str
+    snapshots_dir: Path
+    wal_dir: Path
+    #: fsync the snapshot file (off only in tests that do not care about power loss).
+    fsync: bool
+    #: Wait until every record up to the given LSN is durable.
+    wait_durable: Callable[[int], Awaitable[None]]
+    #: The writer is finished or aborted: the log may start another one.
+    done: Callable[[FileSnapshotWriter], None]
+    #: Forget and return the segments whose records all have LSN <= the given one (to delete).
+    compactable: Callable[[int], list[Path]]
+
+
 class FileSnapshotWriter:
     """Satisfies `SnapshotWriter`. The loop only queues chunks; a thread frames and writes them."""
 
     _thread: threading.Thread
 
-    def __init__(self, log: FileQueueLog, lsn: int, previous: FileSnapshotWriter | None = None) -> None:
-        self._log = log
+    def __init__(self, hooks: SnapshotHooks, lsn: int, previous: FileSnapshotWriter | None = None) -> None:
+        self._hooks = hooks
         #: An aborted writer may still be deleting its ``.tmp`` (same name when the LSN is the same).
         self._previous = previous._thread if previous is not None else None
         self._lsn = lsn
         self._loop = asyncio.get_running_loop()
-        self.path = snapshot_path(log.snapshots_dir, lsn)
+        self.path = snapshot_path(hooks.snapshots_dir, lsn)
         self._tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
         self._chunks: queue.SimpleQueue[bytes | _Finish | _Abort] = queue.SimpleQueue()
         self._done: asyncio.Future[int | None] = self._loop.create_future()
         self._state = "open"
-        self._thread = threading.Thread(target=self._run, name=f"spitfire-snapshot-{log.queue}", daemon=True)
+        name = f"spitfire-snapshot-{hooks.queue}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -110,7 +130,7 @@ class FileSnapshotWriter:
         self._state = "finishing"
         try:
             # The snapshot must never be ahead of the durable log: recovery would reuse its LSNs.
-            await self._log.wait_durable(self._lsn)
+            await self._hooks.wait_durable(self._lsn)
         except BaseException:
             self.abort()
             raise
@@ -119,17 +139,17 @@ class FileSnapshotWriter:
             previous = await self._done
         finally:
             self._state = "finished"
-            self._log._snapshot_done(self)
+            self._hooks.done(self)
         if previous is not None:
-            doomed = self._log.compactable(previous)
+            doomed = self._hooks.compactable(previous)
             if doomed:
-                await asyncio.to_thread(_unlink_all, doomed, self._log.wal_dir)
+                await asyncio.to_thread(_unlink_all, doomed, self._hooks.wal_dir)
 
     def abort(self) -> None:
         if self._state in ("open", "finishing"):
             self._state = "aborted"
             self._chunks.put(_Abort())
-            self._log._snapshot_done(self)
+            self._hooks.done(self)
 
     # --- writer thread ------------------------------------------------------------------------
 
@@ -176,7 +196,7 @@ class FileSnapshotWriter:
                     head, pad = _frame(SNAP_TYPE_END, end_body)
                     out.write(head + end_body + pad)
                     out.flush()
-                    if self._log._ctx.config.fsync:
+                    if self._hooks.fsync:
                         os.fsync(out.fileno())
                     break
                 head, pad = _frame(SNAP_TYPE_CHUNK, item)

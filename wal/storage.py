@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import logging
+import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,10 +13,20 @@ from pathlib import Path
 
 from .api import Durability, LogClosedError, NoSpaceError, Recovery, StorageError
 from .config import WalConfig
-from .constants import QUEUE_NAME_RE, QUEUES_DIR, SEGMENT_HEADER_SIZE, WAL_DIR
+from .constants import (
+    QUEUE_NAME_RE,
+    QUEUES_DIR,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_NAME_RE,
+    SNAPSHOT_NAME_RE,
+    SNAPSHOTS_DIR,
+    WAL_DIR,
+)
+from .format import HeaderError, decode_segment_header, is_zero
 from .log import Context, FileQueueLog
+from .preparer import NO_SPACE_ERRNOS, PrepareTask
 from .recovery import RecoveredLog, recover
-from .segment import Segment, fsync_dir, prepare_file
+from .segment import PreparedFile, Segment, fsync_dir, prepare_file
 from .stats import FlushStats
 
 logger = logging.getLogger("spitfire.wal")
@@ -46,6 +57,55 @@ def check_queue_name(queue: str) -> None:
         )
 
 
+#: Scratch file in ``queues/`` that the space probe allocates and deletes (not a queue name).
+_PROBE_NAME = ".space-probe"
+
+
+def _holds_log(queue_dir: Path) -> bool:
+    """Whether a queue directory holds a log: a snapshot, or a segment file that is not an unused one
+    (a file with a valid header, an unknown version, or any non-zero byte: damage is for recovery to
+    report, never to hide). Usually one 64-byte read."""
+    try:
+        snapshots = os.listdir(queue_dir / SNAPSHOTS_DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        snapshots = []
+    if any(SNAPSHOT_NAME_RE.match(name) for name in snapshots):
+        return True
+    try:
+        names = sorted(os.listdir(queue_dir / WAL_DIR))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return any(_segment_holds_data(queue_dir / WAL_DIR / n) for n in names if SEGMENT_NAME_RE.match(n))
+
+
+def _segment_holds_data(path: Path) -> bool:
+    with open(path, "rb") as f:
+        try:
+            decode_segment_header(f.read(SEGMENT_HEADER_SIZE))
+        except HeaderError as exc:
+            if exc.version is not None:
+                return True
+        else:
+            return True
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return False
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
+            return not is_zero(mm, 0, size)
+
+
+def _remove_quietly(directory: Path, *, fsync: bool) -> None:
+    """Remove a directory tree being created, and make the removal durable (errors are logged)."""
+    try:
+        shutil.rmtree(directory)
+        if fsync:
+            fsync_dir(directory.parent)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.error("could not remove %s after a failed queue creation: %s", directory, exc)
+
+
 class FileStorage:
     """The file engine: satisfies `Storage` (mmap'd segments, group commit, snapshots, recovery).
 
@@ -60,6 +120,9 @@ class FileStorage:
         self._ctx: Context | None = None
         self._closed = False
         self._flush_stats = FlushStats()
+        #: Retried by the preparer after a queue creation failed for lack of space (one object:
+        #: the preparer runs a task requested many times once).
+        self._probe_task: PrepareTask = self._probe_space
 
     @property
     def flush_stats(self) -> FlushStats:
@@ -74,11 +137,22 @@ class FileStorage:
         return self.data_dir / QUEUES_DIR
 
     def queues(self) -> list[str]:
+        """`Storage.queues`: the queue directories that hold a log. A directory that holds neither a
+        segment nor a snapshot (left by an interrupted queue creation, or by an older build after a
+        creation refused for lack of space) is no queue: it is skipped, and replaced if the queue is
+        created again, so that it can never stop start-up."""
         try:
             names = os.listdir(self.queues_dir)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if QUEUE_NAME_RE.match(n) and (self.queues_dir / n / WAL_DIR).is_dir())
+        return sorted(n for n in names if QUEUE_NAME_RE.match(n) and _holds_log(self.queues_dir / n))
+
+    @property
+    def low_on_space(self) -> bool:
+        """True while new jobs may be refused for lack of disk space (`NoSpaceError`): a segment or a
+        new queue's files could not be allocated, and no retry has succeeded since. Cheap (one
+        attribute read, any thread): meant for readiness checks."""
+        return self._ctx is not None and self._ctx.preparer.low_on_space
 
     def open_log(self, queue: str, durability: Durability) -> tuple[FileQueueLog, Recovery]:
         self._check_openable(queue)
@@ -107,26 +181,90 @@ class FileStorage:
     def _recover_files(self, queue: str) -> _LogFiles:
         """The blocking part of opening a log: touches only that queue's files (safe in a thread)."""
         queue_dir = self.queues_dir / queue
-        created = not queue_dir.exists()
+        if not _holds_log(queue_dir):
+            return self._create_files(queue, queue_dir)
         found = recover(queue_dir, fsync=self.config.fsync)
-        if created and self.config.fsync:
-            fsync_dir(self.queues_dir)
-            fsync_dir(self.data_dir)
         if found.segments and not found.sealed:
             info = found.segments[-1]
             fd = os.open(info.path, os.O_RDWR | os.O_CLOEXEC)
             seg = Segment(info.number, info.path, fd, info.size, info.base_lsn)
             return _LogFiles(queue_dir, found, seg, info.end)
+        # Only a snapshot is left (every segment was lost): the log continues after it. Its files are
+        # kept whatever happens: they hold the queue's jobs.
         try:
-            prepared = prepare_file(
-                queue_dir / WAL_DIR, found.next_number, self.config.segment_size, fsync=self.config.fsync
-            )
+            prepared = self._first_segment(queue_dir / WAL_DIR, found.next_number, found.last_lsn + 1)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise NoSpaceError(f"no space left to create the log of queue {queue!r}") from exc
+            self._refused(queue, exc)
             raise
-        seg = Segment.activate(prepared, self.config.segment_size, found.last_lsn + 1)
-        return _LogFiles(queue_dir, found, seg, SEGMENT_HEADER_SIZE)
+        return _LogFiles(
+            queue_dir, found, Segment.activate(prepared, found.last_lsn + 1), SEGMENT_HEADER_SIZE
+        )
+
+    def _create_files(self, queue: str, queue_dir: Path) -> _LogFiles:
+        """Make a new queue's directory and first segment, durably, or leave nothing behind.
+
+        Order: ``queues/<q>/`` (then its parent is fsynced), ``wal/`` and ``snapshots/`` in it (then
+        it is fsynced), then the first segment with its header (file and ``wal/`` fsynced). A crash
+        part way leaves a directory without a segment, which `queues` skips and this replaces.
+        """
+        fsync = self.config.fsync
+        if queue_dir.exists():
+            logger.info("replacing %s: it holds no log (left by an interrupted queue creation)", queue_dir)
+            shutil.rmtree(queue_dir)
+        new_parent = not self.queues_dir.is_dir()
+        self.queues_dir.mkdir(parents=True, exist_ok=True)
+        if new_parent and fsync:
+            fsync_dir(self.data_dir)
+        try:
+            queue_dir.mkdir()
+            if fsync:
+                fsync_dir(self.queues_dir)
+            (queue_dir / WAL_DIR).mkdir()
+            (queue_dir / SNAPSHOTS_DIR).mkdir()
+            if fsync:
+                fsync_dir(queue_dir)
+            prepared = self._first_segment(queue_dir / WAL_DIR, 0, 1)
+        except OSError as exc:
+            _remove_quietly(queue_dir, fsync=fsync)
+            self._refused(queue, exc)
+            raise
+        found = RecoveredLog(Recovery(), [], 0, 1)
+        return _LogFiles(queue_dir, found, Segment.activate(prepared, 1), SEGMENT_HEADER_SIZE)
+
+    def _first_segment(self, wal_dir: Path, number: int, base_lsn: int) -> PreparedFile:
+        """A log's first segment, small (`WalConfig.initial_segment_size`), with a durable header."""
+        size = self.config.initial_segment_size
+        return prepare_file(wal_dir, number, size, fsync=self.config.fsync, base_lsn=base_lsn)
+
+    def _refused(self, queue: str, exc: OSError) -> None:
+        """A log's first segment could not be allocated: if for lack of space, the storage is low on
+        space until a probe allocation succeeds (retried by the preparer), and NoSpaceError is raised."""
+        if exc.errno not in NO_SPACE_ERRNOS:
+            return
+        if self._ctx is not None:
+            self._ctx.preparer.low_on_space = True
+            self._ctx.preparer.request(self._probe_task, "a new queue's first segment")
+        raise NoSpaceError(
+            f"disk full: cannot create the log of queue {queue!r} ({exc.strerror}); free disk space "
+            f"under {self.data_dir} so that new queues can be created"
+        ) from exc
+
+    def _probe_space(self) -> OSError | None:
+        """Preparer thread: allocate (then delete) a file the size of a new queue's first segment."""
+        probe = self.queues_dir / _PROBE_NAME
+        try:
+            fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            return exc
+        try:
+            os.posix_fallocate(fd, 0, self.config.initial_segment_size)
+        except OSError as exc:
+            return exc
+        finally:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(probe)
+        return None
 
     def _install(self, ctx: Context, queue: str, durability: Durability, files: _LogFiles) -> FileQueueLog:
         found, seg = files.found, files.segment

@@ -17,6 +17,10 @@ from spitfire.wal import Durability, FileStorage, NoSpaceError, WalConfig
 Run = Any
 SEG = 64 * 1024
 CONFIG = WalConfig(segment_size=SEG, reserve_bytes=8 * 1024, space_retry_ms=5)
+#: Growing segments (16, 32, 64... KiB): the reserve of each is proportionate (an eighth of 16 KiB).
+GROWING = WalConfig(
+    segment_size=4 * SEG, first_segment_size=16 * 1024, reserve_bytes=8 * 1024, space_retry_ms=5
+)
 
 
 @pytest.fixture
@@ -44,12 +48,13 @@ async def _wait(predicate: Any) -> None:
     raise AssertionError("condition not reached")
 
 
-def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run) -> None:
+@pytest.mark.parametrize("config", [CONFIG, GROWING], ids=["fixed", "growing"])
+def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run, config: WalConfig) -> None:
     data = small_fs / "data"
     acked: list[tuple[int, bytes]] = []
 
     async def main() -> None:
-        storage = FileStorage(data, CONFIG)
+        storage = FileStorage(data, config)
         try:
             await scenario(storage)
         finally:
@@ -105,7 +110,7 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run)
     run(main())
 
     async def check() -> None:
-        storage = FileStorage(data, CONFIG)
+        storage = FileStorage(data, config)
         try:
             _, recovery = storage.open_log("a", Durability.GROUP)
             assert [(r.lsn, r.body) for r in recovery.records] == acked
@@ -114,4 +119,6 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run)
             await storage.close()
 
     run(check())
+    sizes = {p.stat().st_size for p in (data / "queues" / "a" / "wal").glob("*.seg")}
+    assert len(sizes) == 1 if config is CONFIG else len(sizes) > 1, sizes  # growing: the segments grew
     assert os.path.ismount(small_fs)
