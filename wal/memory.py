@@ -233,6 +233,12 @@ class MemoryLog:
 
     async def flush(self) -> None:
         self._durable(self._state.last_lsn)
+        held = self._shared.held
+        mine = [entry for entry in held if entry[0] is self]
+        self._shared.held = [entry for entry in held if entry[0] is not self]
+        for _log, _lsn, future in mine:  # durable now: their writers may go on
+            if not future.done():
+                future.set_result(None)
 
     def close(self) -> None:
         self._closed = True
