@@ -60,17 +60,26 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
 
 
 def decode_body(data: bytes, kind: type[T]) -> T:
-    """Decode and validate a JSON body. :raises HttpError: 400 bad JSON, 422 naming the field."""
+    """Decode and validate a JSON body.
+
+    :raises HttpError: 400 bad JSON (or nested deeper than the recursion limit), 422 naming the field.
+    """
     try:
         return _decoder(kind).decode(data)
     except msgspec.ValidationError as exc:
         problem: msgspec.DecodeError = exc
     except msgspec.DecodeError as exc:
         raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec stops cleanly at the interpreter's recursion limit
+        raise HttpError(
+            400, "BAD_JSON", "the body is nested too deeply to decode; send a flatter value"
+        ) from None
     try:  # msgspec validates as it parses: is the rest of the body JSON at all?
         msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        pass  # too deep to check; the validation problem found first is the answer
     raise HttpError(422, "INVALID_ARGUMENT", str(problem), mo.field_of(problem)) from None
 
 
