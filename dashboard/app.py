@@ -212,14 +212,27 @@ class Dashboard:
         return wrapped
 
     def _authenticate(self, request: Request) -> None:
+        """Require ``Authorization: Bearer TOKEN`` (any other scheme, or a bare token, is refused);
+        ``GET /api/events`` without the header may pass ``?access_token=TOKEN`` instead.
+
+        :raises HttpError: 401 when the token is missing, wrong, or not sent as a Bearer token.
+        """
         token = self.auth_token
         if token is None or request.path in _OPEN_PATHS:
             return
-        given = request.get_first_header(b"authorization") or b""
-        if given[:7].lower() == b"bearer ":
-            given = given[7:].strip()
+        header = request.get_first_header(b"authorization")
+        if header is not None:
+            scheme, _, given = header.strip().partition(b" ")
+            if scheme.lower() != b"bearer":
+                raise HttpError(
+                    401, "UNAUTHORIZED", "send the token as Authorization: Bearer TOKEN (no other scheme)"
+                )
+            given = given.strip()
         elif request.path == "/api/events":  # EventSource cannot send headers
             given = (query_str(request, "access_token") or "").encode()
+        else:
+            given = b""
+        # compare_digest: the time taken does not depend on how much of the token matched.
         if not hmac.compare_digest(given, token):
             raise HttpError(401, "UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer TOKEN")
 
