@@ -6,7 +6,7 @@ import math
 
 from spitfire.index.backoff import validate_backoff
 from spitfire.index.job import MAX_PRIORITY, Backoff
-from spitfire.wal.constants import QUEUE_NAME_RE
+from spitfire.wal.constants import QUEUE_NAME_RE, QUEUE_NAME_RULE
 
 from .config import EngineConfig
 from .errors import PayloadTooLarge, ValidationError
@@ -29,13 +29,12 @@ def check_name(field: str, value: object, config: EngineConfig) -> str:
 
 
 def check_queue(value: object, config: EngineConfig) -> str:
-    """A queue name: also a directory name, so 1 to 128 of A-Z a-z 0-9 _ . - starting with a letter
-    or digit (the storage's rule, checked here so a bad name is a ValidationError, not a crash)."""
+    """A queue name by the one rule of every surface (`QUEUE_NAME_RE`, DESIGN.md section 8):
+    1 to 128 of A-Z a-z 0-9 _ . : -, starting with a letter, a digit or _. It is also a directory
+    name; checking it here makes a bad name a ValidationError rather than a storage error."""
     name = check_name("queue", value, config)
     if not QUEUE_NAME_RE.match(name):
-        raise ValidationError(
-            "queue", "use 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
-        )
+        raise ValidationError("queue", QUEUE_NAME_RULE)
     return name
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .api import Durability, LogClosedError, NoSpaceError, Recovery, StorageError
 from .config import WalConfig
-from .constants import QUEUE_NAME_RE, QUEUES_DIR, SEGMENT_HEADER_SIZE, WAL_DIR
+from .constants import QUEUE_NAME_RE, QUEUE_NAME_RULE, QUEUES_DIR, SEGMENT_HEADER_SIZE, WAL_DIR
 from .log import Context, FileQueueLog
 from .recovery import RecoveredLog, recover
 from .segment import Segment, fsync_dir, prepare_file
@@ -40,10 +40,7 @@ class _LogFiles:
 def check_queue_name(queue: str) -> None:
     """Raise ValueError unless ``queue`` is a valid queue name (it is also a directory name)."""
     if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
-        raise ValueError(
-            f"invalid queue name {queue!r}: use 1 to 128 characters from A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit"
-        )
+        raise ValueError(f"invalid queue name {queue!r}: {QUEUE_NAME_RULE}")
 
 
 class FileStorage:
