@@ -19,6 +19,7 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.contents import StreamedContent
 
 from spitfire.index.job import JobState
+from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.dispatcher import Dispatcher
@@ -40,6 +41,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 CURRENT_SEND: contextvars.ContextVar[Any] = contextvars.ContextVar("spitfire_send", default=None)
 #: Largest request body of the batch route; other routes allow twice the payload limit plus 64 KiB.
 MAX_BATCH_BODY = 256 * 2**20
+#: Largest body of POST /api/jobs/{id}/fail: a failure report as large as a binary-protocol frame
+#: is accepted (the engine cuts its error and traceback), since a worker cannot retry one usefully.
+MAX_FAIL_BODY = DEFAULT_MAX_FRAME
 _JSON = b"application/json"
 _STATES = {s.label: s for s in JobState}
 _OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -434,7 +438,8 @@ class Dashboard:
         return json_response(200, mo.job_out(job))
 
     async def fail(self, request: Request) -> Response:
-        body = decode_body(await read_body(request, self.max_body), mo.FailIn)
+        """POST /api/jobs/{id}/fail: the engine cuts an error over 64 KiB and a traceback over 1 MiB."""
+        body = decode_body(await read_body(request, max(self.max_body, MAX_FAIL_BODY)), mo.FailIn)
         wid = worker_id(body.worker)
         now = time.time()
         self.http_workers.seen(wid, now)

@@ -101,11 +101,12 @@ class AckIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FailIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of POST /api/jobs/{id}/fail."""
+    """Body of POST /api/jobs/{id}/fail. A longer ``error`` than 64 KiB or ``traceback`` than
+    1 MiB (UTF-8) is kept cut, with a marker saying how many bytes were cut, never refused."""
 
     worker: WorkerName
-    error: Annotated[str, Meta(max_length=65536)]
-    traceback: Annotated[str, Meta(max_length=1 << 20)] | None = None
+    error: str
+    traceback: str | None = None
     #: False: the job goes dead at once.
     retryable: bool = True
     #: Run again after this long without counting the attempt (a snooze).
