@@ -19,6 +19,7 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.contents import StreamedContent
 
 from spitfire.index.job import JobState
+from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.dispatcher import Dispatcher
@@ -40,6 +41,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 CURRENT_SEND: contextvars.ContextVar[Any] = contextvars.ContextVar("spitfire_send", default=None)
 #: Largest request body of the batch route; other routes allow twice the payload limit plus 64 KiB.
 MAX_BATCH_BODY = 256 * 2**20
+#: Largest body of POST /api/jobs/{id}/fail: a failure report as large as a binary-protocol frame
+#: is accepted (the engine cuts its error and traceback), since a worker cannot retry one usefully.
+MAX_FAIL_BODY = DEFAULT_MAX_FRAME
 _JSON = b"application/json"
 _STATES = {s.label: s for s in JobState}
 _OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -60,17 +64,26 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
 
 
 def decode_body(data: bytes, kind: type[T]) -> T:
-    """Decode and validate a JSON body. :raises HttpError: 400 bad JSON, 422 naming the field."""
+    """Decode and validate a JSON body.
+
+    :raises HttpError: 400 bad JSON (or nested deeper than the recursion limit), 422 naming the field.
+    """
     try:
         return _decoder(kind).decode(data)
     except msgspec.ValidationError as exc:
         problem: msgspec.DecodeError = exc
     except msgspec.DecodeError as exc:
         raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec stops cleanly at the interpreter's recursion limit
+        raise HttpError(
+            400, "BAD_JSON", "the body is nested too deeply to decode; send a flatter value"
+        ) from None
     try:  # msgspec validates as it parses: is the rest of the body JSON at all?
         msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise HttpError(400, "BAD_JSON", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        pass  # too deep to check; the validation problem found first is the answer
     raise HttpError(422, "INVALID_ARGUMENT", str(problem), mo.field_of(problem)) from None
 
 
@@ -203,14 +216,27 @@ class Dashboard:
         return wrapped
 
     def _authenticate(self, request: Request) -> None:
+        """Require ``Authorization: Bearer TOKEN`` (any other scheme, or a bare token, is refused);
+        ``GET /api/events`` without the header may pass ``?access_token=TOKEN`` instead.
+
+        :raises HttpError: 401 when the token is missing, wrong, or not sent as a Bearer token.
+        """
         token = self.auth_token
         if token is None or request.path in _OPEN_PATHS:
             return
-        given = request.get_first_header(b"authorization") or b""
-        if given[:7].lower() == b"bearer ":
-            given = given[7:].strip()
+        header = request.get_first_header(b"authorization")
+        if header is not None:
+            scheme, _, given = header.strip().partition(b" ")
+            if scheme.lower() != b"bearer":
+                raise HttpError(
+                    401, "UNAUTHORIZED", "send the token as Authorization: Bearer TOKEN (no other scheme)"
+                )
+            given = given.strip()
         elif request.path == "/api/events":  # EventSource cannot send headers
             given = (query_str(request, "access_token") or "").encode()
+        else:
+            given = b""
+        # compare_digest: the time taken does not depend on how much of the token matched.
         if not hmac.compare_digest(given, token):
             raise HttpError(401, "UNAUTHORIZED", "missing or wrong token: send Authorization: Bearer TOKEN")
 
@@ -412,7 +438,8 @@ class Dashboard:
         return json_response(200, mo.job_out(job))
 
     async def fail(self, request: Request) -> Response:
-        body = decode_body(await read_body(request, self.max_body), mo.FailIn)
+        """POST /api/jobs/{id}/fail: the engine cuts an error over 64 KiB and a traceback over 1 MiB."""
+        body = decode_body(await read_body(request, max(self.max_body, MAX_FAIL_BODY)), mo.FailIn)
         wid = worker_id(body.worker)
         now = time.time()
         self.http_workers.seen(wid, now)

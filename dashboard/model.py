@@ -9,7 +9,6 @@ Times are float seconds since the Unix epoch, as everywhere else in Spitfire.
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from spitfire.index.job import MAX_PRIORITY, Backoff, BackoffKind, Job
+from spitfire.protocol.jsonvalue import msgpack_to_json
 from spitfire.server.errors import ValidationError
 from spitfire.server.service import job_info
 
@@ -34,7 +34,6 @@ Attempts = Annotated[int, Meta(ge=1, le=1_000_000)]
 Time = Annotated[float, Meta(ge=0, le=1e11)] | datetime
 Seconds = Annotated[float, Meta(ge=0, le=1e9)]
 
-#: Queue names the storage accepts (they are directory names; mirrors ``wal.constants``).
 _BACKOFF_KINDS = {k.name.lower(): k for k in BackoffKind}
 _FIELD_AT = re.compile(r"at `\$\.?([^`]*)`")
 _FIELD_NAMED = re.compile(r"field `([^`]*)`")
@@ -102,11 +101,12 @@ class AckIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FailIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of POST /api/jobs/{id}/fail."""
+    """Body of POST /api/jobs/{id}/fail. A longer ``error`` than 64 KiB or ``traceback`` than
+    1 MiB (UTF-8) is kept cut, with a marker saying how many bytes were cut, never refused."""
 
     worker: WorkerName
-    error: Annotated[str, Meta(max_length=65536)]
-    traceback: Annotated[str, Meta(max_length=1 << 20)] | None = None
+    error: str
+    traceback: str | None = None
     #: False: the job goes dead at once.
     retryable: bool = True
     #: Run again after this long without counting the attempt (a snooze).
@@ -302,20 +302,17 @@ def to_msgpack(field: str, value: Any) -> bytes:
     """The msgpack bytes of a JSON value. :raises ValidationError: it cannot be encoded."""
     try:
         return msgspec.msgpack.encode(value)
-    except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
+    except (OverflowError, TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
         raise ValidationError(field, f"cannot be stored as msgpack: {exc}") from None
 
 
 def from_msgpack(data: bytes | None) -> Any:
-    """A stored msgpack value as something JSON can carry: the decoded value when it is plain
-    JSON-compatible data, else ``{"$msgpack": "<base64>"}`` (extension types, binary map keys)."""
+    """A stored msgpack value as something JSON can carry (`protocol.jsonvalue.msgpack_to_json`):
+    the decoded value when it is plain data nested at most `MAX_JSON_DEPTH` (64) containers deep,
+    else ``{"$msgpack": "<base64>"}`` (deeper values, extension types, binary map keys, not msgpack)."""
     if data is None:
         return None
-    try:
-        value = msgspec.msgpack.decode(data)
-        return msgspec.Raw(msgspec.json.encode(value))
-    except (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError):
-        return {"$msgpack": base64.b64encode(data).decode()}
+    return msgspec.Raw(msgpack_to_json(data))
 
 
 def job_out(job: Job) -> JobOut:

@@ -4,6 +4,11 @@ The socket is bound here (a bind error is an `OSError` for the caller to report,
 ``sys.exit``), uvicorn installs no signal handlers (the spitfire-server runtime owns SIGTERM and
 SIGINT), and `HttpServer.stop` closes the listener, ends every event stream, and gives in-flight
 requests ``grace`` seconds before their connections are closed.
+
+Given a certificate and key (``--tls-cert``/``--tls-key``, the files QUIC uses) it serves HTTPS
+(uvicorn's ``ssl_certfile``/``ssl_keyfile``; TLS 1.2 or later, Python's server defaults). QUIC's
+self-signed certificate in ``<data-dir>/tls/`` never turns HTTPS on by itself: browsers and HTTP
+clients would refuse it, and a plain-HTTP deployment must not change under its users.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -95,8 +101,22 @@ class HttpServer:
     (while the server recovers: /health answers, /ready and the API answer 503) and be given the
     dashboard later with `serve`."""
 
-    def __init__(self, dashboard: Dashboard | None, host: str, port: int, *, grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        dashboard: Dashboard | None,
+        host: str,
+        port: int,
+        *,
+        grace: float = 5.0,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
+    ) -> None:
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("HTTPS needs both a certificate and a key file (or neither, for HTTP)")
         self.dashboard: Dashboard | None = None
+        #: PEM certificate and key: HTTPS when given.
+        self.certfile = certfile
+        self.keyfile = keyfile
         self._pending = dashboard
         self._asgi = _Asgi()
         self.host = host
@@ -107,11 +127,13 @@ class HttpServer:
         self._main: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Bind, start uvicorn and the dashboard's ticker. :raises OSError: cannot bind."""
+        """Load the TLS files (if any), bind, start uvicorn and the dashboard's ticker.
+
+        :raises OSError: cannot bind, or the certificate or key cannot be read or do not match
+            (`ssl.SSLError` is an OSError).
+        """
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn's start/stop chatter is not news
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-        sock = self._sock = bind(self.host, self.port)
-        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self._asgi,
             loop="none",
@@ -122,9 +144,21 @@ class HttpServer:
             server_header=False,
             timeout_graceful_shutdown=max(1, round(self.grace)),
             timeout_keep_alive=30,
+            ssl_certfile=self.certfile,
+            ssl_keyfile=self.keyfile,
         )
+        try:  # before binding: a bad certificate must not leave a socket behind
+            config.load()
+        except OSError as exc:  # ssl.SSLError, FileNotFoundError, PermissionError
+            if not self.tls:
+                raise
+            raise OSError(
+                f"cannot use --tls-cert {self.certfile} and --tls-key {self.keyfile} for HTTPS: {exc} "
+                "(give a readable PEM certificate and its matching, unencrypted private key)"
+            ) from exc
+        sock = self._sock = bind(self.host, self.port)
+        self.port = int(sock.getsockname()[1])
         server = self._server = uvicorn.Server(config)
-        config.load()
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[sock])
         self._main = asyncio.get_running_loop().create_task(server.main_loop())
@@ -161,6 +195,12 @@ class HttpServer:
             await self.dashboard.app.stop()  # type: ignore[no-untyped-call]
 
     @property
+    def tls(self) -> bool:
+        """True when serving HTTPS."""
+        return self.certfile is not None
+
+    @property
     def url(self) -> str:
+        """``http://host:port``, or ``https://`` when serving TLS."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"

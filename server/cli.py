@@ -89,8 +89,12 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quic", action="store_true", help="serve TCP only")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default %(default)s)")
     p.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
-    p.add_argument("--tls-cert", default=None, help="QUIC certificate (PEM); default: self-signed in tls/")
-    p.add_argument("--tls-key", default=None, help="QUIC private key (PEM), with --tls-cert")
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        help="certificate (PEM) of QUIC and of HTTPS at --http (default: QUIC self-signed, plain HTTP)",
+    )
+    p.add_argument("--tls-key", default=None, help="private key (PEM) of --tls-cert")
     limits = p.add_argument_group("backpressure (enqueues answer BUSY past these; acks keep working)")
     limits.add_argument("--max-queue-jobs", type=int, default=DEFAULT_MAX_QUEUE_JOBS, metavar="N")
     limits.add_argument("--max-queue-bytes", type=int, default=DEFAULT_MAX_QUEUE_BYTES, metavar="BYTES")
@@ -285,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spitfire-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(options.log_level, options.log_format)
+    for warning in options.warnings():
+        logging.getLogger("spitfire.server").warning("%s", warning)
     from spitfire.server.runtime import ListenError, serve
 
     try:

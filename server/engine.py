@@ -731,10 +731,8 @@ class Engine(Queries):
             await self._submit(q, lsn, RecordType.JOB_SNOOZED, snooze, job.id)
             self._promote(q, now)
             return job
-        if not isinstance(error, str):
-            raise ValidationError("error", "must be a string")
-        if traceback is not None and not isinstance(traceback, str):
-            raise ValidationError("traceback", "must be a string")
+        error = v.check_error(error)  # cut to MAX_ERROR_BYTES with a marker, never refused
+        traceback = v.check_traceback(traceback)  # cut to MAX_TRACEBACK_BYTES
         dead = not retryable or job.attempts >= job.max_attempts
         when = None if dead else now + retry_delay(job.backoff, job.attempts, self._rng.random)
         body = rec.JobFailed(job.id, now, job.attempts, error, traceback, when, dead)

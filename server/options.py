@@ -122,7 +122,8 @@ class ServerOptions:
     log_level: str = "info"
     #: "text" or "json".
     log_format: str = "text"
-    #: QUIC certificate and key (PEM); None: a self-signed pair in <data-dir>/tls/.
+    #: Certificate and key (PEM) of QUIC and, when given, of HTTPS at --http; None: QUIC uses a
+    #: self-signed pair in <data-dir>/tls/ and --http serves plain HTTP.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Backpressure limits on pending jobs and pending payload bytes (per queue and in total).
@@ -165,6 +166,18 @@ class ServerOptions:
                 f"token: anyone who can reach it could enqueue and run jobs. Pass --auth-token TOKEN "
                 f"(or set {AUTH_TOKEN_ENV}), or bind to 127.0.0.1."
             )
+
+    def warnings(self) -> list[str]:
+        """Settings that are allowed but risky, one sentence each (the server logs them at start):
+        an auth token sent in clear text over a non-loopback plain-HTTP bind."""
+        out: list[str] = []
+        if self.auth_token is not None and not self.http.is_loopback and self.tls_cert is None:
+            out.append(
+                f"--http {self.http} is a non-loopback address served as plain HTTP: the auth token "
+                "crosses the network unencrypted. Give --tls-cert and --tls-key to serve HTTPS, or put "
+                "a TLS-terminating proxy in front."
+            )
+        return out
 
     def _check_limits(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

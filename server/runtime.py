@@ -192,7 +192,10 @@ class Server:
         from spitfire.dashboard import HttpServer
 
         opts = self.options
-        http = HttpServer(None, opts.http.host, opts.http.port, grace=opts.shutdown_grace)
+        http = HttpServer(
+            None, opts.http.host, opts.http.port, grace=opts.shutdown_grace,
+            certfile=opts.tls_cert, keyfile=opts.tls_key,  # HTTPS only with explicit files
+        )  # fmt: skip
         try:
             await http.start()
         except OSError as exc:

@@ -6,7 +6,7 @@ import math
 
 from spitfire.index.backoff import validate_backoff
 from spitfire.index.job import MAX_PRIORITY, Backoff
-from spitfire.wal.constants import QUEUE_NAME_RE
+from spitfire.wal.constants import QUEUE_NAME_RE, QUEUE_NAME_RULE
 
 from .config import EngineConfig
 from .errors import PayloadTooLarge, ValidationError
@@ -15,6 +15,11 @@ from .errors import PayloadTooLarge, ValidationError
 MAX_KEY_LENGTH = 256
 #: Most headers on one job.
 MAX_HEADERS = 64
+#: Longest failure error kept, in UTF-8 bytes; a longer one is cut (`truncate_text`), not refused:
+#: a worker cannot usefully retry a failure report.
+MAX_ERROR_BYTES = 64 * 1024
+#: Longest failure traceback kept, in UTF-8 bytes; a longer one is cut (`truncate_text`).
+MAX_TRACEBACK_BYTES = 1024 * 1024
 
 
 def check_name(field: str, value: object, config: EngineConfig) -> str:
@@ -29,13 +34,12 @@ def check_name(field: str, value: object, config: EngineConfig) -> str:
 
 
 def check_queue(value: object, config: EngineConfig) -> str:
-    """A queue name: also a directory name, so 1 to 128 of A-Z a-z 0-9 _ . - starting with a letter
-    or digit (the storage's rule, checked here so a bad name is a ValidationError, not a crash)."""
+    """A queue name by the one rule of every surface (`QUEUE_NAME_RE`, DESIGN.md section 8):
+    1 to 128 of A-Z a-z 0-9 _ . : -, starting with a letter, a digit or _. It is also a directory
+    name; checking it here makes a bad name a ValidationError rather than a storage error."""
     name = check_name("queue", value, config)
     if not QUEUE_NAME_RE.match(name):
-        raise ValidationError(
-            "queue", "use 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
-        )
+        raise ValidationError("queue", QUEUE_NAME_RULE)
     return name
 
 
@@ -125,3 +129,39 @@ def check_limit(value: object, field: str = "limit", most: int = 10_000) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         raise ValidationError(field, f"must be an integer from 1 to {most}")
     return value
+
+
+def truncate_text(text: str, limit_bytes: int) -> str:
+    """``text`` unchanged when its UTF-8 encoding is at most ``limit_bytes`` long; otherwise its
+    first ``limit_bytes`` bytes, cut back to a character boundary, followed by the marker
+    ``"\\n... [truncated: N bytes]"`` where N counts the bytes cut off. The result's encoding is at
+    most ``limit_bytes`` plus the marker (under 40 bytes)."""
+    if len(text) * 4 <= limit_bytes:  # no character is longer than 4 bytes: nothing to measure
+        return text
+    data = text.encode("utf-8", "surrogatepass")  # a lone surrogate is measured, not an error
+    if len(data) <= limit_bytes:
+        return text
+    cut = limit_bytes
+    while cut > 0 and data[cut] & 0xC0 == 0x80:  # back off a continuation byte: a whole character
+        cut -= 1
+    kept = data[:cut].decode("utf-8", "surrogatepass")
+    return f"{kept}\n... [truncated: {len(data) - cut} bytes]"
+
+
+def check_error(value: object) -> str:
+    """A failure's error message, truncated to `MAX_ERROR_BYTES`. :raises ValidationError: not a str."""
+    if not isinstance(value, str):
+        raise ValidationError("error", "must be a string")
+    return truncate_text(value, MAX_ERROR_BYTES)
+
+
+def check_traceback(value: object) -> str | None:
+    """A failure's traceback (or None), truncated to `MAX_TRACEBACK_BYTES`.
+
+    :raises ValidationError: neither None nor a str.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("traceback", "must be a string")
+    return truncate_text(value, MAX_TRACEBACK_BYTES)

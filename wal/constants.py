@@ -74,8 +74,14 @@ SNAPSHOT_END = struct.Struct("<Q")
 
 # --- layout ---------------------------------------------------------------------------------------
 
-#: Queue names double as directory names: a safe, portable subset.
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: The one queue-name rule (DESIGN.md section 8; checked by ``server.validation.check_queue`` and by
+#: the storage). Names double as directory names under ``queues/``: the first character is never
+#: ``.``, ``:`` or ``-``, so ``.`` and ``..`` (and option-like names) cannot be queues, and ``/`` is
+#: never allowed, so a name cannot leave the data directory. ``:`` (common in Redis keys) is fine in
+#: a Linux file name.
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z")  # \Z: "$" would pass "a\n"
+#: `QUEUE_NAME_RE` in words, for error messages.
+QUEUE_NAME_RULE = "use 1 to 128 characters from A-Z a-z 0-9 _ . : -, starting with a letter, a digit or _"
 #: `<data-dir>/queues/<queue>/...`
 QUEUES_DIR = "queues"
 #: Segment files of one queue.

@@ -15,6 +15,7 @@ from .api import Durability, LogClosedError, NoSpaceError, Recovery, StorageErro
 from .config import WalConfig
 from .constants import (
     QUEUE_NAME_RE,
+    QUEUE_NAME_RULE,
     QUEUES_DIR,
     SEGMENT_HEADER_SIZE,
     SEGMENT_NAME_RE,
@@ -51,10 +52,7 @@ class _LogFiles:
 def check_queue_name(queue: str) -> None:
     """Raise ValueError unless ``queue`` is a valid queue name (it is also a directory name)."""
     if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
-        raise ValueError(
-            f"invalid queue name {queue!r}: use 1 to 128 characters from A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit"
-        )
+        raise ValueError(f"invalid queue name {queue!r}: {QUEUE_NAME_RULE}")
 
 
 #: Scratch file in ``queues/`` that the space probe allocates and deletes (not a queue name).

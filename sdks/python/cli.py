@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from spitfire.protocol.jsonvalue import msgpack_to_json
+
 from . import __version__
 from .app import App
 from .errors import ConnectionLost, InvalidURL, NotConnected, RequestTimeout, SpitfireError
@@ -146,7 +148,12 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.get(args.job_id)
-    _print_json(job.to_dict())
+    out = job.to_dict()
+    # Payload and result as the HTTP API shows them: JSON, or {"$msgpack": base64} for a value
+    # JSON cannot carry or one nested more than MAX_JSON_DEPTH deep (printing must not recurse).
+    out["payload"] = json.loads(msgpack_to_json(job.raw_payload))
+    out["result"] = None if job.raw_result is None else json.loads(msgpack_to_json(job.raw_result))
+    _print_json(out)
     return EXIT_OK
 
 

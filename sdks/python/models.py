@@ -15,13 +15,13 @@ _decode = msgspec.msgpack.decode
 
 
 def decode_value(data: bytes | None) -> Any:
-    """A msgpack payload or result as Python objects; bytes that are not msgpack come back as-is
-    (a producer in another language may send any bytes)."""
+    """A msgpack payload or result as Python objects; bytes that are not msgpack, or nested past the
+    interpreter's recursion limit, come back as-is (a producer in another language may send any bytes)."""
     if data is None:
         return None
     try:
         return _decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return data
 
 
