@@ -100,6 +100,9 @@ class Engine(Queries):
         self.failure: StorageError | None = None
         #: Called once, with the reason, when the engine fails-stop (the server stops on it).
         self.on_failure: Callable[[str], None] | None = None
+        #: Admits or refuses (raising, e.g. `Overloaded`) ``jobs`` new jobs of ``nbytes`` payload bytes
+        #: into a queue, before anything else is done (backpressure; None admits everything).
+        self.admission: Callable[[str, int, int], None] | None = None
         #: Durations of the snapshots written (for /metrics).
         self.snapshot_stats = SnapshotStats()
 
@@ -131,6 +134,15 @@ class Engine(Queries):
     @batch_observer.setter
     def batch_observer(self, observer: BatchObserver | None) -> None:
         self.state.batch_observer = observer
+
+    @property
+    def on_deadline(self) -> Callable[[float], None] | None:
+        """Told of each new time at which something will be due (a delayed job, a retry, a lease end)."""
+        return self.state.on_deadline
+
+    @on_deadline.setter
+    def on_deadline(self, callback: Callable[[float], None] | None) -> None:
+        self.state.on_deadline = callback
 
     @property
     def table(self) -> JobTable:
@@ -193,23 +205,35 @@ class Engine(Queries):
                 return
             if box is not None:
                 box.append(result)
+            if rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
+                self._landed(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,))
             if inflight:
                 job_id = getattr(body, "id", None)
                 if job_id is not None and inflight.get(job_id) == lsn:
                     del inflight[job_id]
-            if self._inflight_keys and (rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED)):
-                self._forget_keys(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
 
-    def _forget_keys(self, q: Queue, jobs: Iterable[Job], lsn: int) -> None:
+    def _landed(self, q: Queue, jobs: Sequence[Job]) -> None:
+        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
+        nbytes = sum(len(job.payload) for job in jobs) if len(jobs) > 1 else len(jobs[0].payload)
+        state = self.state
+        q.inflight_jobs -= len(jobs)
+        q.inflight_bytes -= nbytes
+        state.inflight_jobs -= len(jobs)
+        state.inflight_bytes -= nbytes
         keys = self._inflight_keys
-        for job in jobs:
-            if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
-                del keys[(q.name, job.idempotency_key)]
+        if keys:
+            lsn = jobs[0].lsn
+            for job in jobs:
+                if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
+                    del keys[(q.name, job.idempotency_key)]
 
     def _fail_stop(self, q: Queue, error: StorageError) -> None:
         """A log can no longer make records durable: refuse every write from now on, never apply the
         records that waited for the failed commit, and tell the server (it stops)."""
         q.pending.clear()
+        self.state.inflight_jobs -= q.inflight_jobs
+        self.state.inflight_bytes -= q.inflight_bytes
+        q.inflight_jobs = q.inflight_bytes = 0
         if self.failure is not None:
             return
         self.failure = error
@@ -236,12 +260,22 @@ class Engine(Queries):
         if job_id is not None:
             self._inflight[job_id] = lsn
         elif rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
-            keys = self._inflight_keys
-            for job in body.jobs if rtype == _JOBS_ENQUEUED else (body,):
-                if job.idempotency_key is not None:
-                    keys[(q.name, job.idempotency_key)] = lsn
+            self._in_flight(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
         # An async-mode record behind records still committing is applied after them.
         return self._result(fut if fut is not None else q.log.flush(), box)
+
+    def _in_flight(self, q: Queue, jobs: Sequence[Job], lsn: int) -> None:
+        """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""
+        nbytes = sum(len(job.payload) for job in jobs)
+        state = self.state
+        q.inflight_jobs += len(jobs)
+        q.inflight_bytes += nbytes
+        state.inflight_jobs += len(jobs)
+        state.inflight_bytes += nbytes
+        keys = self._inflight_keys
+        for job in jobs:
+            if job.idempotency_key is not None:
+                keys[(q.name, job.idempotency_key)] = lsn
 
     async def _result(self, fut: Awaitable[None] | None, box: list[Any]) -> Any:
         if fut is not None:
@@ -360,6 +394,8 @@ class Engine(Queries):
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full;
         :raises StorageFailed: the storage failed (the server is stopping).
         """
+        if self.admission is not None:
+            self.admission(queue, 1, len(payload) if payload.__class__ is bytes else 0)
         q = self.state.queues.get(queue) if queue.__class__ is str else None
         if (
             q is not None
@@ -397,6 +433,11 @@ class Engine(Queries):
             self.state.apply(q, lsn, _JOB_ENQUEUED, job)
             return job, True
         q.pending.append((lsn, _JOB_ENQUEUED, job, None))
+        q.inflight_jobs += 1
+        q.inflight_bytes += len(payload)
+        state = self.state
+        state.inflight_jobs += 1
+        state.inflight_bytes += len(payload)
         await self._committed(fut if fut is not None else log_.flush())
         if self.state.table.get(job.id) is not job:
             raise StorageFailed(str(self.failure or "the job was not applied"))
@@ -462,6 +503,8 @@ class Engine(Queries):
         count = len(payloads)
         if not 1 <= count <= c.max_batch:
             raise ValidationError("payloads", f"must hold 1 to {c.max_batch} payloads")
+        if self.admission is not None:
+            self.admission(queue, count, sum(len(p) for p in payloads if p.__class__ is bytes))
         keys: list[str | None] | None = None
         if idempotency_keys is not None:
             if isinstance(idempotency_keys, str | bytes) or len(idempotency_keys) != count:
@@ -568,6 +611,8 @@ class Engine(Queries):
             out.append(job)
         if not held:
             del state.workers[worker_id]
+        elif out and state.on_deadline is not None:
+            state.on_deadline(min(job.lease_until or now for job in out))
         return out
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
@@ -583,6 +628,8 @@ class Engine(Queries):
         span = job.timeout if seconds is None else v.check_timeout("seconds", seconds, self.config)
         until = max(now + span, job.lease_until or 0.0)
         q.index.extend_lease(job, until)
+        if self.state.on_deadline is not None:
+            self.state.on_deadline(until)
         return until
 
     def heartbeat(self, worker_id: str, now: float) -> int:

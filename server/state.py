@@ -62,6 +62,9 @@ class Queue:
     applied_lsn: int = 0
     #: Records appended but not applied yet, in LSN order (their commit is outstanding).
     pending: collections.deque[Pending] = field(default_factory=collections.deque)
+    #: New jobs (and their payload bytes) in those records: backpressure counts them as pending.
+    inflight_jobs: int = 0
+    inflight_bytes: int = 0
 
 
 def _history(job: Job, state: JobState, at: float) -> None:
@@ -99,6 +102,12 @@ class StateMachine:
         self.observer: JobObserver = ignore
         #: Told once of all the jobs one batch created, instead of `observer` once per job (when set).
         self.batch_observer: BatchObserver | None = None
+        #: Told of each time at which a job will be due (a delayed job, a retry, a snooze), so that
+        #: maintenance wakes up then (attached after recovery).
+        self.on_deadline: Callable[[float], None] | None = None
+        #: New jobs (and bytes) of every queue appended but not applied yet (see `Queue.inflight_jobs`).
+        self.inflight_jobs = 0
+        self.inflight_bytes = 0
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
@@ -181,6 +190,8 @@ class StateMachine:
         self.observer(job, False)
         if job.state is _ENQUEUED:
             self.notify(q)
+        elif job.run_at is not None and self.on_deadline is not None:
+            self.on_deadline(job.run_at)
 
     def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
         table = self.table
@@ -207,6 +218,8 @@ class StateMachine:
                 observer(job, False)
         if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
             self.notify(q)
+        elif new[0].run_at is not None and self.on_deadline is not None:
+            self.on_deadline(new[0].run_at)
 
     # -- records of one existing job ----------------------------------------------------------------------
 
@@ -239,6 +252,8 @@ class StateMachine:
         else:
             job.run_at = body.retry_at
             self.transition(q, job, _RETRYING, body.at, lsn)
+            if self.on_deadline is not None:
+                self.on_deadline(body.retry_at)
 
     def _requeued(self, q: Queue, job: Job, body: rec.JobRequeued, lsn: int) -> None:
         self.drop_lease(job)
@@ -256,6 +271,8 @@ class StateMachine:
         # record, not the clock at apply time, decides).
         job.run_at = body.run_at
         self.transition(q, job, _SCHEDULED, body.at, lsn)
+        if self.on_deadline is not None:
+            self.on_deadline(body.run_at)
 
     def _released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
         self.drop_lease(job)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
+from protoclient import ProtoClient, ServerError, ServerProcess, run
 
 from spitfire.protocol.messages import MessageType
 from spitfire.server.errors import StorageFailed
