@@ -25,6 +25,7 @@ history and idempotency keys, starts snapshots, and returns when it next has wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sys
@@ -68,6 +69,9 @@ _RUNNING = JobState.RUNNING
 _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
+
+#: What an enqueue record adds: (new jobs, their payload bytes, whether any has an idempotency key).
+NewJobs = tuple[int, int, bool]
 
 
 class Engine(Queries):
@@ -196,7 +200,7 @@ class Engine(Queries):
         inflight = self._inflight
         apply = self.state.apply
         while pending and pending[0][0] <= upto:
-            lsn, rtype, body, box = pending.popleft()
+            lsn, rtype, body, box, new = pending.popleft()
             try:
                 result = apply(q, lsn, rtype, body)
             except Exception as exc:  # a bug: memory would no longer match the log
@@ -205,24 +209,37 @@ class Engine(Queries):
                 return
             if box is not None:
                 box.append(result)
-            if rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
-                self._landed(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,))
-            if inflight:
-                job_id = getattr(body, "id", None)
-                if job_id is not None and inflight.get(job_id) == lsn:
+            if new is not None:
+                self._landed(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
+            elif inflight:
+                job_id = body.id
+                if inflight.get(job_id) == lsn:
                     del inflight[job_id]
 
-    def _landed(self, q: Queue, jobs: Sequence[Job]) -> None:
-        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
-        nbytes = sum(len(job.payload) for job in jobs) if len(jobs) > 1 else len(jobs[0].payload)
+    def _in_flight(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
+        """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""
+        count, nbytes, keyed = new
         state = self.state
-        q.inflight_jobs -= len(jobs)
+        q.inflight_jobs += count
+        q.inflight_bytes += nbytes
+        state.inflight_jobs += count
+        state.inflight_bytes += nbytes
+        if keyed:
+            keys = self._inflight_keys
+            for job in jobs:
+                if job.idempotency_key is not None:
+                    keys[(q.name, job.idempotency_key)] = lsn
+
+    def _landed(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
+        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
+        count, nbytes, keyed = new
+        state = self.state
+        q.inflight_jobs -= count
         q.inflight_bytes -= nbytes
-        state.inflight_jobs -= len(jobs)
+        state.inflight_jobs -= count
         state.inflight_bytes -= nbytes
-        keys = self._inflight_keys
-        if keys:
-            lsn = jobs[0].lsn
+        if keyed:
+            keys = self._inflight_keys
             for job in jobs:
                 if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
                     del keys[(q.name, job.idempotency_key)]
@@ -247,39 +264,46 @@ class Engine(Queries):
         if self.failure is not None:
             raise StorageFailed(str(self.failure))
 
-    def _submit(self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None) -> Awaitable[Any]:
-        """After appending record ``lsn``: apply it once its commit completes (at once when it is
-        already durable, or in async mode). Returns what to await before answering; it gives what the
-        record's application returned."""
-        box: list[Any] = []
+    def _push(
+        self,
+        q: Queue,
+        lsn: int,
+        rtype: int,
+        body: Any,
+        *,
+        job_id: str | None = None,
+        new: NewJobs | None = None,
+        box: list[Any] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """After appending record ``lsn``: apply it at once when it is already durable (or in async
+        mode), else once its commit completes. Returns the future to await before answering (None
+        when applied); what the application returned goes into ``box``. ``job_id`` names the job
+        the record is about; ``new`` describes the new jobs of an enqueue record."""
         fut = q.log.commit(lsn)
         if fut is None and not q.pending:
-            box.append(self.state.apply(q, lsn, rtype, body))
-            return self._result(None, box)
-        q.pending.append((lsn, rtype, body, box))
+            result = self.state.apply(q, lsn, rtype, body)
+            if box is not None:
+                box.append(result)
+            return None
+        q.pending.append((lsn, rtype, body, box, new))
         if job_id is not None:
             self._inflight[job_id] = lsn
-        elif rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
-            self._in_flight(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
+        elif new is not None:
+            self._in_flight(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
         # An async-mode record behind records still committing is applied after them.
-        return self._result(fut if fut is not None else q.log.flush(), box)
+        return fut if fut is not None else asyncio.ensure_future(q.log.flush())
 
-    def _in_flight(self, q: Queue, jobs: Sequence[Job], lsn: int) -> None:
-        """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""
-        nbytes = sum(len(job.payload) for job in jobs)
-        state = self.state
-        q.inflight_jobs += len(jobs)
-        q.inflight_bytes += nbytes
-        state.inflight_jobs += len(jobs)
-        state.inflight_bytes += nbytes
-        keys = self._inflight_keys
-        for job in jobs:
-            if job.idempotency_key is not None:
-                keys[(q.name, job.idempotency_key)] = lsn
+    async def _submit(
+        self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None, new: NewJobs | None = None
+    ) -> Any:
+        """`_push` one record and wait until it is applied; returns what its application returned.
 
-    async def _result(self, fut: Awaitable[None] | None, box: list[Any]) -> Any:
-        if fut is not None:
-            await self._committed(fut)
+        :raises StorageFailed: its commit failed (the engine failed-stop).
+        """
+        box: list[Any] = []
+        wait = self._push(q, lsn, rtype, body, job_id=job_id, new=new, box=box)
+        if wait is not None:
+            await self._committed(wait)
         if not box:  # the commit failed and the engine failed-stop meanwhile
             raise StorageFailed(str(self.failure or "the record was not applied"))
         return box[0]
@@ -432,7 +456,7 @@ class Engine(Queries):
         if fut is None and not q.pending:
             self.state.apply(q, lsn, _JOB_ENQUEUED, job)
             return job, True
-        q.pending.append((lsn, _JOB_ENQUEUED, job, None))
+        q.pending.append((lsn, _JOB_ENQUEUED, job, None, (1, len(payload), False)))
         q.inflight_jobs += 1
         q.inflight_bytes += len(payload)
         state = self.state
@@ -464,7 +488,7 @@ class Engine(Queries):
         job.idempotency_key = key
         lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
         job.lsn = lsn
-        await self._submit(q, lsn, _JOB_ENQUEUED, job)
+        await self._submit(q, lsn, _JOB_ENQUEUED, job, new=(1, len(job.payload), key is not None))
         return job, True
 
     async def enqueue_batch(
@@ -503,8 +527,12 @@ class Engine(Queries):
         count = len(payloads)
         if not 1 <= count <= c.max_batch:
             raise ValidationError("payloads", f"must hold 1 to {c.max_batch} payloads")
+        try:
+            size = sum(map(len, payloads))
+        except TypeError:  # a payload that is not bytes: `build` names it
+            size = 0
         if self.admission is not None:
-            self.admission(queue, count, sum(len(p) for p in payloads if p.__class__ is bytes))
+            self.admission(queue, count, size)
         keys: list[str | None] | None = None
         if idempotency_keys is not None:
             if isinstance(idempotency_keys, str | bytes) or len(idempotency_keys) != count:
@@ -529,10 +557,10 @@ class Engine(Queries):
         else:
             created = None
             jobs = new = self.builder.build(q.name, name, payloads, now, options)
-        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
-        for job in new:
-            job.lsn = lsn
-        await self._submit(q, lsn, _JOBS_ENQUEUED, rec.JobsEnqueued(new))
+        body = rec.JobsEnqueued(new)
+        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(body), False)
+        nbytes = size if new is jobs else sum(len(job.payload) for job in new)
+        await self._submit(q, lsn, _JOBS_ENQUEUED, body, new=(len(new), nbytes, keys is not None))
         return jobs, created
 
     def _build_keyed(
@@ -656,24 +684,29 @@ class Engine(Queries):
         left), once their records are durable. A job with a record in flight is left to it (it ends the
         lease when applied); a job whose record cannot be appended (disk full) keeps its lease a
         little longer and is tried again."""
-        waits: list[Awaitable[Any]] = []
+        waits: dict[str, asyncio.Future[Any]] = {}
         for job in jobs:
             if job.id in self._inflight or self.failure is not None:
                 continue
             q = self.state.queues[job.queue]
+            body: rec.JobFailed | rec.JobRequeued
+            if job.attempts >= job.max_attempts:
+                rtype, body = (
+                    RecordType.JOB_FAILED,
+                    rec.JobFailed(job.id, now, job.attempts, error, None, None, True),
+                )
+            else:
+                rtype, body = RecordType.JOB_REQUEUED, rec.JobRequeued(job.id, now, job.attempts, error)
             try:
-                if job.attempts >= job.max_attempts:
-                    failed = rec.JobFailed(job.id, now, job.attempts, error, None, None, True)
-                    lsn = self._append(q, RecordType.JOB_FAILED, _encode(failed), True)
-                    waits.append(self._submit(q, lsn, RecordType.JOB_FAILED, failed, job.id))
-                else:
-                    requeued = rec.JobRequeued(job.id, now, job.attempts, error)
-                    lsn = self._append(q, RecordType.JOB_REQUEUED, _encode(requeued), True)
-                    waits.append(self._submit(q, lsn, RecordType.JOB_REQUEUED, requeued, job.id))
+                lsn = self._append(q, rtype, _encode(body), True)
             except NoSpace:
                 q.index.extend_lease(job, now + LEASE_RETRY)
-        for wait in waits:
-            await wait
+                continue
+            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            if wait is not None:
+                waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
+        for wait in waits.values():
+            await self._committed(wait)
 
     # -- outcomes ---------------------------------------------------------------------------------------
 
@@ -702,37 +735,45 @@ class Engine(Queries):
             raise ValidationError("results", "must have one entry per job id")
         limit = self.config.max_result
 
-        async def one(i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
-            q, job = await self._held(job_id, worker_id)
+        def succeeded(i: int, job: Job) -> tuple[RecordType, rec.JobSucceeded]:
             result = None if results is None else results[i]
             if result is not None:
                 v.check_bytes("result", result, limit)
-            body = rec.JobSucceeded(job.id, now, job.attempts, result)
-            lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
-            return job, self._submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
+            return RecordType.JOB_SUCCEEDED, rec.JobSucceeded(job.id, now, job.attempts, result)
 
-        return await self._each(job_ids, one)
+        return await self._outcomes(job_ids, worker_id, succeeded)
 
-    async def _each(
-        self, job_ids: Sequence[str], one: Callable[[int, str], Awaitable[tuple[Job, Awaitable[Any]]]]
+    async def _outcomes(
+        self, job_ids: Sequence[str], worker_id: str, record: Callable[[int, Job], tuple[RecordType, Any]]
     ) -> list[Job | Exception]:
-        """Run ``one`` for each job id (appending its record), then await every commit; per id, the
-        job or the error its item failed with."""
+        """For each job id the worker holds, append the record ``record`` makes; then await the last
+        commit of each queue. Per id, the job or the error its item failed with."""
         out: list[Job | Exception] = []
-        waits: list[tuple[int, Awaitable[Any]]] = []
+        appended: list[tuple[int, Job, int]] = []
+        waits: dict[str, asyncio.Future[Any]] = {}
+        inflight = self._inflight
         for i, job_id in enumerate(job_ids):
             try:
-                job, wait = await one(i, job_id)
+                if job_id in inflight:
+                    await self._settle(job_id)
+                q, job = self._held_now(job_id, worker_id)
+                rtype, body = record(i, job)
+                lsn = self._append(q, rtype, _encode(body), True)
             except Exception as exc:  # one bad item fails alone
                 out.append(exc)
                 continue
-            waits.append((i, wait))
+            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            if wait is not None:
+                waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
+            appended.append((i, job, lsn))
             out.append(job)
-        for i, wait in waits:
-            try:
-                await wait
-            except Exception as exc:
-                out[i] = exc
+        for wait in waits.values():
+            with contextlib.suppress(StorageFailed):  # its items are found unapplied below
+                await self._committed(wait)
+        if self.failure is not None:
+            for i, job, lsn in appended:
+                if job.lsn < lsn:  # never applied: its commit failed
+                    out[i] = StorageFailed(str(self.failure))
         return out
 
     async def release(self, job_id: str, worker_id: str, now: float) -> Job:
@@ -747,13 +788,10 @@ class Engine(Queries):
     async def release_many(self, job_ids: Sequence[str], worker_id: str, now: float) -> list[Job | Exception]:
         """`release` for many jobs; per job id, the job or its error."""
 
-        async def one(_i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
-            q, job = await self._held(job_id, worker_id)
-            body = rec.JobEvent(job.id, now, max(0, job.attempts - 1))
-            lsn = self._append(q, RecordType.JOB_RELEASED, _encode(body), True)
-            return job, self._submit(q, lsn, RecordType.JOB_RELEASED, body, job.id)
+        def released(_i: int, job: Job) -> tuple[RecordType, rec.JobEvent]:
+            return RecordType.JOB_RELEASED, rec.JobEvent(job.id, now, max(0, job.attempts - 1))
 
-        return await self._each(job_ids, one)
+        return await self._outcomes(job_ids, worker_id, released)
 
     async def fail(
         self,

@@ -42,8 +42,8 @@ _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 
 #: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
-#: application returns, or None).
-Pending = tuple[int, int, Any, "list[Any] | None"]
+#: application returns or None, what new jobs it adds (count, payload bytes, keyed) or None).
+Pending = tuple[int, int, Any, "list[Any] | None", "tuple[int, int, bool] | None"]
 
 
 @dataclass(slots=True)
@@ -141,16 +141,6 @@ class StateMachine:
         q.applied_lsn = lsn
         return result
 
-    def apply_pending(self, q: Queue, upto: int) -> None:
-        """Apply the queue's pending records up to ``upto`` (their commit completed), in order."""
-        pending = q.pending
-        apply = self.apply
-        while pending and pending[0][0] <= upto:
-            lsn, rtype, body, box = pending.popleft()
-            result = apply(q, lsn, rtype, body)
-            if box is not None:
-                box.append(result)
-
     # -- helpers ----------------------------------------------------------------------------------------
 
     def notify(self, q: Queue) -> None:
@@ -195,15 +185,20 @@ class StateMachine:
 
     def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
         table = self.table
-        new = [job for job in body.jobs if job.id not in table] if len(table) else body.jobs
+        new = body.jobs
+        if new and new[0].id in table:  # a fuzzy snapshot (of an older build) already holds some
+            new = [job for job in new if job.id not in table]
         if not new:
             return
         qname = q.name
         keyed = False
+        if new[0].queue is not qname:  # decoded from the log (live jobs carry the queue's name)
+            for job in new:
+                job.queue = qname
         for job in new:
             job.lsn = lsn
-            job.queue = qname
-            keyed = keyed or job.idempotency_key is not None
+            if job.idempotency_key is not None:
+                keyed = True
         if keyed:
             add = q.index.add
             for job in new:
