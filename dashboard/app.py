@@ -23,6 +23,7 @@ from spitfire.index.job import JobState
 from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
+from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.errors import EngineError, Overloaded, ValidationError
@@ -283,11 +284,8 @@ class Dashboard:
         started = time.perf_counter()
         with self._counting_refusals():
             job, created = await self.engine.enqueue(
-                queue, body.name, payload, now=time.time(), priority=body.priority,
-                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-                idempotency_key=key, headers=body.headers,
-            )  # fmt: skip
+                queue, body.name, payload, now=time.time(), options=_options(body), idempotency_key=key
+            )
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
         return json_response(201 if created else 200, mo.job_out(job))
 
@@ -299,10 +297,8 @@ class Dashboard:
         started = time.perf_counter()
         with self._counting_refusals():
             jobs, flags = await self.engine.enqueue_batch(
-                queue, body.name, payloads, now=time.time(), priority=body.priority,
-                run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-                backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-                idempotency_keys=body.idempotency_keys, headers=body.headers,
+                queue, body.name, payloads, now=time.time(), options=_options(body),
+                idempotency_keys=body.idempotency_keys,
             )  # fmt: skip
         created = [True] * count if flags is None else flags
         self.metrics.enqueue_latency.labels("batch").observe(time.perf_counter() - started)
@@ -579,6 +575,15 @@ def _route(request: Request, name: str) -> str:
 
 def _seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000
+
+
+def _options(body: mo.EnqueueIn | mo.BatchIn) -> JobOptions:
+    """The engine's job options from an enqueue body (checked when the jobs are built)."""
+    return JobOptions(
+        priority=body.priority, run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms),
+        max_attempts=body.max_attempts, backoff=mo.backoff_in(body.backoff),
+        timeout=_seconds(body.timeout_ms), headers=body.headers,
+    )  # fmt: skip
 
 
 def create_app(

@@ -34,7 +34,7 @@ from typing import Any
 
 from spitfire.index.backoff import retry_delay
 from spitfire.index.ids import IdGenerator
-from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, MAX_PRIORITY, Backoff, Job, JobState
+from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, MAX_PRIORITY, Job, JobState
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
 from spitfire.wal.api import Durability, NoSpaceError, Storage, StorageError
@@ -403,17 +403,11 @@ class Engine(Queries):
         payload: bytes,
         *,
         now: float,
-        priority: int = 0,
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: float | None = None,
+        options: JobOptions = DEFAULT_OPTIONS,
         idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Add a job; returns it and True once it is durable, or the job its idempotency key already
-        names and False (once that one is durable).
+        names and False (once that one is durable). ``options``: how it runs (`JobOptions`).
 
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full;
         :raises StorageFailed: the storage failed (the server is stopping).
@@ -421,27 +415,25 @@ class Engine(Queries):
         if self.admission is not None:
             self.admission(queue, 1, len(payload) if payload.__class__ is bytes else 0)
         q = self.state.queues.get(queue) if queue.__class__ is str else None
+        o = options
+        priority = o.priority
         if (
             q is not None
-            and run_at is None
-            and delay is None
-            and max_attempts is None
-            and backoff is None
-            and timeout is None
             and idempotency_key is None
-            and headers is None
+            and o.run_at is None
+            and o.delay is None
+            and o.max_attempts is None
+            and o.backoff is None
+            and o.timeout is None
+            and o.headers is None
             and payload.__class__ is bytes
             and priority.__class__ is int
             and 0 <= priority <= MAX_PRIORITY
             and len(payload) <= self.config.max_payload
         ):
-            # The common case (an existing queue, every option at its default).
+            # The common case (an existing queue, every option but the priority at its default).
             job = self.builder.default_job(q.name, name, payload, now, priority)
         else:
-            options = JobOptions(
-                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout, headers=headers,
-            )  # fmt: skip
             return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
         # The append and the submit are inlined (this is the hottest path of the server).
         if self.failure is not None:
@@ -498,28 +490,13 @@ class Engine(Queries):
         payloads: Sequence[bytes],
         *,
         now: float,
-        priority: int = 0,
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: float | None = None,
+        options: JobOptions = DEFAULT_OPTIONS,
         idempotency_keys: Sequence[str | None] | None = None,
-        headers: dict[str, str] | None = None,
     ) -> tuple[list[Job], list[bool] | None]:
         """Add many jobs of one handler with the same options in one record and one commit. Returns
         the jobs, one per payload (a key that names an existing job gives that job), and which of
         them are new (None when all are). Either every new job is added or none is.
         """
-        defaults = (run_at, delay, max_attempts, backoff, timeout, headers) == (None,) * 6
-        options = (
-            DEFAULT_OPTIONS
-            if priority == 0 and defaults
-            else JobOptions(
-                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout, headers=headers,
-            )
-        )  # fmt: skip
         c = self.config
         v.check_queue(queue, c)
         if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):

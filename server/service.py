@@ -29,6 +29,7 @@ from spitfire.protocol.session import Request, ServerSession
 
 from . import validation as v
 from .backpressure import Backpressure
+from .building import JobOptions
 from .dispatcher import Dispatcher, Worker
 from .engine import Engine
 from .errors import (
@@ -85,6 +86,14 @@ def backoff_of(wire: m.Backoff | None) -> Backoff | None:
     if kind is None:
         raise ValidationError("backoff.kind", f"must be one of {', '.join(_BACKOFF_KINDS)}")
     return Backoff(kind, wire.base, wire.factor, wire.cap, wire.jitter)
+
+
+def options_of(msg: m.Enqueue | m.EnqueueMany) -> JobOptions:
+    """The engine's job options from an ENQUEUE or ENQUEUE_MANY (checked when the jobs are built)."""
+    return JobOptions(
+        priority=msg.priority, run_at=msg.run_at, delay=msg.delay, max_attempts=msg.max_attempts,
+        backoff=backoff_of(msg.backoff), timeout=msg.timeout, headers=msg.headers,
+    )  # fmt: skip
 
 
 def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
@@ -322,9 +331,8 @@ class Service:
         msg: m.Enqueue = request.message
         queue = msg.queue
         coro = self.engine.enqueue(
-            queue, msg.name, msg.payload, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-            timeout=msg.timeout, idempotency_key=msg.idempotency_key, headers=msg.headers,
+            queue, msg.name, msg.payload, now=self.clock(), options=options_of(msg),
+            idempotency_key=msg.idempotency_key,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -346,9 +354,8 @@ class Service:
         payloads = msg.payloads
         count = len(payloads)
         coro = self.engine.enqueue_batch(
-            queue, msg.name, payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-            timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
+            queue, msg.name, payloads, now=self.clock(), options=options_of(msg),
+            idempotency_keys=msg.idempotency_keys,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:

@@ -205,16 +205,19 @@ class StateMachine:
                 add(job)
         else:
             q.index.add_many(new)
+        self._report_batch(new)
+        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
+            self.notify(q)
+        elif new[0].run_at is not None and self.on_deadline is not None:
+            self.on_deadline(new[0].run_at)
+
+    def _report_batch(self, new: list[Job]) -> None:
         if self.batch_observer is not None:
             self.batch_observer(new)
         elif self.observer is not ignore:
             observer = self.observer
             for job in new:
                 observer(job, False)
-        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
-            self.notify(q)
-        elif new[0].run_at is not None and self.on_deadline is not None:
-            self.on_deadline(new[0].run_at)
 
     # -- records of one existing job ----------------------------------------------------------------------
 
