@@ -69,7 +69,7 @@ async def test_a_queue_with_pending_jobs_is_refused_without_force(harness: Harne
     e = await harness.open()
     await e.enqueue("q", "h", b"", now=T0)
     await e.enqueue("q", "h", b"", delay=60, now=T0)
-    held, _ = await e.enqueue("q", "h", b"", now=T0)
+    await e.enqueue("q", "h", b"", now=T0)
     e.reserve(["q"], "w", T0)
     with pytest.raises(QueueNotEmpty, match="3 pending job") as refused:
         await e.delete_queue("q", T0 + 1)
@@ -85,7 +85,7 @@ async def test_a_queue_with_pending_jobs_is_refused_without_force(harness: Harne
 @run
 async def test_force_drops_pending_jobs_and_names_the_workers_holding_them(harness: Harness) -> None:
     e = await harness.open()
-    jobs, _ = await e.enqueue_batch("q", "h", [b"a", b"b", b"c"], now=T0)
+    await e.enqueue_batch("q", "h", [b"a", b"b", b"c"], now=T0)
     (held,) = e.reserve(["q"], "w", T0)
     (running,) = e.reserve(["q"], "w2", T0)
     e.start(running.id, "w2", T0)
@@ -221,7 +221,7 @@ async def test_a_deletion_is_invisible_until_its_commit_and_enqueues_wait_for_it
         await _turn()
     new, created = await enqueue
     assert created and deletion.done() and e.queues() == ["q"]
-    assert [j.payload for j in e.list_jobs("q", S.ENQUEUED)[0]] == [b"new"]
+    assert e.list_jobs("q", S.ENQUEUED)[0] == [new] and new.payload == b"new"
     with pytest.raises(JobNotFound):
         e.get(old.id)
     await e.close()
