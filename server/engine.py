@@ -25,6 +25,7 @@ history and idempotency keys, starts snapshots, and returns when it next has wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sys
@@ -122,7 +123,7 @@ class Engine(Queries):
         self.state.on_ready = on_ready
         #: Queues whose files are being created (first enqueue to a new queue), by name.
         self._creating: dict[str, asyncio.Future[Queue]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._opened = False
         #: job id -> LSN of the newest record about the job that waits for its commit.
         self._inflight: dict[str, int] = {}
@@ -882,6 +883,8 @@ class Engine(Queries):
                 del self._deleting[name]
                 done.set_result(None)
         finish = asyncio.ensure_future(self._finish_deletion(q, lsn, body, done))
+        self._tasks.add(finish)  # `close` waits for it
+        finish.add_done_callback(self._tasks.discard)
         revoked = await asyncio.shield(finish)
         held: dict[str, list[str]] = {}
         for worker, job_id in revoked:
@@ -995,7 +998,8 @@ class Engine(Queries):
         task.add_done_callback(self._tasks.discard)
 
     async def _snapshot_task(self, queue: str) -> None:
-        await self.snapshot(queue)
+        with contextlib.suppress(QueueNotFound):  # deleted before the task ran
+            await self.snapshot(queue)
 
     async def snapshot(self, queue: str) -> int:
         """Write a snapshot of the queue at its applied LSN without stalling the loop; returns its LSN
