@@ -8,10 +8,11 @@ returns a `Dashboard`: its ``app`` is the ASGI application, ``live`` the job obs
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,9 +23,10 @@ from spitfire.index.job import JobState
 from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
+from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
-from spitfire.server.errors import EngineError, ValidationError
+from spitfire.server.errors import EngineError, Overloaded, ValidationError
 from spitfire.server.service import Service
 
 from . import model as mo
@@ -292,15 +294,10 @@ class Dashboard:
         key = self._idempotency_key(request, body.idempotency_key)
         payload = mo.to_msgpack("payload", body.payload)
         started = time.perf_counter()
-        self._admit(queue, 1, len(payload))
-        job, created = await self.engine.enqueue(
-            queue, body.name, payload, now=time.time(), priority=body.priority,
-            run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-            backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-            idempotency_key=key, headers=body.headers,
-        )  # fmt: skip
-        if created and job.run_at is not None:
-            self.service.note_deadline(job.run_at)
+        with self._counting_refusals():
+            job, created = await self.engine.enqueue(
+                queue, body.name, payload, now=time.time(), options=_options(body), idempotency_key=key
+            )
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
         return json_response(201 if created else 200, mo.job_out(job))
 
@@ -308,28 +305,24 @@ class Dashboard:
         queue = _route(request, "queue")  # the engine checks the name
         body = decode_body(await read_body(request, MAX_BATCH_BODY), mo.BatchIn)
         payloads = [mo.to_msgpack(f"payloads[{i}]", p) for i, p in enumerate(body.payloads)]
-        size = sum(len(p) for p in payloads)
         count = len(payloads)
         started = time.perf_counter()
-        self._admit(queue, count, size)
-        jobs, flags = await self.engine.enqueue_batch(
-            queue, body.name, payloads, now=time.time(), priority=body.priority,
-            run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms), max_attempts=body.max_attempts,
-            backoff=mo.backoff_in(body.backoff), timeout=_seconds(body.timeout_ms),
-            idempotency_keys=body.idempotency_keys, headers=body.headers,
-        )  # fmt: skip
+        with self._counting_refusals():
+            jobs, flags = await self.engine.enqueue_batch(
+                queue, body.name, payloads, now=time.time(), options=_options(body),
+                idempotency_keys=body.idempotency_keys,
+            )  # fmt: skip
         created = [True] * count if flags is None else flags
-        run_at = next((job.run_at for job, c in zip(jobs, created, strict=True) if c), None)
-        if run_at is not None:
-            self.service.note_deadline(run_at)
         self.metrics.enqueue_latency.labels("batch").observe(time.perf_counter() - started)
         out = mo.BatchOut([job.id for job in jobs], created)
         return json_response(201 if any(created) else 200, out)
 
-    def _admit(self, queue: str, count: int, size: int) -> None:
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        """Count an enqueue the engine's admission refused (backpressure) in /metrics."""
         try:
-            self.backpressure.admit(queue, count, size)
-        except Exception:
+            yield
+        except Overloaded:
             self.metrics.rejections.inc()
             raise
 
@@ -444,8 +437,6 @@ class Dashboard:
             engine.start(job.id, wid, now)
             if body.lease_ms is not None:
                 engine.extend(job.id, wid, now, body.lease_ms / 1000)
-        if jobs:
-            self.service.note_deadline(min(j.lease_until or now for j in jobs))
         return json_response(200, mo.ClaimOut(wid, [mo.job_out(j) for j in jobs]))
 
     async def ack(self, request: Request) -> Response:
@@ -468,8 +459,6 @@ class Dashboard:
             _route(request, "id"), wid, now, body.error, body.traceback,
             retryable=body.retryable, retry_at=retry_at,
         )  # fmt: skip
-        if job.run_at is not None:
-            self.service.note_deadline(job.run_at)
         return json_response(200, mo.job_out(job))
 
     async def heartbeat(self, request: Request) -> Response:
@@ -479,7 +468,6 @@ class Dashboard:
         self.http_workers.seen(wid, now)
         job_id = _route(request, "id")
         until = self.engine.extend(job_id, wid, now, _seconds(body.lease_ms))
-        self.service.note_deadline(until)
         return json_response(200, mo.LeaseOut(job_id, until))
 
     # -- overview ---------------------------------------------------------------------------------------
@@ -607,6 +595,15 @@ def _route(request: Request, name: str) -> str:
 
 def _seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000
+
+
+def _options(body: mo.EnqueueIn | mo.BatchIn) -> JobOptions:
+    """The engine's job options from an enqueue body (checked when the jobs are built)."""
+    return JobOptions(
+        priority=body.priority, run_at=mo.epoch(body.run_at), delay=_seconds(body.delay_ms),
+        max_attempts=body.max_attempts, backoff=mo.backoff_in(body.backoff),
+        timeout=_seconds(body.timeout_ms), headers=body.headers,
+    )  # fmt: skip
 
 
 def create_app(

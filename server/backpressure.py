@@ -5,8 +5,9 @@ pending jobs and pending payload bytes, per queue and over all queues. Only enqu
 acks, fails and every other request keep working, so workers drain the backlog that caused it.
 
 The figures come from a `PendingSource` (the engine), whose index counts pending jobs and their
-payload bytes as jobs enter and leave the pending states; nothing is counted here. An enqueue's jobs
-are indexed synchronously when the engine call starts, so the next admission already sees them.
+payload bytes as jobs enter and leave the pending states, plus the new jobs still waiting for their
+commit (so the next admission sees them); nothing is counted here. The engine calls `admit` first
+thing in every enqueue (`Engine.admission`): the rule lives once, whichever protocol asks.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import Any
 
 from spitfire.index.backoff import retry_delay
 from spitfire.index.ids import IdGenerator
-from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, MAX_PRIORITY, Backoff, Job, JobState
+from spitfire.index.job import ACTIVE_STATES, LEASED_STATES, MAX_PRIORITY, Job, JobState
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
 from spitfire.wal.api import Durability, NoSpaceError, Storage, StorageError
@@ -89,6 +89,9 @@ _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
 
+#: What an enqueue record adds: (new jobs, their payload bytes, whether any has an idempotency key).
+NewJobs = tuple[int, int, bool]
+
 
 @dataclass(frozen=True, slots=True)
 class QueueDeletion:
@@ -138,6 +141,9 @@ class Engine(Queries):
         self.failure: StorageError | None = None
         #: Called once, with the reason, when the engine fails-stop (the server stops on it).
         self.on_failure: Callable[[str], None] | None = None
+        #: Admits or refuses (raising, e.g. `Overloaded`) ``jobs`` new jobs of ``nbytes`` payload bytes
+        #: into a queue, before anything else is done (backpressure; None admits everything).
+        self.admission: Callable[[str, int, int], None] | None = None
         #: Durations of the snapshots written (for /metrics).
         self.snapshot_stats = SnapshotStats()
 
@@ -169,6 +175,15 @@ class Engine(Queries):
     @batch_observer.setter
     def batch_observer(self, observer: BatchObserver | None) -> None:
         self.state.batch_observer = observer
+
+    @property
+    def on_deadline(self) -> Callable[[float], None] | None:
+        """Told of each new time at which something will be due (a delayed job, a retry, a lease end)."""
+        return self.state.on_deadline
+
+    @on_deadline.setter
+    def on_deadline(self, callback: Callable[[float], None] | None) -> None:
+        self.state.on_deadline = callback
 
     @property
     def table(self) -> JobTable:
@@ -224,7 +239,7 @@ class Engine(Queries):
         inflight = self._inflight
         apply = self.state.apply
         while pending and pending[0][0] <= upto:
-            lsn, rtype, body, box = pending.popleft()
+            lsn, rtype, body, box, new = pending.popleft()
             try:
                 result = apply(q, lsn, rtype, body)
             except Exception as exc:  # a bug: memory would no longer match the log
@@ -233,23 +248,48 @@ class Engine(Queries):
                 return
             if box is not None:
                 box.append(result)
-            if inflight:
-                job_id = getattr(body, "id", None)
+            if new is not None:
+                self._landed(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
+            elif inflight:
+                job_id = getattr(body, "id", None)  # queue records (pause, deletion...) have none
                 if job_id is not None and inflight.get(job_id) == lsn:
                     del inflight[job_id]
-            if self._inflight_keys and (rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED)):
-                self._forget_keys(q, body.jobs if rtype == _JOBS_ENQUEUED else (body,), lsn)
 
-    def _forget_keys(self, q: Queue, jobs: Iterable[Job], lsn: int) -> None:
-        keys = self._inflight_keys
-        for job in jobs:
-            if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
-                del keys[(q.name, job.idempotency_key)]
+    def _in_flight(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
+        """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""
+        count, nbytes, keyed = new
+        state = self.state
+        q.inflight_jobs += count
+        q.inflight_bytes += nbytes
+        state.inflight_jobs += count
+        state.inflight_bytes += nbytes
+        if keyed:
+            keys = self._inflight_keys
+            for job in jobs:
+                if job.idempotency_key is not None:
+                    keys[(q.name, job.idempotency_key)] = lsn
+
+    def _landed(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
+        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
+        count, nbytes, keyed = new
+        state = self.state
+        q.inflight_jobs -= count
+        q.inflight_bytes -= nbytes
+        state.inflight_jobs -= count
+        state.inflight_bytes -= nbytes
+        if keyed:
+            keys = self._inflight_keys
+            for job in jobs:
+                if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
+                    del keys[(q.name, job.idempotency_key)]
 
     def _fail_stop(self, q: Queue, error: StorageError) -> None:
         """A log can no longer make records durable: refuse every write from now on, never apply the
         records that waited for the failed commit, and tell the server (it stops)."""
         q.pending.clear()
+        self.state.inflight_jobs -= q.inflight_jobs
+        self.state.inflight_bytes -= q.inflight_bytes
+        q.inflight_jobs = q.inflight_bytes = 0
         if self.failure is not None:
             return
         self.failure = error
@@ -263,29 +303,46 @@ class Engine(Queries):
         if self.failure is not None:
             raise StorageFailed(str(self.failure))
 
-    def _submit(self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None) -> Awaitable[Any]:
-        """After appending record ``lsn``: apply it once its commit completes (at once when it is
-        already durable, or in async mode). Returns what to await before answering; it gives what the
-        record's application returned."""
-        box: list[Any] = []
+    def _push(
+        self,
+        q: Queue,
+        lsn: int,
+        rtype: int,
+        body: Any,
+        *,
+        job_id: str | None = None,
+        new: NewJobs | None = None,
+        box: list[Any] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """After appending record ``lsn``: apply it at once when it is already durable (or in async
+        mode), else once its commit completes. Returns the future to await before answering (None
+        when applied); what the application returned goes into ``box``. ``job_id`` names the job
+        the record is about; ``new`` describes the new jobs of an enqueue record."""
         fut = q.log.commit(lsn)
         if fut is None and not q.pending:
-            box.append(self.state.apply(q, lsn, rtype, body))
-            return self._result(None, box)
-        q.pending.append((lsn, rtype, body, box))
+            result = self.state.apply(q, lsn, rtype, body)
+            if box is not None:
+                box.append(result)
+            return None
+        q.pending.append((lsn, rtype, body, box, new))
         if job_id is not None:
             self._inflight[job_id] = lsn
-        elif rtype in (_JOB_ENQUEUED, _JOBS_ENQUEUED):
-            keys = self._inflight_keys
-            for job in body.jobs if rtype == _JOBS_ENQUEUED else (body,):
-                if job.idempotency_key is not None:
-                    keys[(q.name, job.idempotency_key)] = lsn
+        elif new is not None:
+            self._in_flight(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
         # An async-mode record behind records still committing is applied after them.
-        return self._result(fut if fut is not None else q.log.flush(), box)
+        return fut if fut is not None else asyncio.ensure_future(q.log.flush())
 
-    async def _result(self, fut: Awaitable[None] | None, box: list[Any]) -> Any:
-        if fut is not None:
-            await self._committed(fut)
+    async def _submit(
+        self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None, new: NewJobs | None = None
+    ) -> Any:
+        """`_push` one record and wait until it is applied; returns what its application returned.
+
+        :raises StorageFailed: its commit failed (the engine failed-stop).
+        """
+        box: list[Any] = []
+        wait = self._push(q, lsn, rtype, body, job_id=job_id, new=new, box=box)
+        if wait is not None:
+            await self._committed(wait)
         if not box:  # the commit failed and the engine failed-stop meanwhile
             raise StorageFailed(str(self.failure or "the record was not applied"))
         return box[0]
@@ -391,44 +448,38 @@ class Engine(Queries):
         payload: bytes,
         *,
         now: float,
-        priority: int = 0,
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: float | None = None,
+        options: JobOptions = DEFAULT_OPTIONS,
         idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
     ) -> tuple[Job, bool]:
         """Add a job; returns it and True once it is durable, or the job its idempotency key already
-        names and False (once that one is durable).
+        names and False (once that one is durable). ``options``: how it runs (`JobOptions`).
 
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full;
         :raises StorageFailed: the storage failed (the server is stopping).
         """
+        if self.admission is not None:
+            self.admission(queue, 1, len(payload) if payload.__class__ is bytes else 0)
         q = self.state.queues.get(queue) if queue.__class__ is str else None
+        o = options
+        priority = o.priority
         if (
             q is not None
             and not q.deleting
-            and run_at is None
-            and delay is None
-            and max_attempts is None
-            and backoff is None
-            and timeout is None
             and idempotency_key is None
-            and headers is None
+            and o.run_at is None
+            and o.delay is None
+            and o.max_attempts is None
+            and o.backoff is None
+            and o.timeout is None
+            and o.headers is None
             and payload.__class__ is bytes
             and priority.__class__ is int
             and 0 <= priority <= MAX_PRIORITY
             and len(payload) <= self.config.max_payload
         ):
-            # The common case (an existing queue, every option at its default).
+            # The common case (an existing queue, every option but the priority at its default).
             job = self.builder.default_job(q.name, name, payload, now, priority)
         else:
-            options = JobOptions(
-                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout, headers=headers,
-            )  # fmt: skip
             return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
         # The append and the submit are inlined (this is the hottest path of the server).
         if self.failure is not None:
@@ -443,7 +494,12 @@ class Engine(Queries):
         if fut is None and not q.pending:
             self.state.apply(q, lsn, _JOB_ENQUEUED, job)
             return job, True
-        q.pending.append((lsn, _JOB_ENQUEUED, job, None))
+        q.pending.append((lsn, _JOB_ENQUEUED, job, None, (1, len(payload), False)))
+        q.inflight_jobs += 1
+        q.inflight_bytes += len(payload)
+        state = self.state
+        state.inflight_jobs += 1
+        state.inflight_bytes += len(payload)
         await self._committed(fut if fut is not None else log_.flush())
         if self.state.table.get(job.id) is not job:
             raise StorageFailed(str(self.failure or "the job was not applied"))
@@ -470,7 +526,7 @@ class Engine(Queries):
         job.idempotency_key = key
         lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
         job.lsn = lsn
-        await self._submit(q, lsn, _JOB_ENQUEUED, job)
+        await self._submit(q, lsn, _JOB_ENQUEUED, job, new=(1, len(job.payload), key is not None))
         return job, True
 
     async def enqueue_batch(
@@ -480,28 +536,13 @@ class Engine(Queries):
         payloads: Sequence[bytes],
         *,
         now: float,
-        priority: int = 0,
-        run_at: float | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        backoff: Backoff | None = None,
-        timeout: float | None = None,
+        options: JobOptions = DEFAULT_OPTIONS,
         idempotency_keys: Sequence[str | None] | None = None,
-        headers: dict[str, str] | None = None,
     ) -> tuple[list[Job], list[bool] | None]:
         """Add many jobs of one handler with the same options in one record and one commit. Returns
         the jobs, one per payload (a key that names an existing job gives that job), and which of
         them are new (None when all are). Either every new job is added or none is.
         """
-        defaults = (run_at, delay, max_attempts, backoff, timeout, headers) == (None,) * 6
-        options = (
-            DEFAULT_OPTIONS
-            if priority == 0 and defaults
-            else JobOptions(
-                priority=priority, run_at=run_at, delay=delay, max_attempts=max_attempts, backoff=backoff,
-                timeout=timeout, headers=headers,
-            )
-        )  # fmt: skip
         c = self.config
         v.check_queue(queue, c)
         if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):
@@ -509,6 +550,12 @@ class Engine(Queries):
         count = len(payloads)
         if not 1 <= count <= c.max_batch:
             raise ValidationError("payloads", f"must hold 1 to {c.max_batch} payloads")
+        try:
+            size = sum(map(len, payloads))
+        except TypeError:  # a payload that is not bytes: `build` names it
+            size = 0
+        if self.admission is not None:
+            self.admission(queue, count, size)
         keys: list[str | None] | None = None
         if idempotency_keys is not None:
             if isinstance(idempotency_keys, str | bytes) or len(idempotency_keys) != count:
@@ -533,10 +580,10 @@ class Engine(Queries):
         else:
             created = None
             jobs = new = self.builder.build(q.name, name, payloads, now, options)
-        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(rec.JobsEnqueued(new)), False)
-        for job in new:
-            job.lsn = lsn
-        await self._submit(q, lsn, _JOBS_ENQUEUED, rec.JobsEnqueued(new))
+        body = rec.JobsEnqueued(new)
+        lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(body), False)
+        nbytes = size if new is jobs else sum(len(job.payload) for job in new)
+        await self._submit(q, lsn, _JOBS_ENQUEUED, body, new=(len(new), nbytes, keys is not None))
         return jobs, created
 
     def _build_keyed(
@@ -619,6 +666,8 @@ class Engine(Queries):
             out.append(job)
         if not held:
             del state.workers[worker_id]
+        elif out and state.on_deadline is not None:
+            state.on_deadline(min(job.lease_until or now for job in out))
         return out
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
@@ -634,6 +683,8 @@ class Engine(Queries):
         span = job.timeout if seconds is None else v.check_timeout("seconds", seconds, self.config)
         until = max(now + span, job.lease_until or 0.0)
         q.index.extend_lease(job, until)
+        if self.state.on_deadline is not None:
+            self.state.on_deadline(until)
         return until
 
     def heartbeat(self, worker_id: str, now: float) -> int:
@@ -660,26 +711,31 @@ class Engine(Queries):
         left), once their records are durable. A job with a record in flight is left to it (it ends the
         lease when applied); a job whose record cannot be appended (disk full) keeps its lease a
         little longer and is tried again."""
-        waits: list[Awaitable[Any]] = []
+        waits: dict[str, asyncio.Future[Any]] = {}
         for job in jobs:
             if job.id in self._inflight or self.failure is not None:
                 continue
             q = self.state.queues[job.queue]
             if q.deleted_lsn:  # the queue's deletion drops the job
                 continue
+            body: rec.JobFailed | rec.JobRequeued
+            if job.attempts >= job.max_attempts:
+                rtype, body = (
+                    RecordType.JOB_FAILED,
+                    rec.JobFailed(job.id, now, job.attempts, error, None, None, True),
+                )
+            else:
+                rtype, body = RecordType.JOB_REQUEUED, rec.JobRequeued(job.id, now, job.attempts, error)
             try:
-                if job.attempts >= job.max_attempts:
-                    failed = rec.JobFailed(job.id, now, job.attempts, error, None, None, True)
-                    lsn = self._append(q, RecordType.JOB_FAILED, _encode(failed), True)
-                    waits.append(self._submit(q, lsn, RecordType.JOB_FAILED, failed, job.id))
-                else:
-                    requeued = rec.JobRequeued(job.id, now, job.attempts, error)
-                    lsn = self._append(q, RecordType.JOB_REQUEUED, _encode(requeued), True)
-                    waits.append(self._submit(q, lsn, RecordType.JOB_REQUEUED, requeued, job.id))
+                lsn = self._append(q, rtype, _encode(body), True)
             except NoSpace:
                 q.index.extend_lease(job, now + LEASE_RETRY)
-        for wait in waits:
-            await wait
+                continue
+            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            if wait is not None:
+                waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
+        for wait in waits.values():
+            await self._committed(wait)
 
     # -- outcomes ---------------------------------------------------------------------------------------
 
@@ -708,37 +764,45 @@ class Engine(Queries):
             raise ValidationError("results", "must have one entry per job id")
         limit = self.config.max_result
 
-        async def one(i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
-            q, job = await self._held(job_id, worker_id)
+        def succeeded(i: int, job: Job) -> tuple[RecordType, rec.JobSucceeded]:
             result = None if results is None else results[i]
             if result is not None:
                 v.check_bytes("result", result, limit)
-            body = rec.JobSucceeded(job.id, now, job.attempts, result)
-            lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
-            return job, self._submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
+            return RecordType.JOB_SUCCEEDED, rec.JobSucceeded(job.id, now, job.attempts, result)
 
-        return await self._each(job_ids, one)
+        return await self._outcomes(job_ids, worker_id, succeeded)
 
-    async def _each(
-        self, job_ids: Sequence[str], one: Callable[[int, str], Awaitable[tuple[Job, Awaitable[Any]]]]
+    async def _outcomes(
+        self, job_ids: Sequence[str], worker_id: str, record: Callable[[int, Job], tuple[RecordType, Any]]
     ) -> list[Job | Exception]:
-        """Run ``one`` for each job id (appending its record), then await every commit; per id, the
-        job or the error its item failed with."""
+        """For each job id the worker holds, append the record ``record`` makes; then await the last
+        commit of each queue. Per id, the job or the error its item failed with."""
         out: list[Job | Exception] = []
-        waits: list[tuple[int, Awaitable[Any]]] = []
+        appended: list[tuple[int, Job, int]] = []
+        waits: dict[str, asyncio.Future[Any]] = {}
+        inflight = self._inflight
         for i, job_id in enumerate(job_ids):
             try:
-                job, wait = await one(i, job_id)
+                if job_id in inflight:
+                    await self._settle(job_id)
+                q, job = self._held_now(job_id, worker_id)
+                rtype, body = record(i, job)
+                lsn = self._append(q, rtype, _encode(body), True)
             except Exception as exc:  # one bad item fails alone
                 out.append(exc)
                 continue
-            waits.append((i, wait))
+            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            if wait is not None:
+                waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
+            appended.append((i, job, lsn))
             out.append(job)
-        for i, wait in waits:
-            try:
-                await wait
-            except Exception as exc:
-                out[i] = exc
+        for wait in waits.values():
+            with contextlib.suppress(StorageFailed):  # its items are found unapplied below
+                await self._committed(wait)
+        if self.failure is not None:
+            for i, job, lsn in appended:
+                if job.lsn < lsn:  # never applied: its commit failed
+                    out[i] = StorageFailed(str(self.failure))
         return out
 
     async def release(self, job_id: str, worker_id: str, now: float) -> Job:
@@ -753,13 +817,10 @@ class Engine(Queries):
     async def release_many(self, job_ids: Sequence[str], worker_id: str, now: float) -> list[Job | Exception]:
         """`release` for many jobs; per job id, the job or its error."""
 
-        async def one(_i: int, job_id: str) -> tuple[Job, Awaitable[Any]]:
-            q, job = await self._held(job_id, worker_id)
-            body = rec.JobEvent(job.id, now, max(0, job.attempts - 1))
-            lsn = self._append(q, RecordType.JOB_RELEASED, _encode(body), True)
-            return job, self._submit(q, lsn, RecordType.JOB_RELEASED, body, job.id)
+        def released(_i: int, job: Job) -> tuple[RecordType, rec.JobEvent]:
+            return RecordType.JOB_RELEASED, rec.JobEvent(job.id, now, max(0, job.attempts - 1))
 
-        return await self._each(job_ids, one)
+        return await self._outcomes(job_ids, worker_id, released)
 
     async def fail(
         self,

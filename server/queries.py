@@ -135,13 +135,24 @@ class Queries:
 
     def pending_figures(self, queue: str) -> tuple[int, int, int, int]:
         """(pending jobs of ``queue``, their payload bytes, pending jobs of every queue, their
-        bytes): what backpressure reads on each enqueue, in one call."""
-        table = self.state.table
-        q = self.state.queues.get(queue)
+        bytes): what backpressure reads on each enqueue, in one call. New jobs still waiting for
+        their commit count too, so a burst within one commit group cannot overshoot a limit."""
+        state = self.state
+        table = state.table
+        total_jobs, total_bytes = (
+            table.pending_jobs + state.inflight_jobs,
+            table.pending_bytes + state.inflight_bytes,
+        )
+        q = state.queues.get(queue)
         if q is None:
-            return 0, 0, table.pending_jobs, table.pending_bytes
+            return 0, 0, total_jobs, total_bytes
         index = q.index
-        return index.pending, index.pending_bytes, table.pending_jobs, table.pending_bytes
+        return (
+            index.pending + q.inflight_jobs,
+            index.pending_bytes + q.inflight_bytes,
+            total_jobs,
+            total_bytes,
+        )
 
     def pending_bytes(self, queue: str | None = None) -> int:
         """Payload bytes of the pending jobs of ``queue``, or of every queue (None); exact, O(1)."""

@@ -126,7 +126,9 @@ class Server:
         engine.on_ready = dispatcher.on_ready
         limits = Limits(opts.max_queue_jobs, opts.max_queue_bytes, opts.max_jobs, opts.max_bytes)
         backpressure = Backpressure(limits, engine)
-        self.service = Service(engine, dispatcher, backpressure, note_deadline=maintenance.note)
+        engine.admission = backpressure.admit
+        engine.on_deadline = maintenance.note
+        self.service = Service(engine, dispatcher, backpressure)
         welcome = Welcome(
             PROTOCOL_VERSION,
             SERVER_NAME,

@@ -29,6 +29,7 @@ from spitfire.protocol.session import Request, ServerSession
 
 from . import validation as v
 from .backpressure import Backpressure
+from .building import JobOptions
 from .dispatcher import Dispatcher, Worker
 from .engine import Engine, QueueDeletion
 from .errors import (
@@ -85,6 +86,14 @@ def backoff_of(wire: m.Backoff | None) -> Backoff | None:
     if kind is None:
         raise ValidationError("backoff.kind", f"must be one of {', '.join(_BACKOFF_KINDS)}")
     return Backoff(kind, wire.base, wire.factor, wire.cap, wire.jitter)
+
+
+def options_of(msg: m.Enqueue | m.EnqueueMany) -> JobOptions:
+    """The engine's job options from an ENQUEUE or ENQUEUE_MANY (checked when the jobs are built)."""
+    return JobOptions(
+        priority=msg.priority, run_at=msg.run_at, delay=msg.delay, max_attempts=msg.max_attempts,
+        backoff=backoff_of(msg.backoff), timeout=msg.timeout, headers=msg.headers,
+    )  # fmt: skip
 
 
 def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
@@ -169,7 +178,7 @@ class _Call:
 class _Batch:
     """Collects the outcomes of the items of one ACK, FAIL or RELEASE; answers DONE after the last."""
 
-    __slots__ = ("conn", "errors", "left", "on_item", "request", "service")
+    __slots__ = ("conn", "errors", "left", "request", "service")
 
     def __init__(self, service: Service, conn: Peer, request: Request, count: int) -> None:
         self.service = service
@@ -177,15 +186,12 @@ class _Batch:
         self.request = request
         self.left = count
         self.errors: list[m.ItemError] = []
-        self.on_item: Callable[[Job], None] | None = None
 
     def item(self, index: int) -> Done:
         def done(job: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 err = self.service.item_error(exc)
                 self.errors.append(m.ItemError(index, err.code, err.message))
-            elif self.on_item is not None:
-                self.on_item(job)
             self.left -= 1
             if self.left == 0:
                 self.errors.sort(key=lambda e: e.index)
@@ -198,11 +204,8 @@ class _Batch:
 
 
 class Service:
-    """Serves every connection's requests against one engine.
-
-    ``note_deadline`` is told of every new deadline a request creates (a delayed job, a retry
-    backoff), so that maintenance wakes in time.
-    """
+    """Serves every connection's requests against one engine (each handler parses, calls one engine
+    command, renders; admission and deadlines are the engine's)."""
 
     def __init__(
         self,
@@ -210,13 +213,11 @@ class Service:
         dispatcher: Dispatcher,
         backpressure: Backpressure,
         *,
-        note_deadline: Callable[[float], None] = lambda _at: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
         self.backpressure = backpressure
-        self.note_deadline = note_deadline
         self.clock = clock
         #: Requests started and not answered yet (shutdown waits for them).
         self.inflight = 0
@@ -330,11 +331,9 @@ class Service:
         started = _perf_counter()
         msg: m.Enqueue = request.message
         queue = msg.queue
-        self.backpressure.admit(queue, 1, len(msg.payload))
         coro = self.engine.enqueue(
-            queue, msg.name, msg.payload, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-            timeout=msg.timeout, idempotency_key=msg.idempotency_key, headers=msg.headers,
+            queue, msg.name, msg.payload, now=self.clock(), options=options_of(msg),
+            idempotency_key=msg.idempotency_key,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -343,12 +342,7 @@ class Service:
                 self.fail_request(conn, request, exc)
                 return
             job, created = result
-            if not created:
-                label = job.state.label
-            else:
-                label = _created_label(job)
-                if job.run_at is not None:
-                    self.note_deadline(job.run_at)
+            label = _created_label(job) if created else job.state.label
             self.answer(conn, request, MessageType.ENQUEUED, m.Enqueued(job.id, created, label))
             self.enqueue_latency.single.observe(_perf_counter() - started)
 
@@ -360,12 +354,9 @@ class Service:
         queue = msg.queue
         payloads = msg.payloads
         count = len(payloads)
-        size = sum(map(len, payloads))  # the decoder made every payload bytes
-        self.backpressure.admit(queue, count, size)
         coro = self.engine.enqueue_batch(
-            queue, msg.name, payloads, now=self.clock(), priority=msg.priority, run_at=msg.run_at,
-            delay=msg.delay, max_attempts=msg.max_attempts, backoff=backoff_of(msg.backoff),
-            timeout=msg.timeout, idempotency_keys=msg.idempotency_keys, headers=msg.headers,
+            queue, msg.name, payloads, now=self.clock(), options=options_of(msg),
+            idempotency_keys=msg.idempotency_keys,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -374,15 +365,7 @@ class Service:
                 self.fail_request(conn, request, exc)
                 return
             jobs: list[Job] = result[0]
-            created: list[bool] | None = result[1]
-            if created is None:
-                created = [True] * count
-                new = jobs
-            else:
-                new = [job for job, c in zip(jobs, created, strict=True) if c]
-            run_at = new[0].run_at if new else None  # one batch, one run_at
-            if run_at is not None:
-                self.note_deadline(run_at)
+            created: list[bool] = [True] * count if result[1] is None else result[1]
             ids = [job.id for job in jobs]
             self.answer(conn, request, MessageType.ENQUEUED_MANY, m.EnqueuedMany(ids, created))
             self.enqueue_latency.batch.observe(_perf_counter() - started)
@@ -535,13 +518,11 @@ class Service:
         conn: Peer,
         request: Request,
         coros: list[Coroutine[Any, Any, Job]],
-        on_item: Callable[[Job], None] | None = None,
     ) -> None:
         if not coros:
             conn.session.reply(request, m.Done([]), MessageType.DONE)
             return
         batch = _Batch(self, conn, request, len(coros))
-        batch.on_item = on_item
         self.inflight += 1  # the batch is one request in flight; items are driven without counting
         for i, coro in enumerate(coros):
             _Call(coro, batch.item(i)).step()
@@ -582,7 +563,7 @@ class Service:
             fail(i.job_id, worker, now, i.error, i.traceback, retryable=i.retryable, retry_at=i.retry_at)
             for i in request.message.items
         ]
-        self._items(conn, request, coros, self._noted_run_at)
+        self._items(conn, request, coros)
 
     def _release(self, conn: Peer, request: Request) -> None:
         job_ids = request.message.job_ids
@@ -590,7 +571,3 @@ class Service:
             conn.session.reply(request, m.Done([]), MessageType.DONE)
             return
         self._outcomes(conn, request, self.engine.release_many(job_ids, self._worker_id(conn), self.clock()))
-
-    def _noted_run_at(self, job: Job) -> None:
-        if job.run_at is not None:
-            self.note_deadline(job.run_at)

@@ -42,8 +42,8 @@ _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 
 #: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
-#: application returns, or None).
-Pending = tuple[int, int, Any, "list[Any] | None"]
+#: application returns or None, what new jobs it adds (count, payload bytes, keyed) or None).
+Pending = tuple[int, int, Any, "list[Any] | None", "tuple[int, int, bool] | None"]
 
 
 @dataclass(slots=True)
@@ -62,6 +62,9 @@ class Queue:
     applied_lsn: int = 0
     #: Records appended but not applied yet, in LSN order (their commit is outstanding).
     pending: collections.deque[Pending] = field(default_factory=collections.deque)
+    #: New jobs (and their payload bytes) in those records: backpressure counts them as pending.
+    inflight_jobs: int = 0
+    inflight_bytes: int = 0
     #: A deletion is under way (engine state, not logged): nothing is delivered from the queue, and
     #: enqueues and queue creations of its name wait for the deletion's outcome.
     deleting: bool = False
@@ -105,6 +108,12 @@ class StateMachine:
         self.observer: JobObserver = ignore
         #: Told once of all the jobs one batch created, instead of `observer` once per job (when set).
         self.batch_observer: BatchObserver | None = None
+        #: Told of each time at which a job will be due (a delayed job, a retry, a snooze), so that
+        #: maintenance wakes up then (attached after recovery).
+        self.on_deadline: Callable[[float], None] | None = None
+        #: New jobs (and bytes) of every queue appended but not applied yet (see `Queue.inflight_jobs`).
+        self.inflight_jobs = 0
+        self.inflight_bytes = 0
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
@@ -139,16 +148,6 @@ class StateMachine:
         result = applier(q, body, lsn)
         q.applied_lsn = lsn
         return result
-
-    def apply_pending(self, q: Queue, upto: int) -> None:
-        """Apply the queue's pending records up to ``upto`` (their commit completed), in order."""
-        pending = q.pending
-        apply = self.apply
-        while pending and pending[0][0] <= upto:
-            lsn, rtype, body, box = pending.popleft()
-            result = apply(q, lsn, rtype, body)
-            if box is not None:
-                box.append(result)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -189,32 +188,44 @@ class StateMachine:
         self.observer(job, False)
         if job.state is _ENQUEUED:
             self.notify(q)
+        elif job.run_at is not None and self.on_deadline is not None:
+            self.on_deadline(job.run_at)
 
     def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
         table = self.table
-        new = [job for job in body.jobs if job.id not in table] if len(table) else body.jobs
+        new = body.jobs
+        if new and new[0].id in table:  # a fuzzy snapshot (of an older build) already holds some
+            new = [job for job in new if job.id not in table]
         if not new:
             return
         qname = q.name
         keyed = False
+        if new[0].queue is not qname:  # decoded from the log (live jobs carry the queue's name)
+            for job in new:
+                job.queue = qname
         for job in new:
             job.lsn = lsn
-            job.queue = qname
-            keyed = keyed or job.idempotency_key is not None
+            if job.idempotency_key is not None:
+                keyed = True
         if keyed:
             add = q.index.add
             for job in new:
                 add(job)
         else:
             q.index.add_many(new)
+        self._report_batch(new)
+        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
+            self.notify(q)
+        elif new[0].run_at is not None and self.on_deadline is not None:
+            self.on_deadline(new[0].run_at)
+
+    def _report_batch(self, new: list[Job]) -> None:
         if self.batch_observer is not None:
             self.batch_observer(new)
         elif self.observer is not ignore:
             observer = self.observer
             for job in new:
                 observer(job, False)
-        if new[0].state is _ENQUEUED:  # one batch, one set of options: one state
-            self.notify(q)
 
     # -- records of one existing job ----------------------------------------------------------------------
 
@@ -247,6 +258,8 @@ class StateMachine:
         else:
             job.run_at = body.retry_at
             self.transition(q, job, _RETRYING, body.at, lsn)
+            if self.on_deadline is not None:
+                self.on_deadline(body.retry_at)
 
     def _requeued(self, q: Queue, job: Job, body: rec.JobRequeued, lsn: int) -> None:
         self.drop_lease(job)
@@ -264,6 +277,8 @@ class StateMachine:
         # record, not the clock at apply time, decides).
         job.run_at = body.run_at
         self.transition(q, job, _SCHEDULED, body.at, lsn)
+        if self.on_deadline is not None:
+            self.on_deadline(body.run_at)
 
     def _released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
         self.drop_lease(job)

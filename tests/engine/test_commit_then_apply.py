@@ -11,8 +11,10 @@ import pytest
 from engine_harness import T0, run
 
 from spitfire.index.job import JobState
-from spitfire.server.engine import Engine
-from spitfire.server.errors import JobNotFound, StaleLease, StorageFailed
+from spitfire.server.backpressure import Backpressure, Limits
+from spitfire.server.building import JobOptions
+from spitfire.server.engine import LEASE_RETRY, Engine
+from spitfire.server.errors import JobNotFound, Overloaded, StaleLease, StorageFailed
 from spitfire.wal.api import StorageError
 from spitfire.wal.memory import MemoryState, MemoryStorage
 
@@ -156,3 +158,38 @@ async def test_a_snapshot_claims_only_what_is_applied() -> None:
         b"late",
     ]
     await again.close()
+
+
+@run
+async def test_backpressure_counts_jobs_still_waiting_for_their_commit() -> None:
+    state = MemoryState()
+    engine, _ = await _engine(state)
+    engine.admission = Backpressure(Limits(3, 10**9, 10**9, 10**9), engine).admit
+    await engine.enqueue("q", "h", b"", now=T0)
+    state.hold_commits = True
+    waiting = [asyncio.ensure_future(engine.enqueue("q", "h", b"", now=T0)) for _ in range(2)]
+    await _turn()
+    assert engine.pending("q") == 1 and engine.pending_figures("q")[0] == 3
+    with pytest.raises(Overloaded):
+        await engine.enqueue("q", "h", b"", now=T0)
+    state.release_commits()
+    await asyncio.gather(*waiting)
+    assert engine.pending_figures("q") == (3, 0, 3, 0)
+    await engine.close()
+
+
+@run
+async def test_a_lease_whose_final_record_cannot_be_appended_is_tried_again() -> None:
+    state = MemoryState()
+    engine, _ = await _engine(state)
+    job, _ = await engine.enqueue("q", "h", b"", now=T0, options=JobOptions(timeout=10, max_attempts=1))
+    engine.reserve(["q"], "w", T0)
+    state.out_of_space = True  # not even the reserve is left: the DEAD record cannot be written
+    await engine.tick(T0 + 10)
+    assert job.state is JobState.RESERVED and job.lease_until == T0 + 10 + LEASE_RETRY
+    assert await engine.tick(T0 + 10.5) == T0 + 10 + LEASE_RETRY  # it comes back for it
+    state.out_of_space = False
+    await engine.tick(T0 + 11)
+    assert job.state is JobState.DEAD and job.errors is not None and job.errors[-1].error == "lease expired"
+    assert engine.held_by("w") == []
+    await engine.close()

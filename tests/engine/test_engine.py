@@ -11,6 +11,7 @@ import pytest
 from engine_harness import T0, Harness, run
 
 from spitfire.index.job import Backoff, BackoffKind, JobState, transitions
+from spitfire.server.building import JobOptions
 from spitfire.server.config import EngineConfig
 from spitfire.server.engine import Engine
 from spitfire.server.errors import (
@@ -32,7 +33,7 @@ async def test_priority_then_fifo(harness: Harness) -> None:
     e = await harness.open()
     ids = []
     for i, prio in enumerate([0, 5, 0, 10, 5]):
-        job, created = await e.enqueue("q", "h", bytes([i]), priority=prio, now=T0 + i)
+        job, created = await e.enqueue("q", "h", bytes([i]), now=T0 + i, options=JobOptions(priority=prio))
         assert created and job.state is S.ENQUEUED
         ids.append(job.id)
     got = e.reserve(["q"], "w", T0 + 10, limit=10)
@@ -46,7 +47,7 @@ async def test_priority_then_fifo(harness: Harness) -> None:
 async def test_reserve_across_queues_and_paused_queue(harness: Harness) -> None:
     e = await harness.open()
     a, _ = await e.enqueue("a", "h", b"", now=T0)
-    b, _ = await e.enqueue("b", "h", b"", priority=3, now=T0 + 1)
+    b, _ = await e.enqueue("b", "h", b"", now=T0 + 1, options=JobOptions(priority=3))
     await e.pause("b", T0)
     assert e.reserve(["a", "b", "nope"], "w", T0, limit=5) == [a]
     await e.resume("b", T0)
@@ -58,21 +59,23 @@ async def test_reserve_across_queues_and_paused_queue(harness: Harness) -> None:
 @run
 async def test_delay_and_run_at(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", delay=10, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(delay=10))
     assert job.state is S.SCHEDULED and job.run_at == T0 + 10
     assert e.reserve(["q"], "w", T0 + 5) == []
     assert await e.tick(T0 + 5) == T0 + 10
     await e.tick(T0 + 10)
     assert job.state is S.ENQUEUED
     assert e.reserve(["q"], "w", T0 + 10) == [job]
-    past, _ = await e.enqueue("q", "h", b"", run_at=T0 - 5, now=T0)
+    past, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(run_at=T0 - 5))
     assert past.state is S.ENQUEUED
 
 
 @run
 async def test_retries_with_backoff_then_dead(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", max_attempts=3, backoff=Backoff(base=2.0), now=T0)
+    job, _ = await e.enqueue(
+        "q", "h", b"", now=T0, options=JobOptions(max_attempts=3, backoff=Backoff(base=2.0))
+    )
     now = T0
     for attempt, delay in [(1, 2.0), (2, 4.0)]:
         (got,) = e.reserve(["q"], "w", now)
@@ -103,7 +106,7 @@ async def test_not_retryable_goes_dead(harness: Harness) -> None:
 @run
 async def test_retry_after_does_not_count_the_attempt(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", max_attempts=1, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(max_attempts=1))
     for i in range(3):
         e.reserve(["q"], "w", T0 + i * 10)
         await e.fail(job.id, "w", T0 + i * 10, "", retry_at=T0 + i * 10 + 5)
@@ -118,7 +121,7 @@ async def test_retry_after_does_not_count_the_attempt(harness: Harness) -> None:
 @run
 async def test_lease_expiry_redelivers_with_the_attempt_counted(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", timeout=30, max_attempts=2, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(timeout=30, max_attempts=2))
     e.reserve(["q"], "w1", T0)
     assert await e.tick(T0 + 29) == T0 + 30
     await e.tick(T0 + 30)
@@ -135,7 +138,7 @@ async def test_lease_expiry_redelivers_with_the_attempt_counted(harness: Harness
 @run
 async def test_heartbeat_and_extend_keep_the_lease(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", timeout=30, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(timeout=30))
     e.reserve(["q"], "w", T0)
     e.start(job.id, "w", T0 + 1)
     assert job.state is S.RUNNING
@@ -185,7 +188,7 @@ async def test_cancel(harness: Harness) -> None:
 @run
 async def test_retry_from_dead_and_invalid_transitions(harness: Harness) -> None:
     e = await harness.open()
-    job, _ = await e.enqueue("q", "h", b"", max_attempts=1, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(max_attempts=1))
     e.reserve(["q"], "w", T0)
     with pytest.raises(InvalidTransition):
         await e.retry(job.id, T0)
@@ -308,8 +311,9 @@ async def test_validation_changes_nothing(harness: Harness) -> None:
         ("backoff.factor", {"backoff": Backoff(BackoffKind.EXPONENTIAL, factor=0.1)}),
     ]
     for field, kwargs in bad:
+        key = kwargs.pop("idempotency_key", None)
         with pytest.raises(ValidationError) as err:
-            await e.enqueue("q", "h", b"", now=T0, **kwargs)  # type: ignore[arg-type]
+            await e.enqueue("q", "h", b"", now=T0, options=JobOptions(**kwargs), idempotency_key=key)  # type: ignore[arg-type]
         assert err.value.field == field
     with pytest.raises(PayloadTooLarge):
         await e.enqueue("q", "h", b"x" * 11, now=T0)
@@ -336,9 +340,12 @@ async def test_enqueue_batch_is_one_record(harness: Harness) -> None:
 @run
 async def test_recovery_preserves_everything(harness: Harness) -> None:
     e = await harness.open()
-    ready = [(await e.enqueue("q", "h", bytes([i]), priority=i % 2, now=T0))[0] for i in range(6)]
-    sched, _ = await e.enqueue("q", "h", b"", delay=100, now=T0)
-    done, _ = await e.enqueue("d", "h", b"", headers={"trace": "1"}, now=T0)
+    ready = [
+        (await e.enqueue("q", "h", bytes([i]), now=T0, options=JobOptions(priority=i % 2)))[0]
+        for i in range(6)
+    ]
+    sched, _ = await e.enqueue("q", "h", b"", now=T0, options=JobOptions(delay=100))
+    done, _ = await e.enqueue("d", "h", b"", now=T0, options=JobOptions(headers={"trace": "1"}))
     e.reserve(["d"], "w", T0)
     await e.ack(done.id, "w", T0 + 1, b"r")
     leased = e.reserve(["q"], "w", T0 + 2)[0]
@@ -452,7 +459,9 @@ async def test_pending_jobs_and_bytes_are_exact_through_every_transition(harness
     e = await harness.open()
     assert _pending(e) == (0, 0, 0, 0) and e.pending() == 0 and e.pending_bytes("nope") == 0
     a, _ = await e.enqueue("q", "h", b"aaa", now=T0)
-    jobs, created = await e.enqueue_batch("q", "h", [b"bb", b"c", b"dddd"], delay=5, now=T0)
+    jobs, created = await e.enqueue_batch(
+        "q", "h", [b"bb", b"c", b"dddd"], now=T0, options=JobOptions(delay=5)
+    )
     assert created is None and all(j.state is S.SCHEDULED for j in jobs)
     await e.enqueue("other", "h", b"zz", now=T0)
     assert _pending(e) == (4, 10, 5, 12)
@@ -486,7 +495,7 @@ async def test_enqueue_batch_checks_everything_before_changing_anything(harness:
     assert err.value.field == "payload"
     for bad in ({"priority": 11}, {"max_attempts": 0}, {"timeout": -1.0}, {"headers": {"a": 1}}):
         with pytest.raises(ValidationError):
-            await e.enqueue_batch("q", "h", [b"a"], now=T0, **bad)  # type: ignore[arg-type]
+            await e.enqueue_batch("q", "h", [b"a"], now=T0, options=JobOptions(**bad))  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         await e.enqueue_batch("q", "h", [b"a", b"b"], idempotency_keys=["k"], now=T0)
     assert e.stats().total_jobs == 0 and _pending(e) == (0, 0, 0, 0)
@@ -496,7 +505,9 @@ async def test_enqueue_batch_checks_everything_before_changing_anything(harness:
     first, _ = await e.enqueue("q", "h", b"k", idempotency_key="k", now=T0)
     again, created = await e.enqueue_batch("q", "h", [b"x", b"y"], idempotency_keys=["k", "n"], now=T0)
     assert created == [False, True] and again[0] is first
-    more, fresh = await e.enqueue_batch("q", "h", [b"p", b"q"], priority=3, headers={"t": "1"}, now=T0 + 1)
+    more, fresh = await e.enqueue_batch(
+        "q", "h", [b"p", b"q"], now=T0 + 1, options=JobOptions(priority=3, headers={"t": "1"})
+    )
     assert fresh is None
     assert all(j.priority == 3 and j.headers == {"t": "1"} and j.queue == "q" for j in more)
     ids = [j.id for j in jobs] + [again[1].id] + [j.id for j in more]
@@ -556,7 +567,7 @@ async def test_ack_many_settles_each_item_and_commits_once_per_queue(harness: Ha
 async def test_history_holds_every_transition_from_the_creation_state(harness: Harness) -> None:
     e = await harness.open()
     now_job, _ = await e.enqueue("q", "h", b"", now=T0)
-    later, _ = await e.enqueue("q", "h", b"", delay=5, now=T0 + 1)
+    later, _ = await e.enqueue("q", "h", b"", now=T0 + 1, options=JobOptions(delay=5))
     batch, _ = await e.enqueue_batch("q", "h", [b"x"], now=T0 + 2)
     assert now_job.history is None  # enqueue pays nothing: derived from created_at and state
     assert transitions(now_job) == [(S.ENQUEUED, T0)]

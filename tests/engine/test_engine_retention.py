@@ -9,6 +9,7 @@ import pytest
 from engine_harness import T0, Harness, run
 
 from spitfire.index.job import JobState
+from spitfire.server.building import JobOptions
 from spitfire.server.config import EngineConfig
 from spitfire.server.errors import JobNotFound
 
@@ -39,7 +40,7 @@ async def test_a_job_pending_for_48_hours_still_deduplicates_across_a_snapshot_a
 @run
 async def test_a_finished_job_deduplicates_for_24_hours_after_it_finished_then_not(harness: Harness) -> None:
     e = await harness.open(config=EngineConfig(retain_max_per_queue=0))  # forget finished jobs at once
-    job, _ = await e.enqueue("q", "h", b"", idempotency_key="k", max_attempts=1, now=T0)
+    job, _ = await e.enqueue("q", "h", b"", idempotency_key="k", now=T0, options=JobOptions(max_attempts=1))
     finished_at = T0 + 30 * HOUR
     (held,) = e.reserve(["q"], "w", finished_at)
     await e.fail(held.id, "w", finished_at, "boom", retryable=False)
@@ -59,7 +60,9 @@ async def test_a_finished_job_deduplicates_for_24_hours_after_it_finished_then_n
 async def test_dead_and_cancelled_jobs_are_forgotten_after_their_own_retention(harness: Harness) -> None:
     config = EngineConfig(retain_succeeded=10.0, retain_dead=20.0, retain_cancelled=30.0)
     e = await harness.open(config=config)
-    ok, dead, cancelled = [(await e.enqueue("q", "h", b"", max_attempts=1, now=T0))[0] for _ in range(3)]
+    ok, dead, cancelled = [
+        (await e.enqueue("q", "h", b"", now=T0, options=JobOptions(max_attempts=1)))[0] for _ in range(3)
+    ]
     e.reserve(["q"], "w", T0, limit=2)
     await e.ack(ok.id, "w", T0)
     await e.fail(dead.id, "w", T0, "boom", retryable=False)

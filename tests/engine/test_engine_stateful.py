@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from spitfire.index.job import Backoff, BackoffKind, JobState
+from spitfire.server.building import JobOptions
 from spitfire.server.config import EngineConfig
 from spitfire.server.engine import Engine
 from spitfire.server.errors import InvalidTransition, QueueNotEmpty, QueueNotFound, StaleLease
@@ -89,8 +90,11 @@ class EngineMachine(RuleBasedStateMachine):
     def enqueue(self, priority: int, delay: float | None) -> None:
         job, created = self.run(
             self.e.enqueue(
-                "q", "h", b"p", priority=priority, delay=delay, max_attempts=MAX_ATTEMPTS, timeout=TIMEOUT,
-                backoff=Backoff(BackoffKind.FIXED, base=RETRY_DELAY), now=self.now,
+                "q", "h", b"p", now=self.now,
+                options=JobOptions(
+                    priority=priority, delay=delay, max_attempts=MAX_ATTEMPTS, timeout=TIMEOUT,
+                    backoff=Backoff(BackoffKind.FIXED, base=RETRY_DELAY),
+                ),
             )
         )  # fmt: skip
         assert created

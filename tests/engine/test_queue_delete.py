@@ -15,6 +15,7 @@ from engine_harness import T0, Harness, run
 
 from spitfire.index.job import JobState
 from spitfire.server import records as rec
+from spitfire.server.building import JobOptions
 from spitfire.server.config import EngineConfig
 from spitfire.server.engine import Engine
 from spitfire.server.errors import (
@@ -68,7 +69,7 @@ async def test_delete_an_empty_queue_with_its_history(harness: Harness) -> None:
 async def test_a_queue_with_pending_jobs_is_refused_without_force(harness: Harness) -> None:
     e = await harness.open()
     await e.enqueue("q", "h", b"", now=T0)
-    await e.enqueue("q", "h", b"", delay=60, now=T0)
+    await e.enqueue("q", "h", b"", options=JobOptions(delay=60), now=T0)
     await e.enqueue("q", "h", b"", now=T0)
     e.reserve(["q"], "w", T0)
     with pytest.raises(QueueNotEmpty, match="3 pending job") as refused:
@@ -89,7 +90,7 @@ async def test_force_drops_pending_jobs_and_names_the_workers_holding_them(harne
     (held,) = e.reserve(["q"], "w", T0)
     (running,) = e.reserve(["q"], "w2", T0)
     e.start(running.id, "w2", T0)
-    await e.enqueue("q", "h", b"later", delay=60, now=T0)
+    await e.enqueue("q", "h", b"later", options=JobOptions(delay=60), now=T0)
     result = await e.delete_queue("q", T0 + 1, force=True)
     assert (result.jobs, result.pending) == (4, 4)
     assert result.revoked == {"w": [held.id], "w2": [running.id]}

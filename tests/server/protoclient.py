@@ -198,7 +198,18 @@ _HTTP = re.compile(r"http:\s+http://127\.0\.0\.1:(\d+)/")
 class ServerProcess:
     """A spitfire-server on a free loopback port (it binds port 0 and prints the real one)."""
 
-    def __init__(self, data_dir: Path, *args: str, quic: bool = False, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        quic: bool = False,
+        log_dir: Path | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        #: The program to run (a fault-injecting shim in fault tests); spitfire-server by default.
+        self.command = command or SERVER
+        self.env = env
         self.data_dir = data_dir
         self.args = list(args)
         self.quic = quic
@@ -209,13 +220,14 @@ class ServerProcess:
 
     def start(self, port: int = 0) -> ServerProcess:
         cmd = [
-            *SERVER, "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{port}",
+            *self.command, "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{port}",
             "--http", "127.0.0.1:0", "--log-level", "info", *self.args,
         ]  # fmt: skip
         if not self.quic:
             cmd.append("--no-quic")
         with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+            env = None if self.env is None else {**os.environ, **self.env}
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.banner = self._read_banner()
         match = _TCP.search(self.banner)
         assert match, self.banner
@@ -277,10 +289,15 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_process(
-    data_dir: Path, *args: str, quic: bool = False, log_dir: Path | None = None
+    data_dir: Path,
+    *args: str,
+    quic: bool = False,
+    log_dir: Path | None = None,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
     """A started server, killed on exit if it is still running."""
-    server = ServerProcess(data_dir, *args, quic=quic, log_dir=log_dir)
+    server = ServerProcess(data_dir, *args, quic=quic, log_dir=log_dir, command=command, env=env)
     try:
         yield server.start()
     finally:
