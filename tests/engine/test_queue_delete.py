@@ -343,3 +343,24 @@ def test_records_after_a_deletion_record_are_dropped_with_it() -> None:
         await e.close()
 
     asyncio.run(main())
+
+
+@run
+async def test_a_deletion_commits_while_a_job_record_of_another_queue_is_in_flight() -> None:
+    state, e = await _held_engine()
+    await e.enqueue("q", "h", b"", now=T0)
+    await e.enqueue("other", "h", b"", now=T0)
+    (job,) = e.reserve(["other"], "w", T0)
+    state.hold_commits = True
+    deletion = asyncio.ensure_future(e.delete_queue("q", T0, force=True))
+    await _turn()
+    ack = asyncio.ensure_future(e.ack(job.id, "w", T0))  # holds an entry in the engine's in-flight table
+    await _turn()
+    assert len(state.held) == 2
+    state.release_commits(1)  # the deletion's record first (the ack's commit stays held)
+    await _turn()
+    assert deletion.done() and deletion.result().jobs == 1 and e.failure is None
+    state.release_commits()
+    assert (await ack).state is S.SUCCEEDED
+    assert e.queues() == ["other"]
+    await e.close()
