@@ -123,6 +123,17 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
+def query_bool(request: Request, name: str) -> bool:
+    """A boolean query parameter: ``true``/``1`` or ``false``/``0`` (absent: false).
+    :raises HttpError: 422 naming it."""
+    value = query_str(request, name)
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise HttpError(422, "INVALID_ARGUMENT", f"{name}: must be true or false", name)
+
+
 def query_str(request: Request, name: str) -> str | None:
     values = request.query.get(name)
     return values[0] if values else None
@@ -184,6 +195,7 @@ class Dashboard:
         r.add_post("/api/queues/{queue}/resume", w(self.resume))
         r.add_post("/api/queues/{queue}/claim", w(self.claim))
         r.add_get("/api/queues/{queue}", w(self.get_queue))
+        r.add_delete("/api/queues/{queue}", w(self.delete_queue))
         r.add_get("/api/queues", w(self.list_queues))
         r.add_get("/api/jobs", w(self.search))
         r.add_get("/api/jobs/{id}", w(self.get_job))
@@ -364,6 +376,14 @@ class Dashboard:
 
     async def get_queue(self, request: Request) -> Response:
         return json_response(200, self._queue_out(_route(request, "queue"), time.time()))
+
+    async def delete_queue(self, request: Request) -> Response:
+        """DELETE /api/queues/{queue}[?force=true]: 200 with what was dropped, once durable; 409 while
+        the queue has pending jobs and force is not given; workers holding its jobs are told to stop."""
+        force = query_bool(request, "force")
+        deletion = await self.engine.delete_queue(_route(request, "queue"), time.time(), force=force)
+        self.dispatcher.queue_deleted(deletion)
+        return json_response(200, mo.QueueDeletedOut(deletion.queue, deletion.jobs, deletion.pending))
 
     async def list_jobs(self, request: Request) -> Response:
         """GET /api/queues/{queue}/jobs?state=&limit=&cursor=: a page, newest first."""

@@ -209,6 +209,16 @@ class QueueOut(msgspec.Struct):
     processed_per_s: float
 
 
+class QueueDeletedOut(msgspec.Struct):
+    """Answer of DELETE /api/queues/{queue}: the queue is gone, durably."""
+
+    queue: str
+    #: Jobs deleted with it, whatever their state (its history included).
+    jobs: int
+    #: Of them, pending jobs dropped (0 unless ``?force=true``).
+    pending: int
+
+
 class QueueList(msgspec.Struct):
     queues: list[QueueOut]
 

@@ -18,7 +18,8 @@ _ERROR_TEXT = {
     400: "Malformed request (bad JSON)",
     401: "Missing or wrong token (when the server has one)",
     404: "No such job, queue or route",
-    409: "Impossible transition, or the worker no longer holds the lease",
+    409: "Impossible transition, the worker no longer holds the lease, a queue with pending jobs "
+    "deleted without force, or a new queue past --max-queues",
     413: "Body or payload over the limit",
     422: "Invalid field (named in error.field)",
     429: "Backpressure: retry after the Retry-After header",
@@ -140,10 +141,19 @@ def _queue_paths() -> dict[str, Any]:
     state = _query("state", {"type": "string", "enum": _STATES}, "Default enqueued")
     cursor = _query("cursor", {"type": "string"}, "next_cursor of the previous page")
     order = _query("order", {"type": "string", "enum": ["newest", "oldest"]}, "Default newest")
-    enqueue_errors = (404, 413, 429, 507)
+    enqueue_errors = (404, 409, 413, 429, 507)
+    force = _query("force", {"type": "boolean"}, "Also drop the queue's pending jobs (default false)")
     return {
         "/api/queues": {"get": _operation("Queues with counts per state", (200, mo.QueueList))},
-        "/api/queues/{queue}": {"get": _operation("One queue", (200, mo.QueueOut), (404,), params=queue)},
+        "/api/queues/{queue}": {
+            "get": _operation("One queue", (200, mo.QueueOut), (404,), params=queue),
+            "delete": _operation(
+                "Delete the queue with its jobs and files (pending ones only with force=true)",
+                (200, mo.QueueDeletedOut),
+                (404, 409),
+                params=[*queue, force],
+            ),
+        },
         "/api/queues/{queue}/jobs": {
             "post": _operation(
                 "Enqueue a job (Idempotency-Key header or field)",
@@ -228,7 +238,7 @@ def openapi_document() -> dict[str, Any]:
     kinds = (
         mo.EnqueueIn, mo.BatchIn, mo.ClaimIn, mo.AckIn, mo.FailIn, mo.HeartbeatIn, mo.ErrorOut, mo.JobOut,
         mo.JobPage, mo.JobList, mo.BatchOut, mo.QueueOut, mo.QueueList, mo.WorkerList, mo.StatsOut,
-        mo.ClaimOut, mo.LeaseOut, mo.ScheduleList, mo.Health,
+        mo.ClaimOut, mo.LeaseOut, mo.ScheduleList, mo.Health, mo.QueueDeletedOut,
     )  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {

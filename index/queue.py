@@ -51,6 +51,7 @@ class QueueIndex:
     __slots__ = (
         "_dead_jobs",
         "_jobs",
+        "_retention",
         "counts",
         "histories",
         "keys",
@@ -76,6 +77,13 @@ class QueueIndex:
         says how long finished jobs and idempotency keys are kept."""
         self.name = name
         self.table = table
+        self._retention = retention
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty every structure (a new index, or one whose jobs were all dropped)."""
+        retention = self._retention
+        table = self.table
         self.ready = ReadyQueue()
         #: SCHEDULED and RETRYING jobs by run_at.
         self.waiting = DeadlineHeap(run_at_of)
@@ -244,6 +252,20 @@ class QueueIndex:
             self._jobs = self.jobs()
             self._dead_jobs = 0
         return True
+
+    def drop(self) -> list[Job]:
+        """Forget every job of the queue and every idempotency key (the queue was deleted): each job
+        leaves the shared table (and its pending counts), and the index is empty afterwards.
+        Returns the jobs that were indexed, in creation order (their ``seq`` is 0 now)."""
+        jobs = self.jobs()
+        table = self.table
+        for job in jobs:
+            job.seq = 0
+            table.remove(job)
+        table.pending_jobs -= self.pending
+        table.pending_bytes -= self.pending_bytes
+        self._reset()
+        return jobs
 
     # -- queries and maintenance ------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ class MessageType(enum.IntEnum):
     FAIL = 0x11
     HEARTBEAT = 0x12
     RELEASE = 0x13
+    DELETE_QUEUE = 0x14
 
     WELCOME = 0x40
     PONG = 0x41
@@ -173,6 +174,17 @@ class QueueRef(Body):
     """Names a queue: the body of PAUSE and RESUME (answered with `Ok`) and STATS (None: all)."""
 
     queue: str | None = None
+
+
+class DeleteQueue(Body):
+    """Delete a queue with its jobs, history and files; answered with `Ok` once durable.
+
+    Refused with CONFLICT while the queue has pending jobs unless ``force`` (they are dropped; the
+    workers holding them get CANCEL_JOBS); NOT_FOUND for an unknown queue.
+    """
+
+    queue: str
+    force: bool = False
 
 
 class Subscribe(Body):
@@ -452,6 +464,7 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.FAIL: Fail,
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.RELEASE: JobIds,
+    MessageType.DELETE_QUEUE: DeleteQueue,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,

@@ -5,7 +5,8 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
-                [--max-jobs N] [--max-bytes B] [--max-payload B] [--heartbeat-interval S]
+                [--max-jobs N] [--max-bytes B] [--max-payload B] [--max-queues N]
+                [--heartbeat-interval S]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
@@ -24,7 +25,7 @@ from pathlib import Path
 import uvloop
 
 from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
-from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
+from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
@@ -104,6 +105,14 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, metavar="BYTES", help="TOO_LARGE past this"
+    )
+    p.add_argument(
+        "--max-queues",
+        type=int,
+        default=DEFAULT_MAX_QUEUES,
+        metavar="N",
+        help="most queues at once: creating one more is refused (TOO_MANY_QUEUES) until one is deleted "
+        "(default %(default)s)",
     )
     p.add_argument("--heartbeat-interval", type=float, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S")
     p.add_argument(
@@ -198,6 +207,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         max_jobs=args.max_jobs,
         max_bytes=args.max_bytes,
         max_payload=args.max_payload,
+        max_queues=args.max_queues,
         heartbeat_interval=args.heartbeat_interval,
         shutdown_grace=args.shutdown_grace,
         snapshot_every=args.snapshot_every,

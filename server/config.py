@@ -32,6 +32,8 @@ DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_TIMEOUT = 12 * 3600.0
 #: Longest a queue or handler name may be.
 DEFAULT_MAX_NAME = 200
+#: Most queues a server holds (`--max-queues`): each costs a directory, a first segment and memory.
+DEFAULT_MAX_QUEUES = 10_000
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class EngineConfig:
     max_batch: int = DEFAULT_MAX_BATCH
     #: Longest queue or handler name.
     max_name: int = DEFAULT_MAX_NAME
+    #: Most queues at once (`--max-queues`): creating one more raises `TooManyQueues`. Queues being
+    #: created count; a data directory holding more at start-up still opens (none can be created).
+    max_queues: int = DEFAULT_MAX_QUEUES
     #: `tick` starts a snapshot of a queue once this many records follow its last one (0: never).
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     #: Jobs per snapshot chunk (the loop yields between chunks).
@@ -84,7 +89,9 @@ class EngineConfig:
                 raise ValueError(f"EngineConfig.{name} must be a finite number of seconds, 0 or more")
         if self.default_timeout > self.max_timeout:
             raise ValueError("EngineConfig.default_timeout must not exceed max_timeout")
-        for name in ("default_max_attempts", "max_payload", "max_result", "max_batch", "max_name"):
+        positive = ("default_max_attempts", "max_payload", "max_result", "max_batch", "max_name")
+        positive += ("max_queues",)
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"EngineConfig.{name} must be at least 1")
         if self.retain_max_per_queue < 0:

@@ -22,7 +22,7 @@ import msgspec
 from spitfire.index.job import Job
 from spitfire.protocol.messages import Deliver, Delivery, JobIds, MessageType
 
-from .engine import Engine
+from .engine import Engine, QueueDeletion
 
 log = logging.getLogger("spitfire.server.dispatcher")
 
@@ -157,6 +157,14 @@ class Dispatcher:
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.sink.push(MessageType.CANCEL_JOBS, JobIds(job_ids))
+
+    def queue_deleted(self, deletion: QueueDeletion) -> None:
+        """A queue was deleted: tell each worker that held its jobs to stop them, and stop offering
+        it. Subscriptions name queues, not queue objects: a worker subscribed to the name keeps it,
+        and a new queue of that name is delivered to it."""
+        for worker_id, job_ids in deletion.revoked.items():
+            self.cancelled(worker_id, job_ids)
+        self._ready.discard(deletion.queue)
 
     def stop(self) -> None:
         """Deliver nothing more (shutdown)."""

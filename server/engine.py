@@ -30,6 +30,7 @@ import logging
 import random
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from spitfire.index.backoff import retry_delay
@@ -43,7 +44,16 @@ from . import records as rec
 from . import validation as v
 from .building import DEFAULT_OPTIONS, JobBuilder, JobOptions
 from .config import EngineConfig
-from .errors import InvalidTransition, NoSpace, StaleLease, StorageFailed, ValidationError
+from .errors import (
+    InvalidTransition,
+    NoSpace,
+    QueueNotEmpty,
+    QueueNotFound,
+    StaleLease,
+    StorageFailed,
+    TooManyQueues,
+    ValidationError,
+)
 from .events import BatchObserver, JobObserver
 from .queries import EngineStats, Queries, QueueStats
 from .records import RecordType
@@ -52,7 +62,16 @@ from .snapshots import write_snapshot
 from .state import Queue, StateMachine
 from .stats import SnapshotStats
 
-__all__ = ["LEASE_EXPIRED", "WORKER_LOST", "Engine", "EngineStats", "JobOptions", "Queue", "QueueStats"]
+__all__ = [
+    "LEASE_EXPIRED",
+    "WORKER_LOST",
+    "Engine",
+    "EngineStats",
+    "JobOptions",
+    "Queue",
+    "QueueDeletion",
+    "QueueStats",
+]
 
 log = logging.getLogger("spitfire.server.engine")
 
@@ -72,6 +91,19 @@ _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
 
 #: What an enqueue record adds: (new jobs, their payload bytes, whether any has an idempotency key).
 NewJobs = tuple[int, int, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDeletion:
+    """What `Engine.delete_queue` did (durably)."""
+
+    queue: str
+    #: Jobs forgotten with the queue, whatever their state.
+    jobs: int
+    #: Of them, the pending ones dropped (0 unless ``force``).
+    pending: int
+    #: Worker id -> ids of the jobs it held a lease on: tell each to stop them (like a cancel).
+    revoked: dict[str, list[str]]
 
 
 class Engine(Queries):
@@ -94,12 +126,17 @@ class Engine(Queries):
         self.state.on_ready = on_ready
         #: Queues whose files are being created (first enqueue to a new queue), by name.
         self._creating: dict[str, asyncio.Future[Queue]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._opened = False
         #: job id -> LSN of the newest record about the job that waits for its commit.
         self._inflight: dict[str, int] = {}
         #: (queue, idempotency key) -> LSN of the new job's record that waits for its commit.
         self._inflight_keys: dict[tuple[str, str], int] = {}
+        #: Queues being deleted, by name: done (always with None) once the deletion was refused or
+        #: finished (files removed). Writers that would create the name wait for it.
+        self._deleting: dict[str, asyncio.Future[None]] = {}
+        #: Snapshots being written, by queue name: done when the snapshot ended (a deletion waits).
+        self._snapshots: dict[str, asyncio.Future[None]] = {}
         #: Set once a log failed (fail-stop): every write is refused with `StorageFailed`.
         self.failure: StorageError | None = None
         #: Called once, with the reason, when the engine fails-stop (the server stops on it).
@@ -160,7 +197,9 @@ class Engine(Queries):
         if self._opened:
             raise RuntimeError("engine already open")
         for name in self.storage.queues():
-            self._open_queue(name)
+            q = self._open_queue(name)
+            if q.deleted_lsn:
+                await self._forget_deleted(q)
             await asyncio.sleep(0)
         self.state.table.sort_names()
         self._opened = True
@@ -212,8 +251,8 @@ class Engine(Queries):
             if new is not None:
                 self._landed(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
             elif inflight:
-                job_id = body.id
-                if inflight.get(job_id) == lsn:
+                job_id = getattr(body, "id", None)  # queue records (pause, deletion...) have none
+                if job_id is not None and inflight.get(job_id) == lsn:
                     del inflight[job_id]
 
     def _in_flight(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
@@ -336,11 +375,15 @@ class Engine(Queries):
         Concurrent first writers of one queue share one creation; a caller that is cancelled does
         not cancel it for the others.
         """
+        while (deleting := self._deleting.get(name)) is not None:
+            await asyncio.shield(deleting)  # refused: the queue stays; done: the name is free
         q = self.state.queues.get(name)
         if q is not None:
             return q
         creating = self._creating.get(name)
         if creating is None:
+            if len(self.state.queues) + len(self._creating) >= self.config.max_queues:
+                raise TooManyQueues(name, self.config.max_queues)
             creating = self._creating[name] = asyncio.ensure_future(self._create_queue(name))
             # Its error reaches every waiter; retrieved here too in case all of them were cancelled.
             creating.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -376,6 +419,8 @@ class Engine(Queries):
 
     def _append(self, q: Queue, rtype: RecordType, body: bytes, reserved: bool) -> int:
         self._writable()
+        if q.deleted_lsn:  # QUEUE_DELETED is the last record of its log
+            raise QueueNotFound(q.name, deleting=True)
         try:
             return q.log.append(rtype, body, reserved=reserved)
         except NoSpaceError:
@@ -419,6 +464,7 @@ class Engine(Queries):
         priority = o.priority
         if (
             q is not None
+            and not q.deleting
             and idempotency_key is None
             and o.run_at is None
             and o.delay is None
@@ -464,7 +510,7 @@ class Engine(Queries):
     ) -> tuple[Job, bool]:
         key = v.check_key(raw_key)
         q = self.state.queues.get(queue)
-        if q is None:
+        if q is None or q.deleting:
             v.check_queue(queue, self.config)
             # Every argument is checked before the new queue's files exist (a refused request
             # creates nothing); the job built here is thrown away, only the first enqueue pays.
@@ -518,7 +564,7 @@ class Engine(Queries):
             if all(key is None for key in keys):
                 keys = None
         q = self.state.queues.get(queue)
-        if q is None:
+        if q is None or q.deleting:
             # As in `enqueue`: check everything before the new queue's files exist.
             self.builder.build(queue, name, payloads, now, options)
             q = await self._queue_for_write(queue)
@@ -586,7 +632,11 @@ class Engine(Queries):
         v.check_name("worker_id", worker_id, self.config)
         v.check_limit(limit)
         state = self.state
-        candidates = [q for name in queues if (q := state.queues.get(name)) is not None and not q.paused]
+        candidates = [
+            q
+            for name in queues
+            if (q := state.queues.get(name)) is not None and not q.paused and not q.deleting
+        ]
         out: list[Job] = []
         if not candidates:
             return out
@@ -666,6 +716,8 @@ class Engine(Queries):
             if job.id in self._inflight or self.failure is not None:
                 continue
             q = self.state.queues[job.queue]
+            if q.deleted_lsn:  # the queue's deletion drops the job
+                continue
             body: rec.JobFailed | rec.JobRequeued
             if job.attempts >= job.max_attempts:
                 rtype, body = (
@@ -856,6 +908,107 @@ class Engine(Queries):
         lsn = self._append(q, RecordType.QUEUE_DURABILITY, _encode(body), True)
         await self._submit(q, lsn, RecordType.QUEUE_DURABILITY, body)
 
+    async def delete_queue(self, queue: str, now: float, *, force: bool = False) -> QueueDeletion:
+        """Delete a queue: its jobs (finished ones in its history included), idempotency keys, leases
+        and files. Allowed when it is empty, i.e. has no pending job (nothing enqueued, scheduled,
+        retrying, reserved or running), or with ``force`` (its pending jobs are dropped too; workers
+        holding them are named in the result, to be told to stop as for a cancel). The name is free
+        afterwards: the next write to it creates a new, empty queue. Workers subscribed to the name
+        keep their subscription.
+
+        While it runs nothing is delivered from the queue, and enqueues to its name wait for the
+        outcome (refused: they go to the queue; done: to a new queue). Records in flight for the
+        queue commit and are applied first (validation sees them), then one QUEUE_DELETED record,
+        the last its log ever gets, is committed and applied, and the files go (`Storage.drop_log`,
+        crash-safe). A caller that goes away after the record was appended does not stop the rest.
+
+        :raises QueueNotFound: no such queue (or another deletion of it just finished).
+        :raises QueueNotEmpty: pending jobs and not ``force``.
+        :raises StorageFailed: the storage failed (the server is stopping).
+        """
+        q = self._queue(queue)
+        while q.deleting:  # another deletion of it is under way: its outcome decides
+            await asyncio.shield(self._deleting[q.name])
+            q = self._queue(queue)
+        self._writable()
+        name = q.name
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[name] = done
+        q.deleting = True
+        lsn = 0
+        try:
+            lsn, body, jobs, pending = await self._delete_checked(q, now, force)
+        finally:
+            if not lsn:  # refused (or the caller went away): the queue stays as it was
+                q.deleting = False
+                del self._deleting[name]
+                done.set_result(None)
+        finish = asyncio.ensure_future(self._finish_deletion(q, lsn, body, done))
+        self._tasks.add(finish)  # `close` waits for it
+        finish.add_done_callback(self._tasks.discard)
+        revoked = await asyncio.shield(finish)
+        held: dict[str, list[str]] = {}
+        for worker, job_id in revoked:
+            held.setdefault(worker, []).append(job_id)
+        return QueueDeletion(name, jobs, pending, held)
+
+    async def _delete_checked(
+        self, q: Queue, now: float, force: bool
+    ) -> tuple[int, rec.QueueEvent, int, int]:
+        """Let what is in flight for ``q`` settle, validate, and append QUEUE_DELETED; returns its LSN,
+        body, and the jobs and pending jobs it drops."""
+        # Nothing awaits between the last check below and the append: what is validated is what the
+        # record drops. New records in flight meanwhile can only be completions (enqueues wait, and
+        # nothing is delivered), so this ends.
+        while True:
+            if q.pending:
+                await self._committed(q.log.flush())
+            elif (snapshot := self._snapshots.get(q.name)) is not None:
+                await asyncio.shield(snapshot)  # its files are in the queue's directory
+            else:
+                break
+        self._writable()
+        pending = q.index.pending
+        if pending and not force:
+            raise QueueNotEmpty(q.name, pending)
+        body = rec.QueueEvent(now)
+        lsn = self._append(q, RecordType.QUEUE_DELETED, _encode(body), True)
+        q.deleted_lsn = lsn
+        return lsn, body, q.index.total, pending
+
+    async def _finish_deletion(
+        self, q: Queue, lsn: int, body: rec.QueueEvent, done: asyncio.Future[None]
+    ) -> list[tuple[str, str]]:
+        """Commit and apply QUEUE_DELETED, then remove the queue's files; returns the leases revoked.
+        Runs as a task of its own: the caller going away does not leave the files behind."""
+        try:
+            revoked: list[tuple[str, str]] = await self._submit(q, lsn, RecordType.QUEUE_DELETED, body)
+            try:
+                await self.storage.drop_log(q.name)
+            except StorageError as exc:  # the deletion is durable; its files go at the next start
+                log.error("queue %r was deleted, but %s", q.name, exc)
+            return revoked
+        finally:
+            if self._deleting.get(q.name) is done:
+                del self._deleting[q.name]
+            done.set_result(None)
+
+    async def _forget_deleted(self, q: Queue) -> None:
+        """Recovery found the queue's log ending in QUEUE_DELETED (a crash before its files were
+        removed): the queue is gone (applying the record forgot it); remove its files now."""
+        if q.deleted_lsn != q.log.last_lsn:
+            # Cannot happen (nothing is appended after QUEUE_DELETED); if it did, drop what the later
+            # records made, so that no job refers to a queue that does not exist.
+            log.warning(
+                "queue %r: records follow its deletion record (LSN %d of %d); they are dropped with it",
+                q.name, q.deleted_lsn, q.log.last_lsn,
+            )  # fmt: skip
+            for job in q.index.drop():
+                self.state.drop_lease(job)
+            self.state.queues.pop(q.name, None)
+        log.info("queue %r was deleted before the restart: removing its files", q.name)
+        await self.storage.drop_log(q.name)
+
     # -- maintenance ------------------------------------------------------------------------------------
 
     def _promote(self, q: Queue, now: float) -> int:
@@ -876,6 +1029,8 @@ class Engine(Queries):
         """
         deadline: float | None = None
         for q in list(self.state.queues.values()):
+            if q.deleted_lsn:  # its deletion is committing: nothing more is appended to its log
+                continue
             index = q.index
             self._promote(q, now)
             expired = index.expired(now)
@@ -888,6 +1043,7 @@ class Engine(Queries):
             if (
                 every
                 and not q.snapshotting
+                and not q.deleting
                 and self.failure is None
                 and q.applied_lsn - q.snapshot_lsn >= every
             ):
@@ -903,11 +1059,19 @@ class Engine(Queries):
         task.add_done_callback(self._tasks.discard)
 
     async def _snapshot_task(self, queue: str) -> None:
-        await self.snapshot(queue)
+        with contextlib.suppress(QueueNotFound):  # deleted before the task ran
+            await self.snapshot(queue)
 
     async def snapshot(self, queue: str) -> int:
         """Write a snapshot of the queue at its applied LSN without stalling the loop; returns its LSN
-        (see `server/snapshots.py`)."""
-        return await write_snapshot(
-            self._queue(queue), self.ids, self.config.snapshot_chunk, self.snapshot_stats
-        )
+        (see `server/snapshots.py`). A queue being deleted is not snapshotted (its last snapshot's
+        LSN is returned)."""
+        q = self._queue(queue)
+        if q.snapshotting or q.deleting:
+            return q.snapshot_lsn
+        done = self._snapshots[q.name] = asyncio.get_running_loop().create_future()
+        try:
+            return await write_snapshot(q, self.ids, self.config.snapshot_chunk, self.snapshot_stats)
+        finally:
+            del self._snapshots[q.name]
+            done.set_result(None)

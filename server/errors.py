@@ -32,9 +32,40 @@ class QueueNotFound(EngineError):
     code = "QUEUE_NOT_FOUND"
     kind = ErrorCode.NOT_FOUND
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, *, deleting: bool = False) -> None:
         self.queue = queue
-        super().__init__(f"no queue named {queue!r}")
+        super().__init__(f"queue {queue!r} is being deleted" if deleting else f"no queue named {queue!r}")
+
+
+class QueueNotEmpty(EngineError):
+    """`Engine.delete_queue` without ``force`` on a queue that still has pending jobs."""
+
+    code = "QUEUE_NOT_EMPTY"
+    kind = ErrorCode.CONFLICT
+
+    def __init__(self, queue: str, pending: int) -> None:
+        self.queue = queue
+        self.pending = pending
+        super().__init__(
+            f"queue {queue!r} has {pending} pending job(s) (enqueued, scheduled, retrying, reserved or "
+            "running); let them finish or cancel them first, or delete with force to drop them"
+        )
+
+
+class TooManyQueues(EngineError):
+    """Creating a queue would exceed `EngineConfig.max_queues` (``--max-queues``). Not transient:
+    answered CONFLICT (HTTP 409), not BUSY, since waiting does not help."""
+
+    code = "TOO_MANY_QUEUES"
+    kind = ErrorCode.CONFLICT
+
+    def __init__(self, queue: str, limit: int) -> None:
+        self.queue = queue
+        self.limit = limit
+        super().__init__(
+            f"cannot create queue {queue!r}: the server already has its limit of {limit} queues; "
+            "delete unused queues (DELETE /api/queues/{queue}) or restart with a higher --max-queues"
+        )
 
 
 class InvalidTransition(EngineError):

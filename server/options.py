@@ -16,7 +16,7 @@ from spitfire.index.history import (
     DEFAULT_RETAIN_SUCCEEDED,
 )
 from spitfire.protocol.session import HANDSHAKE_TIMEOUT
-from spitfire.server.config import DEFAULT_SNAPSHOT_EVERY
+from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
 
 #: Where the server keeps its data unless told otherwise.
@@ -133,6 +133,8 @@ class ServerOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     #: Largest payload and result accepted, in bytes.
     max_payload: int = DEFAULT_MAX_PAYLOAD
+    #: Most queues at once: creating one more is refused (TOO_MANY_QUEUES) until one is deleted.
+    max_queues: int = DEFAULT_MAX_QUEUES
     #: Heartbeat interval announced to workers, in seconds.
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     #: Seconds in-flight requests get to finish on SIGTERM/SIGINT.
@@ -188,6 +190,7 @@ class ServerOptions:
             ("--max-jobs", self.max_jobs),
             ("--max-bytes", self.max_bytes),
             ("--max-payload", self.max_payload),
+            ("--max-queues", self.max_queues),
             ("--max-connections", self.max_connections),
         ):
             if value < 1:

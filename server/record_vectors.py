@@ -127,6 +127,7 @@ RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ("queue-durability", RecordType.QUEUE_DURABILITY, rec.QueueDurability("sync", T0)),
     ("job-snoozed", RecordType.JOB_SNOOZED, rec.JobSnoozed(JOB_A, T0 + 5.0, 1, T0 + 65.0)),
     ("job-released", RecordType.JOB_RELEASED, rec.JobEvent(JOB_A, T0 + 4.0, 0)),
+    ("queue-deleted", RecordType.QUEUE_DELETED, rec.QueueEvent(T0 + 120.0)),
 ]
 
 #: (name, body): snapshot chunk vectors (chunk 0 is a QueueMeta, the others JobChunks).

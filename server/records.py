@@ -35,6 +35,7 @@ class RecordType(enum.IntEnum):
     QUEUE_DURABILITY = 11
     JOB_SNOOZED = 12
     JOB_RELEASED = 13
+    QUEUE_DELETED = 14
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
@@ -93,7 +94,7 @@ class JobEvent(msgspec.Struct, array_like=True, gc=False):
 
 
 class QueueEvent(msgspec.Struct, array_like=True, gc=False):
-    """QUEUE_PAUSED and QUEUE_RESUMED."""
+    """QUEUE_PAUSED, QUEUE_RESUMED and QUEUE_DELETED (always the last record of its log)."""
 
     at: float
 
@@ -118,6 +119,7 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.QUEUE_PAUSED: QueueEvent,
     RecordType.QUEUE_RESUMED: QueueEvent,
     RecordType.QUEUE_DURABILITY: QueueDurability,
+    RecordType.QUEUE_DELETED: QueueEvent,
 }
 
 #: Shared encoder (msgspec reuses its buffer logic; one per process is enough).

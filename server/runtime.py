@@ -96,6 +96,7 @@ class Server:
             durability=opts.durability,
             max_payload=opts.max_payload,
             max_result=opts.max_payload,
+            max_queues=opts.max_queues,
             snapshot_every=opts.snapshot_every,
             retain_succeeded=opts.retain_succeeded,
             retain_dead=opts.retain_dead,

@@ -31,7 +31,7 @@ from . import validation as v
 from .backpressure import Backpressure
 from .building import JobOptions
 from .dispatcher import Dispatcher, Worker
-from .engine import Engine
+from .engine import Engine, QueueDeletion
 from .errors import (
     EngineError,
     JobNotFound,
@@ -246,6 +246,7 @@ class Service:
             MessageType.FAIL: self._fail,
             MessageType.HEARTBEAT: self._heartbeat,
             MessageType.RELEASE: self._release,
+            MessageType.DELETE_QUEUE: self._delete_queue,
         }
 
     # -- entry points -----------------------------------------------------------------------------------
@@ -436,6 +437,16 @@ class Service:
         if queue is None:
             raise ValidationError("queue", "must name a queue")
         self._single(conn, request, op(queue, self.clock()), lambda _r: (MessageType.OK, m.Ok()))
+
+    def _delete_queue(self, conn: Peer, request: Request) -> None:
+        msg: m.DeleteQueue = request.message
+        coro = self.engine.delete_queue(msg.queue, self.clock(), force=msg.force)
+        self._single(conn, request, coro, self._queue_deleted)
+
+    def _queue_deleted(self, deletion: QueueDeletion) -> tuple[int, Any]:
+        """Answer a queue's deletion, and tell the workers that held its jobs to stop them."""
+        self.dispatcher.queue_deleted(deletion)
+        return MessageType.OK, m.Ok()
 
     def _pause(self, conn: Peer, request: Request) -> None:
         self._queue_op(conn, request, self.engine.pause)

@@ -65,6 +65,12 @@ class Queue:
     #: New jobs (and their payload bytes) in those records: backpressure counts them as pending.
     inflight_jobs: int = 0
     inflight_bytes: int = 0
+    #: A deletion is under way (engine state, not logged): nothing is delivered from the queue, and
+    #: enqueues and queue creations of its name wait for the deletion's outcome.
+    deleting: bool = False
+    #: LSN of the queue's QUEUE_DELETED record once appended (0: none). It is the last record the
+    #: log ever gets: nothing more is appended after it.
+    deleted_lsn: int = 0
 
 
 def _history(job: Job, state: JobState, at: float) -> None:
@@ -122,6 +128,7 @@ class StateMachine:
             RecordType.QUEUE_PAUSED: self._paused,
             RecordType.QUEUE_RESUMED: self._resumed,
             RecordType.QUEUE_DURABILITY: self._durability,
+            RecordType.QUEUE_DELETED: self._queue_deleted,
         }
         #: Indexed by record type byte (None: a type this build does not know).
         self._appliers: list[Callable[[Queue, Any, int], Any] | None] = [appliers.get(t) for t in range(256)]
@@ -132,7 +139,8 @@ class StateMachine:
         """Apply one durable record (``body`` decoded: a Job, or the record's struct) to memory.
 
         Returns what the change did that its writer must act on: for a cancel or a delete, the id
-        of the worker whose lease it revoked (None otherwise).
+        of the worker whose lease it revoked (None otherwise); for a queue's deletion, the
+        (worker id, job id) of every lease it revoked.
         """
         applier = self._appliers[rtype]
         if applier is None:
@@ -314,6 +322,26 @@ class StateMachine:
 
     def _durability(self, q: Queue, body: rec.QueueDurability, lsn: int) -> None:
         q.log.set_durability(Durability(body.mode))
+
+    def _queue_deleted(self, q: Queue, body: rec.QueueEvent, lsn: int) -> list[tuple[str, str]]:
+        """QUEUE_DELETED: forget the queue, every job of it whatever its state, its idempotency keys
+        and the leases of its jobs (the observer hears of each job as deleted). The queue's name is
+        free again: a later write creates a new, empty queue. The log's files are the engine's to
+        remove (`Storage.drop_log`). Returns (worker id, job id) of each lease revoked."""
+        revoked: list[tuple[str, str]] = []
+        observer = self.observer
+        for job in q.index.drop():
+            leased = job.state in LEASED_STATES
+            worker = self.drop_lease(job)
+            if leased and worker is not None:
+                revoked.append((worker, job.id))
+            job.lsn = lsn
+            observer(job, True)
+        q.paused = False
+        q.deleted_lsn = lsn
+        if self.queues.get(q.name) is q:
+            del self.queues[q.name]
+        return revoked
 
 
 def decode_record(rtype: int, body: bytes) -> msgspec.Struct:

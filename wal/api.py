@@ -261,8 +261,15 @@ class Storage(Protocol):
         """
         ...
 
-    def drop_log(self, queue: str) -> None:
-        """Close the queue's log and delete its files (the queue was deleted)."""
+    async def drop_log(self, queue: str) -> None:
+        """Close the queue's log and delete its files durably, without blocking the event loop (the
+        queue was deleted). Crash-safe: after a crash at any point the queue's files are either all
+        there, or gone (what is left of them is removed at the next start, never opened). Waiters
+        of records not yet committed fail with `LogClosedError`. Afterwards the storage has
+        forgotten the queue: `queues` does not list it, and `create_log` makes a new, empty log.
+
+        :raises StorageError: the files could not be removed (they are retried at the next start).
+        """
         ...
 
     async def close(self) -> None:

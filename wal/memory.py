@@ -273,7 +273,7 @@ class MemoryStorage:
     async def create_log(self, queue: str, durability: Durability) -> MemoryLog:
         return self.open_log(queue, durability)[0]
 
-    def drop_log(self, queue: str) -> None:
+    async def drop_log(self, queue: str) -> None:
         log = self._logs.pop(queue, None)
         if log is not None:
             log.close()

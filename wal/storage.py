@@ -8,6 +8,7 @@ import logging
 import mmap
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .constants import (
     SEGMENT_NAME_RE,
     SNAPSHOT_NAME_RE,
     SNAPSHOTS_DIR,
+    TOMBSTONE_PREFIX,
     WAL_DIR,
 )
 from .format import HeaderError, decode_segment_header, is_zero
@@ -104,6 +106,17 @@ def _remove_quietly(directory: Path, *, fsync: bool) -> None:
         logger.error("could not remove %s after a failed queue creation: %s", directory, exc)
 
 
+def _remove_tombstone(tomb: Path) -> None:
+    """Remove what a queue deletion left (its directory, renamed); errors are logged, not raised:
+    a tombstone that stays is harmless and removed at the next start."""
+    try:
+        shutil.rmtree(tomb)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.error("could not remove %s (a deleted queue's files): %s; retried at next start", tomb, exc)
+
+
 class FileStorage:
     """The file engine: satisfies `Storage` (mmap'd segments, group commit, snapshots, recovery).
 
@@ -115,6 +128,8 @@ class FileStorage:
         self.data_dir = Path(data_dir)
         self.config = config if config is not None else WalConfig()
         self._logs: dict[str, FileQueueLog] = {}
+        #: Queues whose files `drop_log` is removing (or failed to remove): not openable meanwhile.
+        self._dropping: set[str] = set()
         self._ctx: Context | None = None
         self._closed = False
         self._flush_stats = FlushStats()
@@ -138,11 +153,16 @@ class FileStorage:
         """`Storage.queues`: the queue directories that hold a log. A directory that holds neither a
         segment nor a snapshot (left by an interrupted queue creation, or by an older build after a
         creation refused for lack of space) is no queue: it is skipped, and replaced if the queue is
-        created again, so that it can never stop start-up."""
+        created again, so that it can never stop start-up. Tombstones (``.deleted-*``: what a queue
+        deletion interrupted by a crash left) are removed here, before anything is opened."""
         try:
             names = os.listdir(self.queues_dir)
         except FileNotFoundError:
             return []
+        for name in names:
+            if name.startswith(TOMBSTONE_PREFIX):
+                logger.info("removing %s: the files of a queue deleted before the restart", name)
+                _remove_tombstone(self.queues_dir / name)
         return sorted(n for n in names if QUEUE_NAME_RE.match(n) and _holds_log(self.queues_dir / n))
 
     @property
@@ -175,6 +195,11 @@ class FileStorage:
             raise LogClosedError("storage is closed")
         if queue in self._logs:
             raise StorageError(f"log of queue {queue!r} is already open")
+        if queue in self._dropping:
+            raise StorageError(
+                f"the files of deleted queue {queue!r} are being removed or could not be removed (see "
+                "the log); the queue can be created again once they are gone (at the latest after a restart)"
+            )
 
     def _recover_files(self, queue: str) -> _LogFiles:
         """The blocking part of opening a log: touches only that queue's files (safe in a thread)."""
@@ -275,16 +300,40 @@ class FileStorage:
         self._logs[queue] = log
         return log
 
-    def drop_log(self, queue: str) -> None:
+    async def drop_log(self, queue: str) -> None:
+        """`Storage.drop_log`: close the log, then, in a worker thread, rename ``queues/<queue>`` to a
+        tombstone (``queues/.deleted-<queue>-<n>``, never a queue name), fsync ``queues/``, and remove
+        the tombstone. After the rename's fsync the queue is gone for good (a crash later leaves a
+        tombstone, which `queues` removes at start); before it, the directory is the queue's, whole.
+
+        :raises StorageError: the rename failed (the files stay; the queue cannot be created again
+            until a restart, and the engine treats a log ending in its deletion record as deleted).
+        """
         check_queue_name(queue)
+        if queue in self._dropping:
+            raise StorageError(f"the files of queue {queue!r} are already being removed")
+        self._dropping.add(queue)
         log = self._logs.pop(queue, None)
         if log is not None:
-            log.close()
+            log.close()  # waiters of unsealed records fail; sealed groups finish on their own
+        try:
+            await asyncio.to_thread(self._bury, queue)
+        except OSError as exc:
+            raise StorageError(
+                f"could not remove the files of deleted queue {queue!r} under {self.queues_dir}: {exc}"
+            ) from exc
+        self._dropping.discard(queue)
+
+    def _bury(self, queue: str) -> None:
+        """Worker thread: rename the queue's directory to a tombstone, make that durable, remove it."""
         queue_dir = self.queues_dir / queue
-        if queue_dir.exists():
-            shutil.rmtree(queue_dir)
-            if self.config.fsync:
-                fsync_dir(self.queues_dir)
+        if not queue_dir.exists():
+            return
+        tomb = self.queues_dir / f"{TOMBSTONE_PREFIX}{queue}-{time.time_ns()}"
+        os.rename(queue_dir, tomb)
+        if self.config.fsync:
+            fsync_dir(self.queues_dir)  # the commit point: from here on the queue is gone
+        _remove_tombstone(tomb)
 
     async def close(self) -> None:
         if self._closed:

@@ -196,6 +196,8 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("heartbeat-worker", T.HEARTBEAT, 21, m.Heartbeat()),
     ("heartbeat-jobs", T.HEARTBEAT, 22, m.Heartbeat([JOB_A], 120.0)),
     ("release", T.RELEASE, 23, m.JobIds([JOB_C])),
+    ("delete-queue", T.DELETE_QUEUE, 24, m.DeleteQueue("emails")),
+    ("delete-queue-force", T.DELETE_QUEUE, 25, m.DeleteQueue("reports", force=True)),
     (
         "welcome",
         T.WELCOME,

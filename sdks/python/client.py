@@ -15,6 +15,7 @@ import msgspec
 
 from spitfire.protocol.messages import (
     Backoff,
+    DeleteQueue,
     Enqueue,
     EnqueueMany,
     JobRef,
@@ -167,7 +168,8 @@ class AsyncClient:
     fail with `ConnectionLost`, except those that are safe to send again, which are resent on the
     new connection: `get`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
     every job has an idempotency key (the key makes a repeat return the same job). `cancel`,
-    `retry` and `delete` are never resent: a repeat could report a misleading error.
+    `retry`, `delete` and `delete_queue` are never resent: a repeat could report a misleading
+    error.
 
     Use it as ``async with AsyncClient(...) as client:`` or call `close`. It belongs to the event
     loop it is first used on.
@@ -434,6 +436,21 @@ class AsyncClient:
         :raises QueueNotFound: no such queue.
         """
         await self._call(MessageType.RESUME, QueueRef(queue), resend=True, queue=queue)
+
+    async def delete_queue(self, queue: str, *, force: bool = False) -> None:
+        """Delete a queue with all its jobs (finished ones too), its idempotency keys and its files,
+        once that is durable. The next enqueue to the name creates a new, empty queue; workers
+        subscribed to the name keep their subscription.
+
+        Without ``force`` only a queue with no pending job (nothing enqueued, scheduled, retrying,
+        reserved or running) is deleted; with it pending jobs are dropped too, and workers running
+        them are told to stop (their handlers see a cancel). Not resent after a lost connection:
+        check with `stats` whether it took effect.
+
+        :raises QueueNotFound: no such queue.
+        :raises Conflict: the queue has pending jobs and ``force`` is false (the message says how many).
+        """
+        await self._call(MessageType.DELETE_QUEUE, DeleteQueue(queue, force), queue=queue)
 
     async def ping(self) -> float:
         """Round trip to the server; returns the seconds it took."""

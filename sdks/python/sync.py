@@ -166,6 +166,11 @@ class Client:
         """Deliver the queue's jobs again. See `AsyncClient.resume`."""
         run_sync(self._async.resume(queue))
 
+    def delete_queue(self, queue: str, *, force: bool = False) -> None:
+        """Delete a queue and its jobs (pending ones only with ``force``). See
+        `AsyncClient.delete_queue`."""
+        run_sync(self._async.delete_queue(queue, force=force))
+
     def ping(self) -> float:
         """Round trip to the server in seconds."""
         return run_sync(self._async.ping())

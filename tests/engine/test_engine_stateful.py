@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from engine_harness import T0, file_storage_factory
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from spitfire.index.job import Backoff, BackoffKind, JobState
 from spitfire.server.building import JobOptions
 from spitfire.server.config import EngineConfig
 from spitfire.server.engine import Engine
-from spitfire.server.errors import InvalidTransition, StaleLease
+from spitfire.server.errors import InvalidTransition, QueueNotEmpty, QueueNotFound, StaleLease
 from spitfire.wal.api import Storage
 from spitfire.wal.memory import MemoryState, MemoryStorage
 
@@ -180,6 +181,24 @@ class EngineMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(sorted(self.model)))
         self.run(self.e.delete(job_id, self.now))
         del self.model[job_id]
+
+    @rule(force=st.booleans())
+    def delete_queue(self, force: bool) -> None:
+        pending = sum(1 for m in self.model.values() if m.state not in (S.SUCCEEDED, S.DEAD, S.CANCELLED))
+        if "q" not in self.e.queues():
+            assert not self.model
+            with pytest.raises(QueueNotFound):
+                self.run(self.e.delete_queue("q", self.now, force=force))
+            return
+        if pending and not force:
+            with pytest.raises(QueueNotEmpty):
+                self.run(self.e.delete_queue("q", self.now))
+            return
+        deletion = self.run(self.e.delete_queue("q", self.now, force=force))
+        held = sorted(j for j, m in self.model.items() if m.worker is not None)
+        assert sorted(j for ids in deletion.revoked.values() for j in ids) == held
+        assert (deletion.jobs, deletion.pending) == (len(self.model), pending)
+        self.model.clear()
 
     @rule(worker=st.sampled_from(WORKERS))
     def heartbeat(self, worker: str) -> None:

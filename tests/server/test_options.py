@@ -54,6 +54,10 @@ def test_bad_log_format_is_refused() -> None:
         parse_options(["--log-format", "xml"])
 
 
+def test_max_queues_flag() -> None:
+    assert parse_options(["--max-queues", "7"]).max_queues == 7
+
+
 def test_limits_and_tls_flags() -> None:
     options = parse_options(
         ["--max-queue-jobs", "10", "--max-queue-bytes", "1000", "--max-jobs", "20", "--max-bytes", "2000",
@@ -74,6 +78,7 @@ def test_limit_defaults() -> None:
     options = parse_options([])
     assert options.max_queue_jobs == 1_000_000 and options.max_jobs == 4_000_000
     assert options.max_bytes == 2 * 2**30 and options.max_payload == 2**20
+    assert options.max_queues == 10_000
 
 
 @pytest.mark.parametrize(
@@ -82,6 +87,7 @@ def test_limit_defaults() -> None:
         (["--tls-cert", "c.pem"], "--tls-key"),
         (["--max-jobs", "0"], "--max-jobs"),
         (["--max-payload", "-1"], "--max-payload"),
+        (["--max-queues", "0"], "--max-queues"),
         (["--shutdown-grace", "-1"], "--shutdown-grace"),
         (["--heartbeat-interval", "0"], "--heartbeat-interval"),
     ],

@@ -190,7 +190,7 @@ def test_drop_log_removes_files(tmp_path: Path, run: Run) -> None:
         log, _ = storage.open_log("gone", Durability.GROUP)
         lsn = log.append(1, b"x")
         future = log.commit(lsn)
-        storage.drop_log("gone")
+        await storage.drop_log("gone")
         assert future is not None
         with pytest.raises(LogClosedError):
             await future

@@ -111,7 +111,7 @@ def test_drop_and_errors(reopen: Factory, run: Run) -> None:
             storage.open_log("gone", Durability.GROUP)
         with pytest.raises(ValueError):
             log.append(0, b"bad type")
-        storage.drop_log("gone")
+        await storage.drop_log("gone")
         assert storage.queues() == []
         with pytest.raises(LogClosedError):
             log.append(1, b"y")
