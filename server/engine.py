@@ -5,7 +5,8 @@ apply: validate against memory (raise a typed error and change nothing) -> appen
 wait for its commit -> `StateMachine.apply` it -> answer. Memory, and so everything anyone can see
 (deliveries, lists, searches, idempotency keys, events), reflects only durable records. Records are
 applied in LSN order by the log's durability listener, not by the coroutine that wrote them, so a
-writer that goes away (a cancelled request) cannot leave its durable record unapplied.
+writer that goes away (a cancelled request) cannot leave its durable record unapplied: that
+machinery is `server/commit.py` (`Commits`), the state and its one `apply` `server/state.py`.
 
 While a record about a job waits for its commit, the next command on that job first waits for it
 (`_settle`), so that it validates against the outcome; two enqueues with one idempotency key in one
@@ -29,7 +30,7 @@ import contextlib
 import logging
 import random
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from spitfire.wal.api import Durability, NoSpaceError, Storage, StorageError
 from . import records as rec
 from . import validation as v
 from .building import DEFAULT_OPTIONS, JobBuilder, JobOptions
+from .commit import Commits
 from .config import EngineConfig
 from .errors import (
     InvalidTransition,
@@ -89,9 +91,6 @@ _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
 
-#: What an enqueue record adds: (new jobs, their payload bytes, whether any has an idempotency key).
-NewJobs = tuple[int, int, bool]
-
 
 @dataclass(frozen=True, slots=True)
 class QueueDeletion:
@@ -128,19 +127,13 @@ class Engine(Queries):
         self._creating: dict[str, asyncio.Future[Queue]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opened = False
-        #: job id -> LSN of the newest record about the job that waits for its commit.
-        self._inflight: dict[str, int] = {}
-        #: (queue, idempotency key) -> LSN of the new job's record that waits for its commit.
-        self._inflight_keys: dict[tuple[str, str], int] = {}
+        #: Records waiting for their commit, applied once durable (commit, then apply).
+        self.commits = Commits(self.state)
         #: Queues being deleted, by name: done (always with None) once the deletion was refused or
         #: finished (files removed). Writers that would create the name wait for it.
         self._deleting: dict[str, asyncio.Future[None]] = {}
         #: Snapshots being written, by queue name: done when the snapshot ended (a deletion waits).
         self._snapshots: dict[str, asyncio.Future[None]] = {}
-        #: Set once a log failed (fail-stop): every write is refused with `StorageFailed`.
-        self.failure: StorageError | None = None
-        #: Called once, with the reason, when the engine fails-stop (the server stops on it).
-        self.on_failure: Callable[[str], None] | None = None
         #: Admits or refuses (raising, e.g. `Overloaded`) ``jobs`` new jobs of ``nbytes`` payload bytes
         #: into a queue, before anything else is done (backpressure; None admits everything).
         self.admission: Callable[[str, int, int], None] | None = None
@@ -186,6 +179,20 @@ class Engine(Queries):
         self.state.on_deadline = callback
 
     @property
+    def failure(self) -> StorageError | None:
+        """Why the storage failed (the engine failed-stop and takes no more writes), or None."""
+        return self.commits.failure
+
+    @property
+    def on_failure(self) -> Callable[[str], None] | None:
+        """Called once, with the reason, when the engine fails-stop (the server stops on it)."""
+        return self.commits.on_failure
+
+    @on_failure.setter
+    def on_failure(self, callback: Callable[[str], None] | None) -> None:
+        self.commits.on_failure = callback
+
+    @property
     def table(self) -> JobTable:
         """Every job of every queue, by id."""
         return self.state.table
@@ -216,7 +223,7 @@ class Engine(Queries):
         return q
 
     def _listen(self, q: Queue) -> None:
-        q.log.set_listener(lambda lsn: self._durable(q, lsn), lambda error: self._fail_stop(q, error))
+        self.commits.listen(q)
 
     def _new_index(self, name: str) -> QueueIndex:
         return QueueIndex(name, self.state.table, retention=self.config.retention)
@@ -229,143 +236,6 @@ class Engine(Queries):
             for q in self.state.queues.values():
                 await q.log.flush()
         await self.storage.close()
-
-    # -- commit, then apply -----------------------------------------------------------------------------
-
-    def _durable(self, q: Queue, upto: int) -> None:
-        """The log made every record up to ``upto`` durable: apply the pending ones, in order (before
-        their writers are answered: the log calls this before resolving their commit futures)."""
-        pending = q.pending
-        inflight = self._inflight
-        apply = self.state.apply
-        while pending and pending[0][0] <= upto:
-            lsn, rtype, body, box, new = pending.popleft()
-            try:
-                result = apply(q, lsn, rtype, body)
-            except Exception as exc:  # a bug: memory would no longer match the log
-                log.exception("applying record %d of queue %r failed", lsn, q.name)
-                self._fail_stop(q, StorageError(f"applying record {lsn} of queue {q.name!r} failed: {exc!r}"))
-                return
-            if box is not None:
-                box.append(result)
-            if new is not None:
-                self._landed(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
-            elif inflight:
-                job_id = getattr(body, "id", None)  # queue records (pause, deletion...) have none
-                if job_id is not None and inflight.get(job_id) == lsn:
-                    del inflight[job_id]
-
-    def _in_flight(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
-        """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""
-        count, nbytes, keyed = new
-        state = self.state
-        q.inflight_jobs += count
-        q.inflight_bytes += nbytes
-        state.inflight_jobs += count
-        state.inflight_bytes += nbytes
-        if keyed:
-            keys = self._inflight_keys
-            for job in jobs:
-                if job.idempotency_key is not None:
-                    keys[(q.name, job.idempotency_key)] = lsn
-
-    def _landed(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
-        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
-        count, nbytes, keyed = new
-        state = self.state
-        q.inflight_jobs -= count
-        q.inflight_bytes -= nbytes
-        state.inflight_jobs -= count
-        state.inflight_bytes -= nbytes
-        if keyed:
-            keys = self._inflight_keys
-            for job in jobs:
-                if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
-                    del keys[(q.name, job.idempotency_key)]
-
-    def _fail_stop(self, q: Queue, error: StorageError) -> None:
-        """A log can no longer make records durable: refuse every write from now on, never apply the
-        records that waited for the failed commit, and tell the server (it stops)."""
-        q.pending.clear()
-        self.state.inflight_jobs -= q.inflight_jobs
-        self.state.inflight_bytes -= q.inflight_bytes
-        q.inflight_jobs = q.inflight_bytes = 0
-        if self.failure is not None:
-            return
-        self.failure = error
-        self._inflight.clear()
-        self._inflight_keys.clear()
-        log.critical("storage failed, taking no more writes: %s", error)
-        if self.on_failure is not None:
-            self.on_failure(str(error))
-
-    def _writable(self) -> None:
-        if self.failure is not None:
-            raise StorageFailed(str(self.failure))
-
-    def _push(
-        self,
-        q: Queue,
-        lsn: int,
-        rtype: int,
-        body: Any,
-        *,
-        job_id: str | None = None,
-        new: NewJobs | None = None,
-        box: list[Any] | None = None,
-    ) -> asyncio.Future[Any] | None:
-        """After appending record ``lsn``: apply it at once when it is already durable (or in async
-        mode), else once its commit completes. Returns the future to await before answering (None
-        when applied); what the application returned goes into ``box``. ``job_id`` names the job
-        the record is about; ``new`` describes the new jobs of an enqueue record."""
-        fut = q.log.commit(lsn)
-        if fut is None and not q.pending:
-            result = self.state.apply(q, lsn, rtype, body)
-            if box is not None:
-                box.append(result)
-            return None
-        q.pending.append((lsn, rtype, body, box, new))
-        if job_id is not None:
-            self._inflight[job_id] = lsn
-        elif new is not None:
-            self._in_flight(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
-        # An async-mode record behind records still committing is applied after them.
-        return fut if fut is not None else asyncio.ensure_future(q.log.flush())
-
-    async def _submit(
-        self, q: Queue, lsn: int, rtype: int, body: Any, job_id: str | None = None, new: NewJobs | None = None
-    ) -> Any:
-        """`_push` one record and wait until it is applied; returns what its application returned.
-
-        :raises StorageFailed: its commit failed (the engine failed-stop).
-        """
-        box: list[Any] = []
-        wait = self._push(q, lsn, rtype, body, job_id=job_id, new=new, box=box)
-        if wait is not None:
-            await self._committed(wait)
-        if not box:  # the commit failed and the engine failed-stop meanwhile
-            raise StorageFailed(str(self.failure or "the record was not applied"))
-        return box[0]
-
-    async def _committed(self, fut: Awaitable[None]) -> None:
-        try:
-            await fut
-        except StorageError as exc:
-            raise StorageFailed(str(exc)) from None
-
-    async def _settle(self, job_id: str) -> None:
-        """Wait until no record about ``job_id`` waits for its commit (validate against its outcome)."""
-        while (lsn := self._inflight.get(job_id)) is not None:
-            job = self.state.table.get(job_id)
-            if job is None:
-                self._inflight.pop(job_id, None)
-                return
-            log_ = self.state.queues[job.queue].log
-            await self._committed(log_.commit(lsn) or log_.flush())
-
-    async def _settle_key(self, q: Queue, key: str) -> None:
-        while (lsn := self._inflight_keys.get((q.name, key))) is not None:
-            await self._committed(q.log.commit(lsn) or q.log.flush())
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -402,8 +272,8 @@ class Engine(Queries):
         return q
 
     async def _held(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
-        if job_id in self._inflight:
-            await self._settle(job_id)
+        if job_id in self.commits.inflight:
+            await self.commits.settle(job_id)
         return self._held_now(job_id, worker_id)
 
     def _held_now(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
@@ -413,12 +283,12 @@ class Engine(Queries):
         return q, job
 
     async def _settled_job(self, job_id: str) -> tuple[Queue, Job]:
-        if job_id in self._inflight:
-            await self._settle(job_id)
+        if job_id in self.commits.inflight:
+            await self.commits.settle(job_id)
         return self._job(job_id)
 
     def _append(self, q: Queue, rtype: RecordType, body: bytes, reserved: bool) -> int:
-        self._writable()
+        self.commits.writable()
         if q.deleted_lsn:  # QUEUE_DELETED is the last record of its log
             raise QueueNotFound(q.name, deleting=True)
         try:
@@ -500,7 +370,7 @@ class Engine(Queries):
         state = self.state
         state.inflight_jobs += 1
         state.inflight_bytes += len(payload)
-        await self._committed(fut if fut is not None else log_.flush())
+        await self.commits.committed(fut if fut is not None else log_.flush())
         if self.state.table.get(job.id) is not job:
             raise StorageFailed(str(self.failure or "the job was not applied"))
         return job, True
@@ -517,7 +387,7 @@ class Engine(Queries):
             self.builder.build(queue, name, (payload,), now, options)
             q = await self._queue_for_write(queue)
         if key is not None:
-            await self._settle_key(q, key)
+            await self.commits.settle_key(q, key)
             # Nothing below awaits before the append: no other enqueue can take the key meanwhile.
             existing = self._existing(q.name, key, now)
             if existing is not None:
@@ -526,7 +396,7 @@ class Engine(Queries):
         job.idempotency_key = key
         lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
         job.lsn = lsn
-        await self._submit(q, lsn, _JOB_ENQUEUED, job, new=(1, len(job.payload), key is not None))
+        await self.commits.submit(q, lsn, _JOB_ENQUEUED, job, new=(1, len(job.payload), key is not None))
         return job, True
 
     async def enqueue_batch(
@@ -571,7 +441,7 @@ class Engine(Queries):
         if keys is not None:
             for key in keys:
                 if key is not None:
-                    await self._settle_key(q, key)
+                    await self.commits.settle_key(q, key)
             # From here on nothing awaits before the append (idempotency keys cannot race).
             jobs, created = self._build_keyed(q, name, payloads, now, options, keys)
             new = [job for job, fresh in zip(jobs, created, strict=True) if fresh]
@@ -583,7 +453,7 @@ class Engine(Queries):
         body = rec.JobsEnqueued(new)
         lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(body), False)
         nbytes = size if new is jobs else sum(len(job.payload) for job in new)
-        await self._submit(q, lsn, _JOBS_ENQUEUED, body, new=(len(new), nbytes, keys is not None))
+        await self.commits.submit(q, lsn, _JOBS_ENQUEUED, body, new=(len(new), nbytes, keys is not None))
         return jobs, created
 
     def _build_keyed(
@@ -713,7 +583,7 @@ class Engine(Queries):
         little longer and is tried again."""
         waits: dict[str, asyncio.Future[Any]] = {}
         for job in jobs:
-            if job.id in self._inflight or self.failure is not None:
+            if job.id in self.commits.inflight or self.failure is not None:
                 continue
             q = self.state.queues[job.queue]
             if q.deleted_lsn:  # the queue's deletion drops the job
@@ -731,11 +601,11 @@ class Engine(Queries):
             except NoSpace:
                 q.index.extend_lease(job, now + LEASE_RETRY)
                 continue
-            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            wait = self.commits.push(q, lsn, rtype, body, job_id=job.id)
             if wait is not None:
                 waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
         for wait in waits.values():
-            await self._committed(wait)
+            await self.commits.committed(wait)
 
     # -- outcomes ---------------------------------------------------------------------------------------
 
@@ -746,7 +616,7 @@ class Engine(Queries):
             v.check_bytes("result", result, self.config.max_result)
         body = rec.JobSucceeded(job.id, now, job.attempts, result)
         lsn = self._append(q, RecordType.JOB_SUCCEEDED, _encode(body), True)
-        await self._submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
+        await self.commits.submit(q, lsn, RecordType.JOB_SUCCEEDED, body, job.id)
         return job
 
     async def ack_many(
@@ -780,25 +650,25 @@ class Engine(Queries):
         out: list[Job | Exception] = []
         appended: list[tuple[int, Job, int]] = []
         waits: dict[str, asyncio.Future[Any]] = {}
-        inflight = self._inflight
+        inflight = self.commits.inflight
         for i, job_id in enumerate(job_ids):
             try:
                 if job_id in inflight:
-                    await self._settle(job_id)
+                    await self.commits.settle(job_id)
                 q, job = self._held_now(job_id, worker_id)
                 rtype, body = record(i, job)
                 lsn = self._append(q, rtype, _encode(body), True)
             except Exception as exc:  # one bad item fails alone
                 out.append(exc)
                 continue
-            wait = self._push(q, lsn, rtype, body, job_id=job.id)
+            wait = self.commits.push(q, lsn, rtype, body, job_id=job.id)
             if wait is not None:
                 waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
             appended.append((i, job, lsn))
             out.append(job)
         for wait in waits.values():
             with contextlib.suppress(StorageFailed):  # its items are found unapplied below
-                await self._committed(wait)
+                await self.commits.committed(wait)
         if self.failure is not None:
             for i, job, lsn in appended:
                 if job.lsn < lsn:  # never applied: its commit failed
@@ -842,7 +712,7 @@ class Engine(Queries):
             at = v.check_time("retry_at", retry_at)
             snooze = rec.JobSnoozed(job.id, now, max(0, job.attempts - 1), at)
             lsn = self._append(q, RecordType.JOB_SNOOZED, _encode(snooze), True)
-            await self._submit(q, lsn, RecordType.JOB_SNOOZED, snooze, job.id)
+            await self.commits.submit(q, lsn, RecordType.JOB_SNOOZED, snooze, job.id)
             self._promote(q, now)
             return job
         error = v.check_error(error)  # cut to MAX_ERROR_BYTES with a marker, never refused
@@ -851,7 +721,7 @@ class Engine(Queries):
         when = None if dead else now + retry_delay(job.backoff, job.attempts, self._rng.random)
         body = rec.JobFailed(job.id, now, job.attempts, error, traceback, when, dead)
         lsn = self._append(q, RecordType.JOB_FAILED, _encode(body), True)
-        await self._submit(q, lsn, RecordType.JOB_FAILED, body, job.id)
+        await self.commits.submit(q, lsn, RecordType.JOB_FAILED, body, job.id)
         return job
 
     async def cancel(self, job_id: str, now: float) -> tuple[Job, str | None]:
@@ -862,7 +732,7 @@ class Engine(Queries):
             raise InvalidTransition(job_id, job.state.label, "cancel")
         body = rec.JobEvent(job.id, now, job.attempts)
         lsn = self._append(q, RecordType.JOB_CANCELLED, _encode(body), True)
-        worker = await self._submit(q, lsn, RecordType.JOB_CANCELLED, body, job.id)
+        worker = await self.commits.submit(q, lsn, RecordType.JOB_CANCELLED, body, job.id)
         return job, worker
 
     async def retry(self, job_id: str, now: float) -> Job:
@@ -872,7 +742,7 @@ class Engine(Queries):
             raise InvalidTransition(job_id, job.state.label, "retry")
         body = rec.JobEvent(job.id, now)
         lsn = self._append(q, RecordType.JOB_RETRIED, _encode(body), True)
-        await self._submit(q, lsn, RecordType.JOB_RETRIED, body, job.id)
+        await self.commits.submit(q, lsn, RecordType.JOB_RETRIED, body, job.id)
         return job
 
     async def delete(self, job_id: str, now: float) -> tuple[Job, str | None]:
@@ -880,7 +750,7 @@ class Engine(Queries):
         q, job = await self._settled_job(job_id)
         body = rec.JobEvent(job.id, now)
         lsn = self._append(q, RecordType.JOB_DELETED, _encode(body), True)
-        worker = await self._submit(q, lsn, RecordType.JOB_DELETED, body, job.id)
+        worker = await self.commits.submit(q, lsn, RecordType.JOB_DELETED, body, job.id)
         return job, worker
 
     # -- queues -----------------------------------------------------------------------------------------
@@ -890,13 +760,13 @@ class Engine(Queries):
         q = self._queue(queue)
         body = rec.QueueEvent(now)
         lsn = self._append(q, RecordType.QUEUE_PAUSED, _encode(body), True)
-        await self._submit(q, lsn, RecordType.QUEUE_PAUSED, body)
+        await self.commits.submit(q, lsn, RecordType.QUEUE_PAUSED, body)
 
     async def resume(self, queue: str, now: float) -> None:
         q = self._queue(queue)
         body = rec.QueueEvent(now)
         lsn = self._append(q, RecordType.QUEUE_RESUMED, _encode(body), True)
-        await self._submit(q, lsn, RecordType.QUEUE_RESUMED, body)
+        await self.commits.submit(q, lsn, RecordType.QUEUE_RESUMED, body)
 
     async def set_durability(self, queue: str, mode: Durability, now: float) -> None:
         """Change a queue's durability mode (creating the queue if needed); logged like any change."""
@@ -906,7 +776,7 @@ class Engine(Queries):
         q = await self._queue_for_write(queue)
         body = rec.QueueDurability(mode.value, now)
         lsn = self._append(q, RecordType.QUEUE_DURABILITY, _encode(body), True)
-        await self._submit(q, lsn, RecordType.QUEUE_DURABILITY, body)
+        await self.commits.submit(q, lsn, RecordType.QUEUE_DURABILITY, body)
 
     async def delete_queue(self, queue: str, now: float, *, force: bool = False) -> QueueDeletion:
         """Delete a queue: its jobs (finished ones in its history included), idempotency keys, leases
@@ -930,7 +800,7 @@ class Engine(Queries):
         while q.deleting:  # another deletion of it is under way: its outcome decides
             await asyncio.shield(self._deleting[q.name])
             q = self._queue(queue)
-        self._writable()
+        self.commits.writable()
         name = q.name
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._deleting[name] = done
@@ -962,12 +832,12 @@ class Engine(Queries):
         # nothing is delivered), so this ends.
         while True:
             if q.pending:
-                await self._committed(q.log.flush())
+                await self.commits.committed(q.log.flush())
             elif (snapshot := self._snapshots.get(q.name)) is not None:
                 await asyncio.shield(snapshot)  # its files are in the queue's directory
             else:
                 break
-        self._writable()
+        self.commits.writable()
         pending = q.index.pending
         if pending and not force:
             raise QueueNotEmpty(q.name, pending)
@@ -982,7 +852,7 @@ class Engine(Queries):
         """Commit and apply QUEUE_DELETED, then remove the queue's files; returns the leases revoked.
         Runs as a task of its own: the caller going away does not leave the files behind."""
         try:
-            revoked: list[tuple[str, str]] = await self._submit(q, lsn, RecordType.QUEUE_DELETED, body)
+            revoked: list[tuple[str, str]] = await self.commits.submit(q, lsn, RecordType.QUEUE_DELETED, body)
             try:
                 await self.storage.drop_log(q.name)
             except StorageError as exc:  # the deletion is durable; its files go at the next start
