@@ -4,7 +4,6 @@ reports the log (503), and once space is freed enqueues are accepted again."""
 
 from __future__ import annotations
 
-import errno
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from diskfill import fill as _fill
 from httphelpers import HttpServer, enqueue
 
 #: 256 KiB payloads, eight to a request (a 2 MiB record): once the disk is full, the queue's small
@@ -36,18 +36,6 @@ def server(small_fs: Path, tmp_path: Path) -> Iterator[HttpServer]:
         yield proc.start()
     finally:
         proc.stop()
-
-
-def _fill(path: Path) -> None:
-    """Write ``path`` until the file system has no byte left."""
-    with open(path, "wb", buffering=0) as f:
-        for size in (2**20, 65536, 4096, 512, 1):
-            while True:
-                try:
-                    f.write(b"\xff" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
 
 
 def _enqueue_until_refused(client: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:

@@ -5,7 +5,6 @@ get NO_SPACE, even with free space left on the disk."""
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "http"))
+from diskfill import fill, free_bytes
 from httphelpers import HttpServer, enqueue
 
 MiB = 2**20
@@ -32,23 +32,6 @@ def disk_usage(path: Path) -> int:
         for name in [*dirs, *files]:
             total += os.lstat(os.path.join(root, name)).st_blocks * 512
     return total
-
-
-def free_bytes(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def fill(path: Path, leave: int = 0) -> None:
-    """Write ``path`` until the file system has at most ``leave`` bytes free."""
-    with open(path, "wb", buffering=0) as f:
-        for size in (MiB, 65536, 4096, 512, 1):
-            while free_bytes(path.parent) - size >= leave:
-                try:
-                    f.write(b"\xff" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import importlib.util
 import socket
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from diskfill import fill as _fill
 from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
@@ -158,17 +158,6 @@ def test_a_client_that_never_reads_does_not_grow_the_server(tmp_path: Path) -> N
 def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
     """A real 160 MiB tmpfs (two 64 MiB segments fit), unmounted afterwards."""
     return mount_tmpfs("160m")
-
-
-def _fill(path: Path) -> None:
-    with open(path, "wb", buffering=0) as f:
-        for size in (2**20, 65536, 4096, 512, 1):
-            while True:
-                try:
-                    f.write(b"\xff" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
 
 
 def test_a_full_disk_refuses_enqueues_with_no_space_while_acks_commit(small_fs: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from diskfill import fill
 from walhelpers import body_for
 
 from spitfire.wal import Durability, FileStorage, NoSpaceError, WalConfig
@@ -26,18 +26,6 @@ GROWING = WalConfig(
 @pytest.fixture
 def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
     return mount_tmpfs("1m")
-
-
-def fill(path: Path) -> None:
-    """Take every free byte of the filesystem."""
-    with open(path, "wb", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):
-            while True:
-                try:
-                    f.write(b"\xff" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
 
 
 async def _wait(predicate: Any) -> None:
