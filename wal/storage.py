@@ -57,7 +57,8 @@ def check_queue_name(queue: str) -> None:
         raise ValueError(f"invalid queue name {queue!r}: {QUEUE_NAME_RULE}")
 
 
-#: Scratch file in ``queues/`` that the space probe allocates and deletes (not a queue name).
+#: Scratch file in the data directory that the space probe allocates and deletes (beside
+#: ``queues/``, on the same file system, where nothing that lists the queues sees it).
 _PROBE_NAME = ".space-probe"
 
 
@@ -274,7 +275,7 @@ class FileStorage:
 
     def _probe_space(self) -> OSError | None:
         """Preparer thread: allocate (then delete) a file the size of a new queue's first segment."""
-        probe = self.queues_dir / _PROBE_NAME
+        probe = self.data_dir / _PROBE_NAME
         try:
             fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except OSError as exc:
