@@ -69,8 +69,11 @@ class JobBuilder:
     def default_job(self, queue: str, name: object, payload: bytes, now: float, priority: int = 0) -> Job:
         """One job with every other option at its default (the caller checked payload and priority)."""
         c = self.config
+        handler = self._names.get(name) if name.__class__ is str else None  # type: ignore[call-overload]
+        if handler is None:
+            handler = self.handler(name)
         return Job(
-            self.ids.next(now), queue, self.handler(name), payload, JobState.ENQUEUED, now, priority, None,
+            self.ids.next(now), queue, handler, payload, JobState.ENQUEUED, now, priority, None,
             c.default_max_attempts, None, c.default_timeout, updated_at=now,
         )  # fmt: skip
 

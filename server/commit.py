@@ -59,7 +59,8 @@ class Commits:
         their writers are answered: the log calls this before resolving their commit futures)."""
         pending = q.pending
         inflight = self.inflight
-        apply = self.state.apply
+        state = self.state
+        apply = state.apply
         while pending and pending[0][0] <= upto:
             lsn, rtype, body, box, new = pending.popleft()
             try:
@@ -70,8 +71,14 @@ class Commits:
                 return
             if box is not None:
                 box.append(result)
-            if new is not None:
-                self._landed(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,), new)
+            if new is not None:  # `_landed` inlined for the counts (every enqueue passes here)
+                count, nbytes, keyed = new
+                q.inflight_jobs -= count
+                q.inflight_bytes -= nbytes
+                state.inflight_jobs -= count
+                state.inflight_bytes -= nbytes
+                if keyed:
+                    self._forget_keys(q, lsn, body.jobs if rtype == _JOBS_ENQUEUED else (body,))
             elif inflight:
                 job_id = getattr(body, "id", None)  # queue records (pause, deletion...) have none
                 if job_id is not None and inflight.get(job_id) == lsn:
@@ -91,19 +98,12 @@ class Commits:
                 if job.idempotency_key is not None:
                     keys[(q.name, job.idempotency_key)] = lsn
 
-    def _landed(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
-        """New jobs of an applied record stop counting as in flight (they are indexed now)."""
-        count, nbytes, keyed = new
-        state = self.state
-        q.inflight_jobs -= count
-        q.inflight_bytes -= nbytes
-        state.inflight_jobs -= count
-        state.inflight_bytes -= nbytes
-        if keyed:
-            keys = self.inflight_keys
-            for job in jobs:
-                if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
-                    del keys[(q.name, job.idempotency_key)]
+    def _forget_keys(self, q: Queue, lsn: int, jobs: Sequence[Job]) -> None:
+        """The keys of new jobs applied at ``lsn`` stop being in flight (they are indexed now)."""
+        keys = self.inflight_keys
+        for job in jobs:
+            if job.idempotency_key is not None and keys.get((q.name, job.idempotency_key)) == lsn:
+                del keys[(q.name, job.idempotency_key)]
 
     def fail_stop(self, q: Queue, error: StorageError) -> None:
         """A log can no longer make records durable: refuse every write from now on, never apply the

@@ -352,8 +352,9 @@ class Engine(Queries):
         else:
             return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
         # The append and the submit are inlined (this is the hottest path of the server).
-        if self.failure is not None:
-            raise StorageFailed(str(self.failure))
+        commits = self.commits
+        if commits.failure is not None:
+            raise StorageFailed(str(commits.failure))
         log_ = q.log
         try:
             lsn = log_.append(_JOB_ENQUEUED, _encode(job))
@@ -364,15 +365,19 @@ class Engine(Queries):
         if fut is None and not q.pending:
             self.state.apply(q, lsn, _JOB_ENQUEUED, job)
             return job, True
-        q.pending.append((lsn, _JOB_ENQUEUED, job, None, (1, len(payload), False)))
+        nbytes = len(payload)
+        q.pending.append((lsn, _JOB_ENQUEUED, job, None, (1, nbytes, False)))
         q.inflight_jobs += 1
-        q.inflight_bytes += len(payload)
+        q.inflight_bytes += nbytes
         state = self.state
         state.inflight_jobs += 1
-        state.inflight_bytes += len(payload)
-        await self.commits.committed(fut if fut is not None else log_.flush())
-        if self.state.table.get(job.id) is not job:
-            raise StorageFailed(str(self.failure or "the job was not applied"))
+        state.inflight_bytes += nbytes
+        try:
+            await (fut if fut is not None else log_.flush())
+        except StorageError as exc:
+            raise StorageFailed(str(exc)) from None
+        if job.seq == 0:  # never indexed: the commit failed and the engine failed-stop meanwhile
+            raise StorageFailed(str(commits.failure or "the job was not applied"))
         return job, True
 
     async def _enqueue_with(

@@ -29,7 +29,7 @@ from spitfire.protocol.session import Request, ServerSession
 
 from . import validation as v
 from .backpressure import Backpressure
-from .building import JobOptions
+from .building import DEFAULT_OPTIONS, JobOptions
 from .dispatcher import Dispatcher, Worker
 from .engine import Engine, QueueDeletion
 from .errors import (
@@ -90,6 +90,16 @@ def backoff_of(wire: m.Backoff | None) -> Backoff | None:
 
 def options_of(msg: m.Enqueue | m.EnqueueMany) -> JobOptions:
     """The engine's job options from an ENQUEUE or ENQUEUE_MANY (checked when the jobs are built)."""
+    if (
+        msg.priority == 0
+        and msg.run_at is None
+        and msg.delay is None
+        and msg.max_attempts is None
+        and msg.backoff is None
+        and msg.timeout is None
+        and msg.headers is None
+    ):
+        return DEFAULT_OPTIONS  # the common case: no struct to build (the hot path)
     return JobOptions(
         priority=msg.priority, run_at=msg.run_at, delay=msg.delay, max_attempts=msg.max_attempts,
         backoff=backoff_of(msg.backoff), timeout=msg.timeout, headers=msg.headers,
