@@ -171,6 +171,18 @@ class EngineCollector(Collector):
             "observation per group, so _count is the groups synced.",
             [([], stats.commit_seconds)],
         )
+        yield histogram(
+            "spitfire_commit_wait_seconds",
+            "Per commit group: first append to the start of the fdatasync round that covers it (the "
+            "loop tick, the hand-off to the flusher thread, the round before).",
+            [([], stats.wait_seconds)],
+        )
+        yield histogram(
+            "spitfire_commit_resolve_seconds",
+            "Per flush round: end of its fdatasync to the event loop resolving its groups (the "
+            "hand-back to the loop and the loop's backlog).",
+            [([], stats.resolve_seconds)],
+        )
 
     def _snapshots(self) -> Iterator[Metric]:
         stats = self.s.engine.snapshot_stats

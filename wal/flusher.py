@@ -138,7 +138,7 @@ class Flusher:
             self.rounds += 1
             self._count(batch, started, finished)
             try:
-                self._loop.call_soon_threadsafe(_resolve, outcomes)
+                self._loop.call_soon_threadsafe(_resolve, outcomes, finished, self.stats)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.warning("event loop closed before %d commit groups were resolved", len(outcomes))
 
@@ -146,11 +146,13 @@ class Flusher:
         """Add one round to the stats: a few additions per group, on this thread (never the loop's)."""
         stats = self.stats
         commit = stats.commit_seconds
+        wait = stats.wait_seconds
         records = nbytes = 0
         for group in batch:
             records += group.last_lsn - group.first_lsn + 1
             nbytes += group.nbytes
             commit.observe(finished - group.opened)
+            wait.observe(started - group.opened)
         stats.round_records.observe(records)
         stats.round_bytes.observe(nbytes)
         stats.round_seconds.observe(finished - started)
@@ -218,7 +220,8 @@ def _pick(pending: list[Group]) -> tuple[list[Group], list[Group]]:
     return batch, later
 
 
-def _resolve(outcomes: list[Outcome]) -> None:
+def _resolve(outcomes: list[Outcome], synced: float, stats: FlushStats) -> None:
     """Loop thread: hand each group back to its log (which settles its future and durable LSN)."""
+    stats.resolve_seconds.observe(time.perf_counter() - synced)
     for group, error in outcomes:
         group.done(group, error)

@@ -66,7 +66,14 @@ class FlushStats:
     loop tick (GROUP mode), one record (SYNC), or the records of one flush interval (ASYNC).
     """
 
-    __slots__ = ("commit_seconds", "round_bytes", "round_records", "round_seconds")
+    __slots__ = (
+        "commit_seconds",
+        "resolve_seconds",
+        "round_bytes",
+        "round_records",
+        "round_seconds",
+        "wait_seconds",
+    )
 
     def __init__(self) -> None:
         #: Records made durable per round.
@@ -79,6 +86,12 @@ class FlushStats:
         #: longest any record of the group waited to become durable (one observation per group, not
         #: weighted by its records). Its count is the number of groups synced.
         self.commit_seconds = Buckets(LATENCY_BOUNDS)
+        #: Per group, seconds from its first append to the start of the round that syncs it: the
+        #: tick it was written in, the hand-off to the flusher thread and the round before it.
+        self.wait_seconds = Buckets(LATENCY_BOUNDS)
+        #: Per round, seconds from the end of its fdatasync to the event loop resolving its groups
+        #: (the hand-back and the loop's backlog). Written by the loop thread, its only writer.
+        self.resolve_seconds = Buckets(LATENCY_BOUNDS)
 
     @property
     def rounds(self) -> int:

@@ -116,6 +116,11 @@ def test_commit_fsync_snapshot_and_protocol_series_follow_the_work(server: HttpS
     groups, commit_sum = check_histogram(after, "spitfire_commit_seconds")
     assert groups >= rounds and 0 < commit_sum < groups * 1.0
     assert commit_sum >= fsync_sum * 0.5  # a group waits for its fdatasync and more
+    # The stages of a commit: before its round (per group) and back to the loop (per round).
+    waits, wait_sum = check_histogram(after, "spitfire_commit_wait_seconds")
+    assert waits == groups and 0 <= wait_sum <= commit_sum
+    resolves, resolve_sum = check_histogram(after, "spitfire_commit_resolve_seconds")
+    assert resolves == rounds and 0 < resolve_sum < resolves * 1.0
 
     snaps, snap_sum = check_histogram(after, "spitfire_snapshot_seconds")
     assert snaps >= 1 and 0 < snap_sum < 60 * snaps
