@@ -129,7 +129,13 @@ async def enqueue_closed(
 
 
 async def enqueue_batches(
-    client: spitfire.AsyncClient, queue: str, jobs: int, batch: int, inflight: int, deadline: float
+    client: spitfire.AsyncClient,
+    queue: str,
+    jobs: int,
+    batch: int,
+    inflight: int,
+    deadline: float,
+    name: str = JOB,
 ) -> Result:
     """Enqueue ``jobs`` jobs ``batch`` per request, ``inflight`` requests at once; latency per request."""
     hist = new_histogram()
@@ -143,7 +149,7 @@ async def enqueue_batches(
                 return
             bodies = [payload(i) for i in range(s, min(jobs, s + batch))]
             t0 = time.perf_counter()
-            ids = await client.enqueue_many(queue, JOB, bodies)
+            ids = await client.enqueue_many(queue, name, bodies)
             record(hist, time.perf_counter() - t0)
             done += len(ids)
 
@@ -275,9 +281,13 @@ async def drain(urls: Urls, cfg: dict[str, Any]) -> Result:
     """End to end: enqueue ``jobs`` first (batches, not timed), then time ``workers`` worker processes
     delivering and acking them all."""
     url = urls[cfg.get("transport", "tcp")]
-    queue = queue_name(cfg, "bench")
+    # perf/noop_app.py: `noop` (async def) on "bench", `noop_sync` (def, on the worker's threads) on
+    # "bench-sync".
+    sync = cfg.get("handler", "async") == "sync"
+    queue = queue_name(cfg, "bench-sync" if sync else "bench")
+    name = "noop_sync" if sync else JOB
     async with spitfire.AsyncClient(url) as client:
-        await enqueue_batches(client, queue, int(cfg["jobs"]), 1000, 4, deadline_of(cfg))
+        await enqueue_batches(client, queue, int(cfg["jobs"]), 1000, 4, deadline_of(cfg), name)
         return await drain_queues(client, url, [queue], cfg)
 
 
@@ -513,7 +523,7 @@ SPECS: dict[str, Spec] = {
         Spec(
             "drain",
             "end-to-end drain (enqueue, deliver, ack) by worker processes",
-            {"jobs": 20_000, **_WORKERS},
+            {"jobs": 20_000, **_WORKERS, "handler": "async"},
             {"jobs": 5_000},
             (
                 ("drain, end to end", "jobs_per_s", "jobs/s"),
@@ -576,6 +586,7 @@ OPTIONS: tuple[tuple[str, str, type, str], ...] = (
     ("--batch", "batch", int, "jobs per batch request"),
     ("--workers", "workers", int, "worker processes"),
     ("--concurrency", "concurrency", int, "jobs each worker runs at once"),
+    ("--handler", "handler", str, "drain: the no-op job as an async def (async) or a plain def (sync)"),
     ("--rate", "rate", float, "offered enqueues per second"),
     ("--producers", "producers", int, "producer processes"),
     ("--queues", "queues", int, "queues to spread the jobs over"),
