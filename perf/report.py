@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).parent / "results"
+#: Where runs are recorded: perf/results, or $SPITFIRE_PERF_RESULTS (tests point it at a temp dir).
+RESULTS_DIR = Path(os.environ.get("SPITFIRE_PERF_RESULTS") or Path(__file__).parent / "results")
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -351,3 +352,21 @@ def test_watch_smoke_run(tmp_path: Path) -> None:
     }
     if doc["config"]["flamegraph"] is not None:
         assert (tmp_path / doc["config"]["flamegraph"]).read_text().lstrip().startswith("<?xml")
+
+
+def test_the_drain_takes_a_handler_kind() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SPECS["drain"])
+    args = parser.parse_args(["--handler", "sync"])
+    assert args.handler == "sync" and SPECS["drain"].defaults["handler"] == "async"
+
+
+def test_a_sync_drain_runs_the_plain_def_job(tmp_path: Path) -> None:
+    """A real server and one worker process running `noop_sync` on its threads: 300 jobs, all ran."""
+    cmd = [sys.executable, "-m", "perf", "drain", "--handler", "sync", "--jobs", "300", "--concurrency", "4"]
+    env = {**os.environ, "SPITFIRE_PERF_RESULTS": str(tmp_path)}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list(tmp_path.glob("drain-tcp-*.json"))) == 1  # recorded there, not in perf/results
+    (result,) = [line for line in out.stdout.splitlines() if "drain, end to end" in line]
+    assert "jobs/s" in result
