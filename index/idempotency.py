@@ -26,6 +26,9 @@ from collections.abc import Callable
 DEFAULT_RETENTION = 24 * 3600.0
 #: ``expires_at`` of a held key (its job exists): never.
 HELD = math.inf
+#: The state a key reports once retention forgot its job when the state was not recorded (snapshots
+#: of older builds kept none): succeeded, the value of ``JobState.SUCCEEDED`` (index/job.py).
+UNKNOWN_FINAL_STATE = 5
 #: Never rebuild a dict that peaked below this many keys.
 MIN_SHRINK_SIZE = 4096
 
@@ -43,8 +46,10 @@ class IdempotencyTable:
             raise ValueError("retention must be a finite number of seconds above zero")
         self.retention = retention
         self._exists = exists
-        #: key -> (job id, handler name, expires_at); expires_at is HELD while the job exists.
-        self._keys: dict[str, tuple[str, str, float]] = {}
+        #: key -> (job id, handler name, expires_at, final state); expires_at is HELD while the job
+        #: exists; the final state (a ``JobState`` value) is the one the job ended in once retention
+        #: forgot it (0 while it exists).
+        self._keys: dict[str, tuple[str, str, float, int]] = {}
         #: (expires_at, key) of scheduled keys; an entry whose key now has another expires_at is stale.
         self._expiry: list[tuple[float, str]] = []
         #: The most keys held since the dict was last rebuilt.
@@ -57,9 +62,10 @@ class IdempotencyTable:
             return None
         return entry[0]
 
-    def entry(self, key: str) -> tuple[str, str, float] | None:
-        """(job id, handler name, expires_at) for the key, or None. ``expires_at`` is ``math.inf``
-        while the job exists; a caller treats the key as gone when ``expires_at <= now``."""
+    def entry(self, key: str) -> tuple[str, str, float, int] | None:
+        """(job id, handler name, expires_at, final state) for the key, or None. ``expires_at`` is
+        ``math.inf`` while the job exists; a caller treats the key as gone when ``expires_at <= now``.
+        The final state is the job's last (a ``JobState`` value) once retention forgot it, else 0."""
         return self._keys.get(key)
 
     def add(self, key: str, job_id: str, name: str, created_at: float | None = None) -> None:
@@ -68,11 +74,13 @@ class IdempotencyTable:
         ``created_at`` is accepted for callers written when keys expired from creation, and ignored:
         a key's window now starts when its job finishes (see `release`).
         """
-        self._keys[key] = (job_id, name, HELD)
+        self._keys[key] = (job_id, name, HELD, 0)
         if len(self._keys) > self._peak:
             self._peak = len(self._keys)
 
-    def restore(self, key: str, job_id: str, name: str, expires_at: float) -> None:
+    def restore(
+        self, key: str, job_id: str, name: str, expires_at: float, state: int = UNKNOWN_FINAL_STATE
+    ) -> None:
         """Put back an entry read from a snapshot, after the snapshot's jobs were loaded.
 
         A key whose job is loaded (``exists``) is held whatever the snapshot says: a snapshot written
@@ -86,14 +94,21 @@ class IdempotencyTable:
                 return
             if expires_at == HELD:
                 return
-        self._keys[key] = (job_id, name, expires_at)
+        self._keys[key] = (job_id, name, expires_at, 0 if expires_at == HELD else state)
         if len(self._keys) > self._peak:
             self._peak = len(self._keys)
         if expires_at != HELD:
             heapq.heappush(self._expiry, (expires_at, key))
 
-    def release(self, key: str, job_id: str, finished_at: float, now: float | None = None) -> None:
-        """The finished job ``job_id`` was forgotten by retention: keep ``key`` until
+    def release(
+        self,
+        key: str,
+        job_id: str,
+        finished_at: float,
+        now: float | None = None,
+        state: int = UNKNOWN_FINAL_STATE,
+    ) -> None:
+        """The finished job ``job_id`` was forgotten by retention in ``state``: keep ``key`` until
         ``finished_at + retention`` (dropped at once when that is at or before ``now``).
 
         Does nothing when the key names another job (it was reused after an earlier window ended).
@@ -105,7 +120,7 @@ class IdempotencyTable:
         if now is not None and expires <= now:
             self._drop(key)
             return
-        self._keys[key] = (job_id, entry[1], expires)
+        self._keys[key] = (job_id, entry[1], expires, state)
         heapq.heappush(self._expiry, (expires, key))
 
     def remove(self, key: str, job_id: str) -> None:
@@ -139,10 +154,10 @@ class IdempotencyTable:
         """When the next scheduled key expires (stale heap entries may make it early), or None."""
         return self._expiry[0][0] if self._expiry else None
 
-    def items(self) -> list[tuple[str, str, str, float]]:
-        """(key, job id, name, expires_at) of every key, held ones (``math.inf``) included, in no
-        particular order (for snapshots)."""
-        return [(key, job_id, name, expires) for key, (job_id, name, expires) in self._keys.items()]
+    def items(self) -> list[tuple[str, str, str, float, int]]:
+        """(key, job id, name, expires_at, final state) of every key, held ones (``math.inf``, state
+        0) included, in no particular order (for snapshots)."""
+        return [(key, *value) for key, value in self._keys.items()]
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -235,7 +235,7 @@ class QueueIndex:
         if forget:
             self.keys.remove(key, job.id)
         else:
-            self.keys.release(key, job.id, job.updated_at, now)
+            self.keys.release(key, job.id, job.updated_at, now, int(job.state))
 
     def _unindex(self, job: Job) -> bool:
         """Take the job out of every structure; False if it was not indexed."""

@@ -307,8 +307,16 @@ class Engine(Queries):
         if entry is None or entry[2] <= now:
             return None
         job = self.state.table.get(entry[0])
-        if job is None:  # evicted by retention (its state is not kept: reported as succeeded)
-            job = Job(entry[0], queue, entry[1], b"", JobState.SUCCEEDED, 0.0, idempotency_key=key)
+        if job is None:  # forgotten by retention: a stand-in in the state the job ended in
+            job = Job(
+                entry[0],
+                queue,
+                entry[1],
+                b"",
+                JobState(entry[3] or JobState.SUCCEEDED),
+                0.0,
+                idempotency_key=key,
+            )
         return job
 
     async def enqueue(

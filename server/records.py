@@ -170,6 +170,9 @@ class IdempotencyEntry(msgspec.Struct, array_like=True, gc=False):
     job_id: str
     name: str
     expires_at: float
+    #: The state its job ended in once retention forgot it (0 while the job exists; snapshots of
+    #: older builds carry no such field: succeeded is assumed).
+    state: int = 5
 
 
 class QueueMeta(msgspec.Struct, array_like=True, gc=False):

@@ -100,7 +100,7 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
     q.index.load(jobs)
     keys = q.index.keys
     for entry in meta.keys:
-        keys.restore(entry.key, entry.job_id, sys.intern(entry.name), entry.expires_at)
+        keys.restore(entry.key, entry.job_id, sys.intern(entry.name), entry.expires_at, entry.state)
     if meta.last_id:
         state.ids.observe(meta.last_id)
     if jobs:

@@ -74,3 +74,20 @@ async def test_dead_and_cancelled_jobs_are_forgotten_after_their_own_retention(h
     assert e.queue_stats("q").counts["dead"] == 0
     await e.tick(T0 + 30.0)
     assert e.stats().total_jobs == 0
+
+
+@run
+async def test_a_key_whose_dead_job_was_forgotten_reports_dead(harness: Harness) -> None:
+    e = await harness.open(config=EngineConfig(retain_dead=60.0))
+    job, _ = await e.enqueue("q", "h", b"", idempotency_key="k", now=T0, options=JobOptions(max_attempts=1))
+    e.reserve(["q"], "w", T0)
+    await e.fail(job.id, "w", T0 + 1, "boom")
+    await e.tick(T0 + 100)  # retention forgets the dead job; its key lasts 24 h after it died
+    with pytest.raises(JobNotFound):
+        e.get(job.id)
+    again, created = await e.enqueue("q", "h", b"", idempotency_key="k", now=T0 + 200)
+    assert not created and again.id == job.id and again.state is JobState.DEAD
+    await e.snapshot("q")
+    e = await harness.restart(T0 + 300)  # the final state survives a snapshot and a restart
+    again, created = await e.enqueue("q", "h", b"", idempotency_key="k", now=T0 + 300)
+    assert not created and again.state is JobState.DEAD

@@ -172,7 +172,7 @@ def test_a_key_is_held_until_released_then_expires_from_the_finish_time() -> Non
     assert keys.get("a", now=1e12) == "1"  # held: the job exists
     assert keys.expire(1e12) == 0 and keys.next_expiry() is None
     keys.release("a", "1", finished_at=100.0, now=105.0)
-    assert keys.entry("a") == ("1", "h", 110.0) and keys.next_expiry() == 110.0
+    assert keys.entry("a") == ("1", "h", 110.0, 5) and keys.next_expiry() == 110.0
     assert keys.get("a", now=109.9) == "1" and keys.get("a", now=110.0) is None
     assert keys.expire(110.0) == 1
     assert "a" not in keys and "b" in keys
@@ -193,7 +193,7 @@ def test_releasing_a_key_that_names_another_job_changes_nothing() -> None:
     keys = IdempotencyTable(retention=10.0)
     keys.add("a", "2", "h")
     keys.release("a", "1", finished_at=0.0, now=1.0)
-    assert keys.entry("a") == ("2", "h", math.inf)
+    assert keys.entry("a") == ("2", "h", math.inf, 0)
 
 
 def test_key_reused_after_expiry_is_not_dropped_by_the_old_schedule_entry() -> None:
@@ -203,7 +203,7 @@ def test_key_reused_after_expiry_is_not_dropped_by_the_old_schedule_entry() -> N
     keys.remove("a", "1")  # gone (as if expired) while its schedule entry is still in the heap
     keys.add("a", "2", "h")
     assert keys.expire(10.0) == 0
-    assert keys.items() == [("a", "2", "h", math.inf)]
+    assert keys.items() == [("a", "2", "h", math.inf, 0)]
 
 
 def test_restore_holds_the_keys_of_loaded_jobs_and_drops_held_keys_of_missing_ones() -> None:
@@ -212,8 +212,8 @@ def test_restore_holds_the_keys_of_loaded_jobs_and_drops_held_keys_of_missing_on
     keys.restore("old-format", "1", "h", 5.0)  # written as created_at + retention: job still here
     keys.restore("evicted", "2", "h", 7.0)
     keys.restore("dangling", "3", "h", math.inf)
-    assert keys.entry("old-format") == ("1", "h", math.inf)
-    assert keys.entry("evicted") == ("2", "h", 7.0) and keys.next_expiry() == 7.0
+    assert keys.entry("old-format") == ("1", "h", math.inf, 0)
+    assert keys.entry("evicted") == ("2", "h", 7.0, 5) and keys.next_expiry() == 7.0
     assert "dangling" not in keys
 
 
@@ -251,7 +251,7 @@ def test_keys_match_a_reference_model(ops: list[tuple[str, str, float]]) -> None
         for k in "abcde":
             want = model[k][0] if k in model and model[k][1] > now else None
             assert keys.get(k, now) == want
-        assert {k: (j, e) for k, j, _, e in keys.items()} == model
+        assert {k: (j, e) for k, j, _, e, _ in keys.items()} == model
 
 
 def test_the_key_dict_shrinks_when_most_keys_are_gone() -> None:

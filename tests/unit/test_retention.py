@@ -248,6 +248,6 @@ def test_retention_and_keys_match_a_reference_model(steps: list[tuple[str, int, 
                     keys[job.idempotency_key or ""] = (job.id, at + RET.keys)
             keys = {k: v for k, v in keys.items() if v[1] > now}
         assert {j.id for j in index.jobs()} == {j.id for j in jobs.values()}
-        assert {k: (j, e) for k, j, _, e in index.keys.items()} == keys
+        assert {k: (j, e) for k, j, _, e, _ in index.keys.items()} == keys
         for s in FINISHED:
             assert index.count(s) == sum(1 for v in finished.values() if v[0] is s)
