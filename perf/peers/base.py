@@ -91,6 +91,9 @@ class PeerSpec:
     notes: str = ""
     #: Distribution names whose installed versions the runner reports (e.g. ("arq", "redis")).
     packages: Sequence[str] = field(default_factory=tuple)
+    #: Versions the runner cannot read from Python's package metadata (a Node or Ruby peer's
+    #: library and runtime, a Debian package), reported beside ``packages``' versions.
+    runtime_versions: Mapping[str, str] = field(default_factory=dict)
 
 
 def with_defaults(workload: str, cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def describe() -> dict[str, dict[str, Any]]:
             "name": spec.name,
             "backend": spec.backend,
             "workloads": list(spec.workloads),
-            "versions": _versions(list(spec.packages)),
+            "versions": {**_versions(list(spec.packages)), **spec.runtime_versions},
             "notes": spec.notes,
         }
     return out
@@ -233,7 +233,7 @@ def run_one(adapter: str, workload: str, service_url: str, cfg: dict[str, Any]) 
         "backend": spec.backend,
         "config": {**full, **result.pop("config", {})},
         "notes": notes,
-        "versions": _versions(list(spec.packages)),
+        "versions": {**_versions(list(spec.packages)), **spec.runtime_versions},
     }
 
 

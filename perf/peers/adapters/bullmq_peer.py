@@ -1,0 +1,134 @@
+"""BullMQ (Node, Redis): perf/peers/node/bullmq_bench.mjs does the enqueuing (``queue.add`` from
+``inflight`` concurrent promises; ``queue.addBulk`` for batches; an open loop of one promise per
+job) and runs the drain's ``Worker``; this adapter drives it as a subprocess and parses its JSON.
+
+Versions are pinned in perf/peers/node/package.json and package-lock.json (``npm ci`` by
+``make perf-peers``). BullMQ's ESM build wants an ioredis client instance, so the program makes
+one (``maxRetriesPerRequest: null``, as BullMQ's docs require for workers). Jobs are added with
+``removeOnComplete: true`` (BullMQ's documented auto-removal), so a drained queue is an empty
+``bull:bench:wait`` list; the worker's own count of the jobs it ran is the check that every job
+ran once.
+
+The "8 concurrent promises" figure (against Spitfire's sync client shared by 8 threads) is this
+enqueue-single with ``{"inflight": 8}``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from perf.peers.base import DEADLINE, QUEUE, PeerSpec
+from perf.peers.external import (
+    RuntimeMissing,
+    batch_result,
+    command_output,
+    drain_external,
+    enqueue_result,
+    open_loop_from,
+    require_binary,
+    run_json,
+)
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "node"
+PROGRAM = NODE_DIR / "bullmq_bench.mjs"
+#: The Worker's concurrency in the drain: BullMQ's docs show 50 in their example and leave the
+#: choice to the user (the default is 1); a no-op job is I/O-bound on Redis, so Spitfire's 256.
+CONCURRENCY = 256
+#: Redis key of the list of jobs waiting (BullMQ's default prefix "bull").
+WAIT_KEY = f"bull:{QUEUE}:wait"
+
+NODE = require_binary("node", "apt-get install nodejs, or make perf-peers")
+if not (NODE_DIR / "node_modules" / "bullmq" / "package.json").exists():
+    raise RuntimeMissing("bullmq is not installed in perf/peers/node (make perf-peers runs npm ci there)")
+
+
+def _module_version(name: str) -> str:
+    return str(json.loads((NODE_DIR / "node_modules" / name / "package.json").read_text())["version"])
+
+
+def _node(command: str, url: str, **opts: Any) -> dict[str, Any]:
+    args = [NODE, str(PROGRAM), command, "--url", url]
+    for key, value in opts.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return run_json(args, cwd=NODE_DIR)
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` queue.add calls from ``inflight`` concurrent promise chains on one Queue."""
+    _flush(url)
+    inflight = int(cfg["inflight"])
+    result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=inflight))
+    result["notes"] = f"{inflight} concurrent queue.add promises on one Queue (one ioredis connection)"
+    return result
+
+
+def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """queue.addBulk with ``batch`` jobs per call from ``inflight`` concurrent promise chains."""
+    _flush(url)
+    inflight = int(cfg["inflight"])
+    doc = _node("batch", url, jobs=int(cfg["jobs"]), batch=int(cfg["batch"]), inflight=inflight)
+    result = batch_result(doc)
+    result["notes"] = f"queue.addBulk ({cfg['batch']} jobs per call) from {inflight} concurrent promises"
+    return result
+
+
+def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue ``jobs`` no-op jobs (addBulk, 1,000 per call), then time one Node process running a
+    BullMQ Worker at ``concurrency`` until it has run them all."""
+    jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
+    _flush(url)
+    _node("fill", url, jobs=jobs)
+    client = redis.Redis.from_url(url)
+    cmd = [NODE, str(PROGRAM), "worker", "--url", url, "--concurrency", str(concurrency)]
+    try:
+        result = drain_external(
+            cmd, url, lambda: int(client.llen(WAIT_KEY)), jobs, {},
+            deadline=float(cfg.get("deadline", DEADLINE)),
+        )  # fmt: skip
+    finally:
+        client.close()
+    result["config"] = {"concurrency": concurrency, "processes": 1, "removeOnComplete": True}
+    result["notes"] = (
+        f"one Node process running a BullMQ Worker, concurrency={concurrency} (BullMQ's default is 1),"
+        " jobs added with removeOnComplete"
+    )
+    return result
+
+
+def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``rate`` queue.add calls per second on a fixed schedule, each its own promise."""
+    _flush(url)
+    rate = float(cfg["rate"])
+    result = open_loop_from(_node("open-loop", url, rate=rate, seconds=float(cfg["seconds"])), rate)
+    result["notes"] = "one queue.add promise per job on one Queue; timer then setImmediate to each send time"
+    return result
+
+
+PEER = PeerSpec(
+    name="bullmq",
+    backend="redis",
+    workloads={
+        "enqueue-single": enqueue_single,
+        "enqueue-batch": enqueue_batch,
+        "drain": drain,
+        "open-loop": open_loop,
+    },
+    notes="Node program perf/peers/node/bullmq_bench.mjs",
+    runtime_versions={
+        "bullmq": _module_version("bullmq"),
+        "ioredis": _module_version("ioredis"),
+        "node": command_output([NODE, "--version"]),
+    },
+)
