@@ -54,6 +54,12 @@ perf-peers:
 	  && apt-get install -y -qq redis-server; } || echo "redis-server missing: redis peers will be skipped"
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 	  && apt-get install -y -qq postgresql; } || echo "PostgreSQL missing: pgqueuer and procrastinate will be skipped"
+	command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq nodejs npm; } || echo "node/npm missing: bullmq will be skipped"
+	{ command -v npm >/dev/null && cd perf/peers/node && npm ci --no-audit --no-fund --loglevel=error; } \
+	  || echo "npm ci in perf/peers/node failed: bullmq will be skipped"
+	command -v sidekiq >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq ruby ruby-sidekiq; } || echo "ruby-sidekiq missing: sidekiq will be skipped"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -61,7 +61,9 @@ def run_json(cmd: Sequence[str], timeout: float = DEADLINE + GRACE, cwd: Path = 
     JSON object, or runs past ``timeout`` seconds (then it is killed).
     """
     try:
-        done = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            list(cmd), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{cmd[:3]} ran past {timeout:.0f} s and was killed") from exc
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

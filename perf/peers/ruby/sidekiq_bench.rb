@@ -58,9 +58,10 @@ def single(url, jobs, threads)
   setup(url, threads)
   push(0) # warm-up: the connection is open
   latencies = Array.new(jobs)
-  counter = (1..jobs).each
+  # A counter under a lock (an Enumerator's #next cannot be shared between threads).
+  counter = 0
   lock = Mutex.new
-  source = -> { lock.synchronize { counter.next } rescue nil }
+  source = -> { lock.synchronize { counter += 1 if counter < jobs } }
   start = now
   in_threads(threads, source) do |i|
     t0 = now
