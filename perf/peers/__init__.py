@@ -5,6 +5,9 @@
   ``make perf-peers``); `run_peer` calls it from Spitfire's venv and turns failures into skips.
 - `perf.peers.redis_service`: a throwaway redis-server (defaults, or ``appendfsync always``).
 - `perf.peers.adapters`: one ``<name>_peer.py`` per peer, plus the task modules its workers load.
+- `perf.peers.external`: drivers for the peers that are not Python (BullMQ's Node program in
+  ``perf/peers/node/``, Sidekiq's Ruby programs in ``perf/peers/ruby/``): run them, parse their
+  JSON timings into the same results, time their workers.
 
 Nothing here imports spitfire or a peer library at import time.
 """

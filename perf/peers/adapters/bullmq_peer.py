@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from perf.peers.base import DEADLINE, QUEUE, PeerSpec
+from perf.peers.base import DEADLINE, QUEUE, PeerSpec, Skip
 from perf.peers.external import (
     RuntimeMissing,
     batch_result,
@@ -88,6 +88,8 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Enqueue ``jobs`` no-op jobs (addBulk, 1,000 per call), then time one Node process running a
     BullMQ Worker at ``concurrency`` until it has run them all."""
     jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
+    if int(cfg.get("workers", 1)) != 1:  # the done file counts one process's jobs
+        raise Skip("a BullMQ drain runs one worker process here (workers=1); more are not implemented")
     _flush(url)
     _node("fill", url, jobs=jobs)
     client = redis.Redis.from_url(url)
