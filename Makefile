@@ -43,7 +43,7 @@ perf: $(STAMP)
 	$(BIN)/python -m perf watch
 
 # The peer job queues of the comparison (issue 6) in their own venv, plus redis-server (apt, as root).
-PEERS_VENV := .venv-peers
+PEERS_VENV := .venv/peers
 perf-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	echo '*' > $(PEERS_VENV)/.gitignore

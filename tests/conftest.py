@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,3 +39,32 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     finally:
         for path in mounts:
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=10)
+
+
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _fill(path: Path, leave: int = 0) -> None:
+    with open(path, "wb", buffering=0) as f:
+        for size in (2**20, 65536, 4096, 512, 1):
+            while _free_bytes(path.parent) - size >= leave:
+                try:
+                    f.write(b"\xff" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+
+
+@pytest.fixture
+def fill_disk() -> Callable[..., None]:
+    """``fill_disk(path, leave=0)`` writes ``path`` until its file system has at most ``leave``
+    bytes free (0: none at all): the disk-full tests of every layer use it on a `mount_tmpfs`."""
+    return _fill
+
+
+@pytest.fixture
+def free_bytes() -> Callable[[Path], int]:
+    """``free_bytes(directory)``: bytes an unprivileged writer may still use on its file system."""
+    return _free_bytes

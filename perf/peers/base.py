@@ -6,7 +6,7 @@ An adapter is a module ``perf/peers/adapters/<name>_peer.py`` that exposes::
 
 where each ``fn(service_url: str, cfg: dict) -> dict`` is synchronous (it runs its own event loop
 when the peer is async, see `run_async`) and may raise `Skip("reason")`. Adapters import their peer
-library at module level freely: they are only imported in the peers venv (``.venv-peers``), by
+library at module level freely: they are only imported in the peers venv (``.venv/peers``), by
 ``python -m perf.peers.runner``. The service behind ``service_url`` belongs to the harness (started
 for this comparison, on loopback): an adapter may flush it before a workload.
 

@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     """``python -m perf.peers.redis_service [everysec|always]``: start one, print its URL, and stop
     it (by PID) on Enter or Ctrl-C. For running an adapter by hand in another shell::
 
-        .venv-peers/bin/python -m perf.peers.runner arq drain redis://127.0.0.1:PORT/0 '{"jobs": 2000}'
+        .venv/peers/bin/python -m perf.peers.runner arq drain redis://127.0.0.1:PORT/0 '{"jobs": 2000}'
     """
     appendfsync = argv[0] if argv else "everysec"
     try:

@@ -2,8 +2,8 @@
 
 In the peers venv (cwd = repo root)::
 
-    .venv-peers/bin/python -m perf.peers.runner ADAPTER WORKLOAD SERVICE_URL CONFIG_JSON
-    .venv-peers/bin/python -m perf.peers.runner --describe
+    .venv/peers/bin/python -m perf.peers.runner ADAPTER WORKLOAD SERVICE_URL CONFIG_JSON
+    .venv/peers/bin/python -m perf.peers.runner --describe
 
 The first prints one JSON line: the workload's result (see perf/peers/base.py), or
 ``{"skipped": "reason"}`` when the adapter raised `Skip` or cannot be imported. ``--describe`` prints
@@ -32,9 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent.parent
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 #: The peers' own venv, made by `make perf-peers`.
-PEERS_VENV = ROOT / ".venv-peers"
+PEERS_VENV = ROOT / ".venv/peers"
 #: Printed for every peer when the peers venv is missing.
-NO_VENV = "no .venv-peers with the peer libraries: run make perf-peers"
+NO_VENV = "no .venv/peers with the peer libraries: run make perf-peers"
 #: Result keys a runner adds to every result.
 META_KEYS = ("adapter", "workload", "backend", "peer", "config", "notes", "versions")
 

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diskfill import fill as _fill
 from httphelpers import HttpServer, enqueue
 
 #: 256 KiB payloads, eight to a request (a 2 MiB record): once the disk is full, the queue's small
@@ -54,7 +53,7 @@ def _rejections(client: httpx.Client) -> float:
 
 
 def test_a_full_disk_answers_507_while_acks_commit_and_recovers_when_space_is_freed(
-    small_fs: Path, server: HttpServer
+    small_fs: Path, server: HttpServer, fill_disk: Callable[..., None]
 ) -> None:
     http = server.http
     held = enqueue(http, "disk", name="held")
@@ -62,7 +61,7 @@ def test_a_full_disk_answers_507_while_acks_commit_and_recovers_when_space_is_fr
     assert claim.status_code == 200 and [j["id"] for j in claim.json()["jobs"]] == [held["id"]]
     assert http.get("/ready").status_code == 200
 
-    _fill(small_fs / "filler")
+    fill_disk(small_fs / "filler")
     batch = {"name": "big", "payloads": [PAYLOAD] * BATCH}
     refused = _enqueue_until_refused(http, "/api/queues/disk/jobs:batch", batch)
     assert refused.status_code == 507, refused.text

@@ -197,7 +197,7 @@ def doc_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "when": "2026-11-24T06:00:00+0000",
         "commit": "abc1234",
         "machine": {"cpu_model": "Test CPU", "cpus": 2, "mem_gib": 4.0, "python": "3.11.7", "kernel": "6"},
-        "config": {"rows": rows, "skipped_adapters": {"celery": "no .venv-peers"}},
+        "config": {"rows": rows, "skipped_adapters": {"celery": "no .venv/peers"}},
         "figures": [],
     }
 
@@ -214,7 +214,7 @@ def test_markdown_table_says_machine_and_commit_and_shows_ratios_and_skips() -> 
         for line in lines
     )
     assert "| durable | spitfire | 2,000 | 1,500 | 9 | 90 |  |  |" in lines  # the sweep table
-    assert "- celery skipped: no .venv-peers" in lines
+    assert "- celery skipped: no .venv/peers" in lines
     table_rows = [line for line in lines if line.startswith("| durable | enqueue-single")]
     assert all(line.count("|") == 10 for line in table_rows)  # skipped rows keep the columns
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from diskfill import fill as _fill
 from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
@@ -160,14 +159,16 @@ def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
     return mount_tmpfs("160m")
 
 
-def test_a_full_disk_refuses_enqueues_with_no_space_while_acks_commit(small_fs: Path) -> None:
+def test_a_full_disk_refuses_enqueues_with_no_space_while_acks_commit(
+    small_fs: Path, fill_disk: Callable[..., None]
+) -> None:
     async def body(port: int) -> None:
         p = await ProtoClient.connect(port)
         first = (await p.enqueue("disk", payload=b"\x01")).job_id
         w = await ProtoClient.connect(port)
         await w.subscribe(["disk"], 1)
         (job,) = await w.deliveries(1)
-        _fill(small_fs / "filler")
+        fill_disk(small_fs / "filler")
         code = None
         for _ in range(400):  # 256 KiB each: the open segment (64 MiB) fills within ~260
             try:

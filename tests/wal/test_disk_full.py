@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from diskfill import fill
 from walhelpers import body_for
 
 from spitfire.wal import Durability, FileStorage, NoSpaceError, WalConfig
@@ -37,7 +36,9 @@ async def _wait(predicate: Any) -> None:
 
 
 @pytest.mark.parametrize("config", [CONFIG, GROWING], ids=["fixed", "growing"])
-def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run, config: WalConfig) -> None:
+def test_plain_appends_refused_reserved_appends_commit(
+    small_fs: Path, run: Run, config: WalConfig, fill_disk: Callable[..., None]
+) -> None:
     data = small_fs / "data"
     acked: list[tuple[int, bytes]] = []
 
@@ -59,7 +60,7 @@ def test_plain_appends_refused_reserved_appends_commit(small_fs: Path, run: Run,
             body = body_for(a.last_lsn, 150)
             acked.append((a.append(1, body), body))
         await _wait(lambda: a._prepared is not None)
-        fill(small_fs / "filler")
+        fill_disk(small_fs / "filler")
         # Queue b asks for a segment it cannot get: the storage is now low on space. b stops
         # appending once it has asked (well before its roll), so the preparer's failure is what
         # raises the flag, however late the preparer thread gets to run.

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from diskfill import fill
 from walhelpers import body_for, segment_files
 
 from spitfire.wal import Durability, FileStorage, NoSpaceError, WalConfig
@@ -227,7 +226,9 @@ def small_fs(mount_tmpfs: Callable[[str], Path]) -> Path:
     return mount_tmpfs("4m")
 
 
-def test_a_queue_creation_refused_for_lack_of_space_leaves_nothing_behind(small_fs: Path, run: Run) -> None:
+def test_a_queue_creation_refused_for_lack_of_space_leaves_nothing_behind(
+    small_fs: Path, run: Run, fill_disk: Callable[..., None]
+) -> None:
     data = small_fs / "data"
     config = WalConfig(space_retry_ms=5)
 
@@ -236,7 +237,7 @@ def test_a_queue_creation_refused_for_lack_of_space_leaves_nothing_behind(small_
         try:
             log = await storage.create_log("old", Durability.GROUP)
             assert not storage.low_on_space
-            fill(small_fs / "filler")
+            fill_disk(small_fs / "filler")
             with pytest.raises(NoSpaceError, match="free disk space"):
                 await storage.create_log("new", Durability.GROUP)
             assert not (data / "queues" / "new").exists()

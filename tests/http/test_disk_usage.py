@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "http"))
-from diskfill import fill, free_bytes
 from httphelpers import HttpServer, enqueue
 
 MiB = 2**20
@@ -71,13 +70,13 @@ def test_fifty_queues_holding_one_job_each_cost_at_most_2_mib_each(tmp_path: Pat
 
 
 def test_a_new_queue_refused_for_lack_of_space_leaves_no_directory_and_the_server_restarts(
-    mount_tmpfs: Callable[[str], Path], tmp_path: Path, started: Starter
+    mount_tmpfs: Callable[[str], Path], tmp_path: Path, started: Starter, fill_disk: Callable[..., None]
 ) -> None:
     fs = mount_tmpfs("24m")
     data = fs / "data"
     server = started(data, tmp_path)
     enqueue(server.http, "old")
-    fill(fs / "filler")
+    fill_disk(fs / "filler")
     r = server.http.post("/api/queues/new/jobs", json={"name": "job"})
     assert r.status_code == 507 and r.json()["error"]["code"] == "NO_SPACE", r.text
     assert sorted(os.listdir(data / "queues")) == ["old"]
@@ -105,7 +104,11 @@ def test_a_new_queue_refused_for_lack_of_space_leaves_no_directory_and_the_serve
 
 
 def test_ready_is_503_while_segments_cannot_be_allocated_though_space_is_left(
-    mount_tmpfs: Callable[[str], Path], tmp_path: Path, started: Starter
+    mount_tmpfs: Callable[[str], Path],
+    tmp_path: Path,
+    started: Starter,
+    fill_disk: Callable[..., None],
+    free_bytes: Callable[[Path], int],
 ) -> None:
     fs = mount_tmpfs("96m")  # segments of 1 + 2 + 4 + 8 + 16 MiB, then 32 MiB once freed
     data = fs / "data"
@@ -125,7 +128,7 @@ def test_ready_is_503_while_segments_cannot_be_allocated_though_space_is_left(
     assert largest_segment() == 16 * MiB
     assert http.get("/ready").status_code == 200
     # Leave 20 MiB: more than /ready's floor, less than the 32 MiB segment that comes next.
-    fill(fs / "filler", leave=20 * MiB)
+    fill_disk(fs / "filler", leave=20 * MiB)
     refused = None
     for _ in range(200):
         r = http.post("/api/queues/big/jobs:batch", json=batch)
