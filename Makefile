@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m perf engine
 
 # Continuous profiling (issue 6): 5,000 enqueues/s for 20 s with py-spy on the server; writes
-# flamegraphs/watch-<ts>.svg and .json, fails when enqueue p99 is over 10 ms.
+# flamegraphs/watch-<ts>.svg and .json, fails when enqueue p99 is over 5 ms.
 perf: $(STAMP)
 	$(BIN)/python -m perf watch
 
