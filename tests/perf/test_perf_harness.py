@@ -423,8 +423,9 @@ def test_the_ways_configs_ask_for_default_concurrency_two_peer_processes_and_asy
     assert cfgs["enqueue-threads"]["threads"] == 8 and set(cfgs["enqueue-one"]) == {"jobs"}
 
 
+@pytest.mark.parametrize("contract_has_processes", [True, False])
 def test_run_comparison_runs_every_way_and_the_peers_drain_at_two_processes(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, contract_has_processes: bool
 ) -> None:
     ours: list[tuple[str, dict[str, Any]]] = []
     theirs: list[tuple[str, dict[str, Any]]] = []
@@ -439,14 +440,28 @@ def test_run_comparison_runs_every_way_and_the_peers_drain_at_two_processes(
 
     monkeypatch.setattr(compare, "run_spitfire", spitfire)
     monkeypatch.setattr(compare, "run_peer_pinned", peer)
+    monkeypatch.setattr(compare, "peers_take_processes", lambda: contract_has_processes)
     opts = compare.Options(quick=True, sweep=False)
     rows = compare.run_comparison(compare.COMPARISONS[0], opts, {"pgqueuer": "sqlite"})
     assert [w for w, _ in ours] == [*compare.WORKLOADS, *compare.SPITFIRE_WAYS]
-    assert [w for w, _ in theirs] == [*compare.WORKLOADS, "enqueue-threads", "enqueue-one", "drain"]
-    assert theirs[-1][1]["processes"] == 2
+    ran = [*compare.WORKLOADS, "enqueue-threads", "enqueue-one"]
     peer_rows = {r.workload: r for r in rows if r.system == "pgqueuer"}
     assert "skipped" in peer_rows["enqueue-one"].result  # carried into the table, not raised
     assert peer_rows["drain-processes-2"].config["processes"] == 2
+    if contract_has_processes:
+        assert [w for w, _ in theirs] == [*ran, "drain"] and theirs[-1][1]["processes"] == 2
+    else:  # a second 1-process drain would be labelled 2 processes: a skip saying why
+        assert [w for w, _ in theirs] == ran
+        assert peer_rows["drain-processes-2"].result == {"skipped": compare.NO_PROCESSES}
+
+
+def test_the_contract_check_reads_the_peers_drain_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perf.peers import base
+
+    monkeypatch.setitem(base.DEFAULTS, "drain", {"jobs": 1, "processes": 1})
+    assert compare.peers_take_processes()
+    monkeypatch.setitem(base.DEFAULTS, "drain", {"jobs": 1})
+    assert not compare.peers_take_processes()
 
 
 def drain_result(jobs_per_s: float, processes: int) -> dict[str, Any]:
