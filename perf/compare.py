@@ -605,7 +605,9 @@ def ways_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for w in ways:
         mine = w["spitfire"]
-        if "skipped" in mine:
+        if mine.get("skipped") == NOT_RUN:
+            ours = f"{NOT_RUN} | | "
+        elif "skipped" in mine:
             ours = f"failed: {str(mine['skipped']).splitlines()[0][:80].replace('|', '/')} | | "
         else:
             ours = f"{_num(mine['jobs_per_s'])} | {_num(mine['p50_ms'])} | {_num(mine['p99_ms'])}"

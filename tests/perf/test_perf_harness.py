@@ -589,9 +589,7 @@ def test_an_older_results_file_says_which_ways_were_not_run() -> None:
         line for line in lines if line.startswith("| durable | AsyncClient, 64 in flight, uvloop |")
     )
     assert "| 20,000 | 1 | 4 | rq | 2,000 | 10x | none measured | | |" in uvloop
-    assert any(
-        line.startswith("| durable | sync Client shared by 8 threads | failed: not run") for line in lines
-    )
+    assert any(line.startswith("| durable | sync Client shared by 8 threads | not run |") for line in lines)
     assert compare.ways_table([r for r in ROWS if r["workload"] in ("open-loop", "sweep")]) == []
 
 
