@@ -18,6 +18,13 @@ rate it cannot keep up with: achieved below 90% of offered, or p99 over ``--cap-
 ratios Spitfire/peer. A peer that cannot run (no peers venv, no redis-server or postgres, an
 adapter's `Skip`, a crash, a timeout) is skipped with the reason printed and recorded.
 
+Then the ways of use (issue 12, `WAYS`): each way of using Spitfire (a sync or async handler's
+drain at the worker's default concurrency, the AsyncClient on asyncio and on uvloop, the sync
+Client from 8 threads and from one, batches) against the peers' same way: their drain at 1 and 2
+processes (the better one counts), ``enqueue-single``, ``enqueue-threads``, ``enqueue-batch``,
+``enqueue-one``. The ways table gives, per way, the best Python peer and the best of BullMQ and
+Sidekiq, both ratios and the targets (`Way`); only the durable comparison is held to them.
+
 Writes perf/results/peers-<ts>.json and perf/latency-vs-load.png; `python -m perf report FILE`
 prints the Markdown table of perf/README.md from that JSON again, `python -m perf plot FILE` the plot.
 """
@@ -43,6 +50,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOT_PATH = Path(__file__).resolve().parent / "latency-vs-load.png"
 #: The workloads compared, in table order.
 WORKLOADS = ("enqueue-single", "enqueue-batch", "drain", "open-loop")
+#: The ways of using Spitfire measured beyond `WORKLOADS` (perf/workloads.py PEER_WORKLOADS).
+SPITFIRE_WAYS = ("enqueue-asyncio", "enqueue-threads", "enqueue-one", "drain-sync", "drain-async")
+#: The peers' runs beyond `WORKLOADS`, for the ways table: row name -> the peer workload it runs.
+PEER_WAYS = {"enqueue-threads": "enqueue-threads", "enqueue-one": "enqueue-one", "drain-processes-2": "drain"}
+#: A peer row compared, in the main table, with a Spitfire row of another name.
+SPITFIRE_ROW_OF = {"drain-processes-2": "drain"}
+#: The adapters held to the Node/Ruby target (the rest are the Python peers).
+NODE_RUBY_PEERS = ("bullmq", "sidekiq")
 #: Offered rates of the sweep (jobs/s).
 SWEEP_RATES = (1_000, 2_000, 5_000, 10_000, 20_000)
 #: A sweep point is "not keeping up" when it achieves less than this share of the offered rate.
@@ -84,14 +99,24 @@ COMPARISONS = (
 
 
 def workload_configs(quick: bool) -> dict[str, dict[str, Any]]:
-    """The config of each workload, the same for every system (bounded counts)."""
+    """The config of each row's workload (bounded counts): those of `WORKLOADS` the same for every
+    system, then Spitfire's ways (`SPITFIRE_WAYS`) and the peers' (`PEER_WAYS`)."""
     jobs = 2_000 if quick else 20_000
+    # A slow peer's drain stops at the deadline and reports the rate over the jobs that ran.
+    drain = {"jobs": jobs, "workers": 1, "deadline": 60 if quick else 120}
     return {
         "enqueue-single": {"jobs": jobs, "inflight": 64},
         "enqueue-batch": {"jobs": jobs * 5, "batch": 100},
-        # A slow peer's drain stops at the deadline and reports the rate over the jobs that ran.
-        "drain": {"jobs": jobs, "workers": 1, "deadline": 60 if quick else 120},
+        "drain": drain,
         "open-loop": {"rate": 1_000, "seconds": 3 if quick else 10},
+        "enqueue-threads": {"jobs": jobs, "threads": 8},
+        # One call at a time is one fsync per call: a quarter of the jobs keeps slow peers bounded.
+        "enqueue-one": {"jobs": jobs // 4},
+        "drain-processes-2": {**drain, "processes": 2},
+        "enqueue-asyncio": {"jobs": jobs, "inflight": 64, "loop": "asyncio"},
+        # No --concurrency: the worker's own default, as users run it.
+        "drain-sync": {**drain, "handler": "sync", "concurrency": "default"},
+        "drain-async": {**drain, "handler": "async", "concurrency": "default"},
     }
 
 
@@ -268,7 +293,7 @@ def run_comparison(comparison: Comparison, opts: Options, adapters: dict[str, st
     configs = workload_configs(opts.quick)
     rows: list[Row] = []
     label = comparison.service_label(SPITFIRE)
-    for workload in WORKLOADS:
+    for workload in (*WORKLOADS, *SPITFIRE_WAYS):
         print(f"  {comparison.name}: spitfire {workload} ...", file=sys.stderr, flush=True)
         result = run_spitfire(workload, configs[workload], comparison.spitfire_durability)
         if "skipped" in result:
@@ -286,17 +311,38 @@ def run_comparison(comparison: Comparison, opts: Options, adapters: dict[str, st
     return rows
 
 
+def peers_take_processes() -> bool:
+    """Whether the peers' drain contract has the ``processes`` key (perf/peers/base.py ``DEFAULTS``):
+    without it every adapter would run one process and the 2-process row would repeat the 1-process
+    one under the wrong label, so that row is a skip instead."""
+    from perf.peers.base import DEFAULTS
+
+    return "processes" in DEFAULTS.get("drain", {})
+
+
+#: Why the 2-process drain row is skipped while the contract has no ``processes``.
+NO_PROCESSES = (
+    "the peers' drain takes no `processes` yet (perf/peers/base.py DEFAULTS): it would run 1 process again"
+)
+
+
 def run_backend(comparison: Comparison, opts: Options, backend: str, adapters: Sequence[str]) -> list[Row]:
     """The adapters of one backend against one service of ``comparison``'s config."""
     configs = workload_configs(opts.quick)
     label = comparison.service_label(backend)
     rows: list[Row] = []
+    processes = peers_take_processes()
     try:
         with service(backend, comparison) as svc:
             for adapter in adapters:
-                for workload in WORKLOADS:
+                for workload in (*WORKLOADS, *PEER_WAYS):
                     print(f"  {comparison.name}: {adapter} {workload} ...", file=sys.stderr, flush=True)
-                    result = run_peer_pinned(adapter, workload, svc, configs[workload], opts.timeout)
+                    if workload == "drain-processes-2" and not processes:
+                        result: dict[str, Any] = {"skipped": NO_PROCESSES}
+                    else:
+                        result = run_peer_pinned(
+                            adapter, PEER_WAYS.get(workload, workload), svc, configs[workload], opts.timeout
+                        )
                     if "skipped" in result:
                         print(f"    skipped: {result['skipped']}", file=sys.stderr, flush=True)
                     rows.append(
@@ -332,6 +378,7 @@ def run_peers(opts: Options) -> dict[str, Any]:
         "comparisons": {c.name: c.__dict__ for c in COMPARISONS if c.name in opts.comparisons},
         "skipped_adapters": skipped,
         "rows": [r.to_json() for r in rows],
+        "ways": ways_of([r.to_json() for r in rows]),
     }
 
 
@@ -359,7 +406,7 @@ def compared(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r["workload"] == "sweep":
             continue
-        mine = ours.get((r["comparison"], r["workload"]), {})
+        mine = ours.get((r["comparison"], SPITFIRE_ROW_OF.get(r["workload"], r["workload"])), {})
         res = r["result"]
         out.append(
             {
@@ -391,7 +438,195 @@ def figures_of(rows: Sequence[dict[str, Any]]) -> list[Figure]:
             figures.append(Figure(f"{name} spitfire/peer jobs/s", r["ratio_jobs_per_s"], "x"))
         if r["ratio_p99"] is not None:
             figures.append(Figure(f"{name} spitfire/peer p99", r["ratio_p99"], "x"))
+    return figures + ways_figures(ways_of(rows))
+
+
+# -- the ways of use (issue 12) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way of using Spitfire, the peers' rows it is compared with, and its targets.
+
+    ``spitfire`` is the Spitfire row's workload; ``peers`` the peers' row workloads, of which each
+    peer's best counts (a drain at 1 or 2 processes). The targets hold in the durable comparison
+    only: Spitfire's jobs/s at least ``python_target`` times the best Python peer's and at least
+    ``node_ruby_target`` times the best of BullMQ's and Sidekiq's.
+    """
+
+    name: str
+    spitfire: str
+    peers: tuple[str, ...]
+    python_target: float = 5.0
+    node_ruby_target: float = 2.0
+
+
+#: The peers' drains: the best of 1 and 2 processes counts.
+PEER_DRAINS = ("drain", "drain-processes-2")
+#: The issue's table, in its order.
+WAYS = (
+    Way("drain, 1 worker process, sync handler, default concurrency", "drain-sync", PEER_DRAINS),
+    Way("drain, 1 worker process, async handler, default concurrency", "drain-async", PEER_DRAINS),
+    Way("AsyncClient, 64 in flight, asyncio", "enqueue-asyncio", ("enqueue-single",)),
+    Way("AsyncClient, 64 in flight, uvloop", "enqueue-single", ("enqueue-single",)),
+    Way("sync Client shared by 8 threads", "enqueue-threads", ("enqueue-threads",)),
+    Way("batch enqueue", "enqueue-batch", ("enqueue-batch",)),
+    # One call at a time waits for one fdatasync per call, whoever makes it: 1.5x, not 5x.
+    Way("sync Client, 1 thread, one call at a time", "enqueue-one", ("enqueue-one",), 1.5, 1.5),
+)  # fmt: skip
+#: The only comparison held to the targets.
+TARGET_COMPARISON = "durable"
+#: Spitfire's figure of a way whose row is not in the results (an older file, a partial run).
+NOT_RUN = "not run"
+
+
+def best_peer(
+    rows: Sequence[dict[str, Any]], comparison: str, way: Way, node_ruby: bool
+) -> dict[str, Any] | None:
+    """The fastest peer row of ``way`` in ``comparison`` among the Node/Ruby peers (``node_ruby``) or
+    the Python ones: ``{system, peer, workload, jobs_per_s, processes}``, None when none measured."""
+    best: dict[str, Any] | None = None
+    for r in rows:
+        if (
+            r["comparison"] != comparison
+            or r["system"] == SPITFIRE
+            or r["workload"] not in way.peers
+            or (r["system"] in NODE_RUBY_PEERS) != node_ruby
+        ):
+            continue
+        res = r["result"]
+        tp = None if "skipped" in res else throughput_of(res)
+        if tp is None or (best is not None and tp <= best["jobs_per_s"]):
+            continue
+        ran = res.get("config") if isinstance(res.get("config"), dict) else {}
+        best = {
+            "system": r["system"],
+            "peer": res.get("peer") or r["system"],
+            "workload": r["workload"],
+            "jobs_per_s": tp,
+            # What the adapter ran (its config), else what was asked; drains only.
+            "processes": int(ran.get("processes", r["config"].get("processes", 1)))
+            if r["workload"] in PEER_DRAINS
+            else None,
+        }
+    return best
+
+
+def ways_of(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ways table: per comparison (in row order) and `Way`, Spitfire's figures, the best Python
+    peer and the best of BullMQ/Sidekiq with their ratios Spitfire/peer, the targets (durable only)
+    and ``ok``: True when both ratios are measured and meet their targets, False when one is
+    measured and misses, None otherwise (not held to targets, or nothing to compare with)."""
+    comparisons = list(dict.fromkeys(r["comparison"] for r in rows))
+    ours = {(r["comparison"], r["workload"]): r["result"] for r in rows if r["system"] == SPITFIRE}
+    out = []
+    for comparison in comparisons:
+        for way in WAYS:
+            mine = ours.get((comparison, way.spitfire), {"skipped": NOT_RUN})
+            tp = None if "skipped" in mine else throughput_of(mine)
+            python, node_ruby = (
+                best_peer(rows, comparison, way, False),
+                best_peer(rows, comparison, way, True),
+            )
+            python_ratio = ratio(tp, python["jobs_per_s"] if python else None)
+            node_ruby_ratio = ratio(tp, node_ruby["jobs_per_s"] if node_ruby else None)
+            held = comparison == TARGET_COMPARISON
+            checks = [(python_ratio, way.python_target), (node_ruby_ratio, way.node_ruby_target)]
+            ok: bool | None = None
+            if held and any(r is not None and r < t for r, t in checks):
+                ok = False
+            elif held and all(r is not None and r >= t for r, t in checks):
+                ok = True
+            out.append(
+                {
+                    "comparison": comparison,
+                    "way": way.name,
+                    "spitfire_workload": way.spitfire,
+                    "peer_workloads": list(way.peers),
+                    "spitfire": {"skipped": mine["skipped"]}
+                    if tp is None
+                    else {"jobs_per_s": tp, "p50_ms": mine.get("p50_ms"), "p99_ms": mine.get("p99_ms")},
+                    "python_peer": python,
+                    "python_ratio": python_ratio,
+                    "node_ruby_peer": node_ruby,
+                    "node_ruby_ratio": node_ruby_ratio,
+                    "python_target": way.python_target if held else None,
+                    "node_ruby_target": way.node_ruby_target if held else None,
+                    "ok": ok,
+                }
+            )
+    return out
+
+
+def ways_figures(ways: Sequence[dict[str, Any]]) -> list[Figure]:
+    """The ways table as `Figure`s: Spitfire's jobs/s and each ratio, with its target and ``ok``
+    in the durable comparison (the peer's name and figure in ``notes``)."""
+    figures = []
+    for w in ways:
+        name = f"{w['comparison']} way: {w['way']}"
+        if "skipped" in w["spitfire"]:
+            continue
+        figures.append(Figure(f"{name}: spitfire jobs/s", w["spitfire"]["jobs_per_s"], "jobs/s"))
+        for key, label in (("python", "best Python peer"), ("node_ruby", "best of BullMQ/Sidekiq")):
+            peer, value, target = w[f"{key}_peer"], w[f"{key}_ratio"], w[f"{key}_target"]
+            if value is None:
+                continue
+            figures.append(
+                Figure(
+                    f"{name}: spitfire/{label} jobs/s", value, "x",
+                    target="" if target is None else f">= {target:g}x",
+                    ok=None if target is None else value >= target,
+                    notes=f"{peer_label(peer)}: {peer['jobs_per_s']:,.0f} jobs/s",
+                )
+            )  # fmt: skip
     return figures
+
+
+def peer_label(peer: dict[str, Any]) -> str:
+    """A best peer's name for the table: with its process count for a drain."""
+    processes = peer.get("processes")
+    if processes is None:
+        return str(peer["peer"])
+    return f"{peer['peer']} ({processes} process{'' if processes == 1 else 'es'})"
+
+
+def ways_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The ways table as Markdown lines (empty when Spitfire ran none of the ways)."""
+    ways = ways_of(rows)
+    if all(w["spitfire"].get("skipped") == NOT_RUN for w in ways):
+        return []
+    lines = [
+        "Ways of use (issue 12): Spitfire's figure against the best peer's same way, jobs/s; targets "
+        f"(Python peer / BullMQ-Sidekiq) hold in the {TARGET_COMPARISON} comparison only.",
+        "",
+        "| comparison | way of use | Spitfire jobs/s | p50 ms | p99 ms | best Python peer | jobs/s "
+        "| Spitfire/it | best of BullMQ, Sidekiq | jobs/s | Spitfire/it | target | result |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|",
+    ]
+    for w in ways:
+        mine = w["spitfire"]
+        if mine.get("skipped") == NOT_RUN:
+            ours = f"{NOT_RUN} | | "
+        elif "skipped" in mine:
+            ours = f"failed: {str(mine['skipped']).splitlines()[0][:80].replace('|', '/')} | | "
+        else:
+            ours = f"{_num(mine['jobs_per_s'])} | {_num(mine['p50_ms'])} | {_num(mine['p99_ms'])}"
+        cells = [f"| {w['comparison']} | {w['way']} | {ours} |"]
+        for key in ("python", "node_ruby"):
+            peer = w[f"{key}_peer"]
+            if peer is None:
+                cells.append(" none measured | | |")
+            else:
+                cells.append(
+                    f" {peer_label(peer)} | {_num(peer['jobs_per_s'])} | {_ratio(w[f'{key}_ratio'])} |"
+                )
+        if w["python_target"] is None:
+            cells.append(" not held | |")
+        else:
+            result = {True: "pass", False: "FAIL", None: "incomplete"}[w["ok"]]
+            cells.append(f" {w['python_target']:g}x / {w['node_ruby_target']:g}x | {result} |")
+        lines.append("".join(cells))
+    return lines
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -429,6 +664,9 @@ def markdown_table(doc: dict[str, Any]) -> str:
             f"{head} {_num(throughput_of(res))} | {_num(res.get('p50_ms'))} | {_num(res.get('p99_ms'))} |"
             f" {_ratio(r['ratio_jobs_per_s'])} | {_ratio(r['ratio_p99'])} |"
         )
+    way_lines = ways_table(doc["config"]["rows"])
+    if way_lines:
+        lines += ["", *way_lines]
     sweep_lines = sweep_table(doc["config"]["rows"])
     if sweep_lines:
         lines += ["", *sweep_lines]
@@ -514,7 +752,8 @@ def main(argv: Sequence[str]) -> int:
     path = write_json("peers", config, figures)
     doc = json.loads(path.read_text())
     print(markdown_table(doc))
-    print(f"\nwrote {path.relative_to(ROOT)} ({time.monotonic() - started:.0f} s; {machine()['cpus']} CPUs)")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path  # $SPITFIRE_PERF_RESULTS
+    print(f"\nwrote {shown} ({time.monotonic() - started:.0f} s; {machine()['cpus']} CPUs)")
     if opts.sweep:
         from perf.plot import plot_sweep
 

@@ -196,15 +196,27 @@ WORKLOADS = {
 CLIENT_GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_tuned(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh uvloop loop, with the collector tuned as the server's is."""
-    import uvloop
+#: The event loops a load generator can run on (`run_tuned`'s ``loop``).
+LOOPS = ("uvloop", "asyncio")
 
+
+def run_tuned(main: Callable[[], Coroutine[Any, Any, T]], loop: str = "uvloop") -> T:
+    """Run ``main()`` on a fresh event loop, with the collector tuned as the server's is.
+
+    ``loop`` is ``"uvloop"`` (the default: the project's own figures) or ``"asyncio"`` (the
+    standard library's loop, what an application that does not install uvloop runs on).
+    """
+    if loop not in LOOPS:
+        raise ValueError(f"unknown event loop {loop!r}: choose one of {', '.join(LOOPS)}")
     gc.collect()
     gc.freeze()
     previous = gc.get_threshold()
     gc.set_threshold(*CLIENT_GC_THRESHOLDS)
     try:
+        if loop == "asyncio":
+            return asyncio.run(main())
+        import uvloop
+
         return uvloop.run(main())
     finally:
         gc.set_threshold(*previous)

@@ -103,8 +103,10 @@ class ServerProcess:
 
     def start(self, prefix: list[str] | None = None) -> ServerProcess:
         """Start (optionally under ``prefix``, e.g. py-spy) and wait until it accepts connections."""
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([*(prefix or []), *self.command()], stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [*(prefix or []), *self.command()], stdout=log, stderr=subprocess.STDOUT
+            )
         if self.cpus:
             os.sched_setaffinity(self.proc.pid, self.cpus)
         deadline = time.monotonic() + START_TIMEOUT

@@ -8,8 +8,14 @@ latency is measured, ``p50_ms`` .. ``max_ms`` read from an HDR histogram. Worker
 are ``python -m perf.workloads produce URL CONFIG`` processes.
 
 The workload names and config keys shared with the peers (perf/peers) are ``enqueue-single``
-{jobs, inflight}, ``enqueue-batch`` {jobs, batch}, ``drain`` {jobs, workers} and ``open-loop``
-{rate, seconds}: see `PEER_WORKLOADS`.
+{jobs, inflight}, ``enqueue-batch`` {jobs, batch}, ``drain`` {jobs, workers}, ``open-loop``
+{rate, seconds}, ``enqueue-threads`` {jobs, threads} and ``enqueue-one`` {jobs}, plus the ways of
+using Spitfire that only Spitfire runs (``enqueue-asyncio``, ``drain-sync``, ``drain-async``):
+see `PEER_WORKLOADS`.
+
+Every workload's client runs on uvloop unless its config says ``"loop": "asyncio"``; the sync
+`spitfire.Client` of ``sync-threads`` and ``sync-one`` runs on its own private loop, as in any
+application.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +39,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 import spitfire
-from perf.net_workloads import drain_result, open_loop, payload, run_tuned, unfinished
+from perf.net_workloads import LOOPS, drain_result, open_loop, payload, run_tuned, unfinished
 from perf.open_loop import HIST_MAX_US
 from perf.report import Figure, median, print_table, write_json
 from perf.server_proc import ServerProcess, free_port, split_cpus, stop_process
@@ -160,14 +167,47 @@ async def enqueue_batches(
     return {"jobs": done, "seconds": elapsed, "jobs_per_s": done / elapsed, **percentiles_ms(hist)}
 
 
-@contextmanager
-def workers(url: str, queues: Sequence[str], count: int, concurrency: int) -> Iterator[list[Any]]:
-    """``count`` `spitfire worker perf.noop_app:app` processes on ``queues``; stopped by PID on exit."""
+#: A drain's ``concurrency`` that passes no ``--concurrency``: the worker's own default, as users run it.
+DEFAULT_CONCURRENCY = "default"
+
+
+def concurrency_of(cfg: dict[str, Any], default: int = 256) -> int | str:
+    """A workload's worker concurrency: an int, or `DEFAULT_CONCURRENCY` (the worker's default)."""
+    value = cfg.get("concurrency", default)
+    return DEFAULT_CONCURRENCY if value == DEFAULT_CONCURRENCY else int(value)
+
+
+def concurrency_arg(text: str) -> int | str:
+    """``--concurrency``'s type: a positive int, or ``default`` for the worker's own default."""
+    if text == DEFAULT_CONCURRENCY:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--concurrency takes a number or 'default', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--concurrency must be at least 1 (or 'default')")
+    return value
+
+
+def worker_command(url: str, queues: Sequence[str], concurrency: int | str) -> list[str]:
+    """The `spitfire worker perf.noop_app:app` command line; no ``--concurrency`` for
+    `DEFAULT_CONCURRENCY`."""
     cli = str(Path(sys.executable).with_name("spitfire"))
-    cmd = [
-        cli, "worker", "perf.noop_app:app", "--queues", ",".join(queues),
-        "--concurrency", str(concurrency), "--url", url, "--log-level", "warning",
-    ]  # fmt: skip
+    cmd = [cli, "worker", "perf.noop_app:app", "--queues", ",".join(queues), "--url", url]
+    if concurrency != DEFAULT_CONCURRENCY:
+        cmd += ["--concurrency", str(concurrency)]
+    return [*cmd, "--log-level", "warning"]
+
+
+@contextmanager
+def workers(url: str, queues: Sequence[str], count: int, concurrency: int | str) -> Iterator[list[Any]]:
+    """``count`` `spitfire worker perf.noop_app:app` processes on ``queues``; stopped by PID on exit.
+
+    ``concurrency`` is passed as ``--concurrency``, except `DEFAULT_CONCURRENCY`: then the worker
+    runs at its own default.
+    """
+    cmd = worker_command(url, queues, concurrency)
     env = dict(os.environ, SPITFIRE_URL=url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -221,7 +261,7 @@ async def drain_queues(
     deadline = deadline_of(cfg)
     waiting = await left_in(client, queues)
     start = time.perf_counter()
-    with workers(url, queues, int(cfg.get("workers", 1)), int(cfg.get("concurrency", 256))) as procs:
+    with workers(url, queues, int(cfg.get("workers", 1)), concurrency_of(cfg)) as procs:
         end, first, left = await wait_drained(client, queues, procs, deadline)
     return drain_result(waiting - left, start, first, end)
 
@@ -288,7 +328,62 @@ async def drain(urls: Urls, cfg: dict[str, Any]) -> Result:
     name = "noop_sync" if sync else JOB
     async with spitfire.AsyncClient(url) as client:
         await enqueue_batches(client, queue, int(cfg["jobs"]), 1000, 4, deadline_of(cfg), name)
-        return await drain_queues(client, url, [queue], cfg)
+        result = await drain_queues(client, url, [queue], cfg)
+    return {**result, "handler": "sync" if sync else "async", "concurrency": concurrency_of(cfg)}
+
+
+def enqueue_sync_threads(url: str, queue: str, jobs: int, threads: int, deadline: float) -> Result:
+    """``jobs`` single enqueues through ONE `spitfire.Client` shared by ``threads`` threads, each
+    making one blocking call at a time (a Flask or Django app's threads); latency per call."""
+    lock = threading.Lock()
+    counter = iter(range(jobs))
+    hists = [new_histogram() for _ in range(threads)]
+    errors: list[BaseException] = []
+
+    def producer(client: spitfire.Client, hist: HdrHistogram) -> None:
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                client.enqueue(queue, JOB, payload(i))
+                record(hist, time.perf_counter() - t0)
+        except BaseException as exc:  # re-raised in the caller's thread, after the others stop
+            errors.append(exc)
+
+    with spitfire.Client(url) as client:
+        client.ping()  # connect before the clock starts
+        pool = [threading.Thread(target=producer, args=(client, h), daemon=True) for h in hists]
+        start = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:  # each stops at the deadline, within one call (bounded by the client's timeout)
+            t.join()
+        elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    hist = new_histogram()
+    for h in hists:
+        hist.add(h)
+    done = hist.get_total_count()
+    return {"jobs": done, "seconds": elapsed, "jobs_per_s": done / elapsed, **percentiles_ms(hist)}
+
+
+async def sync_threads(urls: Urls, cfg: dict[str, Any]) -> Result:
+    """The sync `spitfire.Client` shared by ``threads`` (8) threads, one call at a time each."""
+    url, threads = urls[cfg.get("transport", "tcp")], int(cfg.get("threads", 8))
+    result = await asyncio.to_thread(
+        enqueue_sync_threads, url, queue_name(cfg, "bench"), int(cfg["jobs"]), threads, deadline_of(cfg)
+    )
+    return {**result, "threads": threads}
+
+
+async def sync_one(urls: Urls, cfg: dict[str, Any]) -> Result:
+    """The sync `spitfire.Client` from one thread, one call at a time: each call waits for its own
+    acknowledgement (one fdatasync per call under ``--durability group``)."""
+    return await sync_threads(urls, {**cfg, "threads": 1})
 
 
 async def open_loop_tcp(urls: Urls, cfg: dict[str, Any]) -> Result:
@@ -347,7 +442,7 @@ async def delayed(urls: Urls, cfg: dict[str, Any]) -> Result:
     delays = [rng.uniform(0.0, spread) for _ in range(jobs)]
     ids: dict[int, str] = {}
     async with spitfire.AsyncClient(url) as client:
-        with workers(url, [queue], int(cfg.get("workers", 1)), int(cfg.get("concurrency", 256))) as procs:
+        with workers(url, [queue], int(cfg.get("workers", 1)), concurrency_of(cfg)) as procs:
             deadline = deadline_of(cfg)
             start = time.perf_counter()
             enq = await enqueue_closed(
@@ -403,7 +498,7 @@ async def fanout(urls: Urls, cfg: dict[str, Any]) -> Result:
     per = [jobs // producers + (1 if k < jobs % producers else 0) for k in range(producers)]
     deadline = deadline_of(cfg)
     async with spitfire.AsyncClient(url) as client:
-        with workers(url, [queue], int(cfg.get("workers", 4)), int(cfg.get("concurrency", 64))) as wprocs:
+        with workers(url, [queue], int(cfg.get("workers", 4)), concurrency_of(cfg, 64)) as wprocs:
             base = {"inflight": int(cfg.get("inflight", 16)), "queue": queue, "start_at": start_at,
                     "deadline": cfg.get("deadline", DEFAULT_DEADLINE)}  # fmt: skip
             procs = [produce_process(url, {**base, "jobs": n}) for n in per]
@@ -450,6 +545,8 @@ Workload = Callable[[Urls, dict[str, Any]], Coroutine[Any, Any, Result]]
 #: Every workload by subcommand name.
 WORKLOADS: dict[str, Workload] = {
     "single": single,
+    "sync-threads": sync_threads,
+    "sync-one": sync_one,
     "batch": batch,
     "drain": drain,
     "open-loop": open_loop_tcp,
@@ -460,12 +557,19 @@ WORKLOADS: dict[str, Workload] = {
     "fanout": fanout,
 }
 
-#: The peers' workload names (perf/peers) and the Spitfire workload that runs each with the same keys.
+#: The peers' workload names (perf/peers) and the Spitfire workload that runs each with the same keys;
+#: then the ways of using Spitfire that ``python -m perf peers`` measures beside them (perf/compare.py
+#: gives each its config: ``loop``, ``handler``, ``concurrency``).
 PEER_WORKLOADS = {
     "enqueue-single": "single",
     "enqueue-batch": "batch",
     "drain": "drain",
     "open-loop": "open-loop",
+    "enqueue-threads": "sync-threads",
+    "enqueue-one": "sync-one",
+    "enqueue-asyncio": "single",
+    "drain-sync": "drain",
+    "drain-async": "drain",
 }
 
 
@@ -512,6 +616,20 @@ SPECS: dict[str, Spec] = {
             (("enqueue", "jobs_per_s", "jobs/s"), *_latency()),
             ("tcp", "quic", "http"),
             flags=("connections", "depth"),
+        ),
+        Spec(
+            "sync-threads",
+            "single-job enqueue from the sync Client shared by --threads threads, one call at a time each",
+            {"jobs": 20_000, "threads": 8},
+            {"jobs": 5_000},
+            (("enqueue", "jobs_per_s", "jobs/s"), *_latency()),
+        ),
+        Spec(
+            "sync-one",
+            "single-job enqueue from the sync Client in one thread, one call at a time",
+            {"jobs": 5_000},
+            {"jobs": 1_000},
+            (("enqueue", "jobs_per_s", "jobs/s"), *_latency()),
         ),
         Spec(
             "batch",
@@ -581,14 +699,15 @@ SPECS: dict[str, Spec] = {
 }
 
 #: Config keys with their own flag (flag, config key, type, help).
-OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--inflight", "inflight", int, "requests outstanding per client"),
     ("--batch", "batch", int, "jobs per batch request"),
     ("--workers", "workers", int, "worker processes"),
-    ("--concurrency", "concurrency", int, "jobs each worker runs at once"),
+    ("--concurrency", "concurrency", concurrency_arg, "jobs each worker runs at once, or 'default'"),
     ("--handler", "handler", str, "drain: the no-op job as an async def (async) or a plain def (sync)"),
     ("--rate", "rate", float, "offered enqueues per second"),
     ("--producers", "producers", int, "producer processes"),
+    ("--threads", "threads", int, "threads sharing the sync Client"),
     ("--queues", "queues", int, "queues to spread the jobs over"),
     ("--spread", "spread", float, "delays are drawn from 0..SPREAD seconds"),
     ("--payload-bytes", "payload_bytes", int, "payload body size"),
@@ -616,10 +735,11 @@ def run_once(
     """Run workload ``name`` once: against ``url``, or against a server of its own (``durability``,
     temp data dir, stopped by PID), the client pinned apart from the server for latency workloads."""
     spec, fn = SPECS[name], WORKLOADS[name]
+    loop = str(cfg.get("loop", "uvloop"))
     if url is not None:
         transport = url.split("://", 1)[0]
-        result = run_tuned(lambda: fn({transport: url}, {**cfg, "transport": transport}))
-        result["pinned"] = None
+        result = run_tuned(lambda: fn({transport: url}, {**cfg, "transport": transport}), loop)
+        result["pinned"], result["loop"] = None, loop
         return result
     transport = str(cfg.get("transport", "tcp"))
     cpus = split_cpus() if pin and spec.latency else None
@@ -634,10 +754,11 @@ def run_once(
         if client_cpus:
             os.sched_setaffinity(0, client_cpus)
         try:
-            result = run_tuned(lambda: fn(urls, cfg))
+            result = run_tuned(lambda: fn(urls, cfg), loop)
         finally:
             os.sched_setaffinity(0, previous)
     result["pinned"] = {"client": sorted(cpus[0]), "server": sorted(cpus[1])} if cpus else None
+    result["loop"] = loop
     return result
 
 
@@ -675,6 +796,10 @@ def add_arguments(p: argparse.ArgumentParser, spec: Spec) -> None:
     p.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     p.add_argument("--transport", default="tcp", choices=spec.transports)
     p.add_argument("--no-pin", action="store_true", help="let the client share CPUs with the server")
+    p.add_argument(
+        "--loop", default="uvloop", choices=LOOPS,
+        help="the load generator's event loop (default uvloop; the sync Client runs its own)",
+    )  # fmt: skip
     for flag, key, kind, text in OPTIONS:
         if key in spec.defaults:
             p.add_argument(flag, dest=key, type=kind, help=f"{text} (default {spec.defaults[key]})")
@@ -693,6 +818,7 @@ def config_of(spec: Spec, args: argparse.Namespace) -> dict[str, Any]:
     if args.seconds is not None:
         cfg["seconds" if spec.latency else "deadline"] = args.seconds
     cfg["seed"] = args.seed
+    cfg["loop"] = args.loop
     cfg["transport"] = args.url.split("://", 1)[0] if args.url else args.transport
     return cfg
 

@@ -5,6 +5,7 @@ watch`'s exit code. Fast, no server; one slow smoke run of ``python -m perf watc
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -16,7 +17,9 @@ import pytest
 
 from perf import compare, plot, watch
 from perf.__main__ import DELEGATED
+from perf.net_workloads import run_tuned
 from perf.workloads import (
+    DEFAULT_CONCURRENCY,
     OPTIONS,
     PEER_WORKLOADS,
     SPECS,
@@ -27,6 +30,8 @@ from perf.workloads import (
     new_histogram,
     percentiles_ms,
     record,
+    run_once,
+    worker_command,
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,15 +50,16 @@ def parse(name: str, *argv: str) -> tuple[argparse.Namespace, dict[str, Any]]:
 
 def test_every_workload_has_a_spec_and_no_name_clashes_with_other_subcommands() -> None:
     assert set(SPECS) == set(WORKLOADS)
-    wanted = "single batch drain open-loop priorities delayed large-payload many-queues fanout"
-    assert set(wanted.split()) <= set(SPECS)
+    wanted = "single sync-threads sync-one batch drain open-loop priorities delayed large-payload many-queues"
+    assert set(wanted.split()) | {"fanout"} <= set(SPECS)
     assert not set(SPECS) & set(DELEGATED)
     assert set(PEER_WORKLOADS.values()) <= set(SPECS)
+    assert set(compare.WORKLOADS) | set(compare.SPITFIRE_WAYS) <= set(PEER_WORKLOADS)
 
 
 def test_defaults_seed_and_transport() -> None:
     args, cfg = parse("single")
-    assert cfg == {"jobs": 20_000, "inflight": 64, "seed": 1, "transport": "tcp"}
+    assert cfg == {"jobs": 20_000, "inflight": 64, "seed": 1, "loop": "uvloop", "transport": "tcp"}
     assert (args.repeat, args.durability, args.url) == (1, "group", None)
 
 
@@ -370,3 +376,237 @@ def test_a_sync_drain_runs_the_plain_def_job(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("drain-tcp-*.json"))) == 1  # recorded there, not in perf/results
     (result,) = [line for line in out.stdout.splitlines() if "drain, end to end" in line]
     assert "jobs/s" in result
+
+
+# -- the ways of use (issue 12) ----------------------------------------------------------------------------
+
+
+def test_the_loop_flag_picks_the_clients_event_loop() -> None:
+    _, cfg = parse("single", "--loop", "asyncio")
+    assert cfg["loop"] == "asyncio"
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_tuned(loop_module, "asyncio").startswith("asyncio")
+    assert run_tuned(loop_module).startswith("uvloop")
+    with pytest.raises(ValueError, match="unknown event loop 'trio'"):
+        run_tuned(loop_module, "trio")
+
+
+def test_concurrency_default_passes_no_flag_to_the_worker() -> None:
+    _, cfg = parse("drain", "--concurrency", "default", "--handler", "sync")
+    assert cfg["concurrency"] == DEFAULT_CONCURRENCY
+    assert "--concurrency" not in worker_command("tcp://127.0.0.1:1", ["bench-sync"], DEFAULT_CONCURRENCY)
+    cmd = worker_command("tcp://127.0.0.1:1", ["a", "b"], 32)
+    assert cmd[cmd.index("--concurrency") + 1] == "32" and cmd[cmd.index("--queues") + 1] == "a,b"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SPECS["drain"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--concurrency", "0"])
+
+
+def test_the_sync_client_workloads_take_threads() -> None:
+    _, cfg = parse("sync-threads", "--threads", "4", "--quick")
+    assert cfg["threads"] == 4 and cfg["jobs"] == 5_000
+    _, one = parse("sync-one")
+    assert "threads" not in one and one["jobs"] == 5_000
+
+
+def test_the_ways_configs_ask_for_default_concurrency_two_peer_processes_and_asyncio() -> None:
+    cfgs = compare.workload_configs(quick=True)
+    assert set(compare.SPITFIRE_WAYS) | set(compare.PEER_WAYS) | set(compare.WORKLOADS) == set(cfgs)
+    assert cfgs["drain-sync"]["handler"] == "sync" and cfgs["drain-sync"]["concurrency"] == "default"
+    assert cfgs["drain-async"]["handler"] == "async" and cfgs["drain-async"]["concurrency"] == "default"
+    assert cfgs["drain-processes-2"]["processes"] == 2 and compare.PEER_WAYS["drain-processes-2"] == "drain"
+    assert cfgs["enqueue-asyncio"] == {**cfgs["enqueue-single"], "loop": "asyncio"}
+    assert cfgs["enqueue-threads"]["threads"] == 8 and set(cfgs["enqueue-one"]) == {"jobs"}
+
+
+@pytest.mark.parametrize("contract_has_processes", [True, False])
+def test_run_comparison_runs_every_way_and_the_peers_drain_at_two_processes(
+    monkeypatch: pytest.MonkeyPatch, contract_has_processes: bool
+) -> None:
+    ours: list[tuple[str, dict[str, Any]]] = []
+    theirs: list[tuple[str, dict[str, Any]]] = []
+
+    def spitfire(workload: str, cfg: dict[str, Any], durability: str) -> dict[str, Any]:
+        ours.append((workload, cfg))
+        return {"jobs_per_s": 1.0}
+
+    def peer(adapter: str, workload: str, svc: Any, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        theirs.append((workload, cfg))
+        return {"skipped": f"{adapter} has no {workload} workload"} if workload == "enqueue-one" else {}
+
+    monkeypatch.setattr(compare, "run_spitfire", spitfire)
+    monkeypatch.setattr(compare, "run_peer_pinned", peer)
+    monkeypatch.setattr(compare, "peers_take_processes", lambda: contract_has_processes)
+    opts = compare.Options(quick=True, sweep=False)
+    rows = compare.run_comparison(compare.COMPARISONS[0], opts, {"pgqueuer": "sqlite"})
+    assert [w for w, _ in ours] == [*compare.WORKLOADS, *compare.SPITFIRE_WAYS]
+    ran = [*compare.WORKLOADS, "enqueue-threads", "enqueue-one"]
+    peer_rows = {r.workload: r for r in rows if r.system == "pgqueuer"}
+    assert "skipped" in peer_rows["enqueue-one"].result  # carried into the table, not raised
+    assert peer_rows["drain-processes-2"].config["processes"] == 2
+    if contract_has_processes:
+        assert [w for w, _ in theirs] == [*ran, "drain"] and theirs[-1][1]["processes"] == 2
+    else:  # a second 1-process drain would be labelled 2 processes: a skip saying why
+        assert [w for w, _ in theirs] == ran
+        assert peer_rows["drain-processes-2"].result == {"skipped": compare.NO_PROCESSES}
+
+
+def test_the_contract_check_reads_the_peers_drain_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perf.peers import base
+
+    monkeypatch.setitem(base.DEFAULTS, "drain", {"jobs": 1, "processes": 1})
+    assert compare.peers_take_processes()
+    monkeypatch.setitem(base.DEFAULTS, "drain", {"jobs": 1})
+    assert not compare.peers_take_processes()
+
+
+def drain_result(jobs_per_s: float, processes: int) -> dict[str, Any]:
+    return {"jobs_per_s": jobs_per_s, "config": {"jobs": 10, "processes": processes}}
+
+
+def ways_rows() -> list[dict[str, Any]]:
+    """Every way measured: pgqueuer's drain is faster at 2 processes; BullMQ has no enqueue-one."""
+    fast = {"p50_ms": 1.0, "p99_ms": 2.0}
+    rows = [
+        row("spitfire", "drain-sync", {"jobs_per_s": 10_000.0}),
+        row("spitfire", "drain-async", {"jobs_per_s": 30_000.0}),
+        row("spitfire", "enqueue-asyncio", {"jobs_per_s": 15_000.0, **fast}),
+        row("spitfire", "enqueue-single", {"jobs_per_s": 30_000.0, **fast}),
+        row("spitfire", "enqueue-threads", {"jobs_per_s": 8_000.0, **fast}),
+        row("spitfire", "enqueue-batch", {"jobs_per_s": 200_000.0, "p50_ms": 1.5, "p99_ms": 3.0}),
+        row("spitfire", "enqueue-one", {"skipped": "RuntimeError: the server would not start"}),
+        row("pgqueuer", "drain", drain_result(1_000.0, 1)),
+        row("pgqueuer", "drain-processes-2", drain_result(2_500.0, 2)),
+        row("arq", "drain", drain_result(1_500.0, 1)),
+        row("arq", "enqueue-single", {"jobs_per_s": 5_000.0}),
+        row("arq", "enqueue-threads", {"skipped": "arq has no enqueue-threads workload"}),
+        row("rq", "enqueue-batch", {"jobs_per_s": 10_000.0}),
+        row("rq", "enqueue-one", {"jobs_per_s": 400.0}),
+        row("bullmq", "drain", drain_result(9_000.0, 1)),
+        row("bullmq", "enqueue-single", {"jobs_per_s": 12_000.0}),
+        row("bullmq", "enqueue-threads", {"jobs_per_s": 3_000.0}),
+        row("sidekiq", "drain-processes-2", drain_result(4_000.0, 2)),
+        row("sidekiq", "enqueue-batch", {"jobs_per_s": 50_000.0}),
+        row("spitfire", "drain-sync", {"jobs_per_s": 12_000.0}, "non-durable"),
+        row("bullmq", "drain", drain_result(10_000.0, 1), "non-durable"),
+    ]
+    for r in rows:
+        if r["workload"] == "drain-processes-2":
+            r["config"] = {"jobs": 10, "processes": 2}
+    return rows
+
+
+def test_ways_of_use_pick_each_groups_best_and_hold_durable_to_the_targets() -> None:
+    ways = {(w["comparison"], w["spitfire_workload"]): w for w in compare.ways_of(ways_rows())}
+    sync = ways[("durable", "drain-sync")]
+    assert sync["python_peer"]["system"] == "pgqueuer" and sync["python_peer"]["processes"] == 2
+    assert sync["python_ratio"] == pytest.approx(4.0)  # 10,000 / 2,500: under 5x
+    assert sync["node_ruby_peer"]["system"] == "bullmq" and sync["node_ruby_ratio"] == pytest.approx(10 / 9)
+    assert sync["ok"] is False and sync["python_target"] == 5.0 and sync["node_ruby_target"] == 2.0
+    drain_async = ways[("durable", "drain-async")]
+    assert drain_async["python_ratio"] == pytest.approx(12.0) and drain_async[
+        "node_ruby_ratio"
+    ] == pytest.approx(30 / 9)
+    assert drain_async["ok"] is True
+    assert ways[("durable", "enqueue-asyncio")]["python_ratio"] == pytest.approx(3.0)
+    assert ways[("durable", "enqueue-single")]["node_ruby_ratio"] == pytest.approx(2.5)
+    threads = ways[("durable", "enqueue-threads")]
+    assert threads["python_peer"] is None and threads["node_ruby_ratio"] == pytest.approx(8 / 3)
+    assert threads["ok"] is None  # a target that cannot be checked is no pass
+    batch = ways[("durable", "enqueue-batch")]
+    assert batch["python_ratio"] == pytest.approx(20.0) and batch["node_ruby_ratio"] == pytest.approx(4.0)
+    assert batch["node_ruby_peer"]["processes"] is None and batch["ok"] is True
+    one = ways[("durable", "enqueue-one")]
+    assert "server would not start" in one["spitfire"]["skipped"] and one["python_ratio"] is None
+    assert one["python_target"] == 1.5 and one["node_ruby_target"] == 1.5 and one["ok"] is None
+    fast = ways[("non-durable", "drain-sync")]
+    assert fast["node_ruby_ratio"] == pytest.approx(1.2) and fast["ok"] is None
+    assert fast["python_target"] is None  # only the durable comparison is held to targets
+    assert ways[("non-durable", "enqueue-one")]["spitfire"] == {"skipped": compare.NOT_RUN}
+
+
+def test_the_ways_table_in_markdown_and_in_the_figures() -> None:
+    lines = compare.markdown_table(doc_of(ways_rows())).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| comparison | way of use |"))
+    assert "targets" in lines[header - 2]
+    table = [line for line in lines[header + 2 :] if line.startswith("| durable |") or "non-durable" in line]
+    assert (
+        "| durable | drain, 1 worker process, sync handler, default concurrency | 10,000 |  |  "
+        "| pgqueuer (2 processes) | 2,500 | 4x | bullmq (1 process) | 9,000 | 1.11x | 5x / 2x | FAIL |"
+    ) in table
+    assert (
+        "| durable | batch enqueue | 200,000 | 1.5 | 3 | rq | 10,000 | 20x | sidekiq | 50,000 | 4x "
+        "| 5x / 2x | pass |"
+    ) in table
+    assert any(
+        line.startswith("| durable | sync Client shared by 8 threads | 8,000 | 1 | 2 | none measured | | |")
+        and line.endswith("| incomplete |")
+        for line in table
+    )
+    one = next(line for line in table if "| durable | sync Client, 1 thread" in line)
+    assert "failed: RuntimeError: the server would not start" in one and "1.5x / 1.5x" in one
+    assert any(
+        "| non-durable | drain, 1 worker process, sync" in line and "not held" in line for line in table
+    )
+    assert len({line.count("|") for line in table}) == 1  # every row keeps the columns
+    assert len(table) == 2 * len(compare.WAYS)
+    # The main table compares a peer's 2-process drain with Spitfire's drain row.
+    figures = {f.name: f for f in compare.figures_of(ways_rows())}
+    sync = "durable way: drain, 1 worker process, sync handler, default concurrency"
+    assert figures[f"{sync}: spitfire jobs/s"].value == 10_000.0
+    python = figures[f"{sync}: spitfire/best Python peer jobs/s"]
+    assert python.value == pytest.approx(4.0) and python.ok is False and python.target == ">= 5x"
+    assert python.notes == "pgqueuer (2 processes): 2,500 jobs/s"
+    fast = figures["non-durable way: drain, 1 worker process, sync handler, default concurrency: "
+                   "spitfire/best of BullMQ/Sidekiq jobs/s"]  # fmt: skip
+    assert fast.ok is None and fast.target == ""
+
+
+def test_a_peers_two_process_drain_is_compared_with_spitfires_drain() -> None:
+    rows = [
+        row("spitfire", "drain", {"jobs_per_s": 9_000.0}),
+        row("rq", "drain-processes-2", {"jobs_per_s": 900.0}),
+    ]
+    (peer,) = [r for r in compare.compared(rows) if r["system"] == "rq"]
+    assert peer["ratio_jobs_per_s"] == pytest.approx(10.0)
+
+
+def test_report_prints_the_ways_table(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps(doc_of(ways_rows())))
+    assert compare.report_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| comparison | way of use |" in out and "| FAIL |" in out and "| pass |" in out
+
+
+def test_an_older_results_file_says_which_ways_were_not_run() -> None:
+    lines = compare.ways_table(ROWS)  # an issue-6 file: of the ways, only enqueue-single and batch rows
+    uvloop = next(
+        line for line in lines if line.startswith("| durable | AsyncClient, 64 in flight, uvloop |")
+    )
+    assert "| 20,000 | 1 | 4 | rq | 2,000 | 10x | none measured | | |" in uvloop
+    assert any(line.startswith("| durable | sync Client shared by 8 threads | not run |") for line in lines)
+    assert compare.ways_table([r for r in ROWS if r["workload"] in ("open-loop", "sweep")]) == []
+
+
+# Real servers, tiny counts: the ways' Spitfire workloads run and report what the table reads.
+
+
+def test_the_sync_client_workloads_against_a_real_server() -> None:
+    threads = run_once("sync-threads", {"jobs": 200, "threads": 4})
+    assert threads["jobs"] == 200 and threads["threads"] == 4 and threads["jobs_per_s"] > 0
+    assert 0 < threads["p50_ms"] <= threads["p99_ms"] <= threads["max_ms"]
+    one = run_once("sync-one", {"jobs": 50})
+    assert one["jobs"] == 50 and one["threads"] == 1 and one["p99_ms"] > 0
+
+
+def test_the_asyncio_enqueue_and_a_default_concurrency_drain_against_a_real_server() -> None:
+    single = run_once("single", {"jobs": 200, "inflight": 16, "loop": "asyncio"})
+    assert single["jobs"] == 200 and single["loop"] == "asyncio" and single["p99_ms"] > 0
+    cfg = compare.workload_configs(quick=True)["drain-async"] | {"jobs": 200}
+    drained = run_once(PEER_WORKLOADS["drain-async"], cfg)
+    assert drained["jobs"] == 200 and drained["concurrency"] == "default" and drained["handler"] == "async"
