@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import mmap
 import os
@@ -53,7 +54,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ FLAMEGRAPHS = ROOT / "flamegraphs"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Upper bound of jobs any one producer enqueues in a window (the window's seconds bound it first).
 MAX_JOBS = 10_000_000
+#: Jobs all producers of one window may leave pending at most: under the server's default limit of
+#: 1,000,000 pending jobs per queue, past which it answers BUSY (batches reach it in ~3 s).
+MAX_PENDING = 900_000
 #: Seconds a child process gets to say it is ready (interpreter start, imports, connect).
 READY_TIMEOUT = 60.0
 #: Seconds a drain may take at most, whatever its count.
@@ -351,6 +355,7 @@ async def produce(url: str, cfg: Result) -> Result:
     from perf.workloads import enqueue_batches, enqueue_closed
 
     mode, seconds, inflight = str(cfg["mode"]), float(cfg["seconds"]), int(cfg["inflight"])
+    jobs = int(cfg.get("jobs", MAX_JOBS))
     queue = str(cfg.get("queue", "bench"))
     if mode == "echo":
         host, port = url.split("://", 1)[1].rsplit(":", 1)
@@ -364,7 +369,7 @@ async def produce(url: str, cfg: Result) -> Result:
 
         async def one() -> None:
             nonlocal done
-            while done < MAX_JOBS and time.monotonic() < deadline:
+            while done < jobs and time.monotonic() < deadline:
                 await proto.request()
                 done += 1
 
@@ -377,13 +382,11 @@ async def produce(url: str, cfg: Result) -> Result:
         await _wait_go()
         deadline = time.monotonic() + seconds
         if mode == "enqueue":
-            result = await enqueue_closed(
-                client, MAX_JOBS, inflight, lambda i: (queue, payload(i), {}), deadline
-            )
+            result = await enqueue_closed(client, jobs, inflight, lambda i: (queue, payload(i), {}), deadline)
             result["requests"] = result["jobs"]
         elif mode == "batch":
             size = int(cfg["batch"])
-            result = await enqueue_batches(client, queue, MAX_JOBS, size, inflight, deadline)
+            result = await enqueue_batches(client, queue, jobs, size, inflight, deadline)
             result["requests"] = result["jobs"] // size
         else:
             raise ValueError(f"unknown producer mode {mode!r}: enqueue, batch or echo")
@@ -455,7 +458,8 @@ def load_window(pid: int, url: str, opts: Options, mode: str, http_port: int | N
     ``http_port``, its flush figures over the window."""
     queue = "bench"
     inflight = opts.batch_inflight if mode == "batch" else opts.inflight
-    cfg = {"mode": mode, "seconds": opts.seconds, "inflight": inflight, "batch": opts.batch, "queue": queue}
+    cfg = {"mode": mode, "seconds": opts.seconds, "inflight": inflight, "batch": opts.batch, "queue": queue,
+           "jobs": MAX_JOBS if mode == "echo" else MAX_PENDING // opts.producers}  # fmt: skip
     cmds = [python_m("produce", url, json.dumps(cfg)) for _ in range(opts.producers)]
     with children(cmds) as procs:
         wait_ready(procs)
@@ -496,12 +500,13 @@ class Options:
     inflight: int = 64
     batch: int = 100
     batch_inflight: int = 4
-    drain_jobs: int = 40_000
+    drain_jobs: int = 100_000
     workers: int = 2
     concurrency: int = 256
     fsync_seconds: float = 1.0
     groups: tuple[int, ...] = (1, 8, 64, 512)
     profile: bool = True
+    profile_seconds: float = 6.0
     pin: bool = True
     flamegraphs: Path = FLAMEGRAPHS
 
@@ -518,15 +523,21 @@ def spitfire_server(cpus: set[int] | None) -> Iterator[tuple[ServerProcess, int]
 
 def spitfire_window(workload: str, opts: Options, cpus: set[int] | None, spy_name: str | None) -> Result:
     """One window of ``workload`` against a fresh server; py-spy records it when ``spy_name`` is
-    given (flamegraphs/<spy_name>.svg and .txt)."""
+    given (flamegraphs/<spy_name>.svg and .txt), from the start of the load (after a drain's fill)."""
+    spies: list[subprocess.Popen[bytes]] = []
     with spitfire_server(cpus) as (server, http_port):
         assert server.proc is not None
         pid, url = server.proc.pid, server.url("tcp")
         run_tuned(lambda: _touch_queue(url))  # its log and the flusher exist before the window
-        spies = attach_spies(pid, opts.flamegraphs, spy_name) if spy_name else []
+
+        def profile() -> None:
+            if spy_name:
+                spies.extend(attach_spies(pid, opts.flamegraphs, spy_name))
+
         try:
             if workload == "drain":
-                return drain_window(pid, url, opts, http_port)
+                return drain_window(pid, url, opts, http_port, profile)
+            profile()
             return load_window(pid, url, opts, workload, http_port)
         finally:
             detach_spies(spies)
@@ -539,10 +550,10 @@ async def _touch_queue(url: str, queue: str = "bench") -> None:
         await client.enqueue(queue, "noop", payload(0))
 
 
-def drain_window(pid: int, url: str, opts: Options, http_port: int) -> Result:
-    """Fill the queue (batches, untimed), then time ``opts.workers`` worker processes delivering and
-    acking every job: the CPU window from their launch to the last ack, and the steady part of it
-    from the first finished job."""
+def drain_window(pid: int, url: str, opts: Options, http_port: int, filled: Callable[[], None]) -> Result:
+    """Fill the queue (batches, untimed), call ``filled``, then time ``opts.workers`` worker
+    processes delivering and acking every job: the CPU window from their launch to the last ack,
+    and the steady part of it from the first finished job."""
     import spitfire
     from perf.workloads import enqueue_batches, left_in, workers
 
@@ -552,6 +563,7 @@ def drain_window(pid: int, url: str, opts: Options, http_port: int) -> Result:
         async with spitfire.AsyncClient(url) as client:
             deadline = time.monotonic() + DRAIN_DEADLINE
             await enqueue_batches(client, queue, opts.drain_jobs, 1000, 4, deadline)
+            filled()
             waiting = await left_in(client, [queue])
             flush_before = scrape_flush(http_port)
             before = sample_cpu(pid)
@@ -829,28 +841,33 @@ def figures_of(
 
 
 def ratios(runs: dict[str, list[Result]], fsync: list[Result]) -> list[Figure]:
-    """Spitfire against the physical limits: CPU per job as a multiple of a bare round trip's, rates
-    as a share of the bare round-trip rate and of the fsync-bound rate at the achieved group size."""
+    """Spitfire against the physical limits: its CPU per job as a multiple of a bare round trip's
+    (and so its one-core ceiling as a share of a bare server's), and single enqueues/s (achieved, and
+    its one-core ceiling) as a share of the fsync-bound records/s at the group size it achieved."""
     out: list[Figure] = []
     echo_cpu = medians(runs.get("echo", []), "cpu_us_per_request")
-    echo_rate = medians(runs.get("echo", []), "requests_per_s")
     labels = {"enqueue": "single enqueue", "batch": "batch enqueue", "drain": "delivered and acked"}
     for workload, label in labels.items():
         results = runs.get(workload, [])
         cpu = medians(results, "cpu_us_per_job")
         if cpu and echo_cpu and echo_cpu[0] > 0:
             out.append(Figure(f"{label}: server CPU per job / bare round trip", cpu[0] / echo_cpu[0], "x"))
-        rate = medians(results, "jobs_per_s")
-        if workload == "enqueue" and rate and echo_rate and echo_rate[0] > 0:
-            out.append(Figure(f"{label}: jobs/s / bare round trips/s", 100 * rate[0] / echo_rate[0], "%"))
         # One single enqueue is one WAL record; a batch is one record of many jobs and a delivered job
         # several records, so only here are jobs/s and the bare loop's records/s the same unit.
-        group = medians(results, "records_per_round") if workload == "enqueue" else None
+        if workload != "enqueue" or not cpu:
+            continue
+        rate = medians(results, "jobs_per_s")
+        group = medians(results, "records_per_round")
         bound = fsync_bound(fsync, group[0]) if group else None
         if rate and bound:
             out.append(
                 Figure(
                     f"{label}: jobs/s / fsync-bound records/s at its group size", 100 * rate[0] / bound, "%"
+                )
+            )
+            out.append(
+                Figure(
+                    f"{label}: one core's ceiling / fsync-bound records/s", 100 * 1e6 / cpu[0] / bound, "%"
                 )
             )
     return out
@@ -880,11 +897,15 @@ def run(opts: Options, argv: Sequence[str]) -> Path:
                 runs[workload].append(spitfire_window(workload, opts, server_cpus, None))
             print(f"  ceiling bare round trips run {i + 1}/{opts.repeat} ...", file=sys.stderr, flush=True)
             runs["echo"].append(echo_window(opts, server_cpus))
+        # Longer windows (and drains) under py-spy: at 200 samples/s, 3 s leave the 1-2% frames noise.
+        scale = opts.profile_seconds / opts.seconds
+        jobs = min(MAX_PENDING, round(opts.drain_jobs * scale))
+        profiling = dataclasses.replace(opts, seconds=opts.profile_seconds, drain_jobs=jobs)
         if opts.profile:
             for workload in WORKLOADS:
                 name = f"ceiling-{workload}-server"
                 print(f"  ceiling {workload} under py-spy ...", file=sys.stderr, flush=True)
-                result = spitfire_window(workload, opts, server_cpus, name)
+                result = spitfire_window(workload, profiling, server_cpus, name)
                 raw = opts.flamegraphs / f"{name}.txt"
                 profiles[workload] = {
                     "flamegraph": f"{name}.svg",
@@ -939,10 +960,11 @@ def parse(argv: Sequence[str]) -> Options:
     )
     p.add_argument("--quick", action="store_true", help="1 s windows, one run, small drains")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy windows")
+    p.add_argument("--profile-seconds", type=float, help="length of each py-spy window (default 6)")
     p.add_argument("--no-pin", action="store_true", help="let the load share CPUs with the server")
     p.add_argument("--flamegraphs", type=Path, default=FLAMEGRAPHS, help="where the profiles go")
     a = p.parse_args(argv)
-    quick = {"seconds": 1.0, "repeat": 1, "drain_jobs": 10_000, "fsync_seconds": 0.3}
+    quick = {"seconds": 1.0, "repeat": 1, "drain_jobs": 10_000, "fsync_seconds": 0.3, "profile_seconds": 1.0}
     pick: dict[str, Any] = {
         k: getattr(a, k) if getattr(a, k) is not None else (quick[k] if a.quick else getattr(d, k))
         for k in quick
@@ -963,6 +985,7 @@ def parse(argv: Sequence[str]) -> Options:
         fsync_seconds=float(pick["fsync_seconds"]),
         groups=groups,
         profile=not a.no_profile,
+        profile_seconds=float(pick["profile_seconds"]),
         pin=not a.no_pin,
         flamegraphs=a.flamegraphs,
     )
