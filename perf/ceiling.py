@@ -1,9 +1,10 @@
 """python -m perf ceiling: the server's own CPU ceiling, and this machine's physical limits (issue 12).
 
     python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--workers 2] [--quick]
-                           [--no-profile] [--no-pin] [--flamegraphs DIR]
+                           [--no-profile] [--profile-seconds 6] [--no-pin] [--flamegraphs DIR]
 
-What it measures, each window bounded by ``--seconds`` (and every count bounded too):
+What it measures, each window bounded by ``--seconds`` (and every count bounded too; ~70 s in
+all with the defaults):
 
 * **Spitfire at saturation.** A spitfire-server (group durability, no QUIC, snapshots off so that
   no snapshot lands in a window) pinned to half the CPUs (`split_cpus`), loaded by ``--producers``
@@ -23,9 +24,12 @@ What it measures, each window bounded by ``--seconds`` (and every count bounded 
   served by a Python uvloop process. (b) A bare loop appending ~152-byte records into a
   zero-filled mmap'd file, fdatasyncing and "acking" (counting) them: one fdatasync per record and
   one per N records (group commit), the fsync-bound ceiling.
-* **Ratios**: Spitfire's per-job CPU as a multiple of a bare round trip's, its rates as a share of
-  the bare round-trip rate and of the fsync-bound rate at the group size it achieved.
-* **Profiles** (unless ``--no-profile``): one more window of each Spitfire workload with py-spy
+* **Ratios**: Spitfire's per-job CPU as a multiple of a bare round trip's; its single-enqueue
+  rate, achieved and at one core's ceiling (1 / CPU per job), as a share of the fsync-bound rate
+  at the group size it achieved. The producers rarely saturate the server on 2 cores (they need a
+  core too), so the utilisation is reported and the ceiling is derived from the CPU per job.
+* **Profiles** (unless ``--no-profile``): one more window (``--profile-seconds``) of each
+  Spitfire workload with py-spy
   attached to the server (``--rate 200 --nonblocking``), written to
   ``flamegraphs/ceiling-<workload>-server.svg`` and the collapsed stacks beside it as ``.txt``; the
   top self-time frames and the self time by package go in the results (docs/scaling.md reads them).
@@ -639,6 +643,8 @@ THREAD_ROOT = "Thread._bootstrap "
 #: Self time of this frame is the event loop's own C code (uvloop: epoll, socket reads and writes,
 #: callbacks' dispatch): py-spy without --native charges it to the outermost Python frame of the loop.
 LOOP_C_FRAME = "Runner.run (asyncio/runners.py)"
+#: The package of frames of generated code (namedtuple and dataclass methods: ``<string>`` files).
+GENERATED = "generated"
 
 
 def _shares(counter: Counter[str], total: int, top: int | None = None) -> list[tuple[str, float]]:
@@ -651,30 +657,37 @@ def self_time(collapsed: str, top: int = 15) -> Result:
     ``top_self`` and ``packages_self`` cover every thread; ``loop_top_self`` and
     ``loop_packages_self`` only the event-loop (main) thread, whose CPU is most of the server's
     (`LOOP_C_FRAME` there is uvloop's C code). A package is the first component of a frame's file
-    (server, protocol, wal, index, asyncio, ...). Shares are of the samples counted; line numbers
-    are merged per function. The flusher's blocking wait and fdatasync count as samples in the
-    all-threads figures (py-spy --nonblocking does not always see them idle), not in the loop's.
+    (server, protocol, wal, index, asyncio, ...; `GENERATED` for ``<string>`` code).
+    ``loop_top_inclusive`` is the loop thread's time under each function (itself and its callees).
+    Shares are of the samples counted; line numbers are merged per function. The flusher's
+    blocking wait and fdatasync count as samples in the all-threads figures (py-spy --nonblocking
+    does not always see them idle), not in the loop's. Stacks that --nonblocking caught truncated
+    (no thread root) are counted as the loop's: every other thread's root is `THREAD_ROOT`.
     """
     frames: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     loop_frames: Counter[str] = Counter()
     loop_packages: Counter[str] = Counter()
+    loop_inclusive: Counter[str] = Counter()
     total = loop_total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        leaf = stack.rsplit(";", 1)[-1]
-        m = _FRAME.match(leaf)
-        func, file = (m.group("func"), m.group("file")) if m else (leaf, "?")
-        frame, package = f"{func} ({file})", file.split("/", 1)[0] if "/" in file else file
+        names = [_frame_name(f) for f in stack.split(";")]
+        frame = names[-1]
+        file = frame[frame.rindex("(") + 1 : -1]
+        package = (
+            file.split("/", 1)[0] if "/" in file else GENERATED if file.startswith(("<", "__")) else file
+        )
         frames[frame] += n
         packages[package] += n
         total += n
         if not stack.startswith(THREAD_ROOT):
             loop_frames[frame] += n
             loop_packages["uvloop (C)" if frame == LOOP_C_FRAME else package] += n
+            loop_inclusive.update(dict.fromkeys(names, n))  # once per stack, however deep the recursion
             loop_total += n
     return {
         "samples": total,
@@ -683,7 +696,14 @@ def self_time(collapsed: str, top: int = 15) -> Result:
         "loop_samples": loop_total,
         "loop_top_self": _shares(loop_frames, loop_total, top) if loop_total else [],
         "loop_packages_self": dict(_shares(loop_packages, loop_total)) if loop_total else {},
+        "loop_top_inclusive": _shares(loop_inclusive, loop_total, 3 * top) if loop_total else [],
     }
+
+
+def _frame_name(frame: str) -> str:
+    """``func (file:line)`` -> ``func (file)``."""
+    m = _FRAME.match(frame)
+    return f"{m.group('func')} ({m.group('file')})" if m else f"{frame} (?)"
 
 
 # -- this machine's physical limits ----------------------------------------------------------------------
@@ -917,8 +937,10 @@ def run(opts: Options, argv: Sequence[str]) -> Path:
         os.sched_setaffinity(0, previous)
     groups = list(opts.groups)
     achieved = medians(runs["enqueue"], "records_per_round")
-    if achieved and round(achieved[0]) not in groups and achieved[0] >= 1.5:
-        groups.append(round(achieved[0]))  # the bare loop at the group size Spitfire reached
+    if achieved and int(achieved[0]) not in groups and achieved[0] >= 2:
+        # The bare loop at the group size Spitfire reached (rounded down: `fsync_bound` takes the
+        # measured size nearest below).
+        groups.append(int(achieved[0]))
     print("  ceiling bare fsync loop ...", file=sys.stderr, flush=True)
     fsync = fsync_limits(sorted(groups), opts.fsync_seconds, server_cpus)
     figures = figures_of(runs, fsync, profiles)
