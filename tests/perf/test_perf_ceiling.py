@@ -119,7 +119,8 @@ def test_a_tiny_real_run_writes_every_figure(tmp_path: Path) -> None:
     # The drain runs the 300 jobs and the one that created the queue before the window.
     assert raw["drain"][0]["jobs"] >= 300 and raw["drain"][0]["left"] == 0
     assert raw["enqueue"][0]["records_per_round"] >= 1  # read from the server's /metrics
-    assert [r["group"] for r in doc["config"]["fsync"]][:2] == [1, 4]
+    # The asked group sizes, and the one Spitfire reached when it is another.
+    assert {1, 4} <= {r["group"] for r in doc["config"]["fsync"]}
     names = {f["name"] for f in doc["figures"]}
     assert {
         "single enqueue: server CPU per job",
