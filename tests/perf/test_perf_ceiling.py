@@ -135,3 +135,9 @@ def test_a_tiny_real_run_writes_every_figure(tmp_path: Path) -> None:
         if svg.exists():  # py-spy may not be allowed to attach here; the run still succeeds
             assert svg.read_text().lstrip().startswith("<?xml"), workload
             assert (flamegraphs / profile["collapsed"]).exists()
+
+
+def test_fsync_figures_are_medians_per_group_size() -> None:
+    runs = [[{"group": 1, "records_per_s": v}, {"group": 8, "records_per_s": 8 * v}] for v in (3.0, 1.0, 2.0)]
+    merged = ceiling.fsync_medians(runs)
+    assert [(m["group"], m["records_per_s"], m["runs"]) for m in merged] == [(1, 2.0, 3), (8, 16.0, 3)]
