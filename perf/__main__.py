@@ -19,6 +19,8 @@ python -m perf watch [--rate 5000] [--seconds 20] [--p99-ms 10]
 python -m perf peers [--quick] [--only PEER ...]
     The same workloads on Spitfire and on each peer, ratios Spitfire/peer, a latency-versus-load
     sweep; perf/results/peers-<ts>.json and perf/latency-vs-load.png.
+python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--no-profile]
+    The server's CPU per enqueued and per acked job at saturation against bare round trips and fsyncs.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -211,6 +213,7 @@ DELEGATED = {
     "peers": "perf.compare:main",
     "report": "perf.compare:report_main",
     "plot": "perf.plot:main",
+    "ceiling": "perf.ceiling:main",
 }
 
 
@@ -248,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("peers", help="the same workloads on Spitfire and on Redis/Postgres-backed peers")
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
+    sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)
