@@ -73,7 +73,7 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     result = drain_with_workers(
         [cmd] * processes, url, lambda: int(huey.pending_count()), waiting, deadline=deadline
     )
-    result["config"] = {"workers": WORKERS, "worker_type": "thread", "processes": processes}
+    result["config"] = {"concurrency": WORKERS, "worker_type": "thread", "processes": processes}
     result["notes"] = f"{processes} `huey_consumer -w {WORKERS} -k thread` process(es)"
     return result
 

@@ -246,7 +246,7 @@ def drain_postgres(
 
 
 def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs, then time ``workers`` pgqueuer worker processes until all ran."""
+    """Enqueue ``jobs`` no-op jobs, then time ``processes`` pgqueuer worker processes until all ran."""
     jobs, workers, batch_size = int(cfg["jobs"]), drain_processes(cfg), int(cfg.get("batch_size", 10))
     enqueue_batch(dsn, {"jobs": jobs, "batch": 1000, "inflight": 4})
     # ``pgqueuer run <factory> --batch-size N`` through pgqueuer.run (see tasks_pgqueuer.main: the
