@@ -16,14 +16,30 @@ The workloads are Spitfire's (perf/net_workloads.py), with the same ~100-byte JS
     ``jobs`` single-job enqueues with ``inflight`` outstanding, from one process, as the peer's
     client allows (asyncio tasks or threads; the adapter says which in ``notes``).
     Result keys: jobs, seconds, jobs_per_s, p50_ms, p99_ms.
+``enqueue-threads`` (cfg: jobs, threads=8)
+    ``jobs`` single-job enqueues from ``threads`` OS threads of one process, each thread making one
+    blocking call at a time: how a Flask or Django app enqueues (against Spitfire's sync ``Client``
+    shared by 8 threads). One client shared by the threads where the peer's docs say it is
+    thread-safe, else one per thread; ``notes`` says which. A peer with only an asyncio client uses
+    its sync API if it has one, else `Skip` with the reason. BullMQ: ``threads`` concurrent promise
+    chains on one Queue (Node has no threads to block); Sidekiq: ``threads`` Ruby threads.
+    Result keys: jobs, seconds, jobs_per_s, p50_ms, p99_ms (`enqueue_threads`).
+``enqueue-one`` (cfg: jobs)
+    ``jobs`` enqueues one call at a time from one thread (or one asyncio task, one promise chain):
+    the latency bound, one round trip and one fsync per call. Result keys: as enqueue-single
+    (`enqueue_one_by_one`, or `enqueue_concurrently` with one task).
 ``enqueue-batch`` (cfg: jobs, batch=100, inflight=4)
-    The peer's bulk enqueue API, ``batch`` jobs per call; `Skip` when the peer has none.
-    Result keys: jobs, seconds, jobs_per_s.
-``drain`` (cfg: jobs, deadline=DEADLINE)
-    Enqueue ``jobs`` no-op jobs first, then launch the peer's real worker process(es) with its own
-    CLI and time from launch until the last job has run (the peer's own result/queue-length API);
-    the worker is stopped by PID. Result keys: jobs, seconds, jobs_per_s, steady_jobs_per_s (and
-    ``unfinished``, the jobs still waiting, when ``deadline`` seconds passed first).
+    The peer's bulk enqueue API (one call, one round trip, for ``batch`` jobs); `Skip` when the
+    peer has none. Result keys: jobs, seconds, jobs_per_s.
+``drain`` (cfg: jobs, processes=1, deadline=DEADLINE)
+    Enqueue ``jobs`` no-op jobs first, then launch ``processes`` of the peer's real worker
+    processes with its own CLI, each at the peer's best documented concurrency for no-op jobs
+    (recorded in ``config``), and time from launch until the last job has run (the peer's own
+    result/queue-length API); the workers are stopped by PID (`drain_with_workers`). Result keys:
+    jobs, seconds, jobs_per_s, steady_jobs_per_s (and ``unfinished``, the jobs still waiting, when
+    ``deadline`` seconds passed first). A peer whose workers cannot share a queue from several
+    processes may `Skip` ``processes`` > 1 with the reason. (``workers``, the key's earlier name,
+    is read as ``processes`` when ``processes`` is not given.)
 ``open-loop`` (cfg: rate, seconds, inflight=64 for threaded clients)
     ``rate`` enqueues/s on a fixed schedule; latency counts from each job's scheduled send time
     (HDR histogram). Result keys: offered_per_s, achieved_per_s, jobs, p50_ms, p90_ms, p99_ms,
@@ -62,12 +78,14 @@ URL_ENV = "PERF_PEER_URL"
 #: The queue every adapter uses where the peer lets one choose.
 QUEUE = "bench"
 #: The workload names, in report order.
-WORKLOADS = ("enqueue-single", "enqueue-batch", "drain", "open-loop")
+WORKLOADS = ("enqueue-single", "enqueue-threads", "enqueue-one", "enqueue-batch", "drain", "open-loop")
 #: Defaults filled into a workload's cfg when missing (the same as Spitfire's net cases).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "enqueue-single": {"jobs": 20_000, "inflight": 64},
+    "enqueue-threads": {"jobs": 20_000, "threads": 8},
+    "enqueue-one": {"jobs": 20_000},
     "enqueue-batch": {"jobs": 20_000, "batch": 100, "inflight": 4},
-    "drain": {"jobs": 20_000},
+    "drain": {"jobs": 20_000, "processes": 1},
     "open-loop": {"rate": 1_000, "seconds": 5, "inflight": 64},
 }
 
@@ -97,8 +115,12 @@ class PeerSpec:
 
 
 def with_defaults(workload: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with the workload's `DEFAULTS` filled in (cfg wins)."""
-    return {**DEFAULTS.get(workload, {}), **cfg}
+    """``cfg`` with the workload's `DEFAULTS` filled in (cfg wins); a drain's ``workers`` (the
+    earlier name of its process count) becomes ``processes`` when that is not given."""
+    given = dict(cfg)
+    if workload == "drain" and "workers" in given:
+        given.setdefault("processes", given.pop("workers"))
+    return {**DEFAULTS.get(workload, {}), **given}
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -183,15 +205,23 @@ async def enqueue_batches_concurrently(
 
 
 def enqueue_threads(send: Callable[[int], Any], jobs: int, threads: int) -> dict[str, Any]:
-    """``jobs`` calls ``send(i)`` (i = 1..jobs) from ``threads`` threads of this process (the
-    client must be thread-safe); the result of the enqueue-single workload."""
+    """``jobs`` calls ``send(i)`` (i = 1..jobs) from ``threads`` threads of this process sharing
+    ``send`` (its client must be thread-safe); the result of the enqueue-single and enqueue-threads
+    workloads."""
+    return enqueue_threads_each([send] * threads, jobs)
+
+
+def enqueue_threads_each(senders: Sequence[Callable[[int], Any]], jobs: int) -> dict[str, Any]:
+    """``jobs`` calls ``send(i)`` (i = 1..jobs) from one thread per element of ``senders``, each
+    thread calling its own (for a client that is not thread-safe: one client per thread), one
+    call at a time; latency per call. The first error a thread meets is re-raised here."""
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(1, jobs + 1))
     deadline = time.monotonic() + DEADLINE
     errors: list[BaseException] = []
 
-    def producer() -> None:
+    def producer(send: Callable[[int], Any]) -> None:
         mine: list[float] = []
         try:
             while time.monotonic() < deadline:
@@ -207,7 +237,7 @@ def enqueue_threads(send: Callable[[int], Any], jobs: int, threads: int) -> dict
         with lock:
             latencies.extend(mine)
 
-    workers = [threading.Thread(target=producer, daemon=True) for _ in range(threads)]
+    workers = [threading.Thread(target=producer, args=(send,), daemon=True) for send in senders]
     start = time.perf_counter()
     for w in workers:
         w.start()
@@ -217,6 +247,21 @@ def enqueue_threads(send: Callable[[int], Any], jobs: int, threads: int) -> dict
     if errors:
         raise errors[0]
     return throughput(len(latencies), elapsed, latencies)
+
+
+def enqueue_one_by_one(send: Callable[[int], Any], jobs: int) -> dict[str, Any]:
+    """``jobs`` calls ``send(i)`` (i = 1..jobs) in this thread, one at a time (bounded by
+    `DEADLINE`); the result of the enqueue-one workload."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + DEADLINE
+    start = time.perf_counter()
+    for i in range(1, jobs + 1):
+        if time.monotonic() > deadline:
+            break
+        t0 = time.perf_counter()
+        send(i)
+        latencies.append(time.perf_counter() - t0)
+    return throughput(len(latencies), time.perf_counter() - start, latencies)
 
 
 def enqueue_batches_threads(
@@ -274,9 +319,10 @@ Producer = tuple[Callable[[int], Any], int, str]
 
 
 def threaded_producers(bind: Callable[[str, dict[str, Any]], Producer]) -> dict[str, WorkloadFn]:
-    """The enqueue-single and open-loop workloads of a peer whose enqueue is a blocking,
-    thread-safe call: ``bind(service_url, cfg)`` sets the peer up (clearing its service) and says
-    how to send; one warm-up job is sent before the clock starts."""
+    """The enqueue-single, enqueue-threads, enqueue-one and open-loop workloads of a peer whose
+    enqueue is a blocking, thread-safe call: ``bind(service_url, cfg)`` sets the peer up (clearing
+    its service) and says how to send, with cfg's ``inflight`` as the threads wanted (enqueue-threads
+    passes its ``threads``, enqueue-one 1); one warm-up job is sent before the clock starts."""
 
     def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
         send, threads, shared = bind(url, cfg)
@@ -287,6 +333,24 @@ def threaded_producers(bind: Callable[[str, dict[str, Any]], Producer]) -> dict[
             "notes": f"{threads} threads in one process {shared}",
         }
 
+    def enqueue_threads_(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+        send, threads, shared = bind(url, {**cfg, "inflight": int(cfg["threads"])})
+        send(0)
+        result = enqueue_threads(send, int(cfg["jobs"]), threads)
+        return result | {
+            "config": {"threads": threads},
+            "notes": f"{threads} OS threads, one blocking call at a time each, {shared}",
+        }
+
+    def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+        send, _, shared = bind(url, {**cfg, "inflight": 1})
+        send(0)
+        result = enqueue_one_by_one(send, int(cfg["jobs"]))
+        return result | {
+            "config": {"threads": 1},
+            "notes": f"one thread, one blocking call at a time ({shared})",
+        }
+
     def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
         send, threads, shared = bind(url, cfg)
         send(0)
@@ -294,7 +358,12 @@ def threaded_producers(bind: Callable[[str, dict[str, Any]], Producer]) -> dict[
         notes = f"a scheduler thread hands each job to a pool of {threads} threads {shared}"
         return result | {"config": {"threads": threads}, "notes": notes}
 
-    return {"enqueue-single": enqueue_single, "open-loop": open_loop}
+    return {
+        "enqueue-single": enqueue_single,
+        "enqueue-threads": enqueue_threads_,
+        "enqueue-one": enqueue_one,
+        "open-loop": open_loop,
+    }
 
 
 def venv_bin(name: str) -> str:
@@ -329,6 +398,14 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return proc.returncode
 
 
+def drain_processes(cfg: Mapping[str, Any]) -> int:
+    """The drain's ``processes`` (worker processes to launch); ValueError when not a positive int."""
+    n = int(cfg.get("processes", 1))
+    if n < 1:
+        raise ValueError(f"drain processes must be at least 1, got {n}")
+    return n
+
+
 def drain_with_worker(
     cmd: list[str],
     service_url: str,
@@ -337,41 +414,62 @@ def drain_with_worker(
     poll: float = 0.005,
     deadline: float = DEADLINE,
 ) -> dict[str, Any]:
-    """Launch ``cmd`` (the peer's worker, in its own session, cwd = repo root) and time from launch
-    until ``remaining()`` — jobs not run yet, by the peer's own API — reaches 0; then stop it by PID.
+    """`drain_with_workers` with one worker command."""
+    return drain_with_workers([cmd], service_url, remaining, waiting, poll, deadline)
+
+
+def drain_with_workers(
+    cmds: Sequence[list[str]],
+    service_url: str,
+    remaining: Callable[[], int],
+    waiting: int,
+    poll: float = 0.005,
+    deadline: float = DEADLINE,
+) -> dict[str, Any]:
+    """Launch every command of ``cmds`` (the peer's worker processes, each in its own session,
+    cwd = repo root, `worker_env`) and time from launch until ``remaining()`` — jobs not run yet,
+    by the peer's own API — reaches 0; then stop each by PID (`stop_worker`).
 
     ``waiting`` is the number of jobs enqueued before launch. The result is the drain workload's:
     jobs, seconds, jobs_per_s, steady_jobs_per_s (excluding the time to the first job run).
     Stops after ``deadline`` seconds with the jobs still waiting in ``unfinished`` (the rate is
-    over those that ran). Raises RuntimeError (with the worker's output tail) when the worker exits
-    before the queue drains.
+    over those that ran). Raises RuntimeError (with the workers' output tail) when a worker exits
+    with a non-zero code, or every worker has exited, before the queue drains (a worker that
+    exits 0 alone is a burst-mode worker that found the queue empty while the others finish).
     """
+    procs: list[subprocess.Popen[bytes]] = []
+    env = worker_env(service_url)
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        worker = subprocess.Popen(
-            cmd, cwd=ROOT, env=worker_env(service_url), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        first: float | None = None
-        left = waiting
         try:
+            for cmd in cmds:
+                procs.append(
+                    subprocess.Popen(
+                        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+            first: float | None = None
+            left = waiting
             while left and time.perf_counter() - start < deadline:
                 time.sleep(poll)
                 left = remaining()
                 if first is None and left < waiting:
                     first = time.perf_counter()
-                if left and worker.poll() is not None:
+                codes = [p.poll() for p in procs]
+                if left and (any(c for c in codes) or all(c is not None for c in codes)):
                     left = remaining()
                     if left:
-                        raise RuntimeError(f"worker exited ({worker.returncode}) with {left} jobs left")
+                        raise RuntimeError(f"worker(s) exited ({codes}) with {left} jobs left")
             end = time.perf_counter()
         except RuntimeError as exc:
-            stop_worker(worker)
+            for p in procs:
+                stop_worker(p)
             log.seek(0)
             tail = log.read().decode(errors="replace")[-3000:]
-            raise RuntimeError(f"{exc}; worker command {cmd}; its output:\n{tail}") from None
+            raise RuntimeError(f"{exc}; worker command {list(cmds[0])}; their output:\n{tail}") from None
         finally:
-            stop_worker(worker)
+            for p in procs:
+                stop_worker(p)
     ran = waiting - left
     elapsed = end - start
     steady = end - first if first is not None else elapsed

@@ -2,11 +2,15 @@
 the enqueuing and prints one JSON line of raw timings; these helpers turn it into the workload
 results of perf/peers/base.py with the same code as every Python peer (nearest-rank percentiles
 for enqueue-single, the same HDR histogram for the open loop), and run their worker processes
-through `base.drain_with_worker`.
+through `base.drain_with_workers`.
 
-A drain's worker writes a *done file* once it has run the expected number of jobs and, when
-stopped by SIGTERM, a *count file* ``{"processed": n}``: the end is seen without a Redis write per
-job, and the count shows that every job ran exactly once.
+A drain's worker processes report progress without a Redis write per job: each writes, at most
+every `PROGRESS_MS` while its count changes and once more when SIGTERM stops it, a *progress
+file* ``PERF_PEER_PROGRESS_DIR/<pid>.json`` = ``{"processed": n}`` (written to a temporary name and
+renamed, so never read half-written); one that has run ``PERF_PEER_EXPECT`` jobs by itself (the
+one-process drain) also writes the *done file* ``PERF_PEER_DONE_FILE`` at once. The drain ends at
+the done file or when the progress files add up to the jobs enqueued; their sum at exit shows that
+every job ran exactly once.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from perf.open_loop import HIST_MAX_US, open_loop_result
-from perf.peers.base import DEADLINE, ROOT, drain_with_worker, throughput
+from perf.peers.base import DEADLINE, ROOT, drain_with_workers, throughput
 
 #: Seconds a producer program may take beyond the workload's own deadline before it is killed.
 GRACE = 60.0
+#: How often (ms) a drain's worker rewrites its progress file while its count changes (the
+#: programs read it from $PERF_PEER_PROGRESS_MS).
+PROGRESS_MS = 5
 
 
 class RuntimeMissing(RuntimeError):
@@ -106,42 +113,58 @@ def open_loop_from(doc: Mapping[str, Any], rate: float) -> dict[str, Any]:
     return result
 
 
+def progress(directory: Path) -> int:
+    """The jobs the drain's workers say they ran: the sum of their progress files in ``directory``
+    (a file being replaced right now is read on the next poll)."""
+    total = 0
+    for path in directory.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            total += int(json.loads(path.read_text())["processed"])
+    return total
+
+
 def drain_external(
-    cmd: list[str],
+    cmds: Sequence[list[str]],
     url: str,
     waiting: Callable[[], int],
     jobs: int,
     env: Mapping[str, str],
     deadline: float,
 ) -> dict[str, Any]:
-    """Time worker ``cmd`` (started by `drain_with_worker`, with ``env`` added to its environment
-    plus PERF_PEER_EXPECT, PERF_PEER_DONE_FILE and PERF_PEER_COUNT_FILE) until it has written its
-    done file; ``waiting()`` is the peer's queue length in Redis (it shows when the first job was
-    taken). The result adds ``processed``: the jobs the worker says it ran (every job once: equal
-    to ``jobs``)."""
+    """Time worker processes ``cmds`` (started by `drain_with_workers`, with ``env`` added to their
+    environment plus PERF_PEER_EXPECT, PERF_PEER_DONE_FILE, PERF_PEER_PROGRESS_DIR and
+    PERF_PEER_PROGRESS_MS) until one has written the done file or their progress files add up to
+    ``jobs``; ``waiting()`` is the peer's queue length in Redis (it shows when the first job was
+    taken, before any progress is written). The result adds ``processed``: the jobs the workers say
+    they ran, summed at their exit (every job once: equal to ``jobs``). With the deadline passed,
+    ``unfinished`` counts the jobs neither counted run nor taken off the queue list, the smaller."""
     with tempfile.TemporaryDirectory(prefix="spitfire-peer-drain-") as tmp:
-        done_file, count_file = Path(tmp) / "done", Path(tmp) / "count.json"
+        done_file, progress_dir = Path(tmp) / "done", Path(tmp) / "progress"
+        progress_dir.mkdir()
         extra = {
             **env,
             "PERF_PEER_EXPECT": str(jobs),
             "PERF_PEER_DONE_FILE": str(done_file),
-            "PERF_PEER_COUNT_FILE": str(count_file),
+            "PERF_PEER_PROGRESS_DIR": str(progress_dir),
+            "PERF_PEER_PROGRESS_MS": str(PROGRESS_MS),
         }
         saved = {k: os.environ.get(k) for k in extra}
-        os.environ.update(extra)  # drain_with_worker passes os.environ on to the worker
+        os.environ.update(extra)  # drain_with_workers passes os.environ on to the workers
 
         def remaining() -> int:
-            # Never 0 before the done file: the queue list empties while the last jobs still run.
-            return 0 if done_file.exists() else max(1, waiting())
+            if done_file.exists():
+                return 0
+            left = jobs - progress(progress_dir)
+            # Never 0 from the queue list alone: it empties while the last jobs still run.
+            return 0 if left <= 0 else max(1, min(left, waiting()))
 
         try:
-            result = drain_with_worker(cmd, url, remaining, jobs, deadline=deadline)
+            result = drain_with_workers(cmds, url, remaining, jobs, deadline=deadline)
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        with contextlib.suppress(OSError, ValueError):
-            result["processed"] = int(json.loads(count_file.read_text())["processed"])
+        result["processed"] = progress(progress_dir)  # the workers' final counts, written at exit
     return result

@@ -1,4 +1,5 @@
-"""Smoke test of the non-Python peers, BullMQ (Node) and Sidekiq (Ruby), at small N (issue 12).
+"""Smoke test of the non-Python peers, BullMQ (Node) and Sidekiq (Ruby), at small N (issue 12): every
+workload, enqueue-threads and enqueue-one, a drain with one and with two worker processes.
 
 Slow (redis-server with ``appendfsync always``, a Node or Ruby process per workload, each peer's
 worker): run with ``pytest -m slow``. Skips, saying why, when the peers venv, redis-server, node
@@ -46,25 +47,33 @@ def test_peer_runs_every_workload_and_every_job_once(
     if "skipped" in info:
         pytest.skip(f"{adapter}: {info['skipped']}")
     assert info["backend"] == "redis" and set(info["workloads"]) == {
-        "enqueue-single", "enqueue-batch", "drain", "open-loop",
+        "enqueue-single", "enqueue-threads", "enqueue-one", "enqueue-batch", "drain", "open-loop",
     }  # fmt: skip
     for key in PEERS[adapter]:
         assert info["versions"].get(key), (key, info["versions"])
 
-    for inflight in (64, 8):  # 64 in flight, and the "8 concurrent promises / threads" figure
-        cfg = {"jobs": 300, "inflight": inflight}
-        single = run_peer(adapter, "enqueue-single", redis.url, cfg, timeout=120)
-        assert single.get("jobs") == 300 and single["jobs_per_s"] > 0, single
-        assert 0 < single["p50_ms"] <= single["p99_ms"], single
-        assert single["config"]["inflight"] == inflight and single["notes"] and single["versions"], single
+    single = run_peer(adapter, "enqueue-single", redis.url, {"jobs": 300, "inflight": 64}, timeout=120)
+    assert single.get("jobs") == 300 and single["jobs_per_s"] > 0, single
+    assert 0 < single["p50_ms"] <= single["p99_ms"], single
+    assert single["config"]["inflight"] == 64 and single["notes"] and single["versions"], single
+
+    # 8 threads (BullMQ: 8 concurrent promise chains), and one call at a time.
+    threads = run_peer(adapter, "enqueue-threads", redis.url, {"jobs": 200}, timeout=120)
+    assert threads.get("jobs") == 200 and 0 < threads["p50_ms"] <= threads["p99_ms"], threads
+    assert threads["config"]["threads"] == 8 and "8" in threads["notes"], threads
+    one = run_peer(adapter, "enqueue-one", redis.url, {"jobs": 200}, timeout=120)
+    assert one.get("jobs") == 200 and 0 < one["p50_ms"] <= one["p99_ms"], one
 
     batch = run_peer(adapter, "enqueue-batch", redis.url, {"jobs": 300, "batch": 100}, timeout=120)
     assert batch.get("jobs") == 300 and batch["jobs_per_s"] > 0, batch
+    assert ("addBulk" if adapter == "bullmq" else "push_bulk") in batch["notes"], batch
 
-    drain = run_peer(adapter, "drain", redis.url, {"jobs": 300, "deadline": 120}, timeout=240)
-    assert drain.get("jobs") == 300 and "unfinished" not in drain, drain
-    assert drain["processed"] == 300, drain  # the worker's own count: every job ran exactly once
-    assert drain["config"]["concurrency"] >= 1 and drain["config"]["processes"] == 1, drain
+    for processes in (1, 2):
+        cfg = {"jobs": 300, "processes": processes, "deadline": 120}
+        drain = run_peer(adapter, "drain", redis.url, cfg, timeout=240)
+        assert drain.get("jobs") == 300 and "unfinished" not in drain, drain
+        assert drain["processed"] == 300, drain  # the workers' own counts: every job ran exactly once
+        assert drain["config"]["concurrency"] >= 1 and drain["config"]["processes"] == processes, drain
 
     loop = run_peer(adapter, "open-loop", redis.url, {"rate": 200, "seconds": 1}, timeout=120)
     assert loop.get("jobs") == 200 and "unanswered" not in loop, loop

@@ -16,6 +16,8 @@ from perf.peers.runner import available_adapters, describe_adapters, peers_unava
 REDIS_ADAPTERS = ("arq", "rq", "celery", "dramatiq", "huey_redis")
 #: Workloads each Redis peer must run (none of these has a bulk enqueue API except RQ).
 BATCH = {"rq"}
+#: Peers with no client a thread can call: enqueue-threads is a skip saying why.
+NO_THREADS = {"arq"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -66,3 +68,21 @@ def test_every_redis_peer_runs_every_workload(peers_ready: None, appendfsync: st
     assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # redis-server was stopped by PID on exit
+
+
+@pytest.mark.parametrize("adapter", REDIS_ADAPTERS)
+def test_every_redis_peer_runs_the_ways_users_run_it(peers_ready: None, adapter: str) -> None:
+    """Issue 12's workloads: 8 threads, one call at a time, and a drain by two worker processes."""
+    with RedisServer("always") as redis:
+        threads = run_peer(adapter, "enqueue-threads", redis.url, {"jobs": 200}, timeout=120)
+        if adapter in NO_THREADS:
+            assert "asyncio only" in threads["skipped"], threads
+        else:
+            assert threads.get("jobs") == 200 and 0 < threads["p50_ms"] <= threads["p99_ms"], threads
+            assert threads["config"]["threads"] == 8 and "thread" in threads["notes"], threads
+        one = run_peer(adapter, "enqueue-one", redis.url, {"jobs": 200}, timeout=120)
+        assert one.get("jobs") == 200 and 0 < one["p50_ms"] <= one["p99_ms"], one
+        assert one["config"]["jobs"] == 200 and one["notes"], one
+        drain = run_peer(adapter, "drain", redis.url, {"jobs": 200, "processes": 2}, timeout=180)
+        assert drain.get("jobs") == 200 and "unfinished" not in drain, drain
+        assert drain["config"]["processes"] == 2 and "2" in drain["notes"], drain

@@ -9,8 +9,11 @@ one (``maxRetriesPerRequest: null``, as BullMQ's docs require for workers). Jobs
 ``bull:bench:wait`` list; the worker's own count of the jobs it ran is the check that every job
 ran once.
 
-The "8 concurrent promises" figure (against Spitfire's sync client shared by 8 threads) is this
-enqueue-single with ``{"inflight": 8}``.
+enqueue-threads is the "8 concurrent promises" figure (against Spitfire's sync client shared by 8
+threads: Node has no threads that block, so ``threads`` concurrent ``queue.add`` promise chains,
+each one call at a time, on one Queue); enqueue-one is one promise chain. The drain runs
+``processes`` Node worker processes (each a Worker at concurrency `CONCURRENCY`); each reports its
+count in its own progress file (perf/peers/external.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import redis
 
-from perf.peers.base import DEADLINE, QUEUE, PeerSpec, Skip
+from perf.peers.base import DEADLINE, QUEUE, PeerSpec, drain_processes
 from perf.peers.external import (
     RuntimeMissing,
     batch_result,
@@ -74,6 +77,29 @@ def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` queue.add calls from ``threads`` concurrent promise chains (Node's stand-in for
+    threads: each chain awaits one call at a time) on one Queue."""
+    _flush(url)
+    chains = int(cfg["threads"])
+    result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=chains))
+    result["config"] = {"promises": chains}
+    result["notes"] = (
+        f"{chains} concurrent promise chains (Promise.all of {chains} sequential loops) of queue.add on one"
+        " Queue (one ioredis connection): Node's event loop has no blocking threads"
+    )
+    return result
+
+
+def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` queue.add calls, one at a time (one promise chain)."""
+    _flush(url)
+    result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=1))
+    result["config"] = {"promises": 1}
+    result["notes"] = "one promise chain awaiting each queue.add in turn, one Queue"
+    return result
+
+
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """queue.addBulk with ``batch`` jobs per call from ``inflight`` concurrent promise chains."""
     _flush(url)
@@ -85,26 +111,25 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs (addBulk, 1,000 per call), then time one Node process running a
-    BullMQ Worker at ``concurrency`` until it has run them all."""
+    """Enqueue ``jobs`` no-op jobs (addBulk, 1,000 per call), then time ``processes`` Node
+    processes, each running a BullMQ Worker at ``concurrency``, until they have run them all."""
     jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
-    if int(cfg.get("workers", 1)) != 1:  # the done file counts one process's jobs
-        raise Skip("a BullMQ drain runs one worker process here (workers=1); more are not implemented")
+    processes = drain_processes(cfg)
     _flush(url)
     _node("fill", url, jobs=jobs)
     client = redis.Redis.from_url(url)
     cmd = [NODE, str(PROGRAM), "worker", "--url", url, "--concurrency", str(concurrency)]
     try:
         result = drain_external(
-            cmd, url, lambda: int(client.llen(WAIT_KEY)), jobs, {},
+            [cmd] * processes, url, lambda: int(client.llen(WAIT_KEY)), jobs, {},
             deadline=float(cfg.get("deadline", DEADLINE)),
         )  # fmt: skip
     finally:
         client.close()
-    result["config"] = {"concurrency": concurrency, "processes": 1, "removeOnComplete": True}
+    result["config"] = {"concurrency": concurrency, "processes": processes, "removeOnComplete": True}
     result["notes"] = (
-        f"one Node process running a BullMQ Worker, concurrency={concurrency} (BullMQ's default is 1),"
-        " jobs added with removeOnComplete"
+        f"{processes} Node process(es), each running a BullMQ Worker, concurrency={concurrency} (BullMQ's"
+        " default is 1), jobs added with removeOnComplete"
     )
     return result
 
@@ -123,6 +148,8 @@ PEER = PeerSpec(
     backend="redis",
     workloads={
         "enqueue-single": enqueue_single,
+        "enqueue-threads": enqueue_threads,
+        "enqueue-one": enqueue_one,
         "enqueue-batch": enqueue_batch,
         "drain": drain,
         "open-loop": open_loop,

@@ -1,6 +1,9 @@
-"""Celery (Redis broker, no result backend): ``apply_async`` from threads; drain with
-``celery -A ... worker`` as a user runs it on this machine: the prefork pool with one child per CPU
-(Celery's default concurrency), default mingle/gossip/heartbeat and prefetch.
+"""Celery (Redis broker, no result backend): ``apply_async`` from threads sharing the app (Celery's
+producer pool, ``broker_pool_limit`` 10, hands each thread its own producer and connection;
+enqueue-threads and enqueue-one as every threaded peer, `threaded_producers`); drain with
+``processes`` ``celery -A ... worker`` processes (each its own node name) as a user runs one on
+this machine: the prefork pool with one child per CPU (Celery's default concurrency), default
+mingle/gossip/heartbeat and prefetch.
 
 Celery has no bulk enqueue API (a group sends one message per task), so enqueue-batch is skipped.
 Completion of a drain is the broker's queue list and unacked hash both empty (kombu's Redis
@@ -19,7 +22,8 @@ from perf.peers.base import (
     PeerSpec,
     Producer,
     Skip,
-    drain_with_worker,
+    drain_processes,
+    drain_with_workers,
     enqueue_threads,
     payload,
     threaded_producers,
@@ -58,11 +62,11 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs, then time one ``celery worker`` (prefork, one child per CPU)
-    until the queue and the unacked hash are empty."""
+    """Enqueue ``jobs`` no-op jobs, then time ``processes`` ``celery worker`` (prefork, one child
+    per CPU, each its own node name) until the queue and the unacked hash are empty."""
     import redis
 
-    jobs = int(cfg["jobs"])
+    jobs, processes = int(cfg["jobs"]), drain_processes(cfg)
     noop = _task(url)
     enqueue_threads(lambda i: noop.apply_async(args=(payload(i),)), jobs, 16)
     client = redis.Redis.from_url(url)
@@ -73,21 +77,24 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
             queued, unacked = pipe.llen("celery").hlen("unacked").execute()
         return int(queued) + int(unacked)
 
-    cmd = [
-        venv_bin("celery"), "-A", "perf.peers.adapters.tasks_celery", "worker",
-        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING",
+    cmds = [
+        [
+            venv_bin("celery"), "-A", "perf.peers.adapters.tasks_celery", "worker", f"--hostname=bench{k}@%h",
+            "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=WARNING",
+        ]
+        for k in range(processes)
     ]  # fmt: skip
     waiting = remaining()
     try:
-        result = drain_with_worker(
-            cmd, url, remaining, waiting, deadline=float(cfg.get("deadline", DEADLINE))
+        result = drain_with_workers(
+            cmds, url, remaining, waiting, deadline=float(cfg.get("deadline", DEADLINE))
         )
     finally:
         client.close()
-    result["config"] = {"pool": "prefork", "concurrency": concurrency}
+    result["config"] = {"pool": "prefork", "concurrency": concurrency, "processes": processes}
     result["notes"] = (
-        f"one `celery worker --pool=prefork --concurrency={concurrency}` (Celery's default on this machine: "
-        "1 main + 1 child per CPU)"
+        f"{processes} `celery worker --pool=prefork --concurrency={concurrency}` (Celery's default on this"
+        " machine: 1 main + 1 child per CPU, each)"
     )
     return result
 

@@ -1,5 +1,7 @@
-"""Dramatiq (RedisBroker): ``actor.send`` from threads; drain with the ``dramatiq`` CLI, one worker
-process with 8 threads (``-p 1 -t 8``, Dramatiq's default thread count).
+"""Dramatiq (RedisBroker): ``actor.send`` from threads sharing the broker (its redis-py pool is
+thread-safe; enqueue-threads and enqueue-one as every threaded peer, `threaded_producers`); drain
+with the ``dramatiq`` CLI's own process option, ``processes`` worker processes of 8 threads each
+(``-p N -t 8``; 8 is Dramatiq's default thread count, its CLI's default process count is the CPUs).
 
 Dramatiq has no bulk enqueue API (``group`` sends one message at a time), so enqueue-batch is
 skipped. Completion of a drain is the broker's own queue size (``RedisBroker.do_qsize``: messages
@@ -18,6 +20,7 @@ from perf.peers.base import (
     PeerSpec,
     Producer,
     Skip,
+    drain_processes,
     drain_with_worker,
     enqueue_threads,
     payload,
@@ -52,9 +55,9 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op messages, then time ``dramatiq MODULE -p 1 -t 8`` until the broker
-    reports the queue empty."""
-    jobs = int(cfg["jobs"])
+    """Enqueue ``jobs`` no-op messages, then time ``dramatiq MODULE -p PROCESSES -t 8`` until the
+    broker reports the queue empty."""
+    jobs, processes = int(cfg["jobs"]), drain_processes(cfg)
     noop = _actor(url)
     enqueue_threads(lambda i: noop.send(payload(i)), jobs, 16)
     broker = noop.broker
@@ -62,12 +65,17 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     def remaining() -> int:
         return int(broker.do_qsize(QUEUE))
 
-    cmd = [venv_bin("dramatiq"), "perf.peers.adapters.tasks_dramatiq", "-p", "1", "-t", str(THREADS)]
+    cmd = [
+        venv_bin("dramatiq"), "perf.peers.adapters.tasks_dramatiq", "-p", str(processes), "-t", str(THREADS),
+    ]  # fmt: skip
     result = drain_with_worker(
         cmd, url, remaining, remaining(), deadline=float(cfg.get("deadline", DEADLINE))
     )
-    result["config"] = {"processes": 1, "threads": THREADS}
-    result["notes"] = f"one `dramatiq -p 1 -t {THREADS}` worker (a supervisor plus one worker process)"
+    result["config"] = {"processes": processes, "threads": THREADS}
+    result["notes"] = (
+        f"one `dramatiq -p {processes} -t {THREADS}` command: a supervisor plus {processes} worker"
+        f" process(es) of {THREADS} threads"
+    )
     return result
 
 

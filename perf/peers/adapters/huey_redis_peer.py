@@ -1,5 +1,7 @@
-"""huey with RedisHuey: enqueue by calling the task from threads; drain with ``huey_consumer``
-with 8 worker threads (``-w 8 -k thread``).
+"""huey with RedisHuey: enqueue by calling the task from threads sharing the RedisHuey (its
+redis-py pool is thread-safe; enqueue-threads and enqueue-one as every threaded peer,
+`threaded_producers`); drain with ``processes`` ``huey_consumer`` processes with 8 worker threads
+each (``-w 8 -k thread``; several consumers on one Redis is huey's way to scale out).
 
 huey has no bulk enqueue API (``Task.map`` enqueues one task at a time), so enqueue-batch is
 skipped. Completion of a drain is huey's own ``pending_count()`` reaching 0; a task leaves the
@@ -17,7 +19,8 @@ from perf.peers.base import (
     PeerSpec,
     Producer,
     Skip,
-    drain_with_worker,
+    drain_processes,
+    drain_with_workers,
     enqueue_threads,
     payload,
     threaded_producers,
@@ -51,9 +54,9 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op tasks, then time ``huey_consumer ... -w 8 -k thread`` until huey's
-    pending count is 0."""
-    jobs = int(cfg["jobs"])
+    """Enqueue ``jobs`` no-op tasks, then time ``processes`` ``huey_consumer ... -w 8 -k thread``
+    until huey's pending count is 0."""
+    jobs, processes = int(cfg["jobs"]), drain_processes(cfg)
     noop = _task(url)
     enqueue_threads(lambda i: noop(payload(i)), jobs, 16)
     huey = noop.huey
@@ -67,9 +70,11 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     ]
     waiting = int(huey.pending_count())
     deadline = float(cfg.get("deadline", DEADLINE))
-    result = drain_with_worker(cmd, url, lambda: int(huey.pending_count()), waiting, deadline=deadline)
-    result["config"] = {"workers": WORKERS, "worker_type": "thread"}
-    result["notes"] = f"one `huey_consumer -w {WORKERS} -k thread` process"
+    result = drain_with_workers(
+        [cmd] * processes, url, lambda: int(huey.pending_count()), waiting, deadline=deadline
+    )
+    result["config"] = {"concurrency": WORKERS, "worker_type": "thread", "processes": processes}
+    result["notes"] = f"{processes} `huey_consumer -w {WORKERS} -k thread` process(es)"
     return result
 
 

@@ -13,11 +13,14 @@ process enqueue one at a time.
 - ``enqueue-single``: ``noop(payload)`` task calls from ``inflight`` threads (huey's API is
   synchronous; its per-process lock serializes them, so this equals sequential calls plus the
   queueing for the lock, which the latencies show).
+- ``enqueue-threads``: the same from ``threads`` threads sharing the one SqliteHuey (huey's
+  documented use; its lock serializes the calls). ``enqueue-one``: one thread, one call at a time.
 - ``enqueue-batch``: `Skip`, huey has no bulk enqueue.
 - ``drain``: enqueue ``jobs`` no-op tasks (not timed; with ``synchronous=OFF`` on the producer's
-  connection to fill quickly), then launch ``huey_consumer -w 8 -k thread`` (``workers`` /
+  connection to fill quickly), then launch ``huey_consumer -w 8 -k thread`` (``concurrency`` /
   ``worker_type`` in cfg) and time from launch until the consumer has completed them all (counted
-  with huey's ``SIGNAL_COMPLETE``, see tasks_huey_sqlite).
+  with huey's ``SIGNAL_COMPLETE``, see tasks_huey_sqlite). ``processes`` > 1 is a `Skip`: the
+  completion count lives in one consumer process.
 - ``open-loop``: ``rate`` task calls/s for ``seconds`` handed to ``inflight`` threads; latency from
   each call's scheduled time, waiting for a thread included.
 """
@@ -40,7 +43,9 @@ from perf.peers.base import (
     URL_ENV,
     PeerSpec,
     Skip,
+    drain_processes,
     drain_with_worker,
+    enqueue_one_by_one,
     enqueue_threads,
     open_loop_threads,
     payload,
@@ -109,6 +114,35 @@ def enqueue_single(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def enqueue_threads_(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` task calls from ``threads`` threads sharing the SqliteHuey."""
+    jobs, threads = int(cfg["jobs"]), int(cfg["threads"])
+    with database(service_url) as url:
+        tasks = load_tasks(url)
+        tasks.noop(payload(0))
+        result = enqueue_threads(lambda i: tasks.noop(payload(i)), jobs, threads)
+        sync = synchronous(tasks)
+    return result | {
+        "config": {"synchronous": sync},
+        "notes": f"noop(payload) task calls from {threads} OS threads sharing one SqliteHuey (one SQLite "
+        f"connection behind huey's lock: calls are serialized); WAL, synchronous={sync}",
+    }
+
+
+def enqueue_one(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` task calls one at a time from one thread."""
+    jobs = int(cfg["jobs"])
+    with database(service_url) as url:
+        tasks = load_tasks(url)
+        tasks.noop(payload(0))
+        result = enqueue_one_by_one(lambda i: tasks.noop(payload(i)), jobs)
+        sync = synchronous(tasks)
+    return result | {
+        "config": {"synchronous": sync},
+        "notes": f"noop(payload) task calls one at a time from one thread; WAL, synchronous={sync}",
+    }
+
+
 def enqueue_batch(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """huey has no bulk enqueue."""
     raise Skip("huey has no batch enqueue API (each task call is one INSERT and commit)")
@@ -117,7 +151,12 @@ def enqueue_batch(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 def drain(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Enqueue ``jobs`` no-op tasks, then time ``huey_consumer -w 8 -k thread`` until all completed."""
     jobs = int(cfg["jobs"])
-    workers, kind = int(cfg.get("workers", 8)), str(cfg.get("worker_type", "thread"))
+    if drain_processes(cfg) != 1:
+        raise Skip(
+            "huey-sqlite's drain runs one huey_consumer process: the end is its count of SIGNAL_COMPLETE "
+            "(huey deletes a task when taken), which one process keeps"
+        )
+    workers, kind = int(cfg.get("concurrency", 8)), str(cfg.get("worker_type", "thread"))
     deadline = float(cfg.get("deadline", DEADLINE))
     with database(service_url) as url:
         tasks = load_tasks(url)
@@ -145,7 +184,7 @@ def drain(service_url: str, cfg: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
     return result | {
-        "config": {"workers": workers, "worker_type": kind, "synchronous": sync},
+        "config": {"concurrency": workers, "worker_type": kind, "synchronous": sync},
         "notes": f"one `huey_consumer -w {workers} -k {kind}` process; done = the consumer counted {waiting} "
         f"SIGNAL_COMPLETE (huey deletes a task when taken), polled every 20 ms; WAL, synchronous={sync}",
     }
@@ -170,6 +209,8 @@ PEER = PeerSpec(
     backend="sqlite",
     workloads={
         "enqueue-single": enqueue_single,
+        "enqueue-threads": enqueue_threads_,
+        "enqueue-one": enqueue_one,
         "enqueue-batch": enqueue_batch,
         "drain": drain,
         "open-loop": open_loop,

@@ -6,11 +6,14 @@ Every workload starts from an empty queue: it installs pgqueuer's schema if miss
 
 - ``enqueue-single``: ``Queries.enqueue(entrypoint, payload)``, one job per call (one INSERT, whose
   trigger NOTIFYs), ``inflight`` asyncio tasks over an asyncpg pool of ``inflight`` connections.
+- ``enqueue-threads``: pgqueuer's synchronous API (``SyncQueries`` over ``SyncPsycopgDriver``, its
+  documented way to enqueue from sync code) from ``threads`` threads, one psycopg connection per
+  thread (the driver wraps one connection, and a psycopg connection serializes its queries).
+- ``enqueue-one``: ``Queries.enqueue`` one at a time from one asyncio task, one connection.
 - ``enqueue-batch``: the same call with lists, pgqueuer's bulk form (one ``INSERT ... unnest`` per
   ``batch`` jobs), ``inflight`` calls outstanding over a pool of as many connections.
-- ``drain``: enqueue ``jobs`` no-op jobs, then launch ``workers`` (default 1, for a like-for-like
-  comparison with one Spitfire worker process; the issue quotes pgqueuer's best drain with 2) worker
-  processes, each what ``pgqueuer run tasks_pgqueuer:create_pgqueuer --batch-size N`` runs
+- ``drain``: enqueue ``jobs`` no-op jobs, then launch ``processes`` (default 1; pgqueuer scales by
+  processes) worker processes, each what ``pgqueuer run tasks_pgqueuer:create_pgqueuer --batch-size N`` runs
   (``batch_size``, default pgqueuer's 10), and time from launch until pgqueuer's queue table is
   empty (it deletes a job's row when it logs the job done).
 - ``open-loop``: ``rate`` single enqueues/s for ``seconds``, each its own task over a pool of
@@ -23,29 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import psycopg
-from pgqueuer.queries import Queries
+from pgqueuer.db import SyncPsycopgDriver
+from pgqueuer.queries import Queries, SyncQueries
 
 from perf.peers.adapters import tasks_pgqueuer
 from perf.peers.base import (
     DEADLINE,
-    ROOT,
     PeerSpec,
+    drain_processes,
+    drain_with_workers,
     enqueue_batches_concurrently,
     enqueue_concurrently,
+    enqueue_threads_each,
     open_loop_async,
     payload,
     run_async,
-    stop_worker,
-    worker_env,
 )
 
 NAME = "pgqueuer"
@@ -126,6 +127,20 @@ async def enqueue_single_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def enqueue_one_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The enqueue-one workload (see the module docstring)."""
+    jobs = int(cfg["jobs"])
+
+    async def body(queries: Queries) -> dict[str, Any]:
+        async def send(i: int) -> None:
+            await queries.enqueue(ENTRYPOINT, encode(payload(i)))
+
+        return await enqueue_concurrently(send, jobs, 1)
+
+    result = await with_queries(dsn, 1, body)
+    return result | {"notes": "Queries.enqueue one at a time from one asyncio task, one asyncpg connection"}
+
+
 async def enqueue_batch_async(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """The enqueue-batch workload (see the module docstring)."""
     jobs, batch, inflight = int(cfg["jobs"]), int(cfg["batch"]), int(cfg["inflight"])
@@ -163,6 +178,38 @@ def enqueue_single(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return run_async(enqueue_single_async(dsn, cfg))
 
 
+def enqueue_one(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` single enqueues, one at a time."""
+    return run_async(enqueue_one_async(dsn, cfg))
+
+
+def enqueue_threads(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` single enqueues through ``SyncQueries`` from ``threads`` threads, one psycopg
+    connection (autocommit, as SyncPsycopgDriver requires) per thread, each warmed by one enqueue."""
+    jobs, threads = int(cfg["jobs"]), int(cfg["threads"])
+    sync = run_async(reset(dsn))
+    connections = [psycopg.connect(dsn, autocommit=True) for _ in range(threads)]
+    try:
+        senders = []
+        for conn in connections:
+            queries = SyncQueries(SyncPsycopgDriver(conn))
+            queries.enqueue(ENTRYPOINT, encode(payload(0)))
+
+            def send(i: int, queries: SyncQueries = queries) -> None:
+                queries.enqueue(ENTRYPOINT, encode(payload(i)))
+
+            senders.append(send)
+        result = enqueue_threads_each(senders, jobs)
+    finally:
+        for conn in connections:
+            conn.close()
+    return result | {
+        "config": {"threads": threads, "connections": threads, "synchronous_commit": sync},
+        "notes": f"SyncQueries.enqueue (pgqueuer's sync API) from {threads} OS threads, one call at a time "
+        "each, one psycopg connection per thread (SyncPsycopgDriver wraps one connection)",
+    }
+
+
 def enqueue_batch(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` jobs in lists of ``batch`` per call, ``inflight`` calls outstanding."""
     return run_async(enqueue_batch_async(dsn, cfg))
@@ -179,63 +226,12 @@ def open_loop(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
 DRAIN_POLL = 0.02
 
 
-def drain_with_workers(
-    cmds: list[list[str]],
-    service_url: str,
-    remaining: Callable[[], int],
-    waiting: int,
-    poll: float = DRAIN_POLL,
-    deadline: float = DEADLINE,
-) -> dict[str, Any]:
-    """`perf.peers.base.drain_with_worker` for several worker processes (pgqueuer scales by
-    processes): launch every command (own session, cwd = repo root), time from launch until
-    ``remaining()`` is 0, stop each by PID. After ``deadline`` seconds it stops and reports the rate
-    over what ran, with ``unfinished``; a worker exiting before the queue drains is a RuntimeError."""
-    procs: list[subprocess.Popen[bytes]] = []
-    env = worker_env(service_url)
-    with tempfile.TemporaryFile() as log:
-        start = time.perf_counter()
-        try:
-            for cmd in cmds:
-                procs.append(
-                    subprocess.Popen(
-                        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
-                )
-            first: float | None = None
-            left = waiting
-            while left and time.perf_counter() - start < deadline:
-                time.sleep(poll)
-                left = remaining()
-                if first is None and left < waiting:
-                    first = time.perf_counter()
-                if left and any(p.poll() is not None for p in procs):
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace")[-3000:]
-                    codes = [p.returncode for p in procs]
-                    raise RuntimeError(f"worker exited ({codes}) with {left} jobs left; {cmds[0]}:\n{tail}")
-            end = time.perf_counter()
-        finally:
-            for p in procs:
-                stop_worker(p)
-    ran, elapsed = waiting - left, end - start
-    steady = end - first if first is not None else elapsed
-    result: dict[str, Any] = {
-        "jobs": ran,
-        "seconds": elapsed,
-        "jobs_per_s": ran / elapsed,
-        "steady_jobs_per_s": ran / steady if steady > 0 else 0.0,
-    }
-    if left:
-        result["unfinished"] = left
-    return result
-
-
 def drain_postgres(
     dsn: str, cmds: list[list[str]], count_unfinished_sql: str, cfg: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
-    """`drain_with_workers` until ``count_unfinished_sql`` (one count) says no job is left, bounded
-    by cfg's ``deadline``; returns the result and the server's synchronous_commit setting."""
+    """`perf.peers.base.drain_with_workers` (polling every `DRAIN_POLL` s) until
+    ``count_unfinished_sql`` (one count) says no job is left, bounded by cfg's ``deadline``; returns
+    the result and the server's synchronous_commit setting."""
     with psycopg.connect(dsn, autocommit=True) as conn:
 
         def remaining() -> int:
@@ -245,19 +241,20 @@ def drain_postgres(
         row = conn.execute("SHOW synchronous_commit").fetchone()
         sync = str(row[0]) if row else "?"
         deadline = float(cfg.get("deadline", DEADLINE))
-        return drain_with_workers(cmds, dsn, remaining, remaining(), deadline=deadline), sync
+        result = drain_with_workers(cmds, dsn, remaining, remaining(), poll=DRAIN_POLL, deadline=deadline)
+        return result, sync
 
 
 def drain(dsn: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs, then time ``workers`` pgqueuer worker processes until all ran."""
-    jobs, workers, batch_size = int(cfg["jobs"]), int(cfg.get("workers", 1)), int(cfg.get("batch_size", 10))
+    """Enqueue ``jobs`` no-op jobs, then time ``processes`` pgqueuer worker processes until all ran."""
+    jobs, workers, batch_size = int(cfg["jobs"]), drain_processes(cfg), int(cfg.get("batch_size", 10))
     enqueue_batch(dsn, {"jobs": jobs, "batch": 1000, "inflight": 4})
     # ``pgqueuer run <factory> --batch-size N`` through pgqueuer.run (see tasks_pgqueuer.main: the
     # CLI itself dies at start-up with the current typer).
     cmd = [sys.executable, "-m", tasks_pgqueuer.__name__, str(batch_size)]
     result, sync = drain_postgres(dsn, [cmd] * workers, f"SELECT count(*) FROM {QUEUE_TABLE}", cfg)
     return result | {
-        "config": {"workers": workers, "batch_size": batch_size, "synchronous_commit": sync},
+        "config": {"processes": workers, "batch_size": batch_size, "synchronous_commit": sync},
         "notes": f"{workers} worker process(es), each pgqueuer.run(factory, batch_size={batch_size}) as "
         "`pgqueuer run` does (its CLI fails to start with typer 0.29), one asyncpg connection each; "
         f"done = pgqueuer's queue table empty (count(*) every {DRAIN_POLL * 1e3:.0f} ms)",
@@ -269,6 +266,8 @@ PEER = PeerSpec(
     backend="postgres",
     workloads={
         "enqueue-single": enqueue_single,
+        "enqueue-threads": enqueue_threads,
+        "enqueue-one": enqueue_one,
         "enqueue-batch": enqueue_batch,
         "drain": drain,
         "open-loop": open_loop,

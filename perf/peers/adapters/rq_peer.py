@@ -1,7 +1,10 @@
-"""RQ (synchronous, Redis): ``Queue.enqueue`` from threads, ``Queue.enqueue_many`` (one Redis
-pipeline per call) for batches, and drain with ``rq worker --burst`` as a user runs it by default:
-``rq.Worker``, which forks a work horse process per job. `drain_with` also serves the
-``rq_simple`` variant (``--worker-class rq.SimpleWorker``: jobs run in the worker process).
+"""RQ (synchronous, Redis): ``Queue.enqueue`` from threads sharing one Queue (redis-py's connection
+pool is thread-safe; enqueue-threads and enqueue-one as every threaded peer, `threaded_producers`),
+``Queue.enqueue_many`` (one Redis pipeline per call, RQ's bulk API) for batches, and drain with
+``processes`` ``rq worker --burst`` processes (RQ scales by running more workers; each runs one job
+at a time) as a user runs it by default: ``rq.Worker``, which forks a work horse process per job.
+`drain_with` also serves the ``rq_simple`` variant (``--worker-class rq.SimpleWorker``: jobs run
+in the worker process).
 
 Completion of a drain is RQ's FinishedJobRegistry of the queue holding every job (RQ keeps
 results for 500 s by default).
@@ -19,7 +22,8 @@ from perf.peers.base import (
     QUEUE,
     PeerSpec,
     Producer,
-    drain_with_worker,
+    drain_processes,
+    drain_with_workers,
     enqueue_batches_threads,
     payload,
     threaded_producers,
@@ -58,18 +62,26 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain_with(url: str, cfg: dict[str, Any], worker_class: str) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs (enqueue_many, 1,000 per call), then time one
-    ``rq worker --burst --worker-class WORKER_CLASS`` until every job is in the finished registry."""
-    jobs = int(cfg["jobs"])
+    """Enqueue ``jobs`` no-op jobs (enqueue_many, 1,000 per call), then time ``processes``
+    ``rq worker --burst --worker-class WORKER_CLASS`` until every job is in the finished registry
+    (a burst worker that finds the queue empty exits 0 while the others finish)."""
+    jobs, processes = int(cfg["jobs"]), drain_processes(cfg)
     q = _queue(url)
     for s in range(0, jobs, 1000):
         _enqueue_many(q, [payload(i) for i in range(s, min(jobs, s + 1000))])
     registry = q.finished_job_registry
     cmd = [venv_bin("rq"), "worker", "--burst", "--url", url, "--worker-class", worker_class, QUEUE]
     deadline = float(cfg.get("deadline", DEADLINE))
-    result = drain_with_worker(cmd, url, lambda: jobs - registry.count, jobs, deadline=deadline)
-    result["config"] = {"worker_class": worker_class}
-    result["notes"] = f"one `rq worker --burst` process, worker_class={worker_class}, default (INFO) logging"
+
+    def left() -> int:
+        return jobs - int(registry.count)
+
+    result = drain_with_workers([cmd] * processes, url, left, jobs, deadline=deadline)
+    result["config"] = {"worker_class": worker_class, "processes": processes}
+    result["notes"] = (
+        f"{processes} `rq worker --burst` process(es), worker_class={worker_class}, one job at a time each"
+        " (RQ's only mode), default (INFO) logging"
+    )
     return result
 
 

@@ -5,11 +5,15 @@ the drain runs Sidekiq's own server, ``sidekiq -r perf/peers/ruby/tasks_sidekiq.
 drives both as subprocesses and parses the producer's JSON.
 
 Sidekiq's basic fetch pops a job off the ``queue:bench`` list (BRPOP) and holds it in memory while
-it runs, so the end of a drain is the server's own count reaching the number of jobs (its done
-file), and the count it writes at exit is the check that every job ran once.
+it runs, so the end of a drain is the servers' own counts adding up to the number of jobs (their
+progress files, perf/peers/external.py), and the counts they write at exit are the check that
+every job ran once. The drain runs ``processes`` ``sidekiq`` server processes (Sidekiq OSS scales
+past one process by running more of them), each at `CONCURRENCY` threads.
 
-The "8 threads" figure (against Spitfire's sync client shared by 8 threads) is this
-enqueue-single with ``{"inflight": 8}``.
+enqueue-threads (against Spitfire's sync client shared by 8 threads) is ``threads`` Ruby threads
+calling ``Sidekiq::Client.push``, Sidekiq's client connection pool sized to ``threads`` (the
+client is thread-safe: it checks a connection out of that pool per push); enqueue-one is one
+thread.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import redis
 
-from perf.peers.base import DEADLINE, QUEUE, PeerSpec, Skip
+from perf.peers.base import DEADLINE, QUEUE, PeerSpec, drain_processes
 from perf.peers.external import (
     RuntimeMissing,
     batch_result,
@@ -70,6 +74,29 @@ def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` Sidekiq::Client.push calls from ``threads`` Ruby threads (a pool of as many
+    connections), one push at a time each."""
+    _flush(url)
+    threads = int(cfg["threads"])
+    result = enqueue_result(_ruby("single", url, int(cfg["jobs"]), threads))
+    result["config"] = {"threads": threads, "pool": threads}
+    result["notes"] = (
+        f"Sidekiq::Client.push from {threads} Ruby threads, one push at a time each, sharing Sidekiq's client"
+        f" connection pool sized {threads}"
+    )
+    return result
+
+
+def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``jobs`` Sidekiq::Client.push calls from one thread, one at a time."""
+    _flush(url)
+    result = enqueue_result(_ruby("single", url, int(cfg["jobs"]), 1))
+    result["config"] = {"threads": 1, "pool": 1}
+    result["notes"] = "Sidekiq::Client.push from one Ruby thread, one push at a time"
+    return result
+
+
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Sidekiq::Client.push_bulk with ``batch`` jobs per call from ``inflight`` threads."""
     _flush(url)
@@ -81,25 +108,24 @@ def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Enqueue ``jobs`` no-op jobs (push_bulk, 1,000 per call), then time one ``sidekiq`` server
-    process at ``concurrency`` threads until it has run them all."""
+    """Enqueue ``jobs`` no-op jobs (push_bulk, 1,000 per call), then time ``processes`` ``sidekiq``
+    server processes at ``concurrency`` threads each until they have run them all."""
     jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
-    if int(cfg.get("workers", 1)) != 1:  # the done file counts one process's jobs
-        raise Skip("a Sidekiq drain runs one worker process here (workers=1); more are not implemented")
+    processes = drain_processes(cfg)
     _flush(url)
     _ruby("fill", url, jobs)
     client = redis.Redis.from_url(url)
     cmd = [SIDEKIQ, "-r", str(TASKS), "-q", QUEUE, "-c", str(concurrency)]
     try:
         result = drain_external(
-            cmd, url, lambda: int(client.llen(QUEUE_KEY)), jobs, {},
+            [cmd] * processes, url, lambda: int(client.llen(QUEUE_KEY)), jobs, {},
             deadline=float(cfg.get("deadline", DEADLINE)),
         )  # fmt: skip
     finally:
         client.close()
-    result["config"] = {"concurrency": concurrency, "processes": 1, "fetch": "basic (BRPOP)"}
+    result["config"] = {"concurrency": concurrency, "processes": processes, "fetch": "basic (BRPOP)"}
     result["notes"] = (
-        f"one `sidekiq -c {concurrency}` server process (Sidekiq's default concurrency),"
+        f"{processes} `sidekiq -c {concurrency}` server process(es) (Sidekiq's default concurrency),"
         " default (INFO) job logging to a file"
     )
     return result
@@ -120,6 +146,8 @@ PEER = PeerSpec(
     backend="redis",
     workloads={
         "enqueue-single": enqueue_single,
+        "enqueue-threads": enqueue_threads,
+        "enqueue-one": enqueue_one,
         "enqueue-batch": enqueue_batch,
         "drain": drain,
         "open-loop": open_loop,

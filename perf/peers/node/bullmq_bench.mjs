@@ -15,12 +15,14 @@
 // auto-removal, which production setups use so Redis does not keep every finished job), so a
 // drained queue is an empty "wait" and "active" list.
 //
-// `worker` runs a Worker at --concurrency until SIGTERM; once it has run $PERF_PEER_EXPECT jobs it
-// writes the file $PERF_PEER_DONE_FILE (so the adapter sees the end without a Redis key written
-// per job), and on SIGTERM it closes the Worker (finishing active jobs) and writes
-// {"processed": n} to $PERF_PEER_COUNT_FILE (perf/peers/external.py's drain_external).
+// `worker` runs a Worker at --concurrency until SIGTERM (the adapter starts one or several such
+// processes). Without a Redis key written per job, it reports progress as perf/peers/external.py's
+// drain_external reads it: every $PERF_PEER_PROGRESS_MS ms while its count changes it rewrites
+// $PERF_PEER_PROGRESS_DIR/<pid>.json = {"processed": n} (a temporary file renamed over it, so never
+// read half-written); once it alone has run $PERF_PEER_EXPECT jobs it writes $PERF_PEER_DONE_FILE
+// at once; on SIGTERM it closes the Worker (finishing active jobs) and writes its final count.
 
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
@@ -172,9 +174,19 @@ async function openLoop(opts) {
 async function worker(opts) {
   const expect = Number(process.env.PERF_PEER_EXPECT ?? 0);
   const doneFile = process.env.PERF_PEER_DONE_FILE;
-  const countFile = process.env.PERF_PEER_COUNT_FILE;
+  const progressDir = process.env.PERF_PEER_PROGRESS_DIR;
+  const progressMs = Number(process.env.PERF_PEER_PROGRESS_MS ?? 5);
   const concurrency = Number(opts.concurrency);
   let processed = 0;
+  let written = 0;
+  const writeProgress = () => {
+    if (!progressDir || processed === written) return;
+    const path = `${progressDir}/${process.pid}.json`;
+    writeFileSync(`${path}.tmp`, JSON.stringify({ processed }));
+    renameSync(`${path}.tmp`, path);
+    written = processed;
+  };
+  const ticker = setInterval(writeProgress, progressMs);
   const connection = connect(opts.url);
   const w = new Worker(
     QUEUE,
@@ -189,9 +201,10 @@ async function worker(opts) {
   const stop = async () => {
     if (closing) return;
     closing = true;
+    clearInterval(ticker);
     await w.close();
     connection.disconnect();
-    if (countFile) writeFileSync(countFile, JSON.stringify({ processed }));
+    writeProgress();
     process.exit(0);
   };
   process.on("SIGTERM", stop);
