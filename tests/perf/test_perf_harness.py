@@ -335,7 +335,7 @@ def test_watch_exits_1_when_p99_is_over_the_target(
 
 def test_watch_defaults() -> None:
     args = watch.parse([])
-    assert (args.rate, args.seconds, args.p99_ms, args.durability) == (5_000, 20.0, 10.0, "group")
+    assert (args.rate, args.seconds, args.p99_ms, args.durability) == (5_000, 20.0, 5.0, "group")
 
 
 @pytest.mark.slow
