@@ -73,6 +73,11 @@ class _Session:
         self._reader = FrameReader(max_frame)
         self._out: list[bytes] = []
 
+    @property
+    def queued_frames(self) -> int:
+        """Frames queued since the last `data_to_send` (not written yet)."""
+        return len(self._out)
+
     def data_to_send(self) -> bytes:
         """Every frame queued since the last call, as one buffer (empty when there is none)."""
         out = self._out

@@ -50,6 +50,16 @@ def client_name(version: str) -> str:
     return _CLIENT_NAME.format(version=version)
 
 
+#: Queued requests are written at the end of the loop turn, or at once when this many are waiting.
+#: With many requests in flight, answers arrive together and every waiting coroutine sends its
+#: next request in the same turn; written as one block, the server would only start on them once
+#: the client had built them all, and each side would wait for the other in turn. Writing every 16
+#: lets the server work while the client builds the rest: 64 in flight, 100,000 enqueues, A/B over
+#: 5 interleaved runs on a 2-core VM: 36,200 -> 41,200 jobs/s (medians; each run faster), 8 frames:
+#: 39,800.
+FLUSH_FRAMES = 16
+
+
 class Connection:
     """The StreamHandler of one connection. Create with `open_connection`.
 
@@ -140,7 +150,10 @@ class Connection:
             self._deadlines.append((self._loop.time() + self.request_timeout, rid))
             if self._sweep is None:
                 self._arm_sweep()
-        self._schedule_flush()
+        if self.session.queued_frames >= FLUSH_FRAMES:
+            self._flush()  # the server starts on these while this turn queues the rest
+        else:
+            self._schedule_flush()
         return rid, fut
 
     def send(self, message_type: int, message: msgspec.Struct) -> None:
