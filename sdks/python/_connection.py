@@ -56,7 +56,8 @@ def client_name(version: str) -> str:
 #: the client had built them all, and each side would wait for the other in turn. Writing every 16
 #: lets the server work while the client builds the rest: 64 in flight, 100,000 enqueues, A/B over
 #: 5 interleaved runs on a 2-core VM: 36,200 -> 41,200 jobs/s (medians; each run faster), 8 frames:
-#: 39,800.
+#: 39,800. A batch (ENQUEUE_MANY) is written at once for the same reason: 4 batches of 100 in
+#: flight, 269,500 -> 283,400 jobs/s (medians of 5 interleaved runs, 4 of 5 faster).
 FLUSH_FRAMES = 16
 
 
@@ -150,7 +151,7 @@ class Connection:
             self._deadlines.append((self._loop.time() + self.request_timeout, rid))
             if self._sweep is None:
                 self._arm_sweep()
-        if self.session.queued_frames >= FLUSH_FRAMES:
+        if self.session.queued_frames >= FLUSH_FRAMES or message_type == MessageType.ENQUEUE_MANY:
             self._flush()  # the server starts on these while this turn queues the rest
         else:
             self._schedule_flush()

@@ -7,7 +7,7 @@ import asyncio
 
 from spitfire._connection import FLUSH_FRAMES, Connection
 from spitfire.protocol.frames import FrameReader
-from spitfire.protocol.messages import MessageType, Ping
+from spitfire.protocol.messages import EnqueueMany, MessageType, Ping
 from spitfire.protocol.session import ClientSession
 
 
@@ -61,4 +61,24 @@ async def _few_requests() -> None:
     assert stream.writes == []
     await asyncio.sleep(0)
     assert len(stream.writes) == 1 and len(FrameReader().feed(stream.writes[0])) == 3
+    conn.close()
+
+
+def test_a_batch_request_is_written_at_once() -> None:
+    asyncio.run(_batch())
+
+
+async def _batch() -> None:
+    # A batch is many jobs in one frame already: it is not held back for the rest of the turn.
+    conn = Connection(ClientSession("write-batching-test"))
+    stream = RecordingStream()
+    conn.connection_made(stream)
+    stream.writes.clear()
+    conn.request(MessageType.PING, Ping())
+    conn.request(MessageType.ENQUEUE_MANY, EnqueueMany("q", "job", [b"\x90"] * 100))
+    assert len(stream.writes) == 1  # the PING before it goes in the same write
+    assert [f.type for f in FrameReader().feed(stream.writes[0])] == [
+        MessageType.PING,
+        MessageType.ENQUEUE_MANY,
+    ]
     conn.close()
