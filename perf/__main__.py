@@ -19,6 +19,8 @@ python -m perf watch [--rate 5000] [--seconds 20] [--p99-ms 10]
 python -m perf peers [--quick] [--only PEER ...]
     The same workloads on Spitfire and on each peer, ratios Spitfire/peer, a latency-versus-load
     sweep; perf/results/peers-<ts>.json and perf/latency-vs-load.png.
+python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_PYTHON] [--profile DIR]
+    The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -209,6 +211,7 @@ DELEGATED = {
     "net": "perf.net_main:main",
     "watch": "perf.watch:main",
     "peers": "perf.compare:main",
+    "sync-client": "perf.sync_client:main",
     "report": "perf.compare:report_main",
     "plot": "perf.plot:main",
 }
