@@ -54,6 +54,28 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": s[-1] * 1e3}
 
 
+def cpu_since(start: os.times_result) -> tuple[float, float]:
+    """(user + system, system) CPU seconds of this process since ``start``."""
+    now = os.times()
+    user, system = now.user - start.user, now.system - start.system
+    return user + system, system
+
+
+def figures(latencies: list[float], elapsed: float, cpu: tuple[float, float]) -> dict[str, Any]:
+    """A run's figures; ``client_cpu_us_per_job`` is the client process's CPU (all its threads)
+    per enqueue during the run (``client_sys_us_per_job`` its kernel part): what the SDK costs
+    beside the round trip."""
+    n = max(1, len(latencies))
+    return {
+        "jobs": len(latencies),
+        "seconds": elapsed,
+        "jobs_per_s": len(latencies) / elapsed,
+        "client_cpu_us_per_job": cpu[0] / n * 1e6,
+        "client_sys_us_per_job": cpu[1] / n * 1e6,
+        **percentiles(latencies),
+    }
+
+
 # -- the client process -----------------------------------------------------------------------------
 
 
@@ -78,12 +100,11 @@ def run_sync(url: str, queue: str, jobs: int, threads: int) -> dict[str, Any]:
         for th in ts:
             th.start()
         barrier.wait()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), os.times()
         for th in ts:
             th.join()
-        elapsed = time.perf_counter() - start
-    all_lat = [x for part in lat for x in part]
-    return {"jobs": len(all_lat), "seconds": elapsed, "jobs_per_s": len(all_lat) / elapsed, **percentiles(all_lat)}
+        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu)
+    return figures([x for part in lat for x in part], elapsed, cpu)
 
 
 async def run_async(url: str, queue: str, jobs: int, inflight: int) -> dict[str, Any]:
@@ -100,10 +121,10 @@ async def run_async(url: str, queue: str, jobs: int, inflight: int) -> dict[str,
                 await client.enqueue(queue, "noop", payload(i))
                 lat.append(clock() - t0)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), os.times()
         await asyncio.gather(*(produce() for _ in range(inflight)))
-        elapsed = time.perf_counter() - start
-    return {"jobs": len(lat), "seconds": elapsed, "jobs_per_s": len(lat) / elapsed, **percentiles(lat)}
+        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu)
+    return figures(lat, elapsed, cpu)
 
 
 def client_main(url: str, config: str) -> int:
@@ -160,7 +181,8 @@ def profile(server: Any, python: str, mode: str, jobs: int, out_dir: Path) -> No
         )
         try:
             time.sleep(0.5)  # py-spy attaches
-            cmd = [*spy, "--threads", "--format", fmt, "-o", f"{stem}{suffix}", "--", *client_command(python, server.url(), cfg)]
+            out = ["--format", fmt, "-o", f"{stem}{suffix}"]
+            cmd = [*spy, "--threads", *out, "--", *client_command(python, server.url(), cfg)]
             result = run_client(cmd, None)
         finally:
             server_spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
@@ -169,7 +191,8 @@ def profile(server: Any, python: str, mode: str, jobs: int, out_dir: Path) -> No
             except subprocess.TimeoutExpired:
                 server_spy.kill()
                 server_spy.wait()
-        print(f"  profiled {mode} ({fmt}): {result['jobs_per_s']:,.0f} jobs/s -> {stem}{suffix}", file=sys.stderr)
+        rate = result["jobs_per_s"]
+        print(f"  profiled {mode} ({fmt}): {rate:,.0f} jobs/s -> {stem}{suffix}", file=sys.stderr)
 
 
 def driver_main(argv: list[str]) -> int:
@@ -202,7 +225,9 @@ def driver_main(argv: list[str]) -> int:
                     raw[build][mode].append(r)
                     print(
                         f"  run {i + 1}/{args.repeat} {mode:8} {build}: {r['jobs_per_s']:9,.0f} jobs/s "
-                        f"p50 {r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} ms",
+                        f"p50 {r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} ms, "
+                        f"client CPU {r['client_cpu_us_per_job']:.0f} us/job "
+                        f"(sys {r['client_sys_us_per_job']:.0f})",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -211,7 +236,12 @@ def driver_main(argv: list[str]) -> int:
         for build in builds:
             runs = raw[build][mode]
             tag = f"{mode} [{build}]" if args.ab else mode
-            for key, label, unit in (("jobs_per_s", "", "jobs/s"), ("p50_ms", " p50", "ms"), ("p99_ms", " p99", "ms")):
+            for key, label, unit in (
+                ("jobs_per_s", "", "jobs/s"),
+                ("p50_ms", " p50", "ms"),
+                ("p99_ms", " p99", "ms"),
+                ("client_cpu_us_per_job", " client CPU/job", "us"),
+            ):
                 values = [float(r[key]) for r in runs]
                 figures.append(Figure(f"{tag}{label}", median(values), unit, runs=values))
     print_table(figures)

@@ -106,10 +106,11 @@ class BlockingConnection:
         self._slice = recv_slice(request_timeout)
         # Where the kernel cannot time out a blocking recv, the reader selects first.
         self._select_first = not _set_socket_timeouts(sock, self._slice, request_timeout)
-        #: Serializes request ids, encoding and writes (a frame must leave in one piece).
-        self._send_lock = threading.Lock()
-        #: Guards the fields below and every waiter's flags.
+        #: Guards the session's request numbering and output, the fields below and every
+        #: waiter's flags.
         self._mutex = threading.Lock()
+        #: A thread is writing queued frames to the socket (one at a time: frames must not mix).
+        self._writing = False
         self._pending: dict[int, _Waiter] = {}
         self._reading = False
         #: The waiter told to take the reader role next (None: nobody was told).
@@ -160,25 +161,48 @@ class BlockingConnection:
                     self._promote(waiter)
 
     def _send(self, message_type: int, message: msgspec.Struct, waiter: _Waiter) -> int:
-        error: SpitfireError | None = None
-        with self._send_lock:
-            with self._mutex:
-                if self._error is not None or self.draining:
-                    raise Unsent(self._error or ConnectionLost("the server asked this client to go away"))
-                rid = self.session.request(message_type, message)
-                self._pending[rid] = waiter
+        """Queue the request's frame and, unless another thread is writing (it then sends this
+        frame too, right after its own), write every queued frame. Threads woken by one read
+        send their next requests while the first write is in the kernel: their frames leave
+        together, reach the server in one read and share one group commit."""
+        session = self.session
+        with self._mutex:
+            if self._error is not None or self.draining:
+                raise Unsent(self._error or ConnectionLost("the server asked this client to go away"))
+            rid = session.request(message_type, message)
+            self._pending[rid] = waiter
+            if self._writing:
+                return rid
+            self._writing = True
+            data = session.data_to_send()
+        first, partial = True, False
+        while True:
+            error: SpitfireError | None = None
             try:
-                self._sock.sendall(self.session.data_to_send())
+                self._sock.sendall(data)
             except BlockingIOError:
-                # SO_SNDTIMEO: the server read nothing for a whole request timeout. Part of the frame
-                # may have left, so it may run, and the stream cannot go on.
+                # SO_SNDTIMEO: the server read nothing for a whole request timeout. Part of the
+                # frames may have left, so they may run, and the stream cannot go on.
                 error = ConnectionLost(f"the server read nothing for {self.request_timeout} s")
+                partial = True
             except OSError as exc:
-                # The frame did not leave whole, so the server never runs it: safe to send again.
-                error = Unsent(ConnectionLost(f"the connection to the server was lost: {exc}"))
+                error = ConnectionLost(f"the connection to the server was lost: {exc}")
+            with self._mutex:
+                if error is None and self._error is None:
+                    data = session.data_to_send()
+                    if data:
+                        first = False
+                        continue
+                self._writing = False
+            break
         if error is not None:
-            self._fail(error if not isinstance(error, Unsent) else error.error)
-            raise error
+            self._fail(error)
+            if first and not partial:
+                # This thread's frame did not leave whole, so the server never runs it. (Frames of
+                # other threads written with it fail as lost in flight: the cautious answer.)
+                raise Unsent(error)
+        elif self._error is not None:
+            self._close_socket()  # failed while this thread wrote: the descriptor is free now
         return rid
 
     def _wait(self, waiter: _Waiter, deadline: float, reading: bool) -> Response | None:
@@ -316,19 +340,20 @@ class BlockingConnection:
                 waiter.error = error
                 waiter.done = True
                 self._signal(waiter)
-            reading = self._reading
+            busy = self._reading or self._writing
         if self.pid == os.getpid():
             # Wakes a reader blocked in recv and a writer blocked in sendall; never in a forked
             # child, where it would break the parent's connection.
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
-        if not reading:
+        if not busy:
             self._close_socket()
 
     def _close_socket(self) -> None:
-        # Not while a thread still reads or writes it: its descriptor number could be reused.
-        with self._send_lock, self._mutex:
-            if self._sock_closed or self._reading:
+        # Not while a thread still reads or writes it: its descriptor number could be reused. The
+        # last of them to stop closes it.
+        with self._mutex:
+            if self._sock_closed or self._reading or self._writing:
                 return
             self._sock_closed = True
         self._sock.close()
