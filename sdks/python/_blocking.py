@@ -104,6 +104,10 @@ class BlockingConnection:
         finalizer = weakref.finalize(self, sock.close)
         finalizer.atexit = False
         self._slice = recv_slice(request_timeout)
+        # Read into one buffer (only the reader uses it): ``recv(256 KiB)`` allocates and shrinks
+        # a new bytes object per read, which glibc may serve with mmap + mremap + munmap.
+        self._buffer = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buffer)
         # Where the kernel cannot time out a blocking recv, the reader selects first.
         self._select_first = not _set_socket_timeouts(sock, self._slice, request_timeout)
         #: Guards the session's request numbering and output, the fields below and every
@@ -127,8 +131,10 @@ class BlockingConnection:
 
     @property
     def usable(self) -> bool:
-        """Open, not told to go away, and opened by this process."""
-        return self._error is None and not self.draining and self.pid == os.getpid()
+        """Open and not told to go away. (Whether it belongs to this process is the caller's to
+        check: os.getpid is a system call, too dear for every request; `Client` resets its
+        connection in a child from an ``os.register_at_fork`` hook.)"""
+        return self._error is None and not self.draining
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -271,33 +277,33 @@ class BlockingConnection:
             try:
                 if self._select_first and not select.select([sock], [], [], self._slice)[0]:
                     continue
-                data = sock.recv(RECV_SIZE)
+                n = sock.recv_into(self._buffer)
             except BlockingIOError:
                 continue  # SO_RCVTIMEO: look at the deadline, then read again
             except OSError as exc:
                 self._fail(ConnectionLost(f"the connection to the server was lost: {exc}"))
                 return
-            if not data:
+            if not n:
                 self._fail(ConnectionLost("the server closed the connection"))
                 return
-            self._received(data)
+            self._received(self._view[:n])
 
     def _read_buffered(self) -> None:
         """Read, without waiting, whatever the server sent while nobody was reading."""
         while self._error is None:
             try:
-                data = self._sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                n = self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError as exc:
                 self._fail(ConnectionLost(f"the connection to the server was lost: {exc}"))
                 return
-            if not data:
+            if not n:
                 self._fail(ConnectionLost("the server closed the connection"))
                 return
-            self._received(data)
+            self._received(self._view[:n])
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: memoryview) -> None:
         try:
             responses = self.session.receive_data(data)
         except ProtocolViolation as exc:

@@ -218,11 +218,8 @@ class Client:
             return conn
         with self._dial_lock:
             conn = self._conn
-            if conn is not None:
-                if conn.usable:
-                    return conn
-                if conn.pid != os.getpid():
-                    conn.abandon()  # forked without os.register_at_fork's hook running
+            if conn is not None and conn.usable:
+                return conn
             if self._closed:
                 raise NotConnected("this client is closed; create a new one")
             # A connection told to go away keeps serving the answers still due on it, then closes.
