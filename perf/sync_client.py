@@ -14,8 +14,9 @@ on the same server: an A/B of two builds of the SDK. Figures: jobs/s over the ru
 each call's round trip; the median of ``--repeat`` runs is reported.
 
 ``--profile DIR`` records the client process (``py-spy --threads --idle``) and the server
-(``py-spy --idle``) of every mode once, as DIR/sync-client-<mode>.svg and collapsed
-DIR/sync-client-<mode>.txt (server: DIR/sync-client-<mode>-server.*).
+(``py-spy --idle``) of every mode once, as DIR/sync-client-1thread.svg (sync-1),
+sync-client-8threads.svg (sync-8) or sync-client-<mode>.svg, with the collapsed stacks in .txt
+beside each, and the server's as sync-client-<...>-server.svg/.txt.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     if not latencies:
         return {}
     s = sorted(latencies)
-    at = lambda p: s[min(len(s) - 1, int(p * len(s)))] * 1e3  # noqa: E731
+
+    def at(p: float) -> float:
+        return s[min(len(s) - 1, int(p * len(s)))] * 1e3
+
     return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": s[-1] * 1e3}
 
 
@@ -100,10 +104,10 @@ def run_sync(url: str, queue: str, jobs: int, threads: int) -> dict[str, Any]:
         for th in ts:
             th.start()
         barrier.wait()
-        start, cpu = time.perf_counter(), os.times()
+        start, cpu0 = time.perf_counter(), os.times()
         for th in ts:
             th.join()
-        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu)
+        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu0)
     return figures([x for part in lat for x in part], elapsed, cpu)
 
 
@@ -121,9 +125,9 @@ async def run_async(url: str, queue: str, jobs: int, inflight: int) -> dict[str,
                 await client.enqueue(queue, "noop", payload(i))
                 lat.append(clock() - t0)
 
-        start, cpu = time.perf_counter(), os.times()
+        start, cpu0 = time.perf_counter(), os.times()
         await asyncio.gather(*(produce() for _ in range(inflight)))
-        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu)
+        elapsed, cpu = time.perf_counter() - start, cpu_since(cpu0)
     return figures(lat, elapsed, cpu)
 
 

@@ -130,6 +130,11 @@ class BlockingConnection:
         return self.session.welcome
 
     @property
+    def failed(self) -> bool:
+        """The connection is over (lost, refused, or closed by this client)."""
+        return self._error is not None
+
+    @property
     def usable(self) -> bool:
         """Open and not told to go away. (Whether it belongs to this process is the caller's to
         check: os.getpid is a system call, too dear for every request; `Client` resets its
@@ -207,7 +212,7 @@ class BlockingConnection:
                 # This thread's frame did not leave whole, so the server never runs it. (Frames of
                 # other threads written with it fail as lost in flight: the cautious answer.)
                 raise Unsent(error)
-        elif self._error is not None:
+        elif self.failed:
             self._close_socket()  # failed while this thread wrote: the descriptor is free now
         return rid
 
