@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     add_subcommands(sub)
     sub.add_parser("watch", help="open-loop load with py-spy on the server; exit 1 past --p99-ms")
     sub.add_parser("peers", help="the same workloads on Spitfire and on Redis/Postgres-backed peers")
+    sub.add_parser("sync-client", help="the blocking Client from 1 and 8 threads against AsyncClient")
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     args = parser.parse_args(argv)
