@@ -21,6 +21,8 @@ python -m perf peers [--quick] [--only PEER ...]
     sweep; perf/results/peers-<ts>.json and perf/latency-vs-load.png.
 python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--no-profile]
     The server's CPU per enqueued and per acked job at saturation against bare round trips and fsyncs.
+python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_PYTHON] [--profile DIR]
+    The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -211,6 +213,7 @@ DELEGATED = {
     "net": "perf.net_main:main",
     "watch": "perf.watch:main",
     "peers": "perf.compare:main",
+    "sync-client": "perf.sync_client:main",
     "report": "perf.compare:report_main",
     "plot": "perf.plot:main",
     "ceiling": "perf.ceiling:main",
@@ -249,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     add_subcommands(sub)
     sub.add_parser("watch", help="open-loop load with py-spy on the server; exit 1 past --p99-ms")
     sub.add_parser("peers", help="the same workloads on Spitfire and on Redis/Postgres-backed peers")
+    sub.add_parser("sync-client", help="the blocking Client from 1 and 8 threads against AsyncClient")
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")

@@ -30,7 +30,7 @@ from .client import (
     check_options,
 )
 from .errors import JobArgumentError
-from .sync import Client, run_sync
+from .sync import Client
 
 __all__ = ["App", "ArgSpec", "EnqueueOptions", "JobFunction"]
 
@@ -200,8 +200,7 @@ class _EnqueueCall:
     def enqueue(self, *args: Any, **kwargs: Any) -> str:
         """Send the call (sync); returns the job id."""
         data = self.job.spec.encode(args, kwargs)
-        client = self.job.app.client.async_client
-        return run_sync(self._send(client, data))
+        return self.job.app.client.enqueue_raw(self.queue, self.job.name, data, **self.opts)
 
     async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
         """Send the call (asyncio); returns the job id."""

@@ -151,6 +151,78 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     return None if headers is None else dict(headers)
 
 
+def check_sizes(payloads: Sequence[bytes], limit: int | None) -> None:
+    """Refuse a payload over the server's ``limit`` (None: not connected yet, the server checks).
+
+    :raises TooLarge: names the payload (``payloads[i]`` in a batch) and the limit.
+    """
+    if limit is None:
+        return
+    for i, p in enumerate(payloads):
+        if len(p) > limit:
+            where = "payload" if len(payloads) == 1 else f"payloads[{i}]"
+            raise TooLarge(
+                f"{where} is {len(p)} bytes, over the server's limit of {limit} bytes; store big "
+                "data elsewhere and enqueue a reference to it",
+                where,
+            )
+
+
+def enqueue_message(
+    queue: str, name: str, data: bytes, options: EnqueueOptions, limit: int | None
+) -> tuple[Enqueue, bool]:
+    """The ENQUEUE request of one job whose payload is ``data``, and whether it is safe to resend
+    after a lost connection (it has an idempotency key). Shared by `AsyncClient` and `Client`.
+
+    :raises TypeError: an unknown option. :raises TooLarge: ``data`` is over ``limit``.
+    """
+    check_options(options, EnqueueOptions)
+    check_sizes([data], limit)
+    key = options.get("idempotency_key")
+    message = Enqueue(queue, name, data, *_wire_options(options), key, _headers(options.get("headers")))
+    return message, key is not None
+
+
+def enqueue_many_message(
+    queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, limit: int | None
+) -> tuple[EnqueueMany, bool] | None:
+    """The ENQUEUE_MANY request of one job per payload (None when there is none), and whether it is
+    safe to resend (every job has an idempotency key). Shared by `AsyncClient` and `Client`.
+
+    :raises TypeError: an unknown option or a payload that cannot be encoded.
+    :raises ValueError: ``idempotency_keys`` does not have one key per payload.
+    :raises TooLarge: a payload is over ``limit``.
+    """
+    check_options(options, BatchOptions)
+    encoded = [encode_payload(p) for p in payloads]
+    if not encoded:
+        return None
+    given = options.get("idempotency_keys")
+    keys = None if given is None else list(given)
+    if keys is not None and len(keys) != len(encoded):
+        raise ValueError(f"idempotency_keys has {len(keys)} keys for {len(encoded)} payloads")
+    check_sizes(encoded, limit)
+    headers = _headers(options.get("headers"))
+    message = EnqueueMany(queue, name, encoded, *_wire_options(options), keys, headers)
+    return message, keys is not None and all(k is not None for k in keys)
+
+
+def timeout_error(message_type: MessageType, url: str, timeout: float) -> RequestTimeout:
+    """What a request that got no answer within ``timeout`` seconds raises."""
+    return RequestTimeout(
+        f"{message_type.name} got no answer from {url} within {timeout} s; "
+        "the server may be overloaded (raise timeout=...) or unhealthy"
+    )
+
+
+def lost_in_flight(exc: ConnectionLost, message_type: MessageType) -> ConnectionLost:
+    """What a request raises when the connection dropped while it was in flight (not resent)."""
+    return ConnectionLost(
+        f"{exc.message} while {message_type.name} was in flight; it may or may not have "
+        "taken effect (use an idempotency key to make enqueues safe to repeat)"
+    )
+
+
 class AsyncClient:
     """An asyncio client of one spitfire-server.
 
@@ -291,35 +363,21 @@ class AsyncClient:
                 response = await fut  # the connection fails it with TimeoutError after self.timeout
             except TimeoutError:
                 conn.pending.pop(rid, None)
-                raise RequestTimeout(
-                    f"{message_type.name} got no answer from {self.url} within {self.timeout} s; "
-                    "the server may be overloaded (raise timeout=...) or unhealthy"
-                ) from None
+                raise timeout_error(message_type, self.url, self.timeout) from None
             except ConnectionLost as exc:
                 if resend and resends < MAX_RESENDS and not self._closed:
                     resends += 1
                     continue
-                raise ConnectionLost(
-                    f"{exc.message} while {message_type.name} was in flight; it may or may not have "
-                    "taken effect (use an idempotency key to make enqueues safe to repeat)"
-                ) from None
+                raise lost_in_flight(exc, message_type) from None
             if response.type is MessageType.ERROR:
                 raise error_from_frame(response.message, job_id=job_id, queue=queue)
             return response.message
 
-    def _check_size(self, payloads: Sequence[bytes]) -> None:
+    def _max_payload(self) -> int | None:
         conn = self._conn
         if conn is None or conn.session.welcome is None:
-            return  # not connected yet: the server checks
-        limit = conn.welcome.max_payload
-        for i, p in enumerate(payloads):
-            if len(p) > limit:
-                where = "payload" if len(payloads) == 1 else f"payloads[{i}]"
-                raise TooLarge(
-                    f"{where} is {len(p)} bytes, over the server's limit of {limit} bytes; store big "
-                    "data elsewhere and enqueue a reference to it",
-                    where,
-                )
+            return None  # not connected yet: the server checks
+        return conn.welcome.max_payload
 
     # -- jobs -------------------------------------------------------------------------------------
 
@@ -347,11 +405,8 @@ class AsyncClient:
     async def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> str:
         """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
-        check_options(options, EnqueueOptions)
-        self._check_size([data])
-        key = options.get("idempotency_key")
-        message = Enqueue(queue, name, data, *_wire_options(options), key, _headers(options.get("headers")))
-        reply = await self._call(MessageType.ENQUEUE, message, resend=key is not None, queue=queue)
+        message, resend = enqueue_message(queue, name, data, options, self._max_payload())
+        reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
         job_id: str = reply.job_id
         return job_id
 
@@ -364,18 +419,10 @@ class AsyncClient:
         that already named a job gives that job's id). The server takes up to 10,000 jobs per call
         by default. Options are as in `enqueue`; ``idempotency_keys`` has one key (or None) per payload.
         """
-        check_options(options, BatchOptions)
-        encoded = [encode_payload(p) for p in payloads]
-        if not encoded:
+        built = enqueue_many_message(queue, name, payloads, options, self._max_payload())
+        if built is None:
             return []
-        given = options.get("idempotency_keys")
-        keys = None if given is None else list(given)
-        if keys is not None and len(keys) != len(encoded):
-            raise ValueError(f"idempotency_keys has {len(keys)} keys for {len(encoded)} payloads")
-        self._check_size(encoded)
-        headers = _headers(options.get("headers"))
-        message = EnqueueMany(queue, name, encoded, *_wire_options(options), keys, headers)
-        resend = keys is not None and all(k is not None for k in keys)
+        message, resend = built
         reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
         return list(reply.job_ids)
 

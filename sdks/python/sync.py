@@ -1,22 +1,60 @@
-"""`Client`: the synchronous client. It drives an `AsyncClient` on a private event loop.
+"""`Client`: the synchronous client, thread-safe, for scripts, web apps and notebooks.
 
-The loop runs in one daemon thread shared by every `Client` of the process, so a `Client` works in
-any program: scripts, threads, web frameworks, and Jupyter notebooks (whose own loop is already
-running in the main thread). Calls from many threads at once are safe: they are all handed to the
-one loop, which pipelines them on the client's connection.
+For ``tcp://`` URLs (the default) it talks to the server over one blocking socket shared by every
+thread that uses the client (`_blocking.BlockingConnection`): the calling thread writes its request
+and reads the answers itself, with no event loop and no hand-off to another thread, so a call costs
+one round trip plus the encoding. Calls from many threads at once are pipelined on that connection.
+
+For ``quic://`` URLs it drives an `AsyncClient` on a private event loop, which runs in one daemon
+thread shared by every `Client` of the process (`run_sync`); that thread is also how ``@app.job``
+``fn.enqueue`` reaches a quic:// server and how `Client.async_client` is driven from sync code.
+Both work in any program: scripts, threads, web frameworks, and Jupyter notebooks (whose own
+loop is already running in the main thread), and in a child process after ``fork``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
+import time
+import weakref
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, AsyncClient, BatchOptions, EnqueueOptions
+import msgspec
+
+from spitfire.protocol.messages import DeleteQueue, JobRef, MessageType, Ping, QueueRef
+
+from ._blocking import BlockingConnection, Unsent, connect
+from ._connection import client_name
+from .client import (
+    BACKOFF_FACTOR,
+    BACKOFF_FIRST,
+    BACKOFF_MAX,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    MAX_RESENDS,
+    AsyncClient,
+    BatchOptions,
+    EnqueueOptions,
+    encode_payload,
+    enqueue_many_message,
+    enqueue_message,
+    lost_in_flight,
+    timeout_error,
+)
+from .errors import (
+    ConnectionLost,
+    NotConnected,
+    TLSVerificationFailed,
+    Unauthorized,
+    UnsupportedVersion,
+    error_from_frame,
+)
 from .models import Job, Stats
 
 __all__ = ["Client", "run_sync"]
@@ -77,12 +115,30 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return fut.result()
 
 
+#: Every live Client, so that a forked child can reset their locks and connections at once.
+_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread exists in the child: a lock another parent thread held stays held
+    # forever, and the parent's socket must not be used here. Each client starts afresh.
+    for client in list(_CLIENTS):
+        client._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Client:
     """A synchronous client of one spitfire-server: the methods of `AsyncClient`, without await.
 
     ``url``, ``auth_token``, ``timeout``, ``connect_timeout`` and ``tls_ca`` are as in `AsyncClient`,
-    and so are reconnection and which requests are resent after a dropped connection. Thread-safe:
-    share one `Client` between threads; their requests are pipelined on one connection.
+    and so are reconnection (with backoff, for up to ``connect_timeout``), request timeouts
+    (`RequestTimeout` after ``timeout`` seconds without an answer) and which requests are resent
+    after a dropped connection. Thread-safe: share one `Client` between threads; their requests are
+    pipelined on one connection. After ``os.fork`` the child's first call opens its own connection
+    (the parent's is left untouched).
 
     Use it as ``with Client(...) as client:`` or call `close`.
     """
@@ -96,9 +152,17 @@ class Client:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         tls_ca: str | None = None,
     ) -> None:
+        # The AsyncClient parses and checks the arguments; quic:// calls go through it.
         self._async = AsyncClient(
             url, auth_token=auth_token, timeout=timeout, connect_timeout=connect_timeout, tls_ca=tls_ca
         )
+        #: True: every call goes through the AsyncClient on the loop thread (quic://).
+        self._bridge = self._async.endpoint.scheme != "tcp"
+        self.timeout = timeout
+        self._conn: BlockingConnection | None = None
+        self._dial_lock = threading.Lock()
+        self._closed = False
+        _CLIENTS.add(self)
 
     @property
     def url(self) -> str:
@@ -106,7 +170,9 @@ class Client:
 
     @property
     def async_client(self) -> AsyncClient:
-        """The AsyncClient this client drives (it lives on the private loop thread)."""
+        """An AsyncClient with this client's settings, living on the private loop thread: drive it
+        with `run_sync`. For quic:// URLs it is the one this client's calls use; for tcp:// it has
+        a connection of its own, opened on its first use."""
         return self._async
 
     def __repr__(self) -> str:
@@ -120,57 +186,187 @@ class Client:
     ) -> None:
         self.close()
 
+    # -- connection -------------------------------------------------------------------------------
+
     def connect(self) -> None:
         """Connect now instead of on first use (see `AsyncClient.connect`)."""
-        run_sync(self._async.connect())
+        if self._bridge:
+            run_sync(self._async.connect())
+        else:
+            self._connection()
 
     def close(self) -> None:
-        """Close the connection. Idempotent."""
-        run_sync(self._async.close())
+        """Close the connection; calls still in flight fail with ConnectionLost. Idempotent."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        if self._bridge or self._async._conn is not None:
+            run_sync(self._async.close())
+        else:
+            self._async._closed = True  # never used: no need to start the loop thread to close it
+
+    def _forked(self) -> None:
+        self._dial_lock = threading.Lock()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abandon()
+
+    def _connection(self) -> BlockingConnection:
+        conn = self._conn
+        if conn is not None and conn.usable:
+            return conn
+        with self._dial_lock:
+            conn = self._conn
+            if conn is not None and conn.usable:
+                return conn
+            if self._closed:
+                raise NotConnected("this client is closed; create a new one")
+            # A connection told to go away keeps serving the answers still due on it, then closes.
+            self._conn = conn = self._dial()
+            return conn
+
+    def _dial(self) -> BlockingConnection:
+        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds."""
+        from . import __version__
+
+        a = self._async
+        deadline = time.monotonic() + a.connect_timeout
+        wait = BACKOFF_FIRST
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return connect(
+                    a.endpoint,
+                    token=a.auth_token,
+                    client=client_name(__version__),
+                    timeout=max(0.1, min(left, self.timeout)),
+                    request_timeout=self.timeout,
+                )
+            except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
+                raise
+            except NotConnected:
+                if time.monotonic() + wait > deadline:
+                    raise
+            # Jitter spreads reconnects of many clients after a server restart.
+            time.sleep(wait * random.uniform(0.8, 1.2))
+            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+
+    def _call(
+        self,
+        message_type: MessageType,
+        message: msgspec.Struct,
+        *,
+        resend: bool = False,
+        job_id: str | None = None,
+        queue: str | None = None,
+    ) -> Any:
+        """Send one request and return the answer's body; raise the mapped error for ERROR."""
+        resends = unsent = 0
+        while True:
+            conn = self._connection()
+            try:
+                response = conn.call(message_type, message, time.monotonic() + self.timeout)
+            except Unsent as exc:
+                # It never left: always safe on the next connection, but not forever.
+                unsent += 1
+                if unsent > MAX_RESENDS or self._closed:
+                    raise ConnectionLost(f"{exc.message}; {message_type.name} was not sent") from None
+                continue
+            except ConnectionLost as exc:
+                if resend and resends < MAX_RESENDS and not self._closed:
+                    resends += 1
+                    continue
+                raise lost_in_flight(exc, message_type) from None
+            if response is None:
+                raise timeout_error(message_type, self.url, self.timeout)
+            if response.type is MessageType.ERROR:
+                raise error_from_frame(response.message, job_id=job_id, queue=queue)
+            return response.message
+
+    def _max_payload(self) -> int | None:
+        conn = self._conn
+        return None if conn is None else conn.welcome.max_payload
+
+    # -- jobs -------------------------------------------------------------------------------------
 
     def enqueue(self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]) -> str:
         """Add a job; returns its id once durable. See `AsyncClient.enqueue`."""
-        return run_sync(self._async.enqueue(queue, name, payload, **options))
+        return self.enqueue_raw(queue, name, encode_payload(payload), **options)
+
+    def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> str:
+        """`enqueue` with a payload that is already msgpack bytes. See `AsyncClient.enqueue_raw`."""
+        if self._bridge:
+            return run_sync(self._async.enqueue_raw(queue, name, data, **options))
+        message, resend = enqueue_message(queue, name, data, options, self._max_payload())
+        job_id: str = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue).job_id
+        return job_id
 
     def enqueue_many(
         self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """Add one job per payload in one request; returns their ids. See `AsyncClient.enqueue_many`."""
-        return run_sync(self._async.enqueue_many(queue, name, payloads, **options))
+        if self._bridge:
+            return run_sync(self._async.enqueue_many(queue, name, payloads, **options))
+        built = enqueue_many_message(queue, name, payloads, options, self._max_payload())
+        if built is None:
+            return []
+        message, resend = built
+        return list(self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue).job_ids)
 
     def get(self, job_id: str) -> Job:
         """The job's record; `JobNotFound` if unknown. See `AsyncClient.get`."""
-        return run_sync(self._async.get(job_id))
+        if self._bridge:
+            return run_sync(self._async.get(job_id))
+        return Job.from_info(self._call(MessageType.GET, JobRef(job_id), resend=True, job_id=job_id).job)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job. See `AsyncClient.cancel`."""
-        return run_sync(self._async.cancel(job_id))
+        if self._bridge:
+            return run_sync(self._async.cancel(job_id))
+        return Job.from_info(self._call(MessageType.CANCEL, JobRef(job_id), job_id=job_id).job)
 
     def retry(self, job_id: str) -> Job:
         """Run a dead or cancelled job again. See `AsyncClient.retry`."""
-        return run_sync(self._async.retry(job_id))
+        if self._bridge:
+            return run_sync(self._async.retry(job_id))
+        return Job.from_info(self._call(MessageType.RETRY, JobRef(job_id), job_id=job_id).job)
 
     def delete(self, job_id: str) -> Job:
         """Delete a job. See `AsyncClient.delete`."""
-        return run_sync(self._async.delete(job_id))
+        if self._bridge:
+            return run_sync(self._async.delete(job_id))
+        return Job.from_info(self._call(MessageType.DELETE, JobRef(job_id), job_id=job_id).job)
 
     def stats(self, queue: str | None = None) -> Stats:
         """Jobs per state per queue. See `AsyncClient.stats`."""
-        return run_sync(self._async.stats(queue))
+        if self._bridge:
+            return run_sync(self._async.stats(queue))
+        return Stats.from_info(self._call(MessageType.STATS, QueueRef(queue), resend=True, queue=queue).stats)
 
     def pause(self, queue: str) -> None:
         """Stop delivering the queue's jobs. See `AsyncClient.pause`."""
-        run_sync(self._async.pause(queue))
+        if self._bridge:
+            return run_sync(self._async.pause(queue))
+        self._call(MessageType.PAUSE, QueueRef(queue), resend=True, queue=queue)
 
     def resume(self, queue: str) -> None:
         """Deliver the queue's jobs again. See `AsyncClient.resume`."""
-        run_sync(self._async.resume(queue))
+        if self._bridge:
+            return run_sync(self._async.resume(queue))
+        self._call(MessageType.RESUME, QueueRef(queue), resend=True, queue=queue)
 
     def delete_queue(self, queue: str, *, force: bool = False) -> None:
         """Delete a queue and its jobs (pending ones only with ``force``). See
         `AsyncClient.delete_queue`."""
-        run_sync(self._async.delete_queue(queue, force=force))
+        if self._bridge:
+            return run_sync(self._async.delete_queue(queue, force=force))
+        self._call(MessageType.DELETE_QUEUE, DeleteQueue(queue, force), queue=queue)
 
     def ping(self) -> float:
         """Round trip to the server in seconds."""
-        return run_sync(self._async.ping())
+        if self._bridge:
+            return run_sync(self._async.ping())
+        started = time.perf_counter()
+        self._call(MessageType.PING, Ping(), resend=True)
+        return time.perf_counter() - started
