@@ -114,7 +114,9 @@ def test_a_tiny_real_run_writes_every_figure(tmp_path: Path) -> None:
     raw = doc["config"]["raw"]
     for workload in ("enqueue", "batch", "drain", "echo"):
         (run,) = raw[workload]
-        assert run["jobs"] > 0 and run["cpu_s"] > 0, (workload, run)
+        # CPU time is counted in 10 ms clock ticks: a half-second window on a loaded machine may
+        # read 0 for the process while a thread reads one tick, so only the sign is certain.
+        assert run["jobs"] > 0 and run["cpu_s"] >= 0, (workload, run)
         assert "loop" in run["threads_cpu_s"]
     # The drain runs the 300 jobs and the one that created the queue before the window.
     assert raw["drain"][0]["jobs"] >= 300 and raw["drain"][0]["left"] == 0
