@@ -654,6 +654,7 @@ SPECS: dict[str, Spec] = {
                 ("drain, end to end", "jobs_per_s", "jobs/s"),
                 ("drain after the first job", "steady_jobs_per_s", "jobs/s"),
             ),
+            flags=("prefetch",),
         ),
         Spec(
             "open-loop",

@@ -440,6 +440,7 @@ class Worker:
         while buffer and len(running) < self.concurrency:
             _, _, run, d = heapq.heappop(buffer)
             if buffered.pop(d.job_id, None) is run:  # else dropped meanwhile (cancelled): skip it
+                run.ctx.started_at = time.time()  # it was made at delivery
                 self._begin(run, d)
 
     def _drop_buffer(self) -> list[_Run]:
