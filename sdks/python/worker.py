@@ -410,6 +410,10 @@ class Worker:
                 heapq.heappush(self._buffer, (-d.priority, next(self._arrivals), run, d))
         if self._buffered:
             self._fill_slots()
+        if self._starts:
+            # Now rather than with the next flush: the jobs are marked running as they start.
+            starts, self._starts = self._starts, []
+            conn.send(MessageType.START, JobIds(starts))
         if hb < self._hb_interval:
             self._hb_interval = hb
             self._hb_wake.set()
