@@ -190,24 +190,30 @@ def concurrency_arg(text: str) -> int | str:
     return value
 
 
-def worker_command(url: str, queues: Sequence[str], concurrency: int | str) -> list[str]:
+def worker_command(
+    url: str, queues: Sequence[str], concurrency: int | str, prefetch: int | None = None
+) -> list[str]:
     """The `spitfire worker perf.noop_app:app` command line; no ``--concurrency`` for
-    `DEFAULT_CONCURRENCY`."""
+    `DEFAULT_CONCURRENCY`, no ``--prefetch`` for None (the worker's own defaults)."""
     cli = str(Path(sys.executable).with_name("spitfire"))
     cmd = [cli, "worker", "perf.noop_app:app", "--queues", ",".join(queues), "--url", url]
     if concurrency != DEFAULT_CONCURRENCY:
         cmd += ["--concurrency", str(concurrency)]
+    if prefetch is not None:
+        cmd += ["--prefetch", str(prefetch)]
     return [*cmd, "--log-level", "warning"]
 
 
 @contextmanager
-def workers(url: str, queues: Sequence[str], count: int, concurrency: int | str) -> Iterator[list[Any]]:
+def workers(
+    url: str, queues: Sequence[str], count: int, concurrency: int | str, prefetch: int | None = None
+) -> Iterator[list[Any]]:
     """``count`` `spitfire worker perf.noop_app:app` processes on ``queues``; stopped by PID on exit.
 
     ``concurrency`` is passed as ``--concurrency``, except `DEFAULT_CONCURRENCY`: then the worker
-    runs at its own default.
+    runs at its own default; ``prefetch`` is passed as ``--prefetch`` unless None.
     """
-    cmd = worker_command(url, queues, concurrency)
+    cmd = worker_command(url, queues, concurrency, prefetch)
     env = dict(os.environ, SPITFIRE_URL=url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -261,7 +267,8 @@ async def drain_queues(
     deadline = deadline_of(cfg)
     waiting = await left_in(client, queues)
     start = time.perf_counter()
-    with workers(url, queues, int(cfg.get("workers", 1)), concurrency_of(cfg)) as procs:
+    prefetch = None if cfg.get("prefetch") is None else int(cfg["prefetch"])
+    with workers(url, queues, int(cfg.get("workers", 1)), concurrency_of(cfg), prefetch) as procs:
         end, first, left = await wait_drained(client, queues, procs, deadline)
     return drain_result(waiting - left, start, first, end)
 
@@ -647,6 +654,7 @@ SPECS: dict[str, Spec] = {
                 ("drain, end to end", "jobs_per_s", "jobs/s"),
                 ("drain after the first job", "steady_jobs_per_s", "jobs/s"),
             ),
+            flags=("prefetch",),
         ),
         Spec(
             "open-loop",
@@ -705,6 +713,7 @@ OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--workers", "workers", int, "worker processes"),
     ("--concurrency", "concurrency", concurrency_arg, "jobs each worker runs at once, or 'default'"),
     ("--handler", "handler", str, "drain: the no-op job as an async def (async) or a plain def (sync)"),
+    ("--prefetch", "prefetch", int, "drain: the workers' --prefetch (default: the worker's own)"),
     ("--rate", "rate", float, "offered enqueues per second"),
     ("--producers", "producers", int, "producer processes"),
     ("--threads", "threads", int, "threads sharing the sync Client"),

@@ -1,6 +1,7 @@
 """The ``spitfire`` command: run a worker, enqueue a job, look at a job or at the server.
 
-    spitfire worker MODULE:APP [--queues a,b] [--concurrency N] [--burst] [--grace S] [--url URL]
+    spitfire worker MODULE:APP [--queues a,b] [--concurrency N] [--prefetch N] [--burst] [--grace S]
+                    [--url URL]
     spitfire enqueue QUEUE NAME '{"json": "payload"}' [--priority N] [--delay 5s] [--idempotency-key K]
     spitfire get JOB_ID
     spitfire stats [--queue Q]
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("app", metavar="MODULE:APP", help="e.g. tasks:app (the module is imported from cwd)")
     w.add_argument("--queues", default=None, help="comma-separated queues (default: all of the app's)")
     w.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
+    w.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="jobs held delivered but not started, beyond --concurrency (default: as many as "
+        "--concurrency; 0: none, e.g. for long jobs shared by several workers)",
+    )
     w.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     w.add_argument(
         "--grace", type=_duration_arg, default=25.0, help="seconds to finish jobs on SIGTERM (default 25)"
@@ -207,8 +215,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.prefetch is not None and args.prefetch < 0:
+        raise UsageError("--prefetch must be 0 or more")
     try:
-        worker = Worker(app, queues, concurrency=args.concurrency, burst=args.burst, grace=args.grace)
+        worker = Worker(
+            app,
+            queues,
+            concurrency=args.concurrency,
+            prefetch=args.prefetch,
+            burst=args.burst,
+            grace=args.grace,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return worker.run()

@@ -1,11 +1,17 @@
 """`Worker`: runs an App's jobs as the server pushes them.
 
 Flow (protocol-semantics.md, items 6-11): the worker subscribes with credits equal to its free
-concurrency; the server pushes DELIVER frames; the worker sends START for each batch, runs each job
-(async handlers as tasks on the loop, sync handlers on a pool of threads), and reports outcomes in
-batches: every ACK, FAIL and CREDIT produced during one loop iteration leaves in one write. Worker
-level heartbeats keep every held lease alive. CANCEL_JOBS cancels the named jobs; GOAWAY or a lost
-connection makes the worker reconnect with backoff and subscribe again.
+concurrency plus its prefetch; the server pushes DELIVER frames; the worker starts what its free
+slots allow and keeps the rest in a small local buffer (highest priority first), sends START for
+the jobs it starts, runs each job (async handlers as tasks on the loop, sync handlers on a pool of
+threads), and reports outcomes in batches: every START, ACK, FAIL and CREDIT produced during one
+loop iteration leaves in one write. Worker level heartbeats keep every held lease alive, buffered
+ones included. CANCEL_JOBS cancels the named jobs (a buffered one is dropped unrun); GOAWAY or a
+lost connection makes the worker reconnect with backoff and subscribe again.
+
+Why prefetch: a credit goes back only when a job ends, so without a buffer every free slot waits a
+full round trip (CREDIT out, DELIVER back) for its next job; with short jobs that round trip, not
+the jobs, bounds the rate (at concurrency 10 both the worker and the server were mostly idle).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import queue as queue_mod
@@ -69,6 +77,8 @@ BURST_POLL = 0.25
 SHUTDOWN_IO_TIMEOUT = 10.0
 #: Shortest interval between heartbeats, whatever the jobs' timeouts.
 MIN_HEARTBEAT = 0.05
+#: Default concurrency of a worker.
+DEFAULT_CONCURRENCY = 10
 
 _encode = msgspec.msgpack.encode
 
@@ -106,8 +116,18 @@ def _traceback(exc: BaseException) -> str:
 class Worker:
     """Runs the jobs of ``app`` from ``queues`` (default: every queue the app's jobs go to).
 
-    ``concurrency`` jobs run at once at most: that many credits are granted to the server, and
-    sync handlers get that many threads. ``grace`` is how long a graceful shutdown (SIGTERM, SIGINT,
+    ``concurrency`` jobs run at once at most; sync handlers get that many threads. ``prefetch``
+    more jobs (default: as many as ``concurrency``; 0 turns the buffer off) may be held delivered
+    but not started, so that a slot that frees starts its next job at once instead of waiting a
+    round trip to the server: ``concurrency + prefetch`` credits are granted. A buffered job is
+    ``reserved`` on the server (START is sent when it starts), its lease is kept alive by the
+    worker's heartbeats like a running job's, the buffer starts the highest priority first (FIFO
+    within one), so a job can be overtaken by at most ``prefetch`` jobs of lower priority that were
+    buffered before it reached this worker. A buffered job cancelled on the server is dropped
+    without running; a graceful shutdown hands buffered jobs back at once with RELEASE (no attempt
+    counted); a lost connection drops them, and the server puts them back as it does running ones
+    (attempt counted). With long jobs and several workers, a buffer holds jobs another worker could
+    have run: set ``prefetch=0`` there. ``grace`` is how long a graceful shutdown (SIGTERM, SIGINT,
     `stop`) waits for running jobs before handing the rest back to the server with RELEASE (no
     attempt counted; async handlers are cancelled, sync ones see ``ctx.cancelled``).
 
@@ -126,7 +146,8 @@ class Worker:
         app: App,
         queues: Iterable[str] | None = None,
         *,
-        concurrency: int = 10,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        prefetch: int | None = None,
         burst: bool = False,
         grace: float = 25.0,
         name: str | None = None,
@@ -139,6 +160,10 @@ class Worker:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must be 0 (no buffer) or more")
+        #: Jobs held delivered but not started, beyond ``concurrency``.
+        self.prefetch = concurrency if prefetch is None else prefetch
         self.burst = burst
         self.grace = grace
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -150,6 +175,11 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self._running: dict[str, _Run] = {}
+        #: Delivered, not started: id -> run; the heap orders them (highest priority, then arrival).
+        self._buffered: dict[str, _Run] = {}
+        self._buffer: list[tuple[int, int, _Run, Delivery]] = []
+        self._arrivals = itertools.count()
+        self._starts: list[str] = []
         self._gen = 0
         self._conn: Connection | None = None
         self._acks: list[AckItem] = []
@@ -275,7 +305,8 @@ class Worker:
             tls_ca=c.tls_ca,
             timeout=c.connect_timeout,
         )
-        credits = self.concurrency - len(self._running)
+        # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots.
+        credits = max(0, self.concurrency + self.prefetch - len(self._running))
         _, fut = conn.request(MessageType.SUBSCRIBE, Subscribe(self.queues, credits, self.name))
         self._conn = conn
         self._credits = 0
@@ -291,11 +322,12 @@ class Worker:
             raise error_from_frame(reply.message)
         self.worker_id = reply.message.worker_id
         log.info(
-            "worker %s subscribed to %s at %s (concurrency %d)",
+            "worker %s subscribed to %s at %s (concurrency %d, prefetch %d)",
             self.worker_id,
             ",".join(self.queues),
             c.url,
             self.concurrency,
+            self.prefetch,
         )
 
     async def _supervise(self) -> None:
@@ -323,9 +355,12 @@ class Worker:
     def _lost(self, conn: Connection) -> None:
         reason = "the server said GOAWAY" if conn.draining else "the connection was lost"
         log.warning("%s; %d running jobs went back to the server; reconnecting", reason, len(self._running))
-        # Outcomes of jobs from that connection are dropped: the server already took them back.
+        # Outcomes of jobs from that connection are dropped: the server already took them back,
+        # buffered ones included (they never start).
         self._acks.clear()
         self._fails.clear()
+        self._starts.clear()
+        self._drop_buffer()
         conn.close()
 
     # -- pushes -----------------------------------------------------------------------------------
@@ -348,37 +383,76 @@ class Worker:
     def _deliver(self, jobs: list[Delivery], gen: int) -> None:
         conn = self._conn
         assert conn is not None
-        ids = [d.job_id for d in jobs]
         if not self._accepting:
             # Pushed before the server saw our UNSUBSCRIBE: hand them straight back.
             with contextlib.suppress(ConnectionLost):
-                self._track(conn.request(MessageType.RELEASE, JobIds(ids))[1])
+                self._track(conn.request(MessageType.RELEASE, JobIds([d.job_id for d in jobs]))[1])
             return
-        conn.send(MessageType.START, JobIds(ids))
         self._last_delivery = time.monotonic()
         self._idle.clear()
         hb = self._hb_interval
+        running, concurrency = self._running, self.concurrency
         for d in jobs:
             ctx = JobContext(
                 d.job_id, d.queue, d.name, d.attempt, d.max_attempts, d.headers or {}, d.timeout,
                 d.created_at, d.priority,
             )  # fmt: skip
             run = _Run(d.job_id, gen, ctx)
-            self._running[d.job_id] = run
             if self._snoozed:
                 self._snoozed.pop(d.job_id, None)
             if d.timeout < hb * 3:
                 hb = max(MIN_HEARTBEAT, d.timeout / 3)
-            fn = self.handlers.get(d.name)
-            if fn is None:
-                self._complete(run, self._unknown(d))
-            elif fn.is_async:
-                run.task = self._loop.create_task(self._run_async(fn, d, run))
+            if len(running) < concurrency and not self._buffered:
+                self._begin(run, d)  # the common case: a free slot and nothing waiting before it
             else:
-                self._jobs_q.put((fn, d, run))
+                # Jobs arrive highest priority first; the heap keeps that order across deliveries.
+                self._buffered[d.job_id] = run
+                heapq.heappush(self._buffer, (-d.priority, next(self._arrivals), run, d))
+        if self._buffered:
+            self._fill_slots()
+        if self._starts:
+            # Now rather than with the next flush: the jobs are marked running as they start.
+            starts, self._starts = self._starts, []
+            conn.send(MessageType.START, JobIds(starts))
         if hb < self._hb_interval:
             self._hb_interval = hb
             self._hb_wake.set()
+
+    def _begin(self, run: _Run, d: Delivery) -> None:
+        """Start a delivered job: it takes a slot, and its START leaves with the next flush."""
+        self._running[d.job_id] = run
+        self._starts.append(d.job_id)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        fn = self.handlers.get(d.name)
+        if fn is None:
+            self._complete(run, self._unknown(d))
+        elif fn.is_async:
+            run.task = self._loop.create_task(self._run_async(fn, d, run))
+        else:
+            self._jobs_q.put((fn, d, run))
+
+    def _fill_slots(self) -> None:
+        """Start buffered jobs, highest priority first, while slots are free. Not once the worker
+        stops taking jobs (they went back with RELEASE) nor while its connection is down (the
+        server takes them back: they must not run)."""
+        buffer, buffered, running = self._buffer, self._buffered, self._running
+        conn = self._conn
+        if not self._accepting or conn is None or not conn.usable:
+            return
+        while buffer and len(running) < self.concurrency:
+            _, _, run, d = heapq.heappop(buffer)
+            if buffered.pop(d.job_id, None) is run:  # else dropped meanwhile (cancelled): skip it
+                run.ctx.started_at = time.time()  # it was made at delivery
+                self._begin(run, d)
+
+    def _drop_buffer(self) -> list[_Run]:
+        """Forget every buffered job (never started); returns them."""
+        dropped = list(self._buffered.values())
+        self._buffered.clear()
+        self._buffer.clear()
+        return dropped
 
     def _unknown(self, d: Delivery) -> FailItem:
         known = ", ".join(sorted(self.handlers)) or "none"
@@ -390,6 +464,14 @@ class Worker:
 
     def _cancel_jobs(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
+            buffered = self._buffered.pop(job_id, None)
+            if buffered is not None:
+                # Never started: it must not run. Its heap entry is skipped when reached; its
+                # credit goes back at once, since the server no longer counts it as held.
+                log.info("job %s was cancelled before it started", job_id)
+                buffered.cancelled = True
+                self._complete(buffered, None)
+                continue
             run = self._running.get(job_id)
             if run is None:
                 continue
@@ -504,6 +586,8 @@ class Worker:
                 self.failed += 1
         if self._accepting:
             self._credits += 1
+            if self._buffered:
+                self._fill_slots()
         if not running:
             self._idle.set()
         if not self._flush_scheduled:
@@ -517,6 +601,9 @@ class Worker:
         if conn is None or not conn.usable:
             return  # outcomes of a lost connection are dropped in _lost
         try:
+            if self._starts:
+                starts, self._starts = self._starts, []
+                conn.send(MessageType.START, JobIds(starts))
             if self._acks:
                 acks, self._acks = self._acks, []
                 self._track(conn.request(MessageType.ACK, Ack(acks))[1])
@@ -587,19 +674,22 @@ class Worker:
 
     def _beat(self) -> None:
         conn = self._conn
-        if not self._running or conn is None or not conn.usable:
+        if not (self._running or self._buffered) or conn is None or not conn.usable:
             return
+        # A worker-level heartbeat extends every lease this worker holds: buffered jobs (reserved
+        # on the server) as well as running ones, however long they wait for a slot.
         with contextlib.suppress(ConnectionLost):
             _, fut = conn.request(MessageType.HEARTBEAT, Heartbeat(None, None))
             fut.add_done_callback(_ignore)
         # Recomputed from the jobs held now, so the interval grows again after short-lease jobs end.
-        shortest = min(r.ctx.timeout for r in self._running.values()) / 3
+        held = itertools.chain(self._running.values(), self._buffered.values())
+        shortest = min(r.ctx.timeout for r in held) / 3
         self._hb_interval = max(MIN_HEARTBEAT, min(conn.welcome.heartbeat_interval, shortest))
 
     # -- burst and shutdown -----------------------------------------------------------------------
 
     async def _burst_finished(self) -> bool:
-        if self._running or self._outstanding or self._acks or self._fails:
+        if self._running or self._buffered or self._outstanding or self._acks or self._fails:
             return False
         if time.monotonic() - self._last_delivery < BURST_QUIET:
             return False
@@ -624,8 +714,10 @@ class Worker:
         return not self._running
 
     async def _shutdown(self) -> None:
-        """Stop taking jobs, wait up to ``grace`` for running ones, RELEASE the rest, flush outcomes."""
+        """Stop taking jobs, RELEASE buffered ones, wait up to ``grace`` for running ones, RELEASE
+        the rest, flush outcomes."""
         self._accepting = False
+        self._release_buffered()
         conn = self._conn
         if conn is not None and conn.usable:
             with contextlib.suppress(SpitfireError, TimeoutError):
@@ -645,6 +737,17 @@ class Worker:
                 async with asyncio.timeout(SHUTDOWN_IO_TIMEOUT):
                     await self._settled.wait()
         log.info("worker stopped: %d jobs succeeded, %d failed", self.processed, self.failed)
+
+    def _release_buffered(self) -> None:
+        """Hand the jobs that never started back now (no attempt counted): they are not worth the
+        grace period, and another worker can take them at once."""
+        rest = [r.job_id for r in self._drop_buffer() if r.gen == self._gen]
+        conn = self._conn
+        if not rest or conn is None or not conn.usable:
+            return
+        log.info("stopping: handing %d buffered jobs back to the server", len(rest))
+        with contextlib.suppress(ConnectionLost):
+            self._track(conn.request(MessageType.RELEASE, JobIds(rest))[1])
 
     async def _release_rest(self) -> None:
         rest = [r for r in self._running.values() if r.gen == self._gen]

@@ -367,6 +367,13 @@ def test_the_drain_takes_a_handler_kind() -> None:
     assert args.handler == "sync" and SPECS["drain"].defaults["handler"] == "async"
 
 
+def test_the_drain_passes_prefetch_to_the_workers_only_when_given() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SPECS["drain"])
+    assert config_of(SPECS["drain"], parser.parse_args(["--prefetch", "0"]))["prefetch"] == 0
+    assert "prefetch" not in config_of(SPECS["drain"], parser.parse_args([]))
+
+
 def test_a_sync_drain_runs_the_plain_def_job(tmp_path: Path) -> None:
     """A real server and one worker process running `noop_sync` on its threads: 300 jobs, all ran."""
     cmd = [sys.executable, "-m", "perf", "drain", "--handler", "sync", "--jobs", "300", "--concurrency", "4"]

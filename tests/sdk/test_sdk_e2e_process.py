@@ -156,7 +156,9 @@ def test_cli_enqueue_get_stats_worker(server: ServerProcess, queue: str, tmp_pat
         "import spitfire\napp = spitfire.App()\n"
         f"@app.job(queue={queue!r})\ndef echo(text: str) -> str:\n    return text.upper()\n"
     )
-    work = _cli("worker", "echo_jobs:app", "--burst", "--concurrency", "2", env=env, cwd=tmp_path)
+    work = _cli(
+        "worker", "echo_jobs:app", "--burst", "--concurrency", "2", "--prefetch", "1", env=env, cwd=tmp_path
+    )
     assert work.returncode == 0, work.stderr
     job = json.loads(_cli("get", job_id, env=env).stdout)
     assert job["state"] == "succeeded" and job["result"] == "HI" and job["payload"] == {"text": "hi"}
@@ -187,3 +189,8 @@ def test_cli_errors_and_exit_codes(server: ServerProcess, tmp_path: Path) -> Non
     assert not_app.returncode == 2 and "not a spitfire.App" in not_app.stderr
     no_colon = _cli("worker", "notapp", env=env, cwd=tmp_path)
     assert no_colon.returncode == 2 and "MODULE:APP" in no_colon.stderr
+    (tmp_path / "okapp.py").write_text(
+        "import spitfire\napp = spitfire.App()\n@app.job(queue='q')\ndef job() -> None: ...\n"
+    )
+    bad_prefetch = _cli("worker", "okapp:app", "--prefetch", "-1", env=env, cwd=tmp_path)
+    assert bad_prefetch.returncode == 2 and "--prefetch must be 0 or more" in bad_prefetch.stderr
