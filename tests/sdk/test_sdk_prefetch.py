@@ -113,6 +113,9 @@ def test_graceful_stop_releases_buffered_jobs_at_once(
             assert job.attempts == 0 and job.errors == ()
         assert len(gate.ran) == 1 and gate.ran[0] not in buffered
         gate.opened.set()  # the running job finishes within the grace period
+        # Wait here: leaving the block while the worker is still stopping would stop it a second
+        # time, which cuts the grace period short.
+        wait_until(lambda: bool(result), what="the worker to stop on its own")
     assert result == [0]
     assert client.get(gate.ran[0]).state == "succeeded"
 
