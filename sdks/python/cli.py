@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefetch",
         type=int,
         default=None,
-        help="jobs held delivered but not started, beyond --concurrency (default: as many as "
-        "--concurrency; 0: none, e.g. for long jobs shared by several workers)",
+        help="jobs held delivered but not started, beyond --concurrency (default: enough to hold 100 "
+        "jobs, and at least --concurrency; 0: none, e.g. for long jobs shared by several workers)",
     )
     w.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     w.add_argument(

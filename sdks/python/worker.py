@@ -113,11 +113,25 @@ def _traceback(exc: BaseException) -> str:
     return "".join(tb_mod.format_exception(exc))
 
 
+#: Jobs a worker holds (running plus buffered) by default, at least. Credits in hand must cover the
+#: jobs that finish during one credit -> delivery round trip (~1-2 ms here), or slots sit empty:
+#: no-op jobs, one worker at concurrency 10, 20,000 jobs, medians of 3 interleaved runs on a 2-core
+#: VM: prefetch 10 / 40 / 90 drained 27,900 / 35,400 / 45,800 jobs/s with a sync handler and
+#: 36,400 / 44,900 / 52,300 with an async one.
+DEFAULT_IN_HAND = 100
+
+
+def default_prefetch(concurrency: int) -> int:
+    """The prefetch a worker uses unless told: enough that it holds `DEFAULT_IN_HAND` jobs, and
+    never fewer than ``concurrency`` (so that a wide worker still has one job ready per slot)."""
+    return max(concurrency, DEFAULT_IN_HAND - concurrency)
+
+
 class Worker:
     """Runs the jobs of ``app`` from ``queues`` (default: every queue the app's jobs go to).
 
     ``concurrency`` jobs run at once at most; sync handlers get that many threads. ``prefetch``
-    more jobs (default: as many as ``concurrency``; 0 turns the buffer off) may be held delivered
+    more jobs (default: `default_prefetch`; 0 turns the buffer off) may be held delivered
     but not started, so that a slot that frees starts its next job at once instead of waiting a
     round trip to the server: ``concurrency + prefetch`` credits are granted. A buffered job is
     ``reserved`` on the server (START is sent when it starts), its lease is kept alive by the
@@ -163,7 +177,7 @@ class Worker:
         if prefetch is not None and prefetch < 0:
             raise ValueError("prefetch must be 0 (no buffer) or more")
         #: Jobs held delivered but not started, beyond ``concurrency``.
-        self.prefetch = concurrency if prefetch is None else prefetch
+        self.prefetch = default_prefetch(concurrency) if prefetch is None else prefetch
         self.burst = burst
         self.grace = grace
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"

@@ -83,13 +83,16 @@ def test_prefetch_holds_at_most_concurrency_plus_prefetch(
     assert gate.peak <= 2 and sorted(gate.ran) == sorted(ids)
 
 
-def test_default_prefetch_equals_concurrency(server: ServerProcess) -> None:
+def test_the_default_prefetch_holds_100_jobs_and_at_least_one_per_slot(server: ServerProcess) -> None:
     app = spitfire.App(server.url)
 
     @app.job(queue="unused")
     def noop() -> None: ...
 
-    assert spitfire.Worker(app, concurrency=7).prefetch == 7
+    assert spitfire.Worker(app).prefetch == 90  # concurrency 10: 100 jobs in hand
+    assert spitfire.Worker(app, concurrency=7).prefetch == 93
+    assert spitfire.Worker(app, concurrency=60).prefetch == 60  # never fewer than one per slot
+    assert spitfire.Worker(app, concurrency=256).prefetch == 256
     assert spitfire.Worker(app, concurrency=7, prefetch=0).prefetch == 0
     with pytest.raises(ValueError, match="prefetch"):
         spitfire.Worker(app, prefetch=-1)
