@@ -168,3 +168,15 @@ def drain_external(
                     os.environ[k] = v
         result["processed"] = progress(progress_dir)  # the workers' final counts, written at exit
     return result
+
+
+def flush_redis(url: str) -> None:
+    """Empty the harness's redis database at ``url`` before a workload (BullMQ and Sidekiq keep
+    their queues there)."""
+    import redis  # the peers venv has it; imported here so that this module needs only the stdlib
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()

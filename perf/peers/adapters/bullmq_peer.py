@@ -31,6 +31,7 @@ from perf.peers.external import (
     command_output,
     drain_external,
     enqueue_result,
+    flush_redis,
     open_loop_from,
     require_binary,
     run_json,
@@ -60,17 +61,9 @@ def _node(command: str, url: str, **opts: Any) -> dict[str, Any]:
     return run_json(args, cwd=NODE_DIR)
 
 
-def _flush(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` queue.add calls from ``inflight`` concurrent promise chains on one Queue."""
-    _flush(url)
+    flush_redis(url)
     inflight = int(cfg["inflight"])
     result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=inflight))
     result["notes"] = f"{inflight} concurrent queue.add promises on one Queue (one ioredis connection)"
@@ -80,7 +73,7 @@ def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` queue.add calls from ``threads`` concurrent promise chains (Node's stand-in for
     threads: each chain awaits one call at a time) on one Queue."""
-    _flush(url)
+    flush_redis(url)
     chains = int(cfg["threads"])
     result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=chains))
     result["config"] = {"promises": chains}
@@ -93,7 +86,7 @@ def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` queue.add calls, one at a time (one promise chain)."""
-    _flush(url)
+    flush_redis(url)
     result = enqueue_result(_node("single", url, jobs=int(cfg["jobs"]), inflight=1))
     result["config"] = {"promises": 1}
     result["notes"] = "one promise chain awaiting each queue.add in turn, one Queue"
@@ -102,7 +95,7 @@ def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """queue.addBulk with ``batch`` jobs per call from ``inflight`` concurrent promise chains."""
-    _flush(url)
+    flush_redis(url)
     inflight = int(cfg["inflight"])
     doc = _node("batch", url, jobs=int(cfg["jobs"]), batch=int(cfg["batch"]), inflight=inflight)
     result = batch_result(doc)
@@ -115,7 +108,7 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     processes, each running a BullMQ Worker at ``concurrency``, until they have run them all."""
     jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
     processes = drain_processes(cfg)
-    _flush(url)
+    flush_redis(url)
     _node("fill", url, jobs=jobs)
     client = redis.Redis.from_url(url)
     cmd = [NODE, str(PROGRAM), "worker", "--url", url, "--concurrency", str(concurrency)]
@@ -136,7 +129,7 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``rate`` queue.add calls per second on a fixed schedule, each its own promise."""
-    _flush(url)
+    flush_redis(url)
     rate = float(cfg["rate"])
     result = open_loop_from(_node("open-loop", url, rate=rate, seconds=float(cfg["seconds"])), rate)
     result["notes"] = "one queue.add promise per job on one Queue; timer then setImmediate to each send time"

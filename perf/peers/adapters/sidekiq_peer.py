@@ -31,6 +31,7 @@ from perf.peers.external import (
     debian_version,
     drain_external,
     enqueue_result,
+    flush_redis,
     open_loop_from,
     require_binary,
     run_json,
@@ -56,17 +57,9 @@ def _ruby(*args: Any) -> dict[str, Any]:
     return run_json([RUBY, str(PRODUCER), *map(str, args)])
 
 
-def _flush(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` Sidekiq::Client.push calls from ``inflight`` threads (a pool of as many connections)."""
-    _flush(url)
+    flush_redis(url)
     threads = int(cfg["inflight"])
     result = enqueue_result(_ruby("single", url, int(cfg["jobs"]), threads))
     result["config"] = {"threads": threads}
@@ -77,7 +70,7 @@ def enqueue_single(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` Sidekiq::Client.push calls from ``threads`` Ruby threads (a pool of as many
     connections), one push at a time each."""
-    _flush(url)
+    flush_redis(url)
     threads = int(cfg["threads"])
     result = enqueue_result(_ruby("single", url, int(cfg["jobs"]), threads))
     result["config"] = {"threads": threads, "pool": threads}
@@ -90,7 +83,7 @@ def enqueue_threads(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``jobs`` Sidekiq::Client.push calls from one thread, one at a time."""
-    _flush(url)
+    flush_redis(url)
     result = enqueue_result(_ruby("single", url, int(cfg["jobs"]), 1))
     result["config"] = {"threads": 1, "pool": 1}
     result["notes"] = "Sidekiq::Client.push from one Ruby thread, one push at a time"
@@ -99,7 +92,7 @@ def enqueue_one(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def enqueue_batch(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Sidekiq::Client.push_bulk with ``batch`` jobs per call from ``inflight`` threads."""
-    _flush(url)
+    flush_redis(url)
     threads = int(cfg["inflight"])
     result = batch_result(_ruby("batch", url, int(cfg["jobs"]), int(cfg["batch"]), threads))
     result["config"] = {"threads": threads}
@@ -112,7 +105,7 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     server processes at ``concurrency`` threads each until they have run them all."""
     jobs, concurrency = int(cfg["jobs"]), int(cfg.get("concurrency", CONCURRENCY))
     processes = drain_processes(cfg)
-    _flush(url)
+    flush_redis(url)
     _ruby("fill", url, jobs)
     client = redis.Redis.from_url(url)
     cmd = [SIDEKIQ, "-r", str(TASKS), "-q", QUEUE, "-c", str(concurrency)]
@@ -133,7 +126,7 @@ def drain(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def open_loop(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """``rate`` pushes per second on a fixed schedule, handed to a pool of ``inflight`` threads."""
-    _flush(url)
+    flush_redis(url)
     rate, threads = float(cfg["rate"]), int(cfg.get("inflight", 64))
     result = open_loop_from(_ruby("open-loop", url, rate, float(cfg["seconds"]), threads), rate)
     result["config"] = {"threads": threads}
