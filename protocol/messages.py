@@ -198,6 +198,12 @@ class Subscribe(Body):
     credits: int
     #: A human name for the dashboard (e.g. "host:pid"); the server assigns the worker id.
     name: str = ""
+    #: Where the worker runs, for the dashboard (added after 1.0: older clients send none, and
+    #: their 3-field frames still decode): the host name ("" unknown), the process id (0 unknown)
+    #: and how many jobs it runs at once (0 unknown).
+    host: str = ""
+    pid: int = 0
+    concurrency: int = 0
 
 
 class Credit(Body):

@@ -478,11 +478,19 @@ class Service:
             raise ValidationError("credits", "must be an integer from 0 to 1000000")
         if len(msg.name) > 200:
             raise ValidationError("name", "must be at most 200 characters")
-        conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        if len(msg.host) > 255:
+            raise ValidationError("host", "must be at most 255 characters")
+        if not 0 <= msg.pid < 2**31:
+            raise ValidationError("pid", "must be an integer from 0 to 2147483647")
+        if not 0 <= msg.concurrency <= 1_000_000:
+            raise ValidationError("concurrency", "must be an integer from 0 to 1000000")
+        worker = conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        worker.host, worker.pid, worker.concurrency = msg.host, msg.pid, msg.concurrency
         conn.session.reply(request, m.Subscribed(conn.worker.id), MessageType.SUBSCRIBED)
 
     def _credit(self, conn: Peer, request: Request) -> None:
         if conn.worker is not None:
+            conn.worker.last_seen = self.clock()
             self.dispatcher.credit(conn.worker, request.message.credits)
 
     def _unsubscribe(self, conn: Peer, request: Request) -> None:
@@ -506,7 +514,7 @@ class Service:
         engine = self.engine
         extended = 0
         if worker is not None:
-            now = self.clock()
+            now = worker.last_seen = self.clock()
             if msg.job_ids is None and msg.seconds is None:
                 extended = engine.heartbeat(worker.id, now)
             else:

@@ -173,6 +173,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("pause", T.PAUSE, 13, m.QueueRef("emails")),
     ("resume", T.RESUME, 14, m.QueueRef("emails")),
     ("subscribe", T.SUBSCRIBE, 15, m.Subscribe(["emails", "reports"], 64, "host-1:4242")),
+    (
+        "subscribe-described",
+        T.SUBSCRIBE,
+        15,
+        m.Subscribe(["emails"], 100, "host-1:4242", host="host-1", pid=4242, concurrency=10),
+    ),
     ("subscribe-unnamed", T.SUBSCRIBE, 16, m.Subscribe(["emails"], 0)),
     ("credit", T.CREDIT, 0, m.Credit(3)),
     ("unsubscribe", T.UNSUBSCRIBE, 17, m.Unsubscribe()),

@@ -321,7 +321,12 @@ class Worker:
         )
         # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots.
         credits = max(0, self.concurrency + self.prefetch - len(self._running))
-        _, fut = conn.request(MessageType.SUBSCRIBE, Subscribe(self.queues, credits, self.name))
+        # host, pid and concurrency are shown on the dashboard's Workers page (PROTOCOL.md SUBSCRIBE).
+        subscribe = Subscribe(
+            self.queues, credits, self.name,
+            host=socket.gethostname()[:255], pid=os.getpid(), concurrency=self.concurrency,
+        )  # fmt: skip
+        _, fut = conn.request(MessageType.SUBSCRIBE, subscribe)
         self._conn = conn
         self._credits = 0
         self._hb_interval = conn.welcome.heartbeat_interval
