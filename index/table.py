@@ -3,9 +3,10 @@
 The all-jobs list and the by-name lists are kept in id order (ids are time-ordered, so this is
 creation order; a job applied a little after a newer one, from another queue's commit, is inserted
 near the end: a short move) with lazy deletion: an entry is live iff the table still maps its id to
-that very job object. The dashboard's listings (`index.listing`) bisect them by id. A list is rebuilt when its dead entries
-outnumber the live ones, and the by-id dict when it holds a quarter of its peak (CPython dicts never
-shrink on deletion): memory follows the jobs kept, not the most ever kept.
+that very job object. The dashboard's listings (`index.listing`) bisect them by id. A list is
+rebuilt when its dead entries outnumber the live ones, and the by-id dict when it holds a quarter
+of its peak (CPython dicts never shrink on deletion): memory follows the jobs kept, not the most
+ever kept.
 """
 
 from __future__ import annotations
