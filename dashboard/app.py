@@ -209,14 +209,17 @@ class Dashboard:
         opts = options or ServerOptions()
         #: Workers quiet for longer than this hold possibly aborted jobs.
         self.quiet_after = QUIET_INTERVALS * opts.heartbeat_interval
+        urls = list(listen or [])
+        # The port actually bound (--listen may say 0), from the first listener's URL.
+        port = urls[0].rpartition(":")[2] if urls else str(opts.listen.port)
         self.server = mo.ServerOut(
-            id=f"{socket.gethostname()}:{opts.listen.port}",
+            id=f"{socket.gethostname()}:{port}",
             host=socket.gethostname(),
             pid=os.getpid(),
             version=_version(),
             started_at=self.started_at,
             durability=opts.durability.value,
-            listen=list(listen or []),
+            listen=urls,
             http=http_url or f"http://{opts.http}",
         )
         self.http_workers = HttpWorkers()
