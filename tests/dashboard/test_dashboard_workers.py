@@ -18,6 +18,7 @@ import pytest
 from dashhelpers import batch, wait_until
 from httphelpers import HttpServer
 
+CLI = [sys.executable, "-m", "spitfire.cli"]
 JOBS = """
     import os, time
     from pathlib import Path
