@@ -5,7 +5,9 @@ covers every job the filter can match (every job, one queue's, one handler name'
 bound by bisection and skipping what does not match; or, when the states asked for hold few jobs,
 those jobs gathered from their per-state lists and sorted. Either way a page costs about what it
 returns (plus what it skips), never a walk of every job: a walk stops after `MAX_SCAN` entries and
-hands back a cursor where it stopped, so a page may come back short with a cursor to go on.
+hands back a cursor where it stopped, so a page may come back short with a cursor to go on. A
+state filter over several queues is answered queue by queue (gathered or walked, whichever costs
+less there) and the pages combined (`combine`).
 
 Bounds are job ids, exclusive: ``lo < id < hi``. A time bound is the 12 hex digits of its millisecond
 (`time_bound`): an id is above it exactly when its job was created at that millisecond or later.
@@ -103,6 +105,25 @@ def gather(
     return found, None
 
 
+def combine(
+    pages: Iterable[tuple[list[Job], str | None]], limit: int, newest_first: bool
+) -> tuple[list[Job], str | None]:
+    """One page from pages of disjoint sources (each queue's) over the same bounds: the first
+    ``limit`` jobs of all of them that every source has covered, and the cursor to go on from."""
+    found: list[Job] = []
+    stop: str | None = None  # how far every source got: the nearest of their stopping points
+    for jobs, cursor in pages:
+        found += jobs
+        if cursor is not None and (stop is None or (cursor > stop if newest_first else cursor < stop)):
+            stop = cursor
+    if stop is not None:
+        found = [j for j in found if (j.id >= stop if newest_first else j.id <= stop)]
+    found.sort(key=_job_id, reverse=newest_first)
+    if len(found) > limit:
+        return found[:limit], found[limit - 1].id
+    return found, stop
+
+
 def merge(
     page: tuple[list[Job], str | None],
     extra: Iterable[Job],
@@ -131,4 +152,4 @@ def merge(
     return combined, cursor
 
 
-__all__ = ["MAX_GATHER", "MAX_SCAN", "gather", "in_bounds", "merge", "time_bound", "walk"]
+__all__ = ["MAX_GATHER", "MAX_SCAN", "combine", "gather", "in_bounds", "merge", "time_bound", "walk"]

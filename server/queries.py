@@ -7,7 +7,7 @@ being enqueued is not found until its commit, a cancel in flight is not seen unt
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from spitfire.index import listing
@@ -228,6 +228,15 @@ class Queries:
             source = scope[0].index.in_order()
         else:
             source = table.all_in_order()
+        if states is not None and f.q is None and name is None:
+            # Queue by queue: each gathers its few jobs in these states, or walks its own list.
+            budget = max(1000, listing.MAX_SCAN // max(1, len(scope)))
+            pages = [
+                self._queue_page(q, states, match, lo, hi, limit, newest_first, budget)
+                for q in scope
+                if any(q.index.counts[s] for s in states)
+            ]
+            return listing.combine(pages, limit, newest_first)
         if states is not None and source:
             held = sum(q.index.counts[s] for q in scope for s in states)
             if held <= listing.MAX_GATHER and held * 4 < len(source):
@@ -236,6 +245,27 @@ class Queries:
                 return listing.merge(page, extra, lo, hi, limit, newest_first)
         page = listing.walk(source, table.is_live, match, lo, hi, limit, newest_first)
         return listing.merge(page, extra, lo, hi, limit, newest_first)
+
+    def _queue_page(
+        self,
+        q: Queue,
+        states: frozenset[JobState],
+        match: Callable[[Job], bool],
+        lo: str | None,
+        hi: str | None,
+        limit: int,
+        newest_first: bool,
+        budget: int,
+    ) -> tuple[list[Job], str | None]:
+        """One queue's page of jobs in ``states``: gathered from its per-state lists when they hold
+        few of its jobs, else walked from its id-ordered list."""
+        index = q.index
+        source = index.in_order()
+        held = sum(index.counts[s] for s in states)
+        if held <= listing.MAX_GATHER and held * 4 < len(source):
+            gathered = (j for s in states for j in index.state_jobs(s))
+            return listing.gather(gathered, match, lo, hi, limit, newest_first)
+        return listing.walk(source, self.state.table.is_live, match, lo, hi, limit, newest_first, budget)
 
     def _exact(self, q: str) -> Iterable[Job]:
         """The jobs ``q`` names as a job id or as an idempotency key (of any queue)."""
