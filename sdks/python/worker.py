@@ -330,6 +330,7 @@ class Worker:
         self._conn = conn
         self._credits = 0
         self._hb_interval = conn.welcome.heartbeat_interval
+        self._hb_wake.set()  # the heartbeat loop may be waiting out the previous, longer interval
         try:
             async with asyncio.timeout(c.timeout):
                 reply = await fut

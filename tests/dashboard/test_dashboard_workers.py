@@ -99,6 +99,15 @@ def test_an_sdk_worker_reports_host_pid_and_concurrency(
     wait_until(lambda: (tmp_path / "marks" / f"started-{job_id}").exists(), what="the job to start")
     w = next(x for x in _workers(server)["workers"] if x["pid"] == proc.pid)
     assert w["in_flight"] == 1 == w["jobs"]
+    # Heartbeating for longer than the quiet threshold (3 x 0.2 s): its job is not aborted.
+    wait_until(
+        lambda: (
+            next(x for x in _workers(server)["workers"] if x["pid"] == proc.pid)["last_seen"]
+            > w["last_seen"] + 1.0
+        ),
+        what="the worker's heartbeats",
+    )
+    assert not [j for j in _workers(server)["possibly_aborted"] if j["id"] == job_id]
     # SIGSTOP: connected but silent, so its job is possibly aborted once it missed 3 heartbeats.
     os.kill(proc.pid, signal.SIGSTOP)
     try:
