@@ -11,7 +11,7 @@ ever kept.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from itertools import groupby
 from operator import attrgetter
 
@@ -46,8 +46,9 @@ class _NameList:
         """Add jobs given in id order, keeping the whole list in id order."""
         jobs = self.jobs
         if jobs and new and new[0].id < jobs[-1].id:
-            jobs.extend(new)
-            jobs.sort(key=_job_id)
+            # Another queue's newer jobs landed first: re-sort only the tail they overlap (short).
+            at = bisect_right(jobs, new[0].id, key=_job_id)
+            jobs[at:] = sorted([*jobs[at:], *new], key=_job_id)
         else:
             jobs.extend(new)
 

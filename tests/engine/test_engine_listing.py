@@ -214,3 +214,38 @@ async def test_possibly_aborted_lists_leases_of_workers_that_are_gone(harness: H
     assert [j.id for j in e.possibly_aborted({"alive"})] == [j.id for j in gone]
     assert len(e.possibly_aborted({"alive"}, limit=1)) == 1
     assert e.possibly_aborted({"alive", "gone"}) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_table_keeps_id_order_when_commits_land_out_of_order(seed: int) -> None:
+    """Jobs of several queues applied out of id order (one queue's commit lands first), alone or as
+    batches: the all-jobs and by-name lists the listings bisect stay in id order."""
+    import random
+
+    from spitfire.index.ids import IdGenerator
+    from spitfire.index.job import Job
+    from spitfire.index.table import JobTable
+
+    rng = random.Random(seed)
+    gen = IdGenerator(rng)
+    ids = [gen.next(T0 + i / 1000) for i in range(3000)]
+    jobs = [Job(i, "q", rng.choice("abc"), b"", S.ENQUEUED, T0) for i in ids]
+    runs: list[list[Job]] = []
+    i = 0
+    while i < len(jobs):
+        n = rng.randint(1, 40)
+        runs.append(jobs[i : i + n])
+        i += n
+    for k in range(0, len(runs) - 1, 2):
+        if rng.random() < 0.5:
+            runs[k], runs[k + 1] = runs[k + 1], runs[k]
+    table = JobTable()
+    for run_ in runs:
+        if len(run_) == 1 or rng.random() < 0.5:
+            for job in run_:
+                table.add(job)
+        else:
+            table.add_many(run_)
+    assert [j.id for j in table.all_in_order()] == ids
+    for name in "abc":
+        assert [j.id for j in table.name_in_order(name)] == [j.id for j in jobs if j.name == name]
