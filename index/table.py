@@ -60,13 +60,16 @@ class _NameList:
 class JobTable:
     """Global lookup of jobs by id and by handler name."""
 
-    __slots__ = ("_all", "_by_id", "_by_name", "_peak", "pending_bytes", "pending_jobs")
+    __slots__ = ("_all", "_by_id", "_by_name", "_ordered", "_peak", "pending_bytes", "pending_jobs")
 
     def __init__(self) -> None:
         self._by_id: dict[str, Job] = {}
         self._by_name: dict[str, _NameList] = {}
         #: Every job, in id order (lazy deletion, like the by-name lists).
         self._all = _NameList()
+        #: False while recovery adds jobs queue by queue (in id order within a queue only): lists
+        #: are appended to and sorted once by `sort_names`, not kept in order on every add.
+        self._ordered = True
         #: Pending (not finished) jobs of every queue together, and their payload bytes: the
         #: queues' indexes keep these exact as jobs enter and leave the pending states.
         self.pending_jobs = 0
@@ -80,23 +83,34 @@ class JobTable:
         by_id[job.id] = job
         if len(by_id) > self._peak:
             self._peak = len(by_id)
-        self._all.append(job)
         names = self._by_name.get(job.name)
         if names is None:
             names = self._by_name[job.name] = _NameList()
-        names.append(job)
+        if self._ordered:
+            self._all.append(job)
+            names.append(job)
+        else:
+            self._all.jobs.append(job)
+            names.jobs.append(job)
 
     def add_many(self, jobs: list[Job]) -> None:
         """Index many new jobs at once (recovery): C-level bulk operations where possible."""
         self._by_id.update(zip(map(_job_id, jobs), jobs, strict=True))
         self._peak = max(self._peak, len(self._by_id))
-        self._all.extend(jobs)
+        ordered = self._ordered
+        if ordered:
+            self._all.extend(jobs)
+        else:
+            self._all.jobs.extend(jobs)
         by_name = self._by_name
         for name, run in groupby(jobs, key=_job_name):
             names = by_name.get(name)
             if names is None:
                 names = by_name[name] = _NameList()
-            names.extend(list(run))
+            if ordered:
+                names.extend(list(run))
+            else:
+                names.jobs.extend(run)
 
     def remove(self, job: Job) -> None:
         """Forget a job (deleted, or evicted from history)."""
@@ -128,8 +142,16 @@ class JobTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def defer_order(self) -> None:
+        """Recovery is about to add every queue's jobs, queue by queue: append them as they come,
+        until `sort_names` puts the lists in id order once (keeping order on each add would move
+        most of a list for every job of the second queue on)."""
+        self._ordered = False
+
     def sort_names(self) -> None:
-        """Restore id order in the all-jobs and by-name lists (after recovery added queue by queue)."""
+        """Restore id order in the all-jobs and by-name lists (after recovery added queue by queue);
+        from now on every add keeps it."""
+        self._ordered = True
         self._all.jobs.sort(key=_job_id)
         for names in self._by_name.values():
             names.jobs.sort(key=_job_id)

@@ -230,6 +230,7 @@ class Engine(Queries):
         """Recover every queue from storage (snapshot, then records), then promote what is due."""
         if self._opened:
             raise RuntimeError("engine already open")
+        self.state.table.defer_order()  # sorted once below, after every queue is loaded
         for name in self.storage.queues():
             q = self._open_queue(name)
             if q.deleted_lsn:

@@ -249,3 +249,18 @@ def test_the_table_keeps_id_order_when_commits_land_out_of_order(seed: int) -> N
     assert [j.id for j in table.all_in_order()] == ids
     for name in "abc":
         assert [j.id for j in table.name_in_order(name)] == [j.id for j in jobs if j.name == name]
+
+
+@run
+async def test_after_a_restart_listings_across_queues_are_in_id_order(harness: Harness) -> None:
+    """Recovery loads queue by queue; the listings still see every job in creation order."""
+    e = await harness.open()
+    ids = []
+    for i in range(30):
+        job, _ = await e.enqueue(f"q{i % 3}", "h", b"", now=T0 + i)
+        ids.append(job.id)
+    e = await harness.restart(T0 + 100)
+    assert _page_all(e, JobFilter(), 7) == ids[::-1]
+    assert _page_all(e, JobFilter(name="h"), 7, newest_first=False) == ids
+    more, _ = await e.enqueue("q1", "h", b"", now=T0 + 101)
+    assert e.list_all(JobFilter(), None, 1)[0] == [more]
