@@ -141,13 +141,21 @@ def test_sigkill_in_the_middle_of_a_filter_bulk(tmp_path: Path, action: str) -> 
         else:
             copies = counts["total"] - total
             assert 0 < copies < total
-            # The copies are the newest jobs; their payloads name distinct originals, in order.
-            newest = c.get("/api/jobs", params={"queue": "big", "limit": 1000}).json()["jobs"]
-            payloads = [j["payload"] for j in newest[: min(1000, copies)]]
-            assert len(set(payloads)) == len(payloads)
-            assert payloads == sorted(payloads, reverse=True) and payloads[0] == copies - 1
-        # Finishing is calling again: the rest are done, none twice.
-        out = _bulk(c, {"action": action, "filter": {"queue": "big", "state": "enqueued"}})
-        if action == "cancel":
-            assert out["done"] == total - done
-            assert c.get("/api/queues/big").json()["counts"]["cancelled"] == total
+            # The copies are the newest jobs: one per original, the first originals in id order
+            # (whose payloads are 0, 1, ...), none twice, none skipped.
+            payloads: list[int] = []
+            cursor = None
+            for _ in range(1000):  # bounded: at most 100 pages of 1,000
+                if len(payloads) >= copies:
+                    break
+                params = {"queue": "big", "limit": 1000, **({"cursor": cursor} if cursor else {})}
+                page = c.get("/api/jobs", params=params).json()
+                payloads += [j["payload"] for j in page["jobs"]]
+                cursor = page["next_cursor"]
+                assert cursor is not None
+            assert payloads[:copies] == list(range(copies))[::-1]
+            return
+        # Finishing a cancel is sending it again: the rest are done, none twice.
+        out = _bulk(c, {"action": action, "filter": {"queue": "big"}})
+        assert (out["done"], out["failed"]) == (total - done, done)
+        assert c.get("/api/queues/big").json()["counts"]["cancelled"] == total
