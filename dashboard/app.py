@@ -586,9 +586,8 @@ class Dashboard:
         `QUIET_INTERVALS` heartbeat intervals (possibly aborted)."""
         engine = self.engine
         now = time.time()
-        quiet = now - self.quiet_after
         out: list[mo.WorkerOut] = []
-        alive: list[str] = []
+        seen: dict[str, float] = {}
         for w in self.dispatcher.workers.values():
             held = len(engine.held_by(w.id))
             out.append(
@@ -608,8 +607,7 @@ class Dashboard:
                     connected_at=w.connected_at,
                 )
             )
-            if w.last_seen >= quiet:
-                alive.append(w.id)
+            seen[w.id] = w.last_seen
         holding = set()
         for h in self.http_workers.workers.values():
             held = len(engine.held_by(h.id))
@@ -629,10 +627,9 @@ class Dashboard:
                     connected_at=h.first_seen,
                 )
             )
-            if h.last_seen >= quiet:
-                alive.append(h.id)
+            seen[h.id] = h.last_seen
         self.http_workers.prune(now, holding)
-        aborted = [mo.job_out(j) for j in engine.possibly_aborted(alive, 100)]
+        aborted = [mo.job_out(j) for j in engine.possibly_aborted(seen, now, self.quiet_after, 100)]
         return json_response(200, mo.WorkerList(out, aborted))
 
     def _stats(self) -> mo.StatsOut:

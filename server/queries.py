@@ -7,7 +7,7 @@ being enqueued is not found until its commit, a cancel in flight is not seen unt
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from spitfire.index import listing
@@ -277,17 +277,21 @@ class Queries:
             if entry is not None and (job := table.get(entry[0])) is not None:
                 yield job
 
-    def possibly_aborted(self, alive: Iterable[str], limit: int = 100) -> list[Job]:
-        """Up to ``limit`` reserved or running jobs (oldest lease first) whose lease holder is not
-        among ``alive`` (the worker ids still connected and heartbeating): held by a worker that
-        stopped, until their lease ends and maintenance delivers them again."""
+    def possibly_aborted(
+        self, seen: Mapping[str, float], now: float, quiet_after: float, limit: int = 100
+    ) -> list[Job]:
+        """Up to ``limit`` reserved or running jobs (oldest lease first) whose lease holder may be
+        gone: not among the workers connected now (``seen``: worker id -> when it was last heard
+        from), or not heard from for longer than ``quiet_after`` seconds at ``now``. They run again
+        when their lease ends; until then nothing else takes them."""
         v.check_limit(limit, most=1000)
-        live = set(alive)
+        cutoff = now - quiet_after
         out = [
             job
-            for held in self.state.workers.values()
+            for worker, held in self.state.workers.items()
+            if seen.get(worker, float("-inf")) < cutoff
             for job in held.values()
-            if job.worker not in live and job.state in LEASED_STATES
+            if job.state in LEASED_STATES
         ]
         out.sort(key=lambda j: (j.lease_until or 0.0, j.id))
         return out[:limit]

@@ -206,14 +206,22 @@ async def test_requeue_makes_a_new_job_with_the_same_options(harness: Harness) -
 
 
 @run
-async def test_possibly_aborted_lists_leases_of_workers_that_are_gone(harness: Harness) -> None:
+async def test_possibly_aborted_lists_leases_of_workers_gone_or_quiet(harness: Harness) -> None:
     e = await harness.open()
-    await _fill(e, 3)
+    await _fill(e, 4)
     e.reserve(["q"], "alive", T0 + 10, limit=1)
-    gone = e.reserve(["q"], "gone", T0 + 11, limit=2)
-    assert [j.id for j in e.possibly_aborted({"alive"})] == [j.id for j in gone]
-    assert len(e.possibly_aborted({"alive"}, limit=1)) == 1
-    assert e.possibly_aborted({"alive", "gone"}) == []
+    quiet = e.reserve(["q"], "quiet", T0 + 11, limit=1)
+    gone = e.reserve(["q"], "gone", T0 + 12, limit=2)  # not connected any more
+    seen = {"alive": T0 + 29.0, "quiet": T0 + 15.5}
+    # At T0 + 30 with 15 s of silence allowed: "quiet" is still within it, "gone" is not connected.
+    assert [j.id for j in e.possibly_aborted(seen, T0 + 30, 15.0)] == [j.id for j in gone]
+    # A second later "quiet" has been silent for 15.5 s: its job too, oldest lease first.
+    got = [j.id for j in e.possibly_aborted(seen, T0 + 31, 15.0)]
+    assert got == [quiet[0].id, *(j.id for j in gone)]
+    assert len(e.possibly_aborted(seen, T0 + 31, 15.0, limit=1)) == 1
+    # Once a job is acked it is no longer held by anyone.
+    await e.ack(quiet[0].id, "quiet", T0 + 32)
+    assert [j.id for j in e.possibly_aborted(seen, T0 + 33, 15.0)] == [j.id for j in gone]
 
 
 @pytest.mark.parametrize("seed", range(5))
