@@ -76,12 +76,16 @@ def test_bad_bulk_bodies_are_422_and_change_nothing(server: HttpServer, queue: s
         ({"action": "retry"}, "ids"),
         ({"action": "retry", "ids": ids, "filter": {}}, "ids"),
         ({"action": "retry", "ids": []}, "ids"),
+        ({"action": "retry", "ids": ["0" * 24] * 10_001}, "ids"),
         ({"action": "cancel", "filter": {"state": "exploded"}}, "filter.state"),
         ({"action": "cancel", "filter": {"queue": queue, "after": "yesterday"}}, "filter.after"),
         ({"action": "cancel", "filter": {"queue": queue, "colour": "red"}}, "filter"),
     ]:
         error_of(c.post("/api/jobs:bulk", json=body), 422, field)
     error_of(c.post("/api/jobs:bulk", content=b"{nope"), 400)
+    error_of(c.post("/api/jobs:bulk", content=b" " * (2**20 + 1)), 413)
+    unknown = {"action": "cancel", "ids": ["0" * 24] * 10_000}  # the most ids, none of them a job
+    assert _bulk(c, unknown) == {"matched": 0, "done": 0, "failed": 0}
     assert _states(c, ids) == ["enqueued", "enqueued"]
 
 
