@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,31 @@ def test_sigkill_in_the_middle_of_a_once_a_second_series_never_runs_a_tick_twice
     assert len(got) == len(set(got)), "a tick was enqueued twice"
     seconds = [time.mktime(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) for t in got]
     assert seconds == [seconds[0] + i for i in range(len(seconds))], f"a tick is missing: {got}"
+
+
+def test_a_flipped_byte_in_the_schedules_log_costs_one_schedule_after_repair(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with http_server(data) as srv:
+        for i in range(5):
+            r = srv.http.post("/api/schedules", json=body(f"q{i}", name=f"s{i}"))
+            assert r.status_code == 201, r.text
+    (segment,) = sorted((data / "meta" / "schedules" / "wal").glob("*.seg"))
+    raw = bytearray(segment.read_bytes())
+    off = 64
+    for _ in range(2):  # to the third record (schedule s2)
+        off += (12 + int.from_bytes(raw[off + 4 : off + 8], "little") + 7) & -8
+    raw[off + 30] ^= 0xFF
+    segment.write_bytes(bytes(raw))
+    server_cmd = [sys.executable, "-m", "spitfire.server.cli", "--data-dir", str(data)]
+    refused = subprocess.run(server_cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (
+        refused.returncode == 1 and "meta/schedules" in refused.stderr and "Traceback" not in refused.stderr
+    )
+    done = subprocess.run(
+        [*server_cmd[:3], "repair", "--data-dir", str(data), "--yes"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0 and "1 record(s) dropped" in done.stdout, done.stdout + done.stderr
+    with http_server(data) as srv:
+        names = [s["name"] for s in srv.http.get("/api/schedules").json()["schedules"]]
+    assert names == ["s0", "s1", "s3", "s4"]
