@@ -39,6 +39,7 @@ from .errors import HttpError, error_response, response_for
 from .live import CREATED, DELETED, LiveEvents
 from .metrics import Metrics, Sources
 from .openapi import openapi_document
+from .schedules import ScheduleRoutes
 from .workers import HttpWorkers, worker_id
 
 T = TypeVar("T")
@@ -273,7 +274,7 @@ class Dashboard:
         r.add_post("/api/jobs/{id}/heartbeat", w(self.heartbeat))
         r.add_get("/api/workers", w(self.workers))
         r.add_get("/api/stats", w(self.stats))
-        r.add_get("/api/schedules", w(self.schedules))
+        ScheduleRoutes(self.engine, self._json_body, json_response).add(r, w)
         r.add_get("/api/events", w(self.events))
         r.add_get("/health", w(self.health))
         r.add_get("/ready", w(self.readiness))
@@ -671,9 +672,8 @@ class Dashboard:
     async def stats(self, request: Request) -> Response:
         return json_response(200, self._stats())
 
-    async def schedules(self, request: Request) -> Response:
-        """GET /api/schedules: cron schedules (the scheduler has none yet)."""
-        return json_response(200, mo.ScheduleList([]))
+    async def _json_body(self, request: Request, kind: type[T]) -> T:
+        return decode_body(await read_body(request, self.max_body), kind)
 
     async def events(self, request: Request) -> Response:
         """GET /api/events: Server-Sent Events (``job`` and ``stats``), resumable by Last-Event-ID."""

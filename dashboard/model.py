@@ -345,10 +345,6 @@ class LeaseOut(msgspec.Struct):
     lease_until: float
 
 
-class ScheduleList(msgspec.Struct):
-    schedules: list[dict[str, Any]]
-
-
 class Health(msgspec.Struct):
     status: str
     checks: dict[str, str] = msgspec.field(default_factory=dict)

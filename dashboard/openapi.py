@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from . import model as mo
+from . import schedules as sc
 
 _REF = "#/components/schemas/{name}"
 _STATES = ["scheduled", "enqueued", "reserved", "running", "succeeded", "retrying", "dead", "cancelled"]
@@ -241,6 +242,39 @@ def _queue_paths() -> dict[str, Any]:
     }
 
 
+def _schedule_paths() -> dict[str, Any]:
+    name = [_path_param("name")]
+    one, listed, body = sc.ScheduleOut, sc.ScheduleListOut, sc.ScheduleIn
+    created = (200, "An identical schedule exists: unchanged")
+    action = {
+        verb: {"post": _operation(what, (200, one), (404,), params=name)}
+        for verb, what in (("pause", "Stop the schedule's ticks"), ("resume", "Tick again from now on"))
+    }
+    return {
+        "/api/schedules": {
+            "get": _operation("Recurring schedules", (200, listed)),
+            "post": _operation("Create a schedule", (201, one), (409, 422), body=body, extra_ok=created),
+        },
+        "/api/schedules/{name}": {
+            "get": _operation("One schedule", (200, one), (404,), params=name),
+            "put": _operation(
+                "Create or replace a schedule",
+                (200, one),
+                (422,),
+                body=body,
+                params=name,
+                extra_ok=(201, "Created"),
+            ),
+            "delete": _operation("Delete a schedule", (200, one), (404,), params=name),
+        },
+        "/api/schedules/{name}/pause": action["pause"],
+        "/api/schedules/{name}/resume": action["resume"],
+        "/api/schedules/{name}/trigger": {
+            "post": _operation("Enqueue the schedule's job now", (201, mo.JobOut), (404,), params=name)
+        },
+    }
+
+
 def _text(content_type: str, description: str) -> dict[str, Any]:
     return {
         "summary": description,
@@ -266,7 +300,7 @@ def _other_paths() -> dict[str, Any]:
     return {
         "/api/workers": {"get": _operation("Protocol and HTTP workers", (200, mo.WorkerList))},
         "/api/stats": {"get": _operation("Counts and totals", (200, mo.StatsOut))},
-        "/api/schedules": {"get": _operation("Cron schedules", (200, mo.ScheduleList))},
+        **_schedule_paths(),
         "/api/events": {"get": events},
         "/health": {"get": health},
         "/ready": {"get": ready},
@@ -280,7 +314,8 @@ def openapi_document() -> dict[str, Any]:
     kinds = (
         mo.EnqueueIn, mo.BatchIn, mo.ClaimIn, mo.AckIn, mo.FailIn, mo.HeartbeatIn, mo.ErrorOut, mo.JobOut,
         mo.JobPage, mo.JobList, mo.BatchOut, mo.QueueOut, mo.QueueList, mo.WorkerList, mo.StatsOut,
-        mo.ClaimOut, mo.LeaseOut, mo.ScheduleList, mo.Health, mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut,
+        mo.ClaimOut, mo.LeaseOut, sc.ScheduleIn, sc.ScheduleOut, sc.ScheduleListOut, mo.Health,
+        mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut,
     )  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {

@@ -60,6 +60,7 @@ from .events import BatchObserver, JobObserver
 from .queries import EngineStats, JobFilter, Queries, QueueStats, check_filter
 from .records import RecordType
 from .recovery import load_queue
+from .schedules import Schedules
 from .snapshots import write_snapshot
 from .state import Queue, StateMachine
 from .stats import SnapshotStats
@@ -166,6 +167,14 @@ class Engine(Queries):
         self.admission: Callable[[str, int, int], None] | None = None
         #: Durations of the snapshots written (for /metrics).
         self.snapshot_stats = SnapshotStats()
+        #: Recurring schedules: their own log, ticks enqueued through `enqueue` (server/schedules.py).
+        self.schedules = Schedules(
+            storage,
+            self._enqueue_tick,
+            self._check_job,
+            on_deadline=self._deadline,
+            on_failure=self.commits.stop,
+        )
 
     # -- hooks (kept on the state machine, which calls them as it applies records) ---------------------
 
@@ -237,6 +246,7 @@ class Engine(Queries):
                 await self._forget_deleted(q)
             await asyncio.sleep(0)
         self.state.table.sort_names()
+        self.schedules.open()
         self._opened = True
         for q in self.state.queues.values():
             self._promote(q, now)
@@ -252,6 +262,20 @@ class Engine(Queries):
 
     def _listen(self, q: Queue) -> None:
         self.commits.listen(q)
+
+    def _deadline(self, at: float) -> None:
+        if self.state.on_deadline is not None:
+            self.state.on_deadline(at)
+
+    async def _enqueue_tick(
+        self, queue: str, name: str, payload: bytes, now: float, options: JobOptions, key: str | None
+    ) -> tuple[Job, bool]:
+        return await self.enqueue(queue, name, payload, now=now, options=options, idempotency_key=key)
+
+    def _check_job(self, queue: str, name: str, payload: bytes, now: float, options: JobOptions) -> None:
+        """Check a job as `enqueue` would, without making it (a schedule's definition)."""
+        v.check_queue(queue, self.config)
+        self.builder.build(queue, name, (payload,), now, options)
 
     def _new_index(self, name: str) -> QueueIndex:
         return QueueIndex(name, self.state.table, retention=self.config.retention)
@@ -1100,6 +1124,10 @@ class Engine(Queries):
             ):
                 self._spawn_snapshot(q)
             nxt = index.next_deadline()
+            if nxt is not None and (deadline is None or nxt < deadline):
+                deadline = nxt
+        if self._opened and self.failure is None:
+            nxt = await self.schedules.tick(now)
             if nxt is not None and (deadline is None or nxt < deadline):
                 deadline = nxt
         return deadline
