@@ -1,4 +1,4 @@
-"""python -m perf (also installed as spitfire-bench): run Spitfire's benchmark suites.
+"""python -m perf, from the repository's root: run Spitfire's benchmark suites.
 
 python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
     In-process storage-engine workloads with the targets of the storage issue; prints a table and
@@ -237,7 +237,7 @@ def delegate(name: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m perf`` and of the ``spitfire-bench`` script."""
+    """Entry point of ``python -m perf``."""
     from perf.workloads import SPECS, add_subcommands
 
     if argv is None:
