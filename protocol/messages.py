@@ -3,8 +3,8 @@
 Every body is a msgspec Struct encoded as msgpack. Request and hot-path bodies are msgpack arrays
 (``array_like``: compact and fast); fields are only ever appended, with defaults, so an old body
 still decodes. Bodies describing jobs, statistics and schedules (`JobInfo`, `QueueInfo`, `StatsInfo`,
-`ScheduleInfo`) are msgpack maps keyed by field name, so SDKs in any language read them by name and ignore keys they
-do not know.
+`ScheduleInfo`) are msgpack maps keyed by field name, so SDKs in any language read them by name and
+ignore keys they do not know.
 
 Times are float seconds since the Unix epoch; durations are float seconds. Payloads and results
 are opaque bytes (msgpack by convention of the SDKs).

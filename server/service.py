@@ -32,8 +32,6 @@ from .backpressure import Backpressure
 from .building import DEFAULT_OPTIONS, JobOptions
 from .dispatcher import Dispatcher, Worker
 from .engine import Engine, QueueDeletion
-from .records import Schedule, ScheduleOptions, ScheduleSpec
-from .schedules import EMPTY_PAYLOAD
 from .errors import (
     EngineError,
     JobNotFound,
@@ -41,6 +39,8 @@ from .errors import (
     StaleLease,
     ValidationError,
 )
+from .records import Schedule, ScheduleOptions, ScheduleSpec
+from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
 
 log = logging.getLogger("spitfire.server.service")
