@@ -36,6 +36,7 @@ from .errors import (
     ProtocolError,
     QueueNotFound,
     RequestTimeout,
+    ScheduleNotFound,
     ServerError,
     SpitfireError,
     TLSVerificationFailed,
@@ -43,7 +44,7 @@ from .errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from .models import AttemptError, Job, QueueStats, Stats, Transition
+from .models import AttemptError, Job, QueueStats, Schedule, ScheduleOptions, Stats, Transition
 from .outcomes import Permanent, RetryAfter
 from .sync import Client
 from .worker import Worker
@@ -73,6 +74,9 @@ __all__ = [
     "QueueStats",
     "RequestTimeout",
     "RetryAfter",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleOptions",
     "ServerError",
     "SpitfireError",
     "Stats",
