@@ -87,13 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="spitfire",
-        description="Spitfire job queue: run workers, enqueue and inspect jobs.",
+        description="Spitfire job queue: run workers, enqueue and inspect jobs, manage recurring schedules.",
         epilog="exit codes: 0 ok, 1 refused by the server, 2 usage error, 3 server unreachable",
     )
     parser.add_argument("--version", action="version", version=f"spitfire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    w = sub.add_parser("worker", help="run the jobs of an App", description="Run the jobs of MODULE:APP.")
+    w = sub.add_parser(
+        "worker",
+        help="run the jobs of an App",
+        description="Run the jobs of MODULE:APP. At start, the app's @app.cron schedules are upserted "
+        "by name on the server (one it refuses stops the worker with exit code 1).",
+    )
     w.add_argument("app", metavar="MODULE:APP", help="e.g. tasks:app (the module is imported from cwd)")
     w.add_argument("--queues", default=None, help="comma-separated queues (default: all of the app's)")
     w.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")

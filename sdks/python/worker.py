@@ -154,7 +154,12 @@ class Worker:
     retrying (waiting for its backoff). Jobs merely scheduled for later (``delay``/``run_at``) do not
     keep it alive; jobs retrying with a long backoff do, so give such jobs few attempts in tests.
 
-    `run` (blocking) or ``await worker.serve()`` return the exit code: 0 after a graceful stop.
+    At start, before subscribing, the worker upserts the app's ``@app.cron`` schedules by name
+    (`App.register_schedules`); one the server refuses (a bad cron expression or timezone) is logged
+    with its name and field and the worker exits with 1.
+
+    `run` (blocking) or ``await worker.serve()`` return the exit code: 0 after a graceful stop, 1 when
+    it cannot start (auth, version, TLS, a refused schedule).
     """
 
     def __init__(
