@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -59,7 +60,7 @@ def test_every_15_minutes_fires_once_per_wall_clock_time_in_the_repeated_hour(tz
     assert stamps == ["01:00", "01:15", "01:30", "01:45", "02:00", "02:15", "02:30", "02:45",
                       "03:00", "03:15", "03:30", "03:45"]  # fmt: skip
     repeated_hour = {"Europe/Berlin": 2, "America/New_York": 1}[tz]
-    gaps = [b - a for a, b in zip(fired, fired[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(fired)]
     # After the last quarter of the repeated hour comes a gap of 1 h 15 min (its second pass).
     assert max(gaps) == 75 * 60
     assert stamps[gaps.index(max(gaps))].startswith(f"0{repeated_hour}:45")
