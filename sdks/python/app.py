@@ -201,13 +201,6 @@ def _refused(c: CronSchedule, exc: BadRequest) -> BadRequest:
     return BadRequest(f"schedule {c.name!r} (@app.cron on job {c.job.name!r}): {exc.message}", exc.field)
 
 
-def _registered(c: CronSchedule, put: Callable[[], tuple[Schedule, bool]]) -> Schedule:
-    try:
-        return put()[0]
-    except BadRequest as exc:
-        raise _refused(c, exc) from None
-
-
 class _EnqueueCall:
     """A job function with per-call options, ready to `enqueue`."""
 
@@ -465,9 +458,13 @@ class App:
         :raises BadRequest: a schedule the server refuses (``field`` names what: ``cron``,
             ``timezone``...); the message names the schedule. Those before it were registered.
         """
+        schedules = self.client.schedules
         out = []
         for c in self.crons.values():
-            out.append(_registered(c, lambda c=c: self.client.schedules.put_message(c.message())))
+            try:
+                out.append(schedules.put_message(c.message())[0])
+            except BadRequest as exc:
+                raise _refused(c, exc) from None
         return out
 
     async def register_schedules_async(self, client: AsyncClient | None = None) -> list[Schedule]:
