@@ -34,7 +34,7 @@ from .client import (
     EnqueueOptions,
     check_options,
 )
-from .errors import BadRequest, JobArgumentError
+from .errors import BadRequest, Conflict, JobArgumentError
 from .models import Schedule
 from .schedules import MISFIRE_POLICIES, ScheduleJobOptions, put_message
 from .sync import Client
@@ -505,7 +505,13 @@ class App:
             name or job.name, cron, job.queue, job.name, data, timezone=timezone, misfire=misfire,
             replace=replace, options=_job_options(job, options),
         )  # fmt: skip
-        return self.client.schedules.put_message(message)[0]
+        try:
+            return self.client.schedules.put_message(message)[0]
+        except Conflict as exc:
+            if "different definition" not in exc.message:
+                raise
+            head = exc.message.split("; ")[0]
+            raise Conflict(f"{head}; pass replace=True to replace it, or pick another name") from None
 
     @property
     def client(self) -> Client:

@@ -385,7 +385,7 @@ def _explained(exc: SpitfireError, args: argparse.Namespace) -> str:
     """The error, with what to do on the command line where the server's text speaks of the API."""
     if args.command != "schedules":
         return str(exc)
-    if isinstance(exc, Conflict) and args.action == "add":
+    if isinstance(exc, Conflict) and args.action == "add" and "different definition" in exc.message:
         return f"{exc.message.split('; ')[0]}; pass --replace to replace it, or pick another name"
     if isinstance(exc, BadRequest) and exc.field:
         return f"{exc} (field {exc.field})"

@@ -26,6 +26,7 @@ from spitfire.protocol.messages import (
 )
 
 from .client import Delay, _seconds, encode_payload
+from .errors import Conflict
 from .models import Schedule
 
 if TYPE_CHECKING:
@@ -86,6 +87,14 @@ def put_message(
     return PutSchedule(name, cron, queue, job, timezone, data, wire, misfire, replace)
 
 
+def _conflict(exc: Conflict) -> Conflict:
+    """The server's CONFLICT for ``add``, saying how to replace from the SDK."""
+    if "different definition" not in exc.message:
+        return exc  # e.g. the server's limit of schedules
+    head = exc.message.split("; ")[0]
+    return Conflict(f"{head}; replace it with schedules.put(...) (an upsert), or pick another name")
+
+
 def _data(payload: Any) -> bytes | None:
     return None if payload is None else encode_payload(payload)
 
@@ -127,7 +136,10 @@ class AsyncSchedules:
         message = put_message(
             name, cron, queue, job, _data(payload), timezone=timezone, misfire=misfire, options=options
         )
-        return (await self.put_message(message))[0]
+        try:
+            return (await self.put_message(message))[0]
+        except Conflict as exc:
+            raise _conflict(exc) from None
 
     async def put(
         self,
@@ -233,7 +245,10 @@ class Schedules:
         message = put_message(
             name, cron, queue, job, _data(payload), timezone=timezone, misfire=misfire, options=options
         )
-        return self.put_message(message)[0]
+        try:
+            return self.put_message(message)[0]
+        except Conflict as exc:
+            raise _conflict(exc) from None
 
     def put(
         self,

@@ -63,7 +63,7 @@ def test_every_operation_through_the_sync_client(
     assert same == s  # identical: returned as it is
     with pytest.raises(spitfire.Conflict) as conflict:
         client.schedules.add(name, "0 4 * * *", queue, "build_report")
-    assert name in str(conflict.value)
+    assert name in str(conflict.value) and "schedules.put(" in str(conflict.value)
 
     replaced = client.schedules.put(name, "0 4 * * *", queue, "build_report", {"kind": "weekly"})
     assert replaced.cron == "0 4 * * *" and replaced.payload == {"kind": "weekly"}
@@ -199,7 +199,7 @@ def test_register_schedules_upserts_by_name_and_app_schedule_creates(
         adhoc = app.schedule(count, "@weekly", name=f"{name}-adhoc", kwargs={"n": 2})
         assert (adhoc.cron, adhoc.payload) == ("@weekly", {"n": 2})
         assert app.schedule(count, "@weekly", name=f"{name}-adhoc", kwargs={"n": 2}) == adhoc
-        with pytest.raises(spitfire.Conflict):
+        with pytest.raises(spitfire.Conflict, match="replace=True"):
             app.schedule(count, "@daily", name=f"{name}-adhoc", kwargs={"n": 2})
         assert (
             app.schedule(count, "@daily", name=f"{name}-adhoc", kwargs={"n": 2}, replace=True).cron
