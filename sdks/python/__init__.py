@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 from spitfire.protocol.messages import Backoff
 
 from ._context import JobContext, context
-from .app import App, JobFunction
+from .app import App, CronSchedule, JobFunction
 from .client import AsyncClient
 from .errors import (
     BadRequest,
@@ -59,6 +59,7 @@ __all__ = [
     "Client",
     "Conflict",
     "ConnectionLost",
+    "CronSchedule",
     "InvalidURL",
     "Job",
     "JobArgumentError",
