@@ -392,9 +392,11 @@ class App:
         ``backoff``, ``timeout``, ``headers``) override the job's ``@app.job`` options. ``misfire``:
         ``skip`` (default), ``once`` or ``all``.
 
-        Declaring sends nothing: `register_schedules` (or ``spitfire worker`` at start) upserts the
-        app's schedules by name. A schedule removed from the code stays on the server until removed
-        (``spitfire schedules rm NAME``). The server checks the expression and the timezone then.
+        A function with ``@app.cron`` but no ``@app.job`` is not a job, and its schedules are never
+        registered. Declaring sends nothing: `register_schedules` (or ``spitfire worker`` at start)
+        upserts the app's schedules by name. A schedule removed from the code stays on the server
+        until removed (``spitfire schedules rm NAME``). The server checks the expression and the
+        timezone then.
 
         :raises ValueError: an unknown ``misfire``, or a second schedule of that name in this app.
         :raises JobArgumentError: ``kwargs`` do not fit the function (checked once it is a job).
