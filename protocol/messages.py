@@ -53,6 +53,11 @@ class MessageType(enum.IntEnum):
     PAUSE_SCHEDULE = 0x19
     RESUME_SCHEDULE = 0x1A
     TRIGGER_SCHEDULE = 0x1B
+    # Admin requests of the CLI, numbered down from the end of 0x20-0x27.
+    LIST_WORKERS = 0x24
+    SET_DURABILITY = 0x25
+    PURGE = 0x26
+    LIST_JOBS = 0x27
 
     WELCOME = 0x40
     PONG = 0x41
@@ -69,6 +74,9 @@ class MessageType(enum.IntEnum):
     GOAWAY = 0x4C
     SCHEDULE = 0x4D
     SCHEDULES = 0x4E
+    WORKERS = 0x55
+    PURGED = 0x56
+    JOBS = 0x57
     ERROR = 0x7F
 
 
@@ -324,6 +332,41 @@ class ListSchedules(Body):
 # -- server to client ---------------------------------------------------------------------------------
 
 
+class ListJobs(Body):
+    """LIST_JOBS: a page of jobs, newest (created) first unless ``newest_first`` is false; answered
+    with `JobList`. Every field set must match: ``queue`` (None: every queue), ``states`` (labels such
+    as "enqueued" or "dead"; None: every state)."""
+
+    queue: str | None = None
+    states: list[str] | None = None
+    #: 1 to 1000.
+    limit: int = 50
+    #: The ``cursor`` of the previous page's `JobList` (None: the first page).
+    cursor: str | None = None
+    newest_first: bool = True
+
+
+class Purge(Body):
+    """PURGE: delete every job of ``queue`` in one of ``states`` (labels; at least one) that exists
+    when the request arrives, in durable chunks; answered with `Purged`. Workers holding a purged job
+    get CANCEL_JOBS. NOT_FOUND for an unknown queue."""
+
+    queue: str
+    states: list[str]
+
+
+class SetDurability(Body):
+    """SET_DURABILITY: set a queue's durability mode ("sync", "group" or "async"), creating the queue
+    if needed; answered with `Ok` once the change is durable."""
+
+    queue: str
+    mode: str
+
+
+class ListWorkers(Body):
+    """LIST_WORKERS: the workers subscribed over the binary protocol; answered with `WorkerList`."""
+
+
 class Welcome(Body):
     """The handshake succeeded."""
 
@@ -543,6 +586,45 @@ class ScheduleList(Body):
     schedules: list[ScheduleInfo]
 
 
+class JobList(Body):
+    """Answer to LIST_JOBS: the page, and the cursor of the next one (None on the last)."""
+
+    jobs: list[JobInfo]
+    cursor: str | None = None
+
+
+class Purged(Body):
+    """Answer to PURGE: jobs that matched, were deleted, and could not be (gone meanwhile)."""
+
+    matched: int
+    deleted: int
+    failed: int
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """One subscribed worker (a msgpack map)."""
+
+    id: str
+    name: str
+    queues: list[str]
+    #: Jobs it holds (reserved or running).
+    held: int
+    #: False after UNSUBSCRIBE (draining).
+    active: bool
+    credits: int
+    connected_at: float
+    last_seen: float
+    host: str | None = None
+    pid: int | None = None
+    concurrency: int | None = None
+
+
+class WorkerList(Body):
+    """Answer to LIST_WORKERS."""
+
+    workers: list[WorkerInfo]
+
+
 #: The body type of each message type.
 BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.HELLO: Hello,
@@ -572,6 +654,10 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.PAUSE_SCHEDULE: ScheduleRef,
     MessageType.RESUME_SCHEDULE: ScheduleRef,
     MessageType.TRIGGER_SCHEDULE: ScheduleRef,
+    MessageType.LIST_WORKERS: ListWorkers,
+    MessageType.SET_DURABILITY: SetDurability,
+    MessageType.PURGE: Purge,
+    MessageType.LIST_JOBS: ListJobs,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,
@@ -587,6 +673,9 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.GOAWAY: GoAway,
     MessageType.SCHEDULE: ScheduleReply,
     MessageType.SCHEDULES: ScheduleList,
+    MessageType.WORKERS: WorkerList,
+    MessageType.PURGED: Purged,
+    MessageType.JOBS: JobList,
     MessageType.ERROR: Error,
 }
 
