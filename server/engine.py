@@ -913,6 +913,26 @@ class Engine(Queries):
                 return result
             await asyncio.sleep(0)  # a walk may return no job: let the loop run anyway
 
+    async def purge(
+        self, queue: str, states: Iterable[JobState], now: float, *, chunk: int = BULK_CHUNK
+    ) -> BulkResult:
+        """Delete every job of ``queue`` in one of ``states`` that exists when the call starts (jobs
+        created meanwhile stay): `bulk` ``delete`` over that filter, so in durable chunks of
+        ``chunk`` jobs, each committed before it is applied. A crash in the middle leaves each job
+        deleted or untouched; purging again finishes the rest. ``result.revoked`` names the workers
+        that held a deleted job (to be told to stop it).
+
+        :raises QueueNotFound: no such queue.
+        :raises ValidationError: no states, or one that is not a `JobState` (field ``states``).
+        """
+        wanted = frozenset(states)
+        if not wanted:
+            raise ValidationError("states", "give at least one state, e.g. succeeded or dead")
+        if not all(isinstance(s, JobState) for s in wanted):
+            raise ValidationError("states", "must be job states")
+        self._queue(queue)  # an unknown queue is an error, not an empty purge
+        return await self.bulk("delete", now, filter=JobFilter(queue=queue, states=wanted), chunk=chunk)
+
     async def _bulk_chunk(self, action: str, jobs: list[Job], now: float, result: BulkResult) -> None:
         """Append the records of one chunk, wait for their commits, count what was done."""
         result.matched += len(jobs)

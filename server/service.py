@@ -26,12 +26,13 @@ from spitfire.index.job import Backoff, BackoffKind, Job, JobState, transitions
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import ErrorCode, MessageType
 from spitfire.protocol.session import Request, ServerSession
+from spitfire.wal.api import Durability
 
 from . import validation as v
 from .backpressure import Backpressure
 from .building import DEFAULT_OPTIONS, JobOptions
 from .dispatcher import Dispatcher, Worker
-from .engine import Engine, QueueDeletion
+from .engine import BulkResult, Engine, QueueDeletion
 from .errors import (
     EngineError,
     JobNotFound,
@@ -39,6 +40,7 @@ from .errors import (
     StaleLease,
     ValidationError,
 )
+from .queries import JobFilter
 from .records import Schedule, ScheduleOptions, ScheduleSpec
 from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
@@ -180,6 +182,21 @@ def schedule_info(engine: Engine, s: Schedule, now: float) -> m.ScheduleInfo:
     )
 
 
+_STATE_LABELS = {s.label: s for s in JobState}
+
+
+def _states_of(labels: list[str] | None, *, required: bool) -> frozenset[JobState] | None:
+    """The states a request names by label. :raises ValidationError: naming ``states``."""
+    if not labels:
+        if required:
+            raise ValidationError("states", "give at least one state, e.g. succeeded or dead")
+        return None
+    bad = [label for label in labels if label not in _STATE_LABELS]
+    if bad:
+        raise ValidationError("states", f"unknown state {bad[0]!r}; one of {', '.join(_STATE_LABELS)}")
+    return frozenset(_STATE_LABELS[label] for label in labels)
+
+
 def _created_label(job: Job) -> str:
     # By the time the commit resolves a new job may already be delivered; the producer is told the
     # state it was created in.
@@ -301,6 +318,10 @@ class Service:
             MessageType.PAUSE_SCHEDULE: self._pause_schedule,
             MessageType.RESUME_SCHEDULE: self._resume_schedule,
             MessageType.TRIGGER_SCHEDULE: self._trigger_schedule,
+            MessageType.LIST_JOBS: self._list_jobs,
+            MessageType.PURGE: self._purge,
+            MessageType.SET_DURABILITY: self._set_durability,
+            MessageType.LIST_WORKERS: self._list_workers,
         }
 
     # -- entry points -----------------------------------------------------------------------------------
@@ -507,6 +528,48 @@ class Service:
 
     def _resume(self, conn: Peer, request: Request) -> None:
         self._queue_op(conn, request, self.engine.resume)
+
+    # -- administration (LIST_JOBS, PURGE, SET_DURABILITY, LIST_WORKERS) ---------------------------------
+
+    def _list_jobs(self, conn: Peer, request: Request) -> None:
+        msg: m.ListJobs = request.message
+        f = JobFilter(queue=msg.queue, states=_states_of(msg.states, required=False))
+        jobs, cursor = self.engine.list_all(f, msg.cursor, msg.limit, msg.newest_first)
+        conn.session.reply(request, m.JobList([job_info(j) for j in jobs], cursor), MessageType.JOBS)
+        conn.flush()  # a page of 1 MiB payloads is large: let a full send buffer pause the client
+
+    def _purge(self, conn: Peer, request: Request) -> None:
+        msg: m.Purge = request.message
+        coro = self.engine.purge(msg.queue, _states_of(msg.states, required=True) or (), self.clock())
+
+        def reply(result: BulkResult) -> tuple[int, Any]:
+            for worker, ids in result.revoked.items():
+                self.dispatcher.cancelled(worker, ids)
+            return MessageType.PURGED, m.Purged(result.matched, result.done, result.failed)
+
+        self._single(conn, request, coro, reply)
+
+    def _set_durability(self, conn: Peer, request: Request) -> None:
+        msg: m.SetDurability = request.message
+        try:
+            mode = Durability(msg.mode)
+        except ValueError:
+            raise ValidationError("durability", "must be one of sync, group, async") from None
+        coro = self.engine.set_durability(msg.queue, mode, self.clock())
+        self._single(conn, request, coro, lambda _r: (MessageType.OK, m.Ok()))
+
+    def _list_workers(self, conn: Peer, request: Request) -> None:
+        engine = self.engine
+        infos = [
+            m.WorkerInfo(
+                id=w.id, name=w.name, queues=list(w.queues), held=len(engine.held_by(w.id)),
+                active=w.active, credits=w.credits, connected_at=w.connected_at, last_seen=w.last_seen,
+                host=w.host or None, pid=w.pid or None, concurrency=w.concurrency or None,
+            )
+            for w in self.dispatcher.workers.values()
+        ]  # fmt: skip
+        conn.session.reply(request, m.WorkerList(infos), MessageType.WORKERS)
+        conn.flush()
 
     # -- schedules --------------------------------------------------------------------------------------
 

@@ -44,7 +44,18 @@ from .errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from .models import AttemptError, Job, QueueStats, Schedule, ScheduleOptions, Stats, Transition
+from .models import (
+    AttemptError,
+    Job,
+    JobPage,
+    PurgeResult,
+    QueueStats,
+    Schedule,
+    ScheduleOptions,
+    Stats,
+    Transition,
+    WorkerInfo,
+)
 from .outcomes import Permanent, RetryAfter
 from .sync import Client
 from .worker import Worker
@@ -66,11 +77,13 @@ __all__ = [
     "JobContext",
     "JobFunction",
     "JobNotFound",
+    "JobPage",
     "NoSpace",
     "NotConnected",
     "NotFound",
     "Permanent",
     "ProtocolError",
+    "PurgeResult",
     "QueueNotFound",
     "QueueStats",
     "RequestTimeout",
@@ -87,6 +100,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedVersion",
     "Worker",
+    "WorkerInfo",
     "__version__",
     "context",
 ]

@@ -19,11 +19,13 @@ from spitfire.protocol.messages import (
     Enqueue,
     EnqueueMany,
     JobRef,
+    ListWorkers,
     MessageType,
     Ping,
     QueueRef,
 )
 
+from . import _admin
 from ._connection import Connection, PushHandler, client_name, open_connection
 from ._url import Endpoint, parse_url
 from .errors import (
@@ -36,7 +38,7 @@ from .errors import (
     UnsupportedVersion,
     error_from_frame,
 )
-from .models import Job, Stats
+from .models import Job, JobPage, PurgeResult, Stats, WorkerInfo
 
 if TYPE_CHECKING:
     from .schedules import AsyncSchedules
@@ -513,6 +515,53 @@ class AsyncClient:
         :raises Conflict: the queue has pending jobs and ``force`` is false (the message says how many).
         """
         await self._call(MessageType.DELETE_QUEUE, DeleteQueue(queue, force), queue=queue)
+
+    # -- administration ---------------------------------------------------------------------------
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        *,
+        states: str | Sequence[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> JobPage:
+        """A page of jobs, newest (created) first: of ``queue`` (None: every queue), in one of
+        ``states`` (labels such as ``"dead"``; None: every state). Pass the page's ``cursor`` for the
+        next one (None: that was the last).
+
+        :raises ValueError: an unknown state, or ``limit`` outside 1..1000 (nothing sent).
+        """
+        message = _admin.list_jobs_request(queue, states, limit, cursor, newest_first)
+        return JobPage.from_list(await self._call(MessageType.LIST_JOBS, message, resend=True))
+
+    async def purge(self, queue: str, *, states: str | Sequence[str]) -> PurgeResult:
+        """Delete every job of ``queue`` in one of ``states`` (e.g. ``["succeeded", "dead"]``) that
+        exists now, durably, in chunks; workers running a deleted job are told to stop it. Not
+        resent after a lost connection: purging again finishes what a broken one left.
+
+        :raises ValueError: no state or an unknown one (nothing sent).
+        :raises QueueNotFound: no such queue.
+        """
+        message = _admin.purge_request(queue, states)
+        reply = await self._call(MessageType.PURGE, message, queue=queue)
+        return PurgeResult(reply.matched, reply.deleted, reply.failed)
+
+    async def set_durability(self, queue: str, mode: str) -> None:
+        """Set a queue's durability mode: ``"sync"`` (fsync before each answer), ``"group"`` (fsyncs
+        shared by concurrent writes) or ``"async"`` (answer before the fsync). Creates the queue if
+        needed; survives restarts. Idempotent.
+
+        :raises ValueError: another mode (nothing sent).
+        """
+        message = _admin.durability_request(queue, mode)
+        await self._call(MessageType.SET_DURABILITY, message, resend=True, queue=queue)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers subscribed over the binary protocol now (HTTP workers are not listed)."""
+        reply = await self._call(MessageType.LIST_WORKERS, ListWorkers(), resend=True)
+        return [WorkerInfo.from_info(w) for w in reply.workers]
 
     async def ping(self) -> float:
         """Round trip to the server; returns the seconds it took."""

@@ -8,17 +8,21 @@ from typing import Any
 
 import msgspec
 
-from spitfire.protocol.messages import Backoff, JobInfo, QueueInfo, ScheduleInfo, StatsInfo
+from spitfire.protocol.messages import Backoff, JobInfo, JobList, QueueInfo, ScheduleInfo, StatsInfo
+from spitfire.protocol.messages import WorkerInfo as WireWorker
 
 __all__ = [
     "AttemptError",
     "Backoff",
     "Job",
+    "JobPage",
+    "PurgeResult",
     "QueueStats",
     "Schedule",
     "ScheduleOptions",
     "Stats",
     "Transition",
+    "WorkerInfo",
     "decode_value",
 ]
 
@@ -270,3 +274,58 @@ class Schedule:
         out = {f: getattr(self, f) for f in self.__dataclass_fields__ if not f.startswith("raw_")}
         out["options"] = self.options.to_dict()
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of `AsyncClient.list_jobs`: the jobs, and the cursor of the next page (None: last)."""
+
+    jobs: list[Job]
+    cursor: str | None
+
+    @classmethod
+    def from_list(cls, reply: JobList) -> JobPage:
+        return cls([Job.from_info(j) for j in reply.jobs], reply.cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What `AsyncClient.purge` did: jobs matched, deleted (durably), and not deleted (gone meanwhile)."""
+
+    matched: int
+    deleted: int
+    failed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire queues purge --json`` prints)."""
+        return {"matched": self.matched, "deleted": self.deleted, "failed": self.failed}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker subscribed over the binary protocol, as `AsyncClient.workers` lists it."""
+
+    id: str
+    name: str
+    queues: list[str]
+    #: Jobs it holds (reserved or running).
+    held: int
+    #: False once it unsubscribed (draining).
+    active: bool
+    credits: int
+    connected_at: float
+    last_seen: float
+    host: str | None
+    pid: int | None
+    concurrency: int | None
+
+    @classmethod
+    def from_info(cls, w: WireWorker) -> WorkerInfo:
+        return cls(
+            w.id, w.name, list(w.queues), w.held, w.active, w.credits, w.connected_at, w.last_seen,
+            w.host, w.pid, w.concurrency,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire workers --json`` prints)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}

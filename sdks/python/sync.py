@@ -27,8 +27,9 @@ from typing import Any, TypeVar, Unpack
 
 import msgspec
 
-from spitfire.protocol.messages import DeleteQueue, JobRef, MessageType, Ping, QueueRef
+from spitfire.protocol.messages import DeleteQueue, JobRef, ListWorkers, MessageType, Ping, QueueRef
 
+from . import _admin
 from ._blocking import BlockingConnection, Unsent, connect
 from ._connection import client_name
 from .client import (
@@ -55,7 +56,7 @@ from .errors import (
     UnsupportedVersion,
     error_from_frame,
 )
-from .models import Job, Stats
+from .models import Job, JobPage, PurgeResult, Stats, WorkerInfo
 from .schedules import Schedules
 
 __all__ = ["Client", "run_sync"]
@@ -375,6 +376,46 @@ class Client:
         if self._bridge:
             return run_sync(self._async.delete_queue(queue, force=force))
         self._call(MessageType.DELETE_QUEUE, DeleteQueue(queue, force), queue=queue)
+
+    def list_jobs(
+        self,
+        queue: str | None = None,
+        *,
+        states: str | Sequence[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> JobPage:
+        """A page of jobs, newest first. See `AsyncClient.list_jobs`."""
+        if self._bridge:
+            return run_sync(
+                self._async.list_jobs(
+                    queue, states=states, limit=limit, cursor=cursor, newest_first=newest_first
+                )
+            )
+        message = _admin.list_jobs_request(queue, states, limit, cursor, newest_first)
+        return JobPage.from_list(self._call(MessageType.LIST_JOBS, message, resend=True))
+
+    def purge(self, queue: str, *, states: str | Sequence[str]) -> PurgeResult:
+        """Delete every job of a queue in the given states. See `AsyncClient.purge`."""
+        if self._bridge:
+            return run_sync(self._async.purge(queue, states=states))
+        reply = self._call(MessageType.PURGE, _admin.purge_request(queue, states), queue=queue)
+        return PurgeResult(reply.matched, reply.deleted, reply.failed)
+
+    def set_durability(self, queue: str, mode: str) -> None:
+        """Set a queue's durability mode. See `AsyncClient.set_durability`."""
+        if self._bridge:
+            return run_sync(self._async.set_durability(queue, mode))
+        message = _admin.durability_request(queue, mode)
+        self._call(MessageType.SET_DURABILITY, message, resend=True, queue=queue)
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers subscribed over the binary protocol. See `AsyncClient.workers`."""
+        if self._bridge:
+            return run_sync(self._async.workers())
+        reply = self._call(MessageType.LIST_WORKERS, ListWorkers(), resend=True)
+        return [WorkerInfo.from_info(w) for w in reply.workers]
 
     def ping(self) -> float:
         """Round trip to the server in seconds."""
