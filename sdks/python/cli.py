@@ -1,19 +1,22 @@
-"""The ``spitfire`` command: run a worker, enqueue a job, look at a job or at the server.
+"""The ``spitfire`` command: run a worker, enqueue and manage jobs, queues and schedules.
 
-    spitfire worker MODULE:APP [--queues a,b] [--concurrency N] [--prefetch N] [--burst] [--grace S]
-                    [--url URL]
-    spitfire enqueue QUEUE NAME '{"json": "payload"}' [--priority N] [--delay 5s] [--idempotency-key K]
-    spitfire get JOB_ID
-    spitfire stats [--queue Q]
-    spitfire schedules list | get NAME | add NAME CRON QUEUE JOB ['{"json": "payload"}'] [--timezone TZ]
-                       [--misfire skip|once|all] [--priority N] [--max-attempts N] [--job-timeout 30s]
-                       [--replace] | rm NAME | pause NAME | resume NAME | trigger NAME
+    spitfire worker MODULE:APP [--queues a,b] [--concurrency N] [--prefetch N] [--burst] [--grace 25s]
+    spitfire enqueue QUEUE NAME ['{"json": "payload"}'] [--priority N] [--delay 5s] [--idempotency-key K]
+    spitfire get ID | wait ID [--timeout 30s] | stats [--queue Q] | workers
+    spitfire jobs list [--queue Q] [--state S] [--limit N] | get ID | cancel|retry|delete ID...
+    spitfire queues [list | pause Q | resume Q | purge Q --state S | delete Q [--force]
+                    | set-durability Q sync|group|async]
+    spitfire schedules list | get NAME | add NAME CRON QUEUE JOB [PAYLOAD] ... | rm|pause|resume|trigger NAME
 
-Every command takes ``--url`` (default ``$SPITFIRE_URL``, else tcp://127.0.0.1:7878) and
-``--auth-token`` (default ``$SPITFIRE_AUTH_TOKEN``).
+Every command that talks to a server takes ``--url`` (default ``$SPITFIRE_URL``, else
+tcp://127.0.0.1:7878), ``--auth-token`` (default ``$SPITFIRE_AUTH_TOKEN``) and ``--connect-timeout``
+(default 10s; ``--timeout`` is its deprecated alias, except in ``wait``). Commands that print take
+``--json`` / ``--human``: JSON is the default when stdout is not a terminal. ``enqueue`` always
+prints the bare id. Durations: ``90``, ``500ms``, ``1h30m``; sizes: ``1k``, ``64MiB``.
 
-Exit codes: 0 success; 1 the server refused the request (unknown job, bad argument, ...) or a worker
-failed to start; 2 bad command-line usage; 3 the server could not be reached.
+Exit codes: 0 success; 1 the server refused the request (unknown job, bad argument, ...), a job
+waited for failed, or a worker failed to start; 2 bad command-line usage; 3 the server could not be
+reached; 4 ``wait`` timed out.
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from spitfire.protocol.jsonvalue import msgpack_to_json
+from spitfire.protocol.messages import MessageType
+from spitfire.protocol.units import parse_duration as _parse
 
 from . import __version__
+from . import _cli_admin as admin
+from . import _cli_args as a
+from ._cli_args import UsageError
+from ._cli_output import Output
 from .app import App
+from .client import encode_payload, enqueue_message
 from .errors import (
     BadRequest,
     Conflict,
@@ -45,50 +54,40 @@ from .models import Schedule
 from .schedules import Schedules
 from .sync import Client
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "UsageError", "main"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-class UsageError(Exception):
-    """A command-line argument is wrong (exit code 2)."""
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+#: What the server or the SDK calls an argument -> the flag or operand of the command line.
+FLAGS = {
+    "priority": "--priority", "delay": "--delay", "run_at": "--delay", "max_attempts": "--max-attempts",
+    "idempotency_key": "--idempotency-key", "timeout": "--job-timeout", "queue": "QUEUE", "name": "NAME",
+    "payload": "PAYLOAD", "cron": "CRON", "timezone": "--timezone", "misfire": "--misfire",
+    "job": "JOB", "states": "--state", "state": "--state", "durability": "MODE", "limit": "--limit",
+    "cursor": "--cursor",
+}  # fmt: skip
+#: SDK wording that names Python keywords, and what the command line calls them.
+_KEYWORDS = (("url=...", "--url"), ("timeout=...", "--connect-timeout"), ("auth_token=...", "--auth-token"))
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``5``, ``2.5s``, ``500ms``, ``10m``, ``1h`` or ``1d``.
+    """Seconds in ``5``, ``2.5s``, ``500ms``, ``10m``, ``1h30m`` or ``1d``.
 
-    :raises UsageError: anything else.
+    :raises UsageError: anything else, negative durations included.
     """
-    match = _DURATION.match(text)
-    if match is None:
-        raise UsageError(f"{text!r} is not a duration: write e.g. 30, 30s, 500ms, 10m, 2h or 1d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _duration_arg(text: str) -> float:
     try:
-        return parse_duration(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help="server URL (default $SPITFIRE_URL or tcp://127.0.0.1:7878)")
-    p.add_argument(
-        "--auth-token", default=None, help="the server's auth token (default $SPITFIRE_AUTH_TOKEN)"
-    )
-    p.add_argument(
-        "--timeout", type=_duration_arg, default=10.0, help="seconds to wait for the server (default 10)"
-    )
+        return _parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="spitfire",
-        description="Spitfire job queue: run workers, enqueue and inspect jobs, manage recurring schedules.",
-        epilog="exit codes: 0 ok, 1 refused by the server, 2 usage error, 3 server unreachable",
+        description="Spitfire job queue: run workers, enqueue and inspect jobs, manage queues and "
+        "recurring schedules. `spitfire COMMAND --help` tells more.",
+        epilog="exit codes: 0 ok, 1 refused by the server (or the job waited for failed), 2 usage "
+        "error, 3 server unreachable, 4 wait timed out",
     )
     parser.add_argument("--version", action="version", version=f"spitfire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -109,31 +108,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs held delivered but not started, beyond --concurrency (default: enough to hold 100 "
         "jobs, and at least --concurrency; 0: none, e.g. for long jobs shared by several workers)",
     )
-    w.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    w.add_argument("--burst", action="store_true", help="exit once the queues are empty (default: run on)")
     w.add_argument(
-        "--grace", type=_duration_arg, default=25.0, help="seconds to finish jobs on SIGTERM (default 25)"
-    )
+        "--grace", type=a.duration, default=25.0, metavar="DURATION",
+        help="how long jobs get to finish on SIGTERM (default 25s)",
+    )  # fmt: skip
     w.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
-    _common(w)
+    a.common(w)
 
-    e = sub.add_parser("enqueue", help="add a job; prints its id")
-    e.add_argument("queue")
+    e = sub.add_parser(
+        "enqueue", help="add a job; prints its id",
+        description="Add a job and print its bare id (ID=$(spitfire enqueue ...) works). When "
+        "--idempotency-key names an existing job, nothing is enqueued: its id is printed, and a note "
+        "on stderr says so.",
+    )  # fmt: skip
+    e.add_argument("queue", help="the queue (created on first use)")
     e.add_argument("name", help="the job (handler) name")
     e.add_argument("payload", nargs="?", default="null", help="JSON payload (default null)")
     e.add_argument("--priority", type=int, default=0, help="0..10, higher first (default 0)")
-    e.add_argument("--delay", type=_duration_arg, default=None, help="run after this long, e.g. 5s, 10m")
-    e.add_argument("--max-attempts", type=int, default=None, help="attempts before dead (server default)")
-    e.add_argument("--idempotency-key", default=None, help="the same key again returns the same job")
-    _common(e)
+    e.add_argument(
+        "--delay", type=a.duration, default=None, metavar="DURATION",
+        help="run after this long, e.g. 5s, 10m, 1h30m (default: now)",
+    )  # fmt: skip
+    e.add_argument(
+        "--max-attempts", type=int, default=None, help="attempts before dead (default: the server's, 25)"
+    )
+    e.add_argument(
+        "--job-timeout", type=a.duration, default=None, metavar="DURATION",
+        help="the job's lease: how long a worker may run it without a heartbeat (default: the server's)",
+    )  # fmt: skip
+    e.add_argument(
+        "--idempotency-key", default=None, help="the same key again returns the same job (default: none)"
+    )
+    a.common(e)
 
-    g = sub.add_parser("get", help="print a job as JSON")
-    g.add_argument("job_id")
-    _common(g)
+    g = sub.add_parser("get", help="show a job (a table, or JSON with --json)")
+    g.add_argument("job_id", metavar="ID", help="the job's id")
+    a.common(g, output=True)
 
-    s = sub.add_parser("stats", help="print the server's queues and job counts as JSON")
-    s.add_argument("--queue", default=None, help="only this queue")
-    _common(s)
+    s = sub.add_parser("stats", help="the server's queues and job counts")
+    s.add_argument("--queue", default=None, help="only this queue (default: every queue)")
+    a.common(s, output=True)
 
+    admin.add_parsers(sub)
     _schedules_parser(sub)
     return parser
 
@@ -143,14 +160,14 @@ def _schedules_parser(sub: Any) -> None:
         "schedules",
         help="list, add, remove, pause, resume or trigger recurring (cron) schedules",
         description="Recurring schedules kept by the server: at each time a cron expression names, "
-        "the server enqueues one job. Schedules print as JSON.",
+        "the server enqueues one job.",
     )
     ssub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ls = ssub.add_parser("list", help="print every schedule as JSON (next and last run, last job's state)")
-    _common(ls)
-    get = ssub.add_parser("get", help="print one schedule as JSON")
-    get.add_argument("name")
-    _common(get)
+    ls = ssub.add_parser("list", help="every schedule (next and last run, last job's state)")
+    a.common(ls, output=True)
+    get = ssub.add_parser("get", help="show one schedule")
+    get.add_argument("name", help="the schedule's name")
+    a.common(get, output=True)
     add = ssub.add_parser(
         "add",
         help="create a schedule (an identical one is left as it is; a different one is refused "
@@ -178,10 +195,14 @@ def _schedules_parser(sub: Any) -> None:
     add.add_argument("--priority", type=int, default=0, help="0..10, higher first (default 0)")
     add.add_argument("--max-attempts", type=int, default=None, help="attempts before dead (server default)")
     add.add_argument(
-        "--job-timeout", type=_duration_arg, default=None, help="each job's lease, e.g. 30s, 10m"
+        "--job-timeout",
+        type=a.duration,
+        default=None,
+        metavar="DURATION",
+        help="each job's lease, e.g. 30s, 10m (default: the server's)",
     )
     add.add_argument("--replace", action="store_true", help="replace a schedule of that name (upsert)")
-    _common(add)
+    a.common(add, output=True)
     for action, text in (
         ("rm", "delete a schedule (jobs it enqueued stay); prints it as it was"),
         ("pause", "stop a schedule's ticks until resumed; prints it"),
@@ -189,69 +210,78 @@ def _schedules_parser(sub: Any) -> None:
         ("trigger", "enqueue the schedule's job now; prints the job id"),
     ):
         p = ssub.add_parser(action, help=text)
-        p.add_argument("name")
-        _common(p)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return value.hex()
-    return str(value)
+        p.add_argument("name", help="the schedule's name")
+        a.common(p, output=action != "trigger")
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, auth_token=args.auth_token, timeout=args.timeout, connect_timeout=args.timeout)
+    timeout = args.connect_timeout
+    return Client(args.url, auth_token=args.auth_token, timeout=timeout, connect_timeout=timeout)
+
+
+def _output(args: argparse.Namespace) -> Output:
+    return Output(getattr(args, "json", None))
+
+
+def _payload(text: str, example: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"the payload is not valid JSON ({exc}); quote it, e.g. '{example}'") from None
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f'the payload is not valid JSON ({exc}); quote it, e.g. \'{{"to": "a@b.c"}}\''
-        ) from None
+    payload = _payload(args.payload, '{"to": "a@b.c"}')
+    options: dict[str, Any] = {
+        "priority": args.priority,
+        "delay": args.delay,
+        "max_attempts": args.max_attempts,
+        "idempotency_key": args.idempotency_key,
+        "timeout": args.job_timeout,
+    }
     with _client(args) as client:
-        job_id = client.enqueue(
-            args.queue,
-            args.name,
-            payload,
-            priority=args.priority,
-            delay=args.delay,
-            max_attempts=args.max_attempts,
-            idempotency_key=args.idempotency_key,
-        )
+        job_id, created, state = _enqueue(client, args.queue, args.name, payload, options)
     print(job_id)
+    if not created:
+        print(f"spitfire enqueue: nothing enqueued: idempotency key {args.idempotency_key!r} names "
+              f"existing job {job_id} ({state})", file=sys.stderr)  # fmt: skip
     return EXIT_OK
+
+
+def _enqueue(
+    client: Client, queue: str, name: str, payload: Any, options: dict[str, Any]
+) -> tuple[str, bool, str]:
+    """The job's id, whether it was created, and its state label.
+
+    The SDK's enqueue returns only the id, so the CLI sends the ENQUEUE itself to see ``created``.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if getattr(client, "_bridge", False):  # quic:// goes through the async client: no created flag
+        job_id = client.enqueue(queue, name, payload, **options)
+        return job_id, bool(getattr(job_id, "created", True)), "existing"
+    message, resend = enqueue_message(queue, name, encode_payload(payload), options, client._max_payload())  # type: ignore[arg-type]
+    reply = client._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
+    return str(reply.job_id), bool(reply.created), str(reply.state)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = client.get(args.job_id)
-    out = job.to_dict()
-    # Payload and result as the HTTP API shows them: JSON, or {"$msgpack": base64} for a value
-    # JSON cannot carry or one nested more than MAX_JSON_DEPTH deep (printing must not recurse).
-    out["payload"] = json.loads(msgpack_to_json(job.raw_payload))
-    out["result"] = None if job.raw_result is None else json.loads(msgpack_to_json(job.raw_result))
-    _print_json(out)
+        _output(args).job(client.get(args.job_id))
     return EXIT_OK
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        stats = client.stats(args.queue)
-    _print_json(stats.to_dict())
+        _output(args).stats(client.stats(args.queue))
     return EXIT_OK
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
+    out = _output(args)
     with _client(args) as client:
         schedules = client.schedules
         if args.action == "list":
-            _print_json({"schedules": [_schedule_json(s) for s in schedules.list()]})
+            out.schedules(schedules.list())
             return EXIT_OK
         if args.action == "trigger":
             print(schedules.trigger(args.name))
@@ -261,19 +291,12 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         else:
             ops = {"get": schedules.get, "rm": schedules.remove, "pause": schedules.pause}
             schedule = ops.get(args.action, schedules.resume)(args.name)
-    _print_json(_schedule_json(schedule))
+    out.schedule(schedule)
     return EXIT_OK
 
 
 def _add_schedule(schedules: Schedules, args: argparse.Namespace) -> Schedule:
-    payload = None
-    if args.payload is not None:
-        try:
-            payload = json.loads(args.payload)
-        except json.JSONDecodeError as exc:
-            raise UsageError(
-                f'the payload is not valid JSON ({exc}); quote it, e.g. \'{{"kind": "daily"}}\''
-            ) from None
+    payload = None if args.payload is None else _payload(args.payload, '{"kind": "daily"}')
     add = schedules.put if args.replace else schedules.add
     return add(
         args.name, args.cron, args.queue, args.job, payload, timezone=args.timezone, misfire=args.misfire,
@@ -281,10 +304,13 @@ def _add_schedule(schedules: Schedules, args: argparse.Namespace) -> Schedule:
     )  # fmt: skip
 
 
-def _schedule_json(s: Schedule) -> dict[str, Any]:
-    out = s.to_dict()
-    out["payload"] = json.loads(msgpack_to_json(s.raw_payload))
-    return out
+def _admin(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        with _client(args) as client:
+            code: int = command(args, client, _output(args))
+            return code
+
+    return run
 
 
 def load_app(spec: str) -> App:
@@ -352,22 +378,47 @@ COMMANDS = {
     "get": cmd_get,
     "stats": cmd_stats,
     "schedules": cmd_schedules,
+    "jobs": _admin(admin.cmd_jobs),
+    "queues": _admin(admin.cmd_queues),
+    "workers": _admin(admin.cmd_workers),
+    "wait": _admin(admin.cmd_wait),
 }
+
+
+def _negatives(argv: Sequence[str]) -> list[str]:
+    """``--delay -5s`` as ``--delay=-5s``: argparse would take ``-5s`` for a flag and say only
+    "expected one argument"; this way the duration type says that it is negative."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _VALUE_FLAGS and re.match(r"^-[\d.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+_VALUE_FLAGS = frozenset(
+    {"--delay", "--job-timeout", "--grace", "--connect-timeout", "--timeout", "--priority", "--max-attempts",
+     "--limit", "--concurrency", "--prefetch"}
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spitfire`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negatives(sys.argv[1:] if argv is None else argv))
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+    except (UsageError, InvalidURL) as exc:
+        print(f"spitfire {_command(args)}: {_flags(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except InvalidURL as exc:
-        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+    except ValueError as exc:
+        if isinstance(exc, SpitfireError):  # BadRequest is a ValueError too: refused by the server
+            print(f"spitfire {_command(args)}: {_explained(exc, args)}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"spitfire {_command(args)}: {_flags(str(exc))}", file=sys.stderr)  # the SDK refused it
         return EXIT_USAGE
     except (NotConnected, ConnectionLost, RequestTimeout) as exc:
-        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        print(f"spitfire {_command(args)}: {_flags(str(exc))}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except SpitfireError as exc:
         print(f"spitfire {_command(args)}: {_explained(exc, args)}", file=sys.stderr)
@@ -381,15 +432,30 @@ def _command(args: argparse.Namespace) -> str:
     return args.command if action is None else f"{args.command} {action}"
 
 
+def _flags(text: str) -> str:
+    """SDK wording (``url=...``, ``priority:``) in the command line's terms (``--url``, ``--priority``)."""
+    for keyword, flag in _KEYWORDS:
+        text = text.replace(keyword, flag)
+    head, sep, rest = text.partition(": ")
+    if sep and head in FLAGS:
+        return f"{FLAGS[head]}: {rest}"
+    return text
+
+
 def _explained(exc: SpitfireError, args: argparse.Namespace) -> str:
     """The error, with what to do on the command line where the server's text speaks of the API."""
-    if args.command != "schedules":
-        return str(exc)
-    if isinstance(exc, Conflict) and args.action == "add" and "different definition" in exc.message:
+    if (
+        isinstance(exc, Conflict)
+        and args.command == "schedules"
+        and args.action == "add"
+        and "different definition" in exc.message
+    ):
         return f"{exc.message.split('; ')[0]}; pass --replace to replace it, or pick another name"
     if isinstance(exc, BadRequest) and exc.field:
-        return f"{exc} (field {exc.field})"
-    return str(exc)
+        flag = FLAGS.get(exc.field.split(".")[0], exc.field)
+        text = _flags(str(exc))
+        return text if text.startswith(flag) else f"{text} ({flag})"
+    return _flags(str(exc))
 
 
 if __name__ == "__main__":
