@@ -25,6 +25,7 @@ from pathlib import Path
 import uvloop
 
 from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
+from spitfire.protocol import units
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
@@ -76,7 +77,14 @@ def configure_logging(level: str, fmt: str) -> None:
 
 def serve_parser() -> argparse.ArgumentParser:
     """Flags of the server (DESIGN.md section 3)."""
-    p = argparse.ArgumentParser(prog="spitfire-server", description="Run the Spitfire job server.")
+    p = argparse.ArgumentParser(
+        prog="spitfire-server",
+        description="Run the Spitfire job server. Sizes: 4096, 1k, 64MiB, 10MB; durations: 90, 500ms, "
+        "30s, 1h30m, 7d.",
+        epilog="other command: spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record "
+        "QUEUE:LSN] checks a data directory and repairs a damaged log (see spitfire-server repair --help)",
+    )
+    p.add_argument("--version", action="version", version=f"spitfire-server {_version()}")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
     p.add_argument(
         "--durability",
@@ -97,14 +105,40 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-key", default=None, help="private key (PEM) of --tls-cert")
     limits = p.add_argument_group("backpressure (enqueues answer BUSY past these; acks keep working)")
-    limits.add_argument("--max-queue-jobs", type=int, default=DEFAULT_MAX_QUEUE_JOBS, metavar="N")
-    limits.add_argument("--max-queue-bytes", type=int, default=DEFAULT_MAX_QUEUE_BYTES, metavar="BYTES")
-    limits.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS, metavar="N", help="all queues")
     limits.add_argument(
-        "--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES", help="all queues"
+        "--max-queue-jobs",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_JOBS,
+        metavar="N",
+        help="pending jobs of one queue (default %(default)s)",
     )
     limits.add_argument(
-        "--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD, metavar="BYTES", help="TOO_LARGE past this"
+        "--max-queue-bytes",
+        type=_size,
+        default=DEFAULT_MAX_QUEUE_BYTES,
+        metavar="SIZE",
+        help="payload bytes of one queue's pending jobs, e.g. 1GiB (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-jobs",
+        type=int,
+        default=DEFAULT_MAX_JOBS,
+        metavar="N",
+        help="pending jobs of all queues (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-bytes",
+        type=_size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help="payload bytes of all queues, e.g. 4GiB (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-payload",
+        type=_size,
+        default=DEFAULT_MAX_PAYLOAD,
+        metavar="SIZE",
+        help="largest payload, e.g. 1MiB; TOO_LARGE past it (default %(default)s)",
     )
     p.add_argument(
         "--max-queues",
@@ -114,7 +148,13 @@ def serve_parser() -> argparse.ArgumentParser:
         help="most queues at once: creating one more is refused (TOO_MANY_QUEUES) until one is deleted "
         "(default %(default)s)",
     )
-    p.add_argument("--heartbeat-interval", type=float, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S")
+    p.add_argument(
+        "--heartbeat-interval",
+        type=_duration,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        metavar="DURATION",
+        help="how often workers heartbeat, in seconds or e.g. 5s (default %(default)s)",
+    )
     p.add_argument(
         "--snapshot-every",
         type=int,
@@ -124,7 +164,7 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shutdown-grace",
-        type=float,
+        type=_duration,
         default=DEFAULT_SHUTDOWN_GRACE,
         metavar="S",
         help="seconds in-flight requests get on SIGTERM (default %(default)s)",
@@ -158,12 +198,40 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     conns.add_argument(
         "--handshake-timeout",
-        type=float,
+        type=_duration,
         default=DEFAULT_HANDSHAKE_TIMEOUT,
         metavar="S",
         help="seconds a new connection has to send a valid HELLO before it is closed (default %(default)s)",
     )
     return p
+
+
+def _size(text: str) -> int:
+    # A negative value goes through, to be refused by ServerOptions with the flag's own rule.
+    if text.strip().startswith("-"):
+        return -_size(text.strip()[1:])
+    try:
+        return units.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    if text.strip().startswith("-"):
+        return -_duration(text.strip()[1:])
+    try:
+        return units.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spitfire")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def repair_parser() -> argparse.ArgumentParser:
