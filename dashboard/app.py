@@ -33,6 +33,7 @@ from spitfire.server.engine import Engine, JobFilter
 from spitfire.server.errors import EngineError, Overloaded, ValidationError
 from spitfire.server.options import ServerOptions
 from spitfire.server.service import Service
+from spitfire.wal.api import Durability
 
 from . import model as mo
 from .errors import HttpError, error_response, response_for
@@ -261,6 +262,8 @@ class Dashboard:
         r.add_post("/api/queues/{queue}/claim", w(self.claim))
         r.add_get("/api/queues/{queue}", w(self.get_queue))
         r.add_delete("/api/queues/{queue}", w(self.delete_queue))
+        r.add_put("/api/queues/{queue}", w(self.update_queue))
+        r.add_post("/api/queues/{queue}/purge", w(self.purge))
         r.add_get("/api/queues", w(self.list_queues))
         r.add_get("/api/jobs", w(self.search))
         r.add_post("/api/jobs:bulk", w(self.bulk))
@@ -494,6 +497,26 @@ class Dashboard:
         deletion = await self.engine.delete_queue(_route(request, "queue"), time.time(), force=force)
         self.dispatcher.queue_deleted(deletion)
         return json_response(200, mo.QueueDeletedOut(deletion.queue, deletion.jobs, deletion.pending))
+
+    async def purge(self, request: Request) -> Response:
+        """POST /api/queues/{queue}/purge?state=S[,S...]: delete the queue's jobs in those states (at
+        least one), durably in chunks; workers holding one are told to stop it."""
+        states = parse_states("state", request.query.get("state") or [])
+        if states is None:
+            raise HttpError(422, "INVALID_ARGUMENT", "state: give at least one state to purge", "state")
+        queue = _route(request, "queue")
+        result = await self.engine.purge(queue, states, time.time())
+        for worker, ids in result.revoked.items():
+            self.dispatcher.cancelled(worker, ids)
+        return json_response(200, mo.PurgeOut(queue, result.matched, result.done, result.failed))
+
+    async def update_queue(self, request: Request) -> Response:
+        """PUT /api/queues/{queue} {"durability": "sync"|"group"|"async"}: the queue afterwards
+        (created if needed), once the change is durable."""
+        body = await self._json_body(request, mo.QueueUpdateIn)
+        queue = _route(request, "queue")
+        await self.engine.set_durability(queue, Durability(body.durability), time.time())
+        return json_response(200, self._queue_out(queue, time.time()))
 
     async def list_jobs(self, request: Request) -> Response:
         """GET /api/queues/{queue}/jobs?state=&limit=&cursor=: a page, newest first. One state: by

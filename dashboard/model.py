@@ -149,6 +149,12 @@ class BulkIn(msgspec.Struct, forbid_unknown_fields=True):
     filter: BulkFilterIn | None = None
 
 
+class QueueUpdateIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of PUT /api/queues/{queue}: the settings to change (only ``durability`` today)."""
+
+    durability: Literal["sync", "group", "async"]
+
+
 # -- answers ----------------------------------------------------------------------------------------------
 
 
@@ -246,6 +252,17 @@ class QueueDeletedOut(msgspec.Struct):
     jobs: int
     #: Of them, pending jobs dropped (0 unless ``?force=true``).
     pending: int
+
+
+class PurgeOut(msgspec.Struct):
+    """Answer of POST /api/queues/{queue}/purge: what was deleted, durably."""
+
+    queue: str
+    #: Jobs in the asked states when the purge began.
+    matched: int
+    deleted: int
+    #: Of them, jobs gone meanwhile.
+    failed: int
 
 
 class QueueList(msgspec.Struct):

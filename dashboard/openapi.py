@@ -196,6 +196,21 @@ def _queue_paths() -> dict[str, Any]:
                 (404, 409),
                 params=[*queue, force],
             ),
+            "put": _operation(
+                "Change the queue's settings (durability: sync, group or async); creates the queue",
+                (200, mo.QueueOut),
+                (409,),
+                body=mo.QueueUpdateIn,
+                params=queue,
+            ),
+        },
+        "/api/queues/{queue}/purge": {
+            "post": _operation(
+                "Delete every job of the queue in the given states (required), in durable chunks",
+                (200, mo.PurgeOut),
+                (404,),
+                params=[*queue, {**state, "required": True}],
+            )
         },
         "/api/queues/{queue}/jobs": {
             "post": _operation(
@@ -315,7 +330,7 @@ def openapi_document() -> dict[str, Any]:
         mo.EnqueueIn, mo.BatchIn, mo.ClaimIn, mo.AckIn, mo.FailIn, mo.HeartbeatIn, mo.ErrorOut, mo.JobOut,
         mo.JobPage, mo.JobList, mo.BatchOut, mo.QueueOut, mo.QueueList, mo.WorkerList, mo.StatsOut,
         mo.ClaimOut, mo.LeaseOut, sc.ScheduleIn, sc.ScheduleOut, sc.ScheduleListOut, mo.Health,
-        mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut,
+        mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut, mo.QueueUpdateIn, mo.PurgeOut,
     )  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {
