@@ -201,7 +201,11 @@ def _schedules_parser(sub: Any) -> None:
         metavar="DURATION",
         help="each job's lease, e.g. 30s, 10m (default: the server's)",
     )
-    add.add_argument("--replace", action="store_true", help="replace a schedule of that name (upsert)")
+    add.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a schedule of that name (upsert; default: refuse a different one)",
+    )
     a.common(add, output=True)
     for action, text in (
         ("rm", "delete a schedule (jobs it enqueued stay); prints it as it was"),
