@@ -23,6 +23,11 @@ def _parsers(
     return out
 
 
+def optional(action: argparse.Action) -> bool:
+    """A flag that may be left out, or an operand with a default."""
+    return bool(action.option_strings and not action.required) or action.nargs == "?"
+
+
 def test_every_command_and_flag_has_help_with_its_default() -> None:
     missing: list[str] = []
     for path, parser in _parsers(cli.build_parser()):
@@ -37,9 +42,8 @@ def test_every_command_and_flag_has_help_with_its_default() -> None:
             what = f"{path} {'/'.join(action.option_strings) or action.dest}"
             if not action.help:
                 missing.append(f"{what}: no help")
-            elif (action.option_strings and not action.required) or action.nargs == "?":
-                if "default" not in action.help:
-                    missing.append(f"{what}: help does not give the default")
+            elif optional(action) and "default" not in action.help:
+                missing.append(f"{what}: help does not give the default")
     assert not missing, "\n".join(missing)
 
 
@@ -56,7 +60,8 @@ def test_durations(text: str, seconds: float) -> None:
     ("text", "message"),
     [("-5s", "is negative"), ("-1", "is negative"), ("soon", "not a duration"), ("5x", "not a duration"),
      ("", "not a duration"), ("1h-3m", "not a duration"), ("inf", "not a duration"),
-     ("nan", "not a duration"), ("s", "not a duration"), ("1e400", "not a duration"), ("9" * 400 + "d", "too long")],
+     ("nan", "not a duration"), ("s", "not a duration"), ("1e400", "not a duration"),
+     ("9" * 400 + "d", "too long")],
 )  # fmt: skip
 def test_bad_durations_say_what_to_write(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
