@@ -294,3 +294,24 @@ def test_versions_and_help() -> None:
     for command in ("worker", "enqueue", "get", "wait", "stats", "jobs", "queues", "workers", "schedules"):
         assert command in top
     assert "(default 10s)" in sf(None, "stats", "--help").stdout
+
+
+def test_stats_and_schedules_on_a_terminal(
+    server: ServerProcess, queue: str, client: spitfire.Client
+) -> None:
+    client.enqueue(queue, "n")
+    name = f"s-{queue}"
+    client.schedules.add(name, "0 3 * * *", queue, "report", {"kind": "daily"}, timezone="Europe/Berlin")
+    try:
+        code, out, err = sf_tty(server, "stats", "--queue", queue)
+        row = next(line for line in _plain(out).splitlines() if line.startswith(queue))
+        assert code == 0 and row.split()[1:4] == ["group", "0", "1"] and "jobs," in err
+        code, out, _ = sf_tty(server, "schedules", "list")
+        row = next(line for line in _plain(out).splitlines() if line.startswith(name))
+        assert code == 0 and "0 3 * * *" in row and "Europe/Berlin" in row and "(in " in row
+        code, out, _ = sf_tty(server, "schedules", "pause", name)
+        plain = _plain(out)
+        assert code == 0 and "paused" in plain and '{"kind": "daily"}' in plain and "null" not in plain
+        assert "next run" not in plain  # none while paused: left out
+    finally:
+        client.schedules.remove(name)
