@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from spitfire.index.history import (
     DEFAULT_RETAIN_MAX_PER_STATE,
     DEFAULT_RETAIN_SUCCEEDED,
 )
+from spitfire.protocol import units
 from spitfire.protocol.session import HANDSHAKE_TIMEOUT
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
@@ -51,20 +51,16 @@ class OptionsError(ValueError):
     """An option is invalid; the message says which and how to fix it."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
 def parse_duration(text: str, flag: str) -> float:
     """Seconds in ``30`` (plain seconds, as the other time flags take), ``2.5s``, ``500ms``, ``10m``,
-    ``24h`` or ``7d`` (the grammar of the ``spitfire`` CLI's ``--delay``).
+    ``1h30m`` or ``7d`` (`spitfire.protocol.units`, the grammar of the ``spitfire`` CLI's ``--delay``).
 
-    :raises OptionsError: naming ``flag``, for anything else.
+    :raises OptionsError: naming ``flag``, for anything else (negative durations included).
     """
-    match = _DURATION.match(text)
-    if match is None:
-        raise OptionsError(f"{flag} {text!r}: not a duration; write e.g. 90, 30s, 500ms, 10m, 24h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return units.parse_duration(text)
+    except ValueError as exc:
+        raise OptionsError(f"{flag} {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,8 +70,8 @@ def test_the_count_limit_applies_to_each_finished_state(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--retain-dead", "7w"], "--retain-dead '7w': not a duration"),
-        (["--retain-succeeded=-1h"], "--retain-succeeded '-1h': not a duration"),
+        (["--retain-dead", "7y"], "--retain-dead '7y' is not a duration"),
+        (["--retain-succeeded=-1h"], "--retain-succeeded '-1h' is negative"),
         (["--retain-max-per-queue", "-1"], "--retain-max-per-queue -1: must be 0"),
     ],
 )

@@ -120,7 +120,10 @@ def test_retention_flags_parse_durations_and_reach_the_engine_config() -> None:
         30.0,
     )
     assert options.retain_max_per_queue == 0
-    assert [parse_duration(t, "--f") for t in ("500ms", "1.5s", ".5", "7d")] == [0.5, 1.5, 0.5, 604800.0]
-    for bad in ("", "7w", "1h30m", "-1", "inf"):
+    durations = ("500ms", "1.5s", ".5", "7d", "1h30m", "1w")
+    assert [parse_duration(t, "--f") for t in durations] == [0.5, 1.5, 0.5, 604800.0, 5400.0, 604800.0]
+    for bad in ("", "7y", "1h-30m", "inf"):
         with pytest.raises(OptionsError, match=r"--f .*not a duration"):
             parse_duration(bad, "--f")
+    with pytest.raises(OptionsError, match=r"--f '-1' is negative"):
+        parse_duration("-1", "--f")
