@@ -94,16 +94,24 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="binary protocol address (default %(default)s)")
     p.add_argument("--http", default=DEFAULT_HTTP, help="HTTP address (default %(default)s)")
-    p.add_argument("--auth-token", default=None, help="token clients must present (or SPITFIRE_AUTH_TOKEN)")
-    p.add_argument("--no-quic", action="store_true", help="serve TCP only")
+    p.add_argument(
+        "--auth-token",
+        default=None,
+        help="token clients must present (default $SPITFIRE_AUTH_TOKEN, else none: no auth)",
+    )
+    p.add_argument(
+        "--no-quic", action="store_true", help="serve TCP only (default: TCP and QUIC on the --listen port)"
+    )
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default %(default)s)")
-    p.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
+    p.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="log line format (default %(default)s)"
+    )
     p.add_argument(
         "--tls-cert",
         default=None,
         help="certificate (PEM) of QUIC and of HTTPS at --http (default: QUIC self-signed, plain HTTP)",
     )
-    p.add_argument("--tls-key", default=None, help="private key (PEM) of --tls-cert")
+    p.add_argument("--tls-key", default=None, help="private key (PEM) of --tls-cert (default: none)")
     limits = p.add_argument_group("backpressure (enqueues answer BUSY past these; acks keep working)")
     limits.add_argument(
         "--max-queue-jobs",
@@ -244,14 +252,16 @@ def repair_parser() -> argparse.ArgumentParser:
         "repairable), 2 bad arguments or no such data directory.",
     )
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
-    p.add_argument("--yes", action="store_true", help="do not ask before repairing")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask before repairing (default: ask on a terminal)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing (default: repair)")
     p.add_argument(
         "--skip-record",
         metavar="QUEUE:LSN",
         default=None,
         help="drop one record whose checksum is valid but that the server cannot decode (start-up "
-        "names it); it becomes a SKIP record",
+        "names it); it becomes a SKIP record (default: none)",
     )
     return p
 

@@ -99,3 +99,16 @@ def test_sdk_wording_becomes_flags() -> None:
 def test_a_negative_value_reaches_the_flag_type() -> None:
     assert cli._negatives(["enqueue", "q", "n", "--delay", "-5s"]) == ["enqueue", "q", "n", "--delay=-5s"]
     assert cli._negatives(["enqueue", "q", "-x"]) == ["enqueue", "q", "-x"]  # not after a value flag
+
+
+def test_every_server_flag_has_help_with_its_default() -> None:
+    from spitfire.server.cli import repair_parser, serve_parser
+
+    missing = []
+    for parser in (serve_parser(), repair_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            if not action.help or (optional(action) and "default" not in action.help):
+                missing.append(f"{parser.prog} {'/'.join(action.option_strings)}: {action.help!r}")
+    assert not missing, "\n".join(missing)
