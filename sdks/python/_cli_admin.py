@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
-
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_args as a
-from ._cli_output import Output, state_text
 from .errors import SpitfireError
 from .models import Job
-from .sync import Client
+
+if TYPE_CHECKING:  # rich is imported only by commands that print tables (`spitfire enqueue` stays quick)
+    from ._cli_output import Output
+    from .sync import Client
 
 EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 4
 #: States a job does not leave on its own.
@@ -131,7 +131,7 @@ def cmd_jobs(args: argparse.Namespace, client: Client, out: Output) -> int:
         state = "deleted" if args.action == "delete" else job.state
         done.append({"id": job.id, "state": state})
         if not out.json:
-            out.line(Text(f"{job.id} ").append_text(state_text(state)))
+            out.state_line(f"{job.id} ", state)
     if out.json:
         out.print_json({"jobs": done, "failed": failed})
     return EXIT_ERROR if failed else EXIT_OK
@@ -197,7 +197,7 @@ def _finished(job: Job, out: Output) -> int:
         if out.json:
             out.print_json(job_result(job))
         else:
-            out.line(Text("succeeded", style="green"))
+            out.state_line("", "succeeded")
             result = job_result(job)
             if result is not None:
                 out.print_json(result)

@@ -101,6 +101,10 @@ class Output:
     def line(self, text: str | Text) -> None:
         self.console.print(text)
 
+    def state_line(self, prefix: str, state: str) -> None:
+        """``prefix`` then ``state`` in its colour."""
+        self.console.print(Text(prefix).append_text(state_text(state)))
+
     # -- renderers --------------------------------------------------------------------------------------
 
     def jobs(self, jobs: Sequence[Job], cursor: str | None) -> None:

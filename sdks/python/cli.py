@@ -29,7 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spitfire.protocol.messages import MessageType
 from spitfire.protocol.units import parse_duration as _parse
@@ -38,7 +38,6 @@ from . import __version__
 from . import _cli_admin as admin
 from . import _cli_args as a
 from ._cli_args import UsageError
-from ._cli_output import Output
 from .app import App
 from .client import encode_payload, enqueue_message
 from .errors import (
@@ -53,6 +52,9 @@ from .errors import (
 from .models import Schedule
 from .schedules import Schedules
 from .sync import Client
+
+if TYPE_CHECKING:
+    from ._cli_output import Output
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "UsageError", "main"]
 
@@ -224,6 +226,8 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _output(args: argparse.Namespace) -> Output:
+    from ._cli_output import Output  # rich: only for the commands that print
+
     return Output(getattr(args, "json", None))
 
 
