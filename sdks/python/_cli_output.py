@@ -17,6 +17,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -101,6 +102,18 @@ class Output:
     def line(self, text: str | Text) -> None:
         self.console.print(text)
 
+    def table(self, t: Table) -> None:
+        """Print a table with each row on one line: wider than the terminal, it lets the terminal
+        wrap rather than fold every cell into a narrow column (ids and times stay whole)."""
+        console = self.console
+        needed = Measurement.get(console, console.options.update(width=10_000), t).maximum
+        width = console.width
+        console.width = max(width, needed)  # print(width=) cannot go past the console's own
+        try:
+            console.print(t)
+        finally:
+            console.width = width
+
     def state_line(self, prefix: str, state: str) -> None:
         """``prefix`` then ``state`` in its colour."""
         self.console.print(Text(prefix).append_text(state_text(state)))
@@ -115,12 +128,22 @@ class Output:
             self.note("no jobs")
             return
         now = time.time()
-        t = _table("ID", "QUEUE", "NAME", "STATE", "ATTEMPTS", "CREATED", "RUN AT")
+        waiting = {"scheduled", "retrying"}
+        run_at = any(j.state in waiting for j in jobs)  # the column only when a job waits for a time
+        t = _table("ID", "QUEUE", "NAME", "STATE", "ATTEMPTS", "CREATED", *(["RUN AT"] if run_at else []))
         for j in jobs:
-            run_at = ago(j.run_at, now) if j.state in ("scheduled", "retrying") else ""
-            t.add_row(j.id, j.queue, j.name, state_text(j.state), f"{j.attempts}/{j.max_attempts}",
-                      ago(j.created_at, now), run_at)  # fmt: skip
-        self.console.print(t)
+            row = [
+                j.id,
+                j.queue,
+                j.name,
+                state_text(j.state),
+                f"{j.attempts}/{j.max_attempts}",
+                ago(j.created_at, now),
+            ]
+            if run_at:
+                row.append(ago(j.run_at, now) if j.state in waiting else "")
+            t.add_row(*row)
+        self.table(t)
         if cursor is not None:
             self.note(f"more jobs: add --cursor {cursor}")
 
@@ -173,13 +196,16 @@ class Output:
         if not stats.queues:
             self.note("no queues")
             return
-        t = _table("QUEUE", "PAUSED", "DURABILITY", *(s.upper() for s in _QUEUE_STATES), "TOTAL")
+        # A state no queue has a job in is left out (ENQUEUED always shows): fewer columns to scan.
+        states = [s for s in _QUEUE_STATES
+                  if s == "enqueued" or any(q.counts.get(s) for q in stats.queues.values())]  # fmt: skip
+        t = _table("QUEUE", "PAUSED", "DURABILITY", *(s.upper() for s in states), "TOTAL")
         for q in stats.queues.values():
             counts = [Text(str(q.counts.get(s, 0)), style=STATE_STYLES[s] if q.counts.get(s) else "dim")
-                      for s in _QUEUE_STATES]  # fmt: skip
+                      for s in states]  # fmt: skip
             paused = Text("paused", style="bold yellow") if q.paused else ""
             t.add_row(q.name, paused, q.durability, *counts, str(q.total))
-        self.console.print(t)
+        self.table(t)
 
     def workers(self, workers: Sequence[WorkerInfo]) -> None:
         if self.json:
@@ -194,7 +220,7 @@ class Output:
             status = Text("active", style="green") if w.active else Text("draining", style="yellow")
             t.add_row(w.id, w.name, ", ".join(w.queues), str(w.held), status, ago(w.connected_at, now),
                       ago(w.last_seen, now))  # fmt: skip
-        self.console.print(t)
+        self.table(t)
 
     def schedules(self, schedules: Sequence[Schedule]) -> None:
         if self.json:
@@ -209,7 +235,7 @@ class Output:
             nxt: str | Text = Text("paused", style="bold yellow") if s.paused else ago(s.next_run_at, now)
             t.add_row(s.name, s.cron, s.timezone, s.queue, s.job, nxt, ago(s.last_run_at, now),
                       state_text(s.last_job_state))  # fmt: skip
-        self.console.print(t)
+        self.table(t)
 
     def schedule(self, s: Schedule) -> None:
         if self.json:
