@@ -132,7 +132,7 @@ class Output:
         run_at = any(j.state in waiting for j in jobs)  # the column only when a job waits for a time
         t = _table("ID", "QUEUE", "NAME", "STATE", "ATTEMPTS", "CREATED", *(["RUN AT"] if run_at else []))
         for j in jobs:
-            row = [
+            row: list[str | Text] = [
                 j.id,
                 j.queue,
                 j.name,

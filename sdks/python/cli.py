@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spitfire.protocol.messages import MessageType
@@ -312,11 +312,15 @@ def _add_schedule(schedules: Schedules, args: argparse.Namespace) -> Schedule:
     )  # fmt: skip
 
 
-def _admin(command: Any) -> Any:
+Command = Callable[[argparse.Namespace], int]
+
+
+def _admin(command: Callable[[argparse.Namespace, Client, Output], int]) -> Command:
+    """An admin command run with a connected client and the output of its flags."""
+
     def run(args: argparse.Namespace) -> int:
         with _client(args) as client:
-            code: int = command(args, client, _output(args))
-            return code
+            return command(args, client, _output(args))
 
     return run
 
@@ -380,7 +384,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return worker.run()
 
 
-COMMANDS = {
+COMMANDS: dict[str, Command] = {
     "worker": cmd_worker,
     "enqueue": cmd_enqueue,
     "get": cmd_get,
