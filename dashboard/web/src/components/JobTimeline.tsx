@@ -1,0 +1,26 @@
+import type { Job } from "../api/types";
+import { absoluteTime, duration } from "../utils/format";
+import { StateBadge } from "./StateBadge";
+import { Time } from "./Time";
+
+/** Every transition of a job, oldest first, with the time spent in the state before it. */
+export function JobTimeline({ job }: { job: Job }) {
+  const steps = [{ state: "created", at: job.created_at }, ...job.history.filter((t, i) => !(i === 0 && t.at === job.created_at && t.state === "created"))];
+  return (
+    <ol className="timeline" aria-label="Timeline">
+      {steps.map((t, i) => {
+        const prev = steps[i - 1];
+        return (
+          <li key={`${t.state}-${t.at}-${i}`}>
+            <span className={`tl-dot state-bg-${t.state}`} aria-hidden="true" />
+            <StateBadge state={t.state} />
+            <span title={absoluteTime(t.at)}>
+              <Time at={t.at} />
+            </span>
+            {prev ? <span className="muted"> +{duration(t.at - prev.at)}</span> : null}
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
