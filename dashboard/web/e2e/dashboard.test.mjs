@@ -154,7 +154,8 @@ test("a bulk retry over a filter retries every matching job", async () => {
   try {
     await page.goto(`${BASE}/jobs?queue=${Q("bulk")}&state=dead`);
     await page.waitForSelector(`tr[data-job-id="${ids[0]}"]`);
-    await page.click("button:text('Retry all')");
+    await page.selectOption("#bulk-all-action", "retry");
+    await page.click("button:text('Apply to all 3 matching')");
     await page.click(".confirm button:text-is('Yes')");
     await page.waitForSelector("[data-testid=bulk-result]:text('3 of 3 done')");
     for (const id of ids) assert.equal((await api("GET", `/api/jobs/${id}`)).state, "enqueued");

@@ -40,6 +40,7 @@ export function JobTable({ query, matching, showQueue = true }: Props) {
   const [cursors, setCursors] = useState<string[]>([]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [busy, setBusy] = useState(false);
+  const [allAction, setAllAction] = useState<BulkAction>("retry");
   const [result, setResult] = useState<{ text: string; error?: unknown } | null>(null);
   const queryKey = JSON.stringify(query);
   useEffect(() => {
@@ -106,18 +107,26 @@ export function JobTable({ query, matching, showQueue = true }: Props) {
         ))}
         {filter ? (
           <span className="bulk-all">
-            <span className="muted">Filter:</span>
-            {ACTIONS.map((a) => (
-              <ConfirmButton
-                key={a.action}
-                label={`${a.label} ${all}`}
-                danger
-                busy={busy}
-                disabled={matching === 0}
-                confirm={`${a.verb} ${all} jobs${filter.state ? ` (${filter.state.join(", ")})` : ""}?`}
-                onConfirm={() => void run(a.action, { filter })}
-              />
-            ))}
+            <label className="muted" htmlFor="bulk-all-action">
+              All matching:
+            </label>
+            <select id="bulk-all-action" value={allAction} onChange={(e) => setAllAction(e.target.value as BulkAction)}>
+              {ACTIONS.map((a) => (
+                <option key={a.action} value={a.action}>
+                  {a.label.toLowerCase()}
+                </option>
+              ))}
+            </select>
+            <ConfirmButton
+              label={`Apply to ${all}`}
+              danger
+              busy={busy}
+              disabled={matching === 0}
+              confirm={`${ACTIONS.find((a) => a.action === allAction)?.verb ?? allAction} ${all} jobs${
+                filter.state ? ` (${filter.state.join(", ")})` : ""
+              }?`}
+              onConfirm={() => void run(allAction, { filter })}
+            />
           </span>
         ) : null}
       </div>

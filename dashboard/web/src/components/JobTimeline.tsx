@@ -5,7 +5,9 @@ import { Time } from "./Time";
 
 /** Every transition of a job, oldest first, with the time spent in the state before it. */
 export function JobTimeline({ job }: { job: Job }) {
-  const steps = [{ state: "created", at: job.created_at }, ...job.history.filter((t, i) => !(i === 0 && t.at === job.created_at && t.state === "created"))];
+  // The history starts with the state the job was created in; an older server's may not.
+  const first = job.history[0];
+  const steps = first && first.at - job.created_at < 0.001 ? job.history : [{ state: "created", at: job.created_at }, ...job.history];
   return (
     <ol className="timeline" aria-label="Timeline">
       {steps.map((t, i) => {
