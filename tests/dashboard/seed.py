@@ -42,7 +42,8 @@ def seed(client: httpx.Client) -> Seeded:
     """Jobs in several states over the queues emails, reports and thumbnails (paused)."""
     out = Seeded()
     for i in range(6):
-        _enqueue(client, "emails", "send_email", payload={"to": f"user{i}@example.com", "template": "welcome"})
+        payload = {"to": f"user{i}@example.com", "template": "welcome"}
+        _enqueue(client, "emails", "send_email", payload=payload)
     for job_id in _claim(client, "emails", "mailer-1", 4):
         r = client.post(f"/api/jobs/{job_id}/ack", json={"worker": "mailer-1", "result": {"sent": True}})
         assert r.status_code == 200, r.text

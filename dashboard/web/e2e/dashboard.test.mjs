@@ -8,6 +8,7 @@
 // SCREENSHOTS (a folder: the "screenshots" test writes every page in both themes there).
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -229,6 +230,59 @@ test("the 390 px layout has no horizontal scroll", async () => {
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
+  }
+});
+
+/** A server of this test's own on a fixed port (SPITFIRE_RESTART: {"python", "data_dir", "port"}),
+ * so that it can be killed and started again at the same address. */
+function startServer({ python, data_dir: dataDir, port }) {
+  const proc = spawn(
+    python,
+    ["-m", "spitfire.server.cli", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http", `127.0.0.1:${port}`, "--no-quic"],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  return proc;
+}
+
+async function waitReady(url, ms = 30_000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try {
+      if ((await fetch(`${url}/ready`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready within ${ms} ms`);
+}
+
+test("reconnects after a server restart (SIGKILL) and resyncs", { skip: !process.env.SPITFIRE_RESTART && "SPITFIRE_RESTART is not set" }, async () => {
+  const spec = JSON.parse(process.env.SPITFIRE_RESTART);
+  const url = `http://127.0.0.1:${spec.port}`;
+  let proc = startServer(spec);
+  const { context, page, errors } = await open({ allow: ["/api/"] }); // requests fail while it is down
+  try {
+    await waitReady(url);
+    const queue = Q("restart");
+    const before = await api("POST", `/api/queues/${queue}/jobs`, { name: "a" }, url);
+    await page.goto(`${url}/queues/${queue}`);
+    await page.waitForSelector(`tr[data-job-id="${before.id}"]`);
+    await page.waitForSelector("[data-testid=connection][data-status=open]");
+    proc.kill("SIGKILL");
+    await new Promise((r) => proc.once("exit", r));
+    await page.waitForSelector("[data-testid=connection][data-status=reconnecting]");
+    proc = startServer(spec);
+    await waitReady(url);
+    await page.waitForSelector("[data-testid=connection][data-status=open]", { timeout: 30_000 });
+    const afterRestart = await api("POST", `/api/queues/${queue}/jobs`, { name: "b" }, url);
+    await page.waitForSelector(`tr[data-job-id="${afterRestart.id}"]`);
+    await page.waitForSelector(`tr[data-job-id="${before.id}"]`); // recovered from the log
+    assert.deepEqual(errors.filter((e) => !e.startsWith("Failed to load resource")), []);
+  } finally {
+    await context.close();
+    proc.kill("SIGTERM");
+    await new Promise((r) => (proc.exitCode !== null ? r() : proc.once("exit", r)));
   }
 });
 

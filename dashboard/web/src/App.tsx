@@ -1,7 +1,7 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { BrowserRouter, Route, Routes } from "react-router";
-import { isAuthNeeded, onAuthNeeded } from "./api/auth";
+import { isAuthNeeded, onAuthNeeded, setAuthNeeded } from "./api/auth";
 import { ApiError } from "./api/client";
 import { Layout } from "./components/Layout";
 import { Login } from "./components/Login";
@@ -39,7 +39,7 @@ export function App() {
       <Login
         onDone={() => {
           setClient(makeClient()); // a fresh cache: nothing fetched while signed out survives
-          setNeedLogin(false);
+          setAuthNeeded(false);
         }}
       />
     );

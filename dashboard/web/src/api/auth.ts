@@ -28,7 +28,6 @@ export function setToken(token: string | null): void {
     if (token === null) s.removeItem(KEY);
     else s.setItem(KEY, token);
   }
-  if (token !== null) setAuthNeeded(false);
 }
 
 /** The headers that authenticate a request (none without a token). */
