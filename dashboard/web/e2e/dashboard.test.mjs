@@ -293,12 +293,16 @@ test("screenshots", { skip: !process.env.SCREENSHOTS && "SCREENSHOTS is not set"
   for (const scheme of ["light", "dark"]) {
     const { context, page } = await open({ colorScheme: scheme });
     try {
-      for (const p of PAGES.filter((x) => x.name !== "jobs-dead" && x.name !== "search")) {
+      // The jobs page as people use it most: one queue's dead jobs with their errors.
+      const shots = PAGES.filter((x) => x.name !== "jobs" && x.name !== "search").map((x) =>
+        x.name === "jobs-dead" ? { ...x, name: "jobs", path: "/jobs?queue=reports&state=dead", data: "tr[data-job-id] .row-error" } : x,
+      );
+      for (const p of shots) {
         await page.goto(BASE + p.path.replace("{dead}", dead));
         await page.waitForSelector(p.ready);
         await page.waitForSelector(p.data);
         await page.waitForSelector("[data-testid=connection][data-status=open]");
-        if (p.name === "overview") await page.waitForTimeout(4000); // a few realtime points
+        if (p.name === "overview") await page.waitForTimeout(20_000); // a third of the realtime minute
         await page.screenshot({ path: join(dir, `${p.name}-${scheme}.png`), fullPage: true });
       }
     } finally {
@@ -307,9 +311,11 @@ test("screenshots", { skip: !process.env.SCREENSHOTS && "SCREENSHOTS is not set"
   }
   const { context, page } = await open({ viewport: { width: 390, height: 844 }, isMobile: true });
   try {
-    await page.goto(`${BASE}/jobs?state=dead`);
-    await page.waitForSelector("tr[data-job-id]");
-    await page.screenshot({ path: join(dir, "jobs-phone-light.png"), fullPage: true });
+    for (const [name, path] of [["overview", "/"], ["jobs", "/jobs?queue=reports&state=dead"]]) {
+      await page.goto(BASE + path);
+      await page.waitForSelector(name === "jobs" ? "tr[data-job-id]" : "[data-testid=count-dead]");
+      await page.screenshot({ path: join(dir, `${name}-phone-light.png`), fullPage: true });
+    }
   } finally {
     await context.close();
   }

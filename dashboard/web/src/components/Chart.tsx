@@ -21,6 +21,8 @@ interface Props {
   unit?: string;
   label: string;
   bars?: boolean;
+  /** Show a sliding window of this many seconds ending at the last point (the realtime graph). */
+  window?: number;
 }
 
 function subscribeTheme(cb: () => void): () => void {
@@ -30,10 +32,13 @@ function subscribeTheme(cb: () => void): () => void {
 }
 const themeName = () => document.documentElement.dataset.theme ?? "light";
 
-export function Chart({ series, data, height = 180, unit = "", label, bars = false }: Props) {
+export function Chart({ series, data, height = 180, unit = "", label, bars = false, window }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const theme = useSyncExternalStore(subscribeTheme, themeName);
+  const windowRef = useRef(window);
+  windowRef.current = window; // read by the x range on every redraw: no new chart when it grows
+  const sliding = window !== undefined;
 
   useEffect(() => {
     const el = box.current;
@@ -47,7 +52,17 @@ export function Chart({ series, data, height = 180, unit = "", label, bars = fal
       height,
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        x: sliding
+          ? {
+              time: true,
+              range: (_u, _min, max) => {
+                const end = Number.isFinite(max) ? max : Date.now() / 1000;
+                return [end - (windowRef.current ?? 300), end];
+              },
+            }
+          : { time: true },
+        y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
         { ...axis },
         { ...axis, size: 50, values: (_u, ticks) => ticks.map((t) => `${Number(t.toPrecision(3))}${unit}`) },
@@ -76,7 +91,7 @@ export function Chart({ series, data, height = 180, unit = "", label, bars = fal
     };
     // the data is set by the effect below; recreate only when the shape or the theme changes
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [theme, height, unit, bars, series.map((s) => s.label + s.color).join()]);
+  }, [theme, height, unit, bars, sliding, series.map((s) => s.label + s.color).join()]);
 
   useEffect(() => {
     plot.current?.setData(data as uPlot.AlignedData);

@@ -24,14 +24,17 @@ export function RealtimeChart() {
     // version changes whenever a point is added
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [version, series]);
+  // The last minute at first, growing to the 5 minutes kept.
+  const times = data[0];
+  const span = Math.max(60, Math.min(300, Math.ceil(((times[times.length - 1] ?? 0) - (times[0] ?? 0)) / 60) * 60));
   return (
     <div className="card">
       <div className="card-head">
         <h2>Realtime</h2>
-        <span className="muted">jobs per second, last 5 minutes</span>
+        <span className="muted">jobs per second, last {span / 60} min</span>
       </div>
       {data[0].length < 2 ? <div className="chart-wait muted">Waiting for live stats…</div> : null}
-      <Chart series={REALTIME} data={data} unit="" label="Succeeded and failed jobs per second" />
+      <Chart series={REALTIME} data={data} window={span} label="Succeeded and failed jobs per second" />
     </div>
   );
 }
