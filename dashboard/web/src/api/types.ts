@@ -95,7 +95,8 @@ export interface ServerInfo {
   version?: string;
   started_at?: number;
   durability?: string;
-  listen?: string;
+  /** Binary protocol URLs (tcp://..., quic://...). */
+  listen?: string | string[];
   http?: string;
 }
 

@@ -11,7 +11,7 @@ export function OverviewPage() {
   const { data: queues } = useQueues();
   const { data: workers } = useWorkers();
   const throughput = (queues ?? []).reduce((s, q) => s + q.processed_per_s, 0);
-  const servers = stats?.servers ?? (stats?.server ? [stats.server] : []);
+  const servers = stats?.servers?.length ? stats.servers : stats?.server ? [stats.server] : [];
   return (
     <div className="page">
       <h1>Overview</h1>
@@ -50,7 +50,7 @@ export function OverviewPage() {
                 <dt>Durability</dt>
                 <dd>{s.durability ?? "–"}</dd>
                 <dt>Listen</dt>
-                <dd className="mono">{s.listen ?? "–"}</dd>
+                <dd className="mono">{Array.isArray(s.listen) ? s.listen.join(", ") : (s.listen ?? "–")}</dd>
               </dl>
             ))
           ) : null}
