@@ -23,7 +23,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -172,6 +174,27 @@ def _traffic(client: httpx.Client, stop: threading.Event) -> None:
                 client.post(f"/api/jobs/{job['id']}/ack", json={"worker": "mailer-2"})
 
 
+@contextmanager
+def _sdk_worker(server: HttpServer) -> Iterator[None]:
+    """A Python SDK worker (tests/dashboard/screenshot_app.py) with three of its jobs in flight."""
+    for image in ("cat.png", "dog.png", "owl.png"):
+        r = server.http.post("/api/queues/images/jobs", json={"name": "resize", "payload": {"image": image}})
+        assert r.status_code == 201, r.text
+    env = {**os.environ, "SPITFIRE_URL": f"tcp://127.0.0.1:{server.tcp_port}"}
+    cmd = [sys.executable, "-m", "spitfire.cli", "worker", "screenshot_app:app", "--concurrency", "4"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).parent, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # until its jobs run: at most 20 s
+            counts = server.http.get("/api/queues/images").json()["counts"]
+            if counts["running"] == 3:
+                break
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.kill()  # its jobs would take a minute to drain; they are test data
+        proc.wait(15)
+
+
 @pytest.mark.timeout(300)
 def test_screenshots(server: HttpServer) -> None:
     if os.environ.get("SPITFIRE_SCREENSHOTS") != "1":
@@ -182,7 +205,8 @@ def test_screenshots(server: HttpServer) -> None:
     thread = threading.Thread(target=_traffic, args=(client, stop), daemon=True)
     thread.start()
     try:
-        run_scenario("screenshots", server, timeout=280, SCREENSHOTS=str(out))
+        with _sdk_worker(server):
+            run_scenario("screenshots", server, timeout=280, SCREENSHOTS=str(out))
     finally:
         stop.set()
         thread.join(30)

@@ -38,7 +38,10 @@ def test_built_assets_are_committed() -> None:
     assert any(p.startswith("/assets/") and p.endswith(".js") for p in spa.files)
 
 
-@pytest.mark.parametrize("path", ["/", "/queues", "/queues/emails", "/jobs?state=dead", "/jobs/01abc", "/x/y/z"])
+APP_PATHS = ["/", "/queues", "/queues/emails", "/jobs?state=dead", "/jobs/01abc", "/x/y/z"]
+
+
+@pytest.mark.parametrize("path", APP_PATHS)
 def test_every_app_path_answers_index_html_without_a_token(server: HttpServer, path: str) -> None:
     r = server.http.get(path)
     assert r.status_code == 200

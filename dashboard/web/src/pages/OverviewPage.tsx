@@ -51,15 +51,18 @@ export function OverviewPage() {
                 <dd>{s.durability ?? "–"}</dd>
                 <dt>Listen</dt>
                 <dd className="mono">{Array.isArray(s.listen) ? s.listen.join(", ") : (s.listen ?? "–")}</dd>
+                <dt>Connections</dt>
+                <dd>{count(stats?.connections)}</dd>
               </dl>
             ))
-          ) : null}
-          <dl className="facts">
-            <dt>Connections</dt>
-            <dd>{count(stats?.connections)}</dd>
-            <dt>Uptime</dt>
-            <dd>{stats ? duration(stats.uptime) : "–"}</dd>
-          </dl>
+          ) : (
+            <dl className="facts">
+              <dt>Connections</dt>
+              <dd>{count(stats?.connections)}</dd>
+              <dt>Uptime</dt>
+              <dd>{stats ? duration(stats.uptime) : "–"}</dd>
+            </dl>
+          )}
         </div>
         <div className="card">
           <div className="card-head">
