@@ -6,6 +6,7 @@ import { ConfirmButton } from "../components/ConfirmButton";
 import { Empty, ErrorBox, Loading } from "../components/ErrorBox";
 import { StateBadge } from "../components/StateBadge";
 import { Time } from "../components/Time";
+import { describeCron } from "../utils/cron";
 
 export function RecurringPage() {
   const client = useQueryClient();
@@ -49,7 +50,10 @@ export function RecurringPage() {
                       {s.job ?? ""} {s.queue ? `→ ${s.queue}` : ""}
                     </div>
                   </td>
-                  <td className="mono">{s.cron}</td>
+                  <td>
+                    {describeCron(s.cron) ?? <span className="mono">{s.cron}</span>}
+                    {describeCron(s.cron) ? <div className="muted mono small">{s.cron}</div> : null}
+                  </td>
                   <td className="hide-sm">{s.timezone ?? "UTC"}</td>
                   <td>{s.paused ? <span className="muted">paused</span> : <Time at={s.next_run_at} />}</td>
                   <td className="hide-sm">
