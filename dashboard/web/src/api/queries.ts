@@ -55,7 +55,7 @@ export const useHistory = (minutes: number, step: number, queue?: string) =>
   useQuery({
     queryKey: keys.history(minutes, step, queue),
     queryFn: ({ signal }) => fetchHistory(minutes, step, queue, signal),
-    refetchInterval: Math.max(60_000, step * 1000),
+    refetchInterval: 60_000, // the current bucket fills minute by minute
     placeholderData: keepPreviousData,
   });
 

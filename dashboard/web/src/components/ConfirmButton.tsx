@@ -18,7 +18,14 @@ export function ConfirmButton({ label, confirm, onConfirm, disabled, danger, bus
   const cls = `btn${danger ? " danger" : ""}`;
   if (asking && confirm) {
     return (
-      <span className="confirm" role="group" aria-label={confirm}>
+      <span
+        className="confirm"
+        role="group"
+        aria-label={confirm}
+        onKeyDown={(e) => {
+          if (e.key === "Escape") setAsking(false);
+        }}
+      >
         <span>{confirm}</span>
         <button
           type="button"
