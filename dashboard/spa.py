@@ -26,6 +26,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 SERVER_PREFIXES = ("/api",)
 SERVER_PATHS = frozenset({"/metrics", "/health", "/ready", "/openapi.json"})
 _IMMUTABLE = b"public, max-age=31536000, immutable"
+#: Nothing the page loads or connects to may come from elsewhere (no CDN, no fonts, no beacons);
+#: inline style attributes are allowed (the charts size their canvases with them), inline scripts not.
+CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
 _REVALIDATE = b"no-cache"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -95,8 +101,13 @@ class Spa:
             # A hashed asset that is not there (an old index.html cached somewhere): a real 404,
             # never index.html, which a browser would try to run as a script.
             return Response(404, [(b"Cache-Control", _REVALIDATE)], Content(b"text/plain", b"not found"))
-        headers = [(b"Cache-Control", _REVALIDATE), (b"X-Content-Type-Options", b"nosniff")]
+        headers = [
+            (b"Cache-Control", _REVALIDATE),
+            (b"X-Content-Type-Options", b"nosniff"),
+            (b"Content-Security-Policy", CSP),
+            (b"Referrer-Policy", b"no-referrer"),
+        ]
         return Response(200, headers, Content(b"text/html; charset=utf-8", self.index))
 
 
-__all__ = ["STATIC_DIR", "Spa"]
+__all__ = ["CSP", "STATIC_DIR", "Spa"]

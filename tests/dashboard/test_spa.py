@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "http"))
 from httphelpers import HttpServer, http_server
 
-from spitfire.dashboard.spa import STATIC_DIR, Spa
+from spitfire.dashboard.spa import CSP, STATIC_DIR, Spa
 
 TOKEN = "spa-token"
 
@@ -47,6 +47,8 @@ def test_every_app_path_answers_index_html_without_a_token(server: HttpServer, p
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert r.headers["cache-control"] == "no-cache"
+    # Nothing may be loaded from elsewhere: the browser enforces it (and the e2e tests see violations).
+    assert r.headers["content-security-policy"] == CSP.decode()
     assert '<div id="root">' in r.text
 
 
