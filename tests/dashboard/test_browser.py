@@ -160,6 +160,34 @@ def test_reconnects_after_server_restart(server: HttpServer, tmp_path: Path) -> 
     )
 
 
+def _million(client: httpx.Client) -> None:
+    """1,000,000 jobs over 10 queues, 100,000 of them dead (claimed and failed for good)."""
+    for q in range(10):
+        for _ in range(10):
+            body = {"name": "bulk_job", "payloads": [{}] * 10_000}
+            r = client.post(f"/api/queues/big-{q}/jobs:batch", json=body)
+            assert r.status_code == 201, r.text
+    for q in range(10):
+        for _ in range(10):
+            claim = {"worker": "w", "limit": 1000}
+            jobs = client.post(f"/api/queues/big-{q}/claim", json=claim).json()["jobs"]
+            fail = {"worker": "w", "error": "x", "retryable": False}
+            for job in jobs:
+                r = client.post(f"/api/jobs/{job['id']}/fail", json=fail)
+                assert r.status_code == 200, r.text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_first_render_with_a_million_jobs(tmp_path: Path) -> None:
+    """Issue 13: with 1,000,000 jobs (100,000 dead) every page's first render is under 1 s."""
+    with http_server(tmp_path / "data") as big:
+        seed(big.http)
+        _million(big.http)
+        out = run_scenario("first render of every page", big, timeout=300, SPITFIRE_TIMINGS="1000")
+        print(next(line for line in out.splitlines() if "TIMINGS" in line))
+
+
 def _traffic(client: httpx.Client, stop: threading.Event) -> None:
     """Work for the realtime graph: enqueue, claim, ack most and fail some, for at most 3 minutes."""
     for i in range(900):

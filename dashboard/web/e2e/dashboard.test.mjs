@@ -286,6 +286,29 @@ test("reconnects after a server restart (SIGKILL) and resyncs", { skip: !process
   }
 });
 
+test("first render of every page", { skip: !process.env.SPITFIRE_TIMINGS && "SPITFIRE_TIMINGS is not set" }, async () => {
+  // Time from navigation to the page's data on screen, cold (a new context per page: no cache).
+  const dead = await firstDead().catch(() => null);
+  const out = {};
+  for (const p of PAGES) {
+    if (p.path.includes("{dead}") && !dead) continue;
+    const { context, page, errors } = await open();
+    try {
+      const started = Date.now();
+      await page.goto(BASE + p.path.replace("{dead}", dead ?? ""));
+      await page.waitForSelector(p.ready);
+      await page.waitForSelector(p.data);
+      out[p.name] = Date.now() - started;
+      assert.deepEqual(errors, [], `console errors on ${p.path}`);
+    } finally {
+      await context.close();
+    }
+  }
+  console.log(`TIMINGS ${JSON.stringify(out)}`);
+  const limit = Number(process.env.SPITFIRE_TIMINGS);
+  for (const [name, ms] of Object.entries(out)) assert.ok(ms < limit, `${name}: first render ${ms} ms (limit ${limit} ms)`);
+});
+
 test("screenshots", { skip: !process.env.SCREENSHOTS && "SCREENSHOTS is not set" }, async () => {
   const dir = process.env.SCREENSHOTS;
   mkdirSync(dir, { recursive: true });
