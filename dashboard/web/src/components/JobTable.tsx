@@ -7,7 +7,7 @@ import { Link } from "react-router";
 import { bulk, type JobListQuery } from "../api/endpoints";
 import { useJobs } from "../api/queries";
 import type { BulkAction, BulkResult, Job, JobFilter } from "../api/types";
-import { count, shortId } from "../utils/format";
+import { count } from "../utils/format";
 import { ConfirmButton } from "./ConfirmButton";
 import { Empty, ErrorBox } from "./ErrorBox";
 import { StateBadge } from "./StateBadge";
@@ -176,7 +176,7 @@ export function JobTable({ query, matching, showQueue = true }: Props) {
                     </td>
                     <td className="job-cell">
                       <Link to={`/jobs/${encodeURIComponent(job.id)}`} title={job.id} className="mono">
-                        {shortId(job.id)}
+                        {job.id}
                       </Link>{" "}
                       <span className="job-name">{job.name}</span>
                       {err && (job.state === "dead" || job.state === "retrying") ? (

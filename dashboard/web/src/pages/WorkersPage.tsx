@@ -3,7 +3,7 @@ import { useWorkers } from "../api/queries";
 import { Empty, ErrorBox, Loading } from "../components/ErrorBox";
 import { StateBadge } from "../components/StateBadge";
 import { Time } from "../components/Time";
-import { count, shortId } from "../utils/format";
+import { count } from "../utils/format";
 
 export function WorkersPage() {
   const { data, error, isLoading } = useWorkers();
@@ -76,7 +76,7 @@ export function WorkersPage() {
                 <tr key={j.id}>
                   <td>
                     <Link to={`/jobs/${encodeURIComponent(j.id)}`} className="mono" title={j.id}>
-                      {shortId(j.id)}
+                      {j.id}
                     </Link>{" "}
                     {j.name}
                   </td>
