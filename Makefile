@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint typecheck bench clean perf-peers perf web web-test screenshots
+.PHONY: install run shell test test-slow lint typecheck bench clean perf-peers perf web web-test screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Arguments for the server: make run ARGS="--http 127.0.0.1:9000 --data-dir /tmp/sf"
 run: $(STAMP)
-	$(BIN)/spitfire-server
+	$(BIN)/spitfire-server $(ARGS)
+
+# A shell with .venv activated: spitfire-server and spitfire on its PATH (exit to leave).
+shell: $(STAMP)
+	@echo "spitfire-server and spitfire are on PATH in this shell (.venv activated); exit to leave"
+	@. $(BIN)/activate && exec $${SHELL:-/bin/sh} -i
 
 test: $(STAMP) web-test
 	$(BIN)/ruff check .

@@ -11,22 +11,27 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hmac
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
 from blacksheep import Application, Content, Request, Response
 from blacksheep.contents import StreamedContent
 
+from spitfire.index.ids import is_job_id
 from spitfire.index.job import JobState
 from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
-from spitfire.server.engine import Engine
+from spitfire.server.engine import Engine, JobFilter
 from spitfire.server.errors import EngineError, Overloaded, ValidationError
+from spitfire.server.options import ServerOptions
 from spitfire.server.service import Service
 
 from . import model as mo
@@ -34,6 +39,7 @@ from .errors import HttpError, error_response, response_for
 from .live import CREATED, DELETED, LiveEvents
 from .metrics import Metrics, Sources
 from .openapi import openapi_document
+from .schedules import ScheduleRoutes
 from .spa import Spa
 from .workers import HttpWorkers, worker_id
 
@@ -44,11 +50,16 @@ Handler = Callable[[Request], Awaitable[Response]]
 CURRENT_SEND: contextvars.ContextVar[Any] = contextvars.ContextVar("spitfire_send", default=None)
 #: Largest request body of the batch route; other routes allow twice the payload limit plus 64 KiB.
 MAX_BATCH_BODY = 256 * 2**20
+#: Largest body of POST /api/jobs:bulk: 10,000 job ids (27 bytes each in JSON) fit in a third of it.
+MAX_BULK_BODY = 2**20
 #: Largest body of POST /api/jobs/{id}/fail: a failure report as large as a binary-protocol frame
 #: is accepted (the engine cuts its error and traceback), since a worker cannot retry one usefully.
 MAX_FAIL_BODY = DEFAULT_MAX_FRAME
 _JSON = b"application/json"
 _STATES = {s.label: s for s in JobState}
+#: A worker not heard from for this many heartbeat intervals may be gone: the jobs it holds are
+#: listed as possibly aborted (they run again when their lease ends).
+QUIET_INTERVALS = 3
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _encode = msgspec.json.encode
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
@@ -140,6 +151,41 @@ def query_str(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+def parse_states(field: str, values: Sequence[str]) -> frozenset[JobState] | None:
+    """States from repeated and/or comma-separated labels (none: every state).
+    :raises HttpError: 422 naming ``field`` for an unknown label."""
+    labels = [label.strip() for value in values for label in value.split(",") if label.strip()]
+    if not labels:
+        return None
+    bad = [label for label in labels if label not in _STATES]
+    if bad:
+        raise HttpError(
+            422, "INVALID_ARGUMENT", f"{field}: unknown state {bad[0]!r}; one of {', '.join(_STATES)}", field
+        )
+    return frozenset(_STATES[label] for label in labels)
+
+
+def parse_bound(field: str, value: str | float | None) -> float | str | None:
+    """A creation bound: epoch seconds, an RFC 3339 date-time (naive: UTC) or a job id.
+    :raises HttpError: 422 naming ``field``."""
+    if value is None or isinstance(value, float | int):
+        return value
+    text = value.strip()
+    if is_job_id(text):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise HttpError(
+            422, "INVALID_ARGUMENT", f"{field}: give epoch seconds, an RFC 3339 date-time or a job id", field
+        ) from None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
 class Dashboard:
     """The HTTP API of one running server."""
 
@@ -152,6 +198,9 @@ class Dashboard:
         *,
         auth_token: str | None = None,
         ready: Callable[[], dict[str, str]] = dict,
+        options: ServerOptions | None = None,
+        listen: list[str] | None = None,
+        http_url: str = "",
     ) -> None:
         self.engine = engine
         self.service = service
@@ -161,6 +210,22 @@ class Dashboard:
         #: Failing readiness checks by name (empty: ready).
         self.ready = ready
         self.started_at = time.time()
+        opts = options or ServerOptions()
+        #: Workers quiet for longer than this hold possibly aborted jobs.
+        self.quiet_after = QUIET_INTERVALS * opts.heartbeat_interval
+        urls = list(listen or [])
+        # The port actually bound (--listen may say 0), from the first listener's URL.
+        port = urls[0].rpartition(":")[2] if urls else str(opts.listen.port)
+        self.server = mo.ServerOut(
+            id=f"{socket.gethostname()}:{port}",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=_version(),
+            started_at=self.started_at,
+            durability=opts.durability.value,
+            listen=urls,
+            http=http_url or f"http://{opts.http}",
+        )
         self.http_workers = HttpWorkers()
         self.live = LiveEvents(self._stats_event)
         self.metrics = Metrics(
@@ -200,16 +265,18 @@ class Dashboard:
         r.add_delete("/api/queues/{queue}", w(self.delete_queue))
         r.add_get("/api/queues", w(self.list_queues))
         r.add_get("/api/jobs", w(self.search))
+        r.add_post("/api/jobs:bulk", w(self.bulk))
         r.add_get("/api/jobs/{id}", w(self.get_job))
         r.add_delete("/api/jobs/{id}", w(self.delete_job))
         r.add_post("/api/jobs/{id}/retry", w(self.retry_job))
+        r.add_post("/api/jobs/{id}/requeue", w(self.requeue_job))
         r.add_post("/api/jobs/{id}/cancel", w(self.cancel_job))
         r.add_post("/api/jobs/{id}/ack", w(self.ack))
         r.add_post("/api/jobs/{id}/fail", w(self.fail))
         r.add_post("/api/jobs/{id}/heartbeat", w(self.heartbeat))
         r.add_get("/api/workers", w(self.workers))
         r.add_get("/api/stats", w(self.stats))
-        r.add_get("/api/schedules", w(self.schedules))
+        ScheduleRoutes(self.engine, self._json_body, json_response).add(r, w)
         r.add_get("/api/events", w(self.events))
         r.add_get("/health", w(self.health))
         r.add_get("/ready", w(self.readiness))
@@ -333,16 +400,59 @@ class Dashboard:
     async def get_job(self, request: Request) -> Response:
         return json_response(200, mo.job_out(self.engine.get(_route(request, "id"))))
 
-    async def search(self, request: Request) -> Response:
-        """GET /api/jobs?q=: by job id, idempotency key or handler name (newest first)."""
-        q = query_str(request, "q")
-        if not q:
-            raise HttpError(
-                422, "INVALID_ARGUMENT", "q: give a job id, an idempotency key or a handler name", "q"
-            )
+    def _page(self, request: Request, f: JobFilter) -> Response:
+        """A page of the listing ``f`` with the request's limit, order and cursor."""
         limit = query_int(request, "limit", 50, 1, 1000)
-        jobs = self.engine.search(q, limit, query_str(request, "before"))
-        return json_response(200, mo.JobList([mo.job_out(j) for j in jobs]))
+        order = query_str(request, "order") or "newest"
+        if order not in ("newest", "oldest"):
+            raise HttpError(422, "INVALID_ARGUMENT", "order: must be newest or oldest", "order")
+        jobs, cursor = self.engine.list_all(f, query_str(request, "cursor"), limit, order == "newest")
+        return json_response(200, mo.JobPage([mo.job_out(j) for j in jobs], cursor))
+
+    async def search(self, request: Request) -> Response:
+        """GET /api/jobs: jobs across queues, newest (created) first, filtered by ``q`` (a job id, an
+        idempotency key or a handler name), queue, state(s), name and creation time; paged."""
+        f = JobFilter(
+            queue=query_str(request, "queue") or None,
+            states=parse_states("state", request.query.get("state") or []),
+            name=query_str(request, "name") or None,
+            q=query_str(request, "q") or None,
+            after=parse_bound("after", query_str(request, "after")),
+            before=parse_bound("before", query_str(request, "before")),
+        )
+        return self._page(request, f)
+
+    async def bulk(self, request: Request) -> Response:
+        """POST /api/jobs:bulk: one action over ids or a filter, done by the engine in durable
+        chunks; workers holding cancelled or deleted jobs are told to stop them."""
+        body = decode_body(await read_body(request, MAX_BULK_BODY), mo.BulkIn)
+        if (body.ids is None) == (body.filter is None):
+            raise HttpError(422, "INVALID_ARGUMENT", "ids: give either ids or a filter", "ids")
+        f = None
+        if body.filter is not None:
+            b = body.filter
+            states = [b.state] if isinstance(b.state, str) else (b.state or [])
+            f = JobFilter(
+                queue=b.queue,
+                states=parse_states("filter.state", states),
+                name=b.name,
+                after=parse_bound("filter.after", b.after),
+                before=parse_bound("filter.before", b.before),
+            )
+        try:
+            result = await self.engine.bulk(body.action, time.time(), ids=body.ids, filter=f)
+        except ValidationError as exc:
+            if body.filter is not None and exc.field in ("after", "before", "state", "queue", "name"):
+                raise HttpError(422, "INVALID_ARGUMENT", f"filter.{exc}", f"filter.{exc.field}") from None
+            raise
+        for worker, ids in result.revoked.items():
+            self.dispatcher.cancelled(worker, ids)
+        return json_response(200, mo.BulkOut(result.matched, result.done, result.failed))
+
+    async def requeue_job(self, request: Request) -> Response:
+        """POST /api/jobs/{id}/requeue: 201 with the new job (same queue, name, payload, options)."""
+        job = await self.engine.requeue(_route(request, "id"), time.time())
+        return json_response(201, mo.job_out(job))
 
     async def retry_job(self, request: Request) -> Response:
         job = await self.engine.retry(_route(request, "id"), time.time())
@@ -388,12 +498,14 @@ class Dashboard:
         return json_response(200, mo.QueueDeletedOut(deletion.queue, deletion.jobs, deletion.pending))
 
     async def list_jobs(self, request: Request) -> Response:
-        """GET /api/queues/{queue}/jobs?state=&limit=&cursor=: a page, newest first."""
+        """GET /api/queues/{queue}/jobs?state=&limit=&cursor=: a page, newest first. One state: by
+        when they entered it; no state (every state) or several: by creation, as GET /api/jobs."""
         queue = _route(request, "queue")
-        label = query_str(request, "state") or "enqueued"
-        state = _STATES.get(label)
-        if state is None:
-            raise HttpError(422, "INVALID_ARGUMENT", f"state: must be one of {', '.join(_STATES)}", "state")
+        states = parse_states("state", request.query.get("state") or [])
+        if states is None or len(states) > 1:
+            self.engine.queue_stats(queue)  # :raises QueueNotFound: -> 404
+            return self._page(request, JobFilter(queue=queue, states=states))
+        (state,) = states
         limit = query_int(request, "limit", 50, 1, 1000)
         order = query_str(request, "order") or "newest"
         if order not in ("newest", "oldest"):
@@ -475,22 +587,55 @@ class Dashboard:
     # -- overview ---------------------------------------------------------------------------------------
 
     async def workers(self, request: Request) -> Response:
+        """GET /api/workers: SDK and HTTP workers, and the jobs held by workers gone or quiet for
+        `QUIET_INTERVALS` heartbeat intervals (possibly aborted)."""
         engine = self.engine
-        out = [
-            mo.WorkerOut(
-                w.id, w.name, "protocol", list(w.queues), len(engine.held_by(w.id)), w.active, w.credits, None
-            )
-            for w in self.dispatcher.workers.values()
-        ]
         now = time.time()
-        holding = set()
-        for w in self.http_workers.workers.values():
+        out: list[mo.WorkerOut] = []
+        seen: dict[str, float] = {}
+        for w in self.dispatcher.workers.values():
             held = len(engine.held_by(w.id))
+            out.append(
+                mo.WorkerOut(
+                    w.id,
+                    w.name,
+                    "protocol",
+                    list(w.queues),
+                    held,
+                    w.active,
+                    w.credits,
+                    w.last_seen,
+                    host=w.host or None,
+                    pid=w.pid or None,
+                    concurrency=w.concurrency or None,
+                    in_flight=held,
+                    connected_at=w.connected_at,
+                )
+            )
+            seen[w.id] = w.last_seen
+        holding = set()
+        for h in self.http_workers.workers.values():
+            held = len(engine.held_by(h.id))
             if held:
-                holding.add(w.id)
-            out.append(mo.WorkerOut(w.id, w.id[5:], "http", sorted(w.queues), held, True, None, w.last_seen))
+                holding.add(h.id)
+            out.append(
+                mo.WorkerOut(
+                    h.id,
+                    h.id[5:],
+                    "http",
+                    sorted(h.queues),
+                    held,
+                    True,
+                    None,
+                    h.last_seen,
+                    in_flight=held,
+                    connected_at=h.first_seen,
+                )
+            )
+            seen[h.id] = h.last_seen
         self.http_workers.prune(now, holding)
-        return json_response(200, mo.WorkerList(out))
+        aborted = [mo.job_out(j) for j in engine.possibly_aborted(seen, now, self.quiet_after, 100)]
+        return json_response(200, mo.WorkerList(out, aborted))
 
     def _stats(self) -> mo.StatsOut:
         engine_stats = self.engine.stats()
@@ -517,6 +662,8 @@ class Dashboard:
             self.service.connections,
             totals,
             time.time() - self.started_at,
+            self.server,
+            [self.server],
         )
 
     def _stats_event(self) -> dict[str, Any]:
@@ -527,9 +674,8 @@ class Dashboard:
     async def stats(self, request: Request) -> Response:
         return json_response(200, self._stats())
 
-    async def schedules(self, request: Request) -> Response:
-        """GET /api/schedules: cron schedules (the scheduler has none yet)."""
-        return json_response(200, mo.ScheduleList([]))
+    async def _json_body(self, request: Request, kind: type[T]) -> T:
+        return decode_body(await read_body(request, self.max_body), kind)
 
     async def events(self, request: Request) -> Response:
         """GET /api/events: Server-Sent Events (``job`` and ``stats``), resumable by Last-Event-ID."""
@@ -619,9 +765,26 @@ def create_app(
     *,
     auth_token: str | None = None,
     ready: Callable[[], dict[str, str]] = dict,
+    options: ServerOptions | None = None,
+    listen: list[str] | None = None,
+    http_url: str = "",
 ) -> Dashboard:
-    """The HTTP API over a running server's objects (call `Dashboard.attach` on its loop)."""
-    return Dashboard(engine, service, dispatcher, backpressure, auth_token=auth_token, ready=ready)
+    """The HTTP API over a running server's objects (call `Dashboard.attach` on its loop);
+    ``options``, ``listen`` and ``http_url`` describe the server in GET /api/stats."""
+    return Dashboard(
+        engine, service, dispatcher, backpressure, auth_token=auth_token, ready=ready,
+        options=options, listen=listen, http_url=http_url,
+    )  # fmt: skip
+
+
+def _version() -> str:
+    """The installed spitfire's version ("unknown" when not installed as a package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spitfire")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 __all__ = ["CURRENT_SEND", "Dashboard", "create_app"]

@@ -120,6 +120,35 @@ class HeartbeatIn(msgspec.Struct, forbid_unknown_fields=True):
     lease_ms: PositiveMillis | None = None
 
 
+JobId = Annotated[str, Meta(max_length=64)]
+BulkAction = Literal["retry", "requeue", "cancel", "delete"]
+JobState = Literal[
+    "scheduled", "enqueued", "reserved", "running", "succeeded", "retrying", "dead", "cancelled"
+]
+#: A bound on creation: epoch seconds, an RFC 3339 date-time (a naive one is UTC), or a job id.
+Bound = Annotated[float, Meta(ge=0, le=1e11)] | str
+
+
+class BulkFilterIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which jobs a bulk action is about: every field given must match (none: every job)."""
+
+    queue: Name | None = None
+    #: One state or several.
+    state: JobState | Annotated[list[JobState], Meta(min_length=1, max_length=8)] | None = None
+    name: Name | None = None
+    #: Created after / before (exclusive): a time or a job id.
+    after: Bound | None = None
+    before: Bound | None = None
+
+
+class BulkIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/jobs:bulk: ``ids`` or ``filter``, not both."""
+
+    action: BulkAction
+    ids: Annotated[list[JobId], Meta(min_length=1, max_length=10_000)] | None = None
+    filter: BulkFilterIn | None = None
+
+
 # -- answers ----------------------------------------------------------------------------------------------
 
 
@@ -229,15 +258,55 @@ class WorkerOut(msgspec.Struct):
     #: "protocol" (an SDK connection) or "http" (the HTTP worker API).
     kind: str
     queues: list[str]
-    #: Jobs it holds a lease on.
+    #: Jobs it holds a lease on (the same as ``in_flight``, kept for existing clients).
     jobs: int
     active: bool
     credits: int | None
+    #: When it was last heard from (subscribe, heartbeat, credit; for HTTP workers any request).
     last_seen: float | None
+    #: What an SDK worker said of itself when it subscribed (null: not said; HTTP workers: null).
+    host: str | None = None
+    pid: int | None = None
+    concurrency: int | None = None
+    #: Jobs it holds a lease on.
+    in_flight: int = 0
+    #: When it subscribed (protocol) or first made a request (HTTP).
+    connected_at: float | None = None
 
 
 class WorkerList(msgspec.Struct):
     workers: list[WorkerOut]
+    #: Reserved or running jobs whose lease holder is gone or quiet (at most 100, oldest lease
+    #: first): they run again when their lease ends.
+    possibly_aborted: list[JobOut] = msgspec.field(default_factory=list)
+
+
+class BulkOut(msgspec.Struct):
+    """Answer of POST /api/jobs:bulk."""
+
+    #: Jobs the ids or the filter named (unknown ids are not counted).
+    matched: int
+    #: Of them, the jobs the action was done to, durably.
+    done: int
+    #: Of them, the jobs it does not apply to (e.g. retrying a succeeded job).
+    failed: int
+
+
+class ServerOut(msgspec.Struct):
+    """One server process."""
+
+    #: ``host:port`` of its binary protocol listener: stable across restarts.
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    #: Default durability of its queues: sync, group or async.
+    durability: str
+    #: Binary protocol URLs (tcp://..., quic://...).
+    listen: list[str]
+    #: The HTTP API's base URL.
+    http: str
 
 
 class Totals(msgspec.Struct):
@@ -260,6 +329,9 @@ class StatsOut(msgspec.Struct):
     connections: int
     totals: Totals
     uptime: float
+    #: This server; ``servers``: every server online (this one until servers form a cluster).
+    server: ServerOut | None = None
+    servers: list[ServerOut] = msgspec.field(default_factory=list)
 
 
 class ClaimOut(msgspec.Struct):
@@ -271,10 +343,6 @@ class ClaimOut(msgspec.Struct):
 class LeaseOut(msgspec.Struct):
     id: str
     lease_until: float
-
-
-class ScheduleList(msgspec.Struct):
-    schedules: list[dict[str, Any]]
 
 
 class Health(msgspec.Struct):

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from . import model as mo
+from . import schedules as sc
 
 _REF = "#/components/schemas/{name}"
 _STATES = ["scheduled", "enqueued", "reserved", "running", "succeeded", "retrying", "dead", "cancelled"]
@@ -76,24 +77,57 @@ def _operation(
     return op
 
 
+def _listing_params(*, queue: bool) -> list[dict[str, Any]]:
+    """The query parameters of the job listings (GET /api/jobs; the queue's own without queue)."""
+    bound = {"type": "string"}
+    params = [
+        _query("q", {"type": "string"}, "A job id, an idempotency key or a handler name"),
+        _query("queue", {"type": "string"}, "Only this queue's jobs") if queue else None,
+        {
+            "name": "state",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "array", "items": {"type": "string", "enum": _STATES}},
+            "style": "form",
+            "explode": True,
+            "description": "Repeat it or separate states by commas (default: every state)",
+        },
+        _query("name", {"type": "string"}, "Handler name (exact)"),
+        _query("after", bound, "Created after: epoch seconds, RFC 3339 or a job id"),
+        _query("before", bound, "Created before: epoch seconds, RFC 3339 or a job id"),
+        _query("order", {"type": "string", "enum": ["newest", "oldest"]}, "Default newest"),
+        _LIMIT,
+        _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+    ]
+    return [p for p in params if p is not None]
+
+
 def _job_paths() -> dict[str, Any]:
     job_id = [_path_param("id")]
     lease_errors = (404, 409, 413)
     return {
         "/api/jobs": {
             "get": _operation(
-                "Search jobs by id, idempotency key or handler name (newest first)",
-                (200, mo.JobList),
-                params=[
-                    {
-                        "name": "q",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1},
-                    },
-                    _LIMIT,
-                    _query("before", {"type": "string"}, "A job id: page through handler-name matches"),
-                ],
+                "Jobs across queues, newest created first: a search (q) and a listing by queue, "
+                "state(s), handler name and creation time, paged by cursor",
+                (200, mo.JobPage),
+                params=_listing_params(queue=True),
+            )
+        },
+        "/api/jobs:bulk": {
+            "post": _operation(
+                "One action (retry, requeue, cancel, delete) over job ids or every job a filter matches",
+                (200, mo.BulkOut),
+                (413,),
+                body=mo.BulkIn,
+            )
+        },
+        "/api/jobs/{id}/requeue": {
+            "post": _operation(
+                "A new job with the same queue, handler, payload and options",
+                (201, mo.JobOut),
+                (404, 429, 507),
+                params=job_id,
             )
         },
         "/api/jobs/{id}": {
@@ -138,7 +172,16 @@ def _job_paths() -> dict[str, Any]:
 
 def _queue_paths() -> dict[str, Any]:
     queue = [_path_param("queue")]
-    state = _query("state", {"type": "string", "enum": _STATES}, "Default enqueued")
+    state = {
+        "name": "state",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"type": "string", "enum": _STATES}},
+        "style": "form",
+        "explode": True,
+        "description": "One state: by when they entered it (cursor from this route); none (every "
+        "state) or several: by creation, as GET /api/jobs",
+    }
     cursor = _query("cursor", {"type": "string"}, "next_cursor of the previous page")
     order = _query("order", {"type": "string", "enum": ["newest", "oldest"]}, "Default newest")
     enqueue_errors = (404, 409, 413, 429, 507)
@@ -164,7 +207,7 @@ def _queue_paths() -> dict[str, Any]:
                 extra_ok=(200, "The existing job its idempotency key names"),
             ),
             "get": _operation(
-                "A page of the queue's jobs in one state",
+                "A page of the queue's jobs (one state, several, or every state)",
                 (200, mo.JobPage),
                 (404,),
                 params=[*queue, state, _LIMIT, cursor, order],
@@ -199,6 +242,39 @@ def _queue_paths() -> dict[str, Any]:
     }
 
 
+def _schedule_paths() -> dict[str, Any]:
+    name = [_path_param("name")]
+    one, listed, body = sc.ScheduleOut, sc.ScheduleListOut, sc.ScheduleIn
+    created = (200, "An identical schedule exists: unchanged")
+    action = {
+        verb: {"post": _operation(what, (200, one), (404,), params=name)}
+        for verb, what in (("pause", "Stop the schedule's ticks"), ("resume", "Tick again from now on"))
+    }
+    return {
+        "/api/schedules": {
+            "get": _operation("Recurring schedules", (200, listed)),
+            "post": _operation("Create a schedule", (201, one), (409, 422), body=body, extra_ok=created),
+        },
+        "/api/schedules/{name}": {
+            "get": _operation("One schedule", (200, one), (404,), params=name),
+            "put": _operation(
+                "Create or replace a schedule",
+                (200, one),
+                (422,),
+                body=body,
+                params=name,
+                extra_ok=(201, "Created"),
+            ),
+            "delete": _operation("Delete a schedule", (200, one), (404,), params=name),
+        },
+        "/api/schedules/{name}/pause": action["pause"],
+        "/api/schedules/{name}/resume": action["resume"],
+        "/api/schedules/{name}/trigger": {
+            "post": _operation("Enqueue the schedule's job now", (201, mo.JobOut), (404,), params=name)
+        },
+    }
+
+
 def _text(content_type: str, description: str) -> dict[str, Any]:
     return {
         "summary": description,
@@ -224,7 +300,7 @@ def _other_paths() -> dict[str, Any]:
     return {
         "/api/workers": {"get": _operation("Protocol and HTTP workers", (200, mo.WorkerList))},
         "/api/stats": {"get": _operation("Counts and totals", (200, mo.StatsOut))},
-        "/api/schedules": {"get": _operation("Cron schedules", (200, mo.ScheduleList))},
+        **_schedule_paths(),
         "/api/events": {"get": events},
         "/health": {"get": health},
         "/ready": {"get": ready},
@@ -238,7 +314,8 @@ def openapi_document() -> dict[str, Any]:
     kinds = (
         mo.EnqueueIn, mo.BatchIn, mo.ClaimIn, mo.AckIn, mo.FailIn, mo.HeartbeatIn, mo.ErrorOut, mo.JobOut,
         mo.JobPage, mo.JobList, mo.BatchOut, mo.QueueOut, mo.QueueList, mo.WorkerList, mo.StatsOut,
-        mo.ClaimOut, mo.LeaseOut, mo.ScheduleList, mo.Health, mo.QueueDeletedOut,
+        mo.ClaimOut, mo.LeaseOut, sc.ScheduleIn, sc.ScheduleOut, sc.ScheduleListOut, mo.Health,
+        mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut,
     )  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {

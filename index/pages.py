@@ -82,6 +82,10 @@ class StateList:
             more = any(jobs[j].seq == seqs[j] for j in range(i, n))
         return out, (last if more and out else None)
 
+    def live(self) -> list[Job]:
+        """The live jobs, in the order they entered the state (a new list)."""
+        return [job for job, seq in zip(self._jobs, self._seqs, strict=True) if job.seq == seq]
+
     def __len__(self) -> int:
         """Entries held, dead ones included."""
         return len(self._jobs)

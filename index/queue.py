@@ -132,6 +132,8 @@ class QueueIndex:
     def add(self, job: Job, *, index_key: bool = True) -> None:
         """Index a new job in its current state (and its idempotency key, if any and ``index_key``)."""
         self.table.add(job)
+        # Append only (snapshots rely on it, see `jobs_view`); this is id order too: a queue's jobs
+        # are built and appended in one step, with ids from one monotonic generator.
         self._jobs.append(job)
         state = job.state
         if state is _ENQUEUED:  # every plain enqueue: `_enter` inlined
@@ -286,6 +288,15 @@ class QueueIndex:
         and `load` give every job a positive one).
         """
         return [job for job in jobs[start:end] if job.seq]
+
+    def in_order(self) -> list[Job]:
+        """The creation-order list (id order) itself, removed jobs included (``seq`` 0): for the
+        listings, which bisect it by id and read it without awaiting."""
+        return self._jobs
+
+    def state_jobs(self, state: JobState) -> list[Job]:
+        """The live jobs in ``state`` (a new list, in the order they entered it)."""
+        return self.states[state].live()
 
     def jobs_view(self) -> tuple[list[Job], int]:
         """The creation-order list and its current length, without copying (a snapshot of a million

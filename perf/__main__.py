@@ -1,4 +1,4 @@
-"""python -m perf (also installed as spitfire-bench): run Spitfire's benchmark suites.
+"""python -m perf, from the repository's root: run Spitfire's benchmark suites.
 
 python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
     In-process storage-engine workloads with the targets of the storage issue; prints a table and
@@ -23,6 +23,8 @@ python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--no-profile]
     The server's CPU per enqueued and per acked job at saturation against bare round trips and fsyncs.
 python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_PYTHON] [--profile DIR]
     The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
+python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
+    Enqueue speed with and without a million delayed jobs held, their lateness, and the restart time.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -217,6 +219,7 @@ DELEGATED = {
     "report": "perf.compare:report_main",
     "plot": "perf.plot:main",
     "ceiling": "perf.ceiling:main",
+    "delayed-scale": "perf.delayed_scale:main",
 }
 
 
@@ -234,7 +237,7 @@ def delegate(name: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m perf`` and of the ``spitfire-bench`` script."""
+    """Entry point of ``python -m perf``."""
     from perf.workloads import SPECS, add_subcommands
 
     if argv is None:
@@ -256,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")
+    sub.add_parser("delayed-scale", help="enqueue speed, lateness and restart with 1,000,000 delayed jobs")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)

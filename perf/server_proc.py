@@ -126,6 +126,16 @@ class ServerProcess:
         except OSError:
             return ""
 
+    def restart(self) -> float:
+        """Stop the server (SIGTERM) and start it again on the same data directory; returns the
+        seconds from the new process's start until it accepted a connection (recovery included)."""
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+        started = time.perf_counter()
+        self.start()
+        return time.perf_counter() - started
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)

@@ -2,9 +2,9 @@
 
 Every body is a msgspec Struct encoded as msgpack. Request and hot-path bodies are msgpack arrays
 (``array_like``: compact and fast); fields are only ever appended, with defaults, so an old body
-still decodes. Bodies describing jobs and statistics (`JobInfo`, `QueueInfo`, `StatsInfo`) are
-msgpack maps keyed by field name, so SDKs in any language read them by name and ignore keys they
-do not know.
+still decodes. Bodies describing jobs, statistics and schedules (`JobInfo`, `QueueInfo`, `StatsInfo`,
+`ScheduleInfo`) are msgpack maps keyed by field name, so SDKs in any language read them by name and
+ignore keys they do not know.
 
 Times are float seconds since the Unix epoch; durations are float seconds. Payloads and results
 are opaque bytes (msgpack by convention of the SDKs).
@@ -46,6 +46,13 @@ class MessageType(enum.IntEnum):
     HEARTBEAT = 0x12
     RELEASE = 0x13
     DELETE_QUEUE = 0x14
+    PUT_SCHEDULE = 0x15
+    GET_SCHEDULE = 0x16
+    LIST_SCHEDULES = 0x17
+    DELETE_SCHEDULE = 0x18
+    PAUSE_SCHEDULE = 0x19
+    RESUME_SCHEDULE = 0x1A
+    TRIGGER_SCHEDULE = 0x1B
 
     WELCOME = 0x40
     PONG = 0x41
@@ -60,6 +67,8 @@ class MessageType(enum.IntEnum):
     HEARTBEAT_OK = 0x4A
     CANCEL_JOBS = 0x4B
     GOAWAY = 0x4C
+    SCHEDULE = 0x4D
+    SCHEDULES = 0x4E
     ERROR = 0x7F
 
 
@@ -69,7 +78,7 @@ class ErrorCode(enum.StrEnum):
 
     #: The request is malformed or an argument is invalid (``field`` names it).
     BAD_REQUEST = "BAD_REQUEST"
-    #: No such job or queue.
+    #: No such job, queue or schedule.
     NOT_FOUND = "NOT_FOUND"
     #: The auth token is missing or wrong.
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -198,6 +207,12 @@ class Subscribe(Body):
     credits: int
     #: A human name for the dashboard (e.g. "host:pid"); the server assigns the worker id.
     name: str = ""
+    #: Where the worker runs, for the dashboard (added after 1.0: older clients send none, and
+    #: their 3-field frames still decode): the host name ("" unknown), the process id (0 unknown)
+    #: and how many jobs it runs at once (0 unknown).
+    host: str = ""
+    pid: int = 0
+    concurrency: int = 0
 
 
 class Credit(Body):
@@ -257,6 +272,53 @@ class Heartbeat(Body):
 
     job_ids: list[str] | None = None
     seconds: float | None = None
+
+
+class ScheduleOptions(msgspec.Struct, frozen=True, array_like=True):
+    """The options of the job each tick of a schedule enqueues: ENQUEUE's fields of the same names
+    (and wire shapes), without a delay. None: the server's default."""
+
+    priority: int = 0
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    #: Lease (visibility timeout) in seconds.
+    timeout: float | None = None
+    headers: dict[str, str] | None = None
+
+
+class PutSchedule(Body):
+    """Create a recurring schedule, or with ``replace`` create or replace it; answered with `ScheduleReply`.
+
+    Without ``replace`` an existing schedule of that name with an identical definition is answered
+    as it is (``created`` false) and a different one is CONFLICT; with ``replace`` it is replaced.
+    """
+
+    #: 1..128 characters, the queue-name rule.
+    name: str
+    #: 5 fields, 6 with seconds last, or an alias such as ``@hourly``.
+    cron: str
+    queue: str
+    #: The handler name of each tick's job.
+    job: str
+    #: An IANA timezone the cron expression is read in.
+    timezone: str = "UTC"
+    #: The job's payload (SDKs: msgpack); None: an empty msgpack map.
+    payload: bytes | None = None
+    options: ScheduleOptions = ScheduleOptions()
+    #: After downtime: "skip" (default), "once" or "all" (at most 100 missed ticks).
+    misfire: str = "skip"
+    replace: bool = False
+
+
+class ScheduleRef(Body):
+    """Names a schedule: GET_, DELETE_, PAUSE_, RESUME_SCHEDULE (answered with `ScheduleReply`)
+    and TRIGGER_SCHEDULE (answered with `Enqueued`)."""
+
+    name: str
+
+
+class ListSchedules(Body):
+    """Every schedule; answered with `ScheduleList`."""
 
 
 # -- server to client ---------------------------------------------------------------------------------
@@ -443,6 +505,44 @@ class StatsReply(Body):
     stats: StatsInfo
 
 
+class ScheduleInfo(msgspec.Struct, kw_only=True):
+    """A recurring schedule: its definition and where its series stands (a msgpack map)."""
+
+    name: str
+    cron: str
+    timezone: str
+    queue: str
+    job: str
+    #: As given (an empty msgpack map when none was).
+    payload: bytes
+    options: ScheduleOptions
+    misfire: str
+    paused: bool
+    created_at: float
+    updated_at: float
+    #: When it fires next; None while paused.
+    next_run_at: float | None
+    #: When it last enqueued a job (a tick or a trigger), and that job's id and state (None once the
+    #: job is gone).
+    last_run_at: float | None
+    last_job_id: str | None
+    last_job_state: str | None
+
+
+class ScheduleReply(Body):
+    """Answer to PUT_, GET_, DELETE_ (as it was), PAUSE_ and RESUME_SCHEDULE."""
+
+    schedule: ScheduleInfo
+    #: PUT_SCHEDULE: true when it made a new schedule; false otherwise.
+    created: bool = False
+
+
+class ScheduleList(Body):
+    """Answer to LIST_SCHEDULES: every schedule, by name."""
+
+    schedules: list[ScheduleInfo]
+
+
 #: The body type of each message type.
 BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.HELLO: Hello,
@@ -465,6 +565,13 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.HEARTBEAT: Heartbeat,
     MessageType.RELEASE: JobIds,
     MessageType.DELETE_QUEUE: DeleteQueue,
+    MessageType.PUT_SCHEDULE: PutSchedule,
+    MessageType.GET_SCHEDULE: ScheduleRef,
+    MessageType.LIST_SCHEDULES: ListSchedules,
+    MessageType.DELETE_SCHEDULE: ScheduleRef,
+    MessageType.PAUSE_SCHEDULE: ScheduleRef,
+    MessageType.RESUME_SCHEDULE: ScheduleRef,
+    MessageType.TRIGGER_SCHEDULE: ScheduleRef,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,
@@ -478,6 +585,8 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.HEARTBEAT_OK: HeartbeatOk,
     MessageType.CANCEL_JOBS: JobIds,
     MessageType.GOAWAY: GoAway,
+    MessageType.SCHEDULE: ScheduleReply,
+    MessageType.SCHEDULES: ScheduleList,
     MessageType.ERROR: Error,
 }
 

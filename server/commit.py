@@ -112,6 +112,10 @@ class Commits:
         self.state.inflight_jobs -= q.inflight_jobs
         self.state.inflight_bytes -= q.inflight_bytes
         q.inflight_jobs = q.inflight_bytes = 0
+        self.stop(error)
+
+    def stop(self, error: StorageError) -> None:
+        """Fail-stop for ``error`` (idempotent): refuse every write from now on, tell the server."""
         if self.failure is not None:
             return
         self.failure = error

@@ -46,7 +46,10 @@ class Sink(Protocol):
 class Worker:
     """One subscribed connection."""
 
-    __slots__ = ("active", "credits", "id", "name", "queues", "sink")
+    __slots__ = (
+        "active", "concurrency", "connected_at", "credits", "host", "id", "last_seen", "name", "pid",
+        "queues", "sink",
+    )  # fmt: skip
 
     def __init__(self, worker_id: str, name: str, queues: tuple[str, ...], credits: int, sink: Sink) -> None:
         self.id = worker_id
@@ -56,6 +59,13 @@ class Worker:
         self.sink = sink
         #: False after UNSUBSCRIBE: no more deliveries, held jobs stay leased.
         self.active = True
+        #: What the worker said of itself in SUBSCRIBE ("" / 0: not said), for the dashboard.
+        self.host = ""
+        self.pid = 0
+        self.concurrency = 0
+        #: When it subscribed, and when it was last heard from (subscribe, heartbeat, credit).
+        self.connected_at = 0.0
+        self.last_seen = 0.0
 
 
 def delivery(job: Job) -> Delivery:
@@ -117,6 +127,7 @@ class Dispatcher:
         worker = Worker(
             f"w{next(self._ids)}", name, tuple(dict.fromkeys(queues)), min(credits, MAX_CREDITS), sink
         )
+        worker.connected_at = worker.last_seen = self._clock()
         self.workers[worker.id] = worker
         if credits > 0:
             self._schedule()

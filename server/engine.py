@@ -31,8 +31,8 @@ import logging
 import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from spitfire.index.backoff import retry_delay
 from spitfire.index.ids import IdGenerator
@@ -57,18 +57,23 @@ from .errors import (
     ValidationError,
 )
 from .events import BatchObserver, JobObserver
-from .queries import EngineStats, Queries, QueueStats
+from .queries import EngineStats, JobFilter, Queries, QueueStats, check_filter
 from .records import RecordType
 from .recovery import load_queue
+from .schedules import Schedules
 from .snapshots import write_snapshot
 from .state import Queue, StateMachine
 from .stats import SnapshotStats
 
 __all__ = [
+    "BULK_CHUNK",
     "LEASE_EXPIRED",
     "WORKER_LOST",
+    "BulkAction",
+    "BulkResult",
     "Engine",
     "EngineStats",
+    "JobFilter",
     "JobOptions",
     "Queue",
     "QueueDeletion",
@@ -90,6 +95,29 @@ _RUNNING = JobState.RUNNING
 _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
+
+
+#: What `Engine.bulk` can do to each job.
+BulkAction = Literal["retry", "requeue", "cancel", "delete"]
+_BULK_ACTIONS: tuple[str, ...] = get_args(BulkAction)
+#: Jobs one chunk of a bulk action appends before it waits for their commit (and lets the loop run).
+BULK_CHUNK = 1000
+#: Job ids one bulk action may name at most.
+MAX_BULK_IDS = 10_000
+
+
+@dataclass(slots=True)
+class BulkResult:
+    """What `Engine.bulk` did (every ``done`` item durably)."""
+
+    #: Jobs the ids or the filter named (ids of unknown jobs are not counted).
+    matched: int = 0
+    #: Of them, the jobs the action was done to.
+    done: int = 0
+    #: Of them, the jobs it does not apply to (e.g. retrying a succeeded job) or that failed.
+    failed: int = 0
+    #: Worker id -> ids of the jobs cancelled or deleted under its lease: tell each to stop them.
+    revoked: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +167,14 @@ class Engine(Queries):
         self.admission: Callable[[str, int, int], None] | None = None
         #: Durations of the snapshots written (for /metrics).
         self.snapshot_stats = SnapshotStats()
+        #: Recurring schedules: their own log, ticks enqueued through `enqueue` (server/schedules.py).
+        self.schedules = Schedules(
+            storage,
+            self._enqueue_tick,
+            self._check_job,
+            on_deadline=self._deadline,
+            on_failure=self.commits.stop,
+        )
 
     # -- hooks (kept on the state machine, which calls them as it applies records) ---------------------
 
@@ -203,12 +239,14 @@ class Engine(Queries):
         """Recover every queue from storage (snapshot, then records), then promote what is due."""
         if self._opened:
             raise RuntimeError("engine already open")
+        self.state.table.defer_order()  # sorted once below, after every queue is loaded
         for name in self.storage.queues():
             q = self._open_queue(name)
             if q.deleted_lsn:
                 await self._forget_deleted(q)
             await asyncio.sleep(0)
         self.state.table.sort_names()
+        self.schedules.open()
         self._opened = True
         for q in self.state.queues.values():
             self._promote(q, now)
@@ -224,6 +262,20 @@ class Engine(Queries):
 
     def _listen(self, q: Queue) -> None:
         self.commits.listen(q)
+
+    def _deadline(self, at: float) -> None:
+        if self.state.on_deadline is not None:
+            self.state.on_deadline(at)
+
+    async def _enqueue_tick(
+        self, queue: str, name: str, payload: bytes, now: float, options: JobOptions, key: str | None
+    ) -> tuple[Job, bool]:
+        return await self.enqueue(queue, name, payload, now=now, options=options, idempotency_key=key)
+
+    def _check_job(self, queue: str, name: str, payload: bytes, now: float, options: JobOptions) -> None:
+        """Check a job as `enqueue` would, without making it (a schedule's definition)."""
+        v.check_queue(queue, self.config)
+        self.builder.build(queue, name, (payload,), now, options)
 
     def _new_index(self, name: str) -> QueueIndex:
         return QueueIndex(name, self.state.table, retention=self.config.retention)
@@ -766,6 +818,146 @@ class Engine(Queries):
         worker = await self.commits.submit(q, lsn, RecordType.JOB_DELETED, body, job.id)
         return job, worker
 
+    def _requeued(self, q: Queue, job: Job, now: float) -> Job:
+        """A new job like ``job`` (same queue, handler, payload and options; a new id, ready now,
+        no idempotency key), admitted like any enqueue. :raises Overloaded: (backpressure)."""
+        if self.admission is not None:
+            self.admission(q.name, 1, len(job.payload))
+        options = JobOptions(
+            priority=job.priority, max_attempts=job.max_attempts, backoff=job.backoff,
+            timeout=job.timeout, headers=job.headers,
+        )  # fmt: skip
+        (new,) = self.builder.build(q.name, job.name, (job.payload,), now, options)
+        return new
+
+    async def requeue(self, job_id: str, now: float) -> Job:
+        """Enqueue a new job with the payload and options of ``job_id`` (any state; the job itself
+        is left as it is); returns the new job once it is durable."""
+        q, job = await self._settled_job(job_id)
+        if q.deleting:
+            raise QueueNotFound(q.name, deleting=True)
+        new = self._requeued(q, job, now)
+        lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(new), False)
+        new.lsn = lsn
+        await self.commits.submit(q, lsn, _JOB_ENQUEUED, new, new=(1, len(new.payload), False))
+        return new
+
+    def _bulk_record(self, action: str, q: Queue, job: Job, now: float) -> tuple[int, Any, Job] | None:
+        """The record ``action`` appends for ``job`` (type, body, the job it is about), or None when
+        the action does not apply to the job's state."""
+        state = job.state
+        if action == "retry":
+            if state is not JobState.DEAD and state is not JobState.CANCELLED:
+                return None
+            return RecordType.JOB_RETRIED, rec.JobEvent(job.id, now), job
+        if action == "cancel":
+            if state not in ACTIVE_STATES:
+                return None
+            return RecordType.JOB_CANCELLED, rec.JobEvent(job.id, now, job.attempts), job
+        if action == "delete":
+            return RecordType.JOB_DELETED, rec.JobEvent(job.id, now), job
+        new = self._requeued(q, job, now)
+        return _JOB_ENQUEUED, new, new
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        now: float,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: JobFilter | None = None,
+        chunk: int = BULK_CHUNK,
+    ) -> BulkResult:
+        """Do ``action`` to the jobs ``ids`` names (1 to 10,000), or to every job ``filter`` matches
+        that exists when the call starts (jobs created meanwhile, requeued ones included, are not).
+
+        retry: a dead or cancelled job back to enqueued (its own id); requeue: a new job like it
+        (`requeue`); cancel: a job that has not finished; delete: any job. A job the action does not
+        apply to counts as failed, not as an error of the call.
+
+        Works in chunks of ``chunk`` jobs in id order: each chunk's records are appended, committed,
+        and only then applied (commit, then apply), and the loop runs between chunks, so a filter
+        matching 100,000 jobs does not stall it. A crash in the middle leaves every job either done
+        (its record is durable) or untouched; calling again with the filter finishes the rest.
+
+        :raises ValidationError: a bad action, ids or filter (naming the field), nothing changed.
+        :raises StorageFailed: the storage failed (the server is stopping; durable chunks stay done).
+        """
+        if action not in _BULK_ACTIONS:
+            raise ValidationError("action", f"must be one of {', '.join(_BULK_ACTIONS)}")
+        if (ids is None) == (filter is None):
+            raise ValidationError("ids", "give either ids or a filter")
+        v.check_limit(chunk, "chunk", most=MAX_BULK_IDS)
+        self.commits.writable()
+        result = BulkResult()
+        if ids is not None:
+            if isinstance(ids, str | bytes) or not 1 <= len(ids) <= MAX_BULK_IDS:
+                raise ValidationError("ids", f"must hold 1 to {MAX_BULK_IDS} job ids")
+            if not all(isinstance(i, str) for i in ids):
+                raise ValidationError("ids", "must be job ids (strings)")
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), chunk):
+                table = self.state.table
+                jobs = [j for i in unique[start : start + chunk] if (j := table.get(i)) is not None]
+                await self._bulk_chunk(action, jobs, now, result)
+            return result
+        assert filter is not None
+        lo, hi = check_filter(filter)
+        fence = self.ids.next(now)  # every job created from now on sorts above it
+        hi = fence if hi is None else min(hi, fence)
+        cursor: str | None = None
+        while True:
+            jobs, cursor = self._list(filter, lo, hi, cursor, chunk, False)
+            await self._bulk_chunk(action, jobs, now, result)
+            if cursor is None:
+                return result
+            await asyncio.sleep(0)  # a walk may return no job: let the loop run anyway
+
+    async def _bulk_chunk(self, action: str, jobs: list[Job], now: float, result: BulkResult) -> None:
+        """Append the records of one chunk, wait for their commits, count what was done."""
+        result.matched += len(jobs)
+        boxes: list[tuple[Job, list[Any]]] = []
+        waits: dict[str, asyncio.Future[Any]] = {}
+        inflight = self.commits.inflight
+        for job in jobs:
+            try:
+                if job.id in inflight:
+                    await self.commits.settle(job.id)
+                q = self.state.queues.get(job.queue)
+                if q is None or q.deleting or not q.index.contains(job):
+                    raise QueueNotFound(job.queue, deleting=True)  # gone meanwhile: counted as failed
+                made = self._bulk_record(action, q, job, now)
+                if made is None:
+                    result.failed += 1
+                    continue
+                rtype, body, about = made
+                lsn = self._append(q, RecordType(rtype), _encode(body), rtype != _JOB_ENQUEUED)
+            except StorageFailed:
+                raise
+            except Exception as exc:  # this job fails alone (gone, disk full, backpressure...)
+                log.debug("bulk %s of job %s: %s", action, job.id, exc)
+                result.failed += 1
+                continue
+            box: list[Any] = []
+            if rtype == _JOB_ENQUEUED:
+                about.lsn = lsn
+                wait = self.commits.push(q, lsn, rtype, body, new=(1, len(about.payload), False), box=box)
+            else:
+                wait = self.commits.push(q, lsn, rtype, body, job_id=job.id, box=box)
+            if wait is not None:
+                waits[q.name] = wait  # groups resolve in order: the last of a queue covers the others
+            boxes.append((job, box))
+        for wait in waits.values():
+            await self.commits.committed(wait)
+        for job, box in boxes:
+            if not box:  # never applied: its commit failed (the engine failed-stop)
+                result.failed += 1
+                continue
+            result.done += 1
+            worker = box[0] if action in ("cancel", "delete") else None
+            if isinstance(worker, str):
+                result.revoked.setdefault(worker, []).append(job.id)
+
     # -- queues -----------------------------------------------------------------------------------------
 
     async def pause(self, queue: str, now: float) -> None:
@@ -932,6 +1124,10 @@ class Engine(Queries):
             ):
                 self._spawn_snapshot(q)
             nxt = index.next_deadline()
+            if nxt is not None and (deadline is None or nxt < deadline):
+                deadline = nxt
+        if self._opened and self.failure is None:
+            nxt = await self.schedules.tick(now)
             if nxt is not None and (deadline is None or nxt < deadline):
                 deadline = nxt
         return deadline

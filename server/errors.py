@@ -97,6 +97,38 @@ class StaleLease(EngineError):
         )
 
 
+class ScheduleNotFound(EngineError):
+    code = "SCHEDULE_NOT_FOUND"
+    kind = ErrorCode.NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
+
+
+class ScheduleConflict(EngineError):
+    """Creating a schedule whose name exists with a different definition (replace it instead)."""
+
+    code = "CONFLICT"
+    kind = ErrorCode.CONFLICT
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a schedule named {name!r} exists with a different definition; replace it (PUT "
+            "/api/schedules/{name}, or upsert from the SDK), or pick another name"
+        )
+
+
+class TooManySchedules(EngineError):
+    code = "TOO_MANY_SCHEDULES"
+    kind = ErrorCode.CONFLICT
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the server already has its limit of {limit} schedules; delete unused ones first")
+
+
 class ValidationError(EngineError):
     """A bad argument; ``field`` names it."""
 

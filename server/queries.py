@@ -6,10 +6,13 @@ being enqueued is not found until its commit, a cancel in flight is not seen unt
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from spitfire.index import listing
 from spitfire.index.ids import is_job_id
-from spitfire.index.job import Job, JobState
+from spitfire.index.job import LEASED_STATES, Job, JobState
 from spitfire.wal.api import Durability
 
 from . import validation as v
@@ -35,6 +38,51 @@ class QueueStats:
 class EngineStats:
     total_jobs: int
     queues: dict[str, QueueStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing or a bulk action is about; every field that is set must match.
+
+    ``after`` and ``before`` are exclusive bounds on creation: a time (epoch seconds) or a job id
+    (ids are time-ordered). ``q`` is a search: a job id, an idempotency key or a handler name.
+    """
+
+    queue: str | None = None
+    #: None: every state.
+    states: frozenset[JobState] | None = None
+    name: str | None = None
+    q: str | None = None
+    after: float | str | None = None
+    before: float | str | None = None
+
+
+def _bound(field_name: str, value: float | str | None) -> str | None:
+    """A filter's time or job id as an id bound. :raises ValidationError: naming the field."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not is_job_id(value):
+            raise ValidationError(field_name, "must be a time or a job id")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(field_name, "must be a time (epoch seconds) or a job id")
+    if not 0 <= value <= 1e11:
+        raise ValidationError(field_name, "must be a time from 0 to 1e11 epoch seconds")
+    return listing.time_bound(float(value))
+
+
+def check_filter(f: JobFilter) -> tuple[str | None, str | None]:
+    """Validate a filter; returns its (lo, hi) id bounds. :raises ValidationError: naming the field."""
+    if not isinstance(f, JobFilter):
+        raise ValidationError("filter", "must be a JobFilter")
+    for name in ("queue", "name", "q"):
+        value = getattr(f, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValidationError(name, "must be a non-empty string")
+    if f.states is not None and (not f.states or not all(isinstance(s, JobState) for s in f.states)):
+        raise ValidationError("state", "must name at least one job state")
+    return _bound("after", f.after), _bound("before", f.before)
 
 
 class Queries:
@@ -112,6 +160,141 @@ class Queries:
             position = int(cursor)
         jobs, nxt = q.index.page(state, position, limit, newest_first)
         return jobs, (None if nxt is None else str(nxt))
+
+    def list_all(
+        self,
+        f: JobFilter,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> tuple[list[Job], str | None]:
+        """A page of the jobs ``f`` matches, across queues, in id (creation) order, and the cursor of
+        the next page (None on the last). Jobs created while one pages do not shift later pages.
+
+        Cost: about the jobs returned plus those skipped, from the indexes (`index.listing`): one
+        queue's or one handler's id-ordered list, every job's, or, when the states asked for hold at
+        most `listing.MAX_GATHER` jobs, those. A page walks at most `listing.MAX_SCAN` entries: it may
+        come back short, with a cursor to go on.
+
+        :raises ValidationError: a bad filter field, limit or cursor (naming it).
+        """
+        lo, hi = check_filter(f)
+        v.check_limit(limit, most=1000)
+        return self._list(f, lo, hi, cursor, limit, newest_first)
+
+    def _list(
+        self,
+        f: JobFilter,
+        lo: str | None,
+        hi: str | None,
+        cursor: str | None,
+        limit: int,
+        newest_first: bool,
+    ) -> tuple[list[Job], str | None]:
+        """`list_all` with the filter checked and its bounds given as ids (``lo < id < hi``)."""
+        if cursor is not None:
+            if not isinstance(cursor, str) or not is_job_id(cursor):
+                raise ValidationError("cursor", "must come from a previous page")
+            if newest_first:
+                hi = cursor if hi is None else min(hi, cursor)
+            else:
+                lo = cursor if lo is None else max(lo, cursor)
+        table = self.state.table
+        scope: list[Queue]
+        if f.queue is not None:
+            one = self.state.queues.get(f.queue)
+            if one is None:
+                return [], None
+            scope = [one]
+        else:
+            scope = list(self.state.queues.values())
+        queue, states, name = f.queue, f.states, f.name
+
+        def match(job: Job) -> bool:
+            return (
+                (states is None or job.state in states)
+                and (queue is None or job.queue == queue)
+                and (name is None or job.name == name)
+            )
+
+        extra: list[Job] = []
+        source: list[Job]
+        if f.q is not None:
+            extra = [j for j in self._exact(f.q) if match(j)]
+            source = table.name_in_order(f.q) if name is None or name == f.q else []
+        elif name is not None:
+            source = table.name_in_order(name)
+        elif queue is not None:
+            source = scope[0].index.in_order()
+        else:
+            source = table.all_in_order()
+        if states is not None and f.q is None and name is None:
+            # Queue by queue: each gathers its few jobs in these states, or walks its own list.
+            budget = max(1000, listing.MAX_SCAN // max(1, len(scope)))
+            pages = [
+                self._queue_page(q, states, match, lo, hi, limit, newest_first, budget)
+                for q in scope
+                if any(q.index.counts[s] for s in states)
+            ]
+            return listing.combine(pages, limit, newest_first)
+        if states is not None and source:
+            held = sum(q.index.counts[s] for q in scope for s in states)
+            if held <= listing.MAX_GATHER and held * 4 < len(source):
+                gathered = (j for q in scope for s in states for j in q.index.state_jobs(s))
+                page = listing.gather(gathered, match, lo, hi, limit, newest_first)
+                return listing.merge(page, extra, lo, hi, limit, newest_first)
+        page = listing.walk(source, table.is_live, match, lo, hi, limit, newest_first)
+        return listing.merge(page, extra, lo, hi, limit, newest_first)
+
+    def _queue_page(
+        self,
+        q: Queue,
+        states: frozenset[JobState],
+        match: Callable[[Job], bool],
+        lo: str | None,
+        hi: str | None,
+        limit: int,
+        newest_first: bool,
+        budget: int,
+    ) -> tuple[list[Job], str | None]:
+        """One queue's page of jobs in ``states``: gathered from its per-state lists when they hold
+        few of its jobs, else walked from its id-ordered list."""
+        index = q.index
+        source = index.in_order()
+        held = sum(index.counts[s] for s in states)
+        if held <= listing.MAX_GATHER and held * 4 < len(source):
+            gathered = (j for s in states for j in index.state_jobs(s))
+            return listing.gather(gathered, match, lo, hi, limit, newest_first)
+        return listing.walk(source, self.state.table.is_live, match, lo, hi, limit, newest_first, budget)
+
+    def _exact(self, q: str) -> Iterable[Job]:
+        """The jobs ``q`` names as a job id or as an idempotency key (of any queue)."""
+        table = self.state.table
+        if is_job_id(q) and (job := table.get(q)) is not None:
+            yield job
+        for queue in self.state.queues.values():
+            entry = queue.index.keys.entry(q)
+            if entry is not None and (job := table.get(entry[0])) is not None:
+                yield job
+
+    def possibly_aborted(
+        self, seen: Mapping[str, float], now: float, quiet_after: float, limit: int = 100
+    ) -> list[Job]:
+        """Up to ``limit`` reserved or running jobs (oldest lease first) whose lease holder may be
+        gone: not among the workers connected now (``seen``: worker id -> when it was last heard
+        from), or not heard from for longer than ``quiet_after`` seconds at ``now``. They run again
+        when their lease ends; until then nothing else takes them."""
+        v.check_limit(limit, most=1000)
+        cutoff = now - quiet_after
+        out = [
+            job
+            for worker, held in self.state.workers.items()
+            if seen.get(worker, float("-inf")) < cutoff
+            for job in held.values()
+            if job.state in LEASED_STATES
+        ]
+        out.sort(key=lambda j: (j.lease_until or 0.0, j.id))
+        return out[:limit]
 
     def held_by(self, worker_id: str) -> list[Job]:
         """The jobs a worker holds leases on."""

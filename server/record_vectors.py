@@ -94,6 +94,17 @@ def full_job() -> Job:
     )
 
 
+def full_schedule() -> rec.Schedule:
+    """A schedule with every field set (a paused one that has run)."""
+    options = rec.ScheduleOptions(
+        7, 3, Backoff(BackoffKind.FIXED, 30.0, 1.0, 30.0, False), 600.0, {"team": "bi"}
+    )
+    spec = rec.ScheduleSpec(
+        "nightly", "0 3 * * *", "reports", "build_report", "Europe/Berlin", PAYLOAD, options, "once"
+    )
+    return rec.Schedule(spec, True, T0, T0 + 5.0, T0 + 3.0, T0 + 3.5, JOB_A)
+
+
 def minimal_job() -> Job:
     """A job as a plain enqueue writes it: every optional field at its default."""
     return Job(JOB_B, "emails", "send_email", b"", S.ENQUEUED, T0, updated_at=T0)
@@ -128,6 +139,20 @@ RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ("job-snoozed", RecordType.JOB_SNOOZED, rec.JobSnoozed(JOB_A, T0 + 5.0, 1, T0 + 65.0)),
     ("job-released", RecordType.JOB_RELEASED, rec.JobEvent(JOB_A, T0 + 4.0, 0)),
     ("queue-deleted", RecordType.QUEUE_DELETED, rec.QueueEvent(T0 + 120.0)),
+    ("schedule-set-every-field", RecordType.SCHEDULE_SET, full_schedule()),
+    (
+        "schedule-set-minimal",
+        RecordType.SCHEDULE_SET,
+        rec.Schedule(rec.ScheduleSpec("hourly", "@hourly", "default", "ping"), False, T0, T0, T0),
+    ),
+    ("schedule-deleted", RecordType.SCHEDULE_DELETED, rec.ScheduleDeleted("nightly", T0 + 7.0)),
+    ("schedule-ticked", RecordType.SCHEDULE_TICKED, rec.ScheduleTicked("nightly", T0 + 3.5, T0 + 3.0, JOB_A)),
+    (
+        "schedule-ticked-skipped",
+        RecordType.SCHEDULE_TICKED,
+        rec.ScheduleTicked("nightly", T0 + 9.0, T0 + 8.0, None),
+    ),
+    ("schedule-triggered", RecordType.SCHEDULE_TICKED, rec.ScheduleTicked("nightly", T0 + 9.5, None, JOB_B)),
 ]
 
 #: (name, body): snapshot chunk vectors (chunk 0 is a QueueMeta, the others JobChunks).
@@ -148,11 +173,13 @@ SNAPSHOT_CHUNKS: list[tuple[str, msgspec.Struct]] = [
     ),
     ("queue-meta-empty", rec.QueueMeta(rec.SNAPSHOT_VERSION, False, "async", [], "")),
     ("job-chunk", rec.JobChunk([full_job(), minimal_job()])),
+    ("schedules", rec.SchedulesSnapshot(rec.SCHEDULES_SNAPSHOT_VERSION, [full_schedule()])),
 ]
 
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "QueueMeta": rec.meta_decoder,
     "JobChunk": rec.chunk_decoder,
+    "SchedulesSnapshot": msgspec.msgpack.Decoder(rec.SchedulesSnapshot),
 }
 
 

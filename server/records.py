@@ -16,7 +16,7 @@ from itertools import chain
 
 import msgspec
 
-from spitfire.index.job import AttemptError, Job
+from spitfire.index.job import AttemptError, Backoff, Job
 
 
 class RecordType(enum.IntEnum):
@@ -36,6 +36,10 @@ class RecordType(enum.IntEnum):
     JOB_SNOOZED = 12
     JOB_RELEASED = 13
     QUEUE_DELETED = 14
+    #: Records of the schedules log (``meta/schedules``), never of a queue's.
+    SCHEDULE_SET = 20
+    SCHEDULE_DELETED = 21
+    SCHEDULE_TICKED = 22
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
@@ -104,6 +108,71 @@ class QueueDurability(msgspec.Struct, array_like=True, gc=False):
     at: float
 
 
+# -- the schedules log (server/schedules.py) ------------------------------------------------------------
+
+
+class ScheduleOptions(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The options of each tick's job (as `JobOptions`, without the delay)."""
+
+    priority: int = 0
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    headers: dict[str, str] | None = None
+
+
+class ScheduleSpec(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A schedule's definition: what a user gives. Two definitions are identical when equal."""
+
+    name: str
+    cron: str
+    queue: str
+    job: str
+    timezone: str = "UTC"
+    #: The job's payload, msgpack (None: `EMPTY_PAYLOAD`).
+    payload: bytes | None = None
+    options: ScheduleOptions = ScheduleOptions()
+    misfire: str = "skip"
+
+
+class Schedule(msgspec.Struct, array_like=True, gc=False):
+    """A schedule as the server holds it: its definition and where its series stands (SCHEDULE_SET)."""
+
+    spec: ScheduleSpec
+    paused: bool
+    created_at: float
+    updated_at: float
+    #: The newest tick the series has handled (run or skipped); ticks after it are due.
+    last_tick: float
+    #: When a job of this schedule was last enqueued (a tick or a trigger), and its id.
+    last_run_at: float | None = None
+    last_job_id: str | None = None
+
+
+class ScheduleDeleted(msgspec.Struct, array_like=True, gc=False):
+    name: str
+    at: float
+
+
+class ScheduleTicked(msgspec.Struct, array_like=True, gc=False):
+    """A tick handled at ``at``: ``tick`` (None for a trigger-now) moves the series on; ``job_id``
+    (None when missed ticks were skipped) is the job it enqueued."""
+
+    name: str
+    at: float
+    tick: float | None
+    job_id: str | None
+
+
+#: Version of the schedules snapshot layout; bump on incompatible changes.
+SCHEDULES_SNAPSHOT_VERSION = 1
+
+
+class SchedulesSnapshot(msgspec.Struct, array_like=True, gc=False):
+    version: int
+    schedules: list[Schedule]
+
+
 #: Body struct of each record type.
 BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.JOB_ENQUEUED: Job,
@@ -120,6 +189,9 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.QUEUE_RESUMED: QueueEvent,
     RecordType.QUEUE_DURABILITY: QueueDurability,
     RecordType.QUEUE_DELETED: QueueEvent,
+    RecordType.SCHEDULE_SET: Schedule,
+    RecordType.SCHEDULE_DELETED: ScheduleDeleted,
+    RecordType.SCHEDULE_TICKED: ScheduleTicked,
 }
 
 #: Shared encoder (msgspec reuses its buffer logic; one per process is enough).
@@ -213,6 +285,12 @@ __all__ = [
     "QueueEvent",
     "QueueMeta",
     "RecordType",
+    "Schedule",
+    "ScheduleDeleted",
+    "ScheduleOptions",
+    "ScheduleSpec",
+    "ScheduleTicked",
+    "SchedulesSnapshot",
     "chunk_decoder",
     "decode",
     "decode_jobs",

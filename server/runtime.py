@@ -218,6 +218,9 @@ class Server:
             service.backpressure,
             auth_token=self.options.auth_token,
             ready=self.readiness,
+            options=self.options,
+            listen=list(self.listeners.urls),
+            http_url=self.http.url,
         )
         await self.http.serve(dashboard)
 

@@ -39,6 +39,8 @@ from .errors import (
     StaleLease,
     ValidationError,
 )
+from .records import Schedule, ScheduleOptions, ScheduleSpec
+from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
 
 log = logging.getLogger("spitfire.server.service")
@@ -140,6 +142,41 @@ def job_info(job: Job) -> m.JobInfo:
         history=history,
         lease_until=job.lease_until,
         worker=job.worker,
+    )
+
+
+def schedule_spec(msg: m.PutSchedule) -> ScheduleSpec:
+    """The engine's schedule definition from a PUT_SCHEDULE (the engine checks it, naming fields)."""
+    o = msg.options
+    try:
+        backoff = backoff_of(o.backoff)
+    except ValidationError as exc:
+        raise ValidationError(f"options.{exc.field}", str(exc).partition(": ")[2]) from None
+    options = ScheduleOptions(o.priority, o.max_attempts, backoff, o.timeout, o.headers)
+    payload = EMPTY_PAYLOAD if msg.payload is None else msg.payload
+    return ScheduleSpec(msg.name, msg.cron, msg.queue, msg.job, msg.timezone, payload, options, msg.misfire)
+
+
+def schedule_info(engine: Engine, s: Schedule, now: float) -> m.ScheduleInfo:
+    """A schedule in the wire's shape, with the state of the last job it enqueued (None once gone)."""
+    spec, o = s.spec, s.spec.options
+    last = engine.table.get(s.last_job_id) if s.last_job_id is not None else None
+    return m.ScheduleInfo(
+        name=spec.name,
+        cron=spec.cron,
+        timezone=spec.timezone,
+        queue=spec.queue,
+        job=spec.job,
+        payload=EMPTY_PAYLOAD if spec.payload is None else spec.payload,
+        options=m.ScheduleOptions(o.priority, o.max_attempts, wire_backoff(o.backoff), o.timeout, o.headers),
+        misfire=spec.misfire,
+        paused=s.paused,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+        next_run_at=engine.schedules.next_run_at(s, now),
+        last_run_at=s.last_run_at,
+        last_job_id=s.last_job_id,
+        last_job_state=None if last is None else last.state.label,
     )
 
 
@@ -257,6 +294,13 @@ class Service:
             MessageType.HEARTBEAT: self._heartbeat,
             MessageType.RELEASE: self._release,
             MessageType.DELETE_QUEUE: self._delete_queue,
+            MessageType.PUT_SCHEDULE: self._put_schedule,
+            MessageType.GET_SCHEDULE: self._get_schedule,
+            MessageType.LIST_SCHEDULES: self._list_schedules,
+            MessageType.DELETE_SCHEDULE: self._delete_schedule,
+            MessageType.PAUSE_SCHEDULE: self._pause_schedule,
+            MessageType.RESUME_SCHEDULE: self._resume_schedule,
+            MessageType.TRIGGER_SCHEDULE: self._trigger_schedule,
         }
 
     # -- entry points -----------------------------------------------------------------------------------
@@ -464,6 +508,58 @@ class Service:
     def _resume(self, conn: Peer, request: Request) -> None:
         self._queue_op(conn, request, self.engine.resume)
 
+    # -- schedules --------------------------------------------------------------------------------------
+
+    def _schedule_reply(self, now: float) -> Callable[[Schedule], tuple[int, Any]]:
+        def reply(s: Schedule) -> tuple[int, Any]:
+            return MessageType.SCHEDULE, m.ScheduleReply(schedule_info(self.engine, s, now))
+
+        return reply
+
+    def _put_schedule(self, conn: Peer, request: Request) -> None:
+        msg: m.PutSchedule = request.message
+        now = self.clock()
+        coro = self.engine.schedules.put(schedule_spec(msg), now, replace=msg.replace)
+
+        def reply(result: tuple[Schedule, bool]) -> tuple[int, Any]:
+            s, created = result
+            return MessageType.SCHEDULE, m.ScheduleReply(schedule_info(self.engine, s, now), created)
+
+        self._single(conn, request, coro, reply)
+
+    def _get_schedule(self, conn: Peer, request: Request) -> None:
+        s = self.engine.schedules.get(request.message.name)
+        info = schedule_info(self.engine, s, self.clock())
+        conn.session.reply(request, m.ScheduleReply(info), MessageType.SCHEDULE)
+        conn.flush()
+
+    def _list_schedules(self, conn: Peer, request: Request) -> None:
+        now = self.clock()
+        infos = [schedule_info(self.engine, s, now) for s in self.engine.schedules.all()]
+        conn.session.reply(request, m.ScheduleList(infos), MessageType.SCHEDULES)
+        conn.flush()  # up to 10,000 schedules: let a full send buffer pause the client
+
+    def _schedule_op(
+        self, conn: Peer, request: Request, op: Callable[[str, float], Coroutine[Any, Any, Schedule]]
+    ) -> None:
+        now = self.clock()
+        self._single(conn, request, op(request.message.name, now), self._schedule_reply(now))
+
+    def _delete_schedule(self, conn: Peer, request: Request) -> None:
+        self._schedule_op(conn, request, self.engine.schedules.delete)
+
+    def _pause_schedule(self, conn: Peer, request: Request) -> None:
+        self._schedule_op(conn, request, self.engine.schedules.pause)
+
+    def _resume_schedule(self, conn: Peer, request: Request) -> None:
+        self._schedule_op(conn, request, self.engine.schedules.resume)
+
+    def _trigger_schedule(self, conn: Peer, request: Request) -> None:
+        def reply(job: Job) -> tuple[int, Any]:
+            return MessageType.ENQUEUED, m.Enqueued(job.id, True, _created_label(job))
+
+        self._single(conn, request, self.engine.schedules.trigger(request.message.name, self.clock()), reply)
+
     # -- workers ----------------------------------------------------------------------------------------
 
     def _subscribe(self, conn: Peer, request: Request) -> None:
@@ -478,11 +574,19 @@ class Service:
             raise ValidationError("credits", "must be an integer from 0 to 1000000")
         if len(msg.name) > 200:
             raise ValidationError("name", "must be at most 200 characters")
-        conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        if len(msg.host) > 255:
+            raise ValidationError("host", "must be at most 255 characters")
+        if not 0 <= msg.pid < 2**31:
+            raise ValidationError("pid", "must be an integer from 0 to 2147483647")
+        if not 0 <= msg.concurrency <= 1_000_000:
+            raise ValidationError("concurrency", "must be an integer from 0 to 1000000")
+        worker = conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        worker.host, worker.pid, worker.concurrency = msg.host, msg.pid, msg.concurrency
         conn.session.reply(request, m.Subscribed(conn.worker.id), MessageType.SUBSCRIBED)
 
     def _credit(self, conn: Peer, request: Request) -> None:
         if conn.worker is not None:
+            conn.worker.last_seen = self.clock()
             self.dispatcher.credit(conn.worker, request.message.credits)
 
     def _unsubscribe(self, conn: Peer, request: Request) -> None:
@@ -506,7 +610,7 @@ class Service:
         engine = self.engine
         extended = 0
         if worker is not None:
-            now = self.clock()
+            now = worker.last_seen = self.clock()
             if msg.job_ids is None and msg.seconds is None:
                 extended = engine.heartbeat(worker.id, now)
             else:

@@ -252,6 +252,13 @@ class Storage(Protocol):
         """
         ...
 
+    def open_system_log(self, name: str, durability: Durability) -> tuple[QueueLog, Recovery]:
+        """`open_log` for a log of the server's own (e.g. ``schedules``), kept apart from the queues:
+        under ``<data-dir>/meta/<name>/`` with the same layout, never listed by `queues`, so no
+        queue name can collide with it. Its `QueueLog.queue` is ``meta/<name>``.
+        """
+        ...
+
     async def create_log(self, queue: str, durability: Durability) -> QueueLog:
         """`open_log` for a queue created while the server runs: its files are created and made
         durable without blocking the event loop. One call per queue at a time (the caller dedupes).

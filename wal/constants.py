@@ -84,6 +84,10 @@ QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z")  # \Z: "$" 
 QUEUE_NAME_RULE = "use 1 to 128 characters from A-Z a-z 0-9 _ . : -, starting with a letter, a digit or _"
 #: `<data-dir>/queues/<queue>/...`
 QUEUES_DIR = "queues"
+#: `<data-dir>/meta/<name>/...`: the server's own logs (`Storage.open_system_log`), and ``meta/lock``.
+SYSTEM_DIR = "meta"
+#: The `QueueLog.queue` of a system log: ``meta/<name>`` (a "/" is never in a queue name).
+SYSTEM_PREFIX = SYSTEM_DIR + "/"
 #: A deleted queue's directory is renamed to ``<TOMBSTONE_PREFIX><queue>-<n>`` in ``queues/`` (never a
 #: valid queue name: it starts with a dot) before its files are removed; start-up removes leftovers.
 TOMBSTONE_PREFIX = ".deleted-"

@@ -31,6 +31,7 @@ from .api import (
     Recovery,
     StorageError,
 )
+from .constants import SYSTEM_PREFIX
 
 #: Largest record body accepted, like a file engine with 64 MiB segments (minus framing).
 DEFAULT_MAX_RECORD_SIZE = 64 * 2**20 - 64
@@ -253,7 +254,11 @@ class MemoryStorage:
         self._closed = False
 
     def queues(self) -> list[str]:
-        return sorted(self.state.logs)
+        return sorted(n for n in self.state.logs if not n.startswith(SYSTEM_PREFIX))
+
+    def open_system_log(self, name: str, durability: Durability) -> tuple[MemoryLog, Recovery]:
+        """`Storage.open_system_log`: kept as log ``meta/<name>``, which `queues` never lists."""
+        return self.open_log(SYSTEM_PREFIX + name, durability)
 
     def open_log(self, queue: str, durability: Durability) -> tuple[MemoryLog, Recovery]:
         if self._closed:

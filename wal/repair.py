@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .api import CorruptLogError, StorageError, UnsupportedFormatError
-from .constants import MIN_RECORD_SIZE, QUEUE_NAME_RE, QUEUES_DIR, RECORD_HEADER, WAL_DIR
+from .constants import (
+    MIN_RECORD_SIZE,
+    QUEUE_NAME_RE,
+    QUEUES_DIR,
+    RECORD_HEADER,
+    SYSTEM_DIR,
+    SYSTEM_PREFIX,
+    WAL_DIR,
+)
 from .format import align, encode_skip
 from .recovery import Analysis, Problem, SegmentInfo, Spot, analyse, is_zero_file
 
@@ -257,14 +265,21 @@ def plan_queue(queue: str, queue_dir: Path) -> QueuePlan:
 
 
 def _queue_dirs(data_dir: Path) -> list[tuple[str, Path]]:
-    queues_dir = data_dir / QUEUES_DIR
-    if not queues_dir.is_dir():
-        return []
-    return [
-        (q, queues_dir / q)
-        for q in sorted(os.listdir(queues_dir))
-        if QUEUE_NAME_RE.match(q) and (queues_dir / q / WAL_DIR).is_dir()
-    ]
+    """Every log under ``data_dir``: the queues', then the server's own (named ``meta/<name>``)."""
+    out: list[tuple[str, Path]] = []
+    for parent, prefix in ((data_dir / QUEUES_DIR, ""), (data_dir / SYSTEM_DIR, SYSTEM_PREFIX)):
+        if parent.is_dir():
+            out.extend(
+                (prefix + q, parent / q)
+                for q in sorted(os.listdir(parent))
+                if QUEUE_NAME_RE.match(q) and (parent / q / WAL_DIR).is_dir()
+            )
+    return out
+
+
+def log_dir(data_dir: Path, name: str) -> Path:
+    """The directory of log ``name``: a queue's, or ``meta/<name>`` for a system log."""
+    return data_dir / name if name.startswith(SYSTEM_PREFIX) else data_dir / QUEUES_DIR / name
 
 
 def repair(data_dir: str | Path, *, confirm: Callable[[str], bool], dry_run: bool = False) -> RepairResult:
@@ -317,7 +332,7 @@ def skip_record(data_dir: str | Path, queue: str, lsn: int, *, confirm: Callable
 
     :raises RepairError: no such queue, or no record with that LSN in its log.
     """
-    queue_dir = Path(data_dir) / QUEUES_DIR / queue
+    queue_dir = log_dir(Path(data_dir), queue)
     if not (queue_dir / WAL_DIR).is_dir():
         raise RepairError(f"queue {queue!r} has no log under {data_dir}")
     found = analyse(queue_dir, dry=True, quiet=True)

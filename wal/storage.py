@@ -22,6 +22,8 @@ from .constants import (
     SEGMENT_NAME_RE,
     SNAPSHOT_NAME_RE,
     SNAPSHOTS_DIR,
+    SYSTEM_DIR,
+    SYSTEM_PREFIX,
     TOMBSTONE_PREFIX,
     WAL_DIR,
 )
@@ -179,6 +181,18 @@ class FileStorage:
         files = self._recover_files(queue)
         return self._install(ctx, queue, durability, files), files.found.recovery
 
+    def open_system_log(self, name: str, durability: Durability) -> tuple[FileQueueLog, Recovery]:
+        """`Storage.open_system_log`: ``<data-dir>/meta/<name>/``, recovered like a queue's log."""
+        check_queue_name(name)
+        key = SYSTEM_PREFIX + name
+        if self._closed:
+            raise LogClosedError("storage is closed")
+        if key in self._logs:
+            raise StorageError(f"log {key!r} is already open")
+        ctx = self._context()
+        files = self._recover_files(key, self.data_dir / SYSTEM_DIR / name)
+        return self._install(ctx, key, durability, files), files.found.recovery
+
     async def create_log(self, queue: str, durability: Durability) -> FileQueueLog:
         """`Storage.create_log`: recovery's scan, the first segment's preallocation and the fsyncs of
         a new queue's files run in a worker thread (about 4 fsyncs: 5-20 ms on the loop otherwise)."""
@@ -202,9 +216,10 @@ class FileStorage:
                 "the log); the queue can be created again once they are gone (at the latest after a restart)"
             )
 
-    def _recover_files(self, queue: str) -> _LogFiles:
-        """The blocking part of opening a log: touches only that queue's files (safe in a thread)."""
-        queue_dir = self.queues_dir / queue
+    def _recover_files(self, queue: str, queue_dir: Path | None = None) -> _LogFiles:
+        """The blocking part of opening a log: touches only that queue's files (safe in a thread).
+        ``queue_dir``: where the log lives (default ``queues/<queue>``)."""
+        queue_dir = self.queues_dir / queue if queue_dir is None else queue_dir
         if not _holds_log(queue_dir):
             return self._create_files(queue, queue_dir)
         found = recover(queue_dir, fsync=self.config.fsync)
@@ -235,14 +250,15 @@ class FileStorage:
         if queue_dir.exists():
             logger.info("replacing %s: it holds no log (left by an interrupted queue creation)", queue_dir)
             shutil.rmtree(queue_dir)
-        new_parent = not self.queues_dir.is_dir()
-        self.queues_dir.mkdir(parents=True, exist_ok=True)
+        parent = queue_dir.parent
+        new_parent = not parent.is_dir()
+        parent.mkdir(parents=True, exist_ok=True)
         if new_parent and fsync:
             fsync_dir(self.data_dir)
         try:
             queue_dir.mkdir()
             if fsync:
-                fsync_dir(self.queues_dir)
+                fsync_dir(parent)
             (queue_dir / WAL_DIR).mkdir()
             (queue_dir / SNAPSHOTS_DIR).mkdir()
             if fsync:

@@ -119,6 +119,48 @@ def _stats() -> m.StatsInfo:
     )
 
 
+def _schedule() -> m.ScheduleInfo:
+    """A schedule with every field set: it ran once, and its last job still exists."""
+    return m.ScheduleInfo(
+        name="nightly-report",
+        cron="0 3 * * *",
+        timezone="Europe/Berlin",
+        queue="reports",
+        job="build_report",
+        payload=msgspec.msgpack.encode({"kind": "daily"}),
+        options=m.ScheduleOptions(5, 3, m.Backoff("linear", 10.0, 1.0, 600.0, False), 120.0, {"team": "ñ"}),
+        misfire="once",
+        paused=False,
+        created_at=T0,
+        updated_at=T0 + 1.5,
+        next_run_at=T0 + 86400.0,
+        last_run_at=T0 + 3600.0,
+        last_job_id=JOB_C,
+        last_job_state="succeeded",
+    )
+
+
+def _paused_schedule() -> m.ScheduleInfo:
+    """A paused schedule that never ran: optional fields nil, default options."""
+    return m.ScheduleInfo(
+        name="every-second",
+        cron="* * * * * *",
+        timezone="UTC",
+        queue="q",
+        job="noop",
+        payload=b"\x80",
+        options=m.ScheduleOptions(),
+        misfire="skip",
+        paused=True,
+        created_at=T0,
+        updated_at=T0,
+        next_run_at=None,
+        last_run_at=None,
+        last_job_id=None,
+        last_job_state=None,
+    )
+
+
 T = m.MessageType
 
 #: (name, message type, request id, message): the vectors, in file order.
@@ -173,6 +215,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("pause", T.PAUSE, 13, m.QueueRef("emails")),
     ("resume", T.RESUME, 14, m.QueueRef("emails")),
     ("subscribe", T.SUBSCRIBE, 15, m.Subscribe(["emails", "reports"], 64, "host-1:4242")),
+    (
+        "subscribe-described",
+        T.SUBSCRIBE,
+        15,
+        m.Subscribe(["emails"], 100, "host-1:4242", host="host-1", pid=4242, concurrency=10),
+    ),
     ("subscribe-unnamed", T.SUBSCRIBE, 16, m.Subscribe(["emails"], 0)),
     ("credit", T.CREDIT, 0, m.Credit(3)),
     ("unsubscribe", T.UNSUBSCRIBE, 17, m.Unsubscribe()),
@@ -198,6 +246,36 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("release", T.RELEASE, 23, m.JobIds([JOB_C])),
     ("delete-queue", T.DELETE_QUEUE, 24, m.DeleteQueue("emails")),
     ("delete-queue-force", T.DELETE_QUEUE, 25, m.DeleteQueue("reports", force=True)),
+    (
+        "put-schedule-minimal",
+        T.PUT_SCHEDULE,
+        26,
+        m.PutSchedule("hourly", "@hourly", "emails", "digest"),
+    ),
+    (
+        "put-schedule-replace-every-option",
+        T.PUT_SCHEDULE,
+        27,
+        m.PutSchedule(
+            name="nightly-report",
+            cron="0 3 * * *",
+            queue="reports",
+            job="build_report",
+            timezone="Europe/Berlin",
+            payload=msgspec.msgpack.encode({"kind": "daily"}),
+            options=m.ScheduleOptions(
+                5, 3, m.Backoff("linear", 10.0, 1.0, 600.0, False), 120.0, {"team": "ñ"}
+            ),
+            misfire="once",
+            replace=True,
+        ),
+    ),
+    ("get-schedule", T.GET_SCHEDULE, 28, m.ScheduleRef("nightly-report")),
+    ("list-schedules", T.LIST_SCHEDULES, 29, m.ListSchedules()),
+    ("delete-schedule", T.DELETE_SCHEDULE, 30, m.ScheduleRef("nightly-report")),
+    ("pause-schedule", T.PAUSE_SCHEDULE, 31, m.ScheduleRef("nightly-report")),
+    ("resume-schedule", T.RESUME_SCHEDULE, 32, m.ScheduleRef("nightly-report")),
+    ("trigger-schedule", T.TRIGGER_SCHEDULE, 33, m.ScheduleRef("nightly-report")),
     (
         "welcome",
         T.WELCOME,
@@ -240,8 +318,24 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("heartbeat-ok", T.HEARTBEAT_OK, 21, m.HeartbeatOk(3)),
     ("cancel-jobs", T.CANCEL_JOBS, 0, m.JobIds([JOB_B])),
     ("goaway", T.GOAWAY, 0, m.GoAway("the server is shutting down")),
+    ("schedule-created", T.SCHEDULE, 27, m.ScheduleReply(_schedule(), True)),
+    ("schedule-paused", T.SCHEDULE, 31, m.ScheduleReply(_paused_schedule())),
+    ("schedules", T.SCHEDULES, 29, m.ScheduleList([_schedule(), _paused_schedule()])),
+    ("schedules-empty", T.SCHEDULES, 29, m.ScheduleList([])),
+    ("enqueued-trigger", T.ENQUEUED, 33, m.Enqueued(JOB_C, True, "enqueued")),
     ("error-busy", T.ERROR, 3, m.Error("BUSY", "queue emails holds 100000 jobs", None, 0.5)),
     ("error-bad-request", T.ERROR, 4, m.Error("BAD_REQUEST", "priority must be in 0..10", "priority")),
+    (
+        "error-bad-cron",
+        T.ERROR,
+        26,
+        m.Error(
+            "BAD_REQUEST",
+            "cron: 'every day' has 2 fields; give 5 (minute hour day month weekday) or 6",
+            "cron",
+        ),
+    ),
+    ("error-schedule-not-found", T.ERROR, 28, m.Error("NOT_FOUND", "no schedule named 'nightly-report'")),
     ("error-connection", T.ERROR, 0, m.Error("BAD_REQUEST", "the first frame must be HELLO")),
 ]
 

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 from spitfire.protocol.messages import Backoff
 
 from ._context import JobContext, context
-from .app import App, JobFunction
+from .app import App, CronSchedule, JobFunction
 from .client import AsyncClient
 from .errors import (
     BadRequest,
@@ -36,6 +36,7 @@ from .errors import (
     ProtocolError,
     QueueNotFound,
     RequestTimeout,
+    ScheduleNotFound,
     ServerError,
     SpitfireError,
     TLSVerificationFailed,
@@ -43,7 +44,7 @@ from .errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from .models import AttemptError, Job, QueueStats, Stats, Transition
+from .models import AttemptError, Job, QueueStats, Schedule, ScheduleOptions, Stats, Transition
 from .outcomes import Permanent, RetryAfter
 from .sync import Client
 from .worker import Worker
@@ -58,6 +59,7 @@ __all__ = [
     "Client",
     "Conflict",
     "ConnectionLost",
+    "CronSchedule",
     "InvalidURL",
     "Job",
     "JobArgumentError",
@@ -73,6 +75,9 @@ __all__ = [
     "QueueStats",
     "RequestTimeout",
     "RetryAfter",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleOptions",
     "ServerError",
     "SpitfireError",
     "Stats",

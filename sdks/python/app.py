@@ -5,6 +5,10 @@ A job's payload is a msgpack map of its keyword arguments (parameters left at th
 left out, so the worker's function applies its own default). At enqueue time the arguments are
 bound to the function's signature and checked against its type hints with msgspec, so a wrong
 argument fails in the producer with a clear error instead of in the worker later.
+
+``@app.cron("0 3 * * *", timezone="Europe/Berlin")`` on a job function declares a recurring schedule
+of it (its payload: the keyword arguments given, checked the same way); `App.register_schedules`
+upserts them by name on the server, and ``spitfire worker`` does so when it starts.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import inspect
 import threading
 import typing
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
-from spitfire.protocol.messages import Backoff
+from spitfire.protocol.messages import Backoff, PutSchedule
 
 from ._context import JobContext
 from .client import (
@@ -29,10 +34,15 @@ from .client import (
     EnqueueOptions,
     check_options,
 )
-from .errors import JobArgumentError
+from .errors import BadRequest, Conflict, JobArgumentError
+from .models import Schedule
+from .schedules import MISFIRE_POLICIES, ScheduleJobOptions, put_message
 from .sync import Client
 
-__all__ = ["App", "ArgSpec", "EnqueueOptions", "JobFunction"]
+__all__ = ["App", "ArgSpec", "CronSchedule", "EnqueueOptions", "JobFunction"]
+
+#: Where ``@app.cron`` below ``@app.job`` leaves its schedules for ``@app.job`` to pick up.
+_PENDING_CRONS = "__spitfire_crons__"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -187,6 +197,10 @@ class JobFunction(Generic[P, R]):
         return _EnqueueCall(self, queue or self.queue, merged)
 
 
+def _refused(c: CronSchedule, exc: BadRequest) -> BadRequest:
+    return BadRequest(f"schedule {c.name!r} (@app.cron on job {c.job.name!r}): {exc.message}", exc.field)
+
+
 class _EnqueueCall:
     """A job function with per-call options, ready to `enqueue`."""
 
@@ -209,6 +223,50 @@ class _EnqueueCall:
 
     def _send(self, client: AsyncClient, data: bytes) -> Coroutine[Any, Any, str]:
         return client.enqueue_raw(self.queue, self.job.name, data, **self.opts)
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A schedule declared in code with ``@app.cron``: upserted by name on the server by
+    `App.register_schedules` (and when ``spitfire worker`` starts)."""
+
+    #: The schedule's name on the server (default: the job's name).
+    name: str
+    cron: str
+    timezone: str
+    misfire: str
+    job: JobFunction[Any, Any]
+    #: The job function's keyword arguments, checked against its type hints.
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: Options of each tick's job; the job's ``@app.job`` options apply where not given.
+    options: ScheduleJobOptions = field(default_factory=lambda: ScheduleJobOptions())
+    #: The payload: the arguments, checked and encoded when the schedule was declared.
+    data: bytes = b"\x80"
+
+    def message(self, *, replace: bool = True) -> PutSchedule:
+        """The PUT_SCHEDULE request of this schedule (an upsert unless ``replace`` is false)."""
+        return put_message(
+            self.name, self.cron, self.job.queue, self.job.name, self.data, timezone=self.timezone,
+            misfire=self.misfire, replace=replace, options=self.options,
+        )  # fmt: skip
+
+
+def _job_options(job: JobFunction[Any, Any], options: ScheduleJobOptions) -> ScheduleJobOptions:
+    """``options`` over the job's ``@app.job`` defaults (priority, max_attempts, backoff, timeout)."""
+    merged: dict[str, Any] = {
+        k: v for k, v in job.defaults.items() if k in ScheduleJobOptions.__annotations__ and v is not None
+    }
+    merged.update(options)
+    return typing.cast(ScheduleJobOptions, merged)
+
+
+def _encode_kwargs(job: JobFunction[Any, Any], kwargs: Mapping[str, Any], what: str) -> bytes:
+    """The payload of a schedule of ``job``: its keyword arguments, checked as ``enqueue`` checks them."""
+    try:
+        return job.spec.encode((), kwargs)
+    except JobArgumentError as exc:
+        message = exc.message.replace(f"{job.name}.enqueue()", f"{what} of job {job.name!r}", 1)
+        raise JobArgumentError(message, exc.argument) from None
 
 
 class App:
@@ -235,6 +293,8 @@ class App:
         self.tls_ca = tls_ca
         #: Job functions by job name.
         self.jobs: dict[str, JobFunction[Any, Any]] = {}
+        #: Schedules declared with ``@app.cron``, by schedule name.
+        self.crons: dict[str, CronSchedule] = {}
         self._client: Client | None = None
         self._async: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
         self._lock = threading.Lock()
@@ -300,10 +360,160 @@ class App:
             if job_name in self.jobs:
                 raise ValueError(f"this app already has a job named {job_name!r}: pass @app.job(name=...)")
             wrapped = JobFunction(self, f, job_name, queue, defaults)
+            pending: list[dict[str, Any]] = list(getattr(f, _PENDING_CRONS, ()))
+            for declared in pending:  # check them all before registering anything
+                self._cron_of(wrapped, **declared)
             self.jobs[job_name] = wrapped
+            for declared in reversed(pending):  # in source order (the innermost decorator ran first)
+                c = self._cron_of(wrapped, **declared)
+                self.crons[c.name] = c
             return wrapped
 
         return register if fn is None else register(fn)
+
+    def cron(
+        self,
+        cron: str,
+        /,
+        *,
+        timezone: str = "UTC",
+        name: str | None = None,
+        misfire: str = "skip",
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[ScheduleJobOptions],
+    ) -> Callable[[Any], Any]:
+        """Run a job function on a recurring schedule: ``@app.cron("0 3 * * *", timezone="Europe/Berlin")``.
+
+        Stack it over or under ``@app.job`` (several for several schedules of one function, each
+        with its own ``name=``). ``cron`` is 5 fields (minute hour day month weekday), 6 with seconds
+        last, or ``@hourly``-style aliases, read in ``timezone`` (IANA); the schedule's ``name``
+        defaults to the job's name. ``kwargs`` are the job's keyword arguments, checked against its
+        type hints as ``enqueue`` checks them; ``options`` (``priority``, ``max_attempts``,
+        ``backoff``, ``timeout``, ``headers``) override the job's ``@app.job`` options. ``misfire``:
+        ``skip`` (default), ``once`` or ``all``.
+
+        A function with ``@app.cron`` but no ``@app.job`` is not a job, and its schedules are never
+        registered. Declaring sends nothing: `register_schedules` (or ``spitfire worker`` at start)
+        upserts the app's schedules by name. A schedule removed from the code stays on the server
+        until removed (``spitfire schedules rm NAME``). The server checks the expression and the
+        timezone then.
+
+        :raises ValueError: an unknown ``misfire``, or a second schedule of that name in this app.
+        :raises JobArgumentError: ``kwargs`` do not fit the function (checked once it is a job).
+        :raises TypeError: an unknown option.
+        """
+        declared: dict[str, Any] = {
+            "cron": cron, "timezone": timezone, "name": name, "misfire": misfire,
+            "kwargs": dict(kwargs or {}), "options": dict(options),
+        }  # fmt: skip
+        if misfire not in MISFIRE_POLICIES:
+            raise ValueError(f"misfire={misfire!r}: use one of {', '.join(MISFIRE_POLICIES)}")
+        unknown = set(options).difference(ScheduleJobOptions.__annotations__)
+        if unknown:
+            known = ", ".join(ScheduleJobOptions.__annotations__)
+            raise TypeError(
+                f"@app.cron: unexpected option(s) {', '.join(sorted(unknown))}; the options are {known}"
+            )
+
+        def decorate(target: Any) -> Any:
+            if isinstance(target, JobFunction):
+                if target.app is not self:
+                    raise ValueError(f"job {target.name!r} belongs to another App; use that app's @cron")
+                c = self._cron_of(target, **declared)
+                self.crons[c.name] = c
+                return target
+            if not callable(target):
+                raise TypeError("@app.cron decorates a job function (a def or async def)")
+            # Under @app.job: leave it on the function for @app.job to register.
+            pending = [*getattr(target, _PENDING_CRONS, ()), declared]
+            setattr(target, _PENDING_CRONS, pending)
+            return target
+
+        return decorate
+
+    def _cron_of(
+        self,
+        job: JobFunction[Any, Any],
+        *,
+        cron: str,
+        timezone: str,
+        name: str | None,
+        misfire: str,
+        kwargs: Mapping[str, Any],
+        options: ScheduleJobOptions,
+    ) -> CronSchedule:
+        schedule_name = name or job.name
+        if schedule_name in self.crons:
+            raise ValueError(
+                f"this app already has a schedule named {schedule_name!r}: give the second one "
+                "@app.cron(..., name=...)"
+            )
+        data = _encode_kwargs(job, kwargs, f"@app.cron({cron!r})")
+        return CronSchedule(
+            schedule_name, cron, timezone, misfire, job, kwargs, _job_options(job, options), data
+        )
+
+    def register_schedules(self) -> list[Schedule]:
+        """Upsert every ``@app.cron`` schedule on the server by name (what ``spitfire worker`` does at
+        start); returns them as the server holds them. Schedules not in the code are left alone.
+
+        :raises BadRequest: a schedule the server refuses (``field`` names what: ``cron``,
+            ``timezone``...); the message names the schedule. Those before it were registered.
+        """
+        schedules = self.client.schedules
+        out = []
+        for c in self.crons.values():
+            try:
+                out.append(schedules.put_message(c.message())[0])
+            except BadRequest as exc:
+                raise _refused(c, exc) from None
+        return out
+
+    async def register_schedules_async(self, client: AsyncClient | None = None) -> list[Schedule]:
+        """`register_schedules` for asyncio code (with ``client``, or the app's for this loop)."""
+        schedules = (client or self.async_client()).schedules
+        out = []
+        for c in self.crons.values():
+            try:
+                out.append((await schedules.put_message(c.message()))[0])
+            except BadRequest as exc:
+                raise _refused(c, exc) from None
+        return out
+
+    def schedule(
+        self,
+        job: JobFunction[Any, Any],
+        cron: str,
+        /,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        misfire: str = "skip",
+        kwargs: Mapping[str, Any] | None = None,
+        replace: bool = False,
+        **options: Unpack[ScheduleJobOptions],
+    ) -> Schedule:
+        """Create a schedule of a job function on the server now (not kept in the app): arguments as
+        in `cron`. Without ``replace`` an identical schedule of that name is returned as it is and a
+        different one raises `Conflict`; with it, it is replaced.
+
+        :raises JobArgumentError: ``kwargs`` do not fit the function.
+        :raises BadRequest: the server refused a field (``field`` names it); nothing was created.
+        """
+        if not isinstance(job, JobFunction):
+            raise TypeError("app.schedule() takes a job function declared with @app.job")
+        data = _encode_kwargs(job, kwargs or {}, f"app.schedule({cron!r})")
+        message = put_message(
+            name or job.name, cron, job.queue, job.name, data, timezone=timezone, misfire=misfire,
+            replace=replace, options=_job_options(job, options),
+        )  # fmt: skip
+        try:
+            return self.client.schedules.put_message(message)[0]
+        except Conflict as exc:
+            if "different definition" not in exc.message:
+                raise
+            head = exc.message.split("; ")[0]
+            raise Conflict(f"{head}; pass replace=True to replace it, or pick another name") from None
 
     @property
     def client(self) -> Client:

@@ -5,6 +5,9 @@
     spitfire enqueue QUEUE NAME '{"json": "payload"}' [--priority N] [--delay 5s] [--idempotency-key K]
     spitfire get JOB_ID
     spitfire stats [--queue Q]
+    spitfire schedules list | get NAME | add NAME CRON QUEUE JOB ['{"json": "payload"}'] [--timezone TZ]
+                       [--misfire skip|once|all] [--priority N] [--max-attempts N] [--job-timeout 30s]
+                       [--replace] | rm NAME | pause NAME | resume NAME | trigger NAME
 
 Every command takes ``--url`` (default ``$SPITFIRE_URL``, else tcp://127.0.0.1:7878) and
 ``--auth-token`` (default ``$SPITFIRE_AUTH_TOKEN``).
@@ -29,7 +32,17 @@ from spitfire.protocol.jsonvalue import msgpack_to_json
 
 from . import __version__
 from .app import App
-from .errors import ConnectionLost, InvalidURL, NotConnected, RequestTimeout, SpitfireError
+from .errors import (
+    BadRequest,
+    Conflict,
+    ConnectionLost,
+    InvalidURL,
+    NotConnected,
+    RequestTimeout,
+    SpitfireError,
+)
+from .models import Schedule
+from .schedules import Schedules
 from .sync import Client
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -74,13 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="spitfire",
-        description="Spitfire job queue: run workers, enqueue and inspect jobs.",
+        description="Spitfire job queue: run workers, enqueue and inspect jobs, manage recurring schedules.",
         epilog="exit codes: 0 ok, 1 refused by the server, 2 usage error, 3 server unreachable",
     )
     parser.add_argument("--version", action="version", version=f"spitfire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    w = sub.add_parser("worker", help="run the jobs of an App", description="Run the jobs of MODULE:APP.")
+    w = sub.add_parser(
+        "worker",
+        help="run the jobs of an App",
+        description="Run the jobs of MODULE:APP. At start, the app's @app.cron schedules are upserted "
+        "by name on the server (one it refuses stops the worker with exit code 1).",
+    )
     w.add_argument("app", metavar="MODULE:APP", help="e.g. tasks:app (the module is imported from cwd)")
     w.add_argument("--queues", default=None, help="comma-separated queues (default: all of the app's)")
     w.add_argument("--concurrency", type=int, default=10, help="jobs run at once (default 10)")
@@ -115,7 +133,64 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="print the server's queues and job counts as JSON")
     s.add_argument("--queue", default=None, help="only this queue")
     _common(s)
+
+    _schedules_parser(sub)
     return parser
+
+
+def _schedules_parser(sub: Any) -> None:
+    sp = sub.add_parser(
+        "schedules",
+        help="list, add, remove, pause, resume or trigger recurring (cron) schedules",
+        description="Recurring schedules kept by the server: at each time a cron expression names, "
+        "the server enqueues one job. Schedules print as JSON.",
+    )
+    ssub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = ssub.add_parser("list", help="print every schedule as JSON (next and last run, last job's state)")
+    _common(ls)
+    get = ssub.add_parser("get", help="print one schedule as JSON")
+    get.add_argument("name")
+    _common(get)
+    add = ssub.add_parser(
+        "add",
+        help="create a schedule (an identical one is left as it is; a different one is refused "
+        "unless --replace); prints it",
+        epilog='example: spitfire schedules add nightly "0 3 * * *" reports build_report '
+        '\'{"kind": "daily"}\' --timezone Europe/Berlin',
+    )
+    add.add_argument("name", help="the schedule's name (letters, digits, _ . : -)")
+    add.add_argument(
+        "cron", help='5 fields "m h dom mon dow", 6 with seconds last, or @hourly, @daily, ... (quote it)'
+    )
+    add.add_argument("queue", help="the queue of each tick's job")
+    add.add_argument("job", help="the job (handler) name of each tick's job")
+    add.add_argument("payload", nargs="?", default=None, help="JSON payload of each job (default: none)")
+    add.add_argument(
+        "--timezone", default="UTC", help="IANA timezone the expression is read in (default UTC)"
+    )
+    add.add_argument(
+        "--misfire",
+        choices=("skip", "once", "all"),
+        default="skip",
+        help="ticks missed while the server was down: skip them (default), run one catch-up job, or "
+        "run each (at most 100)",
+    )
+    add.add_argument("--priority", type=int, default=0, help="0..10, higher first (default 0)")
+    add.add_argument("--max-attempts", type=int, default=None, help="attempts before dead (server default)")
+    add.add_argument(
+        "--job-timeout", type=_duration_arg, default=None, help="each job's lease, e.g. 30s, 10m"
+    )
+    add.add_argument("--replace", action="store_true", help="replace a schedule of that name (upsert)")
+    _common(add)
+    for action, text in (
+        ("rm", "delete a schedule (jobs it enqueued stay); prints it as it was"),
+        ("pause", "stop a schedule's ticks until resumed; prints it"),
+        ("resume", "tick again from now on (missed ticks are not caught up); prints it"),
+        ("trigger", "enqueue the schedule's job now; prints the job id"),
+    ):
+        p = ssub.add_parser(action, help=text)
+        p.add_argument("name")
+        _common(p)
 
 
 def _print_json(value: Any) -> None:
@@ -170,6 +245,46 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = client.stats(args.queue)
     _print_json(stats.to_dict())
     return EXIT_OK
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        schedules = client.schedules
+        if args.action == "list":
+            _print_json({"schedules": [_schedule_json(s) for s in schedules.list()]})
+            return EXIT_OK
+        if args.action == "trigger":
+            print(schedules.trigger(args.name))
+            return EXIT_OK
+        if args.action == "add":
+            schedule = _add_schedule(schedules, args)
+        else:
+            ops = {"get": schedules.get, "rm": schedules.remove, "pause": schedules.pause}
+            schedule = ops.get(args.action, schedules.resume)(args.name)
+    _print_json(_schedule_json(schedule))
+    return EXIT_OK
+
+
+def _add_schedule(schedules: Schedules, args: argparse.Namespace) -> Schedule:
+    payload = None
+    if args.payload is not None:
+        try:
+            payload = json.loads(args.payload)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f'the payload is not valid JSON ({exc}); quote it, e.g. \'{{"kind": "daily"}}\''
+            ) from None
+    add = schedules.put if args.replace else schedules.add
+    return add(
+        args.name, args.cron, args.queue, args.job, payload, timezone=args.timezone, misfire=args.misfire,
+        priority=args.priority, max_attempts=args.max_attempts, timeout=args.job_timeout,
+    )  # fmt: skip
+
+
+def _schedule_json(s: Schedule) -> dict[str, Any]:
+    out = s.to_dict()
+    out["payload"] = json.loads(msgpack_to_json(s.raw_payload))
+    return out
 
 
 def load_app(spec: str) -> App:
@@ -231,7 +346,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return worker.run()
 
 
-COMMANDS = {"worker": cmd_worker, "enqueue": cmd_enqueue, "get": cmd_get, "stats": cmd_stats}
+COMMANDS = {
+    "worker": cmd_worker,
+    "enqueue": cmd_enqueue,
+    "get": cmd_get,
+    "stats": cmd_stats,
+    "schedules": cmd_schedules,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,10 +370,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spitfire {args.command}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except SpitfireError as exc:
-        print(f"spitfire {args.command}: {exc}", file=sys.stderr)
+        print(f"spitfire {_command(args)}: {_explained(exc, args)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _command(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None)
+    return args.command if action is None else f"{args.command} {action}"
+
+
+def _explained(exc: SpitfireError, args: argparse.Namespace) -> str:
+    """The error, with what to do on the command line where the server's text speaks of the API."""
+    if args.command != "schedules":
+        return str(exc)
+    if isinstance(exc, Conflict) and args.action == "add" and "different definition" in exc.message:
+        return f"{exc.message.split('; ')[0]}; pass --replace to replace it, or pick another name"
+    if isinstance(exc, BadRequest) and exc.field:
+        return f"{exc} (field {exc.field})"
+    return str(exc)
 
 
 if __name__ == "__main__":

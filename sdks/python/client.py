@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import msgspec
 
@@ -37,6 +37,9 @@ from .errors import (
     error_from_frame,
 )
 from .models import Job, Stats
+
+if TYPE_CHECKING:
+    from .schedules import AsyncSchedules
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -268,6 +271,7 @@ class AsyncClient:
         self._closed = False
         #: Receives server pushes (used by the worker; plain clients get none).
         self._on_push: PushHandler | None = None
+        self._schedules: AsyncSchedules | None = None
 
     @property
     def url(self) -> str:
@@ -275,6 +279,16 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.url!r})"
+
+    @property
+    def schedules(self) -> AsyncSchedules:
+        """Recurring schedules kept by the server: ``await client.schedules.add(...)``, ``put``,
+        ``get``, ``list``, ``remove``, ``pause``, ``resume``, ``trigger`` (see `AsyncSchedules`)."""
+        if self._schedules is None:
+            from .schedules import AsyncSchedules
+
+            self._schedules = AsyncSchedules(self)
+        return self._schedules
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -350,6 +364,7 @@ class AsyncClient:
         resend: bool = False,
         job_id: str | None = None,
         queue: str | None = None,
+        schedule: str | None = None,
     ) -> Any:
         """Send one request and return the answer's body; raise the mapped error for ERROR."""
         resends = 0
@@ -370,7 +385,7 @@ class AsyncClient:
                     continue
                 raise lost_in_flight(exc, message_type) from None
             if response.type is MessageType.ERROR:
-                raise error_from_frame(response.message, job_id=job_id, queue=queue)
+                raise error_from_frame(response.message, job_id=job_id, queue=queue, schedule=schedule)
             return response.message
 
     def _max_payload(self) -> int | None:

@@ -23,6 +23,7 @@ __all__ = [
     "ProtocolError",
     "QueueNotFound",
     "RequestTimeout",
+    "ScheduleNotFound",
     "ServerError",
     "SpitfireError",
     "TLSVerificationFailed",
@@ -66,6 +67,17 @@ class QueueNotFound(NotFound, KeyError):
 
     def __init__(self, message: str, queue: str | None = None) -> None:
         self.queue = queue
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ScheduleNotFound(NotFound, KeyError):
+    """No schedule with this name: create it with ``client.schedules.add`` (or ``@app.cron``)."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        self.name = name
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -221,12 +233,16 @@ def _with_hint(code: str, message: str) -> str:
     return f"{message} ({hint})"
 
 
-def error_from_frame(error: Error, *, job_id: str | None = None, queue: str | None = None) -> SpitfireError:
-    """The exception for an ERROR frame. ``job_id``/``queue`` say what the request was about, so
-    that NOT_FOUND becomes `JobNotFound` or `QueueNotFound`."""
+def error_from_frame(
+    error: Error, *, job_id: str | None = None, queue: str | None = None, schedule: str | None = None
+) -> SpitfireError:
+    """The exception for an ERROR frame. ``job_id``/``queue``/``schedule`` say what the request was
+    about, so that NOT_FOUND becomes `JobNotFound`, `QueueNotFound` or `ScheduleNotFound`."""
     code, message = error.code, error.message
     text = _with_hint(code, message)
     if code == ErrorCode.NOT_FOUND:
+        if schedule is not None:
+            return ScheduleNotFound(text, schedule)
         if job_id is not None:
             return JobNotFound(text, job_id)
         if queue is not None:

@@ -1,4 +1,5 @@
-"""What the client returns: `Job` (a job's full record) and `Stats`, decoded from the protocol."""
+"""What the client returns: `Job` (a job's full record), `Stats` and `Schedule`, decoded from the
+protocol."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from typing import Any
 
 import msgspec
 
-from spitfire.protocol.messages import Backoff, JobInfo, QueueInfo, StatsInfo
+from spitfire.protocol.messages import Backoff, JobInfo, QueueInfo, ScheduleInfo, StatsInfo
 
-__all__ = ["AttemptError", "Backoff", "Job", "QueueStats", "Stats", "Transition", "decode_value"]
+__all__ = [
+    "AttemptError",
+    "Backoff",
+    "Job",
+    "QueueStats",
+    "Schedule",
+    "ScheduleOptions",
+    "Stats",
+    "Transition",
+    "decode_value",
+]
 
 _decode = msgspec.msgpack.decode
 
@@ -171,3 +182,91 @@ class Stats:
 
 def _queue_dict(q: QueueStats) -> dict[str, Any]:
     return {"paused": q.paused, "durability": q.durability, "counts": q.counts, "total": q.total}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleOptions:
+    """The options of the job each tick of a schedule enqueues (None: the server's default)."""
+
+    priority: int
+    max_attempts: int | None
+    backoff: Backoff | None
+    #: The lease in seconds.
+    timeout: float | None
+    headers: dict[str, str] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        backoff = msgspec.structs.asdict(self.backoff) if self.backoff else None
+        return {
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "backoff": backoff,
+            "timeout": self.timeout,
+            "headers": self.headers,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A recurring schedule as the server holds it (a snapshot; call ``schedules.get`` again for
+    fresh state).
+
+    At each time ``cron`` names, read in ``timezone``, the server enqueues a job ``job`` on ``queue``
+    with ``payload`` (decoded from msgpack; ``raw_payload`` holds the bytes) and ``options``.
+    ``misfire`` says what happens to ticks missed while the server was down: ``skip``, ``once`` or
+    ``all``. ``next_run_at`` is None while paused; ``last_job_state`` is None once the last job is
+    gone. Times are float seconds since the epoch.
+    """
+
+    name: str
+    cron: str
+    timezone: str
+    queue: str
+    job: str
+    payload: Any
+    options: ScheduleOptions
+    misfire: str
+    paused: bool
+    created_at: float
+    updated_at: float
+    next_run_at: float | None
+    last_run_at: float | None
+    last_job_id: str | None
+    last_job_state: str | None
+    raw_payload: bytes
+
+    @classmethod
+    def from_info(cls, info: ScheduleInfo) -> Schedule:
+        """Decode the protocol's ScheduleInfo."""
+        o = info.options
+        return cls(
+            name=info.name,
+            cron=info.cron,
+            timezone=info.timezone,
+            queue=info.queue,
+            job=info.job,
+            payload=decode_value(info.payload),
+            options=ScheduleOptions(
+                o.priority,
+                o.max_attempts,
+                o.backoff,
+                o.timeout,
+                None if o.headers is None else dict(o.headers),
+            ),
+            misfire=info.misfire,
+            paused=info.paused,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
+            next_run_at=info.next_run_at,
+            last_run_at=info.last_run_at,
+            last_job_id=info.last_job_id,
+            last_job_state=info.last_job_state,
+            raw_payload=info.payload,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire schedules list`` prints); raw bytes are left out."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if not f.startswith("raw_")}
+        out["options"] = self.options.to_dict()
+        return out

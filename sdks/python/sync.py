@@ -56,6 +56,7 @@ from .errors import (
     error_from_frame,
 )
 from .models import Job, Stats
+from .schedules import Schedules
 
 __all__ = ["Client", "run_sync"]
 
@@ -162,6 +163,7 @@ class Client:
         self._conn: BlockingConnection | None = None
         self._dial_lock = threading.Lock()
         self._closed = False
+        self._schedules = Schedules(self)
         _CLIENTS.add(self)
 
     @property
@@ -177,6 +179,16 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
+
+    @property
+    def schedules(self) -> Schedules:
+        """Recurring schedules kept by the server: ``client.schedules.add(...)``, ``put``, ``get``,
+        ``list``, ``remove``, ``pause``, ``resume``, ``trigger`` (see `Schedules`)."""
+        return self._schedules
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of `async_client` on the private loop thread (quic:// calls)."""
+        return run_sync(coro)
 
     def __enter__(self) -> Client:
         return self
@@ -260,6 +272,7 @@ class Client:
         resend: bool = False,
         job_id: str | None = None,
         queue: str | None = None,
+        schedule: str | None = None,
     ) -> Any:
         """Send one request and return the answer's body; raise the mapped error for ERROR."""
         resends = unsent = 0
@@ -281,7 +294,7 @@ class Client:
             if response is None:
                 raise timeout_error(message_type, self.url, self.timeout)
             if response.type is MessageType.ERROR:
-                raise error_from_frame(response.message, job_id=job_id, queue=queue)
+                raise error_from_frame(response.message, job_id=job_id, queue=queue, schedule=schedule)
             return response.message
 
     def _max_payload(self) -> int | None:

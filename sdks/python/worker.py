@@ -55,6 +55,8 @@ from ._context import JobContext, _reset, _set
 from .app import App, JobFunction
 from .client import BACKOFF_FACTOR, BACKOFF_FIRST, BACKOFF_MAX
 from .errors import (
+    BadRequest,
+    Conflict,
     ConnectionLost,
     NotConnected,
     SpitfireError,
@@ -152,7 +154,12 @@ class Worker:
     retrying (waiting for its backoff). Jobs merely scheduled for later (``delay``/``run_at``) do not
     keep it alive; jobs retrying with a long backoff do, so give such jobs few attempts in tests.
 
-    `run` (blocking) or ``await worker.serve()`` return the exit code: 0 after a graceful stop.
+    At start, before subscribing, the worker upserts the app's ``@app.cron`` schedules by name
+    (`App.register_schedules`); one the server refuses (a bad cron expression or timezone) is logged
+    with its name and field and the worker exits with 1.
+
+    `run` (blocking) or ``await worker.serve()`` return the exit code: 0 after a graceful stop, 1 when
+    it cannot start (auth, version, TLS, a refused schedule).
     """
 
     def __init__(
@@ -208,6 +215,7 @@ class Worker:
         self._hb_interval = 5.0
         self._accepting = True
         self._force = False
+        self._schedules_registered = False
         self._threads: list[threading.Thread] = []
         self._jobs_q: queue_mod.SimpleQueue[tuple[JobFunction[Any, Any], Delivery, _Run] | None] = (
             queue_mod.SimpleQueue()
@@ -258,6 +266,9 @@ class Worker:
         except (Unauthorized, UnsupportedVersion, TLSVerificationFailed) as exc:
             log.error("worker cannot connect: %s", exc)
             return 1
+        except _ScheduleRefused as exc:
+            log.error("worker cannot register the app's schedules: %s", exc)
+            return 1
         finally:
             heartbeat.cancel()
             for sig in signals:
@@ -293,9 +304,11 @@ class Worker:
         wait = BACKOFF_FIRST
         while not self._stop_event.is_set():
             try:
+                if not self._schedules_registered:
+                    await self._register_schedules()
                 await self._subscribe()
                 return True
-            except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
+            except (Unauthorized, UnsupportedVersion, TLSVerificationFailed, _ScheduleRefused):
                 raise
             except (NotConnected, ConnectionLost, SpitfireError) as exc:
                 level = logging.WARNING if first or wait >= BACKOFF_MAX else logging.DEBUG
@@ -304,6 +317,22 @@ class Worker:
                 await asyncio.wait_for(self._stop_event.wait(), wait * random.uniform(0.8, 1.2))
             wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
         return False
+
+    async def _register_schedules(self) -> None:
+        """Upsert the app's ``@app.cron`` schedules by name, once per worker start (before subscribing).
+
+        :raises _ScheduleRefused: the server refused one (a bad expression, a conflict): retrying
+            does not help, so the worker does not start.
+        """
+        try:
+            registered = await self.app.register_schedules_async(self._control)
+        except (BadRequest, Conflict) as exc:
+            raise _ScheduleRefused(exc.message) from None
+        self._schedules_registered = True
+        for s in registered:
+            log.info(
+                "schedule %r registered: %s (%s) -> %s on %s", s.name, s.cron, s.timezone, s.job, s.queue
+            )
 
     async def _subscribe(self) -> None:
         from . import __version__
@@ -321,10 +350,16 @@ class Worker:
         )
         # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots.
         credits = max(0, self.concurrency + self.prefetch - len(self._running))
-        _, fut = conn.request(MessageType.SUBSCRIBE, Subscribe(self.queues, credits, self.name))
+        # host, pid and concurrency are shown on the dashboard's Workers page (PROTOCOL.md SUBSCRIBE).
+        subscribe = Subscribe(
+            self.queues, credits, self.name,
+            host=socket.gethostname()[:255], pid=os.getpid(), concurrency=self.concurrency,
+        )  # fmt: skip
+        _, fut = conn.request(MessageType.SUBSCRIBE, subscribe)
         self._conn = conn
         self._credits = 0
         self._hb_interval = conn.welcome.heartbeat_interval
+        self._hb_wake.set()  # the heartbeat loop may be waiting out the previous, longer interval
         try:
             async with asyncio.timeout(c.timeout):
                 reply = await fut
@@ -780,6 +815,10 @@ class Worker:
             _, fut = conn.request(MessageType.RELEASE, JobIds([r.job_id for r in rest]))
             async with asyncio.timeout(SHUTDOWN_IO_TIMEOUT):
                 await fut
+
+
+class _ScheduleRefused(SpitfireError):
+    """The server refused a schedule of the app at the worker's start."""
 
 
 def _ignore(fut: asyncio.Future[Any]) -> None:

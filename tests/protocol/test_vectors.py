@@ -111,6 +111,9 @@ def test_shorter_and_longer_bodies_decode_for_compatibility() -> None:
     assert m.decode_body(m.MessageType.ENQUEUE, short) == m.Enqueue("emails", "send_email", b"x")
     longer = msgspec.msgpack.encode([3, "a field from a newer version", {"nested": [1]}])
     assert m.decode_body(m.MessageType.CREDIT, longer) == m.Credit(3)
+    # SUBSCRIBE from a client older than host, pid and concurrency: the 3-field array still decodes.
+    old = msgspec.msgpack.encode([["emails"], 4, "old-worker"])
+    assert m.decode_body(m.MessageType.SUBSCRIBE, old) == m.Subscribe(["emails"], 4, "old-worker", "", 0, 0)
     full = next(v for v in VECTORS if v["name"] == "job-full")
     job = msgspec.msgpack.decode(bytes.fromhex(full["hex"])[9:])
     job[0]["a_new_key"] = [1, 2]

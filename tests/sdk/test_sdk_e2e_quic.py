@@ -82,3 +82,19 @@ def test_a_certificate_that_does_not_verify_fails_fast(quic_server: ServerProces
     client = spitfire.Client(quic_server.quic_url, tls_ca=system_ca, connect_timeout=20)
     with client, pytest.raises(spitfire.TLSVerificationFailed, match="tls_ca="):
         client.ping()
+
+
+def test_schedules_over_quic_through_the_sync_client(quic_server: ServerProcess) -> None:
+    """The sync Client drives the AsyncClient's schedules on its loop thread for quic:// URLs."""
+    with spitfire.Client(quic_server.quic_url) as client:
+        made = client.schedules.add("quic-nightly", "0 3 * * *", "quic-sched", "noop", {"n": 1})
+        assert client.schedules.add("quic-nightly", "0 3 * * *", "quic-sched", "noop", {"n": 1}) == made
+        assert client.schedules.put("quic-nightly", "@daily", "quic-sched", "noop").cron == "@daily"
+        assert [s.name for s in client.schedules.list()] == ["quic-nightly"]
+        assert client.schedules.pause("quic-nightly").paused
+        assert not client.schedules.resume("quic-nightly").paused
+        job_id = client.schedules.trigger("quic-nightly")
+        assert client.get(job_id).headers["spitfire-schedule"] == "quic-nightly"
+        assert client.schedules.remove("quic-nightly").last_job_id == job_id
+        with pytest.raises(spitfire.ScheduleNotFound):
+            client.schedules.get("quic-nightly")

@@ -19,6 +19,7 @@ def test_record_type_bytes_are_stable() -> None:
         "JOB_ENQUEUED": 1, "JOBS_ENQUEUED": 2, "JOB_SUCCEEDED": 3, "JOB_FAILED": 4, "JOB_REQUEUED": 5,
         "JOB_CANCELLED": 6, "JOB_RETRIED": 7, "JOB_DELETED": 8, "QUEUE_PAUSED": 9, "QUEUE_RESUMED": 10,
         "QUEUE_DURABILITY": 11, "JOB_SNOOZED": 12, "JOB_RELEASED": 13, "QUEUE_DELETED": 14,
+        "SCHEDULE_SET": 20, "SCHEDULE_DELETED": 21, "SCHEDULE_TICKED": 22,
     }  # fmt: skip
     assert set(rec.BODY_TYPES) == set(RecordType)
 

@@ -72,7 +72,9 @@ def test_framed_record_bytes(vector: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("vector", CHUNKS, ids=[v["name"] for v in CHUNKS])
 def test_snapshot_chunk_bytes(vector: dict[str, Any]) -> None:
-    cls = {"QueueMeta": rec.QueueMeta, "JobChunk": rec.JobChunk}[vector["kind"]]
+    cls = {"QueueMeta": rec.QueueMeta, "JobChunk": rec.JobChunk, "SchedulesSnapshot": rec.SchedulesSnapshot}[
+        vector["kind"]
+    ]
     body = gen.build(cls, vector["body"])
     golden = bytes.fromhex(vector["hex"])
     assert rec.encode(body) == golden
