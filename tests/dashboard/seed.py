@@ -1,6 +1,7 @@
 """Seed a live server through its HTTP API with jobs in every interesting state, for the browser
 tests and the screenshots: succeeded (with a result), dead (with an error and a traceback),
-retrying, scheduled, enqueued and cancelled jobs over a few queues, and one paused queue."""
+retrying, scheduled, enqueued and cancelled jobs over a few queues, one paused queue, and two
+recurring schedules (where the server has them)."""
 
 from __future__ import annotations
 
@@ -64,4 +65,9 @@ def seed(client: httpx.Client) -> Seeded:
     assert client.post(f"/api/jobs/{cancel}/cancel").status_code == 200
     assert client.post("/api/queues/thumbnails/pause").status_code == 200
     out.enqueued.append(_enqueue(client, "emails", "send_email", payload={"to": "last@example.com"}))
+    schedules = (("nightly-report", "0 3 * * *", "Europe/Berlin"), ("digest", "30 9 * * 1-5", "UTC"))
+    for name, cron, tz in schedules:
+        body = {"name": name, "cron": cron, "timezone": tz, "queue": "reports", "job": "build_report"}
+        r = client.post("/api/schedules", json=body)
+        assert r.status_code in (200, 201, 404, 405), r.text  # 404/405: a server without schedules
     return out

@@ -131,6 +131,17 @@ def test_pause_and_resume_a_queue(server: HttpServer) -> None:
     run_scenario("pause and resume a queue", server)
 
 
+def test_recurring_trigger_pause_resume(server: HttpServer) -> None:
+    if not _has_schedule_routes(server.http):
+        pytest.skip("POST /api/schedules is not in this server")
+    run_scenario("trigger, pause and resume a recurring schedule", server)
+
+
+def _has_schedule_routes(client: httpx.Client) -> bool:
+    r = client.post("/api/schedules/none/pause")
+    return not (r.status_code == 404 and r.json()["error"]["code"] == "ROUTE_NOT_FOUND")
+
+
 def test_login_flow_with_auth_token(server: HttpServer, auth_server: HttpServer) -> None:
     run_scenario(
         "the login flow with --auth-token", server, SPITFIRE_AUTH_URL=auth_server.url, SPITFIRE_TOKEN=TOKEN

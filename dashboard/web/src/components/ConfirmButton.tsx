@@ -9,13 +9,14 @@ interface Props {
   danger?: boolean;
   busy?: boolean;
   title?: string;
+  small?: boolean;
 }
 
 /** A button that, when it destroys something, asks in place ("Delete 3 jobs? Yes / No") instead of a
  * blocking browser dialog. */
-export function ConfirmButton({ label, confirm, onConfirm, disabled, danger, busy, title }: Props) {
+export function ConfirmButton({ label, confirm, onConfirm, disabled, danger, busy, title, small }: Props) {
   const [asking, setAsking] = useState(false);
-  const cls = `btn${danger ? " danger" : ""}`;
+  const cls = `btn${danger ? " danger" : ""}${small ? " small" : ""}`;
   if (asking && confirm) {
     return (
       <span

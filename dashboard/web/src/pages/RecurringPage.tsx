@@ -64,7 +64,8 @@ export function RecurringPage() {
                       </Link>
                     ) : null}
                   </td>
-                  <td className="actions">
+                  <td>
+                    <div className="actions">
                     <button type="button" className="btn small" onClick={() => act.mutate({ name: s.name, action: "trigger" })}>
                       Trigger now
                     </button>
@@ -79,8 +80,10 @@ export function RecurringPage() {
                       label="Delete"
                       danger
                       confirm={`Delete ${s.name}?`}
+                      small
                       onConfirm={() => act.mutate({ name: s.name, action: "delete" })}
                     />
+                    </div>
                   </td>
                 </tr>
               ))}
