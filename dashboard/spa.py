@@ -1,5 +1,5 @@
 """The dashboard single-page app: the built assets of ``dashboard/web`` (in ``dashboard/static``,
-shipped as package data) served at ``/`` with the SPA fallback of DESIGN.md section 8.
+shipped as package data) served at ``/`` with the SPA fallback.
 
 Every GET path that is not the API's (``/api`` and below, ``/metrics``, ``/health``, ``/ready``,
 ``/openapi.json``) answers ``index.html``, so deep links and reloads work; the router of the app

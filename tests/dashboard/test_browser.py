@@ -1,4 +1,4 @@
-"""End-to-end tests of the dashboard in a real browser (issue 13).
+"""End-to-end tests of the dashboard in a real browser.
 
 A real spitfire-server (two: one open, seeded through the API; one with ``--auth-token``) and the
 scenarios of ``dashboard/web/e2e/dashboard.test.mjs``, run by node's test runner with
@@ -79,7 +79,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer
 
 
 def _legacy_listing(client: httpx.Client) -> bool:
-    """Whether the server predates GET /api/jobs without q (DASH-CONTRACT.md item 1)."""
+    """Whether the server predates GET /api/jobs without q."""
     r = client.get("/api/jobs", params={"state": "dead"})
     return r.status_code == 422 and r.json()["error"].get("field") == "q"
 
@@ -121,9 +121,9 @@ def test_retry_dead_job_from_its_page(server: HttpServer) -> None:
 
 def test_bulk_retry_over_a_filter(server: HttpServer) -> None:
     if not _has_bulk(server.http):
-        pytest.skip("POST /api/jobs:bulk is not in this server yet (the dash-api branch builds it)")
+        pytest.skip("POST /api/jobs:bulk is not in this server (an older version)")
     if _legacy_listing(server.http):
-        pytest.skip("GET /api/jobs across queues is not in this server yet (the dash-api branch builds it)")
+        pytest.skip("GET /api/jobs across queues is not in this server (an older version)")
     run_scenario("a bulk retry over a filter retries every matching job", server)
 
 
@@ -191,7 +191,7 @@ def _million(client: httpx.Client) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_first_render_with_a_million_jobs(tmp_path: Path) -> None:
-    """Issue 13: with 1,000,000 jobs (100,000 dead) every page's first render is under 1 s."""
+    """With 1,000,000 jobs (100,000 dead) every page's first render is under 1 s."""
     with http_server(tmp_path / "data") as big:
         seed(big.http)
         _million(big.http)

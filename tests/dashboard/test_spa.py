@@ -1,4 +1,4 @@
-"""The dashboard's files at / (dashboard/spa.py): the SPA fallback of DESIGN.md section 8, cache
+"""The dashboard's files at / (dashboard/spa.py): the SPA fallback, cache
 headers, no token needed for the files (the app's login asks for it), the API's paths untouched."""
 
 from __future__ import annotations

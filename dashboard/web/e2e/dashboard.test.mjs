@@ -19,7 +19,7 @@ const TIMEOUT = 15_000;
 /** Queues of this run get this suffix, so a rerun against the same server starts clean. */
 const RUN = Date.now().toString(36);
 const Q = (name) => `${name}-${RUN}`;
-/** Routes the server may not have yet (DASH-CONTRACT.md): their 404 is part of degrading gracefully. */
+/** Routes an older server does not have: their 404 is part of degrading gracefully. */
 const OPTIONAL = ["/api/stats/history"];
 /** Set by test_browser.py when the server predates GET /api/jobs without q: the one failing probe
  * is expected, and a listing across every queue shows its "newer version" notice instead of rows. */

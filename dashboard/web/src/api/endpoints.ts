@@ -1,5 +1,5 @@
 // One function per API route the dashboard uses. Where a route is newer than the server answering
-// (DASH-CONTRACT.md), the function falls back to what an older server offers, or answers "nothing
+// (dashboard/API.md), the function falls back to what an older server offers, or answers "nothing
 // yet", so a page shows an empty state instead of an error.
 
 import { ApiError, del, get, post } from "./client";

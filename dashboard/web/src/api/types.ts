@@ -1,4 +1,4 @@
-// The JSON shapes of the HTTP API (dashboard/API.md and DASH-CONTRACT.md). Times are float epoch
+// The JSON shapes of the HTTP API (dashboard/API.md). Times are float epoch
 // seconds. Fields a newer server adds are optional here, so the dashboard keeps working against an
 // older one (and shows "not reported" instead of crashing).
 

@@ -1,7 +1,7 @@
 // A cron expression in words, for the common shapes ("every day at 03:00", "every 15 minutes",
 // "Mon–Fri at 09:30"). Anything else answers null and the page shows the expression alone: a wrong
 // description is worse than none. Five fields, or six with seconds last (croniter's convention,
-// DESIGN.md section 8), and the @hourly-style aliases.
+// docs/schedules.md), and the @hourly-style aliases.
 
 const ALIASES: Record<string, string> = {
   "@yearly": "every year on 1 January at 00:00",
