@@ -1,4 +1,4 @@
-"""The HTTP routes of recurring schedules (DESIGN.md section 8) and their JSON shapes.
+"""The HTTP routes of recurring schedules (docs/schedules.md) and their JSON shapes.
 
 Each route parses, calls one `Schedules` command of the engine, and renders; every rule (names,
 cron expressions, timezones, conflicts, misfires) lives in `server/schedules.py`.

@@ -1,4 +1,4 @@
-"""The job model held in memory (DESIGN.md section 3: one model everywhere).
+"""The job model held in memory (one model everywhere: WAL, protocol, HTTP JSON, dashboard).
 
 `Job` is a msgspec Struct with ``gc=False``: a million pending jobs must neither cost a garbage
 collector pass nor carry a GC header each. Jobs therefore never hold reference cycles.

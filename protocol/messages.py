@@ -449,7 +449,7 @@ class Transition(msgspec.Struct, kw_only=True):
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
-    """Everything known about a job (a msgpack map: the job model of DESIGN.md section 3)."""
+    """Everything known about a job (a msgpack map: the job model of PROTOCOL.md)."""
 
     id: str
     queue: str

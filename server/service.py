@@ -1,4 +1,4 @@
-"""The binary protocol's requests, served by the engine (protocol-semantics.md items 3 to 11).
+"""The binary protocol's requests, served by the engine (protocol/PROTOCOL.md).
 
 `Service.handle` takes one decoded request of one connection and queues its answer on that
 connection's session. Requests of a connection are served concurrently (pipelining): an operation
