@@ -59,13 +59,16 @@ class BackoffKind(enum.IntEnum):
     EXPONENTIAL = 1
     FIXED = 2
     LINEAR = 3
+    #: An explicit list of delays, one per retry (the last one repeats).
+    DELAYS = 4
 
 
 class Backoff(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A retry delay policy. Deterministic unless ``jitter`` is set.
 
     delay(attempt) = min(cap, base * factor ** (attempt - 1)) for EXPONENTIAL,
-    base for FIXED, base * attempt for LINEAR; with ``jitter`` the delay is drawn uniformly from
+    base for FIXED, base * attempt for LINEAR, ``delays[attempt - 1]`` for DELAYS (the last delay
+    for later attempts; ``cap`` does not apply); with ``jitter`` the delay is drawn uniformly from
     [delay / 2, delay].
     """
 
@@ -78,6 +81,8 @@ class Backoff(msgspec.Struct, frozen=True, array_like=True, gc=False):
     cap: float = 3600.0
     #: Randomise the delay (opt-in; the default is deterministic).
     jitter: bool = False
+    #: The delays of DELAYS, in seconds (None for the other kinds).
+    delays: tuple[float, ...] | None = None
 
 
 DEFAULT_BACKOFF = Backoff()
