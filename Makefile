@@ -65,12 +65,12 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m perf engine
 
-# Continuous profiling (issue 6): 5,000 enqueues/s for 20 s with py-spy on the server; writes
+# Continuous profiling: 5,000 enqueues/s for 20 s with py-spy on the server; writes
 # flamegraphs/watch-<ts>.svg and .json, fails when enqueue p99 is over 5 ms.
 perf: $(STAMP)
 	$(BIN)/python -m perf watch
 
-# The peer job queues of the comparison (issue 6) in their own venv, plus redis-server (apt, as root).
+# The peer job queues of the comparison in their own venv, plus redis-server (apt, as root).
 PEERS_VENV := .venv/peers
 perf-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md section 3 as a blacksheep application over the running server's engine.
+"""The HTTP API (dashboard/API.md) as a blacksheep application over the running server's engine.
 
 `create_app` takes the engine, service, dispatcher and backpressure of the running server and
 returns a `Dashboard`: its ``app`` is the ASGI application, ``live`` the job observer to attach

@@ -75,7 +75,7 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    """Flags of the server (DESIGN.md section 3)."""
+    """Flags of the server (README.md lists them)."""
     p = argparse.ArgumentParser(prog="spitfire-server", description="Run the Spitfire job server.")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
     p.add_argument(
