@@ -35,6 +35,8 @@ export interface Backoff {
   factor: number;
   cap: number;
   jitter: boolean;
+  /** Kind "delays" only: the delay before each retry, in seconds. */
+  delays?: number[] | null;
 }
 
 export interface Job {

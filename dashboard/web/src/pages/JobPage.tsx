@@ -12,8 +12,17 @@ import { StateBadge } from "../components/StateBadge";
 import { FullTime } from "../components/Time";
 import { duration } from "../utils/format";
 
-function Options({ job }: { job: Job }) {
+function backoffText(job: Job): string {
   const b = job.backoff;
+  if (!b) return "default";
+  const jitter = b.jitter ? ", jitter" : "";
+  if (b.delays?.length) return `after ${b.delays.map(duration).join(", ")}${jitter}`;
+  if (b.kind === "fixed") return `fixed ${duration(b.base)}${jitter}`;
+  if (b.kind === "linear") return `linear ${duration(b.base)} × attempt, cap ${duration(b.cap)}${jitter}`;
+  return `${b.kind}, base ${duration(b.base)}, ×${b.factor}, cap ${duration(b.cap)}${jitter}`;
+}
+
+function Options({ job }: { job: Job }) {
   return (
     <dl className="facts">
       <dt>Queue</dt>
@@ -29,7 +38,7 @@ function Options({ job }: { job: Job }) {
         {job.attempts} of {job.max_attempts}
       </dd>
       <dt>Backoff</dt>
-      <dd>{b ? `${b.kind}, base ${duration(b.base)}, ×${b.factor}, cap ${duration(b.cap)}${b.jitter ? ", jitter" : ""}` : "default"}</dd>
+      <dd>{backoffText(job)}</dd>
       <dt>Timeout</dt>
       <dd>{job.timeout ? duration(job.timeout) : "none"}</dd>
       <dt>Idempotency key</dt>
