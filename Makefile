@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run shell test test-slow lint typecheck bench clean perf-peers perf
+.PHONY: install run shell test test-slow lint typecheck bench clean perf-peers perf web web-test screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,33 @@ shell: $(STAMP)
 	@echo "spitfire-server and spitfire are on PATH in this shell (.venv activated); exit to leave"
 	@. $(BIN)/activate && exec $${SHELL:-/bin/sh} -i
 
-test: $(STAMP)
+test: $(STAMP) web-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict wal index protocol
 	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+# The dashboard (dashboard/web): npm ci, type-check, Vitest; in CI (CI=true) also a rebuild that
+# must give the committed dashboard/static byte for byte. The browser tests run with pytest
+# (tests/dashboard/test_browser.py, after this has installed playwright-core).
+WEB := dashboard/web
+web-test:
+	@command -v npm >/dev/null || { [ -z "$$CI" ] && echo "npm missing: dashboard tests skipped"; } || { echo "npm missing"; exit 1; }
+	@if command -v npm >/dev/null; then cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error \
+	  && npm run --silent typecheck && npm test --silent; fi
+	@if [ -n "$$CI" ]; then cd $(WEB) && npm run --silent build >/dev/null && cd - >/dev/null \
+	  && { test -z "$$(git status --porcelain -- dashboard/static)" || { git status --porcelain -- dashboard/static; \
+	  git --no-pager diff --stat -- dashboard/static; \
+	  echo "dashboard/static differs from a rebuild of dashboard/web: run make web and commit it"; exit 1; }; }; fi
+
+# Rebuild dashboard/static from dashboard/web (commit the result).
+web:
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# docs/screenshots/: every page in both themes, from a seeded server with traffic.
+screenshots: $(STAMP)
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	SPITFIRE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:randomly tests/dashboard/test_browser.py -k screenshots
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
@@ -43,12 +65,12 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m perf engine
 
-# Continuous profiling (issue 6): 5,000 enqueues/s for 20 s with py-spy on the server; writes
+# Continuous profiling: 5,000 enqueues/s for 20 s with py-spy on the server; writes
 # flamegraphs/watch-<ts>.svg and .json, fails when enqueue p99 is over 5 ms.
 perf: $(STAMP)
 	$(BIN)/python -m perf watch
 
-# The peer job queues of the comparison (issue 6) in their own venv, plus redis-server (apt, as root).
+# The peer job queues of the comparison in their own venv, plus redis-server (apt, as root).
 PEERS_VENV := .venv/peers
 perf-peers:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)

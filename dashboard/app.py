@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md section 3 as a blacksheep application over the running server's engine.
+"""The HTTP API (dashboard/API.md) as a blacksheep application over the running server's engine.
 
 `create_app` takes the engine, service, dispatcher and backpressure of the running server and
 returns a `Dashboard`: its ``app`` is the ASGI application, ``live`` the job observer to attach
@@ -41,6 +41,7 @@ from .live import CREATED, DELETED, LiveEvents
 from .metrics import Metrics, Sources
 from .openapi import openapi_document
 from .schedules import ScheduleRoutes
+from .spa import Spa
 from .workers import HttpWorkers, worker_id
 
 T = TypeVar("T")
@@ -235,6 +236,7 @@ class Dashboard:
         )
         self.max_body = 2 * engine.config.max_payload + 65536
         self._openapi = _encode(openapi_document())
+        self.spa = Spa()
         self.app = Application(show_error_details=False)
         self.app.router.fallback = self._wrap(self._not_found)
         self._routes()
@@ -306,8 +308,8 @@ class Dashboard:
         :raises HttpError: 401 when the token is missing, wrong, or not sent as a Bearer token.
         """
         token = self.auth_token
-        if token is None or request.path in _OPEN_PATHS:
-            return
+        if token is None or request.path in _OPEN_PATHS or self.spa.serves(request):
+            return  # the app's files hold no data; its login screen asks for the token
         header = request.get_first_header(b"authorization")
         if header is not None:
             scheme, _, given = header.strip().partition(b" ")
@@ -737,10 +739,13 @@ class Dashboard:
         return Response(200, None, Content(_JSON, self._openapi))
 
     async def index(self, request: Request) -> Response:
-        return Response(200, None, Content(b"text/html; charset=utf-8", _INDEX))
+        return self.spa.response(request)
 
     async def _not_found(self, request: Request) -> Response:
-        """404 for an unknown path; 405 with Allow for a known path and another method."""
+        """The dashboard for a GET of any path not the server's; else 404 for an unknown path, 405 with
+        Allow for a known path and another method."""
+        if self.spa.serves(request):
+            return self.spa.response(request)
         path = request.url.path
         routes = self.app.router.routes
         allowed = [
@@ -804,27 +809,5 @@ def _version() -> str:
     except PackageNotFoundError:
         return "unknown"
 
-
-_INDEX = b"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Spitfire</title></head>
-<body style="font-family: sans-serif; max-width: 50em; margin: 2em auto">
-<h1>Spitfire</h1>
-<p>The dashboard SPA is not built yet. The HTTP API is served here:</p>
-<ul>
-<li><a href="/api/stats">/api/stats</a>, <a href="/api/queues">/api/queues</a>,
-<a href="/api/workers">/api/workers</a></li>
-<li><a href="/api/events">/api/events</a> (Server-Sent Events)</li>
-<li><a href="/metrics">/metrics</a>, <a href="/health">/health</a>, <a href="/ready">/ready</a></li>
-<li><a href="/openapi.json">/openapi.json</a></li>
-</ul>
-<h2>Live</h2><pre id="stats">connecting...</pre>
-<script>
-const es = new EventSource("/api/events");
-es.addEventListener("stats", (e) => {
-  document.getElementById("stats").textContent = JSON.stringify(JSON.parse(e.data), null, 2);
-});
-</script>
-</body></html>
-"""
 
 __all__ = ["CURRENT_SEND", "Dashboard", "create_app"]

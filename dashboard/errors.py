@@ -1,7 +1,7 @@
 """HTTP errors: every failure is answered as ``{"error": {"code", "message"[, "field"]}}``.
 
 Engine errors keep their own codes (``spitfire.server.errors``: NOT_FOUND, INVALID_ARGUMENT,
-INVALID_STATE, ...) and get the status DESIGN.md section 3 fixes: 422 for a bad field, 413 for
+INVALID_STATE, ...) and get the status API.md gives: 422 for a bad field, 413 for
 a payload over the limit, 404, 409 for an impossible transition or a lost lease, 429 with
 Retry-After under backpressure, 507 when the disk is full. Anything unexpected is a 500 with the
 traceback in the server log.
@@ -54,7 +54,7 @@ def error_response(
     return Response(status, headers, Content(_JSON, body))
 
 
-#: The HTTP status of each protocol error code (DESIGN.md section 3).
+#: The HTTP status of each protocol error code (API.md).
 STATUS = {
     ErrorCode.BAD_REQUEST: 422,
     ErrorCode.NOT_FOUND: 404,

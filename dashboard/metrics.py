@@ -3,7 +3,7 @@
 Gauges are read from the engine at scrape time (jobs per queue and state, paused queues,
 connections, workers); job totals come from the job observer (`live.LiveEvents` counters since
 the server started); HTTP enqueue latency is measured by the HTTP layer. WAL segments and bytes,
-and snapshot files, are counted on disk at scrape time (the data directory layout of DESIGN.md:
+and snapshot files, are counted on disk at scrape time (the data directory layout of wal/FORMAT.md:
 ``queues/<queue>/{wal,snapshots}/``).
 
 Histograms of the hot paths are never Prometheus objects: the flusher thread (``wal.FlushStats``:

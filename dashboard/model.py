@@ -40,14 +40,17 @@ _FIELD_NAMED = re.compile(r"field `([^`]*)`")
 
 
 class BackoffIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Retry delay policy: exponential min(cap, base * factor ** (attempt - 1)), fixed base, or
-    linear base * attempt; ``jitter`` draws the delay from [delay / 2, delay]."""
+    """Retry delay policy: exponential min(cap, base * factor ** (attempt - 1)), fixed base,
+    linear base * attempt, or ``delays``: an explicit list, ``delays[attempt - 1]`` (the last one
+    repeats; no cap); ``jitter`` draws the delay from [delay / 2, delay]."""
 
-    kind: Literal["exponential", "fixed", "linear"] = "exponential"
+    kind: Literal["exponential", "fixed", "linear", "delays"] = "exponential"
     base: Seconds = 1.0
     factor: Annotated[float, Meta(ge=1, le=1000)] = 2.0
     cap: Seconds = 3600.0
     jitter: bool = False
+    #: Seconds before each retry, for kind ``delays`` (e.g. ``[1, 5, 30, 300]``).
+    delays: Annotated[list[Seconds], Meta(min_length=1, max_length=100)] | None = None
 
 
 class EnqueueIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -169,12 +172,14 @@ class ErrorOut(msgspec.Struct):
     error: ErrorBody
 
 
-class BackoffOut(msgspec.Struct):
+class BackoffOut(msgspec.Struct, omit_defaults=True):
     kind: str
     base: float
     factor: float
     cap: float
     jitter: bool
+    #: Kind ``delays`` only.
+    delays: list[float] | None = None
 
 
 class AttemptOut(msgspec.Struct):
@@ -381,7 +386,8 @@ def backoff_in(b: BackoffIn | None) -> Backoff | None:
     """The engine's policy from the JSON one (the engine checks the combination)."""
     if b is None:
         return None
-    return Backoff(_BACKOFF_KINDS[b.kind], b.base, b.factor, b.cap, b.jitter)
+    delays = None if b.delays is None else tuple(b.delays)
+    return Backoff(_BACKOFF_KINDS[b.kind], b.base, b.factor, b.cap, b.jitter, delays)
 
 
 def epoch(value: float | datetime | None) -> float | None:
@@ -426,7 +432,7 @@ def job_out(job: Job) -> JobOut:
         run_at=info.run_at,
         attempts=info.attempts,
         max_attempts=info.max_attempts,
-        backoff=None if b is None else BackoffOut(b.kind, b.base, b.factor, b.cap, b.jitter),
+        backoff=None if b is None else BackoffOut(b.kind, b.base, b.factor, b.cap, b.jitter, b.delays),
         timeout=info.timeout,
         idempotency_key=info.idempotency_key,
         headers=info.headers,

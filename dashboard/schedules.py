@@ -1,4 +1,4 @@
-"""The HTTP routes of recurring schedules (DESIGN.md section 8) and their JSON shapes.
+"""The HTTP routes of recurring schedules (docs/schedules.md) and their JSON shapes.
 
 Each route parses, calls one `Schedules` command of the engine, and renders; every rule (names,
 cron expressions, timezones, conflicts, misfires) lives in `server/schedules.py`.
@@ -105,7 +105,10 @@ def spec_in(name: str, body: ScheduleIn) -> ScheduleSpec:
 def schedule_out(engine: Engine, s: Schedule, now: float) -> ScheduleOut:
     spec, o = s.spec, s.spec.options
     b = o.backoff
-    backoff = None if b is None else mo.BackoffOut(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter)
+    backoff = None
+    if b is not None:
+        delays = None if b.delays is None else list(b.delays)
+        backoff = mo.BackoffOut(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
     timeout_ms = None if o.timeout is None else round(o.timeout * 1000)
     last = engine.table.get(s.last_job_id) if s.last_job_id is not None else None
     return ScheduleOut(

@@ -1,4 +1,4 @@
-"""The job model held in memory (DESIGN.md section 3: one model everywhere).
+"""The job model held in memory (one model everywhere: WAL, protocol, HTTP JSON, dashboard).
 
 `Job` is a msgspec Struct with ``gc=False``: a million pending jobs must neither cost a garbage
 collector pass nor carry a GC header each. Jobs therefore never hold reference cycles.
@@ -59,13 +59,16 @@ class BackoffKind(enum.IntEnum):
     EXPONENTIAL = 1
     FIXED = 2
     LINEAR = 3
+    #: An explicit list of delays, one per retry (the last one repeats).
+    DELAYS = 4
 
 
 class Backoff(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A retry delay policy. Deterministic unless ``jitter`` is set.
 
     delay(attempt) = min(cap, base * factor ** (attempt - 1)) for EXPONENTIAL,
-    base for FIXED, base * attempt for LINEAR; with ``jitter`` the delay is drawn uniformly from
+    base for FIXED, base * attempt for LINEAR, ``delays[attempt - 1]`` for DELAYS (the last delay
+    for later attempts; ``cap`` does not apply); with ``jitter`` the delay is drawn uniformly from
     [delay / 2, delay].
     """
 
@@ -78,6 +81,8 @@ class Backoff(msgspec.Struct, frozen=True, array_like=True, gc=False):
     cap: float = 3600.0
     #: Randomise the delay (opt-in; the default is deterministic).
     jitter: bool = False
+    #: The delays of DELAYS, in seconds (None for the other kinds).
+    delays: tuple[float, ...] | None = None
 
 
 DEFAULT_BACKOFF = Backoff()

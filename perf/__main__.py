@@ -25,6 +25,8 @@ python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_P
     The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
 python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
     Enqueue speed with and without a million delayed jobs held, their lateness, and the restart time.
+python -m perf sse-readers [--readers 10] [--jobs 50000] [--repeat 5]
+    Enqueue speed with and without ten SSE readers of /api/events (open dashboards), alternately.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -220,6 +222,7 @@ DELEGATED = {
     "plot": "perf.plot:main",
     "ceiling": "perf.ceiling:main",
     "delayed-scale": "perf.delayed_scale:main",
+    "sse-readers": "perf.sse_readers:main",
 }
 
 
@@ -259,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")
+    sub.add_parser("sse-readers", help="enqueue speed with and without ten dashboards' event streams")
     sub.add_parser("delayed-scale", help="enqueue speed, lateness and restart with 1,000,000 delayed jobs")
     args = parser.parse_args(argv)
     if args.flamegraph:

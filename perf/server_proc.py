@@ -76,6 +76,8 @@ class ServerProcess:
         cpus: set[int] | None = None,
     ) -> None:
         self.port = free_port()
+        #: The HTTP API's port (``--http``).
+        self.http_port = free_port()
         #: CPUs the server process (and so its threads) may run on; None leaves it to the scheduler.
         self.cpus = cpus
         self.data_dir = Path(tempfile.mkdtemp(prefix="spitfire-bench-"))
@@ -94,7 +96,7 @@ class ServerProcess:
             "--data-dir", str(self.data_dir),
             "--durability", self.durability,
             "--listen", f"127.0.0.1:{self.port}",
-            "--http", f"127.0.0.1:{free_port()}",
+            "--http", f"127.0.0.1:{self.http_port}",
             "--log-level", "warning",
         ]  # fmt: skip
         if not self.quic:

@@ -111,10 +111,11 @@ class Body(msgspec.Struct, array_like=True):
 
 
 class Backoff(msgspec.Struct, frozen=True, array_like=True):
-    """Retry delay policy: ``kind`` is "exponential" (default), "fixed" or "linear".
+    """Retry delay policy: ``kind`` is "exponential" (default), "fixed", "linear" or "delays".
 
     delay(attempt) = min(cap, base * factor ** (attempt - 1)) for exponential, base for fixed,
-    base * attempt for linear; with ``jitter`` drawn uniformly from [delay / 2, delay].
+    base * attempt for linear, ``delays[attempt - 1]`` for delays (the last one repeats; no cap);
+    with ``jitter`` drawn uniformly from [delay / 2, delay].
     """
 
     kind: str = "exponential"
@@ -122,6 +123,13 @@ class Backoff(msgspec.Struct, frozen=True, array_like=True):
     factor: float = 2.0
     cap: float = 3600.0
     jitter: bool = False
+    #: The delays of kind "delays", in seconds (appended: older peers' 5-element arrays still decode).
+    delays: list[float] | None = None
+
+    @classmethod
+    def of_delays(cls, delays: list[float] | tuple[float, ...], *, jitter: bool = False) -> Backoff:
+        """An explicit schedule of retry delays: ``Backoff.of_delays([1, 5, 30, 300])``."""
+        return cls("delays", jitter=jitter, delays=[float(d) for d in delays])
 
 
 # -- client to server ---------------------------------------------------------------------------------
@@ -492,7 +500,7 @@ class Transition(msgspec.Struct, kw_only=True):
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
-    """Everything known about a job (a msgpack map: the job model of DESIGN.md section 3)."""
+    """Everything known about a job (a msgpack map: the job model of PROTOCOL.md)."""
 
     id: str
     queue: str

@@ -76,7 +76,7 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    """Flags of the server (DESIGN.md section 3)."""
+    """Flags of the server (README.md lists them)."""
     p = argparse.ArgumentParser(
         prog="spitfire-server",
         description="Run the Spitfire job server. Sizes: 4096, 1k, 64MiB, 10MB; durations: 90, 500ms, "

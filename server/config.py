@@ -16,7 +16,7 @@ from spitfire.index.idempotency import DEFAULT_RETENTION
 from spitfire.index.job import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT
 from spitfire.wal.api import Durability
 
-#: Durability of queues created without an explicit mode (DESIGN.md section 4).
+#: Durability of queues created without an explicit mode (README.md, "Durability").
 DEFAULT_DURABILITY = Durability.GROUP
 #: Largest payload accepted: 1 MiB (bigger blobs belong in object storage, referenced by the job).
 DEFAULT_MAX_PAYLOAD = 2**20

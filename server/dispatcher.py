@@ -1,4 +1,4 @@
-"""Push delivery with credits (DESIGN.md section 5; protocol-semantics.md items 6, 10 and 11).
+"""Push delivery with credits (protocol/PROTOCOL.md, section 9).
 
 Workers subscribe with credits (their free concurrency). Whenever jobs may have become ready (the
 engine's ``on_ready`` callback, a credit grant, a new subscription) one dispatch pass is scheduled

@@ -1,4 +1,4 @@
-"""Command-line options of spitfire-server (DESIGN.md section 3), validated at construction."""
+"""Command-line options of spitfire-server (README.md), validated at construction."""
 
 from __future__ import annotations
 

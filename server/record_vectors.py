@@ -114,6 +114,11 @@ def minimal_job() -> Job:
 RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ("job-enqueued-every-field", RecordType.JOB_ENQUEUED, full_job()),
     ("job-enqueued-minimal", RecordType.JOB_ENQUEUED, minimal_job()),
+    (
+        "job-enqueued-delays-backoff",
+        RecordType.JOB_ENQUEUED,
+        msgspec.structs.replace(minimal_job(), backoff=Backoff(BackoffKind.DELAYS, delays=(1.0, 5.0, 30.0))),
+    ),
     ("jobs-enqueued", RecordType.JOBS_ENQUEUED, rec.JobsEnqueued([minimal_job(), full_job()])),
     ("jobs-enqueued-empty", RecordType.JOBS_ENQUEUED, rec.JobsEnqueued([])),
     ("job-succeeded", RecordType.JOB_SUCCEEDED, rec.JobSucceeded(JOB_A, T0 + 12.5, 3, b"\x81\xa2ok\xc3")),
@@ -193,7 +198,7 @@ def describe(value: Any) -> Any:
         return int(value)
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # "inf", "-inf", "nan": JSON has no such numbers
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [describe(v) for v in value]
     if isinstance(value, dict):
         return {k: describe(v) for k, v in value.items()}
@@ -219,6 +224,8 @@ def _build(info: msgspec.inspect.Type, value: Any) -> Any:
         return bytes.fromhex(value)
     if isinstance(info, msgspec.inspect.ListType):
         return [_build(info.item_type, v) for v in value]
+    if isinstance(info, msgspec.inspect.VarTupleType):
+        return tuple(_build(info.item_type, v) for v in value)
     if isinstance(info, msgspec.inspect.DictType):
         return {k: _build(info.value_type, v) for k, v in value.items()}
     if isinstance(info, msgspec.inspect.FloatType):

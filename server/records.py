@@ -5,7 +5,7 @@ in declaration order, so new fields go at the end with defaults and nothing is e
 record type byte is `RecordType`; its values are stable.
 
 Deliveries (reserve, start, lease extension) are not logged: after a crash a reserved job is ready
-again (DESIGN.md section 5). The hot path is two records per job: enqueued and finished.
+again (README.md, "Delivery is at-least-once"). The hot path is two records per job: enqueued and finished.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ _JOB_FIELDS = {
     "timeout": "options.timeout",
     "headers": "options.headers",
 }
-#: Names follow the queue-name rule (DESIGN.md section 8), so they fit in keys, URLs and file names.
+#: Names follow the queue-name rule (docs/schedules.md), so they fit in keys, URLs and file names.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z")
 #: The system log's name (``<data-dir>/meta/schedules``).
 LOG_NAME = "schedules"

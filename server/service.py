@@ -1,4 +1,4 @@
-"""The binary protocol's requests, served by the engine (protocol-semantics.md items 3 to 11).
+"""The binary protocol's requests, served by the engine (protocol/PROTOCOL.md).
 
 `Service.handle` takes one decoded request of one connection and queues its answer on that
 connection's session. Requests of a connection are served concurrently (pipelining): an operation
@@ -89,7 +89,8 @@ def backoff_of(wire: m.Backoff | None) -> Backoff | None:
     kind = _BACKOFF_KINDS.get(wire.kind)
     if kind is None:
         raise ValidationError("backoff.kind", f"must be one of {', '.join(_BACKOFF_KINDS)}")
-    return Backoff(kind, wire.base, wire.factor, wire.cap, wire.jitter)
+    delays = None if wire.delays is None else tuple(wire.delays)
+    return Backoff(kind, wire.base, wire.factor, wire.cap, wire.jitter, delays)
 
 
 def options_of(msg: m.Enqueue | m.EnqueueMany) -> JobOptions:
@@ -113,7 +114,9 @@ def options_of(msg: m.Enqueue | m.EnqueueMany) -> JobOptions:
 def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
     if backoff is None:
         return None
-    return m.Backoff(backoff.kind.name.lower(), backoff.base, backoff.factor, backoff.cap, backoff.jitter)
+    delays = None if backoff.delays is None else list(backoff.delays)
+    b = backoff
+    return m.Backoff(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
 
 
 def job_info(job: Job) -> m.JobInfo:

@@ -15,7 +15,7 @@ Both files are written atomically (temporary file, fsync, rename, directory fsyn
 leaves either the old pair or the new one; the key is renamed into place before the certificate,
 and a certificate that does not match the key is regenerated, so a crash between the two renames
 heals on the next start. Clients trust the certificate by passing ``cert.pem`` as their CA file;
-the SDKs accept it without one only on loopback addresses (DESIGN.md section 3).
+the SDKs accept it without one only on loopback addresses (README.md).
 """
 
 from __future__ import annotations

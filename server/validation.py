@@ -34,7 +34,7 @@ def check_name(field: str, value: object, config: EngineConfig) -> str:
 
 
 def check_queue(value: object, config: EngineConfig) -> str:
-    """A queue name by the one rule of every surface (`QUEUE_NAME_RE`, DESIGN.md section 8):
+    """A queue name by the one rule of every surface (`QUEUE_NAME_RE`, stated in PROTOCOL.md and API.md):
     1 to 128 of A-Z a-z 0-9 _ . : -, starting with a letter, a digit or _. It is also a directory
     name; checking it here makes a bad name a ValidationError rather than a storage error."""
     name = check_name("queue", value, config)

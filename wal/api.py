@@ -23,7 +23,7 @@ import msgspec
 
 
 class Durability(enum.Enum):
-    """When an append counts as committed (DESIGN.md section 4)."""
+    """When an append counts as committed (README.md, "Durability")."""
 
     #: One fsync per write: each record is acknowledged after an fdatasync of its own.
     SYNC = "sync"

@@ -74,7 +74,7 @@ SNAPSHOT_END = struct.Struct("<Q")
 
 # --- layout ---------------------------------------------------------------------------------------
 
-#: The one queue-name rule (DESIGN.md section 8; checked by ``server.validation.check_queue`` and by
+#: The one queue-name rule (PROTOCOL.md, API.md; checked by ``server.validation.check_queue`` and by
 #: the storage). Names double as directory names under ``queues/``: the first character is never
 #: ``.``, ``:`` or ``-``, so ``.`` and ``..`` (and option-like names) cannot be queues, and ``/`` is
 #: never allowed, so a name cannot leave the data directory. ``:`` (common in Redis keys) is fine in

@@ -1,4 +1,4 @@
-"""Group commit: one flusher thread fdatasyncs the segments of every dirty log (DESIGN.md section 4).
+"""Group commit: one flusher thread fdatasyncs the segments of every dirty log (wal/FORMAT.md).
 
 Hand-off without locks on the hot path: the loop seals a log's open group at the end of a tick
 (`FileQueueLog._seal`) and `submit`s it here: one `queue.SimpleQueue.put`, written in C. (A

@@ -8,7 +8,7 @@ Commit protocol (see `flusher.py`): the first append of a loop tick opens a `Gro
 (SYNC: one group per record). Every append of the tick joins the open group. `commit` returns the
 future of the group holding the LSN, created lazily.
 
-Why appends are synchronous rather than queued to a per-queue writer task (DESIGN.md section 4 and
+Why appends are synchronous rather than queued to a per-queue writer task (wal/FORMAT.md and
 the storage issue describe a writer task): the loop is single-threaded, so appends to one log are
 already serialised, and copying a record into the mmap never blocks. A writer task would add a
 queue hop and a task switch per batch (several microseconds on the hot path) and would force the

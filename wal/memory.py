@@ -1,6 +1,6 @@
 """The in-memory storage backend: `Storage`, `QueueLog` and `SnapshotWriter` without files.
 
-For unit tests of the engine only (DESIGN.md section 7: never a stand-in for the product). It keeps
+For unit tests of the engine only (never a stand-in for the product). It keeps
 the semantics of the file engine that the engine relies on:
 
 - LSNs start at 1 per queue log and grow by one per append;

@@ -188,6 +188,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
         ),
     ),
     (
+        "enqueue-delays-backoff",
+        T.ENQUEUE,
+        5,
+        m.Enqueue("emails", "send_email", PAYLOAD, backoff=m.Backoff.of_delays([1, 5, 30, 300])),
+    ),
+    (
         "enqueue-delay-empty-payload",
         T.ENQUEUE,
         MAX_REQUEST_ID,

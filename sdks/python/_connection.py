@@ -313,7 +313,7 @@ async def _connect_transport(endpoint: Endpoint, conn: Connection, tls_ca: str |
 
 
 def quic_verify(endpoint: Endpoint, tls_ca: str | None) -> tuple[bool, str | None]:
-    """How a QUIC connection checks the server's certificate (DESIGN.md section 3), as
+    """How a QUIC connection checks the server's certificate (README.md), as
     ``(verify, cafile)`` for ``connect_quic``.
 
     ``tls_ca`` given: verify against that CA file. Loopback host: accept the server's self-signed

@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import threading
 import typing
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
@@ -318,7 +318,7 @@ class App:
         queue: str = "default",
         name: str | None = None,
         max_attempts: int | None = None,
-        backoff: Backoff | None = None,
+        backoff: Backoff | Sequence[float] | None = None,
         timeout: Delay | None = None,
         priority: int = 0,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
@@ -331,7 +331,7 @@ class App:
         queue: str = "default",
         name: str | None = None,
         max_attempts: int | None = None,
-        backoff: Backoff | None = None,
+        backoff: Backoff | Sequence[float] | None = None,
         timeout: Delay | None = None,
         priority: int = 0,
     ) -> Any:

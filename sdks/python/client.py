@@ -78,7 +78,7 @@ class JobOptions(TypedDict, total=False):
     delay: Delay | None
     run_at: RunAt | None
     max_attempts: int | None
-    backoff: Backoff | None
+    backoff: Backoff | Sequence[float] | None
     timeout: Delay | None
     headers: Mapping[str, str] | None
 
@@ -112,9 +112,18 @@ def _wire_options(
         _seconds(o.get("delay"), "delay"),
         _epoch(o.get("run_at")),
         o.get("max_attempts"),
-        o.get("backoff"),
+        wire_backoff(o.get("backoff")),
         _seconds(o.get("timeout"), "timeout"),
     )
+
+
+def wire_backoff(backoff: Backoff | Sequence[float] | None) -> Backoff | None:
+    """A `Backoff`, or a list of retry delays in seconds (``[1, 5, 30, 300]``: kind "delays")."""
+    if backoff is None or isinstance(backoff, Backoff):
+        return backoff
+    if isinstance(backoff, (str, bytes)) or not isinstance(backoff, Sequence):
+        raise TypeError("backoff: give a spitfire.Backoff or a list of delays in seconds, e.g. [1, 5, 30]")
+    return Backoff.of_delays(list(backoff))
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -406,7 +415,8 @@ class AsyncClient:
         ``payload`` is any msgpack-able object (see `encode_payload`). Options (`EnqueueOptions`):
         ``priority`` 0..10, higher first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch
         seconds or datetime) postpone it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a
-        worker gets, extended by its heartbeats) default to the server's. With ``idempotency_key``,
+        worker gets, extended by its heartbeats) default to the server's; ``backoff`` is a `Backoff`
+        or a list of retry delays in seconds (``[1, 5, 30, 300]``). With ``idempotency_key``,
         enqueueing the same key again returns the first job's id and adds nothing. ``headers`` is a
         string map (trace context, tags) handed to the worker.
 

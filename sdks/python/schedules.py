@@ -13,7 +13,7 @@ returned as it is; a different one raises `Conflict`), ``put`` creates or replac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from spitfire.protocol.messages import (
@@ -25,7 +25,7 @@ from spitfire.protocol.messages import (
     ScheduleRef,
 )
 
-from .client import Delay, _seconds, encode_payload
+from .client import Delay, _seconds, encode_payload, wire_backoff
 from .errors import Conflict
 from .models import Schedule
 
@@ -45,7 +45,7 @@ class ScheduleJobOptions(TypedDict, total=False):
 
     priority: int
     max_attempts: int | None
-    backoff: Backoff | None
+    backoff: Backoff | Sequence[float] | None
     timeout: Delay | None
     headers: Mapping[str, str] | None
 
@@ -80,7 +80,7 @@ def put_message(
     wire = ScheduleOptions(
         o.get("priority", 0),
         o.get("max_attempts"),
-        o.get("backoff"),
+        wire_backoff(o.get("backoff")),
         _seconds(o.get("timeout"), "timeout"),
         None if headers is None else dict(headers),
     )

@@ -1,6 +1,6 @@
 """`Worker`: runs an App's jobs as the server pushes them.
 
-Flow (protocol-semantics.md, items 6-11): the worker subscribes with credits equal to its free
+Flow (protocol/PROTOCOL.md, section 9): the worker subscribes with credits equal to its free
 concurrency plus its prefetch; the server pushes DELIVER frames; the worker starts what its free
 slots allow and keeps the rest in a small local buffer (highest priority first), sends START for
 the jobs it starts, runs each job (async handlers as tasks on the loop, sync handlers on a pool of

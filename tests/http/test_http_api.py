@@ -405,3 +405,11 @@ def test_sdk_and_http_see_the_same_payloads(server: HttpServer, queue: str) -> N
         job = client.get(str(http_job["id"]))
         assert job.payload == {"to": "x@y.z"}
         assert job.raw_payload == msgspec.msgpack.encode({"to": "x@y.z"})
+
+
+def test_a_delays_backoff_is_kept_and_shown(server: HttpServer, queue: str) -> None:
+    job = enqueue(server.http, queue, backoff={"kind": "delays", "delays": [1, 5, 30, 300]})
+    assert job["backoff"]["kind"] == "delays" and job["backoff"]["delays"] == [1.0, 5.0, 30.0, 300.0]
+    for bad in ({"kind": "delays"}, {"kind": "delays", "delays": []}, {"kind": "fixed", "delays": [1]}):
+        r = server.http.post(f"/api/queues/{queue}/jobs", json={"name": "job", "backoff": bad})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "backoff.delays", r.text

@@ -80,6 +80,27 @@ def test_retries_with_backoff_then_dead(server: ServerProcess, client: spitfire.
     assert "retrying" in [t.state for t in job.history]
 
 
+def test_a_list_of_delays_is_a_backoff(server: ServerProcess, client: spitfire.Client, queue: str) -> None:
+    app = spitfire.App(server.url)
+    runs: list[float] = []
+
+    @app.job(queue=queue, max_attempts=3, backoff=[0.2, 0.6])
+    def flaky() -> None:
+        runs.append(time.monotonic())
+        raise ValueError("no")
+
+    job_id = flaky.enqueue()
+    assert client.get(job_id).backoff == spitfire.Backoff.of_delays([0.2, 0.6])
+    run_burst(app)
+    assert client.get(job_id).state == "dead" and len(runs) == 3
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
+    assert gaps[0] >= 0.15 and gaps[1] >= 0.5  # each retry waited its own delay
+    other = client.enqueue(queue, "x", {}, backoff=[1, 2, 3])
+    assert client.get(other).backoff == spitfire.Backoff("delays", delays=[1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="list of delays"):
+        client.enqueue(queue, "x", {}, backoff="1s")  # type: ignore[typeddict-item]
+
+
 def test_delay_runs_the_job_later(server: ServerProcess, client: spitfire.Client, queue: str) -> None:
     app = spitfire.App(server.url)
     ran_at: list[float] = []

@@ -1,0 +1,198 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { Link, useNavigate, useParams } from "react-router";
+import { cancelJob, deleteJob, requeueJob, retryJob } from "../api/endpoints";
+import { useJob } from "../api/queries";
+import { PENDING_STATES, type Job, type JobState } from "../api/types";
+import { ConfirmButton } from "../components/ConfirmButton";
+import { ErrorBox, Loading } from "../components/ErrorBox";
+import { JobAttempts } from "../components/JobAttempts";
+import { JobTimeline } from "../components/JobTimeline";
+import { JsonBlock } from "../components/JsonBlock";
+import { StateBadge } from "../components/StateBadge";
+import { FullTime } from "../components/Time";
+import { duration } from "../utils/format";
+
+function backoffText(job: Job): string {
+  const b = job.backoff;
+  if (!b) return "default";
+  const jitter = b.jitter ? ", jitter" : "";
+  if (b.delays?.length) return `after ${b.delays.map(duration).join(", ")}${jitter}`;
+  if (b.kind === "fixed") return `fixed ${duration(b.base)}${jitter}`;
+  if (b.kind === "linear") return `linear ${duration(b.base)} × attempt, cap ${duration(b.cap)}${jitter}`;
+  return `${b.kind}, base ${duration(b.base)}, ×${b.factor}, cap ${duration(b.cap)}${jitter}`;
+}
+
+function Options({ job }: { job: Job }) {
+  return (
+    <dl className="facts">
+      <dt>Queue</dt>
+      <dd>
+        <Link to={`/queues/${encodeURIComponent(job.queue)}`}>{job.queue}</Link>
+      </dd>
+      <dt>Handler</dt>
+      <dd className="mono">{job.name}</dd>
+      <dt>Priority</dt>
+      <dd>{job.priority}</dd>
+      <dt>Attempts</dt>
+      <dd>
+        {job.attempts} of {job.max_attempts}
+      </dd>
+      <dt>Backoff</dt>
+      <dd>{backoffText(job)}</dd>
+      <dt>Timeout</dt>
+      <dd>{job.timeout ? duration(job.timeout) : "none"}</dd>
+      <dt>Idempotency key</dt>
+      <dd className="mono">{job.idempotency_key ?? "–"}</dd>
+      <dt>Created</dt>
+      <dd>
+        <FullTime at={job.created_at} />
+      </dd>
+      <dt>Run at</dt>
+      <dd>
+        <FullTime at={job.run_at} />
+      </dd>
+      <dt>Updated</dt>
+      <dd>
+        <FullTime at={job.updated_at} />
+      </dd>
+      {job.worker ? (
+        <>
+          <dt>Worker</dt>
+          <dd className="mono">{job.worker}</dd>
+          <dt>Lease until</dt>
+          <dd>
+            <FullTime at={job.lease_until} />
+          </dd>
+        </>
+      ) : null}
+      {job.headers && Object.keys(job.headers).length ? (
+        <>
+          <dt>Headers</dt>
+          <dd>
+            {Object.entries(job.headers).map(([k, v]) => (
+              <div key={k} className="mono">
+                {k}: {v}
+              </div>
+            ))}
+          </dd>
+        </>
+      ) : null}
+    </dl>
+  );
+}
+
+function Progress({ job }: { job: Job }) {
+  const p = job.progress;
+  if (p === undefined || p === null) return <p className="muted">This job reports no progress.</p>;
+  if (typeof p === "number") {
+    const pct = Math.max(0, Math.min(100, p <= 1 ? p * 100 : p));
+    return (
+      <div className="progress" role="progressbar" aria-valuenow={pct} aria-valuemin={0} aria-valuemax={100}>
+        <div style={{ width: `${pct}%` }} />
+        <span>{pct.toFixed(0)}%</span>
+      </div>
+    );
+  }
+  return <JsonBlock value={p} label="Progress" />;
+}
+
+export function JobPage() {
+  const id = useParams().id ?? "";
+  const navigate = useNavigate();
+  const client = useQueryClient();
+  const { data: job, error, isLoading } = useJob(id);
+  const settle = () => {
+    void client.invalidateQueries({ queryKey: ["job", id] });
+    void client.invalidateQueries({ queryKey: ["jobs"] });
+  };
+  const action = useMutation({
+    mutationFn: async (what: "retry" | "requeue" | "cancel" | "delete") => {
+      if (what === "retry") return retryJob(id);
+      if (what === "cancel") return cancelJob(id);
+      if (what === "delete") return deleteJob(id);
+      return requeueJob(id);
+    },
+    onSuccess: (result, what) => {
+      if (what === "requeue") navigate(`/jobs/${encodeURIComponent(result.id)}`);
+      if (what === "delete") navigate(`/queues/${encodeURIComponent(result.queue)}`);
+    },
+    onSettled: settle,
+  });
+  const state = (job?.state ?? "") as JobState;
+  return (
+    <div className="page">
+      <div className="page-head">
+        <h1 className="job-title">
+          {job ? <span className="mono">{job.name}</span> : "Job"} <span className="muted mono small">{id}</span>
+          {job ? <StateBadge state={job.state} /> : null}
+        </h1>
+        {job ? (
+          <div className="actions">
+            <button
+              type="button"
+              className="btn primary"
+              disabled={!(state === "dead" || state === "cancelled") || action.isPending}
+              title="Run it again under the same id (dead or cancelled jobs)"
+              onClick={() => action.mutate("retry")}
+            >
+              Retry
+            </button>
+            <button
+              type="button"
+              className="btn"
+              disabled={action.isPending}
+              title="Enqueue a new job with the same payload and options"
+              onClick={() => action.mutate("requeue")}
+            >
+              Requeue
+            </button>
+            <ConfirmButton
+              label="Cancel"
+              danger
+              disabled={!PENDING_STATES.includes(state)}
+              confirm="Cancel this job?"
+              onConfirm={() => action.mutate("cancel")}
+            />
+            <ConfirmButton label="Delete" danger confirm="Delete this job?" onConfirm={() => action.mutate("delete")} />
+          </div>
+        ) : null}
+      </div>
+      <ErrorBox error={error ?? action.error} />
+      {isLoading ? <Loading /> : null}
+      {job ? (
+        <div className="job-grid">
+          <div className="stack">
+            <JsonBlock value={job.payload} label="Payload" />
+            {job.result !== null && job.result !== undefined ? <JsonBlock value={job.result} label="Result" /> : null}
+            <div className="card">
+              <div className="card-head">
+                <h2>Attempts</h2>
+              </div>
+              <JobAttempts job={job} />
+            </div>
+          </div>
+          <div className="stack">
+            <div className="card">
+              <div className="card-head">
+                <h2>Timeline</h2>
+              </div>
+              <JobTimeline job={job} />
+            </div>
+            <div className="card">
+              <div className="card-head">
+                <h2>Progress</h2>
+              </div>
+              <Progress job={job} />
+            </div>
+            <div className="card">
+              <div className="card-head">
+                <h2>Options</h2>
+              </div>
+              <Options job={job} />
+            </div>
+          </div>
+        </div>
+      ) : null}
+    </div>
+  );
+}
