@@ -27,6 +27,10 @@ from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.errors import EngineError, Overloaded, ValidationError
+from spitfire.server.history import DEFAULT_MINUTES as DEFAULT_HISTORY_MINUTES
+from spitfire.server.history import DEFAULT_STEP as DEFAULT_HISTORY_STEP
+from spitfire.server.history import MAX_QUERY_MINUTES as MAX_HISTORY_MINUTES
+from spitfire.server.history import MAX_STEP as MAX_HISTORY_STEP
 from spitfire.server.service import Service
 
 from . import model as mo
@@ -207,6 +211,7 @@ class Dashboard:
         r.add_post("/api/jobs/{id}/heartbeat", w(self.heartbeat))
         r.add_get("/api/workers", w(self.workers))
         r.add_get("/api/stats", w(self.stats))
+        r.add_get("/api/stats/history", w(self.stats_history))
         r.add_get("/api/schedules", w(self.schedules))
         r.add_get("/api/events", w(self.events))
         r.add_get("/health", w(self.health))
@@ -524,6 +529,13 @@ class Dashboard:
 
     async def stats(self, request: Request) -> Response:
         return json_response(200, self._stats())
+
+    async def stats_history(self, request: Request) -> Response:
+        """GET /api/stats/history: per-minute counters, durable (server/history.py)."""
+        minutes = query_int(request, "minutes", DEFAULT_HISTORY_MINUTES, 1, MAX_HISTORY_MINUTES)
+        step = query_int(request, "step", DEFAULT_HISTORY_STEP, 60, MAX_HISTORY_STEP)
+        points = self.engine.stats_history(time.time(), minutes, step, query_str(request, "queue"))
+        return json_response(200, mo.history_out(step, points))
 
     async def schedules(self, request: Request) -> Response:
         """GET /api/schedules: cron schedules (the scheduler has none yet)."""
