@@ -4,6 +4,7 @@ of deleted queues. Time is a parameter everywhere (no clock)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -186,3 +187,173 @@ async def test_exact_across_restarts_snapshots_and_the_pruning_of_jobs(harness: 
     await e.snapshot("a")
     e = await harness.restart(M0 + 360)
     assert _sums(e, M0 + 360) == (51, 40, 10)
+
+
+@run
+async def test_a_fuzzy_snapshot_counts_each_record_once(harness: Harness) -> None:
+    """Acks applied while the snapshot writes its job chunks: the chunks may reflect them, the
+    history chunk (encoded with the meta) does not, and replay counts them from the tail."""
+    e = await harness.open(M0, EngineConfig(snapshot_every=0, snapshot_chunk=1))
+    await e.enqueue_batch("a", "h", [b""] * 40, now=M0)
+    jobs = e.reserve(["a"], "w", M0, 40)
+    snapshot = asyncio.ensure_future(e.snapshot("a"))
+    for i, job in enumerate(jobs):
+        if i % 4 == 0:
+            await e.fail(job.id, "w", M0 + 60, "x", retryable=False)
+        else:
+            await e.ack(job.id, "w", M0 + 60)
+    await snapshot
+    assert _sums(e, M0 + 60) == (40, 30, 10)
+    e = await harness.restart(M0 + 120)
+    assert _sums(e, M0 + 120) == _sums(e, M0 + 120, "a") == (40, 30, 10)
+
+
+# -- deleted queues ---------------------------------------------------------------------------------------
+
+
+def _file_engine(data: Path, **config: int) -> Engine:
+    return Engine(FileStorage(data, WalConfig(segment_size=1 << 20)), EngineConfig(**config))
+
+
+@run
+async def test_a_deleted_queue_stays_in_the_total_across_restarts(tmp_path: Path) -> None:
+    e = _file_engine(tmp_path)
+    await e.open(M0)
+    await e.enqueue_batch("gone", "h", [b""] * 7, now=M0)
+    await _drain(e, "gone", M0 + 60, fail=1)
+    await e.enqueue("kept", "h", b"", now=M0)
+    await e.delete_queue("gone", M0 + 120, force=True)  # its retrying job goes too
+    assert _sums(e, M0 + 120) == (8, 6, 1)
+    with pytest.raises(QueueNotFound):
+        e.stats_history(M0 + 120, 60, 60, "gone")
+    await e.close()
+    e = _file_engine(tmp_path)
+    await e.open(M0 + 180)
+    assert _sums(e, M0 + 180) == (8, 6, 1)
+    # The name again: a new queue, counted afresh; the total holds both.
+    await e.enqueue("gone", "h", b"", now=M0 + 200)
+    await e.delete_queue("gone", M0 + 240, force=True)
+    await e.close()
+    e = _file_engine(tmp_path)
+    await e.open(M0 + 300)
+    assert _sums(e, M0 + 300) == (9, 6, 1)
+    assert (tmp_path / "meta" / hist.RETIRED_FILE).exists()
+    await e.close()
+
+
+@run
+async def test_a_crash_before_the_files_went_counts_the_deleted_queue_once(tmp_path: Path) -> None:
+    """Both windows: after the retired record was appended (the files could not be removed), and
+    before it was (QUEUE_DELETED committed, then the crash)."""
+    e = _file_engine(tmp_path)
+    await e.open(M0)
+    await e.enqueue_batch("a", "h", [b""] * 3, now=M0)
+    await e.enqueue_batch("b", "h", [b""] * 5, now=M0)
+
+    async def refuse(queue: str) -> None:
+        raise hist_storage_error(queue)
+
+    e.storage.drop_log = refuse  # type: ignore[method-assign]
+    await e.delete_queue("a", M0 + 60, force=True)
+    await e.close()
+    assert (tmp_path / "queues" / "a").exists()  # the log, ending in QUEUE_DELETED, is still there
+    # "b": append its deletion record by hand, as a crash right after its commit would leave it.
+    storage = FileStorage(tmp_path, WalConfig(segment_size=1 << 20))
+    log, _ = storage.open_log("b", e.config.durability)
+    log.append(RecordType.QUEUE_DELETED, rec.encode(rec.QueueEvent(M0 + 90)))
+    await log.flush()
+    await storage.close()
+    for now in (M0 + 120, M0 + 180):  # the first start removes the files; the second finds none
+        e = _file_engine(tmp_path)
+        await e.open(now)
+        assert e.queues() == []
+        assert _sums(e, now) == (8, 0, 0)
+        await e.close()
+    assert sorted(os.listdir(tmp_path / "queues")) == []
+
+
+def hist_storage_error(queue: str) -> Exception:
+    from spitfire.wal.api import StorageError
+
+    return StorageError(f"refused to remove the files of {queue!r} (test)")
+
+
+@run
+async def test_a_damaged_retired_record_costs_only_its_queue(tmp_path: Path) -> None:
+    e = _file_engine(tmp_path)
+    await e.open(M0)
+    await e.enqueue_batch("a", "h", [b""] * 3, now=M0)
+    await e.enqueue_batch("b", "h", [b""] * 5, now=M0)
+    await e.delete_queue("a", M0 + 60, force=True)
+    await e.delete_queue("b", M0 + 60, force=True)
+    await e.close()
+    path = tmp_path / "meta" / hist.RETIRED_FILE
+    data = bytearray(path.read_bytes())
+    data[RECORD_HEADER_SIZE + 5] ^= 0x40  # inside the first record's body (queue "a")
+    path.write_bytes(bytes(data))
+    e = _file_engine(tmp_path)
+    await e.open(M0 + 120)
+    assert _sums(e, M0 + 120) == (5, 0, 0)
+    await e.close()
+    e = _file_engine(tmp_path)  # rewritten without the damage: reported once, counts unchanged
+    await e.open(M0 + 180)
+    assert _sums(e, M0 + 180) == (5, 0, 0)
+    await e.close()
+
+
+def test_a_damaged_length_resynchronises_on_the_next_record(tmp_path: Path) -> None:
+    path = tmp_path / "meta" / hist.RETIRED_FILE
+    path.parent.mkdir()
+    file = RetiredHistoryFile(path, fsync=False)
+    counters = [MinuteCounters() for _ in range(3)]
+    for i, c in enumerate(counters):
+        c.add(M0, 0, 10**i)
+        file.append(file.encode((f"q{i}", 1, M0 + i), c))
+    data = bytearray(path.read_bytes())
+    data[4] ^= 0xFF  # the first record's length
+    path.write_bytes(bytes(data))
+    again = RetiredHistoryFile(path, fsync=False)
+    again.load()
+    assert again.total.totals() == (110, 0, 0)
+    assert again.deletions == {("q1", 1, M0 + 1), ("q2", 1, M0 + 2)}
+
+
+# -- snapshots ---------------------------------------------------------------------------------------------
+
+
+def _rewrite_snapshot(path: Path, lsn: int, chunks: list[bytes]) -> None:
+    """Write a snapshot file holding ``chunks`` with valid checksums (as a build would)."""
+    from spitfire.wal import constants as c
+    from spitfire.wal.format import encode_record
+
+    header = c.SNAPSHOT_HEADER.pack(c.SNAPSHOT_MAGIC, c.FORMAT_VERSION, lsn)
+    parts = [encode_record(c.SNAP_TYPE_HEADER, header)]
+    parts += [encode_record(c.SNAP_TYPE_CHUNK, chunk) for chunk in chunks]
+    parts.append(encode_record(c.SNAP_TYPE_END, c.SNAPSHOT_END.pack(len(chunks))))
+    path.write_bytes(b"".join(parts))
+
+
+@run
+async def test_a_history_chunk_this_build_cannot_read_costs_only_the_history(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from spitfire.wal.snapshot import list_snapshots, read_snapshot
+
+    e = _file_engine(tmp_path, snapshot_every=0)
+    await e.open(M0)
+    await e.enqueue_batch("a", "h", [b""] * 6, now=M0)
+    lsn = await e.snapshot("a")
+    await e.enqueue("a", "h", b"", now=M0 + 60)
+    await e.close()
+    ((snap_lsn, path),) = list_snapshots(tmp_path / "queues" / "a" / "snapshots")
+    assert snap_lsn == lsn
+    chunks = read_snapshot(path, lsn)
+    assert rec.meta_decoder.decode(chunks[0]).history
+    chunks[1] = rec.encode(rec.HistoryChunk([], rec.HISTORY_VERSION + 1, []))  # a newer layout
+    _rewrite_snapshot(path, lsn, chunks)
+    e = _file_engine(tmp_path)
+    await e.open(M0 + 120)
+    assert e.stats().total_jobs == 7  # the jobs are all there
+    assert _sums(e, M0 + 120) == (1, 0, 0)  # the tail after the snapshot only
+    assert "history in the snapshot of queue 'a' cannot be read" in caplog.text
+    await e.close()
