@@ -46,6 +46,7 @@ log = logging.getLogger("spitfire.server.history")
 #: Default and bounds of a history query (GET /api/stats/history).
 DEFAULT_MINUTES = 60
 DEFAULT_STEP = 60
+MAX_QUERY_MINUTES = MAX_MINUTES
 MAX_STEP = MAX_MINUTES * 60
 #: Record type of a `records.RetiredHistory` record in ``meta/history-retired`` (its own file, its
 #: own type space).
@@ -71,8 +72,8 @@ class HistoryPoint:
 
 def check_query(minutes: int, step: int) -> None:
     """Validate a history query. :raises ValidationError: naming ``minutes`` or ``step``."""
-    if not 1 <= minutes <= MAX_MINUTES:
-        raise ValidationError("minutes", f"must be an integer from 1 to {MAX_MINUTES} (30 days)")
+    if not 1 <= minutes <= MAX_QUERY_MINUTES:
+        raise ValidationError("minutes", f"must be an integer from 1 to {MAX_QUERY_MINUTES} (30 days)")
     if not 60 <= step <= MAX_STEP or step % 60:
         raise ValidationError("step", f"must be a multiple of 60 seconds, from 60 to {MAX_STEP}")
 
