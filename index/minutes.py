@@ -13,6 +13,7 @@ server runs; an idle queue costs nothing.
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from collections.abc import Iterable, Iterator
@@ -43,22 +44,26 @@ def _new_block() -> array[int]:
 
 
 class MinuteCounters:
-    """Counts of enqueued, succeeded and failed jobs per minute (epoch minute = ``int(at // 60)``).
+    """Counts of enqueued, succeeded and failed jobs per minute (epoch minute = ``floor(at / 60)``).
 
-    `add` is the hot path (one per committed enqueue, ack or failure record): a comparison and an
-    array increment while records stay in one minute.
+    `add` is the hot path (one per committed enqueue, ack or failure record): while records stay in
+    one minute it is two float comparisons and a list increment; the minute's counts go into its
+    hour block when another minute is counted, and before anything is read.
     """
 
-    __slots__ = ("_block", "_blocks", "_minute", "_newest", "_slot")
+    __slots__ = ("_block", "_blocks", "_cur", "_end", "_newest", "_slot", "_start")
 
     def __init__(self) -> None:
         #: hour (epoch seconds // 3600) -> 180 counters: minute-of-hour * 3 + field.
         self._blocks: dict[int, array[int]] = {}
         #: Newest hour holding counts (pruning is relative to it, not to a clock).
         self._newest = -(1 << 62)
-        #: Cache of the minute `add` last counted in: its epoch minute, block and slot offset.
-        self._minute = -1
-        self._block: array[int] = _new_block()
+        #: The minute `add` counts in, [start, end) in epoch seconds (empty: none yet), its counts
+        #: not yet in its block, that block and the minute's offset in it.
+        self._start = math.inf
+        self._end = -math.inf
+        self._cur = [0, 0, 0]
+        self._block: array[int] = _ZERO_BLOCK
         self._slot = 0
 
     def add(self, at: float, field: int, n: int = 1) -> None:
@@ -67,37 +72,57 @@ class MinuteCounters:
         Counts more than `KEEP_HOURS` hours older than the newest counted hour are dropped (they
         would be pruned at once).
         """
-        minute = int(at // 60)
-        if minute != self._minute and not self._select(minute):
-            return
-        self._block[self._slot + field] += n
+        if self._start <= at < self._end:
+            self._cur[field] += n
+        else:
+            self._switch(at, field, n)
 
-    def _select(self, minute: int) -> bool:
+    def _flush(self) -> None:
+        """Put the current minute's counts into its block."""
+        cur = self._cur
+        if cur[0] or cur[1] or cur[2]:
+            block, i = self._block, self._slot
+            block[i] += cur[0]
+            block[i + 1] += cur[1]
+            block[i + 2] += cur[2]
+            cur[0] = cur[1] = cur[2] = 0
+
+    def _forget_minute(self) -> None:
+        """Flush, and count the next `add` afresh (blocks are about to be replaced or dropped)."""
+        self._flush()
+        self._start, self._end = math.inf, -math.inf
+
+    def _switch(self, at: float, field: int, n: int) -> None:
+        self._forget_minute()
+        minute = int(at // 60)
         hour, offset = divmod(minute, BLOCK_MINUTES)
         block = self._blocks.get(hour)
         if block is None:
             if hour < self._newest - KEEP_HOURS:
-                return False
+                return
             block = self._blocks[hour] = _new_block()
             if hour > self._newest:
                 self._newest = hour
                 self._prune()
-        self._minute = minute
-        self._block = block
-        self._slot = offset * FIELDS
-        return True
+        start = minute * 60.0
+        if start <= at < start + 60.0:  # always, but the fast path must never count elsewhere
+            self._start, self._end = start, start + 60.0
+            self._block, self._slot = block, offset * FIELDS
+            self._cur[field] += n
+        else:
+            block[offset * FIELDS + field] += n
 
     def _prune(self) -> None:
         horizon = self._newest - KEEP_HOURS
         if len(self._blocks) > KEEP_HOURS + 1 or next(iter(self._blocks)) < horizon:
             for hour in [h for h in self._blocks if h < horizon]:
                 del self._blocks[hour]
-            self._minute = -1  # the cached block may be gone
 
     # -- reading ----------------------------------------------------------------------------------------
 
     def minute(self, at: float) -> tuple[int, int, int]:
         """(enqueued, succeeded, failed) of the minute holding ``at``."""
+        self._flush()
         hour, offset = divmod(int(at // 60), BLOCK_MINUTES)
         block = self._blocks.get(hour)
         if block is None:
@@ -107,6 +132,7 @@ class MinuteCounters:
 
     def totals(self) -> tuple[int, int, int]:
         """(enqueued, succeeded, failed) over everything kept."""
+        self._flush()
         e = s = f = 0
         for block in self._blocks.values():
             e += sum(block[ENQUEUED::FIELDS])
@@ -125,6 +151,7 @@ class MinuteCounters:
         """
         if minutes < 1 or step < 60 or step % 60:
             raise ValueError("minutes must be 1 or more and step a positive multiple of 60")
+        self._flush()
         per = step // 60
         last = int(now // 60)
         first_bucket = (last - minutes + 1) // per
@@ -157,6 +184,7 @@ class MinuteCounters:
 
     def blocks(self) -> Iterator[tuple[int, bytes]]:
         """(hour, 1,440 little-endian bytes) of every block kept, oldest first (for snapshots)."""
+        self._flush()
         for hour in sorted(self._blocks):
             block = self._blocks[hour]
             if _SWAP:
@@ -169,6 +197,7 @@ class MinuteCounters:
 
         :raises ValueError: a block that is not 1,440 bytes.
         """
+        self._forget_minute()
         for hour, data in blocks:
             if len(data) != 8 * BLOCK_SIZE:
                 raise ValueError(f"a history block holds {8 * BLOCK_SIZE} bytes, not {len(data)}")
@@ -185,13 +214,12 @@ class MinuteCounters:
             if hour > self._newest:
                 self._newest = hour
                 self._prune()
-        self._minute = -1  # blocks were replaced
 
     def clear(self) -> None:
         """Forget every count."""
+        self._forget_minute()
         self._blocks.clear()
         self._newest = -(1 << 62)
-        self._minute = -1
 
     def __len__(self) -> int:
         """Blocks (hours) held."""

@@ -45,10 +45,10 @@ _ENQUEUED = JobState.ENQUEUED
 _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 
-#: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
-#: application returns or None, what new jobs it adds (count, payload bytes, keyed) or None).
 #: What `StateMachine.apply` calls for one record type: (queue, decoded body, LSN) -> its result.
 Applier = Callable[["Queue", Any, int], Any]
+#: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
+#: application returns or None, what new jobs it adds (count, payload bytes, keyed) or None).
 Pending = tuple[int, int, Any, "list[Any] | None", "tuple[int, int, bool] | None"]
 
 
@@ -125,6 +125,7 @@ class StateMachine:
         self.inflight_jobs = 0
         self.inflight_bytes = 0
         #: Per-minute counts of every queue together, deleted ones included (server/history.py).
+        #: Never replaced (the appliers hold it): `history.rebuild_total` refills it in place.
         self.history = MinuteCounters()
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
