@@ -51,9 +51,12 @@ class MinuteCounters:
     hour block when another minute is counted, and before anything is read.
     """
 
-    __slots__ = ("_block", "_blocks", "_cur", "_end", "_newest", "_slot", "_start")
+    __slots__ = ("_block", "_blocks", "_cur", "_end", "_newest", "_slot", "_start", "parent")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: MinuteCounters | None = None) -> None:
+        #: Counters that also get every count of these ones (a queue's feed the total), when a minute
+        #: is flushed: so the hot path counts once. Read the parent after `flush` of its children.
+        self.parent = parent
         #: hour (epoch seconds // 3600) -> 180 counters: minute-of-hour * 3 + field.
         self._blocks: dict[int, array[int]] = {}
         #: Newest hour holding counts (pruning is relative to it, not to a clock).
@@ -77,19 +80,25 @@ class MinuteCounters:
         else:
             self._switch(at, field, n)
 
-    def _flush(self) -> None:
-        """Put the current minute's counts into its block."""
+    def flush(self) -> None:
+        """Put the current minute's counts into its block, and into `parent` (done before every read
+        of these counters; call it on the children before reading a parent)."""
         cur = self._cur
         if cur[0] or cur[1] or cur[2]:
             block, i = self._block, self._slot
             block[i] += cur[0]
             block[i + 1] += cur[1]
             block[i + 2] += cur[2]
+            parent = self.parent
+            if parent is not None:
+                for field in (ENQUEUED, SUCCEEDED, FAILED):
+                    if cur[field]:
+                        parent.add(self._start, field, cur[field])
             cur[0] = cur[1] = cur[2] = 0
 
     def _forget_minute(self) -> None:
         """Flush, and count the next `add` afresh (blocks are about to be replaced or dropped)."""
-        self._flush()
+        self.flush()
         self._start, self._end = math.inf, -math.inf
 
     def _switch(self, at: float, field: int, n: int) -> None:
@@ -122,7 +131,7 @@ class MinuteCounters:
 
     def minute(self, at: float) -> tuple[int, int, int]:
         """(enqueued, succeeded, failed) of the minute holding ``at``."""
-        self._flush()
+        self.flush()
         hour, offset = divmod(int(at // 60), BLOCK_MINUTES)
         block = self._blocks.get(hour)
         if block is None:
@@ -132,7 +141,7 @@ class MinuteCounters:
 
     def totals(self) -> tuple[int, int, int]:
         """(enqueued, succeeded, failed) over everything kept."""
-        self._flush()
+        self.flush()
         e = s = f = 0
         for block in self._blocks.values():
             e += sum(block[ENQUEUED::FIELDS])
@@ -151,7 +160,7 @@ class MinuteCounters:
         """
         if minutes < 1 or step < 60 or step % 60:
             raise ValueError("minutes must be 1 or more and step a positive multiple of 60")
-        self._flush()
+        self.flush()
         per = step // 60
         last = int(now // 60)
         first_bucket = (last - minutes + 1) // per
@@ -184,7 +193,7 @@ class MinuteCounters:
 
     def blocks(self) -> Iterator[tuple[int, bytes]]:
         """(hour, 1,440 little-endian bytes) of every block kept, oldest first (for snapshots)."""
-        self._flush()
+        self.flush()
         for hour in sorted(self._blocks):
             block = self._blocks[hour]
             if _SWAP:

@@ -57,7 +57,14 @@ from .errors import (
     ValidationError,
 )
 from .events import BatchObserver, JobObserver
-from .history import HistoryPoint, history_points, rebuild_total, retire, retired_history_file
+from .history import (
+    HistoryPoint,
+    history_points,
+    rebuild_total,
+    retire,
+    retired_history_file,
+    total_counters,
+)
 from .queries import EngineStats, Queries, QueueStats
 from .records import RecordType
 from .recovery import load_queue
@@ -239,7 +246,7 @@ class Engine(Queries):
         """Enqueued, succeeded and failed jobs per ``step`` seconds over the last ``minutes`` minutes
         up to ``now``, of ``queue`` or of every queue (deleted ones included), oldest first
         (server/history.py). :raises ValidationError: bad minutes or step. :raises QueueNotFound:"""
-        counters = self.state.history if queue is None else self._queue(queue).history
+        counters = total_counters(self.state) if queue is None else self._queue(queue).history
         return history_points(counters, now, minutes, step)
 
     async def close(self) -> None:

@@ -18,8 +18,9 @@ How it survives restarts, with no new record and no extra fsync on the hot path:
   recognised by the deletion's identity (queue, LSN and time of its QUEUE_DELETED record): counted
   once, never twice.
 
-The total is every live queue's counters plus the retired ones: kept up to date by `apply`, and
-rebuilt once after recovery (`rebuild_total`). Bytes: wal/FORMAT.md "History".
+The total is every live queue's counters plus the retired ones: a queue's counters feed it as
+each minute is flushed (the hot path counts once, in the queue's), it is read after flushing the
+queues (`total_counters`), and rebuilt once after recovery (`rebuild_total`). Bytes: wal/FORMAT.md "History".
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class HistoryPoint:
     failed: int
 
 
+def total_counters(state: StateMachine) -> MinuteCounters:
+    """The total's counters, up to date: every live queue's current minute flushed into it."""
+    for q in state.queues.values():
+        q.history.flush()
+    return state.history
+
+
 def check_query(minutes: int, step: int) -> None:
     """Validate a history query. :raises ValidationError: naming ``minutes`` or ``step``."""
     if not 1 <= minutes <= MAX_QUERY_MINUTES:
@@ -117,8 +125,7 @@ def load_history_chunk(state: StateMachine, q: Queue, chunk: bytes) -> None:
             exc,
         )
         return
-    q.history.merge(probe)
-    state.history.merge(probe)
+    q.history.merge(probe)  # the total is rebuilt from the queues after recovery
 
 
 # -- deleted queues -------------------------------------------------------------------------------------
@@ -312,6 +319,8 @@ def rebuild_total(state: StateMachine, retired: RetiredHistoryFile) -> None:
     """Set the total to the retired counts plus every live queue's (after recovery, which counted
     the replayed records of queues deleted before the restart too)."""
     total = state.history
+    for q in state.queues.values():
+        q.history.flush()  # what it would push into the total later is in its blocks now
     total.clear()
     total.merge(retired.total)
     for q in state.queues.values():

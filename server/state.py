@@ -124,14 +124,15 @@ class StateMachine:
         #: New jobs (and bytes) of every queue appended but not applied yet (see `Queue.inflight_jobs`).
         self.inflight_jobs = 0
         self.inflight_bytes = 0
-        #: Per-minute counts of every queue together, deleted ones included (server/history.py).
-        #: Never replaced (the appliers hold it): `history.rebuild_total` refills it in place.
+        #: Per-minute counts of every queue together, deleted ones included (server/history.py): the
+        #: parent of each live queue's counters (fed as their minutes are flushed), rebuilt after
+        #: recovery by `history.rebuild_total`. Flush the queues' counters before reading it.
         self.history = MinuteCounters()
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
-            RecordType.JOB_SUCCEEDED: self._counted(_COUNT_SUCCEEDED, self._job_record(self._succeeded)),
-            RecordType.JOB_FAILED: self._counted(_COUNT_FAILED, self._job_record(self._failed)),
+            RecordType.JOB_SUCCEEDED: self._counted_job_record(_COUNT_SUCCEEDED, self._succeeded),
+            RecordType.JOB_FAILED: self._counted_job_record(_COUNT_FAILED, self._failed),
             RecordType.JOB_REQUEUED: self._job_record(self._requeued),
             RecordType.JOB_SNOOZED: self._job_record(self._snoozed),
             RecordType.JOB_RELEASED: self._job_record(self._released),
@@ -194,9 +195,8 @@ class StateMachine:
     # -- new jobs ---------------------------------------------------------------------------------------
 
     def _enqueued(self, q: Queue, job: Job, lsn: int) -> None:
-        # Counted before any skip: the history counts committed records (see `_counted`).
+        # Counted before any skip: the history counts committed records (see `_counted_job_record`).
         q.history.add(job.created_at, _COUNT_ENQUEUED)
-        self.history.add(job.created_at, _COUNT_ENQUEUED)
         if job.id in self.table:  # a fuzzy snapshot already holds it
             return
         job.lsn = lsn
@@ -212,7 +212,6 @@ class StateMachine:
         new = body.jobs
         if new:  # one batch, one time
             q.history.add(new[0].created_at, _COUNT_ENQUEUED, len(new))
-            self.history.add(new[0].created_at, _COUNT_ENQUEUED, len(new))
         if new and new[0].id in table:  # a fuzzy snapshot (of an older build) already holds some
             new = [job for job in new if job.id not in table]
         if not new:
@@ -248,18 +247,19 @@ class StateMachine:
 
     # -- records of one existing job ----------------------------------------------------------------------
 
-    def _counted(self, field: int, applier: Applier) -> Applier:
-        """An applier that counts its record (at the record's own time) in the history, then applies.
-
-        Counted whether or not the job still reflects it: the history counts committed records, so
-        replay after a fuzzy snapshot (whose jobs may already reflect the record) counts exactly what
-        the live server counted (server/history.py)."""
-        total = self.history
+    def _counted_job_record(self, field: int, change: Callable[[Queue, Job, Any, int], Any]) -> Applier:
+        """`_job_record` that first counts its record (at the record's own time) in the queue's
+        history, whether or not the job still reflects it: the history counts committed records,
+        so replay after a fuzzy snapshot (whose jobs may already reflect the record) counts exactly
+        what the live server counted (server/history.py)."""
+        table = self.table
 
         def apply(q: Queue, body: Any, lsn: int) -> Any:
             q.history.add(body.at, field)
-            total.add(body.at, field)
-            return applier(q, body, lsn)
+            job = table.get(body.id)
+            if job is None or lsn <= job.lsn:
+                return None
+            return change(q, job, body, lsn)
 
         return apply
 
@@ -374,6 +374,7 @@ class StateMachine:
         q.paused = False
         q.deleted_lsn = lsn
         q.deleted_at = body.at
+        q.history.flush()  # its last minute into the total, which keeps it
         if self.queues.get(q.name) is q:
             del self.queues[q.name]
         return revoked

@@ -357,3 +357,17 @@ async def test_a_history_chunk_this_build_cannot_read_costs_only_the_history(
     assert _sums(e, M0 + 120) == (1, 0, 0)  # the tail after the snapshot only
     assert "history in the snapshot of queue 'a' cannot be read" in caplog.text
     await e.close()
+
+
+def test_a_queues_counters_feed_the_total_as_minutes_are_flushed() -> None:
+    total = MinuteCounters()
+    a, b = MinuteCounters(total), MinuteCounters(total)
+    a.add(M0, 0, 2)
+    b.add(M0 + 1, 1)
+    a.add(M0 + 60, 2)  # a's first minute is flushed into the total by the switch
+    assert total.minute(M0) == (2, 0, 0)
+    for child in (a, b):
+        child.flush()
+    assert total.minute(M0) == (2, 1, 0) and total.minute(M0 + 60) == (0, 0, 1)
+    a.flush()  # nothing twice
+    assert total.totals() == (2, 1, 1) == tuple(x + y for x, y in zip(a.totals(), b.totals(), strict=True))
