@@ -104,8 +104,9 @@ def encode_history_chunk(q: Queue) -> bytes:
     return rec.encode(rec.HistoryChunk([], rec.HISTORY_VERSION, _blocks(q.history)))
 
 
-def load_history_chunk(state: StateMachine, q: Queue, chunk: bytes) -> None:
-    """Add a snapshot's history chunk to the queue's counters and the total.
+def load_history_chunk(q: Queue, chunk: bytes) -> None:
+    """Add a snapshot's history chunk to the queue's counters (the total is rebuilt from the
+    queues once recovery is done: `rebuild_total`).
 
     A chunk this build cannot read (a newer layout; its checksum was valid) costs only the history
     before the snapshot, never the snapshot: it is logged and skipped.
@@ -125,7 +126,7 @@ def load_history_chunk(state: StateMachine, q: Queue, chunk: bytes) -> None:
             exc,
         )
         return
-    q.history.merge(probe)  # the total is rebuilt from the queues after recovery
+    q.history.merge(probe)
 
 
 # -- deleted queues -------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class RetiredHistoryFile:
                     off,
                     reason or f"unknown record type {rtype}",
                 )
-                off = self._resync(data, off + RECORD_ALIGN, size)
+                off = self._resync(data, off + 1, size)
                 continue
             body = data[off + RECORD_HEADER_SIZE : off + RECORD_HEADER_SIZE + length]
             try:
@@ -194,12 +195,13 @@ class RetiredHistoryFile:
 
     @staticmethod
     def _resync(data: bytes, off: int, size: int) -> int:
-        """The offset of the next valid record at or after ``off`` (``size`` when none)."""
+        """The offset of the next valid record at or after ``off`` (``size`` when none), byte by
+        byte: a torn append leaves a partial record, so the next one may start at any offset."""
         while off + RECORD_HEADER_SIZE <= size:
             rtype, _, reason = check_record(data, off, size)
             if rtype == RETIRED_RECORD and not reason:
                 return off
-            off += RECORD_ALIGN
+            off += 1
         return size
 
     def _add(self, deletions: list[Deletion], counters: MinuteCounters) -> None:

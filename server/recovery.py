@@ -86,7 +86,7 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
     jobs: list[Job] = []
     decode = rec.chunk_decoder.decode
     if meta.history and len(chunks) > 1:
-        load_history_chunk(state, q, chunks[1])
+        load_history_chunk(q, chunks[1])
     for chunk in chunks[2 if meta.history else 1 :]:
         jobs.extend(decode(chunk).jobs)
     jobs.sort(key=_by_seq)  # nearly sorted already: timsort makes this linear

@@ -371,3 +371,19 @@ def test_a_queues_counters_feed_the_total_as_minutes_are_flushed() -> None:
     assert total.minute(M0) == (2, 1, 0) and total.minute(M0 + 60) == (0, 0, 1)
     a.flush()  # nothing twice
     assert total.totals() == (2, 1, 1) == tuple(x + y for x, y in zip(a.totals(), b.totals(), strict=True))
+
+
+def test_a_torn_append_costs_nothing_once_the_deletion_is_retired_again(tmp_path: Path) -> None:
+    path = tmp_path / hist.RETIRED_FILE
+    file = RetiredHistoryFile(path, fsync=False)
+    a, b = MinuteCounters(), MinuteCounters()
+    a.add(M0, 0, 3)
+    b.add(M0, 1, 4)
+    file.append(file.encode(("a", 2, M0), a))
+    torn = file.encode(("b", 5, M0), b)
+    file.append(torn[: len(torn) // 2 + 3])  # the crash came mid-write: never acknowledged
+    file.append(torn)  # the next start retires the deletion again
+    again = RetiredHistoryFile(path, fsync=False)
+    again.load()
+    assert again.total.totals() == (3, 4, 0)
+    assert again.deletions == {("a", 2, M0), ("b", 5, M0)}
