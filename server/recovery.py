@@ -150,6 +150,7 @@ def _decode_run(q: Queue, recovery: Recovery, records: Sequence[LogRecord], out:
                 jobs.append(rec.job_decoder.decode(record.body))
             except msgspec.DecodeError as exc:
                 raise _undecodable(q, recovery, record, exc) from exc
+    _count_enqueued(q, jobs)
     name = q.name
     intern = sys.intern
     for job, lsn in zip(jobs, map(_lsn, records), strict=True):
@@ -159,10 +160,10 @@ def _decode_run(q: Queue, recovery: Recovery, records: Sequence[LogRecord], out:
     out.extend(jobs)
 
 
-def _count_enqueued(state: StateMachine, q: Queue, jobs: Sequence[Job]) -> None:
-    """Count jobs read from enqueue records in the history (what `StateMachine.apply` does for each),
-    one addition per minute, in C loops (recovery reads millions of them): a slice whose jobs were
-    all created in one minute (the common case: jobs are in log order) is counted at once."""
+def _count_enqueued(q: Queue, jobs: Sequence[Job]) -> None:
+    """Count jobs read from JOB_ENQUEUED records in the history (what `StateMachine.apply` does for
+    each), one addition per minute, in C loops (recovery reads millions of them): a slice whose jobs
+    were all created in one minute (the common case: jobs are in log order) is counted at once."""
     add = q.history.add
     for i in range(0, len(jobs), _COUNT_SLICE):
         times = list(map(_created, jobs[i : i + _COUNT_SLICE]))
@@ -178,7 +179,10 @@ def _pending_batch(q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
     """Add the jobs of one JOBS_ENQUEUED record to ``out``."""
     name = q.name
     intern = sys.intern
-    for job in rec.decode(_JOBS_ENQUEUED, body).jobs:  # type: ignore[attr-defined]
+    jobs: list[Job] = rec.decode(_JOBS_ENQUEUED, body).jobs  # type: ignore[attr-defined]
+    if jobs:  # one batch, one time (as `StateMachine.apply` counts it)
+        q.history.add(jobs[0].created_at, _COUNT_ENQUEUED, len(jobs))
+    for job in jobs:
         job.lsn = lsn
         job.queue = name
         job.name = intern(job.name)
@@ -212,7 +216,6 @@ def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
                     _pending_batch(q, record.lsn, record.body, pending)
                     continue
                 if pending:
-                    _count_enqueued(state, q, pending)
                     load_new_jobs(state, q, pending)
                     pending = []
                 apply(q, record.lsn, record.rtype, decode(record.rtype, record.body))
@@ -222,7 +225,6 @@ def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
             _decode_run(q, recovery, records[i : min(end, i + BULK_DECODE)], pending)
         done = end
     if pending:
-        _count_enqueued(state, q, pending)
         load_new_jobs(state, q, pending)
     if records:
         q.applied_lsn = max(q.applied_lsn, records[-1].lsn)
