@@ -31,6 +31,10 @@ from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine, JobFilter
 from spitfire.server.errors import EngineError, Overloaded, ValidationError
+from spitfire.server.history import DEFAULT_MINUTES as DEFAULT_HISTORY_MINUTES
+from spitfire.server.history import DEFAULT_STEP as DEFAULT_HISTORY_STEP
+from spitfire.server.history import MAX_QUERY_MINUTES as MAX_HISTORY_MINUTES
+from spitfire.server.history import MAX_STEP as MAX_HISTORY_STEP
 from spitfire.server.options import ServerOptions
 from spitfire.server.service import Service
 from spitfire.wal.api import Durability
@@ -280,6 +284,7 @@ class Dashboard:
         r.add_get("/api/workers", w(self.workers))
         r.add_get("/api/stats", w(self.stats))
         ScheduleRoutes(self.engine, self._json_body, json_response).add(r, w)
+        r.add_get("/api/stats/history", w(self.stats_history))
         r.add_get("/api/events", w(self.events))
         r.add_get("/health", w(self.health))
         r.add_get("/ready", w(self.readiness))
@@ -699,6 +704,13 @@ class Dashboard:
 
     async def _json_body(self, request: Request, kind: type[T]) -> T:
         return decode_body(await read_body(request, self.max_body), kind)
+
+    async def stats_history(self, request: Request) -> Response:
+        """GET /api/stats/history: per-minute counters, durable (server/history.py)."""
+        minutes = query_int(request, "minutes", DEFAULT_HISTORY_MINUTES, 1, MAX_HISTORY_MINUTES)
+        step = query_int(request, "step", DEFAULT_HISTORY_STEP, 60, MAX_HISTORY_STEP)
+        points = self.engine.stats_history(time.time(), minutes, step, query_str(request, "queue"))
+        return json_response(200, mo.history_out(step, points))
 
     async def events(self, request: Request) -> Response:
         """GET /api/events: Server-Sent Events (``job`` and ``stats``), resumable by Last-Event-ID."""

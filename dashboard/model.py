@@ -442,3 +442,26 @@ def job_out(job: Job) -> JobOut:
         lease_until=info.lease_until,
         worker=info.worker,
     )
+
+
+class HistoryPointOut(msgspec.Struct):
+    """One bucket of GET /api/stats/history: its start and what happened in it."""
+
+    #: Start of the bucket (epoch seconds, a multiple of ``step``).
+    at: float
+    enqueued: int
+    succeeded: int
+    #: Attempts that failed (the job went to retrying or dead).
+    failed: int
+
+
+class HistoryOut(msgspec.Struct):
+    """GET /api/stats/history: buckets of ``step`` seconds, oldest first, up to the current minute."""
+
+    step: int
+    points: list[HistoryPointOut]
+
+
+def history_out(step: int, points: list[Any]) -> HistoryOut:
+    """The answer of GET /api/stats/history from the engine's `server.history.HistoryPoint`s."""
+    return HistoryOut(step, [HistoryPointOut(p.at, p.enqueued, p.succeeded, p.failed) for p in points])

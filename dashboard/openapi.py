@@ -324,6 +324,18 @@ def _other_paths() -> dict[str, Any]:
     }
 
 
+def _history_paths() -> dict[str, Any]:
+    minutes = {"type": "integer", "minimum": 1, "maximum": 43200}
+    step = {"type": "integer", "minimum": 60, "multipleOf": 60}
+    params = [
+        _query("minutes", minutes, "Minutes back from now (default 60)"),
+        _query("step", step, "Seconds per point, a multiple of 60 (default 60)"),
+        _query("queue", {"type": "string"}, "Only this queue (default: every queue, deleted ones included)"),
+    ]
+    summary = "Enqueued, succeeded and failed jobs per step, durable (30 days kept)"
+    return {"/api/stats/history": {"get": _operation(summary, (200, mo.HistoryOut), (404,), params=params)}}
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of the HTTP API."""
     kinds = (
@@ -332,6 +344,7 @@ def openapi_document() -> dict[str, Any]:
         mo.ClaimOut, mo.LeaseOut, sc.ScheduleIn, sc.ScheduleOut, sc.ScheduleListOut, mo.Health,
         mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut, mo.QueueUpdateIn, mo.PurgeOut,
     )  # fmt: skip
+    kinds += (mo.HistoryOut,)
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {
         "openapi": "3.1.0",
@@ -341,7 +354,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Jobs, queues, the HTTP worker API, live events and operations. "
             'Errors are {"error": {"code", "message"}}. Times are seconds since the Unix epoch.',
         },
-        "paths": {**_queue_paths(), **_job_paths(), **_other_paths()},
+        "paths": {**_queue_paths(), **_job_paths(), **_other_paths(), **_history_paths()},
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -52,6 +52,7 @@ class Commits:
 
     def listen(self, q: Queue) -> None:
         """Hear from ``q``'s log when its records become durable, or when it fails."""
+        q.history.parent = self.state.history  # a live queue feeds the total (server/history.py)
         q.log.set_listener(lambda lsn: self.durable(q, lsn), lambda error: self.fail_stop(q, error))
 
     def durable(self, q: Queue, upto: int) -> None:

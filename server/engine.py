@@ -57,6 +57,14 @@ from .errors import (
     ValidationError,
 )
 from .events import BatchObserver, JobObserver
+from .history import (
+    HistoryPoint,
+    history_points,
+    rebuild_total,
+    retire,
+    retired_history_file,
+    total_counters,
+)
 from .queries import EngineStats, JobFilter, Queries, QueueStats, check_filter
 from .records import RecordType
 from .recovery import load_queue
@@ -175,6 +183,8 @@ class Engine(Queries):
             on_deadline=self._deadline,
             on_failure=self.commits.stop,
         )
+        #: The history graph's counts of deleted queues (server/history.py).
+        self.retired_history = retired_history_file(storage)
 
     # -- hooks (kept on the state machine, which calls them as it applies records) ---------------------
 
@@ -240,11 +250,13 @@ class Engine(Queries):
         if self._opened:
             raise RuntimeError("engine already open")
         self.state.table.defer_order()  # sorted once below, after every queue is loaded
+        self.retired_history.load()
         for name in self.storage.queues():
             q = self._open_queue(name)
             if q.deleted_lsn:
                 await self._forget_deleted(q)
             await asyncio.sleep(0)
+        rebuild_total(self.state, self.retired_history)
         self.state.table.sort_names()
         self.schedules.open()
         self._opened = True
@@ -279,6 +291,15 @@ class Engine(Queries):
 
     def _new_index(self, name: str) -> QueueIndex:
         return QueueIndex(name, self.state.table, retention=self.config.retention)
+
+    def stats_history(
+        self, now: float, minutes: int, step: int, queue: str | None = None
+    ) -> list[HistoryPoint]:
+        """Enqueued, succeeded and failed jobs per ``step`` seconds over the last ``minutes`` minutes
+        up to ``now``, of ``queue`` or of every queue (deleted ones included), oldest first
+        (server/history.py). :raises ValidationError: bad minutes or step. :raises QueueNotFound:"""
+        counters = total_counters(self.state) if queue is None else self._queue(queue).history
+        return history_points(counters, now, minutes, step)
 
     async def close(self) -> None:
         """Let running snapshots finish, make every log durable and close the storage."""
@@ -1078,6 +1099,7 @@ class Engine(Queries):
         Runs as a task of its own: the caller going away does not leave the files behind."""
         try:
             revoked: list[tuple[str, str]] = await self.commits.submit(q, lsn, RecordType.QUEUE_DELETED, body)
+            await retire(self.retired_history, q)  # its history stays in the total
             try:
                 await self.storage.drop_log(q.name)
             except StorageError as exc:  # the deletion is durable; its files go at the next start
@@ -1102,6 +1124,7 @@ class Engine(Queries):
                 self.state.drop_lease(job)
             self.state.queues.pop(q.name, None)
         log.info("queue %r was deleted before the restart: removing its files", q.name)
+        await retire(self.retired_history, q)  # unless done before the crash
         await self.storage.drop_log(q.name)
 
     # -- maintenance ------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ def minimal_job() -> Job:
 
 
 #: (name, record type, body): the record vectors, in file order. Every RecordType has at least one.
+def history_block(hour_offset: int = 0) -> rec.HistoryBlock:
+    """One hour of counters: minute 0 of the hour with 3 enqueued, 2 succeeded, 1 failed; minute 59
+    with 1,000,000 enqueued (a full 64-bit little-endian lane)."""
+    counts = [0] * 180
+    counts[0:3] = [3, 2, 1]
+    counts[177] = 1_000_000
+    data = b"".join(n.to_bytes(8, "little") for n in counts)
+    return rec.HistoryBlock(int(T0 // 3600) + hour_offset, data)
+
+
 RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ("job-enqueued-every-field", RecordType.JOB_ENQUEUED, full_job()),
     ("job-enqueued-minimal", RecordType.JOB_ENQUEUED, minimal_job()),
@@ -174,17 +184,35 @@ SNAPSHOT_CHUNKS: list[tuple[str, msgspec.Struct]] = [
                 rec.IdempotencyEntry("welcome-41", JOB_B, "send_email", T0 + 86400.0),
             ],
             JOB_B,
+            True,
         ),
     ),
     ("queue-meta-empty", rec.QueueMeta(rec.SNAPSHOT_VERSION, False, "async", [], "")),
+    ("history-chunk", rec.HistoryChunk([], rec.HISTORY_VERSION, [history_block(), history_block(1)])),
+    ("history-chunk-empty", rec.HistoryChunk([], rec.HISTORY_VERSION, [])),
     ("job-chunk", rec.JobChunk([full_job(), minimal_job()])),
     ("schedules", rec.SchedulesSnapshot(rec.SCHEDULES_SNAPSHOT_VERSION, [full_schedule()])),
 ]
+
+#: (name, body): records of ``meta/history-retired`` (type byte `history.RETIRED_RECORD`).
+RETIRED_RECORDS: list[tuple[str, rec.RetiredHistory]] = [
+    ("retired-one-queue", rec.RetiredHistory([("emails", 42, T0 + 120.0)], [history_block()])),
+    (
+        "retired-compacted",
+        rec.RetiredHistory(
+            [("emails", 42, T0 + 120.0), ("sms", 7, T0 + 180.0)], [history_block(), history_block(1)]
+        ),
+    ),
+]
+#: Type byte of a retired-history record (`spitfire.server.history.RETIRED_RECORD`).
+RETIRED_TYPE_BYTE = 1
 
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "QueueMeta": rec.meta_decoder,
     "JobChunk": rec.chunk_decoder,
     "SchedulesSnapshot": msgspec.msgpack.Decoder(rec.SchedulesSnapshot),
+    "HistoryChunk": rec.history_decoder,
+    "RetiredHistory": rec.retired_decoder,
 }
 
 
@@ -198,7 +226,7 @@ def describe(value: Any) -> Any:
         return int(value)
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # "inf", "-inf", "nan": JSON has no such numbers
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [describe(v) for v in value]
     if isinstance(value, dict):
         return {k: describe(v) for k, v in value.items()}
@@ -222,6 +250,8 @@ def _build(info: msgspec.inspect.Type, value: Any) -> Any:
         return _build(inner, value)
     if isinstance(info, msgspec.inspect.BytesType):
         return bytes.fromhex(value)
+    if isinstance(info, msgspec.inspect.TupleType):
+        return tuple(_build(t, v) for t, v in zip(info.item_types, value, strict=True))
     if isinstance(info, msgspec.inspect.ListType):
         return [_build(info.item_type, v) for v in value]
     if isinstance(info, msgspec.inspect.VarTupleType):
@@ -261,14 +291,38 @@ def snapshot_chunks() -> list[dict[str, Any]]:
     ]
 
 
+def retired_records() -> list[dict[str, Any]]:
+    """The retired-history record vectors, as written to the file."""
+    out: list[dict[str, Any]] = []
+    for name, body in RETIRED_RECORDS:
+        encoded = rec.encode(body)
+        out.append(
+            {
+                "name": name,
+                "kind": type(body).__name__,
+                "type_byte": RETIRED_TYPE_BYTE,
+                "body": describe(body),
+                "hex": encoded.hex(),
+                "record_hex": encode_record(RETIRED_TYPE_BYTE, encoded).hex(),
+            }
+        )
+    return out
+
+
 def chunk_decoder(kind: str) -> msgspec.msgpack.Decoder[Any]:
-    """The decoder recovery uses for a snapshot chunk of ``kind`` ("QueueMeta" or "JobChunk")."""
+    """The decoder recovery uses for a snapshot chunk of ``kind`` ("QueueMeta", "HistoryChunk" or
+    "JobChunk"), or for a retired-history record ("RetiredHistory")."""
     return _DECODERS[kind]
 
 
 def render() -> str:
     """The whole file's text."""
-    document = {"format": FILE_FORMAT, "records": records(), "snapshot_chunks": snapshot_chunks()}
+    document = {
+        "format": FILE_FORMAT,
+        "records": records(),
+        "snapshot_chunks": snapshot_chunks(),
+        "retired_history": retired_records(),
+    }
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 

@@ -257,6 +257,9 @@ class QueueMeta(msgspec.Struct, array_like=True, gc=False):
     keys: list[IdempotencyEntry]
     #: The newest job id issued when the snapshot started (ids never go below it after recovery).
     last_id: str = ""
+    #: Chunk 1 is a `HistoryChunk` (the queue's per-minute counters at the snapshot's LSN); older
+    #: snapshots have none.
+    history: bool = False
 
 
 class JobChunk(msgspec.Struct, array_like=True, gc=False):
@@ -265,13 +268,51 @@ class JobChunk(msgspec.Struct, array_like=True, gc=False):
     jobs: list[Job]
 
 
+#: Version of the history chunk's layout (`HistoryChunk.version`).
+HISTORY_VERSION = 1
+
+
+class HistoryBlock(msgspec.Struct, array_like=True, gc=False):
+    """One hour of a queue's per-minute counters (`spitfire.index.minutes`)."""
+
+    #: Epoch hour (epoch seconds // 3600).
+    hour: int
+    #: 60 minutes x (enqueued, succeeded, failed), unsigned 64-bit little-endian: 1,440 bytes.
+    counts: bytes
+
+
+class HistoryChunk(msgspec.Struct, array_like=True, gc=False):
+    """Chunk 1 of a snapshot whose meta says ``history``: the queue's counters at the snapshot's LSN.
+
+    Its first element is an empty job list, so that a build that knows no history reads it as a
+    `JobChunk` of no jobs (and ignores the rest).
+    """
+
+    jobs: list[Job]
+    version: int
+    blocks: list[HistoryBlock]
+
+
+class RetiredHistory(msgspec.Struct, array_like=True, gc=False):
+    """A record of ``meta/history-retired``: the counters of deleted queues (server/history.py)."""
+
+    #: (queue, LSN of its QUEUE_DELETED record, that record's time) of each deletion it holds.
+    deletions: list[tuple[str, int, float]]
+    blocks: list[HistoryBlock]
+
+
 meta_decoder = msgspec.msgpack.Decoder(QueueMeta)
 chunk_decoder = msgspec.msgpack.Decoder(JobChunk)
+history_decoder = msgspec.msgpack.Decoder(HistoryChunk)
+retired_decoder = msgspec.msgpack.Decoder(RetiredHistory)
 
 __all__ = [
     "BODY_TYPES",
+    "HISTORY_VERSION",
     "SNAPSHOT_VERSION",
     "AttemptError",
+    "HistoryBlock",
+    "HistoryChunk",
     "IdempotencyEntry",
     "Job",
     "JobChunk",
@@ -285,6 +326,7 @@ __all__ = [
     "QueueEvent",
     "QueueMeta",
     "RecordType",
+    "RetiredHistory",
     "Schedule",
     "ScheduleDeleted",
     "ScheduleOptions",
@@ -295,6 +337,8 @@ __all__ = [
     "decode",
     "decode_jobs",
     "encode",
+    "history_decoder",
     "job_decoder",
     "meta_decoder",
+    "retired_decoder",
 ]

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import attrgetter, floordiv
 
 import msgspec
 
 from spitfire.index.job import LEASED_STATES, Job, JobState
+from spitfire.index.minutes import ENQUEUED as _COUNT_ENQUEUED
 from spitfire.wal.api import CorruptLogError, Durability, LogRecord, Recovery
 
 from . import records as rec
+from .history import load_history_chunk
 from .state import Queue, StateMachine
 
 _by_seq = attrgetter("seq")
@@ -26,6 +29,7 @@ _by_id = attrgetter("id")
 _rtype = attrgetter("rtype")
 _lsn = attrgetter("lsn")
 _body = attrgetter("body")
+_created = attrgetter("created_at")
 
 
 class SnapshotFormatError(ValueError):
@@ -81,7 +85,9 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
         q.log.set_durability(mode)
     jobs: list[Job] = []
     decode = rec.chunk_decoder.decode
-    for chunk in chunks[1:]:
+    if meta.history and len(chunks) > 1:
+        load_history_chunk(q, chunks[1])
+    for chunk in chunks[2 if meta.history else 1 :]:
         jobs.extend(decode(chunk).jobs)
     jobs.sort(key=_by_seq)  # nearly sorted already: timsort makes this linear
     name = q.name
@@ -127,6 +133,8 @@ _JOB_ENQUEUED = int(rec.RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(rec.RecordType.JOBS_ENQUEUED)
 #: Runs of consecutive JOB_ENQUEUED records in the string of record type bytes.
 _ENQUEUE_RUN = re.compile(re.escape(bytes([_JOB_ENQUEUED])) + b"+")
+#: Jobs whose creation minutes are compared at once when recovery counts them.
+_COUNT_SLICE = 4096
 #: Most records decoded in one bulk call (bounds the temporary buffer).
 BULK_DECODE = 65_536
 
@@ -142,6 +150,7 @@ def _decode_run(q: Queue, recovery: Recovery, records: Sequence[LogRecord], out:
                 jobs.append(rec.job_decoder.decode(record.body))
             except msgspec.DecodeError as exc:
                 raise _undecodable(q, recovery, record, exc) from exc
+    _count_enqueued(q, jobs)
     name = q.name
     intern = sys.intern
     for job, lsn in zip(jobs, map(_lsn, records), strict=True):
@@ -151,11 +160,29 @@ def _decode_run(q: Queue, recovery: Recovery, records: Sequence[LogRecord], out:
     out.extend(jobs)
 
 
+def _count_enqueued(q: Queue, jobs: Sequence[Job]) -> None:
+    """Count jobs read from JOB_ENQUEUED records in the history (what `StateMachine.apply` does for
+    each), one addition per minute, in C loops (recovery reads millions of them): a slice whose jobs
+    were all created in one minute (the common case: jobs are in log order) is counted at once."""
+    add = q.history.add
+    for i in range(0, len(jobs), _COUNT_SLICE):
+        times = list(map(_created, jobs[i : i + _COUNT_SLICE]))
+        lo = min(times) // 60.0
+        if lo == max(times) // 60.0:
+            add(lo * 60.0, _COUNT_ENQUEUED, len(times))
+            continue
+        for minute, n in Counter(map(floordiv, times, repeat(60.0))).items():
+            add(minute * 60.0, _COUNT_ENQUEUED, n)
+
+
 def _pending_batch(q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
     """Add the jobs of one JOBS_ENQUEUED record to ``out``."""
     name = q.name
     intern = sys.intern
-    for job in rec.decode(_JOBS_ENQUEUED, body).jobs:  # type: ignore[attr-defined]
+    jobs: list[Job] = rec.decode(_JOBS_ENQUEUED, body).jobs  # type: ignore[attr-defined]
+    if jobs:  # one batch, one time (as `StateMachine.apply` counts it)
+        q.history.add(jobs[0].created_at, _COUNT_ENQUEUED, len(jobs))
+    for job in jobs:
         job.lsn = lsn
         job.queue = name
         job.name = intern(job.name)

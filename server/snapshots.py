@@ -17,6 +17,7 @@ import time
 from spitfire.index.ids import IdGenerator
 
 from . import records as rec
+from .history import encode_history_chunk
 from .state import Queue
 from .stats import SnapshotStats
 
@@ -37,9 +38,12 @@ async def write_snapshot(q: Queue, ids: IdGenerator, chunk_jobs: int, stats: Sna
             q.log.durability.value,
             [rec.IdempotencyEntry(*item) for item in index.keys.items()],
             ids.last,
+            True,
         )
         jobs, count = index.jobs_view()
         writer.add(rec.encode(meta))
+        # The counters as of the snapshot's LSN: encoded before the first yield, like the meta.
+        writer.add(encode_history_chunk(q))
         live = index.live_jobs
         for start in range(0, count, chunk_jobs):
             await asyncio.sleep(0)

@@ -27,6 +27,10 @@ import msgspec
 
 from spitfire.index.ids import IdGenerator
 from spitfire.index.job import LEASED_STATES, AttemptError, Job, JobState
+from spitfire.index.minutes import ENQUEUED as _COUNT_ENQUEUED
+from spitfire.index.minutes import FAILED as _COUNT_FAILED
+from spitfire.index.minutes import SUCCEEDED as _COUNT_SUCCEEDED
+from spitfire.index.minutes import MinuteCounters
 from spitfire.index.queue import QueueIndex
 from spitfire.index.table import JobTable
 from spitfire.wal.api import Durability, QueueLog
@@ -41,6 +45,8 @@ _ENQUEUED = JobState.ENQUEUED
 _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 
+#: What `StateMachine.apply` calls for one record type: (queue, decoded body, LSN) -> its result.
+Applier = Callable[["Queue", Any, int], Any]
 #: A record appended and waiting for its commit: (lsn, type, decoded body, where to put what its
 #: application returns or None, what new jobs it adds (count, payload bytes, keyed) or None).
 Pending = tuple[int, int, Any, "list[Any] | None", "tuple[int, int, bool] | None"]
@@ -71,6 +77,10 @@ class Queue:
     #: LSN of the queue's QUEUE_DELETED record once appended (0: none). It is the last record the
     #: log ever gets: nothing more is appended after it.
     deleted_lsn: int = 0
+    #: Per-minute counts of the queue's committed enqueue, ack and failure records (server/history.py).
+    history: MinuteCounters = field(default_factory=MinuteCounters)
+    #: Time of the QUEUE_DELETED record once applied (with ``deleted_lsn``: the deletion's identity).
+    deleted_at: float = 0.0
 
 
 def _history(job: Job, state: JobState, at: float) -> None:
@@ -114,11 +124,15 @@ class StateMachine:
         #: New jobs (and bytes) of every queue appended but not applied yet (see `Queue.inflight_jobs`).
         self.inflight_jobs = 0
         self.inflight_bytes = 0
+        #: Per-minute counts of every queue together, deleted ones included (server/history.py): the
+        #: parent of each live queue's counters (fed as their minutes are flushed), rebuilt after
+        #: recovery by `history.rebuild_total`. Flush the queues' counters before reading it.
+        self.history = MinuteCounters()
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
-            RecordType.JOB_SUCCEEDED: self._job_record(self._succeeded),
-            RecordType.JOB_FAILED: self._job_record(self._failed),
+            RecordType.JOB_SUCCEEDED: self._counted_job_record(_COUNT_SUCCEEDED, self._succeeded),
+            RecordType.JOB_FAILED: self._counted_job_record(_COUNT_FAILED, self._failed),
             RecordType.JOB_REQUEUED: self._job_record(self._requeued),
             RecordType.JOB_SNOOZED: self._job_record(self._snoozed),
             RecordType.JOB_RELEASED: self._job_record(self._released),
@@ -181,6 +195,8 @@ class StateMachine:
     # -- new jobs ---------------------------------------------------------------------------------------
 
     def _enqueued(self, q: Queue, job: Job, lsn: int) -> None:
+        # Counted before any skip: the history counts committed records (see `_counted_job_record`).
+        q.history.add(job.created_at, _COUNT_ENQUEUED)
         if job.id in self.table:  # a fuzzy snapshot already holds it
             return
         job.lsn = lsn
@@ -194,6 +210,8 @@ class StateMachine:
     def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
         table = self.table
         new = body.jobs
+        if new:  # one batch, one time
+            q.history.add(new[0].created_at, _COUNT_ENQUEUED, len(new))
         if new and new[0].id in table:  # a fuzzy snapshot (of an older build) already holds some
             new = [job for job in new if job.id not in table]
         if not new:
@@ -228,6 +246,22 @@ class StateMachine:
                 observer(job, False)
 
     # -- records of one existing job ----------------------------------------------------------------------
+
+    def _counted_job_record(self, field: int, change: Callable[[Queue, Job, Any, int], Any]) -> Applier:
+        """`_job_record` that first counts its record (at the record's own time) in the queue's
+        history, whether or not the job still reflects it: the history counts committed records,
+        so replay after a fuzzy snapshot (whose jobs may already reflect the record) counts exactly
+        what the live server counted (server/history.py)."""
+        table = self.table
+
+        def apply(q: Queue, body: Any, lsn: int) -> Any:
+            q.history.add(body.at, field)
+            job = table.get(body.id)
+            if job is None or lsn <= job.lsn:
+                return None
+            return change(q, job, body, lsn)
+
+        return apply
 
     def _job_record(self, change: Callable[[Queue, Job, Any, int], Any]) -> Callable[[Queue, Any, int], Any]:
         """An applier that finds the record's job and skips what the job already reflects."""
@@ -339,6 +373,8 @@ class StateMachine:
             observer(job, True)
         q.paused = False
         q.deleted_lsn = lsn
+        q.deleted_at = body.at
+        q.history.flush()  # its last minute into the total, which keeps it
         if self.queues.get(q.name) is q:
             del self.queues[q.name]
         return revoked
