@@ -135,8 +135,8 @@ def _schema(fds: descriptor_pb2.FileDescriptorSet, wanted: Sequence[str]) -> Sch
         if name not in specs:
             raise SchemaError(f"{name}: protobuf's own files cannot be generated; import them instead")
         schema.files.append(specs[name])
-    for f in schema.files:
-        _check_references(by_name[f.name], schema)
+    for spec in schema.files:
+        _check_references(by_name[spec.name], schema)
     return schema
 
 
@@ -189,7 +189,9 @@ def _file(f: descriptor_pb2.FileDescriptorProto, options_class: Any) -> FileSpec
     return FileSpec(f.name, f.package, tuple(messages), tuple(enums), tuple(f.dependency), header)
 
 
-def _enum(e: descriptor_pb2.EnumDescriptorProto, prefix: str, outer: str, file: str, comment: str) -> EnumSpec:
+def _enum(
+    e: descriptor_pb2.EnumDescriptorProto, prefix: str, outer: str, file: str, comment: str
+) -> EnumSpec:
     return EnumSpec(
         full_name=(prefix + outer + e.name)[1:],
         name=(outer + e.name).replace(".", "_"),
@@ -265,9 +267,7 @@ def _field(
     entry = maps.get(fd.type_name) if fd.type == _TYPE_MESSAGE else None
     if entry is not None:
         key, value = entry.field[0], entry.field[1]
-        return FieldSpec(
-            fd.name, fd.number, _type(value, where), map_key=_type(key, where), comment=comment
-        )
+        return FieldSpec(fd.name, fd.number, _type(value, where), map_key=_type(key, where), comment=comment)
     return FieldSpec(
         name=fd.name,
         number=fd.number,
@@ -313,7 +313,7 @@ def _backoff(b: Any, full_name: str) -> BackoffSpec:
             f"{full_name}: (spitfire.backoff) kind {kind!r}: use one of {', '.join(BACKOFF_KINDS)}"
         )
     if kind == "delays" and not delays:
-        raise SchemaError(f"{full_name}: (spitfire.backoff) kind \"delays\" needs delays: [1, 5, 30]")
+        raise SchemaError(f'{full_name}: (spitfire.backoff) kind "delays" needs delays: [1, 5, 30]')
     if any(d < 0 for d in delays):
         raise SchemaError(f"{full_name}: (spitfire.backoff) delays must be 0 or more seconds")
     defaults = BackoffSpec()
