@@ -98,14 +98,14 @@ def _module(f: FileSpec, schema: Schema) -> str:
     head += [*std, "", "import msgspec", ""] if std else ["import msgspec", ""]
     if jobs:
         backoff = ["Backoff"] if any(j.job is not None and j.job.backoff is not None for j in jobs) else []
-        names = ", ".join(sorted(["AsyncClient", "Client", *backoff]))
+        sdk = ", ".join(sorted(["AsyncClient", "Client", *backoff]))
         head += [
-            f"from spitfire import {names}",
+            f"from spitfire import {sdk}",
             "from spitfire.structs import JobSchema, SchemaEnqueueOptions",
             "",
         ]
-    for stem, names in sorted(_imports(f, schema).items()):
-        head.append(f"from .{stem} import {', '.join(sorted(names))}")
+    for stem, imported in sorted(_imports(f, schema).items()):
+        head.append(f"from .{stem} import {', '.join(sorted(imported))}")
     if head[-1] != "":
         head.append("")
     head += ["__all__ = [", *(f"    {_str(n)}," for n in _exports(f)), "]", ""]
