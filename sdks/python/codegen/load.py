@@ -144,14 +144,14 @@ def _unique_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _options_class(fds: descriptor_pb2.FileDescriptorSet) -> Any:
+def _options_class(fds: descriptor_pb2.FileDescriptorSet) -> Any | None:
     """``google.protobuf.MessageOptions`` of a pool built from the set, which knows its extensions."""
     pool = descriptor_pool.DescriptorPool()
     for f in fds.file:
         pool.Add(f)
     names = [f.name for f in fds.file]
     classes = message_factory.GetMessageClassesForFiles(names, pool)  # registers the extensions
-    return classes["google.protobuf.MessageOptions"]
+    return classes.get("google.protobuf.MessageOptions")  # None: nothing imports options.proto
 
 
 class _Comments:
@@ -280,6 +280,8 @@ def _field(
 
 
 def _job(m: descriptor_pb2.DescriptorProto, full_name: str, options_class: Any) -> JobSpec | None:
+    if options_class is None:
+        return None
     options = options_class.FromString(m.options.SerializeToString())
     given = {fd.name: value for fd, value in options.ListFields() if fd.full_name.startswith("spitfire.")}
     if not given:
