@@ -30,7 +30,7 @@ from typing import Any
 
 from spitfire.protocol.jsonvalue import msgpack_to_json
 
-from . import __version__
+from . import __version__, codegen
 from .app import App
 from .errors import (
     BadRequest,
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
 
     _schedules_parser(sub)
+    codegen.add_parsers(sub)  # codegen, schemas
     return parser
 
 
@@ -352,6 +353,7 @@ COMMANDS = {
     "get": cmd_get,
     "stats": cmd_stats,
     "schedules": cmd_schedules,
+    **codegen.COMMANDS,
 }
 
 
