@@ -124,7 +124,7 @@ def test_a_handler_takes_the_struct(generated: ModuleType) -> None:
     assert seen == [generated.SendEmail(to="a@b.c")]
 
 
-def test_generated_python_passes_mypy_strict(tmp_path: Path) -> None:
+def test_generated_python_and_the_generator_pass_mypy_strict(tmp_path: Path) -> None:
     tree = mypy_tree(tmp_path / "tree")
     codegen("python", [EXAMPLE], tree / "gen")
     (tree / "gen" / "__init__.py").write_text("")
@@ -150,7 +150,8 @@ def test_generated_python_passes_mypy_strict(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--config-file", str(ROOT / "pyproject.toml"),
-         "--cache-dir", str(tmp_path / "cache"), "gen", "use_gen.py"],
+         "--cache-dir", str(tmp_path / "cache"), "gen", "use_gen.py",
+         "spitfire/codegen", "spitfire/structs.py"],
         cwd=tree, capture_output=True, text=True, timeout=300, env={**os.environ, "MYPYPATH": str(tree)},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -249,3 +250,29 @@ def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cli" / "example.py").read_text() == (GOLDEN / "python" / "example.py").read_text()
+
+
+def test_oneof_members_and_message_fields_may_be_absent(tmp_path: Path) -> None:
+    path = write_proto(
+        tmp_path,
+        "pay.proto",
+        """\
+        message Card { string number = 1; }
+        message Pay {
+          option (spitfire.queue) = "pay";
+          oneof method {
+            Card card = 1;
+            string iban = 2;
+          }
+          Card backup = 3;
+        }
+        """,
+    )
+    py = codegen("python", [path, SCHEMAS / "spitfire" / "options.proto"], tmp_path / "py")
+    assert [p.name for p in py] == ["pay.py"]  # options.proto among the files: nothing to generate
+    text = py[0].read_text()
+    assert (
+        "    card: Card | None = None\n    iban: str | None = None\n    backup: Card | None = None\n" in text
+    )
+    ts = codegen("typescript", [path], tmp_path / "ts")[0].read_text()
+    assert "  card?: Card | null;\n  iban?: string | null;\n  backup?: Card | null;\n" in ts

@@ -69,7 +69,11 @@ def load(files: Sequence[str | Path], include: Sequence[str | Path] = ()) -> Sch
     :raises SchemaError: protoc refused a file (its errors are in the message), a file is not
         proto3, or it uses something Spitfire payloads cannot carry.
     """
-    paths = [Path(f) for f in files]
+    # spitfire/options.proto among the files (schemas/**/*.proto): it is found as an import anyway,
+    # and given by another path protoc would see its definitions twice.
+    paths = [Path(f) for f in files if Path(f).resolve().parts[-2:] != ("spitfire", "options.proto")]
+    if not paths and files:
+        raise SchemaError("only spitfire/options.proto given: pass the .proto files of your jobs")
     if not paths:
         raise SchemaError("no .proto files given: pass one or more, e.g. schemas/*.proto")
     for p in paths:
