@@ -134,7 +134,9 @@ class JobSchema(Generic[S]):
         payload Struct. ``@SEND_EMAIL_JOB.handler(app)`` over ``def send_email(e: SendEmail)``.
 
         The job gets the schema's name, queue and options. Its payload arrives checked, as the
-        Struct; `spitfire.context()` gives the job's id, attempt and headers.
+        Struct; `spitfire.context()` gives the job's id, attempt and headers. The `JobFunction`
+        returned takes the fields as keyword arguments (``send_email(to="a@b.c")`` runs it here,
+        ``send_email.enqueue(to="a@b.c")`` enqueues it, checked the same way).
         """
 
         def register(fn: Callable[[S], R]) -> JobFunction[..., R]:

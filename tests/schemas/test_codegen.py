@@ -109,6 +109,29 @@ def test_a_payload_of_another_type_is_refused_before_sending(generated: ModuleTy
     client.close()
 
 
+class _Recorder:
+    """Stands in for a Client: records what enqueue_raw was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bytes, dict[str, object]]] = []
+
+    def enqueue_raw(self, queue: str, name: str, data: bytes, **options: object) -> str:
+        self.calls.append((queue, name, data, options))
+        return "job-1"
+
+
+def test_enqueue_applies_the_schema_options_under_the_callers(generated: ModuleType) -> None:
+    client = _Recorder()
+    assert generated.enqueue_send_email(client, generated.SendEmail(to="a@b.c")) == "job-1"
+    generated.enqueue_send_email(client, generated.SendEmail(), queue="eu", max_attempts=1, delay=5)
+    (q1, n1, d1, o1), (q2, n2, _, o2) = client.calls
+    assert (q1, n1, q2, n2) == ("emails", "send_email", "eu", "send_email")
+    assert msgspec.msgpack.decode(d1)["to"] == "a@b.c"
+    backoff = spitfire.Backoff.of_delays([1, 5, 30, 300])
+    assert o1 == {"max_attempts": 5, "backoff": backoff, "timeout": 30.0}
+    assert o2 == {"max_attempts": 1, "backoff": backoff, "timeout": 30.0, "delay": 5}
+
+
 def test_a_handler_takes_the_struct(generated: ModuleType) -> None:
     app = spitfire.App("tcp://127.0.0.1:1")
     seen = []
