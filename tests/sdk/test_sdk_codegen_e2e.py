@@ -1,14 +1,17 @@
 """A job declared once in a .proto file, end to end against a real spitfire-server: enqueued with
 the generated Python helper, run by a Python worker whose handler takes the generated Struct.
 
-(The TypeScript producer of the same job waits for the TypeScript SDK: the generated
-``enqueue<Job>(client, payload)`` takes any client with ``enqueue(queue, name, payload, options)``.)
+A TypeScript producer of the same job runs where the TypeScript SDK is built (sdks/typescript/dist,
+or $SPITFIRE_TS_SDK); elsewhere that test skips, saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +155,81 @@ def test_a_payload_from_a_plain_producer_is_checked_by_the_struct(
     assert failed.state == "dead"
     assert "cents" in failed.errors[-1].error and "Expected `int`" in failed.errors[-1].error
     assert msgspec.msgpack.decode(failed.raw_payload) == {"cents": "many"}
+
+
+def _typescript_sdk() -> Path:
+    """The built TypeScript SDK: sdks/typescript here, or $SPITFIRE_TS_SDK (skips without one)."""
+    root = Path(__file__).resolve().parents[2]
+    sdk = Path(os.environ.get("SPITFIRE_TS_SDK") or root / "sdks" / "typescript")
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: no TypeScript producer")
+    if not (sdk / "dist" / "index.js").exists():
+        pytest.skip(
+            f"no built TypeScript SDK at {sdk} (cd sdks/typescript && npm ci && npm run build, or set "
+            "SPITFIRE_TS_SDK to one)"
+        )
+    return sdk
+
+
+PRODUCER = """\
+import { Client } from "SDK";
+import { enqueueChargeCard, Currency } from "./billing.js";
+
+const client = new Client(process.argv[2]);
+try {
+  const id = await enqueueChargeCard(client, {
+    customer: "ts-1",
+    cents: 2n ** 40n,
+    items: [{ sku: "sku-ts", quantity: 2 }],
+    currency: Currency.CURRENCY_EUR,
+  }, { idempotencyKey: "ts-charge" });
+  console.log(id);
+} finally {
+  await client.close();
+}
+"""
+
+
+@pytest.mark.xfail(
+    reason="the TypeScript SDK (branch ts-sdk, in progress) encodes an integer past 2**32 as a msgpack "
+    "float64, which the Struct's int64 field refuses; passes with cents under 2**32",
+    strict=False,
+)
+def test_a_typescript_producer_and_a_python_worker_share_the_proto(
+    server: ServerProcess, client: spitfire.Client, billing: ModuleType, tmp_path: Path, queue: str
+) -> None:
+    """The same .proto, generated for both: enqueued by the TypeScript SDK with the generated
+    ``enqueueChargeCard``, run by Python with the generated Struct."""
+    sdk = _typescript_sdk()
+    fixture_tsc = Path(__file__).resolve().parents[1] / "schemas" / "ts" / "node_modules" / ".bin" / "tsc"
+    tsc = fixture_tsc if fixture_tsc.exists() else sdk / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        pytest.skip("no tsc: npm ci in tests/schemas/ts")
+    src = tmp_path / "ts-src" / "billing.proto"
+    src.parent.mkdir()
+    src.write_text(PROTO.replace("QUEUE", queue))
+    out = tmp_path / "ts-out"
+    codegen("typescript", [src], out)
+    command = [str(tsc), "--strict", "--target", "es2022", "--module", "es2022", "--outDir", str(out)]
+    done = subprocess.run([*command, str(out / "billing.ts")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (out / "package.json").write_text('{"type": "module"}\n')
+    (out / "produce.js").write_text(PRODUCER.replace("SDK", (sdk / "dist" / "index.js").as_uri()))
+    done = subprocess.run(
+        ["node", str(out / "produce.js"), server.url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+
+    app = spitfire.App(server.url)
+    charged: list[object] = []
+
+    @billing.CHARGE_CARD_JOB.handler(app)
+    def charge_card(charge: billing.ChargeCard) -> None:  # type: ignore[name-defined]
+        charged.append(charge)
+
+    run_burst(app)
+    item = billing.ChargeCard_LineItem(sku="sku-ts", quantity=2)
+    assert charged == [billing.ChargeCard(customer="ts-1", cents=2**40, items=[item], currency=1)]
+    job = client.get(job_id)
+    assert (job.state, job.max_attempts, job.priority) == ("succeeded", 2, 3)  # the schema's options
