@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from spitfire.protocol.messages import MessageType
 from spitfire.protocol.units import parse_duration as _parse
 
-from . import __version__
+from . import __version__, codegen
 from . import _cli_admin as admin
 from . import _cli_args as a
 from ._cli_args import UsageError
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin.add_parsers(sub)
     _schedules_parser(sub)
+    codegen.add_parsers(sub)  # codegen, schemas
     return parser
 
 
@@ -394,6 +395,7 @@ COMMANDS: dict[str, Command] = {
     "queues": _admin(admin.cmd_queues),
     "workers": _admin(admin.cmd_workers),
     "wait": _admin(admin.cmd_wait),
+    **codegen.COMMANDS,
 }
 
 
