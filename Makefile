@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run shell test test-slow lint typecheck bench clean perf-peers perf
+.PHONY: install run shell test test-slow test-ts lint typecheck bench clean perf-peers perf
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict wal index protocol
 	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(MAKE) test-ts
+
+# The TypeScript SDK (needs node >= 20 and npm): install from the lockfile, build, lint, then its
+# tests (golden vectors, type tests, and live-server tests that use this .venv's spitfire-server).
+test-ts: $(STAMP)
+	cd sdks/typescript && npm ci --no-audit --no-fund && npm run build && npm run lint && npm test
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
@@ -69,3 +75,4 @@ perf-peers:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf sdks/typescript/node_modules sdks/typescript/dist examples/typescript/node_modules examples/typescript/dist

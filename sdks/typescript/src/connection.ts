@@ -229,6 +229,7 @@ export class Connection {
   async close(): Promise<void> {
     if (this.closed) return;
     this.flush();
+    this.socket.ref(); // an idle client's socket is unref'd: keep the process alive until it closed
     await new Promise<void>((resolve) => {
       this.socket.once("close", () => {
         resolve();
