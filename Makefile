@@ -32,9 +32,10 @@ test: $(STAMP)
 	$(MAKE) test-ts
 
 # The TypeScript SDK (needs node >= 20 and npm): install from the lockfile, build, lint, then its
-# tests (golden vectors, type tests, and live-server tests that use this .venv's spitfire-server).
+# tests (golden vectors, type tests, and live-server tests that use this .venv's spitfire-server),
+# under Node and again under Bun (the npm package `bun`, a devDependency).
 test-ts: $(STAMP)
-	cd sdks/typescript && npm ci --no-audit --no-fund && npm run build && npm run lint && npm test
+	cd sdks/typescript && npm ci --no-audit --no-fund && npm run build && npm run lint && npm test && npm run test:bun
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

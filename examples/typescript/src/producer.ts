@@ -11,11 +11,14 @@ const ids = [
 ];
 // sendEmail.enqueue({ to: 42 }) would not compile: the payload is checked against the handler's type.
 
+/** JSON with bigints written as 123n. */
+const show = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x));
+
 const client = new Client(); // the plain client: any queue, any handler name
 for (const id of ids) {
   try {
     const result = await client.wait(id, { timeoutMs: 20_000 });
-    console.log(`${id} succeeded:`, result);
+    console.log(`${id} succeeded: ${show(result)}`);
   } catch (err) {
     if (!(err instanceof JobFailed)) throw err;
     console.log(`${id} ${err.state}: ${err.error}`);

@@ -27,10 +27,10 @@ test("examples/typescript: producer and worker", async () => {
     const producer = await run(process.execPath, [join(EXAMPLE, "dist", "producer.js")], { env, cwd: EXAMPLE, ms: 60_000 });
     assert.equal(producer.code, 0, producer.stdout + producer.stderr);
     const out = producer.stdout;
-    assert.match(out, /succeeded: \{ sent: 'ada@example.com', attempt: 1 \}/);
-    assert.match(out, /succeeded: \{ sent: 'slow@example.com', attempt: 1 \}/);
+    assert.ok(out.includes('succeeded: {"sent":"ada@example.com","attempt":1}'), out);
+    assert.ok(out.includes('succeeded: {"sent":"slow@example.com","attempt":1}'), out);
     assert.match(out, /dead: Permanent: not an address: not-an-address/);
-    assert.match(out, /succeeded: \{ reportId: 1152921504606846976n, rows: 3 \}/);
+    assert.ok(out.includes('succeeded: {"reportId":"1152921504606846976n","rows":3}'), out);
     const exited = new Promise((r) => worker.once("exit", (code, signal) => r({ code, signal })));
     process.kill(worker.pid, "SIGTERM");
     const { code, signal } = await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error(`the worker did not exit on SIGTERM:\n${worker.output}`)), 30_000))]);
