@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run shell test test-slow lint typecheck bench clean perf-peers perf web web-test screenshots
+.PHONY: install run shell test test-slow test-ts lint typecheck bench clean perf-peers perf web web-test screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(STAMP) web-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict wal index protocol
 	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(MAKE) test-ts
+
+# The TypeScript SDK (needs node >= 20 and npm): install from the lockfile, build, lint, then its
+# tests (golden vectors, type tests, and live-server tests that use this .venv's spitfire-server),
+# under Node and again under Bun (the npm package `bun`, a devDependency).
+test-ts: $(STAMP)
+	cd sdks/typescript && npm ci --no-audit --no-fund && npm run build && npm run lint && npm test && npm run test:bun
 
 # The dashboard (dashboard/web): npm ci, type-check, Vitest; in CI (CI=true) also a rebuild that
 # must give the committed dashboard/static byte for byte. The browser tests run with pytest
@@ -91,3 +98,4 @@ perf-peers:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf sdks/typescript/node_modules sdks/typescript/dist examples/typescript/node_modules examples/typescript/dist

@@ -1,0 +1,417 @@
+/**
+ * `Client`: enqueue and manage jobs, queues and schedules over one pipelined TCP connection.
+ *
+ * Every method may be called concurrently: requests are pipelined on one connection and matched
+ * to answers by id. A dropped connection is re-dialled with backoff on the next request; a
+ * request in flight when it dropped fails with `ConnectionLost` (its outcome is unknown: retry an
+ * enqueue with the same idempotency key), except reads and keyed enqueues, which are resent.
+ */
+
+import { type Body, MessageType } from "./codec.js";
+import { type Answer, Connection, type Endpoint, parseUrl } from "./connection.js";
+import {
+  BadRequest,
+  Busy,
+  ClientClosed,
+  ConnectionLost,
+  InvalidURL,
+  JobFailed,
+  type NotFoundKind,
+  NotConnected,
+  TooLarge,
+  Unauthorized,
+  UnsupportedVersion,
+  WaitTimeout,
+} from "./errors.js";
+import {
+  type Backoff,
+  backoffToWire,
+  type Enqueued,
+  type Job,
+  jobFromWire,
+  type JobState,
+  type Schedule,
+  scheduleFromWire,
+  type ScheduleJobOptions,
+  type Stats,
+  statsFromWire,
+} from "./models.js";
+import { encodePayload, NIL } from "./payload.js";
+
+/** Milliseconds a request may wait for its answer by default. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Milliseconds the client keeps trying to (re)connect before a request fails with NotConnected. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Reconnect backoff: first wait, growth factor, longest wait (ms). */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_FACTOR = 2;
+const BACKOFF_MAX_MS = 2000;
+/** How often a request that is safe to resend is resent after the connection drops under it. */
+const MAX_RESENDS = 3;
+/** `wait()` polls GET: first interval, growth, longest interval (ms). */
+const WAIT_POLL_FIRST_MS = 10;
+const WAIT_POLL_FACTOR = 1.5;
+const WAIT_POLL_MAX_MS = 500;
+
+export interface ClientOptions {
+  /** The server's auth token (default: `SPITFIRE_AUTH_TOKEN`). */
+  authToken?: string | null;
+  /** How long a request may wait for its answer (default 30 s). */
+  timeoutMs?: number;
+  /** How long to keep trying to (re)connect (default 10 s). */
+  connectTimeoutMs?: number;
+}
+
+/** Options of an enqueue. Durations are milliseconds. */
+export interface EnqueueOptions {
+  /** 0..10, higher first (default 0). */
+  priority?: number;
+  /** Run no earlier than now + delayMs. Exclusive with `runAt`. */
+  delayMs?: number;
+  /** Run no earlier than this time (a Date or epoch milliseconds). */
+  runAt?: Date | number;
+  /** 1..1,000,000 (default: the server's, 25). */
+  maxAttempts?: number;
+  /** Retry delays: a policy, or a list of delays in ms (kind `delays`). */
+  backoff?: Backoff | number[];
+  /** The lease in ms (default: the server's, 60 s). */
+  timeoutMs?: number;
+  /** While a job with this key exists (and 24 h after), enqueueing again returns it. */
+  idempotencyKey?: string;
+  /** String headers delivered to the worker. */
+  headers?: Record<string, string>;
+}
+
+export interface EnqueueManyOptions extends Omit<EnqueueOptions, "idempotencyKey"> {
+  /** One key (or null) per payload. */
+  idempotencyKeys?: (string | null)[];
+}
+
+/** A schedule's definition. */
+export interface ScheduleDefinition {
+  name: string;
+  cron: string;
+  queue: string;
+  job: string;
+  timezone?: string;
+  payload?: unknown;
+  options?: ScheduleJobOptions;
+  misfire?: "skip" | "once" | "all";
+}
+
+export interface WaitOptions {
+  /** Give up after this long with WaitTimeout (default: 60 s). */
+  timeoutMs?: number;
+  /** The longest pause between two polls (default 500 ms). */
+  maxPollMs?: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function seconds(ms: number | undefined | null, name: string): number | null {
+  if (ms === undefined || ms === null) return null;
+  if (typeof ms !== "number" || !Number.isFinite(ms)) throw new BadRequest(`${name} must be a number of milliseconds`, { field: name });
+  return ms / 1000;
+}
+
+function epoch(at: Date | number | undefined): number | null {
+  if (at === undefined) return null;
+  const t = at instanceof Date ? at.getTime() : at;
+  if (!Number.isFinite(t)) throw new BadRequest("runAt must be a valid Date or epoch milliseconds", { field: "run_at" });
+  return t / 1000;
+}
+
+/** The option fields shared by ENQUEUE and ENQUEUE_MANY. */
+function wireOptions(o: EnqueueOptions | EnqueueManyOptions): Body {
+  return {
+    priority: o.priority ?? 0,
+    delay: seconds(o.delayMs, "delay"),
+    run_at: epoch(o.runAt),
+    max_attempts: o.maxAttempts ?? null,
+    backoff: backoffToWire(o.backoff),
+    timeout: seconds(o.timeoutMs, "timeout"),
+    headers: o.headers ?? null,
+  };
+}
+
+export function scheduleOptionsToWire(o: ScheduleJobOptions | undefined): Body {
+  return {
+    priority: o?.priority ?? 0,
+    max_attempts: o?.maxAttempts ?? null,
+    backoff: backoffToWire(o?.backoff),
+    timeout: seconds(o?.timeoutMs, "options.timeout"),
+    headers: o?.headers ?? null,
+  };
+}
+
+/** A Spitfire client. `new Client()` uses `SPITFIRE_URL` or tcp://127.0.0.1:7878. */
+export class Client {
+  readonly url: string;
+  /** Recurring schedules kept by the server. */
+  readonly schedules: Schedules;
+  private readonly endpoint: Endpoint;
+  private readonly authToken: string | null;
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private conn: Connection | null = null;
+  private dialing: Promise<Connection> | null = null;
+  private closed = false;
+
+  constructor(url?: string | null, options: ClientOptions = {}) {
+    this.endpoint = parseUrl(url);
+    this.url = `tcp://${this.endpoint.host.includes(":") ? `[${this.endpoint.host}]` : this.endpoint.host}:${this.endpoint.port}`;
+    this.authToken = options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.schedules = new Schedules(this);
+  }
+
+  /** Connects now (otherwise the first request does). */
+  async connect(): Promise<void> {
+    await this.connection();
+  }
+
+  /** Closes the connection; requests still in flight fail. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const conn = this.conn;
+    this.conn = null;
+    await conn?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Round-trip time of a PING, in milliseconds. */
+  async ping(): Promise<number> {
+    const t = performance.now();
+    await this.call(MessageType.PING, {}, null, true);
+    return performance.now() - t;
+  }
+
+  /** Enqueues one job once it is durable and returns its id. `payload` is any msgpack-able value. */
+  async enqueue(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<string> {
+    return (await this.enqueueDetailed(queue, name, payload, options)).id;
+  }
+
+  /** `enqueue`, returning whether the job was created (false: its idempotency key named one). */
+  async enqueueDetailed(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<Enqueued> {
+    return this.enqueueRaw(queue, name, payload === undefined ? NIL : encodePayload(payload), options);
+  }
+
+  /** `enqueue` of a payload that is already bytes, sent as they are. */
+  async enqueueRaw(queue: string, name: string, data: Uint8Array, options: EnqueueOptions = {}): Promise<Enqueued> {
+    await this.checkSizes([data]);
+    const body = { queue, name, payload: data, ...wireOptions(options), idempotency_key: options.idempotencyKey ?? null };
+    const a = await this.call(MessageType.ENQUEUE, body, null, options.idempotencyKey !== undefined);
+    return { id: a.body.job_id as string, created: a.body.created as boolean, state: a.body.state as JobState };
+  }
+
+  /** Enqueues many jobs of one handler atomically (all or none, one fsync); returns their ids in order. */
+  async enqueueMany(queue: string, name: string, payloads: unknown[], options: EnqueueManyOptions = {}): Promise<string[]> {
+    const data = payloads.map((p) => (p === undefined ? NIL : encodePayload(p)));
+    await this.checkSizes(data);
+    const keys = options.idempotencyKeys ?? null;
+    if (keys !== null && keys.length !== payloads.length) {
+      throw new BadRequest(`idempotencyKeys has ${keys.length} keys for ${payloads.length} payloads`, { field: "idempotency_keys" });
+    }
+    const body = { queue, name, payloads: data, ...wireOptions(options), idempotency_keys: keys };
+    const a = await this.call(MessageType.ENQUEUE_MANY, body, null, false);
+    return a.body.job_ids as string[];
+  }
+
+  /** The job; `JobNotFound` if the server does not know it. */
+  async get(jobId: string): Promise<Job> {
+    return this.jobCall(MessageType.GET, jobId, true);
+  }
+
+  /** Cancels a job not yet finished (a worker running it is told); returns it afterwards. */
+  async cancel(jobId: string): Promise<Job> {
+    return this.jobCall(MessageType.CANCEL, jobId, false);
+  }
+
+  /** Enqueues a dead or cancelled job again with fresh attempts; returns it afterwards. */
+  async retry(jobId: string): Promise<Job> {
+    return this.jobCall(MessageType.RETRY, jobId, false);
+  }
+
+  /** Deletes a job; returns it as it was. */
+  async delete(jobId: string): Promise<Job> {
+    return this.jobCall(MessageType.DELETE, jobId, false);
+  }
+
+  /** Counts of every queue, or of one (`QueueNotFound` if unknown). */
+  async stats(queue?: string): Promise<Stats> {
+    const a = await this.call(MessageType.STATS, { queue: queue ?? null }, "queue", true);
+    return statsFromWire(a.body.stats as Body);
+  }
+
+  /** Stops deliveries from a queue (enqueues still succeed). */
+  async pause(queue: string): Promise<void> {
+    await this.call(MessageType.PAUSE, { queue }, "queue", true);
+  }
+
+  /** Starts deliveries from a paused queue again. */
+  async resume(queue: string): Promise<void> {
+    await this.call(MessageType.RESUME, { queue }, "queue", true);
+  }
+
+  /** Deletes a queue with its jobs; one with pending jobs needs `force` (else `Conflict`). */
+  async deleteQueue(queue: string, options: { force?: boolean } = {}): Promise<void> {
+    await this.call(MessageType.DELETE_QUEUE, { queue, force: options.force ?? false }, "queue", false);
+  }
+
+  /**
+   * Waits for a job to finish and returns its result (decoded); throws `JobFailed` when it ends
+   * `dead` or `cancelled`, `WaitTimeout` after `timeoutMs`. Polls GET with backoff: the protocol
+   * on this server version has no WAIT message.
+   */
+  async wait(jobId: string, options: WaitOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const maxPoll = options.maxPollMs ?? WAIT_POLL_MAX_MS;
+    const deadline = performance.now() + timeoutMs;
+    let pause = WAIT_POLL_FIRST_MS;
+    for (;;) {
+      const job = await this.get(jobId);
+      if (job.state === "succeeded") return job.result;
+      if (job.state === "dead" || job.state === "cancelled") {
+        throw new JobFailed(jobId, job.state, job.errors.at(-1)?.error ?? null);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new WaitTimeout(`job ${jobId} is still ${job.state} after ${timeoutMs} ms`);
+      await sleep(Math.min(pause, left));
+      pause = Math.min(pause * WAIT_POLL_FACTOR, maxPoll);
+    }
+  }
+
+  /** @internal Sends a request, reconnecting as needed; resends safe requests after a drop. */
+  async call(type: number, body: Body, notFound: NotFoundKind, safe: boolean): Promise<Answer> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.connection();
+      try {
+        return await conn.request(type, body, this.timeoutMs, notFound);
+      } catch (err) {
+        if (err instanceof ConnectionLost && safe && attempt < MAX_RESENDS && !this.closed) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async jobCall(type: number, jobId: string, safe: boolean): Promise<Job> {
+    const a = await this.call(type, { job_id: jobId }, "job", safe);
+    return jobFromWire(a.body.job as Body);
+  }
+
+  private async checkSizes(payloads: Uint8Array[]): Promise<void> {
+    const limit = (await this.connection()).welcome.max_payload;
+    payloads.forEach((p, i) => {
+      if (p.length > limit) {
+        throw new TooLarge(`payload ${i} is ${p.length} bytes, over the server's max_payload of ${limit}`, { field: "payload" });
+      }
+    });
+  }
+
+  private async connection(): Promise<Connection> {
+    if (this.closed) throw new ClientClosed("the client is closed");
+    const c = this.conn;
+    if (c !== null && !c.closed && !c.draining) return c;
+    this.dialing ??= this.dial().finally(() => {
+      this.dialing = null;
+    });
+    return this.dialing;
+  }
+
+  private async dial(): Promise<Connection> {
+    const deadline = performance.now() + this.connectTimeoutMs;
+    let pause = BACKOFF_FIRST_MS;
+    for (;;) {
+      const left = deadline - performance.now();
+      try {
+        const conn = await Connection.open({
+          endpoint: this.endpoint,
+          authToken: this.authToken,
+          connectTimeoutMs: Math.max(1, left),
+        });
+        if (this.closed) {
+          await conn.close();
+          throw new ClientClosed("the client is closed");
+        }
+        this.conn = conn;
+        return conn;
+      } catch (err) {
+        if (err instanceof Unauthorized || err instanceof UnsupportedVersion || err instanceof InvalidURL || err instanceof ClientClosed) {
+          throw err;
+        }
+        if (err instanceof Busy && err.retryAfterMs !== null) pause = Math.max(pause, err.retryAfterMs);
+        if (performance.now() + pause >= deadline || this.closed) {
+          const why = err instanceof Error ? err.message : String(err);
+          throw new NotConnected(`cannot connect to ${this.url} within ${this.connectTimeoutMs} ms: ${why}`, { cause: err });
+        }
+        await sleep(pause);
+        pause = Math.min(pause * BACKOFF_FACTOR, BACKOFF_MAX_MS);
+      }
+    }
+  }
+}
+
+/** `client.schedules`: recurring schedules (PUT/GET/LIST/DELETE/PAUSE/RESUME/TRIGGER_SCHEDULE). */
+export class Schedules {
+  constructor(private readonly client: Client) {}
+
+  /** Creates a schedule; an identical existing one is returned as is, a different one is `Conflict`. */
+  async add(def: ScheduleDefinition): Promise<Schedule> {
+    return (await this.put(def, { replace: false })).schedule;
+  }
+
+  /** Creates or (with `replace`, the default) replaces a schedule. */
+  async put(def: ScheduleDefinition, options: { replace?: boolean } = {}): Promise<{ schedule: Schedule; created: boolean }> {
+    const body = {
+      name: def.name,
+      cron: def.cron,
+      queue: def.queue,
+      job: def.job,
+      timezone: def.timezone ?? "UTC",
+      payload: def.payload === undefined ? null : encodePayload(def.payload),
+      options: scheduleOptionsToWire(def.options),
+      misfire: def.misfire ?? "skip",
+      replace: options.replace ?? true,
+    };
+    const a = await this.client.call(MessageType.PUT_SCHEDULE, body, "schedule", true);
+    return { schedule: scheduleFromWire(a.body.schedule as Body), created: a.body.created as boolean };
+  }
+
+  async get(name: string): Promise<Schedule> {
+    return this.one(MessageType.GET_SCHEDULE, name, true);
+  }
+
+  /** Every schedule, by name. */
+  async list(): Promise<Schedule[]> {
+    const a = await this.client.call(MessageType.LIST_SCHEDULES, {}, "schedule", true);
+    return (a.body.schedules as Body[]).map(scheduleFromWire);
+  }
+
+  /** Removes a schedule (jobs it enqueued stay); returns it as it was. */
+  async delete(name: string): Promise<Schedule> {
+    return this.one(MessageType.DELETE_SCHEDULE, name, false);
+  }
+
+  async pause(name: string): Promise<Schedule> {
+    return this.one(MessageType.PAUSE_SCHEDULE, name, true);
+  }
+
+  async resume(name: string): Promise<Schedule> {
+    return this.one(MessageType.RESUME_SCHEDULE, name, true);
+  }
+
+  /** Enqueues the schedule's job now, outside its series; returns the job's id. */
+  async trigger(name: string): Promise<string> {
+    const a = await this.client.call(MessageType.TRIGGER_SCHEDULE, { name }, "schedule", false);
+    return a.body.job_id as string;
+  }
+
+  private async one(type: number, name: string, safe: boolean): Promise<Schedule> {
+    const a = await this.client.call(type, { name }, "schedule", safe);
+    return scheduleFromWire(a.body.schedule as Body);
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * What the client returns: jobs, stats and schedules as TypeScript objects (camelCase, times as
+ * `Date`s, durations in milliseconds, payloads and results decoded from msgpack).
+ */
+
+import type { Body } from "./codec.js";
+import { decodePayload } from "./payload.js";
+
+/** A job's state label. */
+export type JobState =
+  | "scheduled"
+  | "enqueued"
+  | "reserved"
+  | "running"
+  | "succeeded"
+  | "retrying"
+  | "dead"
+  | "cancelled";
+
+/** A retry delay policy. Durations in milliseconds. */
+export interface Backoff {
+  kind: "exponential" | "fixed" | "linear" | "delays";
+  baseMs?: number;
+  factor?: number;
+  capMs?: number;
+  jitter?: boolean;
+  /** kind `delays`: one delay per retry (the last for every later one). */
+  delaysMs?: number[] | null;
+}
+
+/** One failed attempt. */
+export interface AttemptError {
+  attempt: number;
+  at: Date;
+  error: string;
+  traceback: string | null;
+}
+
+/** A job as the server holds it. */
+export interface Job {
+  id: string;
+  queue: string;
+  name: string;
+  state: JobState;
+  priority: number;
+  /** The payload decoded from msgpack (the raw bytes if they are not msgpack). */
+  payload: unknown;
+  rawPayload: Uint8Array;
+  createdAt: Date;
+  updatedAt: Date;
+  runAt: Date | null;
+  attempts: number;
+  maxAttempts: number;
+  backoff: Backoff | null;
+  timeoutMs: number;
+  idempotencyKey: string | null;
+  headers: Record<string, string> | null;
+  errors: AttemptError[];
+  /** The handler's return value decoded from msgpack (null when it returned nothing). */
+  result: unknown;
+  rawResult: Uint8Array | null;
+  history: { state: JobState; at: Date }[];
+  leaseUntil: Date | null;
+  worker: string | null;
+}
+
+/** What ENQUEUED said. */
+export interface Enqueued {
+  id: string;
+  /** False when the idempotency key already named this job and nothing was added. */
+  created: boolean;
+  state: JobState;
+}
+
+export interface QueueStats {
+  name: string;
+  paused: boolean;
+  durability: string;
+  counts: Record<JobState, number>;
+  total: number;
+}
+
+export interface Stats {
+  totalJobs: number;
+  queues: QueueStats[];
+  workers: number;
+  connections: number;
+}
+
+/** Options of the job each tick of a schedule enqueues. */
+export interface ScheduleJobOptions {
+  priority?: number;
+  maxAttempts?: number | null;
+  backoff?: Backoff | number[] | null;
+  timeoutMs?: number | null;
+  headers?: Record<string, string> | null;
+}
+
+export interface Schedule {
+  name: string;
+  cron: string;
+  timezone: string;
+  queue: string;
+  job: string;
+  payload: unknown;
+  rawPayload: Uint8Array;
+  options: ScheduleJobOptions;
+  misfire: "skip" | "once" | "all";
+  paused: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  nextRunAt: Date | null;
+  lastRunAt: Date | null;
+  lastJobId: string | null;
+  lastJobState: JobState | null;
+}
+
+const date = (s: unknown): Date => new Date((s as number) * 1000);
+const dateOrNull = (s: unknown): Date | null => (s === null || s === undefined ? null : date(s));
+const ms = (s: unknown): number => Math.round((s as number) * 1e6) / 1e3;
+const int = (v: unknown): number => Number(v);
+
+export function backoffFromWire(b: unknown): Backoff | null {
+  if (b === null || b === undefined) return null;
+  const w = b as Body;
+  return {
+    kind: w.kind as Backoff["kind"],
+    baseMs: ms(w.base),
+    factor: w.factor as number,
+    capMs: ms(w.cap),
+    jitter: w.jitter as boolean,
+    delaysMs: w.delays === null ? null : (w.delays as number[]).map(ms),
+  };
+}
+
+/** The wire's Backoff of an SDK one (a list of delays in ms is kind `delays`). */
+export function backoffToWire(b: Backoff | number[] | null | undefined): Body | null {
+  if (b === null || b === undefined) return null;
+  if (Array.isArray(b)) return { kind: "delays", base: 1, factor: 2, cap: 3600, jitter: false, delays: b.map((d) => d / 1000) };
+  return {
+    kind: b.kind,
+    base: (b.baseMs ?? 1000) / 1000,
+    factor: b.factor ?? 2,
+    cap: (b.capMs ?? 3_600_000) / 1000,
+    jitter: b.jitter ?? false,
+    delays: b.delaysMs ? b.delaysMs.map((d) => d / 1000) : null,
+  };
+}
+
+export function jobFromWire(w: Body): Job {
+  const rawResult = w.result as Uint8Array | null;
+  return {
+    id: w.id as string,
+    queue: w.queue as string,
+    name: w.name as string,
+    state: w.state as JobState,
+    priority: int(w.priority),
+    payload: decodePayload(w.payload as Uint8Array),
+    rawPayload: w.payload as Uint8Array,
+    createdAt: date(w.created_at),
+    updatedAt: date(w.updated_at),
+    runAt: dateOrNull(w.run_at),
+    attempts: int(w.attempts),
+    maxAttempts: int(w.max_attempts),
+    backoff: backoffFromWire(w.backoff),
+    timeoutMs: ms(w.timeout),
+    idempotencyKey: w.idempotency_key as string | null,
+    headers: w.headers as Record<string, string> | null,
+    errors: (w.errors as Body[]).map((e) => ({
+      attempt: int(e.attempt),
+      at: date(e.at),
+      error: e.error as string,
+      traceback: e.traceback as string | null,
+    })),
+    result: rawResult === null ? null : decodePayload(rawResult),
+    rawResult,
+    history: (w.history as Body[]).map((t) => ({ state: t.state as JobState, at: date(t.at) })),
+    leaseUntil: dateOrNull(w.lease_until),
+    worker: w.worker as string | null,
+  };
+}
+
+export function statsFromWire(w: Body): Stats {
+  return {
+    totalJobs: int(w.total_jobs),
+    queues: (w.queues as Body[]).map((q) => ({
+      name: q.name as string,
+      paused: q.paused as boolean,
+      durability: q.durability as string,
+      counts: Object.fromEntries(Object.entries(q.counts as Record<string, unknown>).map(([k, v]) => [k, int(v)])) as Record<
+        JobState,
+        number
+      >,
+      total: int(q.total),
+    })),
+    workers: int(w.workers),
+    connections: int(w.connections),
+  };
+}
+
+export function scheduleFromWire(w: Body): Schedule {
+  const o = w.options as Body;
+  return {
+    name: w.name as string,
+    cron: w.cron as string,
+    timezone: w.timezone as string,
+    queue: w.queue as string,
+    job: w.job as string,
+    payload: decodePayload(w.payload as Uint8Array),
+    rawPayload: w.payload as Uint8Array,
+    options: {
+      priority: int(o.priority),
+      maxAttempts: o.max_attempts === null ? null : int(o.max_attempts),
+      backoff: backoffFromWire(o.backoff),
+      timeoutMs: o.timeout === null ? null : ms(o.timeout),
+      headers: o.headers as Record<string, string> | null,
+    },
+    misfire: w.misfire as Schedule["misfire"],
+    paused: w.paused as boolean,
+    createdAt: date(w.created_at),
+    updatedAt: date(w.updated_at),
+    nextRunAt: dateOrNull(w.next_run_at),
+    lastRunAt: dateOrNull(w.last_run_at),
+    lastJobId: w.last_job_id as string | null,
+    lastJobState: w.last_job_state as JobState | null,
+  };
+}

@@ -1,0 +1,514 @@
+/**
+ * `Worker`: runs an App's handlers on jobs the server pushes.
+ *
+ * It subscribes with `concurrency + prefetch` credits, runs at most `concurrency` handlers at
+ * once, highest priority first among the jobs it holds, and grants one credit back per job that
+ * leaves its hands. START, CREDIT, ACK and FAIL frames produced in one event-loop turn go out in
+ * one write (many outcomes per ACK/FAIL). While it holds jobs it sends worker-level heartbeats
+ * every `min(WELCOME.heartbeat_interval, smallest lease / 3)`.
+ *
+ * Delivery is at least once: a job may run more than once (a crash, an expired lease, a dropped
+ * connection), so handlers must be idempotent.
+ *
+ * Graceful shutdown (`close()`, SIGTERM, SIGINT): stop taking (UNSUBSCRIBE), hand the buffered
+ * jobs back (RELEASE), let running ones finish within `graceMs`, then abort their `ctx.signal` and
+ * RELEASE them. A second signal ends the grace period at once.
+ */
+
+import * as os from "node:os";
+
+import type { App, JobContext } from "./app.js";
+import { validate } from "./app.js";
+import { type Body, MessageType } from "./codec.js";
+import { Connection, parseUrl } from "./connection.js";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
+import { BadRequest, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
+import { Permanent, RetryAfter } from "./outcomes.js";
+import { encodePayload, strictDecodePayload } from "./payload.js";
+
+/** Jobs a worker holds (running plus buffered) by default, at least (as the Python SDK). */
+const DEFAULT_IN_HAND = 100;
+/** Default grace period of a shutdown (ms). */
+export const DEFAULT_GRACE_MS = 25_000;
+/** How long shutdown requests (UNSUBSCRIBE, RELEASE, outstanding outcomes) may take (ms). */
+const SHUTDOWN_REQUEST_MS = 5_000;
+/** Reconnect backoff after a dropped connection (ms). */
+const RECONNECT_FIRST_MS = 50;
+const RECONNECT_MAX_MS = 2_000;
+
+export interface WorkerOptions {
+  /** Queues to take jobs from (default: every queue the app's jobs go to). */
+  queues?: string[];
+  /** Handlers running at once (default 10). */
+  concurrency?: number;
+  /** Jobs held delivered beyond `concurrency` (default: enough to hold 100, at least `concurrency`). */
+  prefetch?: number;
+  /** How long a graceful shutdown lets running jobs finish (default 25 s). */
+  graceMs?: number;
+  /** Stop gracefully on SIGTERM and SIGINT (default true). */
+  handleSignals?: boolean;
+  /** A name for the dashboard (default host:pid). */
+  name?: string;
+  /** Called with errors the worker recovers from (default: console.error). */
+  onError?: (error: unknown) => void;
+}
+
+/** Counters of what the worker did. */
+export interface WorkerCounts {
+  succeeded: number;
+  failed: number;
+  retried: number;
+  cancelled: number;
+  released: number;
+}
+
+interface Delivery {
+  job_id: string;
+  queue: string;
+  name: string;
+  payload: Uint8Array;
+  attempt: number;
+  max_attempts: number;
+  timeout: number;
+  headers: Record<string, string> | null;
+  created_at: number;
+  priority: number;
+}
+
+interface Run {
+  d: Delivery;
+  controller: AbortController;
+  /** Cancelled by the server (CANCEL_JOBS) or handed back by a shutdown: no outcome is sent. */
+  dropped: boolean;
+  /** The connection it was delivered on (its credit goes back only on that one). */
+  conn: Connection | null;
+  done: Promise<void>;
+}
+
+type Outcome = { ack: Body } | { fail: Body } | null;
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) return err.message ? `${err.name}: ${err.message}` : err.name;
+  return `Error: ${String(err)}`;
+}
+
+export class Worker {
+  readonly queues: string[];
+  readonly concurrency: number;
+  readonly prefetch: number;
+  readonly graceMs: number;
+  readonly counts: WorkerCounts = { succeeded: 0, failed: 0, retried: 0, cancelled: 0, released: 0 };
+  /** The id the server gave this worker (set once subscribed). */
+  workerId: string | null = null;
+
+  private readonly app: App;
+  private readonly options: WorkerOptions;
+  private conn: Connection | null = null;
+  private readonly buffered: Delivery[] = [];
+  private readonly running = new Map<string, Run>();
+  private readonly outstanding = new Set<Promise<unknown>>();
+  private starts: string[] = [];
+  private acks: Body[] = [];
+  private fails: Body[] = [];
+  private credits = 0;
+  private flushScheduled = false;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatSeconds = Infinity;
+  private closing: Promise<void> | null = null;
+  private forced = false;
+  private stopped!: () => void;
+  private readonly stoppedPromise: Promise<void>;
+  private wakeGrace: (() => void) | null = null;
+  private signalHandler: (() => void) | null = null;
+
+  constructor(app: App, options: WorkerOptions = {}) {
+    this.app = app;
+    this.options = options;
+    this.queues = options.queues ?? app.queues;
+    if (this.queues.length === 0) throw new BadRequest("the worker has no queues: declare jobs or give queues");
+    this.concurrency = options.concurrency ?? 10;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new BadRequest("concurrency must be an integer >= 1");
+    this.prefetch = options.prefetch ?? Math.max(this.concurrency, DEFAULT_IN_HAND - this.concurrency);
+    if (!Number.isInteger(this.prefetch) || this.prefetch < 0) throw new BadRequest("prefetch must be an integer >= 0");
+    this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    this.stoppedPromise = new Promise((resolve) => {
+      this.stopped = resolve;
+    });
+  }
+
+  /** Runs until `close()` (or SIGTERM/SIGINT); reconnects with backoff if the connection drops. */
+  async run(): Promise<void> {
+    if (this.options.handleSignals ?? true) this.installSignals();
+    try {
+      await this.connect();
+    } catch (err) {
+      this.removeSignals();
+      throw err;
+    }
+    await this.stoppedPromise;
+  }
+
+  /**
+   * Graceful shutdown: stop taking, RELEASE buffered jobs, wait up to `graceMs` (default the
+   * worker's) for running ones, abort and RELEASE the rest. A second call ends the grace at once.
+   */
+  close(graceMs?: number): Promise<void> {
+    if (this.closing !== null) {
+      this.forced = true;
+      this.wakeGrace?.();
+      return this.closing;
+    }
+    this.closing = this.shutdown(graceMs ?? this.graceMs).finally(() => {
+      this.removeSignals();
+      this.stopped();
+    });
+    return this.closing;
+  }
+
+  // -- connection -------------------------------------------------------------------------------
+
+  private async connect(): Promise<void> {
+    const conn = await Connection.open({
+      endpoint: parseUrl(this.app.url),
+      authToken: this.app.options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null,
+      connectTimeoutMs: this.app.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      onPush: (type, body) => {
+        this.onPush(type, body);
+      },
+      onClose: (error) => {
+        this.onConnectionClosed(conn, error);
+      },
+    });
+    this.conn = conn;
+    const held = this.running.size;
+    const credits = Math.max(0, this.concurrency + this.prefetch - held);
+    const a = await conn.request(
+      MessageType.SUBSCRIBE,
+      {
+        queues: this.queues,
+        credits,
+        name: this.options.name ?? `${os.hostname()}:${process.pid}`,
+        host: os.hostname(),
+        pid: process.pid,
+        concurrency: this.concurrency,
+      },
+      30_000,
+    );
+    this.workerId = a.body.worker_id as string;
+    this.scheduleHeartbeat();
+  }
+
+  private onConnectionClosed(conn: Connection, error: SpitfireError | null): void {
+    if (this.conn !== conn) return;
+    this.conn = null;
+    clearTimeout(this.heartbeatTimer);
+    // The server hands every job of this connection back; ours must not report outcomes.
+    this.buffered.length = 0;
+    for (const run of this.running.values()) {
+      run.dropped = true;
+      run.controller.abort(new SpitfireError("the connection to the server was lost", { code: "CONNECTION_LOST" }));
+    }
+    this.starts = [];
+    this.acks = [];
+    this.fails = [];
+    this.credits = 0;
+    if (this.closing !== null) return;
+    if (error !== null) this.report(error);
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    let pause = RECONNECT_FIRST_MS;
+    // Bounded by the process's life: a worker keeps trying until closed.
+    while (this.closing === null) {
+      await new Promise((r) => setTimeout(r, pause));
+      if (this.closing !== null) return;
+      try {
+        await this.connect();
+        return;
+      } catch (err) {
+        if (err instanceof Unauthorized || err instanceof UnsupportedVersion) {
+          this.report(err);
+          void this.close(0);
+          return;
+        }
+        pause = Math.min(pause * 2, RECONNECT_MAX_MS);
+      }
+    }
+  }
+
+  private onPush(type: number, body: Body): void {
+    if (type === MessageType.DELIVER) {
+      for (const d of body.jobs as Delivery[]) this.hold(d);
+      this.pump();
+    } else if (type === MessageType.CANCEL_JOBS) {
+      this.cancelJobs(body.job_ids as string[]);
+    } else if (type === MessageType.GOAWAY) {
+      // The server is going away: it closes the connection after answering what was sent,
+      // and onConnectionClosed reconnects.
+    }
+  }
+
+  // -- holding and running jobs -----------------------------------------------------------------
+
+  private hold(d: Delivery): void {
+    // Highest priority first, FIFO within one: insert after the last job of >= priority.
+    let i = this.buffered.length;
+    while (i > 0 && (this.buffered[i - 1] as Delivery).priority < d.priority) i--;
+    this.buffered.splice(i, 0, d);
+    if (d.timeout / 3 < this.heartbeatSeconds) this.scheduleHeartbeat();
+  }
+
+  private pump(): void {
+    while (this.closing === null && this.running.size < this.concurrency && this.buffered.length > 0) {
+      this.start(this.buffered.shift() as Delivery);
+    }
+  }
+
+  private start(d: Delivery): void {
+    const controller = new AbortController();
+    const run: Run = { d, controller, dropped: false, conn: this.conn, done: Promise.resolve() };
+    this.running.set(d.job_id, run);
+    this.starts.push(d.job_id);
+    this.scheduleFlush();
+    run.done = this.execute(run).then(
+      (outcome) => {
+        this.complete(run, outcome);
+      },
+      (err: unknown) => {
+        this.report(err);
+        this.complete(run, null);
+      },
+    );
+  }
+
+  private async execute(run: Run): Promise<Outcome> {
+    const { d } = run;
+    const job = this.app.handler(d.name);
+    if (job === undefined) {
+      const known = this.app.jobNames.sort().join(", ") || "none";
+      return this.failItem(d, `LookupError: this worker has no job named ${JSON.stringify(d.name)} (it has: ${known}); run a worker whose App declares it`, null, true);
+    }
+    let payload: unknown;
+    try {
+      payload = validate(job.options.schema, d.payload.length === 0 ? undefined : strictDecodePayload(d.payload), d.name);
+    } catch (err) {
+      // Retrying cannot fix a payload that does not fit the handler: dead at once.
+      return this.failItem(d, `JobArgumentError: the payload does not fit ${d.name}: ${err instanceof Error ? err.message : String(err)}`, null, false);
+    }
+    const ctx: JobContext = {
+      id: d.job_id,
+      queue: d.queue,
+      name: d.name,
+      attempt: d.attempt,
+      maxAttempts: d.max_attempts,
+      priority: d.priority,
+      headers: d.headers ?? {},
+      createdAt: new Date(d.created_at * 1000),
+      timeoutMs: d.timeout * 1000,
+      signal: run.controller.signal,
+    };
+    let result: unknown;
+    try {
+      result = await job.handler(payload, ctx);
+    } catch (err) {
+      if (run.dropped) return null;
+      return this.failure(d, err);
+    }
+    if (run.dropped) return null;
+    if (result === undefined || result === null) return { ack: { job_id: d.job_id, result: null } };
+    try {
+      return { ack: { job_id: d.job_id, result: encodePayload(result) } };
+    } catch (err) {
+      return this.failItem(d, `TypeError: the job ran, but its return value cannot be encoded as msgpack (${String(err)})`, null, false);
+    }
+  }
+
+  private failItem(d: Delivery, error: string, traceback: string | null, retryable: boolean, retryAt: number | null = null): Outcome {
+    return { fail: { job_id: d.job_id, error, traceback, retryable, retry_at: retryAt } };
+  }
+
+  private failure(d: Delivery, err: unknown): Outcome {
+    const stack = err instanceof Error && err.stack !== undefined ? err.stack : null;
+    if (err instanceof RetryAfter) return this.failItem(d, errorText(err), null, true, (Date.now() + err.delayMs) / 1000);
+    return this.failItem(d, errorText(err), stack, !(err instanceof Permanent));
+  }
+
+  private complete(run: Run, outcome: Outcome): void {
+    const id = run.d.job_id;
+    if (this.running.get(id) !== run) return; // the connection it came on is gone
+    this.running.delete(id);
+    if (outcome === null) {
+      if (!run.dropped) this.report(new SpitfireError(`job ${id} ended without an outcome`));
+    } else if ("ack" in outcome) {
+      this.counts.succeeded++;
+      this.acks.push(outcome.ack);
+    } else {
+      if (outcome.fail.retry_at !== null) this.counts.retried++;
+      else this.counts.failed++;
+      this.fails.push(outcome.fail);
+    }
+    if (this.closing === null && run.conn === this.conn) this.credits++;
+    this.scheduleFlush();
+    this.pump();
+    if (this.running.size === 0) this.wakeGrace?.();
+  }
+
+  private cancelJobs(ids: string[]): void {
+    for (const id of ids) {
+      const i = this.buffered.findIndex((d) => d.job_id === id);
+      if (i >= 0) {
+        // Never started: it must not run; its credit goes back at once.
+        this.buffered.splice(i, 1);
+        this.counts.cancelled++;
+        if (this.closing === null) this.credits++;
+        this.scheduleFlush();
+        continue;
+      }
+      const run = this.running.get(id);
+      if (run === undefined) continue;
+      this.counts.cancelled++;
+      run.dropped = true;
+      run.controller.abort(new SpitfireError(`job ${id} was cancelled`, { code: "CANCELLED" }));
+    }
+  }
+
+  // -- frames out -------------------------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flush();
+    });
+  }
+
+  /** One batch per turn: START, then CREDIT, then one ACK and one FAIL with every item. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const conn = this.conn;
+    if (conn === null || conn.closed) return;
+    if (this.starts.length > 0) {
+      conn.send(MessageType.START, { job_ids: this.starts });
+      this.starts = [];
+    }
+    if (this.credits > 0) {
+      conn.send(MessageType.CREDIT, { credits: this.credits });
+      this.credits = 0;
+    }
+    if (this.acks.length > 0) {
+      this.outcome(conn, MessageType.ACK, this.acks);
+      this.acks = [];
+    }
+    if (this.fails.length > 0) {
+      this.outcome(conn, MessageType.FAIL, this.fails);
+      this.fails = [];
+    }
+  }
+
+  private outcome(conn: Connection, type: number, items: Body[]): void {
+    const p = conn.request(type, { items }, 30_000).then(
+      (a) => {
+        for (const e of a.body.errors as Body[]) {
+          // CONFLICT: the lease is gone (cancelled, expired): harmless, the job is not ours.
+          if (e.code === "CONFLICT") continue;
+          const id = String((items[e.index as number])?.job_id);
+          this.report(new SpitfireError(`outcome of job ${id}: ${e.code as string} ${e.message as string}`));
+        }
+      },
+      (err: unknown) => {
+        this.report(err);
+      },
+    );
+    this.track(p);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.outstanding.add(p);
+    void p.finally(() => this.outstanding.delete(p));
+  }
+
+  private scheduleHeartbeat(): void {
+    clearTimeout(this.heartbeatTimer);
+    const conn = this.conn;
+    if (conn === null) return;
+    let interval = conn.welcome.heartbeat_interval;
+    for (const run of this.running.values()) interval = Math.min(interval, run.d.timeout / 3);
+    for (const d of this.buffered) interval = Math.min(interval, d.timeout / 3);
+    this.heartbeatSeconds = interval;
+    this.heartbeatTimer = setTimeout(() => {
+      if (this.conn === conn && !conn.closed && this.running.size + this.buffered.length > 0) {
+        this.track(conn.request(MessageType.HEARTBEAT, { job_ids: null, seconds: null }, 30_000).catch((err: unknown) => {
+          this.report(err);
+        }));
+      }
+      this.scheduleHeartbeat();
+    }, Math.max(50, interval * 1000));
+  }
+
+  // -- shutdown ---------------------------------------------------------------------------------
+
+  private async shutdown(graceMs: number): Promise<void> {
+    const conn = this.conn;
+    if (conn !== null && !conn.closed) {
+      await conn.request(MessageType.UNSUBSCRIBE, {}, SHUTDOWN_REQUEST_MS).catch((err: unknown) => {
+        this.report(err);
+      });
+      await this.release(conn, this.buffered.splice(0).map((d) => d.job_id));
+    }
+    if (this.running.size > 0 && !this.forced) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.wakeGrace = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeGrace = null;
+    }
+    const left = [...this.running.values()];
+    for (const run of left) {
+      run.dropped = true;
+      this.running.delete(run.d.job_id);
+      run.controller.abort(new SpitfireError("the worker is shutting down", { code: "SHUTDOWN" }));
+    }
+    clearTimeout(this.heartbeatTimer);
+    if (conn !== null && !conn.closed) {
+      this.flush();
+      await this.release(conn, [...left.map((r) => r.d.job_id), ...this.buffered.splice(0).map((d) => d.job_id)]);
+      await Promise.race([Promise.allSettled([...this.outstanding]), new Promise((r) => setTimeout(r, SHUTDOWN_REQUEST_MS))]);
+      this.conn = null;
+      await conn.close();
+    }
+  }
+
+  private async release(conn: Connection, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.counts.released += ids.length;
+    await conn.request(MessageType.RELEASE, { job_ids: ids }, SHUTDOWN_REQUEST_MS).catch((err: unknown) => {
+      this.report(err);
+    });
+  }
+
+  private installSignals(): void {
+    const handler = (): void => {
+      void this.close();
+    };
+    this.signalHandler = handler;
+    process.on("SIGTERM", handler);
+    process.on("SIGINT", handler);
+  }
+
+  private removeSignals(): void {
+    if (this.signalHandler === null) return;
+    process.off("SIGTERM", this.signalHandler);
+    process.off("SIGINT", this.signalHandler);
+    this.signalHandler = null;
+  }
+
+  private report(err: unknown): void {
+    if (this.options.onError) this.options.onError(err);
+    else console.error(`spitfire worker: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

@@ -1,0 +1,157 @@
+// The Worker against a live server: outcomes, context, cancellation, heartbeats, shutdown.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { App, Client, JobFailed, Permanent, RetryAfter } from "../dist/index.js";
+import { sleep, startServer, waitFor, waitState } from "./helpers.mjs";
+
+let server;
+let client;
+before(async () => {
+  server = await startServer();
+  client = new Client(server.url);
+});
+after(async () => {
+  await client?.close();
+  await server?.stop();
+});
+
+/** Runs `fn(app)` with a worker started on the app; closes both afterwards. */
+async function withWorker(app, options, fn) {
+  const worker = app.worker({ handleSignals: false, ...options });
+  const running = worker.run();
+  try {
+    await fn(worker);
+  } finally {
+    await worker.close();
+    await running;
+    await app.close();
+  }
+}
+
+describe("worker", () => {
+  test("success: the result is kept; ctx carries id, attempt, headers", async () => {
+    const app = new App(server.url);
+    const seen = [];
+    const add = app.job("add", { queue: "w-add" }, async (p, ctx) => {
+      seen.push({ id: ctx.id, attempt: ctx.attempt, headers: ctx.headers, queue: ctx.queue, name: ctx.name });
+      return { sum: p.a + p.b };
+    });
+    await withWorker(app, {}, async () => {
+      const id = await add.enqueue({ a: 2, b: 3 }, { headers: { trace: "t-1" } });
+      assert.deepEqual(await client.wait(id, { timeoutMs: 20_000 }), { sum: 5 });
+      assert.deepEqual(seen, [{ id, attempt: 1, headers: { trace: "t-1" }, queue: "w-add", name: "add" }]);
+    });
+  });
+
+  test("Permanent: dead at once; a plain error is retried; RetryAfter is not counted", async () => {
+    const app = new App(server.url);
+    const attempts = new Map();
+    const perm = app.job("perm", { queue: "w-out" }, () => {
+      throw new Permanent("unknown user");
+    });
+    const flaky = app.job("flaky", { queue: "w-out", backoff: { kind: "fixed", baseMs: 50 } }, (_p, ctx) => {
+      if (ctx.attempt < 2) throw new TypeError("boom");
+      return "ok";
+    });
+    const snooze = app.job("snooze", { queue: "w-out" }, (_p, ctx) => {
+      const n = (attempts.get(ctx.id) ?? 0) + 1;
+      attempts.set(ctx.id, n);
+      if (n === 1) throw new RetryAfter(100);
+      return { attempt: ctx.attempt, runs: n };
+    });
+    await withWorker(app, {}, async () => {
+      const [p, f, s] = await Promise.all([perm.enqueue({}), flaky.enqueue({}), snooze.enqueue({})]);
+      await assert.rejects(client.wait(p, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && e.state === "dead" && e.error === "Permanent: unknown user");
+      const pj = await client.get(p);
+      assert.equal(pj.attempts, 1);
+      assert.match(pj.errors[0].traceback, /Permanent: unknown user/);
+      assert.equal(await client.wait(f, { timeoutMs: 20_000 }), "ok");
+      const fj = await client.get(f);
+      assert.equal(fj.attempts, 2);
+      assert.equal(fj.errors[0].error, "TypeError: boom");
+      assert.deepEqual(await client.wait(s, { timeoutMs: 20_000 }), { attempt: 1, runs: 2 });
+      const sj = await client.get(s);
+      assert.equal(sj.attempts, 1);
+      assert.deepEqual(sj.errors, []);
+    });
+  });
+
+  test("an unknown handler and an invalid payload fail with clear errors", async () => {
+    const app = new App(server.url);
+    app.job("typed", { queue: "w-unk", schema: { parse: (v) => { if (typeof v?.n !== "number") throw new Error("n must be a number"); return v; } } }, () => 1);
+    await withWorker(app, {}, async () => {
+      const u = await client.enqueue("w-unk", "nobody", {}, { maxAttempts: 1 });
+      await assert.rejects(client.wait(u, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && /no job named "nobody"/.test(e.error));
+      const bad = await client.enqueue("w-unk", "typed", { n: "x" });
+      await assert.rejects(client.wait(bad, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && /JobArgumentError.*n must be a number/.test(e.error));
+      assert.equal((await client.get(bad)).attempts, 1);
+    });
+  });
+
+  test("cancellation aborts ctx.signal of a running job", async () => {
+    const app = new App(server.url);
+    let started = false;
+    let aborted = false;
+    const slow = app.job("slow", { queue: "w-cancel" }, (_p, ctx) => new Promise((resolve) => {
+      started = true;
+      ctx.signal.addEventListener("abort", () => {
+        aborted = true;
+        resolve();
+      });
+    }));
+    await withWorker(app, {}, async () => {
+      const id = await slow.enqueue({});
+      await waitFor(() => started, "the job to start");
+      await client.cancel(id);
+      await waitFor(() => aborted, "ctx.signal to abort");
+      assert.equal((await client.get(id)).state, "cancelled");
+    });
+  });
+
+  test("concurrency bounds the running handlers; heartbeats keep short leases", async () => {
+    const app = new App(server.url);
+    let now = 0;
+    let peak = 0;
+    const job = app.job("busy", { queue: "w-conc", timeoutMs: 600 }, async () => {
+      peak = Math.max(peak, ++now);
+      await sleep(400);
+      now--;
+    });
+    const longOne = app.job("long", { queue: "w-conc", timeoutMs: 600, maxAttempts: 1 }, async () => {
+      await sleep(1500); // past its 600 ms lease: only heartbeats keep it
+      return "survived";
+    });
+    await withWorker(app, { concurrency: 3 }, async () => {
+      const ids = await job.enqueueMany(Array.from({ length: 9 }, () => ({})));
+      const l = await longOne.enqueue({});
+      for (const id of ids) await waitState(client, id, ["succeeded"]);
+      assert.equal(await client.wait(l, { timeoutMs: 20_000 }), "survived");
+      assert.ok(peak <= 3, `peak ${peak}`);
+      assert.ok(peak >= 2, `peak ${peak}`);
+    });
+  });
+
+  test("graceful close: finishes in-flight jobs within the grace, releases the rest", async () => {
+    const app = new App(server.url);
+    const quick = app.job("quick", { queue: "w-grace" }, async () => {
+      await sleep(200);
+      return "done";
+    });
+    const stuck = app.job("stuck", { queue: "w-grace" }, (_p, ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", resolve)));
+    const worker = app.worker({ handleSignals: false, concurrency: 2, prefetch: 5 });
+    const running = worker.run();
+    const q = await quick.enqueue({});
+    const s = await stuck.enqueue({});
+    await waitState(client, s, ["running"]);
+    const extra = await quick.enqueueMany([{}, {}, {}]);
+    await sleep(100);
+    await worker.close(800);
+    await running;
+    await app.close();
+    assert.equal((await client.get(q)).state, "succeeded");
+    const sj = await client.get(s);
+    assert.equal(sj.state, "enqueued"); // released: handed back without counting an attempt
+    assert.equal(sj.attempts, 0);
+    for (const id of extra) assert.ok(["enqueued", "succeeded"].includes((await client.get(id)).state));
+  });
+});
