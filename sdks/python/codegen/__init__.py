@@ -91,7 +91,12 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("files", nargs="+", metavar="FILE", help=".proto files (a directory: its .proto files)")
     g.add_argument("-o", "--out", required=True, metavar="DIR", help="where to write (made if missing)")
     g.add_argument(
-        "-I", "--include", action="append", default=[], metavar="DIR", help="where imports are looked up"
+        "-I",
+        "--include",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where imports are looked up, repeatable (default: the files' own folders)",
     )
     s = sub.add_parser(
         "schemas",
@@ -105,7 +110,12 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("old", metavar="OLD", help="the schema in use: a .proto file or a directory of them")
     c.add_argument("new", metavar="NEW", help="the changed schema: a .proto file or a directory of them")
     c.add_argument(
-        "-I", "--include", action="append", default=[], metavar="DIR", help="where imports are looked up"
+        "-I",
+        "--include",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where imports are looked up, repeatable (default: the files' own folders)",
     )
 
 
