@@ -20,7 +20,7 @@ import * as os from "node:os";
 import type { App, JobContext } from "./app.js";
 import { validate } from "./app.js";
 import { type Body, MessageType } from "./codec.js";
-import { Connection, parseUrl } from "./connection.js";
+import { type Answer, Connection, parseUrl } from "./connection.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
 import { BadRequest, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
 import { Permanent, RetryAfter } from "./outcomes.js";
@@ -183,18 +183,26 @@ export class Worker {
     this.conn = conn;
     const held = this.running.size;
     const credits = Math.max(0, this.concurrency + this.prefetch - held);
-    const a = await conn.request(
-      MessageType.SUBSCRIBE,
-      {
-        queues: this.queues,
-        credits,
-        name: this.options.name ?? `${os.hostname()}:${process.pid}`,
-        host: os.hostname(),
-        pid: process.pid,
-        concurrency: this.concurrency,
-      },
-      30_000,
-    );
+    let a: Answer;
+    try {
+      a = await conn.request(
+        MessageType.SUBSCRIBE,
+        {
+          queues: this.queues,
+          credits,
+          name: this.options.name ?? `${os.hostname()}:${process.pid}`,
+          host: os.hostname(),
+          pid: process.pid,
+          concurrency: this.concurrency,
+        },
+        30_000,
+      );
+    } catch (err) {
+      // Refused (a bad queue name, ...): not a dropped connection to recover from.
+      this.conn = null;
+      conn.destroy();
+      throw err;
+    }
     this.workerId = a.body.worker_id as string;
     this.scheduleHeartbeat();
   }
