@@ -53,6 +53,9 @@ class MessageType(enum.IntEnum):
     PAUSE_SCHEDULE = 0x19
     RESUME_SCHEDULE = 0x1A
     TRIGGER_SCHEDULE = 0x1B
+    # 0x28..0x2F: results and progress, numbered from the end of the range.
+    PROGRESS = 0x2E
+    WAIT = 0x2F
 
     WELCOME = 0x40
     PONG = 0x41
@@ -321,6 +324,34 @@ class ListSchedules(Body):
     """Every schedule; answered with `ScheduleList`."""
 
 
+class Wait(Body):
+    """Wait until a job is final (succeeded, dead or cancelled); answered with `Job` then, or when
+    ``timeout`` seconds have passed (the job as it is: not final), whichever comes first.
+
+    A job already final is answered at once; ``timeout`` 0 is a `GET`. NOT_FOUND for an unknown job
+    or one deleted while waited on; BUSY past the server's limits on waiters (per connection and
+    in total). Waiters end with their connection.
+    """
+
+    job_id: str
+    #: Seconds, 0 to 3600.
+    timeout: float = 30.0
+
+
+class Progress(Body):
+    """A running job's progress, from the worker holding its lease (request id 0, no answer).
+
+    Kept in the server's memory only (not logged: a restart forgets it) until the job is final;
+    ignored when the sender does not hold the job's lease or a field is out of range.
+    """
+
+    job_id: str
+    #: 0.0 to 1.0, or None for a message alone.
+    value: float | None = None
+    #: At most 1000 characters.
+    message: str | None = None
+
+
 # -- server to client ---------------------------------------------------------------------------------
 
 
@@ -448,8 +479,21 @@ class Transition(msgspec.Struct, kw_only=True):
     at: float
 
 
-class JobInfo(msgspec.Struct, kw_only=True):
-    """Everything known about a job (a msgpack map: the job model of DESIGN.md section 3)."""
+class ProgressInfo(msgspec.Struct, kw_only=True):
+    """The last progress a running job reported (a msgpack map)."""
+
+    value: float | None
+    message: str | None
+    #: When the server received it.
+    at: float
+
+
+class JobInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Everything known about a job (a msgpack map: the job model of DESIGN.md section 3).
+
+    Keys with defaults (added after 1.0) are left out while they hold their default, so a job without
+    them encodes as before.
+    """
 
     id: str
     queue: str
@@ -471,6 +515,8 @@ class JobInfo(msgspec.Struct, kw_only=True):
     history: list[Transition]
     lease_until: float | None
     worker: str | None
+    #: The last progress of a job not final yet (PROGRESS); absent when none.
+    progress: ProgressInfo | None = None
 
 
 class Job(Body):
@@ -572,6 +618,8 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.PAUSE_SCHEDULE: ScheduleRef,
     MessageType.RESUME_SCHEDULE: ScheduleRef,
     MessageType.TRIGGER_SCHEDULE: ScheduleRef,
+    MessageType.PROGRESS: Progress,
+    MessageType.WAIT: Wait,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,
@@ -591,7 +639,7 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
 }
 
 #: Message types a client sends that get no answer (sent with request id 0).
-NO_REPLY = frozenset({MessageType.CREDIT, MessageType.START})
+NO_REPLY = frozenset({MessageType.CREDIT, MessageType.START, MessageType.PROGRESS})
 
 
 class DecodeError(ValueError):
