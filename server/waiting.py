@@ -95,8 +95,7 @@ class Waiters:
         mine = self._by_owner.get(owner)
         if mine is not None and len(mine) >= self.per_owner:
             raise Overloaded(
-                f"this connection already waits on {self.per_owner} jobs (the limit); wait on fewer "
-                "at once",
+                f"this connection already waits on {self.per_owner} jobs (the limit); wait on fewer at once",
                 RETRY_AFTER,
             )
         if self.count >= self.limit:

@@ -338,7 +338,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("schedules-empty", T.SCHEDULES, 29, m.ScheduleList([])),
     ("enqueued-trigger", T.ENQUEUED, 33, m.Enqueued(JOB_C, True, "enqueued")),
     ("job-running-with-progress", T.JOB, 42, m.Job(_running_job())),
-    ("error-too-many-waiters", T.ERROR, 40, m.Error("BUSY", "this connection already waits on 1000 jobs", None, 1.0)),
+    (
+        "error-too-many-waiters",
+        T.ERROR,
+        40,
+        m.Error("BUSY", "this connection already waits on 1000 jobs", None, 1.0),
+    ),
     ("error-busy", T.ERROR, 3, m.Error("BUSY", "queue emails holds 100000 jobs", None, 0.5)),
     ("error-bad-request", T.ERROR, 4, m.Error("BAD_REQUEST", "priority must be in 0..10", "priority")),
     (

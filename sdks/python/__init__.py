@@ -29,6 +29,9 @@ from .errors import (
     ConnectionLost,
     InvalidURL,
     JobArgumentError,
+    JobCancelled,
+    JobError,
+    JobFailed,
     JobNotFound,
     NoSpace,
     NotConnected,
@@ -43,8 +46,20 @@ from .errors import (
     TooLarge,
     Unauthorized,
     UnsupportedVersion,
+    WaitTimeout,
 )
-from .models import AttemptError, Job, QueueStats, Schedule, ScheduleOptions, Stats, Transition
+from .models import (
+    AsyncJobId,
+    AttemptError,
+    Job,
+    JobId,
+    Progress,
+    QueueStats,
+    Schedule,
+    ScheduleOptions,
+    Stats,
+    Transition,
+)
 from .outcomes import Permanent, RetryAfter
 from .sync import Client
 from .worker import Worker
@@ -52,6 +67,7 @@ from .worker import Worker
 __all__ = [
     "App",
     "AsyncClient",
+    "AsyncJobId",
     "AttemptError",
     "Backoff",
     "BadRequest",
@@ -63,13 +79,18 @@ __all__ = [
     "InvalidURL",
     "Job",
     "JobArgumentError",
+    "JobCancelled",
     "JobContext",
+    "JobError",
+    "JobFailed",
     "JobFunction",
+    "JobId",
     "JobNotFound",
     "NoSpace",
     "NotConnected",
     "NotFound",
     "Permanent",
+    "Progress",
     "ProtocolError",
     "QueueNotFound",
     "QueueStats",
@@ -86,6 +107,7 @@ __all__ = [
     "Transition",
     "Unauthorized",
     "UnsupportedVersion",
+    "WaitTimeout",
     "Worker",
     "__version__",
     "context",
