@@ -650,7 +650,15 @@ class DecodeError(ValueError):
         super().__init__(f"bad body for message type 0x{message_type:02x}: {reason}")
 
 
-_encoder = msgspec.msgpack.Encoder()
+def _enc_hook(obj: Any) -> Any:
+    # ``str`` subclasses (the SDK's JobId, a str carrying more) travel as plain strings; msgspec
+    # calls this only for types it does not encode itself, so the hot path pays nothing.
+    if isinstance(obj, str):
+        return str(obj)
+    raise NotImplementedError(f"objects of type {type(obj).__name__} cannot be encoded")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 encode_body = _encoder.encode
 _decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
     int(t): msgspec.msgpack.Decoder(cls) for t, cls in BODY_TYPES.items()

@@ -42,7 +42,7 @@ from .errors import (
 from .records import Schedule, ScheduleOptions, ScheduleSpec
 from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
-from .waiting import JobProgress, ProgressBoard, Waiters
+from .waiting import JobProgress, ProgressBoard, Waiters, check_timeout
 
 log = logging.getLogger("spitfire.server.service")
 
@@ -461,6 +461,7 @@ class Service:
 
     def _wait(self, conn: Peer, request: Request) -> None:
         msg: m.Wait = request.message
+        check_timeout(msg.timeout)  # a bad argument first, whatever the job
         job = self.engine.get(msg.job_id)  # :raises JobNotFound: -> NOT_FOUND at once
 
         # Not counted in ``inflight``: a wait may last an hour, and shutdown must not wait for it (the

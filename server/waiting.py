@@ -47,6 +47,17 @@ RETRY_AFTER = 1.0
 WaitDone = Callable[[Job | None, bool], None]
 
 
+def check_timeout(timeout: object) -> None:
+    """:raises ValidationError: ``timeout`` is not 0 to `MAX_WAIT` seconds."""
+    if not (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and 0 <= timeout <= MAX_WAIT
+    ):
+        raise ValidationError("timeout", f"must be 0 to {MAX_WAIT:g} seconds")
+
+
 class Waiter:
     """One pending wait; `Waiters` calls its ``done`` once at most."""
 
@@ -87,8 +98,7 @@ class Waiters:
         :raises ValidationError: ``timeout`` is not 0 to `MAX_WAIT` seconds.
         :raises Overloaded: the owner or the server holds its limit of waiters.
         """
-        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and 0 <= timeout <= MAX_WAIT):
-            raise ValidationError("timeout", f"must be 0 to {MAX_WAIT:g} seconds")
+        check_timeout(timeout)
         if job.state in FINAL_STATES or timeout == 0:
             done(job, False)
             return None
