@@ -27,11 +27,12 @@ from spitfire.index.ids import is_job_id
 from spitfire.index.job import Job, JobState
 from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
+from spitfire.server import validation as v
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine, JobFilter
-from spitfire.server.errors import EngineError, JobNotFound, Overloaded, ValidationError
+from spitfire.server.errors import EngineError, JobNotFound, Overloaded, QueueNotFound, ValidationError
 from spitfire.server.options import ServerOptions
 from spitfire.server.service import Service
 
@@ -232,7 +233,7 @@ class Dashboard:
         self.live = LiveEvents(self._stats_event)
         self.metrics = Metrics(
             Sources(
-                engine, service, dispatcher, backpressure, self.live, lambda: len(self.http_workers.workers)
+                engine, service, dispatcher, backpressure, self.live, lambda: self._http_active(time.time())
             )
         )
         self.max_body = 2 * engine.config.max_payload + 65536
@@ -255,6 +256,15 @@ class Dashboard:
         self.engine.batch_observer = self.live.observe_batch
         self.service.progress.listener = self.live.progress
         self.live.start()
+
+    def _http_active(self, now: float) -> int:
+        """HTTP workers holding a job or seen within `QUIET_INTERVALS` heartbeat intervals."""
+        engine, quiet = self.engine, self.quiet_after
+        return sum(
+            1
+            for h in self.http_workers.workers.values()
+            if now - h.last_seen <= quiet or engine.held_by(h.id)
+        )
 
     def _out(self, job: Job) -> mo.JobOut:
         """The JSON of a job, with its last progress."""
@@ -574,16 +584,21 @@ class Dashboard:
         body = await self._optional_body(request, mo.ClaimIn)
         engine = self.engine
         wid = worker_id(body.worker)
-        self.http_workers.seen(wid, time.time(), queue)
+        v.check_queue(queue, engine.config)  # a bad name is 422 at once, not a long wait
         deadline = time.monotonic() + body.wait_ms / 1000
         while True:
-            paused = engine.is_paused(queue)  # :raises QueueNotFound: -> 404
+            try:
+                paused = engine.is_paused(queue)
+            except QueueNotFound:
+                paused = True  # not created yet: a long poll waits for the enqueue that creates it
             now = time.time()
             jobs = [] if paused else engine.reserve([queue], wid, now, body.limit)
             left = deadline - time.monotonic()
             if jobs or left <= 0 or self.live.closed:
                 break
             await self.live.wait_ready(queue, min(left, 1.0))  # a resume wakes nobody: look again
+        # Seen once the claim succeeded: a worker whose claims all fail is not listed as active.
+        self.http_workers.seen(wid, now, queue)
         for job in jobs:
             engine.start(job.id, wid, now)
             if body.lease_ms is not None:
@@ -655,6 +670,7 @@ class Dashboard:
             held = len(engine.held_by(h.id))
             if held:
                 holding.add(h.id)
+            # Active while it holds a job or made a request within QUIET_INTERVALS heartbeats.
             out.append(
                 mo.WorkerOut(
                     h.id,
@@ -662,7 +678,7 @@ class Dashboard:
                     "http",
                     sorted(h.queues),
                     held,
-                    True,
+                    bool(held) or now - h.last_seen <= self.quiet_after,
                     None,
                     h.last_seen,
                     in_flight=held,
@@ -690,7 +706,7 @@ class Dashboard:
             cancelled=total(int(JobState.CANCELLED)),
             deleted=total(DELETED),
         )
-        workers = len(self.dispatcher.workers) + len(self.http_workers.workers)
+        workers = len(self.dispatcher.workers) + self._http_active(time.time())
         return mo.StatsOut(
             engine_stats.total_jobs,
             counts,

@@ -114,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace", type=_duration_arg, default=25.0, help="seconds to finish jobs on SIGTERM (default 25)"
     )
     w.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    w.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="text, or one JSON object a line"
+    )
+    w.add_argument(
+        "--connect-timeout",
+        type=_duration_arg,
+        default=None,
+        help="seconds each attempt to reach the server may take (default 10; the worker retries with "
+        "backoff until it is stopped)",
+    )
     _common(w)
 
     e = sub.add_parser("enqueue", help="add a job; prints its id")
@@ -315,14 +325,21 @@ def load_app(spec: str) -> App:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .worker import Worker
+    from .worker import Worker, configure_logging
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        raise UsageError(f"--log-level: {exc}") from None
     app = load_app(args.app)
+    if args.connect_timeout is not None:
+        app.connect_timeout = args.connect_timeout
+    elif args.timeout != 10.0:
+        # The worker's --timeout always meant this (its default is 10): the old name still works.
+        logging.getLogger("spitfire.worker").warning(
+            "--timeout is deprecated for the worker: use --connect-timeout"
+        )
+        app.connect_timeout = args.timeout
     if args.url is not None:
         app.url = args.url
     if args.auth_token is not None:
