@@ -102,8 +102,10 @@ def _why_stale(holder: str | None, state: str | None) -> str:
     """Why a lease is not held, from the job's state now (the HTTP 409's reason)."""
     if holder is not None:
         return f"worker {holder!r} holds it now: this lease expired and the job was delivered again"
-    if state in ("succeeded", "dead"):
-        return f"the job already {'succeeded' if state == 'succeeded' else 'failed and is dead'}: a second outcome"
+    if state == "succeeded":
+        return "the job already succeeded: this is a second outcome"
+    if state == "dead":
+        return "the job already failed and is dead: this is a second outcome"
     if state == "cancelled":
         return "the job was cancelled"
     if state is not None:
