@@ -362,7 +362,7 @@ class Worker:
         """Connect and subscribe, with backoff, until it works or a stop is requested."""
         wait = BACKOFF_FIRST
         failures = 0
-        said_at = 0.0
+        said_at, said_wait = 0.0, 0.0
         while not self._stop_event.is_set():
             try:
                 if not self._schedules_registered:
@@ -378,8 +378,8 @@ class Worker:
                 # Once per backoff step (each longer wait), then once a minute at the longest one:
                 # loud enough to notice, never a line every two seconds.
                 now = time.monotonic()
-                if wait < BACKOFF_MAX or failures == 1 or now - said_at >= UNREACHABLE_REPEAT:
-                    said_at = now
+                if wait != said_wait or now - said_at >= UNREACHABLE_REPEAT:
+                    said_at, said_wait = now, wait
                     log.warning(
                         "cannot reach the server at %s (%s); attempt %d, retrying in %.2f s",
                         self._control.url, exc, failures, wait,
