@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,8 @@ def test_json_logs_with_every_outcome(
     ok = client.enqueue(queue, "hello", {"name": "ada"})
     bad = client.enqueue(queue, "hello", {"nom": "x"})  # misses the required argument
     env = {"SPITFIRE_URL": server.url}
-    worker = WorkerProcess(
-        tmp_path / "w", JOBS.format(queue=queue), "--burst", "--log-format", "json", "--connect-timeout", "5s",
-        env=env,
-    )  # fmt: skip
+    flags = ("--burst", "--log-format", "json", "--connect-timeout", "5s")
+    worker = WorkerProcess(tmp_path / "w", JOBS.format(queue=queue), *flags, env=env)
     worker_processes.append(worker)
     assert worker.wait() == 0, worker.output()
     entries = [json.loads(line) for line in worker.output().splitlines() if line.strip()]
@@ -58,8 +57,6 @@ def test_an_unreachable_server_is_reported_once_per_backoff_step(
         pass
 
     worker = spitfire.Worker(app, handle_signals=False)
-    import threading
-
     thread = threading.Thread(target=worker.run, daemon=True)
     with caplog.at_level(logging.WARNING, logger="spitfire.worker"):
         thread.start()
