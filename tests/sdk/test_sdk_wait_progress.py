@@ -188,3 +188,41 @@ def test_enqueue_many_on_decorated_jobs_and_big_ints(
     run_burst(app)
     assert [client.wait(i, timeout=10) for i in ids] == [4, 9, 16]
     assert msgspec.msgpack.decode(client.get(ids[1]).raw_payload) == {"x": 3}
+
+
+def test_wait_survives_a_server_sigkill_and_restart(own_server: ServerProcess, queue: str) -> None:
+    """WAIT is resent on the restarted server (it changes nothing); the outcome still arrives."""
+    client = spitfire.Client(own_server.url, connect_timeout=30)
+    job_id = client.enqueue(queue, "later", None, delay=3600)
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            job_id.wait(timeout=60)
+        except BaseException as exc:  # what the waiter raised is the test's result
+            outcome.append(exc)
+
+    thread = threading.Thread(target=waiting, daemon=True)
+    thread.start()
+    wait_until(lambda: "spitfire_waiters 1" in _metrics(own_server), what="the server to hold the waiter")
+    own_server.kill()  # SIGKILL: no GOAWAY, the waiter's connection just drops
+    restarted = ServerProcess(own_server.data_dir, own_server.port).start()
+    try:
+        wait_until(lambda: "spitfire_waiters 1" in _metrics(restarted), what="the waiter to come back")
+        with spitfire.Client(restarted.url) as other:
+            other.cancel(job_id)
+        thread.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], spitfire.JobCancelled), outcome
+    finally:
+        client.close()
+        restarted.kill()
+
+
+def _metrics(server: ServerProcess) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""

@@ -135,6 +135,9 @@ def test_progress_is_kept_while_running_and_dropped_when_final(server: ServerPro
         worker.send(MessageType.PROGRESS, m.Progress(job_id, 0.4, "resized 4 of 10"))
         # Bad or foreign reports change nothing (there is no answer to carry an error).
         worker.send(MessageType.PROGRESS, m.Progress(job_id, 1.5, "too far"))
+        worker.send(MessageType.PROGRESS, m.Progress(job_id, float("nan"), None))
+        worker.send(MessageType.PROGRESS, m.Progress(job_id, 0.5, "x" * 1001))
+        worker.send(MessageType.PROGRESS, m.Progress("019b76daa800000000964b48", 0.5, "no such job"))
         producer.send(MessageType.PROGRESS, m.Progress(job_id, 0.9, "not the holder"))
         await worker.call(MessageType.PING, m.Ping())
         await producer.call(MessageType.PING, m.Ping())
