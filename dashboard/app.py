@@ -247,10 +247,12 @@ class Dashboard:
     def attach(self) -> None:
         """Start observing the engine's jobs and the once-a-second ticker (on the running loop)."""
         live, service = self.live.observe, self.service.observe
+        waiters, progress = self.service.waiters, self.service.progress.by_job
 
         def observe(job: Job, deleted: bool) -> None:
             live(job, deleted)
-            service(job, deleted)  # the protocol's waiters and progress
+            if waiters.count or progress:  # (the common case, neither: no call)
+                service(job, deleted)  # the protocol's waiters and progress
 
         self.engine.observer = observe
         self.engine.batch_observer = self.live.observe_batch
@@ -585,6 +587,7 @@ class Dashboard:
         engine = self.engine
         wid = worker_id(body.worker)
         v.check_queue(queue, engine.config)  # a bad name is 422 at once, not a long wait
+        self.http_workers.seen(wid, time.time(), queue)  # (a claim refused above does not count)
         deadline = time.monotonic() + body.wait_ms / 1000
         while True:
             try:
@@ -597,8 +600,7 @@ class Dashboard:
             if jobs or left <= 0 or self.live.closed:
                 break
             await self.live.wait_ready(queue, min(left, 1.0))  # a resume wakes nobody: look again
-        # Seen once the claim succeeded: a worker whose claims all fail is not listed as active.
-        self.http_workers.seen(wid, now, queue)
+        self.http_workers.seen(wid, now, queue)  # again after a long poll
         for job in jobs:
             engine.start(job.id, wid, now)
             if body.lease_ms is not None:

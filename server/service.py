@@ -327,7 +327,7 @@ class Service:
         """The engine's job observer (for waiters and progress): cheap while neither holds anything."""
         if self.waiters.count:
             self.waiters.settled(job, deleted)
-        if len(self.progress):
+        if self.progress.by_job:
             self.progress.settled(job, deleted)
 
     def connection_closed(self, conn: Peer) -> None:

@@ -208,16 +208,17 @@ class ProgressBoard:
     """The last progress of each job not final yet (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._by_job: dict[str, JobProgress] = {}
+        #: Job id -> its last progress (read it, do not change it: `report` and `settled` do).
+        self.by_job: dict[str, JobProgress] = {}
         #: Told of each accepted report (set by the HTTP API for its live events).
         self.listener: ProgressListener | None = None
 
     def __len__(self) -> int:
-        return len(self._by_job)
+        return len(self.by_job)
 
     def get(self, job_id: str) -> JobProgress | None:
         """The job's last progress, if it reported any and is not final."""
-        return self._by_job.get(job_id)
+        return self.by_job.get(job_id)
 
     def report(self, job: Job, value: float | None, message: str | None, now: float) -> JobProgress:
         """Keep a running job's progress. :raises ValidationError: a field out of range."""
@@ -225,7 +226,7 @@ class ProgressBoard:
         if why is not None:
             raise ValidationError(why.partition(" ")[0], why)
         progress = JobProgress(None if value is None else float(value), message, now)
-        self._by_job[job.id] = progress
+        self.by_job[job.id] = progress
         if self.listener is not None:
             try:
                 self.listener(job, progress)
@@ -237,4 +238,4 @@ class ProgressBoard:
     def settled(self, job: Job, deleted: bool) -> None:
         """The job observer's part: forget the progress of a job final or deleted."""
         if deleted or job.state in FINAL_STATES:
-            self._by_job.pop(job.id, None)
+            self.by_job.pop(job.id, None)
