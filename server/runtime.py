@@ -57,7 +57,7 @@ class ListenError(Exception):
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def check_port_free(host: str, port: int, *, udp: bool) -> None:
+def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> None:
     """Fail fast when the binary protocol's port is taken, before creating the data directory and
     recovering it (which can take a while): bind and release it (TCP, and UDP for QUIC).
 
@@ -75,10 +75,16 @@ def check_port_free(host: str, port: int, *, udp: bool) -> None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(address)
         except OSError as exc:
+            why = exc.strerror or exc
+            if http:
+                raise ListenError(
+                    f"cannot serve HTTP on {host}:{port}: {why}; is another server running there? "
+                    "Pick another --http"
+                ) from exc
             hint = " (use --no-quic to serve TCP only)" if name == "udp" else ""
             raise ListenError(
-                f"cannot listen on {name}://{host}:{port}: {exc.strerror or exc}; is another server "
-                f"running there? Pick another --listen{hint}"
+                f"cannot listen on {name}://{host}:{port}: {why}; is another server running there? "
+                f"Pick another --listen{hint}"
             ) from exc
 
 
@@ -114,7 +120,9 @@ class Server:
         """Open the data directory, recover every queue, then start serving."""
         started = time.perf_counter()
         opts = self.options
-        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)  # before any work
+        # Before any work (the data directory, its lock, recovery): a taken port fails at once.
+        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
+        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         await self._start_http()

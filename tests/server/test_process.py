@@ -177,6 +177,19 @@ def test_a_port_in_use_is_refused_before_the_data_dir_is_touched(tmp_path: Path)
         )
     assert out.returncode == 1 and "another server" in out.stderr, out.stderr
     assert not data.exists() and "recovered" not in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [*SERVER, "--data-dir", str(data), "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{port}",
+             "--no-quic"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1 and "cannot serve HTTP" in out.stderr and "--http" in out.stderr
+    assert not data.exists()
 
 
 def test_json_log_format_prints_the_banner_as_one_json_line(tmp_path: Path) -> None:
