@@ -282,7 +282,7 @@ class AsyncClient:
 
     When the connection drops, the next request reconnects. Requests in flight at that moment
     fail with `ConnectionLost`, except those that are safe to send again, which are resent on the
-    new connection: `get`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
+    new connection: `get`, `wait`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
     every job has an idempotency key (the key makes a repeat return the same job). `cancel`,
     `retry`, `delete` and `delete_queue` are never resent: a repeat could report a misleading
     error.
