@@ -655,7 +655,7 @@ def _enc_hook(obj: Any) -> Any:
     # calls this only for types it does not encode itself, so the hot path pays nothing.
     if isinstance(obj, str):
         return str(obj)
-    raise NotImplementedError(f"objects of type {type(obj).__name__} cannot be encoded")
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)

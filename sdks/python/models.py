@@ -34,7 +34,7 @@ def enc_hook(obj: Any) -> Any:
     as plain strings."""
     if isinstance(obj, str):
         return str(obj)
-    raise NotImplementedError(f"objects of type {type(obj).__name__} cannot be encoded")
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
 
 
 def decode_value(data: bytes | None) -> Any:
