@@ -120,11 +120,16 @@ class Server:
         """Open the data directory, recover every queue, then start serving."""
         started = time.perf_counter()
         opts = self.options
-        # Before any work (the data directory, its lock, recovery): a taken port fails at once.
-        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
-        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
+        # A taken port fails before any work: before a new data directory is created, and before
+        # an existing one is recovered (after its lock, whose "in use by pid N" says more when a
+        # second server is started on the same directory).
+        existed = opts.data_dir.is_dir()
+        if not existed:
+            self._check_ports()
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
+        if existed:
+            self._check_ports()
         await self._start_http()
         self.storage = FileStorage(opts.data_dir)
         config = EngineConfig(
@@ -153,6 +158,12 @@ class Server:
         tune_garbage_collector()
         await self._listen()
         await self._serve_http()
+
+    def _check_ports(self) -> None:
+        """:raises ListenError: the binary protocol's or the HTTP port is taken."""
+        opts = self.options
+        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
+        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options

@@ -279,7 +279,7 @@ class Service:
         self.refusals = Refusals()
         self._idle: asyncio.Event | None = None
         #: WAIT and ``?wait_ms=``: answered when their job is final (bounded; in memory).
-        self.waiters = Waiters(engine.table.get)
+        self.waiters = Waiters(lambda job_id: engine.table.get(job_id))
         #: The last progress of running jobs (PROGRESS; in memory, not logged).
         self.progress = ProgressBoard()
         engine.observer = self.observe  # the HTTP API chains its own observer to this one
