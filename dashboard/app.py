@@ -8,6 +8,7 @@ returns a `Dashboard`: its ``app`` is the ASGI application, ``live`` the job obs
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hmac
@@ -23,14 +24,15 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.contents import StreamedContent
 
 from spitfire.index.ids import is_job_id
-from spitfire.index.job import JobState
+from spitfire.index.job import Job, JobState
 from spitfire.protocol.frames import DEFAULT_MAX_FRAME
 from spitfire.protocol.messages import ErrorCode
+from spitfire.server import validation as v
 from spitfire.server.backpressure import Backpressure
 from spitfire.server.building import JobOptions
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine, JobFilter
-from spitfire.server.errors import EngineError, Overloaded, ValidationError
+from spitfire.server.errors import EngineError, JobNotFound, Overloaded, QueueNotFound, ValidationError
 from spitfire.server.history import DEFAULT_MINUTES as DEFAULT_HISTORY_MINUTES
 from spitfire.server.history import DEFAULT_STEP as DEFAULT_HISTORY_STEP
 from spitfire.server.history import MAX_QUERY_MINUTES as MAX_HISTORY_MINUTES
@@ -65,6 +67,8 @@ _STATES = {s.label: s for s in JobState}
 #: A worker not heard from for this many heartbeat intervals may be gone: the jobs it holds are
 #: listed as possibly aborted (they run again when their lease ends).
 QUIET_INTERVALS = 3
+#: Longest ``wait_ms`` of GET /api/jobs/{id} (like the claim's).
+MAX_WAIT_MS = 30_000
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _encode = msgspec.json.encode
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
@@ -235,7 +239,7 @@ class Dashboard:
         self.live = LiveEvents(self._stats_event)
         self.metrics = Metrics(
             Sources(
-                engine, service, dispatcher, backpressure, self.live, lambda: len(self.http_workers.workers)
+                engine, service, dispatcher, backpressure, self.live, lambda: self._http_active(time.time())
             )
         )
         self.max_body = 2 * engine.config.max_payload + 65536
@@ -249,9 +253,31 @@ class Dashboard:
 
     def attach(self) -> None:
         """Start observing the engine's jobs and the once-a-second ticker (on the running loop)."""
-        self.engine.observer = self.live.observe
+        live, service = self.live.observe, self.service.observe
+        waiters, progress = self.service.waiters, self.service.progress.by_job
+
+        def observe(job: Job, deleted: bool) -> None:
+            live(job, deleted)
+            if waiters.count or progress:  # (the common case, neither: no call)
+                service(job, deleted)  # the protocol's waiters and progress
+
+        self.engine.observer = observe
         self.engine.batch_observer = self.live.observe_batch
+        self.service.progress.listener = self.live.progress
         self.live.start()
+
+    def _http_active(self, now: float) -> int:
+        """HTTP workers holding a job or seen within `QUIET_INTERVALS` heartbeat intervals."""
+        engine, quiet = self.engine, self.quiet_after
+        return sum(
+            1
+            for h in self.http_workers.workers.values()
+            if now - h.last_seen <= quiet or engine.held_by(h.id)
+        )
+
+    def _out(self, job: Job) -> mo.JobOut:
+        """The JSON of a job, with its last progress."""
+        return mo.job_out(job, self.service.progress.get(job.id))
 
     async def close(self) -> None:
         """End every event stream and stop observing."""
@@ -376,7 +402,7 @@ class Dashboard:
                 queue, body.name, payload, now=time.time(), options=_options(body), idempotency_key=key
             )
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
-        return json_response(201 if created else 200, mo.job_out(job))
+        return json_response(201 if created else 200, self._out(job))
 
     async def _enqueue_batch(self, request: Request) -> Response:
         queue = _route(request, "queue")  # the engine checks the name
@@ -406,7 +432,32 @@ class Dashboard:
     # -- jobs -------------------------------------------------------------------------------------------
 
     async def get_job(self, request: Request) -> Response:
-        return json_response(200, mo.job_out(self.engine.get(_route(request, "id"))))
+        """GET /api/jobs/{id}: with ``wait_ms``, answered once the job is final (succeeded, dead,
+        cancelled) or after ``wait_ms`` (the job as it is then), by the protocol's waiters."""
+        wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+        job = self.engine.get(_route(request, "id"))
+        if wait_ms:
+            job = await self._wait(job, wait_ms / 1000, ("http", request.client_ip))
+        return json_response(200, self._out(job))
+
+    async def _wait(self, job: Job, timeout: float, owner: object) -> Job:
+        """The job once final or after ``timeout`` s. :raises JobNotFound: deleted meanwhile.
+        :raises Overloaded: too many waiters (429)."""
+        future: asyncio.Future[tuple[Job | None, bool]] = asyncio.get_running_loop().create_future()
+
+        def done(found: Job | None, deleted: bool) -> None:
+            if not future.done():
+                future.set_result((found, deleted))
+
+        waiter = self.service.waiters.add(job, owner, timeout, done)
+        try:
+            found, deleted = await future
+        finally:
+            if waiter is not None:
+                self.service.waiters.cancel(waiter)  # the client went away: forget it (no-op if done)
+        if found is None or deleted:
+            raise JobNotFound(job.id)
+        return found
 
     def _page(self, request: Request, f: JobFilter) -> Response:
         """A page of the listing ``f`` with the request's limit, order and cursor."""
@@ -415,7 +466,7 @@ class Dashboard:
         if order not in ("newest", "oldest"):
             raise HttpError(422, "INVALID_ARGUMENT", "order: must be newest or oldest", "order")
         jobs, cursor = self.engine.list_all(f, query_str(request, "cursor"), limit, order == "newest")
-        return json_response(200, mo.JobPage([mo.job_out(j) for j in jobs], cursor))
+        return json_response(200, mo.JobPage([self._out(j) for j in jobs], cursor))
 
     async def search(self, request: Request) -> Response:
         """GET /api/jobs: jobs across queues, newest (created) first, filtered by ``q`` (a job id, an
@@ -460,23 +511,23 @@ class Dashboard:
     async def requeue_job(self, request: Request) -> Response:
         """POST /api/jobs/{id}/requeue: 201 with the new job (same queue, name, payload, options)."""
         job = await self.engine.requeue(_route(request, "id"), time.time())
-        return json_response(201, mo.job_out(job))
+        return json_response(201, self._out(job))
 
     async def retry_job(self, request: Request) -> Response:
         job = await self.engine.retry(_route(request, "id"), time.time())
-        return json_response(200, mo.job_out(job))
+        return json_response(200, self._out(job))
 
     async def cancel_job(self, request: Request) -> Response:
         job, worker = await self.engine.cancel(_route(request, "id"), time.time())
         if worker is not None:
             self.dispatcher.cancelled(worker, [job.id])
-        return json_response(200, mo.job_out(job))
+        return json_response(200, self._out(job))
 
     async def delete_job(self, request: Request) -> Response:
         job, worker = await self.engine.delete(_route(request, "id"), time.time())
         if worker is not None:
             self.dispatcher.cancelled(worker, [job.id])
-        return json_response(200, mo.job_out(job))
+        return json_response(200, self._out(job))
 
     # -- queues -----------------------------------------------------------------------------------------
 
@@ -541,7 +592,7 @@ class Dashboard:
         jobs, cursor = self.engine.list_jobs(
             queue, state, query_str(request, "cursor"), limit, order == "newest"
         )
-        return json_response(200, mo.JobPage([mo.job_out(j) for j in jobs], cursor))
+        return json_response(200, mo.JobPage([self._out(j) for j in jobs], cursor))
 
     async def pause(self, request: Request) -> Response:
         queue = _route(request, "queue")
@@ -565,21 +616,26 @@ class Dashboard:
         body = await self._optional_body(request, mo.ClaimIn)
         engine = self.engine
         wid = worker_id(body.worker)
-        self.http_workers.seen(wid, time.time(), queue)
+        v.check_queue(queue, engine.config)  # a bad name is 422 at once, not a long wait
+        self.http_workers.seen(wid, time.time(), queue)  # (a claim refused above does not count)
         deadline = time.monotonic() + body.wait_ms / 1000
         while True:
-            paused = engine.is_paused(queue)  # :raises QueueNotFound: -> 404
+            try:
+                paused = engine.is_paused(queue)
+            except QueueNotFound:
+                paused = True  # not created yet: a long poll waits for the enqueue that creates it
             now = time.time()
             jobs = [] if paused else engine.reserve([queue], wid, now, body.limit)
             left = deadline - time.monotonic()
             if jobs or left <= 0 or self.live.closed:
                 break
             await self.live.wait_ready(queue, min(left, 1.0))  # a resume wakes nobody: look again
+        self.http_workers.seen(wid, now, queue)  # again after a long poll
         for job in jobs:
             engine.start(job.id, wid, now)
             if body.lease_ms is not None:
                 engine.extend(job.id, wid, now, body.lease_ms / 1000)
-        return json_response(200, mo.ClaimOut(wid, [mo.job_out(j) for j in jobs]))
+        return json_response(200, mo.ClaimOut(wid, [self._out(j) for j in jobs]))
 
     async def ack(self, request: Request) -> Response:
         body = decode_body(await read_body(request, self.max_body), mo.AckIn)
@@ -588,7 +644,7 @@ class Dashboard:
         now = time.time()
         self.http_workers.seen(wid, now)
         job = await self.engine.ack(_route(request, "id"), wid, now, result)
-        return json_response(200, mo.job_out(job))
+        return json_response(200, self._out(job))
 
     async def fail(self, request: Request) -> Response:
         """POST /api/jobs/{id}/fail: the engine cuts an error over 64 KiB and a traceback over 1 MiB."""
@@ -601,7 +657,7 @@ class Dashboard:
             _route(request, "id"), wid, now, body.error, body.traceback,
             retryable=body.retryable, retry_at=retry_at,
         )  # fmt: skip
-        return json_response(200, mo.job_out(job))
+        return json_response(200, self._out(job))
 
     async def heartbeat(self, request: Request) -> Response:
         body = decode_body(await read_body(request, self.max_body), mo.HeartbeatIn)
@@ -646,6 +702,7 @@ class Dashboard:
             held = len(engine.held_by(h.id))
             if held:
                 holding.add(h.id)
+            # Active while it holds a job or made a request within QUIET_INTERVALS heartbeats.
             out.append(
                 mo.WorkerOut(
                     h.id,
@@ -653,7 +710,7 @@ class Dashboard:
                     "http",
                     sorted(h.queues),
                     held,
-                    True,
+                    bool(held) or now - h.last_seen <= self.quiet_after,
                     None,
                     h.last_seen,
                     in_flight=held,
@@ -662,7 +719,7 @@ class Dashboard:
             )
             seen[h.id] = h.last_seen
         self.http_workers.prune(now, holding)
-        aborted = [mo.job_out(j) for j in engine.possibly_aborted(seen, now, self.quiet_after, 100)]
+        aborted = [self._out(j) for j in engine.possibly_aborted(seen, now, self.quiet_after, 100)]
         return json_response(200, mo.WorkerList(out, aborted))
 
     def _stats(self) -> mo.StatsOut:
@@ -681,7 +738,7 @@ class Dashboard:
             cancelled=total(int(JobState.CANCELLED)),
             deleted=total(DELETED),
         )
-        workers = len(self.dispatcher.workers) + len(self.http_workers.workers)
+        workers = len(self.dispatcher.workers) + self._http_active(time.time())
         return mo.StatsOut(
             engine_stats.total_jobs,
             counts,

@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from spitfire.index.job import Job, JobState
+from spitfire.server.waiting import JobProgress
 
 log = logging.getLogger("spitfire.dashboard.live")
 
@@ -205,6 +206,18 @@ class LiveEvents:
         for client in self._clients:
             client.wake.set()
 
+    def progress(self, job: Job, progress: JobProgress) -> None:
+        """The progress board's listener: an ``event: progress`` (``id``, ``queue``, ``name``,
+        ``value``, ``message``, ``at``); reports are already coalesced by the workers (a few a second
+        per job at most)."""
+        data = {
+            "id": job.id, "queue": job.queue, "name": job.name,
+            "value": progress.value, "message": progress.message, "at": progress.at,
+        }  # fmt: skip
+        self.seq += 1
+        self._ring[self.seq & _MASK] = (None, "progress", data)
+        self._notify()
+
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Add a non-job event (``stats``) for every client."""
         self.seq += 1
@@ -344,7 +357,10 @@ class LiveEvents:
         ring = self._ring
         for n in range(client.cursor + 1, end + 1):
             event = ring[n & _MASK]
-            if event is None or (queue is not None and event[0] is not None and event[0] != queue):
+            if event is None or (
+                queue is not None
+                and (event[0] != queue if event[0] is not None else event[2].get("queue", queue) != queue)
+            ):
                 continue
             parts.append(_format(n, event))
         client.cursor = end

@@ -137,6 +137,11 @@ class EngineCollector(Collector):
         sse = GaugeMetricFamily("spitfire_event_stream_clients", "Open GET /api/events streams.")
         sse.add_metric([], s.live.clients)
         yield sse
+        waiters = GaugeMetricFamily(
+            "spitfire_waiters", "Pending waits for a job's outcome (WAIT and ?wait_ms=)."
+        )
+        waiters.add_metric([], s.service.waiters.count)
+        yield waiters
         yield from self._disk()
         yield from self._commits()
         yield from self._snapshots()

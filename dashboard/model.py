@@ -20,6 +20,7 @@ from spitfire.index.job import MAX_PRIORITY, Backoff, BackoffKind, Job
 from spitfire.protocol.jsonvalue import msgpack_to_json
 from spitfire.server.errors import ValidationError
 from spitfire.server.service import job_info
+from spitfire.server.waiting import JobProgress
 
 #: A queue, handler or worker name.
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -194,6 +195,14 @@ class TransitionOut(msgspec.Struct):
     at: float
 
 
+class ProgressOut(msgspec.Struct):
+    """The last progress a running job reported (in memory: gone once the job is final)."""
+
+    value: float | None
+    message: str | None
+    at: float
+
+
 class JobOut(msgspec.Struct):
     """A job with every field of the job model; ``history`` holds each transition after creation."""
 
@@ -217,6 +226,8 @@ class JobOut(msgspec.Struct):
     history: list[TransitionOut]
     lease_until: float | None
     worker: str | None
+    #: The last progress of a job not final yet; null when none.
+    progress: ProgressOut | None = None
 
 
 class JobPage(msgspec.Struct):
@@ -416,8 +427,9 @@ def from_msgpack(data: bytes | None) -> Any:
     return msgspec.Raw(msgpack_to_json(data))
 
 
-def job_out(job: Job) -> JobOut:
-    """Every field of a job, payload and result as JSON (conversions of `service.job_info`)."""
+def job_out(job: Job, progress: JobProgress | None = None) -> JobOut:
+    """Every field of a job, payload and result as JSON (conversions of `service.job_info`), with
+    its last progress when given."""
     info = job_info(job)
     b = info.backoff
     return JobOut(
@@ -441,6 +453,7 @@ def job_out(job: Job) -> JobOut:
         history=[TransitionOut(t.state, t.at) for t in info.history],
         lease_until=info.lease_until,
         worker=info.worker,
+        progress=None if progress is None else ProgressOut(progress.value, progress.message, progress.at),
     )
 
 

@@ -131,7 +131,19 @@ def _job_paths() -> dict[str, Any]:
             )
         },
         "/api/jobs/{id}": {
-            "get": _operation("One job, every field", (200, mo.JobOut), (404,), params=job_id),
+            "get": _operation(
+                "One job, every field; with wait_ms, once it is final (or wait_ms passed)",
+                (200, mo.JobOut),
+                (404, 429),
+                params=[
+                    *job_id,
+                    _query(
+                        "wait_ms",
+                        {"type": "integer", "minimum": 0, "maximum": 30000},
+                        "Wait up to this long for the job to succeed, die or be cancelled (default 0)",
+                    ),
+                ],
+            ),
             "delete": _operation("Delete a job in any state", (200, mo.JobOut), (404,), params=job_id),
         },
         "/api/jobs/{id}/retry": {

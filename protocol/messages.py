@@ -58,6 +58,9 @@ class MessageType(enum.IntEnum):
     SET_DURABILITY = 0x25
     PURGE = 0x26
     LIST_JOBS = 0x27
+    # 0x28..0x2F: results and progress, numbered from the end of the range.
+    PROGRESS = 0x2E
+    WAIT = 0x2F
 
     WELCOME = 0x40
     PONG = 0x41
@@ -337,6 +340,34 @@ class ListSchedules(Body):
     """Every schedule; answered with `ScheduleList`."""
 
 
+class Wait(Body):
+    """Wait until a job is final (succeeded, dead or cancelled); answered with `Job` then, or when
+    ``timeout`` seconds have passed (the job as it is: not final), whichever comes first.
+
+    A job already final is answered at once; ``timeout`` 0 is a `GET`. NOT_FOUND for an unknown job
+    or one deleted while waited on; BUSY past the server's limits on waiters (per connection and
+    in total). Waiters end with their connection.
+    """
+
+    job_id: str
+    #: Seconds, 0 to 3600.
+    timeout: float = 30.0
+
+
+class Progress(Body):
+    """A running job's progress, from the worker holding its lease (request id 0, no answer).
+
+    Kept in the server's memory only (not logged: a restart forgets it) until the job is final;
+    ignored when the sender does not hold the job's lease or a field is out of range.
+    """
+
+    job_id: str
+    #: 0.0 to 1.0, or None for a message alone.
+    value: float | None = None
+    #: At most 1000 characters.
+    message: str | None = None
+
+
 # -- server to client ---------------------------------------------------------------------------------
 
 
@@ -499,8 +530,21 @@ class Transition(msgspec.Struct, kw_only=True):
     at: float
 
 
-class JobInfo(msgspec.Struct, kw_only=True):
-    """Everything known about a job (a msgpack map: the job model of PROTOCOL.md)."""
+class ProgressInfo(msgspec.Struct, kw_only=True):
+    """The last progress a running job reported (a msgpack map)."""
+
+    value: float | None
+    message: str | None
+    #: When the server received it.
+    at: float
+
+
+class JobInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Everything known about a job (a msgpack map: the job model of PROTOCOL.md).
+
+    Keys with defaults (added after 1.0) are left out while they hold their default, so a job without
+    them encodes as before.
+    """
 
     id: str
     queue: str
@@ -522,6 +566,8 @@ class JobInfo(msgspec.Struct, kw_only=True):
     history: list[Transition]
     lease_until: float | None
     worker: str | None
+    #: The last progress of a job not final yet (PROGRESS); absent when none.
+    progress: ProgressInfo | None = None
 
 
 class Job(Body):
@@ -666,6 +712,8 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.SET_DURABILITY: SetDurability,
     MessageType.PURGE: Purge,
     MessageType.LIST_JOBS: ListJobs,
+    MessageType.PROGRESS: Progress,
+    MessageType.WAIT: Wait,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,
@@ -688,7 +736,7 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
 }
 
 #: Message types a client sends that get no answer (sent with request id 0).
-NO_REPLY = frozenset({MessageType.CREDIT, MessageType.START})
+NO_REPLY = frozenset({MessageType.CREDIT, MessageType.START, MessageType.PROGRESS})
 
 
 class DecodeError(ValueError):
@@ -699,7 +747,15 @@ class DecodeError(ValueError):
         super().__init__(f"bad body for message type 0x{message_type:02x}: {reason}")
 
 
-_encoder = msgspec.msgpack.Encoder()
+def _enc_hook(obj: Any) -> Any:
+    # ``str`` subclasses (the SDK's JobId, a str carrying more) travel as plain strings; msgspec
+    # calls this only for types it does not encode itself, so the hot path pays nothing.
+    if isinstance(obj, str):
+        return str(obj)
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 encode_body = _encoder.encode
 _decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
     int(t): msgspec.msgpack.Decoder(cls) for t, cls in BODY_TYPES.items()

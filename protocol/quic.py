@@ -77,6 +77,18 @@ from .transport import HandlerFactory, StreamHandler
 
 log = logging.getLogger("spitfire.protocol.quic")
 
+
+def _demote_aioquic(record: logging.LogRecord) -> bool:
+    """aioquic logs a few INFO lines per connection (ALPN, version, close): routine, so DEBUG here.
+    Dropped unless the "quic" logger is enabled for DEBUG (a logger filter runs after the INFO check)."""
+    if record.levelno == logging.INFO:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("quic").isEnabledFor(logging.DEBUG)
+    return True
+
+
+logging.getLogger("quic").addFilter(_demote_aioquic)
+
 #: The TLS application protocol name both ends must offer.
 ALPN = "spitfire/1"
 #: Seconds without a packet after which either end drops the connection.

@@ -352,7 +352,9 @@ class Engine(Queries):
     def _held_now(self, job_id: str, worker_id: str) -> tuple[Queue, Job]:
         q, job = self._job(job_id)
         if job.state not in LEASED_STATES or job.worker != worker_id:
-            raise StaleLease(job_id, worker_id, job.worker if job.state in LEASED_STATES else None)
+            raise StaleLease(
+                job_id, worker_id, job.worker if job.state in LEASED_STATES else None, job.state.label
+            )
         return q, job
 
     async def _settled_job(self, job_id: str) -> tuple[Queue, Job]:

@@ -87,14 +87,30 @@ class StaleLease(EngineError):
     code = "STALE_LEASE"
     kind = ErrorCode.CONFLICT
 
-    def __init__(self, job_id: str, worker_id: str, holder: str | None) -> None:
+    def __init__(self, job_id: str, worker_id: str, holder: str | None, state: str | None = None) -> None:
         self.job_id = job_id
         self.worker_id = worker_id
         self.holder = holder
+        self.state = state
         super().__init__(
-            f"worker {worker_id!r} does not hold the lease of job {job_id!r} "
-            f"(it expired or the job was cancelled); the result is ignored"
+            f"worker {worker_id!r} does not hold the lease of job {job_id!r} ({_why_stale(holder, state)}); "
+            "the result is ignored"
         )
+
+
+def _why_stale(holder: str | None, state: str | None) -> str:
+    """Why a lease is not held, from the job's state now (the HTTP 409's reason)."""
+    if holder is not None:
+        return f"worker {holder!r} holds it now: this lease expired and the job was delivered again"
+    if state == "succeeded":
+        return "the job already succeeded: this is a second outcome"
+    if state == "dead":
+        return "the job already failed and is dead: this is a second outcome"
+    if state == "cancelled":
+        return "the job was cancelled"
+    if state is not None:
+        return f"the job is {state}: the lease expired and it waits to run again"
+    return "it expired or the job was cancelled"
 
 
 class ScheduleNotFound(EngineError):

@@ -241,6 +241,7 @@ class ConnectionHub:
         if self.connections.pop(conn.id, None) is None:
             return  # refused at the limit: it was never registered
         self.service.connections = len(self.connections)
+        self.service.connection_closed(conn)
         worker, conn.worker = conn.worker, None  # (the worker's sink is the connection: a cycle)
         if worker is not None:
             self.service.dispatcher.remove(worker, release=not self.shutting_down)

@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -56,6 +57,37 @@ class ListenError(Exception):
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> None:
+    """Fail fast when the binary protocol's port is taken, before creating the data directory and
+    recovering it (which can take a while): bind and release it (TCP, and UDP for QUIC).
+
+    :raises ListenError: the port is in use or the address is not local.
+    """
+    if port == 0:
+        return
+    kinds = [(socket.SOCK_STREAM, "tcp")] + ([(socket.SOCK_DGRAM, "udp")] if udp else [])
+    for kind, name in kinds:
+        try:
+            infos = socket.getaddrinfo(host, port, type=kind)
+            family, _, _, _, address = infos[0]
+            with socket.socket(family, kind) as sock:
+                if kind == socket.SOCK_STREAM:  # as the real listener does: TIME_WAIT is no conflict
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError as exc:
+            why = exc.strerror or exc
+            if http:
+                raise ListenError(
+                    f"cannot serve HTTP on {host}:{port}: {why}; is another server running there? "
+                    "Pick another --http"
+                ) from exc
+            hint = " (use --no-quic to serve TCP only)" if name == "udp" else ""
+            raise ListenError(
+                f"cannot listen on {name}://{host}:{port}: {why}; is another server running there? "
+                f"Pick another --listen{hint}"
+            ) from exc
+
+
 def tune_garbage_collector() -> None:
     """Freeze what recovery built (never collectable) and collect young objects less often."""
     gc.collect()
@@ -88,8 +120,16 @@ class Server:
         """Open the data directory, recover every queue, then start serving."""
         started = time.perf_counter()
         opts = self.options
+        # A taken port fails before any work: before a new data directory is created, and before
+        # an existing one is recovered (after its lock, whose "in use by pid N" says more when a
+        # second server is started on the same directory).
+        existed = opts.data_dir.is_dir()
+        if not existed:
+            self._check_ports()
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
+        if existed:
+            self._check_ports()
         await self._start_http()
         self.storage = FileStorage(opts.data_dir)
         config = EngineConfig(
@@ -118,6 +158,12 @@ class Server:
         tune_garbage_collector()
         await self._listen()
         await self._serve_http()
+
+    def _check_ports(self) -> None:
+        """:raises ListenError: the binary protocol's or the HTTP port is taken."""
+        opts = self.options
+        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
+        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -341,6 +387,27 @@ def describe(server: Server) -> str:
     )
 
 
+def describe_json(server: Server) -> str:
+    """The start-up banner as one JSON object (``--log-format json``): what `describe` says, by key."""
+    import json
+
+    options = server.options
+    http = server.http.url if server.http is not None else f"http://{options.http}"
+    return json.dumps(
+        {
+            "ts": round(time.time(), 6),
+            "level": "info",
+            "logger": "spitfire.server",
+            "msg": "spitfire-server ready",
+            "data_dir": str(options.data_dir.resolve()),
+            "durability": options.durability.value,
+            "listen": list(server.listeners.urls),
+            "http": f"{http}/api",
+            "dashboard": f"{http}/",
+        }
+    )
+
+
 async def serve(options: ServerOptions) -> int:
     """Start, print the banner, run until SIGTERM/SIGINT, drain, flush and return the exit code."""
     server = Server(options)
@@ -349,7 +416,10 @@ async def serve(options: ServerOptions) -> int:
         loop.add_signal_handler(sig, server.stop)
     try:
         await server.start()
-        print(describe(server), flush=True)
+        if options.log_format == "json":  # one structured line, like every other log line
+            print(describe_json(server), flush=True)
+        else:
+            print(describe(server), flush=True)
         await server.run_until_stopped()
         await server.drain()
     finally:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from spitfire.index.job import Backoff, BackoffKind, Job, JobState, transitions
+from spitfire.index.job import LEASED_STATES, Backoff, BackoffKind, Job, JobState, transitions
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import ErrorCode, MessageType
 from spitfire.protocol.session import Request, ServerSession
@@ -44,6 +44,7 @@ from .queries import JobFilter
 from .records import Schedule, ScheduleOptions, ScheduleSpec
 from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
+from .waiting import JobProgress, ProgressBoard, Waiters, check_timeout
 
 log = logging.getLogger("spitfire.server.service")
 
@@ -119,8 +120,8 @@ def wire_backoff(backoff: Backoff | None) -> m.Backoff | None:
     return m.Backoff(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
 
 
-def job_info(job: Job) -> m.JobInfo:
-    """Everything known about a job, in the wire's job model."""
+def job_info(job: Job, progress: JobProgress | None = None) -> m.JobInfo:
+    """Everything known about a job, in the wire's job model (with its last progress, if given)."""
     history = [m.Transition(state=state.label, at=at) for state, at in transitions(job)]
     errors = [
         m.AttemptInfo(attempt=e.attempt, at=e.at, error=e.error, traceback=e.traceback)
@@ -147,6 +148,9 @@ def job_info(job: Job) -> m.JobInfo:
         history=history,
         lease_until=job.lease_until,
         worker=job.worker,
+        progress=None
+        if progress is None
+        else m.ProgressInfo(value=progress.value, message=progress.message, at=progress.at),
     )
 
 
@@ -294,6 +298,11 @@ class Service:
         #: Enqueues refused BUSY, TOO_LARGE or NO_SPACE, by protocol (the HTTP API counts here too).
         self.refusals = Refusals()
         self._idle: asyncio.Event | None = None
+        #: WAIT and ``?wait_ms=``: answered when their job is final (bounded; in memory).
+        self.waiters = Waiters(lambda job_id: engine.table.get(job_id))
+        #: The last progress of running jobs (PROGRESS; in memory, not logged).
+        self.progress = ProgressBoard()
+        engine.observer = self.observe  # the HTTP API chains its own observer to this one
         self._handlers: dict[MessageType, Callable[[Peer, Request], None]] = {
             MessageType.PING: self._ping,
             MessageType.ENQUEUE: self._enqueue,
@@ -325,6 +334,8 @@ class Service:
             MessageType.PURGE: self._purge,
             MessageType.SET_DURABILITY: self._set_durability,
             MessageType.LIST_WORKERS: self._list_workers,
+            MessageType.WAIT: self._wait,
+            MessageType.PROGRESS: self._progress,
         }
 
     # -- entry points -----------------------------------------------------------------------------------
@@ -335,6 +346,21 @@ class Service:
             self._handlers[request.type](conn, request)
         except Exception as exc:  # engine errors and bugs alike: answer, never crash the server
             self.fail_request(conn, request, exc)
+
+    def observe(self, job: Job, deleted: bool) -> None:
+        """The engine's job observer (for waiters and progress): cheap while neither holds anything."""
+        if self.waiters.count:
+            self.waiters.settled(job, deleted)
+        if self.progress.by_job:
+            self.progress.settled(job, deleted)
+
+    def connection_closed(self, conn: Peer) -> None:
+        """Forget what a closed connection was waiting on."""
+        self.waiters.drop_owner(conn)
+
+    def job_info(self, job: Job) -> m.JobInfo:
+        """`job_info` with the job's last progress."""
+        return job_info(job, self.progress.get(job.id))
 
     def answer(self, conn: Peer, request: Request, message_type: int, message: msgspec.Struct) -> None:
         """Queue the answer to a request that was in flight, and count it finished."""
@@ -454,8 +480,34 @@ class Service:
 
     def _get(self, conn: Peer, request: Request) -> None:
         job = self.engine.get(request.message.job_id)
-        conn.session.reply(request, m.Job(job_info(job)), MessageType.JOB)
+        conn.session.reply(request, m.Job(self.job_info(job)), MessageType.JOB)
         conn.flush()  # answers can be large (1 MiB payloads): let a full send buffer pause the client
+
+    def _wait(self, conn: Peer, request: Request) -> None:
+        msg: m.Wait = request.message
+        check_timeout(msg.timeout)  # a bad argument first, whatever the job
+        job = self.engine.get(msg.job_id)  # :raises JobNotFound: -> NOT_FOUND at once
+
+        # Not counted in ``inflight``: a wait may last an hour, and shutdown must not wait for it (the
+        # connection closes; the SDK asks the restarted server again).
+        def done(found: Job | None, deleted: bool) -> None:
+            if found is None or deleted:
+                self.fail_request(conn, request, JobNotFound(msg.job_id))
+                return
+            conn.session.reply(request, m.Job(self.job_info(found)), MessageType.JOB)
+            conn.flush()
+
+        self.waiters.add(job, conn, msg.timeout, done)
+
+    def _progress(self, conn: Peer, request: Request) -> None:
+        msg: m.Progress = request.message
+        worker = conn.worker
+        job = self.engine.table.get(msg.job_id)
+        # Only the lease holder reports; a late or bad report changes nothing (there is no answer).
+        if worker is None or job is None or job.worker != worker.id or job.state not in LEASED_STATES:
+            return
+        with contextlib.suppress(ValidationError):
+            self.progress.report(job, msg.value, msg.message, self.clock())
 
     def _cancel(self, conn: Peer, request: Request) -> None:
         coro = self.engine.cancel(request.message.job_id, self.clock())

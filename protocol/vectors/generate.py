@@ -96,6 +96,16 @@ def _scheduled_job() -> m.JobInfo:
     )
 
 
+def _running_job() -> m.JobInfo:
+    """A running job that reported progress (the optional ``progress`` key, present)."""
+    return msgspec.structs.replace(
+        _scheduled_job(),
+        id=JOB_C,
+        state="running",
+        progress=m.ProgressInfo(value=0.4, message="resized 4 of 10", at=T0 + 2.5),
+    )
+
+
 def _stats() -> m.StatsInfo:
     counts = dict.fromkeys(
         ("scheduled", "enqueued", "reserved", "running", "succeeded", "retrying", "dead", "cancelled"), 0
@@ -292,6 +302,10 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("purge", T.PURGE, 62, m.Purge("emails", ["succeeded", "dead"])),
     ("set-durability", T.SET_DURABILITY, 63, m.SetDurability("emails", "sync")),
     ("list-workers", T.LIST_WORKERS, 64, m.ListWorkers()),
+    ("wait", T.WAIT, 40, m.Wait(JOB_A, 10.0)),
+    ("wait-default-timeout", T.WAIT, 41, m.Wait(JOB_B)),
+    ("progress", T.PROGRESS, 0, m.Progress(JOB_A, 0.4, "resized 4 of 10")),
+    ("progress-message-only", T.PROGRESS, 0, m.Progress(JOB_B, None, "warming up")),
     (
         "welcome",
         T.WELCOME,
@@ -379,6 +393,13 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
         T.ERROR,
         62,
         m.Error("BAD_REQUEST", "states: give at least one state", "states"),
+    ),
+    ("job-running-with-progress", T.JOB, 42, m.Job(_running_job())),
+    (
+        "error-too-many-waiters",
+        T.ERROR,
+        40,
+        m.Error("BUSY", "this connection already waits on 1000 jobs", None, 1.0),
     ),
     ("error-busy", T.ERROR, 3, m.Error("BUSY", "queue emails holds 100000 jobs", None, 0.5)),
     ("error-bad-request", T.ERROR, 4, m.Error("BAD_REQUEST", "priority must be in 0..10", "priority")),

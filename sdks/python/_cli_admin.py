@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import _cli_args as a
@@ -17,8 +16,6 @@ if TYPE_CHECKING:  # rich is imported only by commands that print tables (`spitf
 EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 4
 #: States a job does not leave on its own.
 FINISHED = frozenset({"succeeded", "dead", "cancelled"})
-#: `spitfire wait` polls GET from this interval up to the next (until the server pushes outcomes).
-POLL_FIRST, POLL_MOST = 0.05, 1.0
 
 
 def add_parsers(sub: Any) -> None:
@@ -177,19 +174,12 @@ def cmd_workers(args: argparse.Namespace, client: Client, out: Output) -> int:
 
 
 def cmd_wait(args: argparse.Namespace, client: Client, out: Output) -> int:
-    """Poll GET with a growing interval: the server does not push outcomes to producers yet."""
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    interval = POLL_FIRST
-    while True:
-        job = client.get(args.job_id)
-        if job.state in FINISHED:
-            return _finished(job, out)
-        if deadline is not None and time.monotonic() >= deadline:
-            out.note(f"spitfire wait: job {job.id} is still {job.state} after --timeout {args.timeout:g}s")
-            return EXIT_TIMEOUT
-        left = POLL_MOST if deadline is None else max(0.0, deadline - time.monotonic())
-        time.sleep(min(interval, left))
-        interval = min(POLL_MOST, interval * 2)
+    """Wait on the server (``WAIT``: it answers when the job is final), not by polling."""
+    job = client.wait_job(args.job_id, args.timeout)
+    if job.state in FINISHED:
+        return _finished(job, out)
+    out.note(f"spitfire wait: job {job.id} is still {job.state} after --timeout {args.timeout:g}s")
+    return EXIT_TIMEOUT
 
 
 def _finished(job: Job, out: Output) -> int:

@@ -137,9 +137,12 @@ class Connection:
         """Wait for the server's Welcome (or its refusal)."""
         return await self._welcome
 
-    def request(self, message_type: int, message: msgspec.Struct) -> tuple[int, asyncio.Future[Response]]:
+    def request(
+        self, message_type: int, message: msgspec.Struct, timeout: float | None = None
+    ) -> tuple[int, asyncio.Future[Response]]:
         """Queue a request; its future resolves to the answer frame (ERROR included).
 
+        ``timeout`` replaces the connection's request timeout for this request (WAIT: answered late).
         :raises ConnectionLost: the connection is already closed.
         """
         if self.closed.done():
@@ -147,7 +150,10 @@ class Connection:
         rid = self.session.request(message_type, message)
         fut: asyncio.Future[Response] = self._loop.create_future()
         self.pending[rid] = fut
-        if self.request_timeout is not None:
+        if timeout is not None:
+            # Its own timer: the sweep's deadlines must stay in send order (one fixed timeout).
+            self._loop.call_later(timeout, _expire_one, fut)
+        elif self.request_timeout is not None:
             self._deadlines.append((self._loop.time() + self.request_timeout, rid))
             if self._sweep is None:
                 self._arm_sweep()
@@ -241,6 +247,11 @@ class Connection:
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(error)
+
+
+def _expire_one(fut: asyncio.Future[Response]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 def _violation_error(exc: ProtocolViolation) -> SpitfireError:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import math
 import time
+from collections.abc import Callable
 
 __all__ = ["JobContext", "context"]
 
@@ -17,6 +19,7 @@ class JobContext:
 
     __slots__ = (
         "_cancelled",
+        "_reporter",
         "attempt",
         "created_at",
         "headers",
@@ -57,6 +60,33 @@ class JobContext:
         self.priority = priority
         self.started_at = time.time()
         self._cancelled = False
+        #: Where `progress` goes (set by the worker).
+        self._reporter: Callable[[str, float | None, str | None], None] | None = None
+
+    def progress(self, value: float | None = None, message: str | None = None) -> None:
+        """Report how far the job is: ``value`` from 0.0 to 1.0 (or None), and/or a short
+        ``message`` (at most 1000 characters), e.g. ``ctx.progress(0.4, "resized 4 of 10")``.
+
+        Cheap to call often, from sync and async handlers alike: the worker sends at most 4 reports a
+        second per job to the server (the latest wins). The server keeps the last one in memory
+        while the job runs (``client.get(id).progress``, the HTTP API, ``event: progress``); it is
+        not logged, so a server restart forgets it.
+
+        :raises ValueError: ``value`` outside 0.0..1.0, or ``message`` too long.
+        """
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"progress value must be a number from 0.0 to 1.0, not {value!r}")
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"progress value must be from 0.0 to 1.0, not {value!r}")
+            value = float(value)
+        if message is not None:
+            if not isinstance(message, str):
+                raise ValueError(f"progress message must be a string, not {type(message).__name__}")
+            if len(message) > 1000:
+                raise ValueError(f"progress message is {len(message)} characters; the limit is 1000")
+        if self._reporter is not None:
+            self._reporter(self.id, value, message)
 
     @property
     def cancelled(self) -> bool:

@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import threading
 import typing
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
@@ -30,12 +30,13 @@ from .client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     AsyncClient,
+    BatchOptions,
     Delay,
     EnqueueOptions,
     check_options,
 )
 from .errors import BadRequest, Conflict, JobArgumentError
-from .models import Schedule
+from .models import AsyncJobId, JobId, Schedule, enc_hook
 from .schedules import MISFIRE_POLICIES, ScheduleJobOptions, put_message
 from .sync import Client
 
@@ -49,6 +50,9 @@ R = TypeVar("R")
 
 #: msgpack nil: what `client.enqueue(queue, name)` sends when no payload is given.
 _NIL = b"\xc0"
+#: One call of ``fn.enqueue_many``: keyword arguments, or positional ones.
+Call = Mapping[str, Any] | Sequence[Any]
+_encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
 
 
 class ArgSpec:
@@ -99,7 +103,15 @@ class ArgSpec:
         except msgspec.ValidationError as exc:
             raise _argument_error(self.job_name, str(exc)) from None
         try:
-            return msgspec.msgpack.encode(value)
+            return _encode(value)
+        except OverflowError as exc:  # an int past msgpack's 64 bits (2**70): name the argument
+            big = next((n for n, v in bound.arguments.items() if _too_big(v)), None)
+            where = f"argument {big!r}" if big is not None else "an argument"
+            raise JobArgumentError(
+                f"{self.job_name}.enqueue(): {where} is an integer msgpack cannot carry ({exc}); pass "
+                "integers from -2**63 to 2**64 - 1, or a string",
+                big,
+            ) from None
         except (TypeError, msgspec.EncodeError) as exc:
             raise JobArgumentError(
                 f"{self.job_name}.enqueue(): the arguments cannot be encoded as msgpack: {exc}"
@@ -115,6 +127,17 @@ class ArgSpec:
         value = self._decoder.decode(payload)
         unset = msgspec.UNSET
         return {n: v for n in self.names if (v := getattr(value, n)) is not unset}
+
+
+def _too_big(value: Any) -> bool:
+    """True for an int (or one inside a list, tuple or dict) outside msgpack's 64-bit range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value <= 2**64 - 1
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_too_big(v) for v in value)
+    if isinstance(value, dict):
+        return any(_too_big(v) for v in value.values())
+    return False
 
 
 def _type_hints(fn: Callable[..., Any], job_name: str) -> dict[str, Any]:
@@ -175,16 +198,31 @@ class JobFunction(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<spitfire job {self.name!r} on queue {self.queue!r}>"
 
-    def enqueue(self, *args: Any, **kwargs: Any) -> str:
-        """Send a call to a worker (from synchronous code); returns the job id once durable.
+    def enqueue(self, *args: Any, **kwargs: Any) -> JobId:
+        """Send a call to a worker (from synchronous code); returns the job id once durable, a
+        ``str`` that also has ``.created`` and ``.wait()`` (``fn.enqueue(...).wait()``: the result).
 
         :raises JobArgumentError: the arguments do not fit the signature or type hints.
         """
         return _EnqueueCall(self, self.queue, self.defaults).enqueue(*args, **kwargs)
 
-    async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
-        """`enqueue` for asyncio code: ``await fn.enqueue_async(...)``."""
+    async def enqueue_async(self, *args: Any, **kwargs: Any) -> AsyncJobId:
+        """`enqueue` for asyncio code: ``await fn.enqueue_async(...)`` (``await id.wait()``)."""
         return await _EnqueueCall(self, self.queue, self.defaults).enqueue_async(*args, **kwargs)
+
+    def enqueue_many(self, calls: Iterable[Call], **options: Unpack[BatchOptions]) -> list[str]:
+        """Send many calls in one request and one fsync (all or none); returns their ids in order.
+
+        Each call is a mapping of keyword arguments, or a tuple of positional ones, each checked
+        against the signature like `enqueue`: ``resize.enqueue_many([{"path": p} for p in paths])``.
+        ``options`` are ``@app.job``'s, overridden here (``idempotency_keys``: one per call).
+        :raises JobArgumentError: a call does not fit (its message names the call's index).
+        """
+        return _EnqueueCall(self, self.queue, self.defaults).enqueue_many(calls, **options)
+
+    async def enqueue_many_async(self, calls: Iterable[Call], **options: Unpack[BatchOptions]) -> list[str]:
+        """`enqueue_many` for asyncio code."""
+        return await _EnqueueCall(self, self.queue, self.defaults).enqueue_many_async(calls, **options)
 
     def options(self, *, queue: str | None = None, **options: Unpack[EnqueueOptions]) -> _EnqueueCall:
         """Per-call options: ``fn.options(delay=10, idempotency_key="k").enqueue(...)``.
@@ -211,18 +249,42 @@ class _EnqueueCall:
         self.queue = queue
         self.opts = opts
 
-    def enqueue(self, *args: Any, **kwargs: Any) -> str:
+    def enqueue(self, *args: Any, **kwargs: Any) -> JobId:
         """Send the call (sync); returns the job id."""
         data = self.job.spec.encode(args, kwargs)
         return self.job.app.client.enqueue_raw(self.queue, self.job.name, data, **self.opts)
 
-    async def enqueue_async(self, *args: Any, **kwargs: Any) -> str:
+    async def enqueue_async(self, *args: Any, **kwargs: Any) -> AsyncJobId:
         """Send the call (asyncio); returns the job id."""
         data = self.job.spec.encode(args, kwargs)
         return await self._send(self.job.app.async_client(), data)
 
-    def _send(self, client: AsyncClient, data: bytes) -> Coroutine[Any, Any, str]:
+    def _send(self, client: AsyncClient, data: bytes) -> Coroutine[Any, Any, AsyncJobId]:
         return client.enqueue_raw(self.queue, self.job.name, data, **self.opts)
+
+    def _batch(self, calls: Iterable[Call], options: BatchOptions) -> tuple[list[bytes], BatchOptions]:
+        check_options(options, BatchOptions)
+        payloads: list[bytes] = []
+        for i, call in enumerate(calls):
+            args, kwargs = ((), call) if isinstance(call, Mapping) else (tuple(call), {})
+            try:
+                payloads.append(self.job.spec.encode(args, kwargs))
+            except JobArgumentError as exc:
+                raise JobArgumentError(f"calls[{i}]: {exc.message}", exc.argument) from None
+        merged: dict[str, Any] = {k: v for k, v in self.opts.items() if k != "idempotency_key"}
+        merged.update(options)
+        return payloads, typing.cast(BatchOptions, merged)
+
+    def enqueue_many(self, calls: Iterable[Call], **options: Unpack[BatchOptions]) -> list[str]:
+        """Send many calls (sync); returns their ids."""
+        payloads, opts = self._batch(calls, options)
+        return self.job.app.client.enqueue_many_raw(self.queue, self.job.name, payloads, **opts)
+
+    async def enqueue_many_async(self, calls: Iterable[Call], **options: Unpack[BatchOptions]) -> list[str]:
+        """Send many calls (asyncio); returns their ids."""
+        payloads, opts = self._batch(calls, options)
+        client = self.job.app.async_client()
+        return await client.enqueue_many_raw(self.queue, self.job.name, payloads, **opts)
 
 
 @dataclass(frozen=True, slots=True)

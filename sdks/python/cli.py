@@ -31,7 +31,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from spitfire.protocol.messages import MessageType
 from spitfire.protocol.units import parse_duration as _parse
 
 from . import __version__, codegen
@@ -39,7 +38,6 @@ from . import _cli_admin as admin
 from . import _cli_args as a
 from ._cli_args import UsageError
 from .app import App
-from .client import encode_payload, enqueue_message
 from .errors import (
     BadRequest,
     Conflict,
@@ -116,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long jobs get to finish on SIGTERM (default 25s)",
     )  # fmt: skip
     w.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    w.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="text, or one JSON object a line"
+    )
     a.common(w)
 
     e = sub.add_parser(
@@ -260,17 +261,11 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 def _enqueue(
     client: Client, queue: str, name: str, payload: Any, options: dict[str, Any]
 ) -> tuple[str, bool, str]:
-    """The job's id, whether it was created, and its state label.
-
-    The SDK's enqueue returns only the id, so the CLI sends the ENQUEUE itself to see ``created``.
-    """
-    options = {k: v for k, v in options.items() if v is not None}
-    if getattr(client, "_bridge", False):  # quic:// goes through the async client: no created flag
-        job_id = client.enqueue(queue, name, payload, **options)
-        return job_id, bool(getattr(job_id, "created", True)), "existing"
-    message, resend = enqueue_message(queue, name, encode_payload(payload), options, client._max_payload())  # type: ignore[arg-type]
-    reply = client._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
-    return str(reply.job_id), bool(reply.created), str(reply.state)
+    """The job's id, whether it was created, and (when its idempotency key named an existing job)
+    that job's state label."""
+    job_id = client.enqueue(queue, name, payload, **{k: v for k, v in options.items() if v is not None})
+    created = bool(getattr(job_id, "created", True))
+    return str(job_id), created, "enqueued" if created else client.get(job_id).state
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -354,14 +349,21 @@ def load_app(spec: str) -> App:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .worker import Worker
+    from .worker import Worker, configure_logging
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:
+        raise UsageError(f"--log-level: {exc}") from None
     app = load_app(args.app)
+    if args.connect_timeout is not None:
+        app.connect_timeout = args.connect_timeout
+    elif args.timeout != 10.0:
+        # The worker's --timeout always meant this (its default is 10): the old name still works.
+        logging.getLogger("spitfire.worker").warning(
+            "--timeout is deprecated for the worker: use --connect-timeout"
+        )
+        app.connect_timeout = args.timeout
     if args.url is not None:
         app.url = args.url
     if args.auth_token is not None:

@@ -23,6 +23,7 @@ from spitfire.protocol.messages import (
     MessageType,
     Ping,
     QueueRef,
+    Wait,
 )
 
 from . import _admin
@@ -30,15 +31,18 @@ from ._connection import Connection, PushHandler, client_name, open_connection
 from ._url import Endpoint, parse_url
 from .errors import (
     ConnectionLost,
+    JobCancelled,
+    JobFailed,
     NotConnected,
     RequestTimeout,
     TLSVerificationFailed,
     TooLarge,
     Unauthorized,
     UnsupportedVersion,
+    WaitTimeout,
     error_from_frame,
 )
-from .models import Job, JobPage, PurgeResult, Stats, WorkerInfo
+from .models import AsyncJobId, Job, JobPage, PurgeResult, Stats, WorkerInfo, enc_hook
 
 if TYPE_CHECKING:
     from .schedules import AsyncSchedules
@@ -52,6 +56,7 @@ __all__ = [
     "JobOptions",
     "RunAt",
     "encode_payload",
+    "outcome",
 ]
 
 #: Seconds a request may wait for its answer by default.
@@ -62,13 +67,15 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_FACTOR, BACKOFF_MAX = 0.05, 2.0, 2.0
 #: How often a request that is safe to resend is resent after the connection drops under it.
 MAX_RESENDS = 3
+#: Longest WAIT one request asks the server for; `wait` asks again until its own timeout.
+WAIT_CHUNK = 300.0
 
 #: A delay: seconds, or a timedelta.
 Delay = float | int | timedelta
 #: A point in time: epoch seconds, or a datetime (a naive one is local time).
 RunAt = float | int | datetime
 
-_encode = msgspec.msgpack.encode
+_encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
 
 
 class JobOptions(TypedDict, total=False):
@@ -134,7 +141,7 @@ def encode_payload(payload: Any) -> bytes:
     """
     try:
         return _encode(payload)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise TypeError(
             f"the payload cannot be encoded as msgpack: {exc}; pass dicts, lists, strings, numbers, "
             "bytes, datetimes, dataclasses or msgspec Structs"
@@ -163,6 +170,34 @@ def _epoch(value: RunAt | None) -> float | None:
 
 def _headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     return None if headers is None else dict(headers)
+
+
+def wait_chunk(deadline: float | None) -> float:
+    """The timeout of the next WAIT request of a `wait` ending at ``deadline`` (monotonic; None:
+    never)."""
+    if deadline is None:
+        return WAIT_CHUNK
+    return max(0.0, min(WAIT_CHUNK, deadline - time.monotonic()))
+
+
+def outcome(job: Job, timeout: float | None) -> Any:
+    """The result of a finished job, or the error `wait` raises for it.
+
+    :raises JobFailed: dead. :raises JobCancelled: cancelled. :raises WaitTimeout: not finished.
+    """
+    if job.state == "succeeded":
+        return job.result
+    if job.state == "dead":
+        last = job.errors[-1] if job.errors else None
+        why = f" after {last.attempt} attempt(s): {last.error}" if last is not None else ""
+        raise JobFailed(f"job {job.id} ({job.name}) failed{why}", job)
+    if job.state == "cancelled":
+        raise JobCancelled(f"job {job.id} ({job.name}) was cancelled", job)
+    raise WaitTimeout(
+        f"job {job.id} ({job.name}) is still {job.state} after {timeout:g} s; it goes on (wait again, "
+        "or give a longer timeout)",
+        job,
+    )
 
 
 def check_sizes(payloads: Sequence[bytes], limit: int | None) -> None:
@@ -198,7 +233,13 @@ def enqueue_message(
 
 
 def enqueue_many_message(
-    queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, limit: int | None
+    queue: str,
+    name: str,
+    payloads: Sequence[Any],
+    options: BatchOptions,
+    limit: int | None,
+    *,
+    raw: bool = False,
 ) -> tuple[EnqueueMany, bool] | None:
     """The ENQUEUE_MANY request of one job per payload (None when there is none), and whether it is
     safe to resend (every job has an idempotency key). Shared by `AsyncClient` and `Client`.
@@ -208,7 +249,7 @@ def enqueue_many_message(
     :raises TooLarge: a payload is over ``limit``.
     """
     check_options(options, BatchOptions)
-    encoded = [encode_payload(p) for p in payloads]
+    encoded = list(payloads) if raw else [encode_payload(p) for p in payloads]
     if not encoded:
         return None
     given = options.get("idempotency_keys")
@@ -252,7 +293,7 @@ class AsyncClient:
 
     When the connection drops, the next request reconnects. Requests in flight at that moment
     fail with `ConnectionLost`, except those that are safe to send again, which are resent on the
-    new connection: `get`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
+    new connection: `get`, `wait`, `stats`, `ping`, `pause`, `resume`, and `enqueue`/`enqueue_many` when
     every job has an idempotency key (the key makes a repeat return the same job). `cancel`,
     `retry`, `delete` and `delete_queue` are never resent: a repeat could report a misleading
     error.
@@ -376,20 +417,25 @@ class AsyncClient:
         job_id: str | None = None,
         queue: str | None = None,
         schedule: str | None = None,
+        extra: float = 0.0,
     ) -> Any:
-        """Send one request and return the answer's body; raise the mapped error for ERROR."""
+        """Send one request and return the answer's body; raise the mapped error for ERROR.
+
+        ``extra`` seconds are added to the request's timeout (WAIT: the server answers that late).
+        """
         resends = 0
         while True:
             conn = await self._connection()
+            timeout = self.timeout + extra
             try:
-                rid, fut = conn.request(message_type, message)
+                rid, fut = conn.request(message_type, message, timeout if extra else None)
             except ConnectionLost:
                 continue  # closed before anything was sent: always safe to try the next connection
             try:
-                response = await fut  # the connection fails it with TimeoutError after self.timeout
+                response = await fut  # the connection fails it with TimeoutError after the timeout
             except TimeoutError:
                 conn.pending.pop(rid, None)
-                raise timeout_error(message_type, self.url, self.timeout) from None
+                raise timeout_error(message_type, self.url, timeout) from None
             except ConnectionLost as exc:
                 if resend and resends < MAX_RESENDS and not self._closed:
                     resends += 1
@@ -409,8 +455,11 @@ class AsyncClient:
 
     async def enqueue(
         self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]
-    ) -> str:
+    ) -> AsyncJobId:
         """Add a job and return its id once the server has made it durable.
+
+        The id is a ``str`` (an `AsyncJobId`) that also carries ``created`` (False: the idempotency
+        key named an existing job) and ``await job_id.wait()`` (see `wait`).
 
         ``payload`` is any msgpack-able object (see `encode_payload`). Options (`EnqueueOptions`):
         ``priority`` 0..10, higher first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch
@@ -429,13 +478,14 @@ class AsyncClient:
         """
         return await self.enqueue_raw(queue, name, encode_payload(payload), **options)
 
-    async def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> str:
+    async def enqueue_raw(
+        self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]
+    ) -> AsyncJobId:
         """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
         message, resend = enqueue_message(queue, name, data, options, self._max_payload())
         reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
-        job_id: str = reply.job_id
-        return job_id
+        return AsyncJobId(reply.job_id, reply.created, self.wait)
 
     async def enqueue_many(
         self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]
@@ -452,6 +502,45 @@ class AsyncClient:
         message, resend = built
         reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
         return list(reply.job_ids)
+
+    async def enqueue_many_raw(
+        self, queue: str, name: str, payloads: Sequence[bytes], **options: Unpack[BatchOptions]
+    ) -> list[str]:
+        """`enqueue_many` with payloads that are already msgpack bytes (``@app.job``'s ``enqueue_many``)."""
+        built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=True)
+        if built is None:
+            return []
+        message, resend = built
+        reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
+        return list(reply.job_ids)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait until the job finishes and return its result (decoded from msgpack; None when the
+        handler returned nothing). The server pushes the outcome when it is durable (no polling);
+        ``timeout`` None waits as long as it takes.
+
+        :raises JobFailed: the job went dead (``.job`` holds its record and every attempt's error).
+        :raises JobCancelled: the job was cancelled.
+        :raises WaitTimeout: ``timeout`` seconds passed first (``.job``: the job then; it goes on).
+        :raises JobNotFound: no such job, or it was deleted meanwhile.
+        :raises Busy: this client already waits on 1,000 jobs at once (the server's limit).
+        """
+        return outcome(await self.wait_job(job_id, timeout), timeout)
+
+    async def wait_job(self, job_id: str, timeout: float | None = None) -> Job:
+        """`wait`, returning the job's record (finished, or as it is at the timeout) instead of its
+        result, and raising nothing for its state."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be at least 0 seconds (or None: no limit)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            chunk = wait_chunk(deadline)
+            reply = await self._call(
+                MessageType.WAIT, Wait(job_id, chunk), resend=True, job_id=job_id, extra=chunk
+            )
+            job = Job.from_info(reply.job)
+            if job.finished or chunk == 0 or (deadline is not None and time.monotonic() >= deadline):
+                return job
 
     async def get(self, job_id: str) -> Job:
         """The job's current record.

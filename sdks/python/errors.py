@@ -7,6 +7,8 @@ such as ``CONNECTION_LOST``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from spitfire.protocol.messages import Error, ErrorCode
 
 __all__ = [
@@ -213,6 +215,37 @@ class JobArgumentError(SpitfireError, TypeError):
 
     def __init__(self, message: str, argument: str | None = None) -> None:
         self.argument = argument
+        super().__init__(message)
+
+
+class JobError(SpitfireError):
+    """`wait` found the job finished without a result: ``job`` is its final record (`Job`)."""
+
+    code = "JOB_FAILED"
+
+    def __init__(self, message: str, job: Any) -> None:
+        self.job = job
+        super().__init__(message)
+
+
+class JobFailed(JobError):
+    """The job waited on is ``dead``: it ran out of attempts or failed permanently. The message
+    holds its last error; ``job.errors`` every attempt's error and traceback."""
+
+
+class JobCancelled(JobError):
+    """The job waited on was cancelled (it will not run again unless retried)."""
+
+    code = "JOB_CANCELLED"
+
+
+class WaitTimeout(SpitfireError, TimeoutError):
+    """`wait` gave up before the job finished: ``job`` is the job as it was then (it goes on)."""
+
+    code = "WAIT_TIMEOUT"
+
+    def __init__(self, message: str, job: Any) -> None:
+        self.job = job
         super().__init__(message)
 
 

@@ -3,6 +3,7 @@ protocol."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +13,13 @@ from spitfire.protocol.messages import Backoff, JobInfo, JobList, QueueInfo, Sch
 from spitfire.protocol.messages import WorkerInfo as WireWorker
 
 __all__ = [
+    "AsyncJobId",
     "AttemptError",
     "Backoff",
     "Job",
+    "JobId",
     "JobPage",
+    "Progress",
     "PurgeResult",
     "QueueStats",
     "Schedule",
@@ -27,6 +31,14 @@ __all__ = [
 ]
 
 _decode = msgspec.msgpack.decode
+
+
+def enc_hook(obj: Any) -> Any:
+    """msgspec's hook for what it cannot encode itself: ``str`` subclasses (a `JobId` in a payload)
+    as plain strings."""
+    if isinstance(obj, str):
+        return str(obj)
+    raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
 
 
 def decode_value(data: bytes | None) -> Any:
@@ -56,6 +68,68 @@ class Transition:
 
     state: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The last progress a running job reported (``ctx.progress``): ``value`` 0.0 to 1.0 or None,
+    a ``message``, and when the server received it (``at``, epoch seconds)."""
+
+    value: float | None
+    message: str | None
+    at: float
+
+
+class JobId(str):
+    """A job's id as `Client.enqueue` returns it: a plain ``str`` (compare, store and serialize it as
+    one; it pickles as a plain ``str``) that also says whether the enqueue ``created`` the job (False:
+    its idempotency key named an existing job) and can `wait` for its outcome."""
+
+    created: bool
+    _wait: Callable[..., Any] | None
+
+    def __new__(cls, value: str, created: bool = True, wait: Callable[..., Any] | None = None) -> JobId:
+        self = super().__new__(cls, value)
+        self.created = created
+        self._wait = wait
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, (str(self),))
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """`Client.wait` for this job: its result once it succeeded.
+
+        :raises JobFailed: it went dead. :raises JobCancelled: it was cancelled.
+        :raises WaitTimeout: ``timeout`` seconds passed first.
+        """
+        if self._wait is None:
+            raise TypeError("this JobId has no client to wait with; use client.wait(job_id)")
+        return self._wait(str(self), timeout=timeout)
+
+
+class AsyncJobId(str):
+    """`JobId` as `AsyncClient.enqueue` returns it: ``await job_id.wait()``."""
+
+    created: bool
+    _wait: Callable[..., Awaitable[Any]] | None
+
+    def __new__(
+        cls, value: str, created: bool = True, wait: Callable[..., Awaitable[Any]] | None = None
+    ) -> AsyncJobId:
+        self = super().__new__(cls, value)
+        self.created = created
+        self._wait = wait
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, (str(self),))
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """`AsyncClient.wait` for this job (see `JobId.wait`)."""
+        if self._wait is None:
+            raise TypeError("this AsyncJobId has no client to wait with; use await client.wait(job_id)")
+        return await self._wait(str(self), timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +166,8 @@ class Job:
     worker: str | None
     raw_payload: bytes
     raw_result: bytes | None
+    #: The last progress of a job not finished yet (None when it reported none).
+    progress: Progress | None = None
 
     @property
     def finished(self) -> bool:
@@ -129,6 +205,9 @@ class Job:
             worker=info.worker,
             raw_payload=info.payload,
             raw_result=info.result,
+            progress=None
+            if info.progress is None
+            else Progress(info.progress.value, info.progress.message, info.progress.at),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,10 +216,11 @@ class Job:
         out["backoff"] = msgspec.structs.asdict(self.backoff) if self.backoff else None
         out["errors"] = [_as_dict(e) for e in self.errors]
         out["history"] = [_as_dict(t) for t in self.history]
+        out["progress"] = None if self.progress is None else _as_dict(self.progress)
         return out
 
 
-def _as_dict(obj: AttemptError | Transition) -> dict[str, Any]:
+def _as_dict(obj: AttemptError | Transition | Progress) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in obj.__dataclass_fields__}
 
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar, Unpack
 
 import msgspec
 
-from spitfire.protocol.messages import DeleteQueue, JobRef, ListWorkers, MessageType, Ping, QueueRef
+from spitfire.protocol.messages import DeleteQueue, JobRef, ListWorkers, MessageType, Ping, QueueRef, Wait
 
 from . import _admin
 from ._blocking import BlockingConnection, Unsent, connect
@@ -46,7 +46,9 @@ from .client import (
     enqueue_many_message,
     enqueue_message,
     lost_in_flight,
+    outcome,
     timeout_error,
+    wait_chunk,
 )
 from .errors import (
     ConnectionLost,
@@ -56,7 +58,7 @@ from .errors import (
     UnsupportedVersion,
     error_from_frame,
 )
-from .models import Job, JobPage, PurgeResult, Stats, WorkerInfo
+from .models import Job, JobId, JobPage, PurgeResult, Stats, WorkerInfo
 from .schedules import Schedules
 
 __all__ = ["Client", "run_sync"]
@@ -274,13 +276,18 @@ class Client:
         job_id: str | None = None,
         queue: str | None = None,
         schedule: str | None = None,
+        extra: float = 0.0,
     ) -> Any:
-        """Send one request and return the answer's body; raise the mapped error for ERROR."""
+        """Send one request and return the answer's body; raise the mapped error for ERROR.
+
+        ``extra`` seconds are added to the request's timeout (WAIT: the server answers that late).
+        """
         resends = unsent = 0
+        timeout = self.timeout + extra
         while True:
             conn = self._connection()
             try:
-                response = conn.call(message_type, message, time.monotonic() + self.timeout)
+                response = conn.call(message_type, message, time.monotonic() + timeout)
             except Unsent as exc:
                 # It never left: always safe on the next connection, but not forever.
                 unsent += 1
@@ -293,7 +300,7 @@ class Client:
                     continue
                 raise lost_in_flight(exc, message_type) from None
             if response is None:
-                raise timeout_error(message_type, self.url, self.timeout)
+                raise timeout_error(message_type, self.url, timeout)
             if response.type is MessageType.ERROR:
                 raise error_from_frame(response.message, job_id=job_id, queue=queue, schedule=schedule)
             return response.message
@@ -304,17 +311,53 @@ class Client:
 
     # -- jobs -------------------------------------------------------------------------------------
 
-    def enqueue(self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]) -> str:
-        """Add a job; returns its id once durable. See `AsyncClient.enqueue`."""
+    def enqueue(self, queue: str, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]) -> JobId:
+        """Add a job; returns its id once durable. See `AsyncClient.enqueue`.
+
+        The id is a ``str`` (a `JobId`) that also carries ``created`` and ``wait()`` (see `wait`).
+        """
         return self.enqueue_raw(queue, name, encode_payload(payload), **options)
 
-    def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> str:
+    def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> JobId:
         """`enqueue` with a payload that is already msgpack bytes. See `AsyncClient.enqueue_raw`."""
         if self._bridge:
-            return run_sync(self._async.enqueue_raw(queue, name, data, **options))
+            got = run_sync(self._async.enqueue_raw(queue, name, data, **options))
+            return JobId(got, got.created, self.wait)
         message, resend = enqueue_message(queue, name, data, options, self._max_payload())
-        job_id: str = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue).job_id
-        return job_id
+        reply = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
+        return JobId(reply.job_id, reply.created, self.wait)
+
+    def enqueue_many_raw(
+        self, queue: str, name: str, payloads: Sequence[bytes], **options: Unpack[BatchOptions]
+    ) -> list[str]:
+        """`enqueue_many` with payloads that are already msgpack bytes. See `AsyncClient.enqueue_many_raw`."""
+        if self._bridge:
+            return run_sync(self._async.enqueue_many_raw(queue, name, payloads, **options))
+        built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=True)
+        if built is None:
+            return []
+        message, resend = built
+        return list(self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue).job_ids)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait until the job finishes; returns its result or raises `JobFailed`, `JobCancelled` or
+        `WaitTimeout` (each carrying ``.job``). Pushed by the server, not polled. See `AsyncClient.wait`."""
+        return outcome(self.wait_job(job_id, timeout), timeout)
+
+    def wait_job(self, job_id: str, timeout: float | None = None) -> Job:
+        """`wait`, returning the job's record (finished, or as it is at the timeout). See
+        `AsyncClient.wait_job`."""
+        if self._bridge:
+            return run_sync(self._async.wait_job(job_id, timeout))
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be at least 0 seconds (or None: no limit)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            chunk = wait_chunk(deadline)
+            reply = self._call(MessageType.WAIT, Wait(job_id, chunk), resend=True, job_id=job_id, extra=chunk)
+            job = Job.from_info(reply.job)
+            if job.finished or chunk == 0 or (deadline is not None and time.monotonic() >= deadline):
+                return job
 
     def enqueue_many(
         self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]

@@ -45,6 +45,7 @@ from spitfire.protocol.messages import (
     Heartbeat,
     JobIds,
     MessageType,
+    Progress,
     Subscribe,
     Unsubscribe,
 )
@@ -52,6 +53,7 @@ from spitfire.protocol.session import Response
 
 from ._connection import Connection, client_name, open_connection
 from ._context import JobContext, _reset, _set
+from ._context import context as _current_context
 from .app import App, JobFunction
 from .client import BACKOFF_FACTOR, BACKOFF_FIRST, BACKOFF_MAX
 from .errors import (
@@ -65,9 +67,10 @@ from .errors import (
     UnsupportedVersion,
     error_from_frame,
 )
+from .models import enc_hook
 from .outcomes import Permanent, RetryAfter
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "configure_logging"]
 
 log = logging.getLogger("spitfire.worker")
 
@@ -82,7 +85,50 @@ MIN_HEARTBEAT = 0.05
 #: Default concurrency of a worker.
 DEFAULT_CONCURRENCY = 10
 
-_encode = msgspec.msgpack.encode
+_encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
+#: Shortest interval between two PROGRESS frames of one job: reports in between are coalesced (the
+#: latest wins, and is sent when the interval is up).
+PROGRESS_INTERVAL = 0.25
+#: While the server stays unreachable at the longest backoff, how often the worker says so again.
+UNREACHABLE_REPEAT = 60.0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (``spitfire worker --log-format json``): ``ts``, ``level``,
+    ``logger``, ``msg`` and, with a traceback, ``exc``; the server's ``--log-format json`` keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Log to stderr as text or JSON lines (``fmt`` "text" or "json"), at ``level``.
+
+    :raises ValueError: an unknown level or format.
+    """
+    if fmt not in ("text", "json"):
+        raise ValueError(f"log format must be text or json, not {fmt!r}")
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"log level must be debug, info, warning or error, not {level!r}")
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 class _Run:
@@ -104,6 +150,14 @@ class _Run:
 
 
 Outcome: TypeAlias = AckItem | FailItem | None
+
+
+def _elapsed() -> float:
+    """Seconds the running job has run (it is the current context's)."""
+    try:
+        return time.time() - _current_context().started_at
+    except RuntimeError:
+        return 0.0
 
 
 def _error_text(exc: BaseException) -> str:
@@ -217,6 +271,11 @@ class Worker:
         self._force = False
         self._schedules_registered = False
         self._threads: list[threading.Thread] = []
+        #: Progress reported and not sent yet (job id -> value, message), written from any thread.
+        self._progress: dict[str, tuple[float | None, str | None]] = {}
+        #: When each running job's last PROGRESS left (monotonic).
+        self._progress_sent: dict[str, float] = {}
+        self._progress_scheduled = False
         self._jobs_q: queue_mod.SimpleQueue[tuple[JobFunction[Any, Any], Delivery, _Run] | None] = (
             queue_mod.SimpleQueue()
         )
@@ -302,17 +361,29 @@ class Worker:
     async def _reconnect(self, first: bool = False) -> bool:
         """Connect and subscribe, with backoff, until it works or a stop is requested."""
         wait = BACKOFF_FIRST
+        failures = 0
+        said_at, said_wait = 0.0, 0.0
         while not self._stop_event.is_set():
             try:
                 if not self._schedules_registered:
                     await self._register_schedules()
                 await self._subscribe()
+                if failures:
+                    log.info("reached the server at %s after %d failed attempts", self._control.url, failures)
                 return True
             except (Unauthorized, UnsupportedVersion, TLSVerificationFailed, _ScheduleRefused):
                 raise
             except (NotConnected, ConnectionLost, SpitfireError) as exc:
-                level = logging.WARNING if first or wait >= BACKOFF_MAX else logging.DEBUG
-                log.log(level, "cannot subscribe (%s); retrying in %.2f s", exc, wait)
+                failures += 1
+                # Once per backoff step (each longer wait), then once a minute at the longest one:
+                # loud enough to notice, never a line every two seconds.
+                now = time.monotonic()
+                if wait != said_wait or now - said_at >= UNREACHABLE_REPEAT:
+                    said_at, said_wait = now, wait
+                    log.warning(
+                        "cannot reach the server at %s (%s); attempt %d, retrying in %.2f s",
+                        self._control.url, exc, failures, wait,
+                    )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), wait * random.uniform(0.8, 1.2))
             wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
@@ -446,6 +517,7 @@ class Worker:
                 d.job_id, d.queue, d.name, d.attempt, d.max_attempts, d.headers or {}, d.timeout,
                 d.created_at, d.priority,
             )  # fmt: skip
+            ctx._reporter = self._report_progress
             run = _Run(d.job_id, gen, ctx)
             if self._snoozed:
                 self._snoozed.pop(d.job_id, None)
@@ -504,12 +576,15 @@ class Worker:
         return dropped
 
     def _unknown(self, d: Delivery) -> FailItem:
+        """A job this worker has no handler for: dead at once (Permanent), since every retry would
+        land on a worker like this one; logged loudly, since it is a deployment mistake."""
         known = ", ".join(sorted(self.handlers)) or "none"
-        return FailItem(
-            d.job_id,
+        error = (
             f"LookupError: this worker has no job named {d.name!r} (it has: {known}); "
-            "run a worker whose App declares it",
+            "run a worker whose App declares it, then retry the job"
         )
+        log.error("job %s (%s) on queue %s is dead: %s", d.job_id, d.name, d.queue, error)
+        return FailItem(d.job_id, error, None, False)
 
     def _cancel_jobs(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -579,17 +654,16 @@ class Worker:
             kwargs = fn.spec.decode(d.payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             # Retrying cannot fix a payload that does not fit the function: dead at once.
-            return FailItem(
-                d.job_id,
-                f"JobArgumentError: the payload does not fit {fn.name}{fn.spec.signature}: {exc}",
-                None,
-                False,
-            )
+            error = f"JobArgumentError: the payload does not fit {fn.name}{fn.spec.signature}: {exc}"
+            log.error("job %s (%s) on queue %s is dead: %s", d.job_id, d.name, d.queue, error)
+            return FailItem(d.job_id, error, None, False)
         if fn.spec.ctx_param is not None:
             kwargs[fn.spec.ctx_param] = run.ctx
         return kwargs
 
     def _success(self, d: Delivery, result: Any) -> AckItem | FailItem:
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s (%s) succeeded in %.3fs", d.job_id, d.name, _elapsed())
         if result is None:
             return AckItem(d.job_id, None)
         try:
@@ -610,15 +684,17 @@ class Worker:
             self._snoozed[d.job_id] = retry_at
             return FailItem(d.job_id, _error_text(exc), None, True, retry_at)
         permanent = isinstance(exc, Permanent)
-        log.info(
-            "job %s (%s) failed on attempt %d/%d%s: %s",
-            d.job_id,
-            d.name,
-            d.attempt,
-            d.max_attempts,
-            " permanently" if permanent else "",
-            _error_text(exc),
-        )
+        if permanent:
+            then, level = "Permanent: dead, not retried", logging.ERROR
+        elif d.attempt >= d.max_attempts:
+            then, level = "no attempts left: dead", logging.ERROR
+        else:
+            then, level = f"will retry after its backoff (attempt {d.attempt + 1} next)", logging.WARNING
+        log.log(
+            level,
+            "job %s (%s) failed on attempt %d/%d in %.3fs: %s; %s",
+            d.job_id, d.name, d.attempt, d.max_attempts, _elapsed(), _error_text(exc), then,
+        )  # fmt: skip
         return FailItem(d.job_id, _error_text(exc), _traceback(exc), not permanent)
 
     def _complete(self, run: _Run, outcome: Outcome) -> None:
@@ -626,6 +702,9 @@ class Worker:
         running = self._running
         if running.get(run.job_id) is run:
             del running[run.job_id]
+        if self._progress_sent or self._progress:
+            self._progress_sent.pop(run.job_id, None)
+            self._progress.pop(run.job_id, None)
         if outcome is not None and run.gen == self._gen and not (run.cancelled or run.released):
             if isinstance(outcome, AckItem):
                 self._acks.append(outcome)
@@ -685,6 +764,37 @@ class Worker:
             # CONFLICT is expected for jobs cancelled or expired meanwhile.
             level = logging.DEBUG if err.code == "CONFLICT" else logging.WARNING
             log.log(level, "outcome item %d not taken: %s: %s", err.index, err.code, err.message)
+
+    # -- progress ---------------------------------------------------------------------------------
+
+    def _report_progress(self, job_id: str, value: float | None, message: str | None) -> None:
+        """`JobContext.progress`'s sink, from any thread: keep the latest, send it soon."""
+        self._progress[job_id] = (value, message)
+        if not self._progress_scheduled:
+            self._progress_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has exited
+                self._loop.call_soon_threadsafe(self._send_progress)
+
+    def _send_progress(self) -> None:
+        """Send the reports of jobs whose interval is up; come back for the others (coalesced)."""
+        self._progress_scheduled = False
+        conn = self._conn
+        now = time.monotonic()
+        sent, pending = self._progress_sent, self._progress
+        due: float | None = None
+        for job_id in list(pending):
+            last = sent.get(job_id)
+            if last is not None and now - last < PROGRESS_INTERVAL:
+                at = last + PROGRESS_INTERVAL
+                due = at if due is None else min(due, at)
+                continue
+            value, message = pending.pop(job_id)
+            if job_id in self._running and conn is not None and conn.usable:
+                conn.send(MessageType.PROGRESS, Progress(job_id, value, message))
+                sent[job_id] = now
+        if due is not None and not self._progress_scheduled:
+            self._progress_scheduled = True
+            self._loop.call_later(due - now, self._send_progress)
 
     # -- threads and heartbeats -------------------------------------------------------------------
 

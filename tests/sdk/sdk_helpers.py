@@ -42,6 +42,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self._drain: threading.Thread | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
+        #: The --http port (fresh at each start).
+        self.http_port = 0
 
     @property
     def url(self) -> str:
@@ -52,8 +54,9 @@ class ServerProcess:
         return f"quic://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
+        self.http_port = free_port()
         cmd = [*SERVER, "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-               "--http", f"127.0.0.1:{free_port()}", *self.args]  # fmt: skip
+               "--http", f"127.0.0.1:{self.http_port}", *self.args]  # fmt: skip
         with self.log.open("a") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         assert self.proc.stdout is not None

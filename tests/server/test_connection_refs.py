@@ -43,6 +43,9 @@ class StubService:
     def handle(self, conn: Any, request: Any) -> None:
         conn.session.reply(request, m.Pong(), m.MessageType.PONG)
 
+    def connection_closed(self, conn: Any) -> None:
+        pass
+
 
 class HalfFrameClient:
     """Says HELLO, then sends the start of a large frame and closes."""

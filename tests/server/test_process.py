@@ -158,3 +158,52 @@ def test_a_port_in_use_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         )
     assert out.returncode == 1
     assert f"cannot listen on tcp://127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_port_in_use_is_refused_before_the_data_dir_is_touched(tmp_path: Path) -> None:
+    """The port is checked before recovery: nothing is created, no lock taken, no recovery logged."""
+    import socket
+
+    data = tmp_path / "never-created"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [*SERVER, "--data-dir", str(data), "--listen", f"127.0.0.1:{port}", "--no-quic"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1 and "another server" in out.stderr, out.stderr
+    assert not data.exists() and "recovered" not in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [*SERVER, "--data-dir", str(data), "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{port}",
+             "--no-quic"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1 and "cannot serve HTTP" in out.stderr and "--http" in out.stderr
+    assert not data.exists()
+
+
+def test_json_log_format_prints_the_banner_as_one_json_line(tmp_path: Path) -> None:
+    import json
+
+    with running_server(tmp_path / "data", "--log-format", "json", "--http", "127.0.0.1:0") as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        banner = json.loads(line)
+        assert banner["msg"] == "spitfire-server ready" and banner["level"] == "info"
+        assert any(u.startswith("tcp://127.0.0.1:") for u in banner["listen"])
+        assert banner["data_dir"] == str((tmp_path / "data").resolve())
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.stderr is not None
+        for err_line in proc.stderr.read().splitlines():
+            json.loads(err_line)  # every log line is JSON too
