@@ -770,8 +770,12 @@ class Dashboard:
         return json_response(200, mo.history_out(step, points))
 
     async def events(self, request: Request) -> Response:
-        """GET /api/events: Server-Sent Events (``job`` and ``stats``), resumable by Last-Event-ID."""
+        """GET /api/events: Server-Sent Events (``job`` or, with ``?jobs=batched``, ``jobs``; ``stats``,
+        ``progress``), resumable by Last-Event-ID."""
         live = self.live
+        jobs = query_str(request, "jobs") or "each"
+        if jobs not in ("each", "batched"):
+            raise HttpError(422, "INVALID_ARGUMENT", "jobs: must be each or batched", "jobs")
         if not live.accepts():
             raise HttpError(503, "UNAVAILABLE", "too many event streams are open; try again later")
         queue = query_str(request, "queue")
@@ -779,7 +783,7 @@ class Dashboard:
         last_id = last.decode("ascii", "replace") if last else query_str(request, "last_event_id")
         send = CURRENT_SEND.get()
         transport = getattr(getattr(send, "__self__", None), "transport", None)
-        client, reset = live.connect(last_id, queue, transport)
+        client, reset = live.connect(last_id, queue, transport, batched=jobs == "batched")
 
         async def provider() -> AsyncIterator[bytes]:
             async for chunk in live.stream(client, reset):

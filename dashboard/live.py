@@ -12,6 +12,12 @@ buffer (bounded by the server's flow control). A client that falls more than the
 has not taken a write for `STALL_TIMEOUT` seconds, is dropped (its connection aborted): a slow
 client never slows the server or the other clients.
 
+A dashboard does not need every change: with ``?jobs=batched`` a client gets, at most every
+`BATCH_INTERVAL` seconds, one ``event: jobs`` naming the queues and the newest `BATCH_IDS` ids
+that changed (``more`` when others were left out) instead of one ``event: job`` each, with the
+other events (``stats``, ``progress``) as they are. Its cost per wake-up is bounded, whatever the
+server's throughput, and it cannot fall behind the ring.
+
 Event ids count up from 1 in each server process. A client reconnecting with ``Last-Event-ID``
 gets every event after it if the ring still holds them; otherwise it first gets an ``event: reset``
 (reload your state) and then live events.
@@ -42,6 +48,12 @@ MAX_BATCH = 2000
 STALL_TIMEOUT = 10.0
 #: Concurrent event-stream clients at most.
 MAX_CLIENTS = 256
+#: A ``?jobs=batched`` client gets at most one chunk of events per this many seconds.
+BATCH_INTERVAL = 0.25
+#: Ids one ``event: jobs`` names at most (the newest).
+BATCH_IDS = 1000
+#: Non-job events (stats, progress) remembered for batched clients.
+OTHERS_SIZE = 1024
 #: Throughput is averaged over this many one-second samples.
 RATE_WINDOW = 60
 
@@ -79,12 +91,16 @@ def _format(n: int, event: tuple[Any, ...]) -> bytes:
 class Client:
     """One event-stream reader."""
 
-    __slots__ = ("cursor", "dropped", "queue", "sent_at", "transport", "wake")
+    __slots__ = ("batched", "cursor", "dropped", "queue", "seen", "sent_at", "transport", "wake")
 
-    def __init__(self, cursor: int, queue: str | None, transport: Any) -> None:
+    def __init__(self, cursor: int, queue: str | None, transport: Any, batched: bool = False) -> None:
         #: Id of the last event sent.
         self.cursor = cursor
         self.queue = queue
+        #: ``?jobs=batched``: one ``event: jobs`` per wake-up instead of an ``event: job`` per change.
+        self.batched = batched
+        #: Batched and filtered by queue: the queue's change count when the last chunk was read.
+        self.seen = 0
         #: The connection's transport (to abort a stalled client), when the server exposes it.
         self.transport = transport
         self.dropped = False
@@ -105,6 +121,8 @@ class LiveEvents:
         self.counters: dict[str, list[int]] = {}
         self.seq = 0
         self._ring: list[tuple[Any, ...] | None] = [None] * RING_SIZE
+        #: (event id, ring entry) of the newest non-job events, for batched clients.
+        self._others: deque[tuple[int, tuple[Any, ...]]] = deque(maxlen=OTHERS_SIZE)
         self._clients: set[Client] = set()
         self._stats = stats
         self._notify_pending = False
@@ -214,14 +232,14 @@ class LiveEvents:
             "id": job.id, "queue": job.queue, "name": job.name,
             "value": progress.value, "message": progress.message, "at": progress.at,
         }  # fmt: skip
-        self.seq += 1
-        self._ring[self.seq & _MASK] = (None, "progress", data)
-        self._notify()
+        self.publish("progress", data)
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
-        """Add a non-job event (``stats``) for every client."""
+        """Add a non-job event (``stats``, ``progress``) for every client."""
         self.seq += 1
-        self._ring[self.seq & _MASK] = (None, kind, data)
+        entry = (None, kind, data)
+        self._ring[self.seq & _MASK] = entry
+        self._others.append((self.seq, entry))
         self._notify()
 
     async def wait_ready(self, queue: str, timeout: float) -> None:
@@ -300,7 +318,9 @@ class LiveEvents:
         for client in list(self._clients):
             if client.gone():
                 self.drop(client, "disconnected")
-            elif self.seq - client.cursor > RING_SIZE or now - client.sent_at > STALL_TIMEOUT:
+            elif now - client.sent_at > STALL_TIMEOUT or (
+                not client.batched and self.seq - client.cursor > RING_SIZE
+            ):
                 self.drop(client, "too slow")
 
     # -- clients ----------------------------------------------------------------------------------------
@@ -317,8 +337,11 @@ class LiveEvents:
     def accepts(self) -> bool:
         return not self._closed and len(self._clients) < MAX_CLIENTS
 
-    def connect(self, last_event_id: str | None, queue: str | None, transport: Any) -> tuple[Client, bool]:
-        """A new client; returns it and whether it must reset (its Last-Event-ID is gone)."""
+    def connect(
+        self, last_event_id: str | None, queue: str | None, transport: Any, batched: bool = False
+    ) -> tuple[Client, bool]:
+        """A new client; returns it and whether it must reset (its Last-Event-ID is gone).
+        ``batched``: see the module's docstring."""
         cursor, reset = self.seq, False
         if last_event_id:
             try:
@@ -329,7 +352,9 @@ class LiveEvents:
                 cursor = wanted
             else:
                 reset = True
-        client = Client(cursor, queue, transport)
+        client = Client(cursor, queue, transport, batched)
+        if queue is not None:
+            client.seen = self._changes(queue)
         self._clients.add(client)
         return client, reset
 
@@ -368,6 +393,41 @@ class LiveEvents:
             return b": filtered\n\n"
         return b"".join(parts)
 
+    def read_batched(self, client: Client) -> bytes:
+        """For a batched client: the non-job events after its cursor, then one ``event: jobs``
+        (``ids``: the newest `BATCH_IDS` jobs that changed, ``queues``: theirs, ``more``: other jobs
+        changed too) with the newest event's id; advances the cursor to the newest event. It looks at
+        `BATCH_IDS` ring entries at most, however many changes there were."""
+        end, first = self.seq, client.cursor + 1
+        if first > end:
+            return b""
+        parts = [_format(n, entry) for n, entry in self._others if n >= first]
+        lo = max(first, end - BATCH_IDS + 1)
+        ids: list[str] = []
+        queues: dict[str, None] = {}
+        ring, queue = self._ring, client.queue
+        for n in range(lo, end + 1):
+            event = ring[n & _MASK]
+            if event is None or event[0] is None or (queue is not None and event[0] != queue):
+                continue
+            ids.append(event[1] if len(event) == 6 else event[1][n - event[6]])
+            queues[event[0]] = None
+        more = lo > first
+        if queue is not None:
+            changes = self._changes(queue)
+            more = more and changes - client.seen > len(ids)
+            client.seen = changes
+        if ids or more:
+            data = {"ids": ids, "queues": list(queues), "more": more}
+            parts.append(b"id: %d\nevent: jobs\ndata: %s\n\n" % (end, _encode(data)))
+        client.cursor = end
+        return b"".join(parts) or b": filtered\n\n"
+
+    def _changes(self, queue: str) -> int:
+        """Changes of ``queue``'s jobs since start (every event of the queue counts one)."""
+        counts = self.counters.get(queue)
+        return sum(counts) if counts is not None else 0
+
     async def stream(self, client: Client, reset: bool) -> AsyncIterator[bytes]:
         """The event stream of one client, until it is dropped or the server stops."""
         try:
@@ -377,10 +437,16 @@ class LiveEvents:
             yield first
             while not client.dropped and not self._closed and not client.gone():
                 client.sent_at = time.monotonic()
-                chunk = self.read(client)
-                if chunk:
-                    yield chunk
-                    continue
+                if client.batched:
+                    if client.cursor < self.seq:
+                        yield self.read_batched(client)
+                        await asyncio.sleep(BATCH_INTERVAL)
+                        continue
+                else:
+                    chunk = self.read(client)
+                    if chunk:
+                        yield chunk
+                        continue
                 client.wake.clear()
                 if client.cursor >= self.seq and not self._closed:
                     await client.wake.wait()

@@ -315,8 +315,14 @@ def _text(content_type: str, description: str) -> dict[str, Any]:
 def _other_paths() -> dict[str, Any]:
     events = _text("text/event-stream", "Server-Sent Events: job state changes and once-a-second stats")
     events["responses"]["503"] = _json(_ref(mo.ErrorOut), _ERROR_TEXT[503])
+    events["responses"]["422"] = _json(_ref(mo.ErrorOut), _ERROR_TEXT[422])
     events["parameters"] = [
         _query("queue", {"type": "string"}, "Only job events of this queue"),
+        _query(
+            "jobs",
+            {"type": "string", "enum": ["each", "batched"], "default": "each"},
+            "each: an `event: job` per change; batched: one `event: jobs` (ids, queues, more) per 250 ms",
+        ),
         {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
     ]
     ready = {

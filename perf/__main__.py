@@ -25,7 +25,7 @@ python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_P
     The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
 python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
     Enqueue speed with and without a million delayed jobs held, their lateness, and the restart time.
-python -m perf sse-readers [--readers 10] [--jobs 50000] [--repeat 5]
+python -m perf sse-readers [--readers 10] [--jobs 100000] [--repeat 4] [--mode batched|each]
     Enqueue speed with and without ten SSE readers of /api/events (open dashboards), alternately.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.

@@ -1,7 +1,8 @@
 """python -m perf sse-readers: does an open dashboard slow enqueue? (issue 13)
 
-``--readers`` (10) Server-Sent-Events readers of ``/api/events`` in a separate process stand in for ten
-open dashboards. Enqueue throughput (one AsyncClient, 64 in flight, ``--jobs`` per round) is measured
+``--readers`` (10) Server-Sent-Events readers of ``/api/events?jobs=batched`` (what the dashboard
+opens; ``--mode each`` reads an ``event: job`` per change instead) in a separate process stand in for
+ten open dashboards. Enqueue throughput (one AsyncClient, 64 in flight, ``--jobs`` per round) is measured
 with and without them on one server, alternately for ``--repeat`` rounds (medians); the readers
 process is started before and stopped after each "with" round, and every reader must have received
 events (else the run fails). Target: under 5% slower. Writes perf/results/sse-readers-<ts>.json.
@@ -26,7 +27,7 @@ import asyncio, signal, sys, httpx
 url, n = sys.argv[1], int(sys.argv[2])
 counts = [0] * n
 async def read(i, client):
-    async with client.stream("GET", url + "/api/events") as r:
+    async with client.stream("GET", url) as r:
         async for line in r.aiter_lines():
             if line.startswith("data: "):
                 counts[i] += 1
@@ -44,8 +45,12 @@ asyncio.run(main())
 """
 
 
-def start_readers(url: str, n: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", READERS, url, str(n)], stdout=subprocess.PIPE, text=True)
+def start_readers(url: str, n: int, mode: str = "batched") -> subprocess.Popen[str]:
+    """``n`` readers of ``url``'s /api/events with ``?jobs=mode``, in a process of their own."""
+    events = f"{url}/api/events?jobs={mode}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", READERS, events, str(n)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         stop_process(proc)
@@ -60,7 +65,7 @@ def stop_readers(proc: subprocess.Popen[str]) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def run(readers: int, jobs: int, repeat: int) -> int:
+def run(readers: int, jobs: int, repeat: int, mode: str = "batched") -> int:
     without: list[float] = []
     with_: list[float] = []
     received: list[list[int]] = []
@@ -70,7 +75,7 @@ def run(readers: int, jobs: int, repeat: int) -> int:
         for i in range(repeat):
             print(f"  round {i + 1}/{repeat} ...", file=sys.stderr, flush=True)
             without.append(asyncio.run(enqueue_rate(server.url(), jobs)))
-            proc = start_readers(http, readers)
+            proc = start_readers(http, readers, mode)
             try:
                 with_.append(asyncio.run(enqueue_rate(server.url(), jobs)))
             finally:
@@ -80,13 +85,13 @@ def run(readers: int, jobs: int, repeat: int) -> int:
     every_reader_read = all(n > 0 for counts in received for n in counts)
     figures = [
         Figure("enqueue jobs/s, no SSE reader", a, "jobs/s", "", None, without),
-        Figure(f"enqueue jobs/s, {readers} SSE readers", b, "jobs/s", "", None, with_),
+        Figure(f"enqueue jobs/s, {readers} SSE readers (jobs={mode})", b, "jobs/s", "", None, with_),
         Figure(f"enqueue slowdown with {readers} SSE readers", slower, "%", "< 5", slower < 5.0),
         Figure("events per reader per round (min)", float(min(min(c) for c in received)), "events", "> 0",
                every_reader_read),
     ]  # fmt: skip
     print_table(figures)
-    config = {"readers": readers, "jobs": jobs, "repeat": repeat, "received": received}
+    config = {"readers": readers, "jobs": jobs, "repeat": repeat, "mode": mode, "received": received}
     path = write_json("sse-readers", config, figures)
     print(f"\nwrote {Path(path)}")
     return 0 if all(f.ok is not False for f in figures) else 1
@@ -95,7 +100,9 @@ def run(readers: int, jobs: int, repeat: int) -> int:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m perf sse-readers", description=__doc__.split("\n")[0])
     p.add_argument("--readers", type=int, default=10)
-    p.add_argument("--jobs", type=int, default=50_000, help="enqueues per round")
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--jobs", type=int, default=100_000, help="enqueues per round (rounds of ~2 s: shorter ones are noise)")
+    p.add_argument("--repeat", type=int, default=4, help="rounds (9 x --jobs must stay under the queue cap)")
+    p.add_argument("--mode", choices=("batched", "each"), default="batched",
+                   help="the readers' ?jobs= (batched: what the dashboard opens)")  # fmt: skip
     a = p.parse_args(argv)
-    return run(a.readers, a.jobs, a.repeat)
+    return run(a.readers, a.jobs, a.repeat, a.mode)

@@ -189,3 +189,29 @@ def test_a_stalled_client_does_not_slow_enqueues_and_is_dropped(server: HttpServ
         assert "event-stream client dropped" in server.log()
     finally:
         stalled.close()
+
+
+def test_a_batched_reader_gets_jobs_events_naming_the_changes(server: HttpServer, queue: str) -> None:
+    reader = EventReader(server, "?jobs=batched")
+    try:
+        ids = {enqueue(server.http, queue, name="live")["id"] for _ in range(3)}
+        seen: set[str] = set()
+
+        def batch(event: dict[str, str]) -> bool:
+            if event["event"] == "job":
+                raise AssertionError("a batched reader got an event: job")
+            if event["event"] == "jobs":
+                data = json.loads(event["data"])
+                assert queue in data["queues"] and data["more"] is False
+                seen.update(data["ids"])
+            return ids <= seen
+
+        reader.wait_for(batch, timeout=5)
+    finally:
+        reader.close()
+
+
+def test_an_unknown_jobs_mode_is_a_422_naming_it(server: HttpServer) -> None:
+    response = server.http.get("/api/events", params={"jobs": "all"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "jobs"

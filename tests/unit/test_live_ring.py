@@ -62,3 +62,54 @@ def test_a_batch_larger_than_the_ring_keeps_its_newest_events() -> None:
     last = _events(live, live.seq - 3)
     assert [e["id"] for _, e in last] == [j.id for j in batch[-3:]]
     assert [n for n, _ in last] == [RING_SIZE + 3, RING_SIZE + 4, RING_SIZE + 5]
+
+
+def _batched(live: LiveEvents, client: Client) -> list[tuple[int, str, dict[str, object]]]:
+    text = live.read_batched(client).decode()
+    return [
+        (int(n), kind, json.loads(data))
+        for n, kind, data in re.findall(r"id: (\d+)\nevent: (\w+)\ndata: (.*)\n\n", text)
+    ]
+
+
+def test_a_batched_reader_gets_one_jobs_event_with_the_ids_and_queues_of_the_changes() -> None:
+    live = LiveEvents()
+    client = Client(0, None, None, batched=True)
+    live.observe(_jobs("s", 1)[0], False)
+    live.observe_batch(_jobs("b", 3))
+    live.publish("stats", {"total": 4})
+    live.observe_batch(_jobs("o", 2, queue="other"))
+    events = _batched(live, client)
+    assert events == [
+        (5, "stats", {"total": 4}),
+        (7, "jobs", {"ids": ["s000000", "b000000", "b000001", "b000002", "o000000", "o000001"],
+                     "queues": ["q", "other"], "more": False}),
+    ]  # fmt: skip
+    assert client.cursor == 7
+    assert live.read_batched(client) == b""  # nothing new
+
+
+def test_a_batched_reader_looks_at_a_bounded_number_of_changes_and_says_more() -> None:
+    from spitfire.dashboard.live import BATCH_IDS
+
+    live = LiveEvents()
+    client = Client(0, None, None, batched=True)
+    live.observe_batch(_jobs("x", 3 * RING_SIZE))  # far more than the ring holds: never "too slow"
+    [(n, kind, data)] = _batched(live, client)
+    assert (n, kind, data["more"]) == (3 * RING_SIZE, "jobs", True)
+    assert data["ids"] == [f"x{i:06d}" for i in range(3 * RING_SIZE - BATCH_IDS, 3 * RING_SIZE)]
+    live.tick()
+    assert not client.dropped
+
+
+def test_a_batched_reader_of_one_queue_sees_only_its_changes_and_more_only_for_it() -> None:
+    from spitfire.dashboard.live import BATCH_IDS
+
+    live = LiveEvents()
+    client = live.connect(None, "q", None, batched=True)[0]
+    live.observe_batch(_jobs("q", 2))
+    live.observe_batch(_jobs("o", 2 * BATCH_IDS, queue="other"))  # pushes q's changes out of the window
+    [(_, _, data)] = _batched(live, client)
+    assert data == {"ids": [], "queues": [], "more": True}  # q changed, but its ids are not looked at
+    live.observe_batch(_jobs("o", 2 * BATCH_IDS, queue="other"))
+    assert live.read_batched(client) == b": filtered\n\n"  # only other queues changed

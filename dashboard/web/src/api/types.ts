@@ -179,6 +179,14 @@ export interface BulkResult {
   failed: number;
 }
 
+/** The changes since the previous one (`event: jobs` on /api/events?jobs=batched): the newest ids
+ * and their queues; `more` when other jobs changed too. */
+export interface JobsEvent {
+  ids: string[];
+  queues: string[];
+  more: boolean;
+}
+
 /** The live event of a job's change (`event: job` on /api/events). */
 export interface JobEvent {
   id: string;

@@ -1,5 +1,5 @@
-// Connects the dashboard to GET /api/events with the fetch-based SSE client: `stats` events replace
-// the cached /api/stats and feed the realtime graph; `job` events refresh, in batches, the lists,
+// Connects the dashboard to GET /api/events?jobs=batched with the fetch-based SSE client: `stats` events
+// replace the cached /api/stats and feed the realtime graph; `jobs` events refresh, in batches, the lists,
 // counters and jobs on screen; a reconnection or an `event: reset` (events were missed, e.g. the
 // server restarted) refetches everything: the resync.
 
@@ -7,7 +7,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { createContext, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { authHeaders, setAuthNeeded } from "../api/auth";
 import { keys } from "../api/queries";
-import type { JobEvent, Stats } from "../api/types";
+import type { JobEvent, JobsEvent, Stats } from "../api/types";
 import { ChangeBatcher } from "./batcher";
 import { RateSeries } from "./realtime";
 import { SseClient, type SseStatus } from "./sse";
@@ -29,14 +29,16 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const series = useMemo(() => new RateSeries(), []);
 
   useEffect(() => {
-    const batcher = new ChangeBatcher((ids) => {
+    const batcher = new ChangeBatcher((ids, _queues, unnamed) => {
       void client.invalidateQueries({ queryKey: keys.jobs });
       void client.invalidateQueries({ queryKey: keys.queues });
       void client.invalidateQueries({ queryKey: keys.workers });
-      for (const id of ids) void client.invalidateQueries({ queryKey: keys.job(id) });
+      if (unnamed) void client.invalidateQueries({ queryKey: ["job"] });
+      else for (const id of ids) void client.invalidateQueries({ queryKey: keys.job(id) });
     });
     const sse = new SseClient({
-      url: "/api/events",
+      // Batched: one event per 250 ms at most, whatever the server's throughput.
+      url: "/api/events?jobs=batched",
       headers: authHeaders,
       onStatus: (s) => {
         setStatus(s);
@@ -50,6 +52,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
           const stats = JSON.parse(m.data) as Stats;
           series.push(stats);
           client.setQueryData(keys.stats, stats);
+        } else if (m.event === "jobs") {
+          const batch = JSON.parse(m.data) as JobsEvent;
+          batcher.addMany(batch.ids, batch.queues, batch.more);
         } else if (m.event === "job") {
           const event = JSON.parse(m.data) as JobEvent;
           batcher.add(event.id, event.queue);

@@ -19,6 +19,22 @@ describe("ChangeBatcher", () => {
     expect(flushes[1]).toEqual([["x"], ["c"]]);
   });
 
+  it("takes a server batch and says when jobs went unnamed", () => {
+    const flushes: [string[], string[], boolean][] = [];
+    const b = new ChangeBatcher((ids, queues, unnamed) => flushes.push([[...ids], [...queues], unnamed]), 250, 3);
+    b.addMany(["a", "b"], ["q"], false);
+    vi.advanceTimersByTime(250);
+    b.addMany(["c"], ["r"], true);
+    vi.advanceTimersByTime(250);
+    b.addMany(["d", "e", "f", "g"], ["s"], false);
+    vi.advanceTimersByTime(250);
+    expect(flushes).toEqual([
+      [["a", "b"], ["q"], false],
+      [["c"], ["r"], true],
+      [["d", "e", "f"], ["s"], true],
+    ]);
+  });
+
   it("flushes nothing after cancel", () => {
     const flush = vi.fn();
     const b = new ChangeBatcher(flush, 100);
