@@ -12,6 +12,9 @@ app = spitfire.App()  # SPITFIRE_URL
 
 @app.job(queue="images", timeout=120.0)
 async def resize(image: str, sizes: list[int] | None = None) -> dict[str, object]:
-    """Pretends to resize an image for a minute."""
+    """Pretends to resize an image for a minute, reporting progress."""
+    ctx = spitfire.context()
+    targets = sizes or [64, 128, 256, 512, 1024]
+    ctx.progress(0.4, f"resized 2 of {len(targets)} sizes")
     await asyncio.sleep(60)
-    return {"image": image, "sizes": sizes or [64]}
+    return {"image": image, "sizes": targets}

@@ -355,6 +355,12 @@ test("screenshots", { skip: !process.env.SCREENSHOTS && "SCREENSHOTS is not set"
         if (p.name === "overview") await page.waitForTimeout(20_000); // a third of the realtime minute
         await page.screenshot({ path: join(dir, `${p.name}-${scheme}.png`), fullPage: true });
       }
+      // A running job of the SDK worker, with the progress it reported.
+      const running = (await api("GET", "/api/jobs?queue=images&state=running&limit=1")).jobs[0];
+      assert.ok(running, "the screenshot worker runs a job of queue images");
+      await page.goto(`${BASE}/jobs/${running.id}`);
+      await page.waitForSelector("[role=progressbar]");
+      await page.screenshot({ path: join(dir, `job-running-${scheme}.png`), fullPage: true });
     } finally {
       await context.close();
     }

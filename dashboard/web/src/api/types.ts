@@ -60,8 +60,17 @@ export interface Job {
   history: Transition[];
   lease_until: number | null;
   worker: string | null;
-  /** Reported by the job itself (the developer-experience issue); absent until then. */
-  progress?: unknown;
+  /** The last progress the running job reported (memory only: null once final or after a restart). */
+  progress?: Progress | null;
+}
+
+/** `ctx.progress(value, message)` of a running job, as the server last received it. */
+export interface Progress {
+  /** 0.0 to 1.0, or null for a message alone. */
+  value: number | null;
+  message: string | null;
+  /** When the server received it (epoch seconds). */
+  at: number;
 }
 
 export interface JobPage {

@@ -55,6 +55,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         } else if (m.event === "jobs") {
           const batch = JSON.parse(m.data) as JobsEvent;
           batcher.addMany(batch.ids, batch.queues, batch.more);
+        } else if (m.event === "progress") {
+          const report = JSON.parse(m.data) as JobEvent;
+          batcher.add(report.id, report.queue);
         } else if (m.event === "job") {
           const event = JSON.parse(m.data) as JobEvent;
           batcher.add(event.id, event.queue);

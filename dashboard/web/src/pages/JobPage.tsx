@@ -10,7 +10,7 @@ import { JobTimeline } from "../components/JobTimeline";
 import { JsonBlock } from "../components/JsonBlock";
 import { StateBadge } from "../components/StateBadge";
 import { FullTime } from "../components/Time";
-import { duration } from "../utils/format";
+import { duration, relativeTime } from "../utils/format";
 
 function backoffText(job: Job): string {
   const b = job.backoff;
@@ -84,16 +84,19 @@ function Options({ job }: { job: Job }) {
 function Progress({ job }: { job: Job }) {
   const p = job.progress;
   if (p === undefined || p === null) return <p className="muted">This job reports no progress.</p>;
-  if (typeof p === "number") {
-    const pct = Math.max(0, Math.min(100, p <= 1 ? p * 100 : p));
-    return (
-      <div className="progress" role="progressbar" aria-valuenow={pct} aria-valuemin={0} aria-valuemax={100}>
-        <div style={{ width: `${pct}%` }} />
-        <span>{pct.toFixed(0)}%</span>
-      </div>
-    );
-  }
-  return <JsonBlock value={p} label="Progress" />;
+  const pct = p.value === null ? null : Math.max(0, Math.min(100, p.value * 100));
+  return (
+    <div>
+      {pct !== null && (
+        <div className="progress" role="progressbar" aria-valuenow={pct} aria-valuemin={0} aria-valuemax={100}>
+          <div style={{ width: `${pct}%` }} />
+          <span>{pct.toFixed(0)}%</span>
+        </div>
+      )}
+      {p.message !== null && <p>{p.message}</p>}
+      <p className="muted">reported {relativeTime(p.at)}</p>
+    </div>
+  );
 }
 
 export function JobPage() {
