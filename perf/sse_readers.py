@@ -100,7 +100,9 @@ def run(readers: int, jobs: int, repeat: int, mode: str = "batched") -> int:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m perf sse-readers", description=__doc__.split("\n")[0])
     p.add_argument("--readers", type=int, default=10)
-    p.add_argument("--jobs", type=int, default=100_000, help="enqueues per round (~2 s; shorter rounds are noise)")
+    p.add_argument(
+        "--jobs", type=int, default=100_000, help="enqueues per round (~2 s; shorter rounds are noise)"
+    )
     p.add_argument("--repeat", type=int, default=4, help="rounds (9 x --jobs must stay under the queue cap)")
     p.add_argument("--mode", choices=("batched", "each"), default="batched",
                    help="the readers' ?jobs= (batched: what the dashboard opens)")  # fmt: skip

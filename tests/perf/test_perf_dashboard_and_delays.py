@@ -26,7 +26,7 @@ def _run(tmp_path: Path, *args: str) -> dict[str, object]:
 def test_sse_readers_measures_with_and_without_readers_that_all_received_events(tmp_path: Path) -> None:
     doc = _run(tmp_path, "sse-readers", "--readers", "3", "--jobs", "2000", "--repeat", "1")
     figures = {f["name"]: f for f in doc["figures"]}  # type: ignore[union-attr,index]
-    assert figures["enqueue jobs/s, 3 SSE readers"]["value"] > 0
+    assert figures["enqueue jobs/s, 3 SSE readers (jobs=batched)"]["value"] > 0
     assert figures["events per reader per round (min)"]["ok"] is True
     (counts,) = doc["config"]["received"]  # type: ignore[index]
     assert len(counts) == 3 and min(counts) > 0
