@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     w.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
     w.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="text, or one JSON object a line"
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text, or one JSON object a line (default text)",
     )
     a.common(w)
 

@@ -27,6 +27,7 @@ from spitfire.protocol.messages import Backoff
 from .app import App, JobFunction
 from .client import AsyncClient, EnqueueOptions, check_options
 from .errors import JobArgumentError
+from .models import enc_hook
 from .sync import Client
 
 __all__ = ["JobSchema", "SchemaEnqueueOptions"]
@@ -89,7 +90,7 @@ class JobSchema(Generic[S]):
                 f"{self.name}: the payload is a {type(payload).__name__}; pass a {self.struct.__name__}"
             )
         try:
-            data = msgspec.msgpack.encode(payload)
+            data = msgspec.msgpack.encode(payload, enc_hook=enc_hook)  # a JobId field: a plain str
         except (TypeError, OverflowError, msgspec.EncodeError) as exc:
             raise JobArgumentError(
                 f"{self.name}: the {self.struct.__name__} cannot be encoded: {exc}"
