@@ -71,7 +71,7 @@ export function OverviewPage() {
           </div>
           <dl className="facts">
             <dt>Online</dt>
-            <dd data-testid="workers-online">{count(workers?.workers.length ?? stats?.workers)}</dd>
+            <dd data-testid="workers-online">{count(workers ? workers.workers.filter((w) => w.active).length : stats?.workers)}</dd>
             <dt>In flight</dt>
             <dd>{count((workers?.workers ?? []).reduce((s, w) => s + (w.in_flight ?? w.jobs ?? 0), 0))}</dd>
             <dt>Possibly aborted</dt>
