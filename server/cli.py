@@ -16,7 +16,6 @@ spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:L
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import uvloop
 
 from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
 from spitfire.protocol import units
+from spitfire.protocol.logs import configure_logging
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
@@ -48,31 +48,6 @@ from spitfire.server.options import (
     parse_duration,
 )
 from spitfire.wal.api import Durability, StorageError
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str, fmt: str) -> None:
-    """Log to stderr as text or JSON."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def serve_parser() -> argparse.ArgumentParser:

@@ -3,9 +3,9 @@ protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 
@@ -80,15 +80,13 @@ class Progress:
     at: float
 
 
-class JobId(str):
-    """A job's id as `Client.enqueue` returns it: a plain ``str`` (compare, store and serialize it as
-    one; it pickles as a plain ``str``) that also says whether the enqueue ``created`` the job (False:
-    its idempotency key named an existing job) and can `wait` for its outcome."""
+class _OutcomeId(str):
+    """A job id that says whether the enqueue created the job and holds the client's wait."""
 
     created: bool
     _wait: Callable[..., Any] | None
 
-    def __new__(cls, value: str, created: bool = True, wait: Callable[..., Any] | None = None) -> JobId:
+    def __new__(cls, value: str, created: bool = True, wait: Callable[..., Any] | None = None) -> Self:
         self = super().__new__(cls, value)
         self.created = created
         self._wait = wait
@@ -96,6 +94,17 @@ class JobId(str):
 
     def __reduce__(self) -> tuple[type[str], tuple[str]]:
         return (str, (str(self),))
+
+    def _waiter(self, hint: str) -> Callable[..., Any]:
+        if self._wait is None:
+            raise TypeError(f"this {type(self).__name__} has no client to wait with; use {hint}")
+        return self._wait
+
+
+class JobId(_OutcomeId):
+    """A job's id as `Client.enqueue` returns it: a plain ``str`` (compare, store and serialize it as
+    one; it pickles as a plain ``str``) that also says whether the enqueue ``created`` the job (False:
+    its idempotency key named an existing job) and can `wait` for its outcome."""
 
     def wait(self, timeout: float | None = None) -> Any:
         """`Client.wait` for this job: its result once it succeeded.
@@ -103,33 +112,15 @@ class JobId(str):
         :raises JobFailed: it went dead. :raises JobCancelled: it was cancelled.
         :raises WaitTimeout: ``timeout`` seconds passed first.
         """
-        if self._wait is None:
-            raise TypeError("this JobId has no client to wait with; use client.wait(job_id)")
-        return self._wait(str(self), timeout=timeout)
+        return self._waiter("client.wait(job_id)")(str(self), timeout=timeout)
 
 
-class AsyncJobId(str):
+class AsyncJobId(_OutcomeId):
     """`JobId` as `AsyncClient.enqueue` returns it: ``await job_id.wait()``."""
-
-    created: bool
-    _wait: Callable[..., Awaitable[Any]] | None
-
-    def __new__(
-        cls, value: str, created: bool = True, wait: Callable[..., Awaitable[Any]] | None = None
-    ) -> AsyncJobId:
-        self = super().__new__(cls, value)
-        self.created = created
-        self._wait = wait
-        return self
-
-    def __reduce__(self) -> tuple[type[str], tuple[str]]:
-        return (str, (str(self),))
 
     async def wait(self, timeout: float | None = None) -> Any:
         """`AsyncClient.wait` for this job (see `JobId.wait`)."""
-        if self._wait is None:
-            raise TypeError("this AsyncJobId has no client to wait with; use await client.wait(job_id)")
-        return await self._wait(str(self), timeout=timeout)
+        return await self._waiter("await client.wait(job_id)")(str(self), timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from spitfire.protocol.logs import configure_logging
 from spitfire.protocol.messages import (
     Ack,
     AckItem,
@@ -91,44 +92,6 @@ _encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
 PROGRESS_INTERVAL = 0.25
 #: While the server stays unreachable at the longest backoff, how often the worker says so again.
 UNREACHABLE_REPEAT = 60.0
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line (``spitfire worker --log-format json``): ``ts``, ``level``,
-    ``logger``, ``msg`` and, with a traceback, ``exc``; the server's ``--log-format json`` keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-
-        entry = {
-            "ts": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    """Log to stderr as text or JSON lines (``fmt`` "text" or "json"), at ``level``.
-
-    :raises ValueError: an unknown level or format.
-    """
-    if fmt not in ("text", "json"):
-        raise ValueError(f"log format must be text or json, not {fmt!r}")
-    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError(f"log level must be debug, info, warning or error, not {level!r}")
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 class _Run:
