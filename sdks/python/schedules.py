@@ -175,12 +175,14 @@ class AsyncSchedules:
         )
         return Schedule.from_info(reply.schedule), bool(reply.created)
 
+    async def _one(self, kind: MessageType, name: str, resend: bool = True) -> Schedule:
+        """A request naming schedule ``name``, answered with it."""
+        reply = await self._client._call(kind, ScheduleRef(name), resend=resend, schedule=name)
+        return Schedule.from_info(reply.schedule)
+
     async def get(self, name: str) -> Schedule:
         """The schedule named ``name``. :raises ScheduleNotFound: no such schedule."""
-        reply = await self._client._call(
-            MessageType.GET_SCHEDULE, ScheduleRef(name), resend=True, schedule=name
-        )
-        return Schedule.from_info(reply.schedule)
+        return await self._one(MessageType.GET_SCHEDULE, name)
 
     async def list(self) -> list[Schedule]:
         """Every schedule on the server, by name."""
@@ -190,23 +192,16 @@ class AsyncSchedules:
     async def remove(self, name: str) -> Schedule:
         """Delete the schedule (the jobs it already enqueued stay); returns it as it was.
         Not resent after a lost connection. :raises ScheduleNotFound: no such schedule."""
-        reply = await self._client._call(MessageType.DELETE_SCHEDULE, ScheduleRef(name), schedule=name)
-        return Schedule.from_info(reply.schedule)
+        return await self._one(MessageType.DELETE_SCHEDULE, name, resend=False)
 
     async def pause(self, name: str) -> Schedule:
         """Stop the schedule's ticks until `resume` (idempotent). :raises ScheduleNotFound."""
-        reply = await self._client._call(
-            MessageType.PAUSE_SCHEDULE, ScheduleRef(name), resend=True, schedule=name
-        )
-        return Schedule.from_info(reply.schedule)
+        return await self._one(MessageType.PAUSE_SCHEDULE, name)
 
     async def resume(self, name: str) -> Schedule:
         """Tick again from now on; ticks that passed while paused are not caught up (idempotent).
         :raises ScheduleNotFound: no such schedule."""
-        reply = await self._client._call(
-            MessageType.RESUME_SCHEDULE, ScheduleRef(name), resend=True, schedule=name
-        )
-        return Schedule.from_info(reply.schedule)
+        return await self._one(MessageType.RESUME_SCHEDULE, name)
 
     async def trigger(self, name: str) -> str:
         """Enqueue the schedule's job now, outside its series (paused or not); returns the job id once
@@ -280,13 +275,16 @@ class Schedules:
         reply = c._call(MessageType.PUT_SCHEDULE, message, resend=True, schedule=message.name)
         return Schedule.from_info(reply.schedule), bool(reply.created)
 
-    def get(self, name: str) -> Schedule:
-        """The schedule named ``name``. :raises ScheduleNotFound: no such schedule."""
+    def _one(self, kind: MessageType, name: str, resend: bool = True) -> Schedule:
+        """A request naming schedule ``name``, answered with it (through the async client over quic://)."""
         c = self._client
         if c._bridge:
-            return c._run(self._async().get(name))
-        reply = c._call(MessageType.GET_SCHEDULE, ScheduleRef(name), resend=True, schedule=name)
-        return Schedule.from_info(reply.schedule)
+            return c._run(self._async()._one(kind, name, resend))
+        return Schedule.from_info(c._call(kind, ScheduleRef(name), resend=resend, schedule=name).schedule)
+
+    def get(self, name: str) -> Schedule:
+        """The schedule named ``name``. :raises ScheduleNotFound: no such schedule."""
+        return self._one(MessageType.GET_SCHEDULE, name)
 
     def list(self) -> list[Schedule]:
         """Every schedule on the server, by name."""
@@ -298,28 +296,15 @@ class Schedules:
 
     def remove(self, name: str) -> Schedule:
         """Delete the schedule; returns it as it was. See `AsyncSchedules.remove`."""
-        c = self._client
-        if c._bridge:
-            return c._run(self._async().remove(name))
-        return Schedule.from_info(
-            c._call(MessageType.DELETE_SCHEDULE, ScheduleRef(name), schedule=name).schedule
-        )
+        return self._one(MessageType.DELETE_SCHEDULE, name, resend=False)
 
     def pause(self, name: str) -> Schedule:
         """Stop the schedule's ticks (idempotent). See `AsyncSchedules.pause`."""
-        c = self._client
-        if c._bridge:
-            return c._run(self._async().pause(name))
-        reply = c._call(MessageType.PAUSE_SCHEDULE, ScheduleRef(name), resend=True, schedule=name)
-        return Schedule.from_info(reply.schedule)
+        return self._one(MessageType.PAUSE_SCHEDULE, name)
 
     def resume(self, name: str) -> Schedule:
         """Tick again from now on (idempotent). See `AsyncSchedules.resume`."""
-        c = self._client
-        if c._bridge:
-            return c._run(self._async().resume(name))
-        reply = c._call(MessageType.RESUME_SCHEDULE, ScheduleRef(name), resend=True, schedule=name)
-        return Schedule.from_info(reply.schedule)
+        return self._one(MessageType.RESUME_SCHEDULE, name)
 
     def trigger(self, name: str) -> str:
         """Enqueue the schedule's job now; returns the job id. See `AsyncSchedules.trigger`."""
