@@ -32,6 +32,10 @@ const DEFAULT_IN_HAND = 100;
 export const DEFAULT_GRACE_MS = 25_000;
 /** How long shutdown requests (UNSUBSCRIBE, RELEASE, outstanding outcomes) may take (ms). */
 const SHUTDOWN_REQUEST_MS = 5_000;
+/** A job's progress reports go out at most this often (ms): 4 a second, the latest winning. */
+export const PROGRESS_INTERVAL_MS = 250;
+/** Longest progress message, in characters (code points), as the server counts them. */
+const PROGRESS_MESSAGE_MAX = 1000;
 /** Reconnect backoff after a dropped connection (ms). */
 const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
@@ -87,6 +91,26 @@ interface Run {
 
 type Outcome = { ack: Body } | { fail: Body } | null;
 
+/** `ctx.progress`'s arguments, checked: a value from 0 to 1 (or null), a message of at most 1,000 characters. */
+export function checkProgress(value: unknown, message: unknown): [number | null, string | null] {
+  let v: number | null = null;
+  let m: string | null = null;
+  if (value !== undefined && value !== null) {
+    if (typeof value !== "number") throw new TypeError(`progress value must be a number from 0.0 to 1.0, not ${typeof value}`);
+    if (!(value >= 0 && value <= 1)) throw new RangeError(`progress value must be from 0.0 to 1.0, not ${value}`);
+    v = value;
+  }
+  if (message !== undefined && message !== null) {
+    if (typeof message !== "string") throw new TypeError(`progress message must be a string, not ${typeof message}`);
+    // .length counts UTF-16 units, never fewer than code points: count those only when it may matter.
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- code points are what the server counts
+    const n = message.length > PROGRESS_MESSAGE_MAX ? [...message].length : message.length;
+    if (n > PROGRESS_MESSAGE_MAX) throw new RangeError(`progress message is ${n} characters; the limit is ${PROGRESS_MESSAGE_MAX}`);
+    m = message;
+  }
+  return [v, m];
+}
+
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message ? `${err.name}: ${err.message}` : err.name;
   return `Error: ${String(err)}`;
@@ -119,6 +143,12 @@ export class Worker {
   private stopped!: () => void;
   private readonly stoppedPromise: Promise<void>;
   private wakeGrace: (() => void) | null = null;
+  /** The latest progress report of each job, not sent yet (coalesced). */
+  private readonly progressPending = new Map<string, [number | null, string | null]>();
+  /** When each running job's last report went out (performance.now()). */
+  private readonly progressSent = new Map<string, number>();
+  private progressScheduled = false;
+  private progressTimer: NodeJS.Timeout | undefined;
   private signalHandler: (() => void) | null = null;
 
   constructor(app: App, options: WorkerOptions = {}) {
@@ -180,6 +210,12 @@ export class Worker {
         this.onConnectionClosed(conn, error);
       },
     });
+    if (this.closing !== null) {
+      // close() ran while this connection was being opened: the shutdown did not see it, and a
+      // subscribed connection left open would take jobs and keep the process alive.
+      await conn.close();
+      return;
+    }
     this.conn = conn;
     const held = this.running.size;
     const credits = Math.max(0, this.concurrency + this.prefetch - held);
@@ -295,8 +331,9 @@ export class Worker {
     const { d } = run;
     const job = this.app.handler(d.name);
     if (job === undefined) {
+      // Dead at once, as in Python: every retry would fail the same way (fix the deployment, then retry it).
       const known = this.app.jobNames.sort().join(", ") || "none";
-      return this.failItem(d, `LookupError: this worker has no job named ${JSON.stringify(d.name)} (it has: ${known}); run a worker whose App declares it`, null, true);
+      return this.failItem(d, `LookupError: this worker has no job named ${JSON.stringify(d.name)} (it has: ${known}); run a worker whose App declares it`, null, false);
     }
     let payload: unknown;
     try {
@@ -316,6 +353,10 @@ export class Worker {
       createdAt: new Date(d.created_at * 1000),
       timeoutMs: d.timeout * 1000,
       signal: run.controller.signal,
+      progress: (value?: number | null, message?: string | null) => {
+        const [v, m] = checkProgress(value, message);
+        this.reportProgress(run, v, m);
+      },
     };
     let result: unknown;
     try {
@@ -347,6 +388,8 @@ export class Worker {
     const id = run.d.job_id;
     if (this.running.get(id) !== run) return; // the connection it came on is gone
     this.running.delete(id);
+    this.progressPending.delete(id);
+    this.progressSent.delete(id);
     if (outcome === null) {
       if (!run.dropped) this.report(new SpitfireError(`job ${id} ended without an outcome`));
     } else if ("ack" in outcome) {
@@ -379,6 +422,48 @@ export class Worker {
       this.counts.cancelled++;
       run.dropped = true;
       run.controller.abort(new SpitfireError(`job ${id} was cancelled`, { code: "CANCELLED" }));
+    }
+  }
+
+  // -- progress ---------------------------------------------------------------------------------
+
+  /** `ctx.progress`: keep the latest report of the job, send it soon. */
+  private reportProgress(run: Run, value: number | null, message: string | null): void {
+    if (run.dropped || this.running.get(run.d.job_id) !== run) return; // finished, cancelled or handed back
+    this.progressPending.set(run.d.job_id, [value, message]);
+    if (!this.progressScheduled) {
+      this.progressScheduled = true;
+      setImmediate(() => {
+        this.sendProgress();
+      });
+    }
+  }
+
+  /** Sends the reports of jobs whose interval is up; comes back for the others (coalesced). */
+  private sendProgress(): void {
+    this.progressScheduled = false;
+    const conn = this.conn;
+    const now = performance.now();
+    let due: number | null = null;
+    for (const [id, [value, message]] of this.progressPending) {
+      const last = this.progressSent.get(id);
+      if (last !== undefined && now - last < PROGRESS_INTERVAL_MS) {
+        const at = last + PROGRESS_INTERVAL_MS;
+        due = due === null ? at : Math.min(due, at);
+        continue;
+      }
+      this.progressPending.delete(id);
+      const run = this.running.get(id);
+      if (run !== undefined && !run.dropped && run.conn === conn && conn !== null && !conn.closed) {
+        conn.send(MessageType.PROGRESS, { job_id: id, value, message });
+        this.progressSent.set(id, now);
+      }
+    }
+    if (due !== null && this.closing === null) {
+      this.progressScheduled = true;
+      this.progressTimer = setTimeout(() => {
+        this.sendProgress();
+      }, due - now);
     }
   }
 
@@ -482,6 +567,9 @@ export class Worker {
       run.controller.abort(new SpitfireError("the worker is shutting down", { code: "SHUTDOWN" }));
     }
     clearTimeout(this.heartbeatTimer);
+    clearTimeout(this.progressTimer);
+    this.progressPending.clear();
+    this.progressSent.clear();
     if (conn !== null && !conn.closed) {
       this.flush();
       await this.release(conn, [...left.map((r) => r.d.job_id), ...this.buffered.splice(0).map((d) => d.job_id)]);

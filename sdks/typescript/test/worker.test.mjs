@@ -1,7 +1,8 @@
 // The Worker against a live server: outcomes, context, cancellation, heartbeats, shutdown.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { App, Client, JobFailed, Permanent, RetryAfter } from "../dist/index.js";
+import { MessageType } from "../dist/codec.js";
+import { App, Client, JobFailed, Permanent, PROGRESS_INTERVAL_MS, RetryAfter } from "../dist/index.js";
 import { sleep, startServer, waitFor, waitState } from "./helpers.mjs";
 
 let server;
@@ -38,8 +39,9 @@ describe("worker", () => {
     });
     await withWorker(app, {}, async () => {
       const id = await add.enqueue({ a: 2, b: 3 }, { headers: { trace: "t-1" } });
+      assert.deepEqual(await id.wait({ timeoutMs: 20_000 }), { sum: 5 });
       assert.deepEqual(await client.wait(id, { timeoutMs: 20_000 }), { sum: 5 });
-      assert.deepEqual(seen, [{ id, attempt: 1, headers: { trace: "t-1" }, queue: "w-add", name: "add" }]);
+      assert.deepEqual(seen, [{ id: id.id, attempt: 1, headers: { trace: "t-1" }, queue: "w-add", name: "add" }]);
     });
   });
 
@@ -61,7 +63,8 @@ describe("worker", () => {
     });
     await withWorker(app, {}, async () => {
       const [p, f, s] = await Promise.all([perm.enqueue({}), flaky.enqueue({}), snooze.enqueue({})]);
-      await assert.rejects(client.wait(p, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && e.state === "dead" && e.error === "Permanent: unknown user");
+      await assert.rejects(client.wait(p, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && e.state === "dead" &&
+        e.error === "Permanent: unknown user" && e.job.id === p.id && /Permanent: unknown user/.test(e.job.errors[0].traceback));
       const pj = await client.get(p);
       assert.equal(pj.attempts, 1);
       assert.match(pj.errors[0].traceback, /Permanent: unknown user/);
@@ -80,8 +83,9 @@ describe("worker", () => {
     const app = new App(server.url);
     app.job("typed", { queue: "w-unk", schema: { parse: (v) => { if (typeof v?.n !== "number") throw new Error("n must be a number"); return v; } } }, () => 1);
     await withWorker(app, {}, async () => {
-      const u = await client.enqueue("w-unk", "nobody", {}, { maxAttempts: 1 });
+      const u = await client.enqueue("w-unk", "nobody", {}); // 25 attempts: dead at once all the same
       await assert.rejects(client.wait(u, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && /no job named "nobody"/.test(e.error));
+      assert.equal((await client.get(u)).attempts, 1);
       const bad = await client.enqueue("w-unk", "typed", { n: "x" });
       await assert.rejects(client.wait(bad, { timeoutMs: 20_000 }), (e) => e instanceof JobFailed && /JobArgumentError.*n must be a number/.test(e.error));
       assert.equal((await client.get(bad)).attempts, 1);
@@ -129,6 +133,74 @@ describe("worker", () => {
       assert.ok(peak <= 3, `peak ${peak}`);
       assert.ok(peak >= 2, `peak ${peak}`);
     });
+  });
+
+  test("progress: coalesced (at most 4 a second per job, the latest wins), visible, dropped once final", async () => {
+    const app = new App(server.url);
+    let release;
+    const released = new Promise((r) => (release = r));
+    const refused = [];
+    const resize = app.job("resize", { queue: "w-progress" }, async (n, ctx) => {
+      for (let i = 0; i < n; i++) ctx.progress((i + 1) / n, `resized ${i + 1} of ${n}`);
+      for (const [v, m] of [[1.5, null], [-0.1, null], [Number.NaN, null], ["half", null], [null, "x".repeat(1001)], [null, 7]]) {
+        try {
+          ctx.progress(v, m);
+        } catch (err) {
+          refused.push(err.constructor.name);
+        }
+      }
+      ctx.progress(null, "🚀".repeat(1000)); // 1,000 characters (2,000 UTF-16 units): accepted
+      ctx.progress(1, `resized ${n} of ${n}`);
+      await released;
+      return "done";
+    });
+    const slow = app.job("slow", { queue: "w-progress" }, async (n, ctx) => {
+      for (let i = 0; i < n; i++) {
+        ctx.progress(i / n);
+        await sleep(10);
+      }
+    });
+    await withWorker(app, {}, async (worker) => {
+      const id = await resize.enqueue(10_000);
+      const job = await waitFor(async () => {
+        const j = await client.get(id);
+        return j.progress?.value === 1 && j.progress.message === "resized 10000 of 10000" ? j : null;
+      }, "the last progress report");
+      assert.ok(job.progress.at instanceof Date);
+      assert.deepEqual(refused, ["RangeError", "RangeError", "RangeError", "TypeError", "RangeError", "TypeError"]);
+      release();
+      assert.equal(await id.wait({ timeoutMs: 30_000 }), "done");
+      assert.equal((await client.get(id)).progress, null); // final: dropped
+
+      // Count what goes on the wire.
+      const conn = worker["conn"];
+      const sent = [];
+      const send = conn.send.bind(conn);
+      conn.send = (type, body) => {
+        if (type === MessageType.PROGRESS) sent.push(body);
+        send(type, body);
+      };
+      const t = performance.now();
+      await (await slow.enqueue(100)).wait({ timeoutMs: 30_000 });
+      const elapsed = performance.now() - t;
+      assert.ok(sent.length >= 1 && sent.length <= elapsed / PROGRESS_INTERVAL_MS + 2, `${sent.length} reports in ${elapsed} ms`);
+      assert.equal(sent[0].value, 0); // the first goes at once
+    });
+  });
+
+  test("workers(): a running worker is listed with what it said", async () => {
+    const app = new App(server.url);
+    app.job("listed", { queue: "w-listed" }, () => null);
+    await withWorker(app, { concurrency: 3, name: "ts-worker-1" }, async (worker) => {
+      const w = await waitFor(async () => (await client.workers()).find((x) => x.id === worker.workerId), "the worker to be listed");
+      assert.equal(w.name, "ts-worker-1");
+      assert.deepEqual(w.queues, ["w-listed"]);
+      assert.equal(w.concurrency, 3);
+      assert.equal(w.pid, process.pid);
+      assert.equal(w.active, true);
+      assert.ok(w.connectedAt instanceof Date && w.lastSeen instanceof Date);
+    });
+    await waitFor(async () => !(await client.workers()).some((x) => x.name === "ts-worker-1"), "the closed worker to go");
   });
 
   test("graceful close: finishes in-flight jobs within the grace, releases the rest", async () => {
