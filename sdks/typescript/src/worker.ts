@@ -130,6 +130,13 @@ export class Worker {
   private conn: Connection | null = null;
   private readonly buffered: Delivery[] = [];
   private readonly running = new Map<string, Run>();
+  /**
+   * Runs whose job was delivered again while they ran (the lease expired: no heartbeat in time),
+   * aborted: they still hold a slot until their handler returns, then give its credit back.
+   */
+  private readonly superseded = new Set<Run>();
+  /** Runs held when the current connection subscribed: its credits left room for them. */
+  private deducted = new Set<Run>();
   private readonly outstanding = new Set<Promise<unknown>>();
   private starts: string[] = [];
   private acks: Body[] = [];
@@ -198,6 +205,9 @@ export class Worker {
   // -- connection -------------------------------------------------------------------------------
 
   private async connect(): Promise<void> {
+    // Assigned once open resolves; onClose is only called for an open connection, but a closure
+    // must not read a const before its initialisation (a ReferenceError from a socket event).
+    let opened: Connection | null = null;
     const conn = await Connection.open({
       endpoint: parseUrl(this.app.url),
       authToken: this.app.options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null,
@@ -207,9 +217,10 @@ export class Worker {
         this.onPush(type, body);
       },
       onClose: (error) => {
-        this.onConnectionClosed(conn, error);
+        if (opened !== null) this.onConnectionClosed(opened, error);
       },
     });
+    opened = conn;
     if (this.closing !== null) {
       // close() ran while this connection was being opened: the shutdown did not see it, and a
       // subscribed connection left open would take jobs and keep the process alive.
@@ -217,8 +228,10 @@ export class Worker {
       return;
     }
     this.conn = conn;
-    const held = this.running.size;
-    const credits = Math.max(0, this.concurrency + this.prefetch - held);
+    // Jobs still running from a lost connection take room: their credit comes back here, on this
+    // connection, when they end (giveBack), or the window would shrink by them for good.
+    this.deducted = new Set([...this.running.values(), ...this.superseded]);
+    const credits = Math.max(0, this.concurrency + this.prefetch - this.deducted.size);
     let a: Answer;
     try {
       a = await conn.request(
@@ -297,6 +310,22 @@ export class Worker {
   // -- holding and running jobs -----------------------------------------------------------------
 
   private hold(d: Delivery): void {
+    // The same job delivered again while held: its lease expired (no heartbeat in time, a loaded
+    // machine) and the server gave it out anew. The older copy's outcome would be refused: drop a
+    // buffered one (its credit back), abort a running one (a slot until it returns).
+    const dup = this.buffered.findIndex((b) => b.job_id === d.job_id);
+    if (dup >= 0) {
+      this.buffered.splice(dup, 1);
+      if (this.closing === null) this.credits++;
+      this.scheduleFlush();
+    }
+    const old = this.running.get(d.job_id);
+    if (old !== undefined) {
+      this.running.delete(d.job_id);
+      old.dropped = true;
+      this.superseded.add(old);
+      old.controller.abort(new SpitfireError(`job ${d.job_id} was delivered again (its lease expired): this run no longer counts`, { code: "LEASE_EXPIRED" }));
+    }
     // Highest priority first, FIFO within one: insert after the last job of >= priority.
     let i = this.buffered.length;
     while (i > 0 && (this.buffered[i - 1] as Delivery).priority < d.priority) i--;
@@ -305,7 +334,7 @@ export class Worker {
   }
 
   private pump(): void {
-    while (this.closing === null && this.running.size < this.concurrency && this.buffered.length > 0) {
+    while (this.closing === null && this.running.size + this.superseded.size < this.concurrency && this.buffered.length > 0) {
       this.start(this.buffered.shift() as Delivery);
     }
   }
@@ -386,7 +415,12 @@ export class Worker {
 
   private complete(run: Run, outcome: Outcome): void {
     const id = run.d.job_id;
-    if (this.running.get(id) !== run) return; // the connection it came on is gone
+    if (this.superseded.delete(run)) {
+      this.giveBack(run);
+      this.pump();
+      return;
+    }
+    if (this.running.get(id) !== run) return; // handed back by a shutdown
     this.running.delete(id);
     this.progressPending.delete(id);
     this.progressSent.delete(id);
@@ -400,10 +434,18 @@ export class Worker {
       else this.counts.failed++;
       this.fails.push(outcome.fail);
     }
-    if (this.closing === null && run.conn === this.conn) this.credits++;
+    this.giveBack(run);
     this.scheduleFlush();
     this.pump();
     if (this.running.size === 0) this.wakeGrace?.();
+  }
+
+  /** A run left: its credit goes back on the connection that counted it (none while closing). */
+  private giveBack(run: Run): void {
+    const counted = this.deducted.delete(run) || run.conn === this.conn;
+    if (this.closing !== null || !counted) return;
+    this.credits++;
+    this.scheduleFlush();
   }
 
   private cancelJobs(ids: string[]): void {
@@ -573,7 +615,15 @@ export class Worker {
     if (conn !== null && !conn.closed) {
       this.flush();
       await this.release(conn, [...left.map((r) => r.d.job_id), ...this.buffered.splice(0).map((d) => d.job_id)]);
-      await Promise.race([Promise.allSettled([...this.outstanding]), new Promise((r) => setTimeout(r, SHUTDOWN_REQUEST_MS))]);
+      // The bound's timer is cleared after: left running, it would keep the process alive 5 s more.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.outstanding]),
+        new Promise((r) => {
+          bound = setTimeout(r, SHUTDOWN_REQUEST_MS);
+        }),
+      ]);
+      clearTimeout(bound);
       this.conn = null;
       await conn.close();
     }

@@ -5,6 +5,19 @@ import { MessageType } from "../dist/codec.js";
 import { App, Client, JobFailed, Permanent, PROGRESS_INTERVAL_MS, RetryAfter } from "../dist/index.js";
 import { sleep, startServer, waitFor, waitState } from "./helpers.mjs";
 
+/** Records the CREDIT frames a worker's connection sends (white-box: the connection is private). */
+async function spyCredits(worker) {
+  await waitFor(() => worker.workerId !== null, "the worker to subscribe");
+  const conn = worker["conn"];
+  const credits = [];
+  const send = conn.send.bind(conn);
+  conn.send = (type, body) => {
+    if (type === MessageType.CREDIT) credits.push(body.credits);
+    send(type, body);
+  };
+  return credits;
+}
+
 let server;
 let client;
 before(async () => {
@@ -201,6 +214,96 @@ describe("worker", () => {
       assert.ok(w.connectedAt instanceof Date && w.lastSeen instanceof Date);
     });
     await waitFor(async () => !(await client.workers()).some((x) => x.name === "ts-worker-1"), "the closed worker to go");
+  });
+
+  test("close() while the worker is still connecting: it never subscribes, nothing stays open", async () => {
+    const app = new App(server.url);
+    app.job("never", { queue: "w-early" }, () => null);
+    const worker = app.worker({ handleSignals: false, name: "ts-early-close" });
+    const running = worker.run();
+    await worker.close(); // before the connection is open
+    await running;
+    assert.equal(worker["conn"], null);
+    await sleep(300); // the connection being opened then is closed, not subscribed
+    assert.equal(worker.workerId, null);
+    assert.ok(!(await client.workers()).some((w) => w.name === "ts-early-close"));
+    const id = await client.enqueue("w-early", "never", {});
+    await sleep(200);
+    assert.equal((await client.get(id)).state, "enqueued"); // nobody took it
+    await client.cancel(id);
+    await app.close();
+  });
+
+  test("a job delivered again while it runs (lease expired): the old run is aborted, each gives its credit back", async () => {
+    const app = new App(server.url);
+    const calls = [];
+    let release;
+    const released = new Promise((r) => (release = r));
+    const job = app.job("twice", { queue: "w-twice" }, async (_p, ctx) => {
+      calls.push(ctx.signal);
+      if (calls.length === 1) await Promise.race([released, new Promise((r) => ctx.signal.addEventListener("abort", r))]);
+      return calls.length;
+    });
+    await withWorker(app, { concurrency: 1, prefetch: 0 }, async (worker) => {
+      const credits = await spyCredits(worker);
+      const id = await job.enqueue({});
+      await waitFor(() => calls.length === 1, "the first run");
+      // What the server sends when the lease expired and it hands the job out again.
+      const j = await client.get(id);
+      worker["onPush"](MessageType.DELIVER, { jobs: [{ job_id: id.id, queue: j.queue, name: j.name, payload: j.rawPayload,
+        attempt: 2, max_attempts: j.maxAttempts, timeout: 60, headers: null, created_at: 0, priority: 0 }] });
+      assert.equal(calls[0].aborted, true);
+      assert.equal(calls[0].reason.code, "LEASE_EXPIRED");
+      await waitFor(() => calls.length === 2, "the second run");
+      assert.equal(await id.wait({ timeoutMs: 20_000 }), 2); // the second run's outcome counts
+      release();
+      await waitFor(() => credits.reduce((a, b) => a + b, 0) === 2, "a credit back for each run");
+      assert.equal(worker["superseded"].size, 0);
+    });
+  });
+
+  test("after a server SIGKILL and restart, a job still running then gives its credit back on the new connection", async () => {
+    const own = await startServer();
+    const port = new URL(own.url.replace("tcp:", "http:")).port;
+    const app = new App(own.url, { connectTimeoutMs: 30_000 });
+    let aborted = false;
+    let release;
+    const released = new Promise((r) => (release = r));
+    const hold = app.job("hold", { queue: "w-restart" }, async (_p, ctx) => {
+      ctx.signal.addEventListener("abort", () => (aborted = true));
+      await released; // ignores the abort for a while, as handlers may
+      return "held";
+    });
+    const quick = app.job("quick", { queue: "w-restart" }, () => "quick");
+    // One slot and no prefetch: a credit lost would leave the worker without any.
+    const worker = app.worker({ handleSignals: false, concurrency: 1, prefetch: 0, onError: () => {} });
+    const running = worker.run();
+    let restarted;
+    try {
+      const c1 = new Client(own.url);
+      const h = await hold.enqueue({});
+      await waitState(c1, h, ["running"]);
+      await c1.close();
+      await own.kill();
+      restarted = await startServer(["--listen", `127.0.0.1:${port}`], { dataDir: own.dataDir });
+      const c2 = new Client(restarted.url);
+      try {
+        // Subscribed again, with no credit to spare: the held job's room was deducted.
+        await waitFor(async () => (await c2.workers()).length === 1, "the worker to subscribe again");
+        assert.equal(aborted, true); // its lease went with the connection
+        release();
+        const q = await quick.enqueue({}, { priority: 10 });
+        assert.equal(await c2.wait(q, { timeoutMs: 20_000 }), "quick");
+      } finally {
+        await c2.close();
+      }
+    } finally {
+      await worker.close(0);
+      await running;
+      await app.close();
+      await restarted?.stop();
+      await own.stop();
+    }
   });
 
   test("graceful close: finishes in-flight jobs within the grace, releases the rest", async () => {
