@@ -71,7 +71,7 @@ from .recovery import load_queue
 from .schedules import Schedules
 from .snapshots import write_snapshot
 from .state import Queue, StateMachine
-from .stats import SnapshotStats
+from .stats import JobTimings, SnapshotStats
 
 __all__ = [
     "BULK_CHUNK",
@@ -100,6 +100,7 @@ LEASE_RETRY = 1.0
 _ENQUEUED = JobState.ENQUEUED
 _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
+_ENQUEUED_AT = float(JobState.ENQUEUED)  # as a job's history holds states
 _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
@@ -237,6 +238,11 @@ class Engine(Queries):
     @on_failure.setter
     def on_failure(self, callback: Callable[[str], None] | None) -> None:
         self.commits.on_failure = callback
+
+    @property
+    def job_timings(self) -> JobTimings | None:
+        """Run and queue-wait seconds per queue and job name since the start (for /metrics)."""
+        return self.state.timings
 
     @property
     def table(self) -> JobTable:
@@ -629,9 +635,13 @@ class Engine(Queries):
         return out
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
-        """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING)."""
+        """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING).
+        Counts the job's queue wait (`JobTimings`)."""
         q, job = self._held_now(job_id, worker_id)
         if job.state is _RESERVED:
+            timings = self.state.timings
+            if timings is not None:
+                _waited(timings, job, now)
             self.state.transition(q, job, _RUNNING, now, 0)
         return job
 
@@ -1199,3 +1209,14 @@ class Engine(Queries):
         finally:
             del self._snapshots[q.name]
             done.set_result(None)
+
+
+def _waited(timings: JobTimings, job: Job, now: float) -> None:
+    """Count the queue wait of a RESERVED ``job`` starting at ``now``: from the time it became ready,
+    i.e. entered ENQUEUED (created so, promoted when due, or back from a retry), the history entry
+    before its RESERVED one. A job reserved before a restart, and ready again after it, has no such
+    entry after its new RESERVED one (recovery moves it back silently): it is not counted."""
+    h = job.history
+    if h is not None and len(h) >= 4 and h[-4] == _ENQUEUED_AT:
+        seconds = now - h[-3]
+        timings.series(job.queue, job.name).wait.observe(seconds if seconds > 0.0 else 0.0)
