@@ -639,9 +639,14 @@ class Engine(Queries):
         Counts the job's queue wait (`JobTimings`)."""
         q, job = self._held_now(job_id, worker_id)
         if job.state is _RESERVED:
+            # The queue wait: from the job becoming ready (entering ENQUEUED: created so, promoted
+            # when due, back from a retry), the history entry before its RESERVED one. A job
+            # reserved before a restart, ready again after it, has no such entry (recovery moves it
+            # back silently): it is not counted.
             timings = self.state.timings
-            if timings is not None:
-                _waited(timings, job, now)
+            h = job.history
+            if timings is not None and h is not None and len(h) >= 4 and h[-4] == _ENQUEUED_AT:
+                timings.waited(job.queue, job.name, now - h[-3])
             self.state.transition(q, job, _RUNNING, now, 0)
         return job
 
@@ -1209,14 +1214,3 @@ class Engine(Queries):
         finally:
             del self._snapshots[q.name]
             done.set_result(None)
-
-
-def _waited(timings: JobTimings, job: Job, now: float) -> None:
-    """Count the queue wait of a RESERVED ``job`` starting at ``now``: from the time it became ready,
-    i.e. entered ENQUEUED (created so, promoted when due, or back from a retry), the history entry
-    before its RESERVED one. A job reserved before a restart, and ready again after it, has no such
-    entry after its new RESERVED one (recovery moves it back silently): it is not counted."""
-    h = job.history
-    if h is not None and len(h) >= 4 and h[-4] == _ENQUEUED_AT:
-        seconds = now - h[-3]
-        timings.series(job.queue, job.name).wait.observe(seconds if seconds > 0.0 else 0.0)

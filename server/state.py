@@ -204,8 +204,7 @@ class StateMachine:
         timings = self.timings
         h = job.history
         if timings is not None and h is not None:
-            seconds = at - h[-1]
-            timings.series(job.queue, job.name).run.observe(seconds if seconds > 0.0 else 0.0)
+            timings.ran(job.queue, job.name, at - h[-1])
 
     # -- new jobs ---------------------------------------------------------------------------------------
 
