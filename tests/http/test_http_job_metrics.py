@@ -4,6 +4,8 @@ series past the cap render under name="other"."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -76,6 +78,43 @@ def test_run_and_wait_histograms_count_each_handlers_jobs(server: HttpServer, qu
     assert run[(queue, "fast")]["sum"] < run[(queue, "slow")]["sum"]
     assert run[(queue, "slow")]["0.025"] == 0  # both slow runs took longer than 25 ms
     assert "# HELP spitfire_job_run_seconds " in text and "# HELP spitfire_job_wait_seconds " in text
+
+
+def _run_burst(port: int, queue: str, jobs: int) -> None:
+    app = spitfire.App(f"tcp://127.0.0.1:{port}")
+
+    @app.job(queue=queue)
+    def work(n: int) -> int:
+        return n
+
+    work.enqueue_many([{"n": i} for i in range(jobs)])
+    assert spitfire.Worker(app, burst=True, handle_signals=False).run() == 0
+    app.close()
+
+
+def test_a_killed_server_starts_from_zero_and_counts_again(tmp_path: Path) -> None:
+    """Memory only: after SIGKILL and recovery (which replays the acks) nothing is counted until
+    jobs run again, and then exactly those."""
+    server = HttpServer(tmp_path / "data")
+    try:
+        server.start()
+        _run_burst(server.tcp_port, "killed", 3)
+        before = histograms(server.http.get("/metrics").text, "spitfire_job_run_seconds")
+        assert before[("killed", "work")]["count"] == 3
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(30)
+        server.stop()  # closes the client and the pipe of the dead process
+        server.start()
+        text = server.http.get("/metrics").text
+        assert histograms(text, "spitfire_job_run_seconds") == {}
+        assert "# TYPE spitfire_job_wait_seconds histogram" in text
+        _run_burst(server.tcp_port, "killed", 2)
+        text = server.http.get("/metrics").text
+        for name in ("spitfire_job_run_seconds", "spitfire_job_wait_seconds"):
+            assert histograms(text, name)[("killed", "work")]["count"] == 2
+    finally:
+        server.stop()
 
 
 def test_series_past_the_cap_render_as_other() -> None:

@@ -144,6 +144,10 @@ def test_a_payload_that_does_not_fit_the_model_fails_decoding_with_the_field() -
     }
     with pytest.raises(msgspec.ValidationError, match=r"\(User.name\) - at `\$.user`"):
         spec.decode(msgspec.msgpack.encode({"user": {"name": b"\xff", "age": 1}}))
+    # Hostile nesting inside a model's field is an error of the payload, not a crash.
+    deep = b"\x81\xa4user\x82\xa4name\xa1x\xa3age" + b"\x91" * 300 + b"\x01"
+    with pytest.raises(msgspec.ValidationError, match="User"):
+        spec.decode(deep)
     blob = ArgSpec(upload, "upload")
     raw = msgspec.msgpack.encode({"blob": {"data": b"\x00\xff"}})
     assert blob.decode(raw) == {"blob": Blob(data=b"\x00\xff")}
