@@ -80,6 +80,20 @@ def test_run_and_wait_histograms_count_each_handlers_jobs(server: HttpServer, qu
     assert "# HELP spitfire_job_run_seconds " in text and "# HELP spitfire_job_wait_seconds " in text
 
 
+def test_http_workers_are_counted_too(server: HttpServer, queue: str) -> None:
+    """The HTTP worker API: a claim STARTs its jobs at once, an ack ends them."""
+    http = server.http
+    r = http.post(f"/api/queues/{queue}/jobs:batch", json={"name": "via-http", "payloads": [1, 2]})
+    assert r.status_code == 201
+    claimed = http.post(f"/api/queues/{queue}/claim", json={"worker": "hw", "limit": 2}).json()
+    assert len(claimed["jobs"]) == 2
+    for job in claimed["jobs"]:
+        assert http.post(f"/api/jobs/{job['id']}/ack", json={"worker": claimed["worker"]}).status_code == 200
+    text = http.get("/metrics").text
+    for name in ("spitfire_job_run_seconds", "spitfire_job_wait_seconds"):
+        assert histograms(text, name)[(queue, "via-http")]["count"] == 2
+
+
 def _run_burst(port: int, queue: str, jobs: int) -> None:
     app = spitfire.App(f"tcp://127.0.0.1:{port}")
 
