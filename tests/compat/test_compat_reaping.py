@@ -4,7 +4,7 @@ in-process with a clock moved past the lease (no waiting): the app over a real e
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import uvloop
@@ -67,7 +67,3 @@ def test_reaping_never_sends_a_simplequeue_job_to_the_dead_letters() -> None:
         assert (await client.get("/topics/t/status")).json()["pending"] == 1
 
     run(body)
-
-
-async def _unused() -> AsyncIterator[None]:  # keeps the typing imports honest
-    yield None
