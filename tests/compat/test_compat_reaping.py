@@ -1,5 +1,6 @@
 """simplequeue's stale claims are reaped back to pending by the engine's maintenance, driven here
-in-process with a clock moved past the lease (no waiting): the app over a real engine, through ASGI."""
+in-process with a clock moved past the lease (no waiting), and a nack puts a job behind the waiting
+ones: the app over a real engine, through ASGI."""
 
 from __future__ import annotations
 
@@ -65,5 +66,18 @@ def test_reaping_never_sends_a_simplequeue_job_to_the_dead_letters() -> None:
             now += 3600
             await engine.tick(now)
         assert (await client.get("/topics/t/status")).json()["pending"] == 1
+
+    run(body)
+
+
+def test_a_nacked_job_is_pending_again_behind_the_waiting_ones() -> None:
+    async def body(client: httpx.AsyncClient, engine: Engine) -> None:
+        for name in ("a", "b"):
+            await client.post("/topics/t/enqueue", json={"id": name, "payload": name})
+        first = (await client.post("/topics/t/claim", json={"worker_id": "w"})).json()
+        assert first["id"] == "a"
+        assert (await client.post("/topics/t/nack", json={"job_id": "a"})).json() == {"status": "ok"}
+        order = [(await client.post("/topics/t/claim", json={"worker_id": "w"})).json() for _ in range(2)]
+        assert [(c["id"], c["attempts"]) for c in order] == [("b", 1), ("a", 1)]
 
     run(body)
