@@ -18,7 +18,9 @@ from blacksheep import Content, Request, Response
 from msgspec import Meta
 
 from spitfire.dashboard.app import decode_body, read_body
+from spitfire.dashboard.errors import HttpError
 from spitfire.index.job import MAX_PRIORITY
+from spitfire.protocol.messages import ErrorCode
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.errors import EngineError
@@ -69,9 +71,12 @@ class Context:
         return decode_body(await read_body(request, self.max_body), kind)
 
     def refused(self, exc: Exception) -> None:
-        """Count an enqueue refused for lack of room (BUSY, TOO_LARGE, NO_SPACE)."""
+        """Count an enqueue refused for lack of room (BUSY, TOO_LARGE, NO_SPACE) in /metrics, as the
+        main HTTP port does."""
         if isinstance(exc, EngineError):
             self.service.refusals.count("http", exc.kind)
+        elif isinstance(exc, HttpError) and exc.status == 413:
+            self.service.refusals.count("http", ErrorCode.TOO_LARGE)
 
 
 def route(request: Request, name: str) -> str:

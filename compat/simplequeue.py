@@ -151,8 +151,8 @@ class Simplequeue:
         body = await ctx.body(request, ClaimIn)
         wid = PREFIX + body.worker_id
         now = time.time()
+        jobs = ctx.engine.reserve([topic], wid, now, 1)  # :raises ValidationError: a bad worker_id
         self.claimers.seen(wid, request.client_ip, now, topic)
-        jobs = ctx.engine.reserve([topic], wid, now, 1)
         if not jobs:
             return Response(204, None, None)
         job = ctx.engine.start(jobs[0].id, wid, now)

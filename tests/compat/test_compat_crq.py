@@ -3,6 +3,7 @@ under backpressure."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -65,3 +66,8 @@ def test_backpressure_is_429_with_retry_after(tmp_path: Path) -> None:
         # Vesper and simplequeue enqueues are refused alike; reads go on.
         assert compat.post("/jobs", json={"type": "e"}).status_code == 429
         assert compat.get("/stats").json()["jobs"]["pending"] == 2
+        # Counted as the main port's refusals are, in the /metrics both listeners serve.
+        metrics = compat.get("/metrics").text
+        assert re.search(
+            r'spitfire_backpressure_rejections_total\{protocol="http",reason="BUSY"\} 2\.0', metrics
+        )
