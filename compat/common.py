@@ -8,7 +8,7 @@ Bodies are read and decoded as on the main HTTP port (`spitfire.dashboard.app.re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -27,6 +27,9 @@ from spitfire.server.errors import EngineError
 from spitfire.server.service import Service
 
 T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+#: Wraps a route's handler: authentication and errors (`spitfire.compat.http.CompatApp`).
+Wrap = Callable[[Handler], Handler]
 
 #: Queue of jobs whose request names none (Vesper and crash-resilient queue).
 DEFAULT_QUEUE = "default"

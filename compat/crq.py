@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from blacksheep import Request, Response
+from blacksheep.server.routing import Router
 from msgspec import Meta
 
 from spitfire.dashboard.model import to_msgpack
 from spitfire.index.job import JobState
 from spitfire.server.building import JobOptions
 
-from .common import DEFAULT_QUEUE, Context, Key, Name, json_response
+from .common import DEFAULT_QUEUE, Context, Key, Name, Wrap, json_response
 
 Status = Literal["pending", "processing", "completed", "failed"]
 #: The crash-resilient queue's status of each Spitfire state.
@@ -59,7 +60,8 @@ class Crq:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def add(self, router: Any, wrap: Any) -> None:
+    def add(self, router: Router, wrap: Wrap) -> None:
+        """Add the routes to ``router``, each handler wrapped by ``wrap``."""
         router.add_post("/createJob", wrap(self.create))
 
     async def create(self, request: Request) -> Response:

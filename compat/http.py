@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
 from blacksheep import Application, Content, Request, Response
@@ -27,13 +27,11 @@ from spitfire.dashboard.model import Health
 from spitfire.server.engine import Engine
 from spitfire.server.service import Service
 
-from .common import BODY_SLACK, Claimers, Context, json_response
+from .common import BODY_SLACK, Claimers, Context, Handler, json_response
 from .crq import Crq
 from .openapi import openapi_document
 from .simplequeue import Simplequeue
 from .vesper import Vesper
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 #: Routes answered without a token (as /health and /ready on the main HTTP port).
 OPEN_PATHS = frozenset({"/health", "/healthz", "/ready"})

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from blacksheep import Request, Response
+from blacksheep.server.routing import Router
 from msgspec import Meta
 
 from spitfire.dashboard.model import from_msgpack, to_msgpack
@@ -25,7 +26,7 @@ from spitfire.index.job import Job, JobState
 from spitfire.server.building import JobOptions
 from spitfire.server.errors import JobNotFound, QueueNotFound, ValidationError
 
-from .common import Claimers, Context, Key, json_response, rfc3339, route
+from .common import Claimers, Context, Key, Wrap, json_response, rfc3339, route
 
 #: simplequeue's topic rule (``[a-zA-Z0-9_-]+``) within the queue-name rule: at most 128
 #: characters, and not starting with ``-``.
@@ -116,7 +117,8 @@ class Simplequeue:
         self.ctx = ctx
         self.claimers = claimers
 
-    def add(self, router: Any, wrap: Any) -> None:
+    def add(self, router: Router, wrap: Wrap) -> None:
+        """Add the routes to ``router``, each handler wrapped by ``wrap``."""
         router.add_post("/topics/{topic}/enqueue", wrap(self.enqueue))
         router.add_post("/topics/{topic}/claim", wrap(self.claim))
         router.add_post("/topics/{topic}/ack", wrap(self.ack))

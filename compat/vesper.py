@@ -14,13 +14,24 @@ from typing import Any, Literal
 
 import msgspec
 from blacksheep import Request, Response
+from blacksheep.server.routing import Router
 
 from spitfire.dashboard.model import from_msgpack, to_msgpack
 from spitfire.index.job import Job, JobState
 from spitfire.server.building import JobOptions
 from spitfire.server.errors import ValidationError
 
-from .common import DEFAULT_QUEUE, Claimers, Context, Name, Priority, json_response, rfc3339, route
+from .common import (
+    DEFAULT_QUEUE,
+    Claimers,
+    Context,
+    Name,
+    Priority,
+    Wrap,
+    json_response,
+    rfc3339,
+    route,
+)
 
 Status = Literal["pending", "processing", "done", "dlq", "failed"]
 #: Vesper's status of each Spitfire state.
@@ -150,7 +161,8 @@ class Vesper:
         self.ctx = ctx
         self.claimers = claimers
 
-    def add(self, router: Any, wrap: Any) -> None:
+    def add(self, router: Router, wrap: Wrap) -> None:
+        """Add the routes to ``router``, each handler wrapped by ``wrap``."""
         router.add_post("/jobs", wrap(self.create))
         router.add_get("/jobs/{id}", wrap(self.get))
         router.add_get("/workers", wrap(self.workers))
