@@ -3,6 +3,7 @@ went: done, retries and the last error, dlq."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 from httphelpers import HttpServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "sdk"))
-from sdk_helpers import run_burst
+from sdk_helpers import run_burst, worker_thread
 
 import spitfire
 
@@ -51,3 +52,31 @@ def test_vesper_jobs_run_on_a_python_worker(compat: httpx.Client, server: HttpSe
     assert "bad input 7" in dead["error"]
     twice = compat.get(f"/jobs/{retried['job_id']}").json()
     assert (twice["status"], twice["retries"]) == ("dlq", 2) and "attempt failed 1" in twice["error"]
+
+
+def test_workers_lists_sdk_workers_and_simplequeue_claimers_by_machine(
+    compat: httpx.Client, server: HttpServer
+) -> None:
+    queue = f"w-{uuid.uuid4().hex[:8]}"
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    app = spitfire.App(f"tcp://127.0.0.1:{server.tcp_port}")
+
+    @app.job(queue=queue)
+    def noop() -> None: ...
+
+    compat.post(f"/topics/{topic}/enqueue", json={"payload": 1})
+    assert compat.post(f"/topics/{topic}/claim", json={"worker_id": "claimer-1"}).status_code == 200
+    with worker_thread(app, queues=[queue], concurrency=3) as worker:
+        body = compat.get("/workers").json()
+        by_id = {w["id"]: w for w in body["workers"]}
+        sdk = by_id[worker.worker_id]
+        assert (sdk["kind"], sdk["queues"], sdk["concurrency"], sdk["host"]) == (
+            "protocol", [queue], 3, socket.gethostname(),
+        )  # fmt: skip
+        claimer = by_id["simplequeue:claimer-1"]
+        assert (claimer["kind"], claimer["queues"], claimer["in_flight"]) == ("simplequeue", [topic], 1)
+        assert body["total_workers"] == len(body["workers"]) >= 2
+        machines = body["machines"]
+        assert machines[socket.gethostname()]["concurrency"] >= 3
+        assert machines["127.0.0.1"]["in_flight"] >= 1
+        assert compat.get("/stats").json()["total_workers"] == body["total_workers"]
