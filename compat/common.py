@@ -8,7 +8,8 @@ Bodies are read and decoded as on the main HTTP port (`spitfire.dashboard.app.re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -23,7 +24,7 @@ from spitfire.index.job import MAX_PRIORITY
 from spitfire.protocol.messages import ErrorCode
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
-from spitfire.server.errors import EngineError
+from spitfire.server.errors import EngineError, ValidationError
 from spitfire.server.service import Service
 
 T = TypeVar("T")
@@ -80,6 +81,19 @@ class Context:
             self.service.refusals.count("http", exc.kind)
         elif isinstance(exc, HttpError) and exc.status == 413:
             self.service.refusals.count("http", ErrorCode.TOO_LARGE)
+
+
+@contextlib.contextmanager
+def named(fields: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise the engine's `ValidationError` about one of its fields under the API's name for it
+    (Vesper's ``type`` is the engine's ``name``), so that a 422 names what the client sent."""
+    try:
+        yield
+    except ValidationError as exc:
+        name = fields.get(exc.field)
+        if name is None:
+            raise
+        raise ValidationError(name, str(exc).partition(": ")[2]) from None
 
 
 def route(request: Request, name: str) -> str:

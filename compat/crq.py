@@ -20,7 +20,7 @@ from spitfire.dashboard.model import to_msgpack
 from spitfire.index.job import JobState
 from spitfire.server.building import JobOptions
 
-from .common import DEFAULT_QUEUE, Context, Key, Name, Wrap, json_response
+from .common import DEFAULT_QUEUE, Context, Key, Name, Wrap, json_response, named
 
 Status = Literal["pending", "processing", "completed", "failed"]
 #: The crash-resilient queue's status of each Spitfire state.
@@ -34,6 +34,10 @@ STATUS: dict[JobState, Status] = {
     JobState.DEAD: "failed",
     JobState.CANCELLED: "failed",
 }
+
+
+#: The engine's name of a field -> the name a client of this API sent it under.
+FIELDS = {"name": "type", "max_attempts": "max_retries"}
 
 
 class CreateJobIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,14 +74,15 @@ class Crq:
         try:
             body = await ctx.body(request, CreateJobIn)
             attempts = None if body.max_retries is None else body.max_retries + 1
-            job, created = await ctx.engine.enqueue(
-                body.queue or DEFAULT_QUEUE,
-                body.type,
-                to_msgpack("payload", body.payload),
-                now=time.time(),
-                options=JobOptions(max_attempts=attempts),
-                idempotency_key=body.idempotency_key,
-            )
+            with named(FIELDS):
+                job, created = await ctx.engine.enqueue(
+                    body.queue or DEFAULT_QUEUE,
+                    body.type,
+                    to_msgpack("payload", body.payload),
+                    now=time.time(),
+                    options=JobOptions(max_attempts=attempts),
+                    idempotency_key=body.idempotency_key,
+                )
         except Exception as exc:
             ctx.refused(exc)
             raise

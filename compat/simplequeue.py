@@ -26,7 +26,7 @@ from spitfire.index.job import Job, JobState
 from spitfire.server.building import JobOptions
 from spitfire.server.errors import JobNotFound, QueueNotFound, ValidationError
 
-from .common import Claimers, Context, Key, Wrap, json_response, rfc3339, route
+from .common import Claimers, Context, Key, Wrap, json_response, named, rfc3339, route
 
 #: simplequeue's topic rule (``[a-zA-Z0-9_-]+``) within the queue-name rule: at most 128
 #: characters, and not starting with ``-``.
@@ -133,14 +133,15 @@ class Simplequeue:
         try:
             topic = check_topic(request)
             body = await ctx.body(request, EnqueueIn)
-            job, created = await ctx.engine.enqueue(
-                topic,
-                topic,
-                to_msgpack("payload", body.payload),
-                now=time.time(),
-                options=JobOptions(max_attempts=MAX_ATTEMPTS),
-                idempotency_key=body.id,
-            )
+            with named({"idempotency_key": "id"}):
+                job, created = await ctx.engine.enqueue(
+                    topic,
+                    topic,
+                    to_msgpack("payload", body.payload),
+                    now=time.time(),
+                    options=JobOptions(max_attempts=MAX_ATTEMPTS),
+                    idempotency_key=body.id,
+                )
         except Exception as exc:
             ctx.refused(exc)
             raise

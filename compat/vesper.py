@@ -29,6 +29,7 @@ from .common import (
     Priority,
     Wrap,
     json_response,
+    named,
     rfc3339,
     route,
 )
@@ -45,6 +46,8 @@ STATUS: dict[JobState, Status] = {
     JobState.DEAD: "dlq",
     JobState.CANCELLED: "failed",
 }
+#: The engine's name of a field -> the name a Vesper client sent it under.
+FIELDS = {"name": "type", "idempotency_key": "Idempotency-Key"}
 _STATUSES: tuple[str, ...] = ("pending", "processing", "done", "dlq", "failed")
 
 
@@ -177,14 +180,15 @@ class Vesper:
             key = None if header is None else header.decode("utf-8", "replace")
             if key is not None and not key.strip():
                 raise ValidationError("Idempotency-Key", "must not be empty; leave the header out instead")
-            job, created = await ctx.engine.enqueue(
-                body.queue or DEFAULT_QUEUE,
-                body.type,
-                to_msgpack("payload", body.payload),
-                now=time.time(),
-                options=JobOptions(priority=body.priority),
-                idempotency_key=key,
-            )
+            with named(FIELDS):
+                job, created = await ctx.engine.enqueue(
+                    body.queue or DEFAULT_QUEUE,
+                    body.type,
+                    to_msgpack("payload", body.payload),
+                    now=time.time(),
+                    options=JobOptions(priority=body.priority),
+                    idempotency_key=key,
+                )
         except Exception as exc:
             ctx.refused(exc)
             raise

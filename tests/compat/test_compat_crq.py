@@ -45,6 +45,7 @@ def test_bad_fields(compat: httpx.Client) -> None:
         (b'{"type": "e", "max_retries": -1}', "max_retries"),
         (b'{"type": "e", "max_retries": "3"}', "max_retries"),
         (b'{"type": "e", "idempotency_key": ""}', "idempotency_key"),
+        (b'{"type": "e\\u0001"}', "type"),
         (b'{"payload": {}}', None),
     ):
         r = compat.post("/createJob", content=data)

@@ -75,6 +75,7 @@ def test_bad_bodies_are_4xx_naming_the_field(compat: httpx.Client) -> None:
     cases = [
         (b"{not json", 400, None),
         (b'{"type": 5}', 422, "type"),
+        (b'{"type": "a\\u0000b"}', 422, "type"),  # the engine's rule, named as the client sent it
         (b'{"type": "t", "priority": 11}', 422, "priority"),
         (b'{"type": "t", "queue": "../etc"}', 422, "queue"),
         (b'{"type": "t", "unknown": 1}', 422, None),
