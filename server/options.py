@@ -161,6 +161,11 @@ class ServerOptions:
             raise OptionsError("--auth-token is empty: give a token, or leave the flag out")
         binds = (("--listen", self.listen), ("--http", self.http))
         compat = [("--compat-http", self.compat_http)] if self.compat_http is not None else []
+        for flag, addr in binds:
+            if self.compat_http is not None and self.compat_http.port and self.compat_http == addr:
+                raise OptionsError(
+                    f"--compat-http {addr} is also {flag}'s address: give it a port of its own"
+                )
         exposed = [f"{flag} {addr}" for flag, addr in (*binds, *compat) if not addr.is_loopback]
         if exposed and self.auth_token is None:
             raise OptionsError(

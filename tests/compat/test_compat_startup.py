@@ -25,6 +25,13 @@ def test_the_flag_is_parsed_and_off_by_default() -> None:
         parse_options(["--compat-http", "8080"])
 
 
+def test_the_listener_needs_a_port_of_its_own() -> None:
+    for flag in ("--http", "--listen"):
+        with pytest.raises(OptionsError, match=f"also {flag}'s address"):
+            parse_options([flag, "127.0.0.1:9000", "--compat-http", "127.0.0.1:9000"])
+    assert parse_options(["--http", "127.0.0.1:0", "--compat-http", "127.0.0.1:0"]).compat_http is not None
+
+
 def test_a_non_loopback_bind_needs_a_token() -> None:
     with pytest.raises(OptionsError, match=r"--compat-http 0\.0\.0\.0:8080"):
         parse_options(["--compat-http", "0.0.0.0:8080"])
