@@ -4,8 +4,11 @@ a token, and before recovery /health and /healthz answer while the rest is 503."
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,9 +16,13 @@ import pytest
 import uvloop
 from httphelpers import SERVER, http_server
 
+sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
+from protoclient import ServerProcess
+
 from spitfire.dashboard import HttpServer
 from spitfire.server.cli import parse_options
 from spitfire.server.options import Address, OptionsError
+from spitfire.server.tls import ensure_certificate
 
 
 def test_the_flag_is_parsed_and_off_by_default() -> None:
@@ -87,3 +94,28 @@ def test_the_banner_names_the_listener(tmp_path: Path) -> None:
     with http_server(tmp_path / "data", "--compat-http", "127.0.0.1:0") as proc:
         assert proc.compat_url.startswith("http://127.0.0.1:")
         assert httpx.get(proc.compat_url + "/healthz", timeout=10).status_code == 200
+
+
+def test_https_with_tls_cert_and_key(tmp_path: Path) -> None:
+    """The same certificate files as --http's: the compatibility listener serves HTTPS too."""
+    cert, key = ensure_certificate(tmp_path / "certs")
+    args = ("--compat-http", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key))
+    server = ServerProcess(tmp_path / "data", *args).start()
+    try:
+        match = re.search(r"compat http:\s+(https://127\.0\.0\.1:\d+)", server.banner)
+        assert match, server.banner
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=match.group(1), verify=trusted, timeout=20) as compat:
+            assert compat.get("/healthz").status_code == 200
+            assert compat.post("/jobs", json={"type": "t"}).status_code == 201
+        with pytest.raises(httpx.HTTPError):  # nothing in clear text on that port
+            httpx.get(match.group(1).replace("https", "http") + "/healthz", timeout=10)
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+
+
+def test_a_token_over_plain_http_on_a_non_loopback_listener_is_warned_of() -> None:
+    options = parse_options(["--compat-http", "0.0.0.0:8080", "--auth-token", "t"])
+    assert any("--compat-http 0.0.0.0:8080" in w for w in options.warnings())
+    assert not parse_options(["--compat-http", "127.0.0.1:8080", "--auth-token", "t"]).warnings()
