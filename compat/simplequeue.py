@@ -24,7 +24,7 @@ from msgspec import Meta
 from spitfire.dashboard.model import from_msgpack, to_msgpack
 from spitfire.index.job import Job, JobState
 from spitfire.server.building import JobOptions
-from spitfire.server.errors import JobNotFound, QueueNotFound, ValidationError
+from spitfire.server.errors import InvalidTransition, JobNotFound, QueueNotFound, ValidationError
 
 from .common import Claimers, Context, Key, Wrap, json_response, named, rfc3339, route
 
@@ -164,7 +164,8 @@ class Simplequeue:
     def _held(self, request: Request, topic: str, job_ref: str, operation: str) -> tuple[Job, str]:
         """The job ``job_ref`` names in ``topic`` and the worker holding it.
 
-        :raises JobNotFound: no such job in the topic. :raises InvalidTransition: it is not claimed.
+        :raises JobNotFound: no such job in the topic. :raises InvalidTransition: it is not claimed,
+            or a Spitfire SDK worker holds it (the adapter acts only for claims made through it).
         """
         engine = self.ctx.engine
         job = engine.find_by_key(topic, job_ref)
@@ -176,6 +177,10 @@ class Simplequeue:
             if job is None or job.queue != topic:
                 raise JobNotFound(job_ref)
         worker = engine.holder(job.id, operation)
+        if not worker.startswith(PREFIX):
+            raise InvalidTransition(
+                job.id, f"held by the Spitfire worker {worker!r}, not claimed here", operation
+            )
         self.claimers.seen(worker, request.client_ip, time.time())
         return job, worker
 

@@ -88,3 +88,17 @@ def test_unknown_jobs_and_topics(compat: httpx.Client, topic: str) -> None:
         assert compat.get(f"/topics/{bad}/status").status_code == 422
     claim = compat.post(f"/topics/{topic}/claim", json={})
     assert claim.status_code == 422 and claim.json()["error"]["field"] == "worker_id"
+
+
+def test_a_job_an_sdk_worker_holds_is_not_acked_for_it(
+    compat: httpx.Client, topic: str, server: HttpServer
+) -> None:
+    """A topic is a Spitfire queue: an SDK or HTTP worker of the main API may take its jobs, and the
+    simplequeue routes act only for claims made through them."""
+    compat.post(f"/topics/{topic}/enqueue", json={"id": "j", "payload": 1})
+    (held,) = server.http.post(f"/api/queues/{topic}/claim", json={"worker": "main"}).json()["jobs"]
+    assert held["name"] == topic and held["idempotency_key"] == "j"
+    for verb in ("ack", "nack", "heartbeat"):
+        r = compat.post(f"/topics/{topic}/{verb}", json={"job_id": "j"})
+        assert r.status_code == 409 and "http:main" in r.json()["error"]["message"], r.text
+    assert server.http.get(f"/api/jobs/{held['id']}").json()["worker"] == "http:main"
