@@ -155,7 +155,7 @@ class Simplequeue:
         wid = PREFIX + body.worker_id
         now = time.time()
         jobs = ctx.engine.reserve([topic], wid, now, 1)  # :raises ValidationError: a bad worker_id
-        self.claimers.seen(wid, request.client_ip, now, topic)
+        self.claimers.seen(wid, request.client_ip or "unknown", now, topic)
         if not jobs:
             return Response(204, None, None)
         job = ctx.engine.start(jobs[0].id, wid, now)
@@ -181,7 +181,7 @@ class Simplequeue:
             raise InvalidTransition(
                 job.id, f"held by the Spitfire worker {worker!r}, not claimed here", operation
             )
-        self.claimers.seen(worker, request.client_ip, time.time())
+        self.claimers.seen(worker, request.client_ip or "unknown", time.time())
         return job, worker
 
     async def ack(self, request: Request) -> Response:
