@@ -147,6 +147,9 @@ class ServerOptions:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: Seconds a connection has to complete its HELLO before it is closed.
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    #: Where the HTTP APIs of Vesper, the crash-resilient queue and simplequeue are served
+    #: (docs/compat.md); None: not served.
+    compat_http: Address | None = None
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -157,7 +160,13 @@ class ServerOptions:
         if self.auth_token is not None and not self.auth_token.strip():
             raise OptionsError("--auth-token is empty: give a token, or leave the flag out")
         binds = (("--listen", self.listen), ("--http", self.http))
-        exposed = [f"{flag} {addr}" for flag, addr in binds if not addr.is_loopback]
+        compat = [("--compat-http", self.compat_http)] if self.compat_http is not None else []
+        for flag, addr in binds:
+            if self.compat_http is not None and self.compat_http.port and self.compat_http == addr:
+                raise OptionsError(
+                    f"--compat-http {addr} is also {flag}'s address: give it a port of its own"
+                )
+        exposed = [f"{flag} {addr}" for flag, addr in (*binds, *compat) if not addr.is_loopback]
         if exposed and self.auth_token is None:
             raise OptionsError(
                 f"refusing to listen on a non-loopback address ({', '.join(exposed)}) without an auth "
@@ -174,6 +183,17 @@ class ServerOptions:
                 f"--http {self.http} is a non-loopback address served as plain HTTP: the auth token "
                 "crosses the network unencrypted. Give --tls-cert and --tls-key to serve HTTPS, or put "
                 "a TLS-terminating proxy in front."
+            )
+        compat = self.compat_http
+        if (
+            self.auth_token is not None
+            and compat is not None
+            and not compat.is_loopback
+            and self.tls_cert is None
+        ):
+            out.append(
+                f"--compat-http {compat} is a non-loopback address served as plain HTTP: the auth token "
+                "crosses the network unencrypted. Give --tls-cert and --tls-key to serve HTTPS."
             )
         return out
 

@@ -57,11 +57,12 @@ class ListenError(Exception):
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> None:
+def check_port_free(host: str, port: int, *, udp: bool, http: bool = False, flag: str = "--http") -> None:
     """Fail fast when the binary protocol's port is taken, before creating the data directory and
     recovering it (which can take a while): bind and release it (TCP, and UDP for QUIC).
 
-    :raises ListenError: the port is in use or the address is not local.
+    :raises ListenError: the port is in use or the address is not local (an HTTP port's message
+        names its ``flag``).
     """
     if port == 0:
         return
@@ -79,7 +80,7 @@ def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> N
             if http:
                 raise ListenError(
                     f"cannot serve HTTP on {host}:{port}: {why}; is another server running there? "
-                    "Pick another --http"
+                    f"Pick another {flag}"
                 ) from exc
             hint = " (use --no-quic to serve TCP only)" if name == "udp" else ""
             raise ListenError(
@@ -113,6 +114,8 @@ class Server:
         self._background: set[asyncio.Task[None]] = set()
         #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
         self.http: Any = None
+        #: The compatibility listener (an HttpServer serving spitfire.compat) with --compat-http.
+        self.compat: Any = None
         #: Why the storage failed (fail-stop), once it has.
         self.failure: str | None = None
 
@@ -164,6 +167,10 @@ class Server:
         opts = self.options
         check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
         check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
+        if opts.compat_http is not None:
+            check_port_free(
+                opts.compat_http.host, opts.compat_http.port, udp=False, http=True, flag="--compat-http"
+            )
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -250,6 +257,18 @@ class Server:
         except OSError as exc:
             raise ListenError(f"cannot serve HTTP on {opts.http}: {exc.strerror or exc}") from exc
         self.http = http
+        if opts.compat_http is not None:  # its /health and /healthz answer during recovery too
+            compat = HttpServer(
+                None, opts.compat_http.host, opts.compat_http.port, grace=opts.shutdown_grace,
+                certfile=opts.tls_cert, keyfile=opts.tls_key, health_paths=frozenset({"/health", "/healthz"}),
+            )  # fmt: skip
+            try:
+                await compat.start()
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot serve HTTP on {opts.compat_http} (--compat-http): {exc.strerror or exc}"
+                ) from exc
+            self.compat = compat
 
     async def _serve_http(self) -> None:
         """Serve the HTTP API over the recovered engine."""
@@ -269,6 +288,14 @@ class Server:
             http_url=self.http.url,
         )
         await self.http.serve(dashboard)
+        if self.compat is not None:
+            from spitfire.compat.http import CompatApp
+
+            compat = CompatApp(
+                self.engine, service, auth_token=self.options.auth_token, ready=self.readiness,
+                metrics=dashboard.metrics.render, heartbeat_interval=self.options.heartbeat_interval,
+            )  # fmt: skip
+            await self.compat.serve(compat)
 
     def _storage_failed(self, reason: str) -> None:
         """Fail-stop: the engine takes no more writes; stop serving and exit non-zero, so that
@@ -336,6 +363,8 @@ class Server:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
         if self.http is not None:
             await self.http.stop()
+        if self.compat is not None:
+            await self.compat.stop()
         if self.hub is None or self.service is None:
             return
         self.listeners.close()
@@ -361,6 +390,8 @@ class Server:
         try:
             if self.http is not None:  # still serving when start-up failed
                 await self.http.stop()
+            if self.compat is not None:
+                await self.compat.stop()
             if self.engine is not None:
                 await self.engine.close()
             elif self.storage is not None:
@@ -376,6 +407,10 @@ def describe(server: Server) -> str:
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
     http = server.http.url if server.http is not None else f"http://{options.http}"
+    compat = ""
+    if server.compat is not None:
+        apis = "Vesper, crash-resilient queue, simplequeue: docs/compat.md"
+        compat = f"  compat http: {server.compat.url}  ({apis})\n"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
@@ -383,6 +418,7 @@ def describe(server: Server) -> str:
         f"  binary:      tcp://{server.address}  {quic}\n"
         f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
         f"  dashboard:   {http}/\n"
+        f"{compat}"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 
@@ -404,6 +440,7 @@ def describe_json(server: Server) -> str:
             "listen": list(server.listeners.urls),
             "http": f"{http}/api",
             "dashboard": f"{http}/",
+            "compat_http": None if server.compat is None else server.compat.url,
         }
     )
 
