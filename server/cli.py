@@ -10,6 +10,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
+                [--redis HOST:PORT]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -69,6 +70,13 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="binary protocol address (default %(default)s)")
     p.add_argument("--http", default=DEFAULT_HTTP, help="HTTP address (default %(default)s)")
+    p.add_argument(
+        "--redis",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve RESP2 there: Redis clients' list and stream commands over the queues, see "
+        "docs/compat.md (default: off)",
+    )
     p.add_argument(
         "--auth-token",
         default=None,
@@ -270,6 +278,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_max_per_queue=args.retain_max_per_queue,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        redis=None if args.redis is None else Address.parse(args.redis, "--redis"),
     )
 
 

@@ -113,6 +113,8 @@ class Server:
         self._background: set[asyncio.Task[None]] = set()
         #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
         self.http: Any = None
+        #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
+        self.redis: Any = None
         #: Why the storage failed (fail-stop), once it has.
         self.failure: str | None = None
 
@@ -157,6 +159,7 @@ class Server:
         self._wire(engine)
         tune_garbage_collector()
         await self._listen()
+        await self._listen_redis()
         await self._serve_http()
 
     def _check_ports(self) -> None:
@@ -164,6 +167,15 @@ class Server:
         opts = self.options
         check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
         check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
+        if opts.redis is not None:
+            try:
+                check_port_free(opts.redis.host, opts.redis.port, udp=False)
+            except ListenError as exc:
+                why = getattr(exc.__cause__, "strerror", None) or exc.__cause__
+                raise ListenError(
+                    f"cannot serve RESP on {opts.redis}: {why}; is another server running there? "
+                    "Pick another --redis"
+                ) from exc
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -234,6 +246,28 @@ class Server:
                 f"cannot serve QUIC on udp port {port}: {exc} (use --tls-cert/--tls-key, or --no-quic)"
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
+
+    async def _listen_redis(self) -> None:
+        """Serve RESP2 at --redis, when given (imported here: compat uses the server)."""
+        opts = self.options
+        if opts.redis is None:
+            return
+        from spitfire.compat.resp import RespServer
+        from spitfire.server.consumers import Consumers
+
+        assert self.engine is not None
+        redis = RespServer(
+            Consumers(self.engine),
+            token=opts.auth_token,
+            max_connections=opts.max_connections,
+            handshake_timeout=opts.handshake_timeout,
+            max_payload=opts.max_payload,
+        )
+        try:
+            await redis.start(opts.redis.host, opts.redis.port)
+        except OSError as exc:
+            raise ListenError(f"cannot serve RESP on {opts.redis}: {exc.strerror or exc}") from exc
+        self.redis = redis
 
     async def _start_http(self) -> None:
         """Listen at --http before recovery: /health answers, /ready says 503 until the API is served
@@ -336,6 +370,8 @@ class Server:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
         if self.http is not None:
             await self.http.stop()
+        if self.redis is not None:  # its commands in progress finish; then it closes
+            await self.redis.close(self.options.shutdown_grace)
         if self.hub is None or self.service is None:
             return
         self.listeners.close()
@@ -359,6 +395,8 @@ class Server:
     async def close(self) -> None:
         """Flush everything to disk and release files."""
         try:
+            if self.redis is not None:  # still serving when start-up failed
+                await self.redis.close(0)
             if self.http is not None:  # still serving when start-up failed
                 await self.http.stop()
             if self.engine is not None:
@@ -376,6 +414,7 @@ def describe(server: Server) -> str:
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
     http = server.http.url if server.http is not None else f"http://{options.http}"
+    redis = "" if server.redis is None else f"  redis:       {server.redis.url}  (RESP2: docs/compat.md)\n"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
@@ -383,6 +422,7 @@ def describe(server: Server) -> str:
         f"  binary:      tcp://{server.address}  {quic}\n"
         f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
         f"  dashboard:   {http}/\n"
+        f"{redis}"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 
@@ -404,6 +444,7 @@ def describe_json(server: Server) -> str:
             "listen": list(server.listeners.urls),
             "http": f"{http}/api",
             "dashboard": f"{http}/",
+            "redis": None if server.redis is None else server.redis.url,
         }
     )
 

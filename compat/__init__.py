@@ -1,0 +1,2 @@
+"""Compatibility surfaces: the APIs of other queues, served over the same engine on listeners of
+their own (off by default; docs/compat.md)."""
