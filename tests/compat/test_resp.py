@@ -63,10 +63,10 @@ def test_the_walk_through_with_redis_cli(port: int) -> None:
     ]
     assert cli("XACK", "cli:events", "default", entry) == "(integer) 1"
     assert cli("XLEN", "cli:events") == "(integer) 1"
-    info = cli("XINFO", "STREAM", "cli:events").split("\n")
+    info = [line.strip() for line in cli("XINFO", "STREAM", "cli:events").split("\n")]
     assert info[:8] == [
-        ' 1) "length"', " 2) (integer) 1", ' 3) "pending"', " 4) (integer) 0",
-        ' 5) "claimed"', " 6) (integer) 0", ' 7) "completed"', " 8) (integer) 1",
+        '1) "length"', "2) (integer) 1", '3) "pending"', "4) (integer) 0",
+        '5) "claimed"', "6) (integer) 0", '7) "completed"', "8) (integer) 1",
     ]  # fmt: skip
     assert cli("PING") == "PONG"
 
@@ -94,7 +94,6 @@ def test_the_walk_through_with_redis_py(r: redis.Redis) -> None:
     info = r.xinfo_stream("py:events")
     assert (info["length"], info["pending"], info["claimed"], info["completed"]) == (1, 0, 0, 1)
     assert r.ping() is True
-    assert r.execute_command("PING", "hello") == b"hello"
 
 
 def test_blocking_pops_and_reads_wait_for_a_push(r: redis.Redis, port: int) -> None:
@@ -148,11 +147,11 @@ def test_errors_name_the_command_or_the_field(r: redis.Redis) -> None:
         r.execute_command("HELLO", "3")
     with pytest.raises(redis.ResponseError, match="requires the key to exist"):
         r.xgroup_create("py:no-such-stream", "g")
-    with pytest.raises(redis.ResponseError, match="only"):
+    with pytest.raises(redis.ResponseError, match=r"XADD takes \* as the id"):
         r.xadd("py:s", {"a": "b"}, id="1-1")
     with pytest.raises(redis.ResponseError, match="no such key"):
         r.xinfo_stream("py:no-such-stream")
-    assert r.execute_command("COMMAND") == []
+    assert r.execute_command("COMMAND") == {}  # an empty array, which redis-py reads as a table
     hello = r.execute_command("HELLO", "2")
     assert hello[:6] == [b"server", b"spitfire", b"version", b"0.1.0", b"proto", 2]
     assert r.ping() is True  # every refusal above changed nothing and kept the connection
@@ -239,5 +238,6 @@ def test_with_a_token_nothing_works_before_auth(locked: object) -> None:
 
 
 def test_auth_without_a_server_token_is_refused(r: redis.Redis) -> None:
-    with pytest.raises(redis.ResponseError, match="without any password configured"):
-        r.execute_command("AUTH", "x")
+    with pytest.raises(redis.AuthenticationError, match="without any password configured"):
+        r.execute_command("AUTH", "x")  # (redis-py knows Redis's message: the same error class)
+    assert r.execute_command("AUTH", "default", "anything") is True  # as Redis's password-less user
