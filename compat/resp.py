@@ -425,7 +425,7 @@ class Commands:
             raise wrong_arity(args)
         queues = [text_of(arg, "key") for arg in args[1:-1]]
         wait = timeout_of(args[-1])
-        jobs = await self.consumers.pop(queues, 1, POP_HOLDER, wait=wait)
+        jobs = await conn.block(self.consumers.pop(queues, 1, POP_HOLDER, wait=0.0 if conn.eof else wait))
         if not jobs:
             return Raw(NIL_ARRAY)
         return [jobs[0].queue, value_of(jobs[0])]
@@ -514,7 +514,7 @@ class Commands:
         if new:
             wait = 0.0 if block is None or history else (math.inf if block == 0 else block / 1000)
             take = self.consumers.pop if noack else self.consumers.claim
-            claimed = await take(new, limit, holder, wait=wait)
+            claimed = await conn.block(take(new, limit, holder, wait=0.0 if conn.eof else wait))
         out: list[Reply] = []
         for key, given in zip(keys, ids, strict=True):
             if given == b">":
@@ -613,7 +613,10 @@ class RespConnection(asyncio.Protocol):
         self._reading = True
         self._busy = False
         self._closing = False
-        self._eof = False
+        #: The client sent its last byte: blocking commands do not wait.
+        self.eof = False
+        #: A blocking command is waiting for a job (EOF gives it up).
+        self.blocking = False
         self._request_timer: asyncio.TimerHandle | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
 
@@ -663,9 +666,14 @@ class RespConnection(asyncio.Protocol):
             self._wake.set()
 
     def eof_received(self) -> bool | None:
-        """The client will send nothing more: answer what it sent, then close."""
-        self._eof = True
+        """The client sent its last byte (it closed, or half-closed): answer the commands it sent,
+        then close. A blocking command's wait is given up at once, taking nothing: a client that
+        closed its side is gone as far as Redis is concerned, and nobody may read what it would take
+        (later blocking commands do not wait either)."""
+        self.eof = True
         self._wake.set()
+        if self.blocking and self._task is not None:
+            self._task.cancel()
         return True  # keep the transport open for the answers
 
     def pause_writing(self) -> None:
@@ -692,16 +700,19 @@ class RespConnection(asyncio.Protocol):
     async def _serve(self) -> None:
         try:
             await self._serve_inbox()
+        except asyncio.CancelledError:
+            pass  # the client went away (a blocking command's wait ends with it)
         except Exception:  # a bug: this connection ends, the server goes on
             log.exception("RESP connection %d from %s failed", self.id, self.peer)
-        self.close()
+        finally:
+            self.close()
 
     async def _serve_inbox(self) -> None:
         inbox = self._inbox
         commands = self.server.commands
         while not self._closing:
             if not inbox:
-                if self._eof:
+                if self.eof:
                     break
                 self._wake.clear()
                 await self._wake.wait()
@@ -772,6 +783,14 @@ class RespConnection(asyncio.Protocol):
                 encode(error("NOAUTH", "Authentication required: no AUTH within the handshake timeout"))
             )
             self.close()
+
+    async def block(self, take: Awaitable[list[Job]]) -> list[Job]:
+        """Await a pop or claim that may wait, marked as blocking (EOF cancels it)."""
+        self.blocking = True
+        try:
+            return await take
+        finally:
+            self.blocking = False
 
     def authenticated_now(self) -> None:
         """AUTH succeeded: everything works from now on."""

@@ -247,5 +247,6 @@ def test_shutdown_answers_waiting_pops_and_closes(tmp_path: Path) -> None:
             with pytest.raises(EOFError):
                 await client.reply()
             assert not server.connections
+            client.close()
 
     asyncio.run(main())
