@@ -42,7 +42,7 @@ __all__ = [
 
 #: A header line (``*<count>\r\n`` or ``$<length>\r\n``) is at most this long: 20 digits and a sign fit.
 MAX_HEADER = 32
-_COUNT = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})\Z")
+_COUNT = re.compile(rb"(?:0|-?[1-9][0-9]{0,18})\Z")
 _STAR = ord("*")
 _DOLLAR = ord("$")
 
@@ -132,6 +132,12 @@ class RequestReader:
                         self._done()
                         start = i
                 continue
+            if not self._line:  # a header starts: its type byte is known at once (as hiredis does)
+                if not self._left:
+                    start = i
+                problem = self._type_error(data[i])
+                if problem is not None:
+                    return start, problem
             room = MAX_HEADER - len(self._line)
             end = data.find(b"\n", i, i + room)
             if end < 0:
@@ -139,8 +145,6 @@ class RequestReader:
                     return start, "header line too long (an array or bulk header is expected)"
                 self._line += data[i:]
                 return n, None
-            if not self._left and not self._line:
-                start = i
             line = bytes(self._line) + data[i : end + 1]
             self._line.clear()
             i = end + 1
@@ -151,12 +155,23 @@ class RequestReader:
                 start = i
         return n, None
 
+    def _type_error(self, kind: int) -> str | None:
+        """What is wrong with a header's type byte (None: it is the one expected here)."""
+        if self._left:
+            if kind == _DOLLAR:
+                return None
+            return f"expected '$', got {chr(kind)!r}: every element of a command is a bulk string"
+        if kind == _STAR:
+            return None
+        return (
+            f"expected '*', got {chr(kind)!r}: send each command as an array of bulk strings "
+            "(inline commands are not supported)"
+        )
+
     def _header(self, line: bytes) -> str | None:
-        """Check one header line (CRLF included); None when it is fine."""
+        """Check one header line (CRLF included, type byte checked); None when it is fine."""
         if not self._left:
             return self._array_header(line)
-        if line[0] != _DOLLAR:
-            return f"expected '$', got {chr(line[0])!r}: every element of a command is a bulk string"
         digits = line[1:-2]
         if line[-2:] != b"\r\n" or not _COUNT.match(digits) or digits[:1] == b"-":
             return "invalid bulk length"
@@ -171,13 +186,8 @@ class RequestReader:
         return None
 
     def _array_header(self, line: bytes) -> str | None:
-        if line[0] != _STAR:
-            return (
-                f"expected '*', got {chr(line[0])!r}: send each command as an array of bulk strings "
-                "(inline commands are not supported)"
-            )
         digits = line[1:-2]
-        if line[-2:] != b"\r\n" or not _COUNT.match(digits):
+        if line[-2:] != b"\r\n" or not _COUNT.match(digits) or int(digits) < -1:
             return "invalid multibulk length"
         value = int(digits)
         if value > self.limits.max_args:

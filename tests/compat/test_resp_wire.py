@@ -123,6 +123,9 @@ def test_empty_and_null_arrays_are_nothing_to_do() -> None:
         (b"*1\r\n:5\r\n", "expected '$', got ':'"),
         (b"*1\r\n*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
         (b"*x\r\n", "invalid multibulk length"),
+        (b"*-2\r\n", "invalid multibulk length"),
+        (b"*-0\r\n", "invalid multibulk length"),
+        (b"*+1\r\n", "invalid multibulk length"),
         (b"*1\r\n$-1\r\n", "invalid bulk length"),
         (b"*1\r\n$-5\r\n", "invalid bulk length"),
         (b"*1\r\n$1x\r\n", "invalid bulk length"),
@@ -167,3 +170,52 @@ def test_a_bad_header_split_across_reads_is_caught() -> None:
     assert reader.error is None and reader.partial
     assert reader.feed(b"67295\r\n") == []
     assert reader.error is not None and "over the limit" in reader.error
+
+
+#: The guard's own messages: hiredis must never be the one to refuse a stream (it would refuse it
+#: after allocating for it, or with a message that says less).
+GUARD_MESSAGES = (
+    "expected '",
+    "invalid multibulk length",
+    "invalid bulk length",
+    "header line too long",
+    "a command of",
+    "a bulk string of",
+)
+
+
+@st.composite
+def mutated_streams(draw: st.DrawFn) -> bytes:
+    requests = draw(st.lists(args_lists, min_size=1, max_size=4))
+    buf = bytearray(
+        b"".join(command(*r) for r in requests) + draw(st.sampled_from([b"", b"*0\r\n", b"*-1\r\n"]))
+    )
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(buf)))
+        op = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip" and at < len(buf):
+            buf[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del buf[at : at + draw(st.integers(1, 6))]
+        else:
+            buf[at:at] = draw(
+                st.sampled_from([b"*", b"$", b"\r\n", b"\n", b"\r", b"-1", b"-0", b"0", b"+1", b"99"])
+            )
+    return bytes(buf)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(mutated_streams(), st.data())
+def test_hiredis_never_refuses_what_the_guard_let_through(data: bytes, draw: st.DataObject) -> None:
+    cut = draw.draw(st.integers(0, len(data)))
+    reader = RequestReader(LIMITS)
+    out = reader.feed(data[:cut]) + reader.feed(data[cut:])
+    assert reader.error is None or reader.error.startswith(GUARD_MESSAGES), reader.error
+    if reader.error is None:  # the same requests as hiredis alone reads from the bytes
+        plain = hiredis.Reader()
+        plain.feed(data)
+        expected: list[object] = []
+        while (request := plain.gets()) is not False:
+            if request:
+                expected.append(request)
+        assert out == expected
