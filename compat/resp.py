@@ -63,6 +63,11 @@ MAX_INBOX_BYTES = 8 * 2**20
 MAX_ARGS = 20_016
 #: Bytes of one command in all (the binary protocol's frame limit).
 MAX_REQUEST = 64 * 2**20
+#: Consecutive pipelined pushes (LPUSH, RPUSH, XADD) served concurrently: each appends its record
+#: in order at once and they wait for their commits together (one fdatasync for the lot, not one
+#: each); any other command waits for them first, so it sees their jobs.
+MAX_PUSHES_IN_FLIGHT = 256
+_PUSHES = frozenset({b"LPUSH", b"RPUSH", b"XADD"})
 #: Lease holder of popped jobs, between their reservation and their (immediate) ack.
 POP_HOLDER = "redis:pop"
 #: Lease holders of stream consumers are ``redis:<group>/<consumer>``.
@@ -610,6 +615,8 @@ class RespConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
+        #: Pipelined pushes running concurrently, oldest first (answered in this order).
+        self._flight: collections.deque[asyncio.Task[bytes]] = collections.deque()
         self._reading = True
         self._busy = False
         self._closing = False
@@ -710,9 +717,11 @@ class RespConnection(asyncio.Protocol):
     async def _serve_inbox(self) -> None:
         inbox = self._inbox
         commands = self.server.commands
+        flight = self._flight
         while not self._closing:
             if not inbox:
-                if self.eof:
+                await self._land()  # answer the pushes in flight before waiting for more
+                if self.eof or self._closing:
                     break
                 self._wake.clear()
                 await self._wake.wait()
@@ -720,11 +729,21 @@ class RespConnection(asyncio.Protocol):
             request, size = inbox.popleft()
             self._inbox_bytes -= size
             if request is None:
+                await self._land()
                 log.warning("closing RESP connection %d from %s: %s", self.id, self.peer, self.reader.error)
                 self._write(encode(error("ERR", f"Protocol error: {self.reader.error}")))
                 break
             if not self._reading and len(inbox) < MAX_INBOX // 2 and self._inbox_bytes < MAX_INBOX_BYTES // 2:
                 self._resume_reading()
+            if (
+                self.authenticated
+                and len(flight) < MAX_PUSHES_IN_FLIGHT
+                and len(request[0]) <= 5
+                and request[0].upper() in _PUSHES
+            ):
+                flight.append(self._loop.create_task(commands.run(self, request)))
+                continue
+            await self._land()
             self._busy = True
             try:
                 reply = await commands.run(self, request)
@@ -733,6 +752,18 @@ class RespConnection(asyncio.Protocol):
             self._write(reply)
             if self.quitting:
                 break
+            if not self._writable.is_set():
+                await self._writable.wait()
+        await self._land()
+
+    async def _land(self) -> None:
+        """Answer the pushes in flight, in order, as each one's commit resolves. (Shielded: a push
+        the client sent is carried out even if the client goes away meanwhile, as in Redis.)"""
+        flight = self._flight
+        while flight:
+            reply = await asyncio.shield(flight[0])
+            flight.popleft()
+            self._write(reply)
             if not self._writable.is_set():
                 await self._writable.wait()
 
@@ -813,7 +844,7 @@ class RespConnection(asyncio.Protocol):
         (commands not started yet are dropped unserved: they changed nothing)."""
         self._closing = True
         self._inbox.clear()
-        if not self._busy:
+        if not self._busy and not self._flight:
             self.close()
 
     def abort(self) -> None:

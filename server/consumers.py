@@ -49,6 +49,8 @@ class Consumers:
         self.engine = engine
         self.clock = clock
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        #: Jobs of pushes not durable yet, per queue (what a push counts ahead of its own).
+        self._pushing: dict[str, int] = {}
         self._closed = False
         previous = engine.on_ready
 
@@ -64,7 +66,9 @@ class Consumers:
 
     async def push(self, queue: str, jobs: Sequence[tuple[str, bytes]]) -> tuple[list[Job], int]:
         """Enqueue each ``(name, payload)`` on ``queue`` with the default options, in order. Returns
-        the jobs, once durable, and how many jobs then wait in the queue (`waiting`).
+        the jobs, once durable, and how many jobs wait in the queue after them: those `waiting`
+        when the push began, those of pushes still committing before it, and its own (concurrent
+        pushes that commit together each count those before them, as sequential ones would).
 
         Jobs of one name go in one record, all or nothing; a push naming several handlers writes one
         record per run of equal names, one after the other (a crash may keep the first runs only).
@@ -82,11 +86,20 @@ class Consumers:
                 runs[-1][1].append(payload)
             else:
                 runs.append((v.check_name("name", name, config), [payload]))
+        ahead = self.waiting(queue) + self._pushing.get(queue, 0)
+        self._pushing[queue] = self._pushing.get(queue, 0) + len(jobs)
         out: list[Job] = []
-        for name, payloads in runs:
-            made, _ = await self.engine.enqueue_batch(queue, name, payloads, now=self.clock())
-            out.extend(made)
-        return out, self.waiting(queue)
+        try:
+            for name, payloads in runs:
+                made, _ = await self.engine.enqueue_batch(queue, name, payloads, now=self.clock())
+                out.extend(made)
+        finally:
+            left = self._pushing[queue] - len(jobs)
+            if left:
+                self._pushing[queue] = left
+            else:
+                del self._pushing[queue]
+        return out, ahead + len(out)
 
     def check_queue(self, queue: str) -> str:
         """``queue`` when it is a valid queue name. :raises ValidationError: naming ``queue``."""

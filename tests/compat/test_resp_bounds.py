@@ -107,6 +107,22 @@ def test_pipelined_commands_are_answered_in_order(port: int) -> None:
         assert [raw.reply() for _ in range(300)] == [str(i).encode() for i in range(300)]
 
 
+def test_pipelined_pushes_commit_together_and_answer_in_order(port: int) -> None:
+    with RawClient(port) as raw:
+        pushes = b"".join(command("RPUSH", "pipe2", str(i)) for i in range(500))
+        raw.send(
+            pushes
+            + command("LLEN", "pipe2")
+            + command("XADD", "pipe2s", "*", "n", "1")
+            + command("XLEN", "pipe2s")
+        )
+        assert [raw.reply() for _ in range(500)] == list(range(1, 501))  # each counts those before it
+        assert raw.reply() == 500  # a command after pushes sees all of them
+        assert len(raw.reply()) == 24 and raw.reply() == 1  # type: ignore[arg-type]
+        raw.send(b"".join(command("LPOP", "pipe2") for _ in range(500)))
+        assert [raw.reply() for _ in range(500)] == [str(i).encode() for i in range(500)]  # in order
+
+
 def test_a_half_sent_command_is_cut_off(port: int) -> None:
     with RawClient(port) as raw:
         raw.send(b"*2\r\n$4\r\nLLEN\r\n$5\r\nabc")

@@ -177,3 +177,12 @@ async def test_bad_takes_are_refused(
         with pytest.raises(ValidationError) as caught:
             await take(queues, limit, holder)
         assert caught.value.field == field
+
+
+@run
+async def test_concurrent_pushes_each_count_the_jobs_before_them(harness: Harness) -> None:
+    _, consumers = await _open(harness, Clock())
+    pushes = [consumers.push("fresh", [("fresh", b"\x01")] * size) for size in (1, 2, 3)]
+    results = await asyncio.gather(*pushes)
+    assert [waiting for _, waiting in results] == [1, 3, 6]
+    assert consumers.waiting("fresh") == 6 and consumers._pushing == {}
