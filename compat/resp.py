@@ -9,7 +9,9 @@ CONFLICT, NOT_FOUND, INTERNAL) otherwise.
 
 One connection: its bytes go through `RequestReader` (hiredis behind a shape guard) into an inbox,
 and one task serves the inbox in order, one command at a time: pipelined commands are answered in
-order, and a blocking pop holds up the commands behind it, as in Redis. Bounds: at most
+order, and a blocking pop holds up the commands behind it, as in Redis. (Consecutive pushes are the
+exception: they run together and share their fdatasync, answered in order; the next other command
+waits for them.) Bounds: at most
 ``max_connections`` open connections (one more is told ``-ERR max number of clients reached`` and
 closed); a request within `Limits` (a broken framing or limit: ``-ERR Protocol error: ...``, then
 closed); a request half sent for ``request_timeout`` seconds closes the connection, so a slow or
@@ -17,7 +19,8 @@ stalled client cannot hold a buffer for long; reading pauses while `MAX_INBOX` c
 `MAX_INBOX_BYTES` wait, and serving pauses while the client does not read its answers (the
 transport's write buffer is full). With an auth token, a connection must AUTH within
 ``handshake_timeout`` seconds, and nothing but AUTH, HELLO and QUIT works before. A blocking pop's
-wait ends when its client goes away (its task is cancelled) or the server shuts down.
+wait ends, taking nothing, when its client closes (its EOF) or goes away, and with a nil answer when
+the server shuts down.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ _json_encode = msgspec.json.encode
 _msgpack_encode = msgspec.msgpack.encode
 _msgpack_decode = msgspec.msgpack.decode
 _JSON_CONTAINER = re.compile(rb"[ \t\r\n]*[\[{]")
+_INTEGER = re.compile(rb"-?[0-9]{1,18}")
 _PONG = Status("PONG")
 _OK = Status("OK")
 #: What turning a stored payload back into text can raise (values nested too deep, non-JSON types).
@@ -129,10 +133,9 @@ def text_of(arg: bytes, what: str) -> str:
 
 def int_of(arg: bytes, *, least: int = 0) -> int:
     """A whole number of at least ``least`` (Redis's messages for anything else)."""
-    try:
-        value = int(arg)
-    except ValueError:
-        raise CommandError(error("ERR", "value is not an integer or out of range")) from None
+    if not _INTEGER.fullmatch(arg):  # (int() would also take " 1", "1_000" and 4,000 digits)
+        raise CommandError(error("ERR", "value is not an integer or out of range"))
+    value = int(arg)
     if value < least:
         raise CommandError(error("ERR", "value is out of range, must be positive"))
     return value
@@ -144,7 +147,7 @@ def timeout_of(arg: bytes) -> float:
         seconds = float(arg)
     except ValueError:
         raise CommandError(error("ERR", "timeout is not a float or out of range")) from None
-    if math.isnan(seconds):
+    if not math.isfinite(seconds):
         raise CommandError(error("ERR", "timeout is not a float or out of range"))
     if seconds < 0:
         raise CommandError(error("ERR", "timeout is negative"))
