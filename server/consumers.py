@@ -37,6 +37,9 @@ from .errors import QueueNotFound, ValidationError
 LOOK_AGAIN = 1.0
 #: Most jobs one pop or claim takes.
 MAX_TAKE = 1000
+#: Payload bytes one pop or claim takes at most (it always takes one job when there is one): what
+#: one answer holds in memory until the client reads it.
+MAX_TAKE_BYTES = 16 * 2**20
 
 _WAITING = ("enqueued", "scheduled", "retrying")
 _CLAIMED = ("reserved", "running")
@@ -138,7 +141,7 @@ class Consumers:
         self._check(queues, limit, holder)
         deadline = time.monotonic() + wait
         while True:
-            jobs = self.engine.reserve(queues, holder, self.clock(), limit)
+            jobs = self._reserve(queues, holder, self.clock(), limit)
             if jobs:
                 return await self._complete(jobs, holder)
             left = deadline - time.monotonic()
@@ -157,7 +160,7 @@ class Consumers:
         engine = self.engine
         while True:
             now = self.clock()
-            jobs = engine.reserve(queues, holder, now, limit)
+            jobs = self._reserve(queues, holder, now, limit)
             if jobs:
                 for job in jobs:
                     engine.start(job.id, holder, now)
@@ -239,6 +242,22 @@ class Consumers:
         for future in self._waiters.get(queue, ()):
             if not future.done():
                 future.set_result(None)
+
+    def _reserve(self, queues: Sequence[str], holder: str, now: float, limit: int) -> list[Job]:
+        """`Engine.reserve` within `MAX_TAKE_BYTES` (job by job when ``limit`` jobs of the largest
+        payload allowed could be more)."""
+        engine = self.engine
+        if limit * engine.config.max_payload <= MAX_TAKE_BYTES:
+            return engine.reserve(queues, holder, now, limit)
+        out: list[Job] = []
+        size = 0
+        while len(out) < limit and size < MAX_TAKE_BYTES:
+            got = engine.reserve(queues, holder, now, 1)
+            if not got:
+                break
+            out += got
+            size += len(got[0].payload)
+        return out
 
     def _check(self, queues: Sequence[str], limit: int, holder: str) -> None:
         config = self.engine.config

@@ -10,6 +10,7 @@ import pytest
 from engine_harness import T0, Harness, run
 
 from spitfire.index.job import JobState
+from spitfire.server import consumers as consumers_module
 from spitfire.server.building import JobOptions
 from spitfire.server.consumers import Consumers
 from spitfire.server.engine import Engine
@@ -186,3 +187,19 @@ async def test_concurrent_pushes_each_count_the_jobs_before_them(harness: Harnes
     results = await asyncio.gather(*pushes)
     assert [waiting for _, waiting in results] == [1, 3, 6]
     assert consumers.waiting("fresh") == 6 and consumers._pushing == {}
+
+
+@run
+async def test_one_take_holds_at_most_max_take_bytes_but_always_one_job(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, consumers = await _open(harness, Clock())
+    big = b"\xc4" + b"x" * 1000  # (not valid msgpack, and it need not be)
+    await consumers.push("big", [("big", big)] * 40)
+    monkeypatch.setattr(consumers_module, "MAX_TAKE_BYTES", 10_000)
+    popped = await consumers.pop(["big"], 1000, "pop")
+    claimed = await consumers.claim(["big"], 1000, "redis:g/c")
+    assert len(popped) == 10 and len(claimed) == 10  # 10 x 1001 bytes reach the budget
+    monkeypatch.setattr(consumers_module, "MAX_TAKE_BYTES", 500)
+    assert len(await consumers.pop(["big"], 1000, "pop")) == 1  # one job over the budget comes alone
+    assert consumers.waiting("big") == 19
