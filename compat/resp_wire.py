@@ -1,19 +1,21 @@
 """RESP2 on the wire: requests in (hiredis's Reader behind a shape guard), replies out (`encode`).
 
 A request is what every Redis client sends: an array of bulk strings (``*2\\r\\n$4\\r\\nLLEN\\r\\n$6\\r\\n
-orders\\r\\n``). hiredis's Reader turns bytes into those arrays. It cannot be given limits, and it
+orders\\r\\n``). hiredis's Reader turns bytes into those arrays, but it cannot be given limits, and it
 allocates an array's slots as soon as it reads the array's header, before one element has arrived:
-after ``*1000000000\\r\\n`` (14 bytes) it holds an 8 GB list (untouched pages, so the damage shows
-when it is freed: 1.8 s with the event loop stopped), and ``*4294967295\\r\\n`` raises MemoryError.
-So every byte first goes through
-`RequestReader`'s guard, which follows only the frame's shape (headers and bulk lengths, never the
-bulk bytes themselves) and refuses, before hiredis sees it, anything that is not an array of bulk
-strings or is over a limit: more than ``max_args`` elements, a bulk string over ``max_bulk`` bytes,
-a request over ``max_request`` bytes in all. Inline commands (``PING\\r\\n`` typed into telnet) are not
-supported: every client library and ``redis-cli`` send arrays.
+after ``*1000000000\\r\\n`` (14 bytes) it holds an 8 GB list (untouched pages: the damage shows when
+it is freed, 1.8 s with the event loop stopped), and ``*4294967295\\r\\n`` raises MemoryError. So
+every byte first goes through `RequestReader`'s guard, which follows only the frames' shape (header
+lines and bulk lengths, never the bulk bytes themselves) and refuses, before hiredis sees it,
+anything that is not an array of bulk strings or is over a limit: more than ``max_args`` elements,
+a bulk string over ``max_bulk`` bytes, a request over ``max_request`` bytes in all. It refuses
+exactly what hiredis would refuse as well (a property test checks that hiredis never refuses what
+the guard let through). Inline commands (``PING\\r\\n`` typed into telnet) are not supported: every
+client library and ``redis-cli`` send arrays.
 
 Replies are encoded by `encode` from plain values: None (the nil bulk string), int, bytes and str
-(bulk strings), `Status` (``+OK``), `RespError` (``-ERR ...``) and lists of these (arrays).
+(bulk strings), `Status` (``+OK``), `RespError` (``-ERR ...``), `Raw` (already encoded) and lists of
+these (arrays).
 """
 
 from __future__ import annotations
