@@ -8,9 +8,9 @@ it is freed, 1.8 s with the event loop stopped), and ``*4294967295\\r\\n`` raise
 every byte first goes through `RequestReader`'s guard, which follows only the frames' shape (header
 lines and bulk lengths, never the bulk bytes themselves) and refuses, before hiredis sees it,
 anything that is not an array of bulk strings or is over a limit: more than ``max_args`` elements,
-a bulk string over ``max_bulk`` bytes, a request over ``max_request`` bytes in all. It refuses
-exactly what hiredis would refuse as well (a property test checks that hiredis never refuses what
-the guard let through). Inline commands (``PING\\r\\n`` typed into telnet) are not supported: every
+a bulk string over ``max_bulk`` bytes, a request over ``max_request`` bytes in all. Whatever
+hiredis would refuse, the guard refuses first, with its own message (a property test checks that
+hiredis never refuses what the guard let through). Inline commands (``PING\\r\\n`` typed into telnet) are not supported: every
 client library and ``redis-cli`` send arrays.
 
 Replies are encoded by `encode` from plain values: None (the nil bulk string), int, bytes and str
