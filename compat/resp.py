@@ -666,7 +666,8 @@ class RespConnection(asyncio.Protocol):
             self._inbox.append((request, size))
             self._inbox_bytes += size
         if reader.error is not None:
-            self._inbox.append((None, 0))  # answered after the commands before it
+            if self._reading:  # (once: nothing is read after the error)
+                self._inbox.append((None, 0))  # answered after the commands before it
             self._pause_reading()
         elif reader.partial and self._request_timer is None:
             self._arm_request_timer()
@@ -794,7 +795,9 @@ class RespConnection(asyncio.Protocol):
         self._request_timer = None
         if not self.reader.partial:
             return
-        if self.reader.completed != completed:  # that one completed; another is half here
+        if self.reader.completed != completed or not self._reading:
+            # That one completed and another is half here, or the server itself stopped reading
+            # (commands wait to be served): not the client's slowness, time it afresh.
             self._arm_request_timer()
             return
         timeout = self.server.request_timeout

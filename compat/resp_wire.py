@@ -10,8 +10,8 @@ lines and bulk lengths, never the bulk bytes themselves) and refuses, before hir
 anything that is not an array of bulk strings or is over a limit: more than ``max_args`` elements,
 a bulk string over ``max_bulk`` bytes, a request over ``max_request`` bytes in all. Whatever
 hiredis would refuse, the guard refuses first, with its own message (a property test checks that
-hiredis never refuses what the guard let through). Inline commands (``PING\\r\\n`` typed into telnet) are not supported: every
-client library and ``redis-cli`` send arrays.
+hiredis never refuses what the guard let through). Inline commands (``PING\\r\\n`` typed into telnet)
+are not supported: every client library and ``redis-cli`` send arrays.
 
 Replies are encoded by `encode` from plain values: None (the nil bulk string), int, bytes and str
 (bulk strings), `Status` (``+OK``), `RespError` (``-ERR ...``), `Raw` (already encoded) and lists of

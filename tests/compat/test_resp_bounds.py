@@ -252,6 +252,30 @@ def test_a_client_that_does_not_read_is_not_served_past_its_buffers(tmp_path: Pa
     asyncio.run(main())
 
 
+def test_commands_held_up_behind_a_blocking_pop_are_not_timed_out(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with listener(tmp_path, request_timeout=0.3) as (_, server, port):
+            client = await AsyncClient.connect(port)
+            pings = b"".join(command("PING", f"p{i}") for i in range(3000))
+            partial = command("LLEN", "held")
+            client.writer.write(command("BLPOP", "held", "0") + pings + partial[:9])
+            (conn,) = server.connections.values()
+            await until(lambda: not conn.reading, "the server to stop reading behind the pop")
+            await asyncio.sleep(1.0)  # longer than the request timeout, on purpose
+            assert server.connections  # not cut off: the server was not reading, the client was fine
+            other = await AsyncClient.connect(port)
+            assert await other.call("RPUSH", "held", "now") in (0, 1)
+            assert await client.reply() == [b"held", b"now"]
+            for i in range(3000):
+                assert await client.reply() == f"p{i}".encode()
+            client.writer.write(partial[9:])
+            assert await client.reply() == 0
+            client.close()
+            other.close()
+
+    asyncio.run(main())
+
+
 def test_shutdown_answers_waiting_pops_and_closes(tmp_path: Path) -> None:
     async def main() -> None:
         async with listener(tmp_path) as (_engine, server, port):
