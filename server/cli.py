@@ -2,7 +2,7 @@
 
 spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--listen 127.0.0.1:7878] [--http 127.0.0.1:7880]
-                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
+                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN] [--redis HOST:PORT]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--max-queues N]
@@ -10,7 +10,6 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
-                [--redis HOST:PORT]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -71,16 +70,16 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="binary protocol address (default %(default)s)")
     p.add_argument("--http", default=DEFAULT_HTTP, help="HTTP address (default %(default)s)")
     p.add_argument(
+        "--auth-token",
+        default=None,
+        help="token clients must present (default $SPITFIRE_AUTH_TOKEN, else none: no auth)",
+    )
+    p.add_argument(
         "--redis",
         default=None,
         metavar="HOST:PORT",
         help="serve RESP2 there: Redis clients' list and stream commands over the queues, see "
         "docs/compat.md (default: off)",
-    )
-    p.add_argument(
-        "--auth-token",
-        default=None,
-        help="token clients must present (default $SPITFIRE_AUTH_TOKEN, else none: no auth)",
     )
     p.add_argument(
         "--no-quic", action="store_true", help="serve TCP only (default: TCP and QUIC on the --listen port)"
@@ -257,6 +256,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         durability=Durability(args.durability),
         listen=Address.parse(args.listen, "--listen"),
         http=Address.parse(args.http, "--http"),
+        redis=None if args.redis is None else Address.parse(args.redis, "--redis"),
         auth_token=auth_token_from_env(args.auth_token),
         no_quic=args.no_quic,
         log_level=args.log_level,
@@ -278,7 +278,6 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_max_per_queue=args.retain_max_per_queue,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
-        redis=None if args.redis is None else Address.parse(args.redis, "--redis"),
     )
 
 

@@ -113,10 +113,10 @@ class Server:
         self._background: set[asyncio.Task[None]] = set()
         #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
         self.http: Any = None
-        #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
-        self.redis: Any = None
         #: Why the storage failed (fail-stop), once it has.
         self.failure: str | None = None
+        #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
+        self.redis: Any = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -165,8 +165,6 @@ class Server:
     def _check_ports(self) -> None:
         """:raises ListenError: the binary protocol's or the HTTP port is taken."""
         opts = self.options
-        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
-        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
         if opts.redis is not None:
             try:
                 check_port_free(opts.redis.host, opts.redis.port, udp=False)
@@ -176,6 +174,8 @@ class Server:
                     f"cannot serve RESP on {opts.redis}: {why}; is another server running there? "
                     "Pick another --redis"
                 ) from exc
+        check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
+        check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -368,10 +368,10 @@ class Server:
 
     async def drain(self) -> None:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
-        if self.http is not None:
-            await self.http.stop()
         if self.redis is not None:  # its commands in progress finish; then it closes
             await self.redis.close(self.options.shutdown_grace)
+        if self.http is not None:
+            await self.http.stop()
         if self.hub is None or self.service is None:
             return
         self.listeners.close()
@@ -413,16 +413,16 @@ def describe(server: Server) -> str:
     quic = next((u for u in server.listeners.urls if u.startswith("quic://")), None)
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
-    http = server.http.url if server.http is not None else f"http://{options.http}"
     redis = "" if server.redis is None else f"  redis:       {server.redis.url}  (RESP2: docs/compat.md)\n"
+    http = server.http.url if server.http is not None else f"http://{options.http}"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
         f"  durability:  {options.durability.value} (default for new queues)\n"
         f"  binary:      tcp://{server.address}  {quic}\n"
         f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
-        f"  dashboard:   {http}/\n"
         f"{redis}"
+        f"  dashboard:   {http}/\n"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 
@@ -441,10 +441,10 @@ def describe_json(server: Server) -> str:
             "msg": "spitfire-server ready",
             "data_dir": str(options.data_dir.resolve()),
             "durability": options.durability.value,
+            "redis": None if server.redis is None else server.redis.url,
             "listen": list(server.listeners.urls),
             "http": f"{http}/api",
             "dashboard": f"{http}/",
-            "redis": None if server.redis is None else server.redis.url,
         }
     )
 
