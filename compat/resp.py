@@ -935,6 +935,8 @@ class RespServer:
         self.consumers.close()
         for conn in list(self.connections.values()):
             conn.shutdown()
+        if not self.connections:
+            return
         try:
             await asyncio.wait_for(self._empty.wait(), grace)
         except TimeoutError:
