@@ -2,7 +2,7 @@
 
 spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--listen 127.0.0.1:7878] [--http 127.0.0.1:7880]
-                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
+                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN] [--redis HOST:PORT]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--max-queues N]
@@ -81,6 +81,13 @@ def serve_parser() -> argparse.ArgumentParser:
         "--auth-token",
         default=None,
         help="token clients must present (default $SPITFIRE_AUTH_TOKEN, else none: no auth)",
+    )
+    p.add_argument(
+        "--redis",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve RESP2 there: Redis clients' list and stream commands over the queues, see "
+        "docs/compat.md (default: off)",
     )
     p.add_argument(
         "--no-quic", action="store_true", help="serve TCP only (default: TCP and QUIC on the --listen port)"
@@ -257,6 +264,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         durability=Durability(args.durability),
         listen=Address.parse(args.listen, "--listen"),
         http=Address.parse(args.http, "--http"),
+        redis=None if args.redis is None else Address.parse(args.redis, "--redis"),
         auth_token=auth_token_from_env(args.auth_token),
         no_quic=args.no_quic,
         log_level=args.log_level,

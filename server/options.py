@@ -111,6 +111,8 @@ class ServerOptions:
     listen: Address = Address("127.0.0.1", 7878)
     #: HTTP address.
     http: Address = Address("127.0.0.1", 7880)
+    #: RESP2 address (Redis clients' list and stream commands, docs/compat.md); None: not served.
+    redis: Address | None = None
     #: Token every client must present; None means no authentication (loopback only).
     auth_token: str | None = None
     #: Serve TCP only.
@@ -173,11 +175,22 @@ class ServerOptions:
                 f"token: anyone who can reach it could enqueue and run jobs. Pass --auth-token TOKEN "
                 f"(or set {AUTH_TOKEN_ENV}), or bind to 127.0.0.1."
             )
+        if self.redis is not None and not self.redis.is_loopback and self.auth_token is None:
+            raise OptionsError(
+                f"refusing to serve RESP on a non-loopback address (--redis {self.redis}) without an auth "
+                f"token: anyone who can reach it could enqueue and take jobs. Pass --auth-token TOKEN (or "
+                f"set {AUTH_TOKEN_ENV}), or bind it to 127.0.0.1."
+            )
 
     def warnings(self) -> list[str]:
         """Settings that are allowed but risky, one sentence each (the server logs them at start):
         an auth token sent in clear text over a non-loopback plain-HTTP bind."""
         out: list[str] = []
+        if self.auth_token is not None and self.redis is not None and not self.redis.is_loopback:
+            out.append(
+                f"--redis {self.redis} is a non-loopback address: RESP has no TLS, so the auth token "
+                "(AUTH) and every value cross the network unencrypted. Bind it to 127.0.0.1, or tunnel it."
+            )
         if self.auth_token is not None and not self.http.is_loopback and self.tls_cert is None:
             out.append(
                 f"--http {self.http} is a non-loopback address served as plain HTTP: the auth token "

@@ -118,6 +118,8 @@ class Server:
         self.compat: Any = None
         #: Why the storage failed (fail-stop), once it has.
         self.failure: str | None = None
+        #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
+        self.redis: Any = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -160,11 +162,21 @@ class Server:
         self._wire(engine)
         tune_garbage_collector()
         await self._listen()
+        await self._listen_redis()
         await self._serve_http()
 
     def _check_ports(self) -> None:
         """:raises ListenError: the binary protocol's or the HTTP port is taken."""
         opts = self.options
+        if opts.redis is not None:
+            try:
+                check_port_free(opts.redis.host, opts.redis.port, udp=False)
+            except ListenError as exc:
+                why = getattr(exc.__cause__, "strerror", None) or exc.__cause__
+                raise ListenError(
+                    f"cannot serve RESP on {opts.redis}: {why}; is another server running there? "
+                    "Pick another --redis"
+                ) from exc
         check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
         check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
         if opts.compat_http is not None:
@@ -241,6 +253,28 @@ class Server:
                 f"cannot serve QUIC on udp port {port}: {exc} (use --tls-cert/--tls-key, or --no-quic)"
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
+
+    async def _listen_redis(self) -> None:
+        """Serve RESP2 at --redis, when given (imported here: compat uses the server)."""
+        opts = self.options
+        if opts.redis is None:
+            return
+        from spitfire.compat.resp import RespServer
+        from spitfire.server.consumers import Consumers
+
+        assert self.engine is not None
+        redis = RespServer(
+            Consumers(self.engine),
+            token=opts.auth_token,
+            max_connections=opts.max_connections,
+            handshake_timeout=opts.handshake_timeout,
+            max_payload=opts.max_payload,
+        )
+        try:
+            await redis.start(opts.redis.host, opts.redis.port)
+        except OSError as exc:
+            raise ListenError(f"cannot serve RESP on {opts.redis}: {exc.strerror or exc}") from exc
+        self.redis = redis
 
     async def _start_http(self) -> None:
         """Listen at --http before recovery: /health answers, /ready says 503 until the API is served
@@ -361,6 +395,8 @@ class Server:
 
     async def drain(self) -> None:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
+        if self.redis is not None:  # its commands in progress finish; then it closes
+            await self.redis.close(self.options.shutdown_grace)
         if self.http is not None:
             await self.http.stop()
         if self.compat is not None:
@@ -388,6 +424,8 @@ class Server:
     async def close(self) -> None:
         """Flush everything to disk and release files."""
         try:
+            if self.redis is not None:  # still serving when start-up failed
+                await self.redis.close(0)
             if self.http is not None:  # still serving when start-up failed
                 await self.http.stop()
             if self.compat is not None:
@@ -406,6 +444,7 @@ def describe(server: Server) -> str:
     quic = next((u for u in server.listeners.urls if u.startswith("quic://")), None)
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
+    redis = "" if server.redis is None else f"  redis:       {server.redis.url}  (RESP2: docs/compat.md)\n"
     http = server.http.url if server.http is not None else f"http://{options.http}"
     compat = ""
     if server.compat is not None:
@@ -417,6 +456,7 @@ def describe(server: Server) -> str:
         f"  durability:  {options.durability.value} (default for new queues)\n"
         f"  binary:      tcp://{server.address}  {quic}\n"
         f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
+        f"{redis}"
         f"  dashboard:   {http}/\n"
         f"{compat}"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
@@ -437,6 +477,7 @@ def describe_json(server: Server) -> str:
             "msg": "spitfire-server ready",
             "data_dir": str(options.data_dir.resolve()),
             "durability": options.durability.value,
+            "redis": None if server.redis is None else server.redis.url,
             "listen": list(server.listeners.urls),
             "http": f"{http}/api",
             "dashboard": f"{http}/",
