@@ -436,7 +436,7 @@ class _under(contextlib.AbstractContextManager[None]):
 def _summary(spec: DefinitionSpec) -> dict[str, str]:
     """The fields of a definition as a log line shows them."""
     o = spec.options
-    out = {"queue": repr(spec.queue), "priority": str(o.priority), "max_attempts": str(o.max_attempts),
+    out = {"queue": repr(spec.queue), "priority": str(o.priority), "max_attempts": "default" if o.max_attempts is None else str(o.max_attempts),
            "backoff": "default" if o.backoff is None else o.backoff.kind.name.lower(),
            "timeout": "default" if o.timeout is None else f"{o.timeout:g}s",
            "schema": "none" if spec.schema is None else f"{len(spec.schema)} bytes",
