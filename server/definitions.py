@@ -434,14 +434,17 @@ class _under(contextlib.AbstractContextManager[None]):
 
 
 def _summary(spec: DefinitionSpec) -> dict[str, str]:
-    """The fields of a definition as a log line shows them."""
+    """The fields of a definition as a log line shows them ("default": the server's applies)."""
     o = spec.options
-    out = {"queue": repr(spec.queue), "priority": str(o.priority), "max_attempts": "default" if o.max_attempts is None else str(o.max_attempts),
-           "backoff": "default" if o.backoff is None else o.backoff.kind.name.lower(),
-           "timeout": "default" if o.timeout is None else f"{o.timeout:g}s",
-           "schema": "none" if spec.schema is None else f"{len(spec.schema)} bytes",
-           "validate": "on" if spec.validate else "off"}  # fmt: skip
-    return out
+    return {
+        "queue": repr(spec.queue),
+        "priority": str(o.priority),
+        "max_attempts": "default" if o.max_attempts is None else str(o.max_attempts),
+        "backoff": "default" if o.backoff is None else o.backoff.kind.name.lower(),
+        "timeout": "default" if o.timeout is None else f"{o.timeout:g}s",
+        "schema": "none" if spec.schema is None else f"{len(spec.schema)} bytes",
+        "validate": "on" if spec.validate else "off",
+    }
 
 
 def describe_change(d: JobDefinition, old: JobDefinition | None) -> str:
