@@ -467,10 +467,11 @@ class AsyncClient:
         ``payload`` is any msgpack-able object (see `encode_payload`). Options (`EnqueueOptions`):
         ``priority`` 0..10, higher first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch
         seconds or datetime) postpone it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a
-        worker gets, extended by its heartbeats) default to the server's; ``backoff`` is a `Backoff`
-        or a list of retry delays in seconds (``[1, 5, 30, 300]``). With ``idempotency_key``,
-        enqueueing the same key again returns the first job's id and adds nothing. ``headers`` is a
-        string map (trace context, tags) handed to the worker.
+        worker gets, extended by its heartbeats) default to the job's definition on the server (what
+        its worker registered from ``@app.job``; a priority of 0 too), else to the server's;
+        ``backoff`` is a `Backoff` or a list of retry delays in seconds (``[1, 5, 30, 300]``).
+        With ``idempotency_key``, enqueueing the same key again returns the first job's id and adds
+        nothing. ``headers`` is a string map (trace context, tags) handed to the worker.
 
         :raises TypeError: an unknown option.
         :raises BadRequest: an invalid argument (``field`` names it).
