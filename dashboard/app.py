@@ -42,6 +42,7 @@ from spitfire.server.service import Service
 from spitfire.wal.api import Durability
 
 from . import model as mo
+from .definitions import DefinitionRoutes
 from .errors import HttpError, error_response, response_for
 from .live import CREATED, DELETED, LiveEvents
 from .metrics import Metrics, Sources
@@ -310,6 +311,7 @@ class Dashboard:
         r.add_get("/api/workers", w(self.workers))
         r.add_get("/api/stats", w(self.stats))
         ScheduleRoutes(self.engine, self._json_body, json_response).add(r, w)
+        DefinitionRoutes(self.engine, self._json_body, json_response).add(r, w)
         r.add_get("/api/stats/history", w(self.stats_history))
         r.add_get("/api/events", w(self.events))
         r.add_get("/health", w(self.health))

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from . import definitions as df
 from . import model as mo
 from . import schedules as sc
 
@@ -302,6 +303,27 @@ def _schedule_paths() -> dict[str, Any]:
     }
 
 
+def _definition_paths() -> dict[str, Any]:
+    name = [_path_param("name")]
+    return {
+        "/api/job-definitions": {
+            "get": _operation(
+                "Job definitions: each job's enqueue defaults and schema", (200, df.DefinitionListOut)
+            ),
+            "post": _operation(
+                "Register job definitions (HTTP workers): each replaces that job's, all or nothing",
+                (200, df.RegisteredOut),
+                (409, 413, 422),
+                body=df.RegisterIn,
+            ),
+        },
+        "/api/job-definitions/{name}": {
+            "get": _operation("One job definition", (200, df.DefinitionOut), (404,), params=name),
+            "delete": _operation("Forget a job definition", (200, df.DefinitionOut), (404,), params=name),
+        },
+    }
+
+
 def _text(content_type: str, description: str) -> dict[str, Any]:
     return {
         "summary": description,
@@ -334,6 +356,7 @@ def _other_paths() -> dict[str, Any]:
         "/api/workers": {"get": _operation("Protocol and HTTP workers", (200, mo.WorkerList))},
         "/api/stats": {"get": _operation("Counts and totals", (200, mo.StatsOut))},
         **_schedule_paths(),
+        **_definition_paths(),
         "/api/events": {"get": events},
         "/health": {"get": health},
         "/ready": {"get": ready},
@@ -362,7 +385,7 @@ def openapi_document() -> dict[str, Any]:
         mo.ClaimOut, mo.LeaseOut, sc.ScheduleIn, sc.ScheduleOut, sc.ScheduleListOut, mo.Health,
         mo.QueueDeletedOut, mo.BulkIn, mo.BulkOut, mo.QueueUpdateIn, mo.PurgeOut,
     )  # fmt: skip
-    kinds += (mo.HistoryOut,)
+    kinds += (mo.HistoryOut, df.RegisterIn, df.DefinitionOut, df.DefinitionListOut, df.RegisteredOut)
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     return {
         "openapi": "3.1.0",

@@ -58,7 +58,9 @@ class MessageType(enum.IntEnum):
     SET_DURABILITY = 0x25
     PURGE = 0x26
     LIST_JOBS = 0x27
-    # 0x28..0x2F: results and progress, numbered from the end of the range.
+    # 0x28..0x2F: job definitions from the start of the range, results and progress from its end.
+    REGISTER_JOBS = 0x28
+    LIST_JOB_DEFINITIONS = 0x29
     PROGRESS = 0x2E
     WAIT = 0x2F
 
@@ -80,6 +82,7 @@ class MessageType(enum.IntEnum):
     WORKERS = 0x55
     PURGED = 0x56
     JOBS = 0x57
+    DEFINITIONS = 0x58
     ERROR = 0x7F
 
 
@@ -366,6 +369,36 @@ class Progress(Body):
     value: float | None = None
     #: At most 1000 characters.
     message: str | None = None
+
+
+class JobDefinitionSpec(Body):
+    """One job's definition as a worker registers it: the defaults of every enqueue of the job
+    (options an enqueue leaves nil, priority 0) and the JSON Schema of its payload."""
+
+    #: The job (handler) name: the definition's key.
+    name: str
+    #: The queue its jobs go to (shown; every enqueue still names its queue).
+    queue: str | None = None
+    priority: int = 0
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    #: Lease (visibility timeout) in seconds.
+    timeout: float | None = None
+    #: JSON Schema (Draft 2020-12) of the payload as JSON text, at most 64 KiB; None: none known.
+    schema: str | None = None
+    #: The server checks every payload of the job against ``schema`` at enqueue.
+    validate: bool = False
+
+
+class RegisterJobs(Body):
+    """REGISTER_JOBS: create or replace the definitions of these jobs (the others stay), all or
+    nothing; answered with `Ok` once durable. Identical definitions are not written again."""
+
+    definitions: list[JobDefinitionSpec]
+
+
+class ListJobDefinitions(Body):
+    """LIST_JOB_DEFINITIONS: every job definition; answered with `JobDefinitionList`."""
 
 
 # -- server to client ---------------------------------------------------------------------------------
@@ -679,6 +712,30 @@ class WorkerList(Body):
     workers: list[WorkerInfo]
 
 
+class JobDefinitionInfo(msgspec.Struct, kw_only=True):
+    """A job definition as the server holds it (a msgpack map)."""
+
+    name: str
+    queue: str | None
+    priority: int
+    max_attempts: int | None
+    backoff: Backoff | None
+    timeout: float | None
+    #: JSON text, keys sorted (the server's canonical form of what was registered).
+    schema: str | None
+    validate: bool
+    #: Who registered it last (the HELLO client name; ``http <address>`` over HTTP), and when.
+    registered_by: str
+    created_at: float
+    updated_at: float
+
+
+class JobDefinitionList(Body):
+    """Answer to LIST_JOB_DEFINITIONS (DEFINITIONS): every definition, by job name."""
+
+    definitions: list[JobDefinitionInfo]
+
+
 #: The body type of each message type.
 BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.HELLO: Hello,
@@ -714,6 +771,8 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.LIST_JOBS: ListJobs,
     MessageType.PROGRESS: Progress,
     MessageType.WAIT: Wait,
+    MessageType.REGISTER_JOBS: RegisterJobs,
+    MessageType.LIST_JOB_DEFINITIONS: ListJobDefinitions,
     MessageType.WELCOME: Welcome,
     MessageType.PONG: Pong,
     MessageType.OK: Ok,
@@ -732,6 +791,7 @@ BODY_TYPES: dict[MessageType, type[msgspec.Struct]] = {
     MessageType.WORKERS: WorkerList,
     MessageType.PURGED: Purged,
     MessageType.JOBS: JobList,
+    MessageType.DEFINITIONS: JobDefinitionList,
     MessageType.ERROR: Error,
 }
 

@@ -66,15 +66,23 @@ class JobBuilder:
                 self._names[handler] = handler
         return handler
 
-    def default_job(self, queue: str, name: object, payload: bytes, now: float, priority: int = 0) -> Job:
-        """One job with every other option at its default (the caller checked payload and priority)."""
+    def default_job(
+        self, queue: str, name: object, payload: bytes, now: float, priority: int = 0,
+        options: JobOptions = DEFAULT_OPTIONS,
+    ) -> Job:  # fmt: skip
+        """One job to run now with ``options``' max_attempts, backoff and timeout (each None: the
+        engine's default) and no other option; the caller checked the payload, the priority and
+        these options (a job definition's are checked when it is registered)."""
         c = self.config
         handler = self._names.get(name) if name.__class__ is str else None  # type: ignore[call-overload]
         if handler is None:
             handler = self.handler(name)
+        o = options
+        attempts = c.default_max_attempts if o.max_attempts is None else o.max_attempts
+        timeout = c.default_timeout if o.timeout is None else o.timeout
         return Job(
             self.ids.next(now), queue, handler, payload, JobState.ENQUEUED, now, priority, None,
-            c.default_max_attempts, None, c.default_timeout, updated_at=now,
+            attempts, o.backoff, timeout, updated_at=now,
         )  # fmt: skip
 
     def build(

@@ -46,6 +46,7 @@ from . import validation as v
 from .building import DEFAULT_OPTIONS, JobBuilder, JobOptions
 from .commit import Commits
 from .config import EngineConfig
+from .definitions import Defaults, Definitions
 from .errors import (
     InvalidTransition,
     NoSpace,
@@ -184,6 +185,11 @@ class Engine(Queries):
             on_deadline=self._deadline,
             on_failure=self.commits.stop,
         )
+        #: Job definitions registered by workers: the defaults (and payload checks) of every enqueue of
+        #: a defined job name (server/definitions.py), kept in a log of their own.
+        self.definitions = Definitions(storage, config, on_failure=self.commits.stop)
+        #: The definitions' `Defaults` by job name: the same dict for the engine's life (hot path).
+        self._defined = self.definitions.defaults
         #: The history graph's counts of deleted queues (server/history.py).
         self.retired_history = retired_history_file(storage)
 
@@ -264,6 +270,7 @@ class Engine(Queries):
             await asyncio.sleep(0)
         rebuild_total(self.state, self.retired_history)
         self.state.table.sort_names()
+        self.definitions.open()
         self.schedules.open()
         self._opened = True
         for q in self.state.queues.values():
@@ -293,7 +300,20 @@ class Engine(Queries):
     def _check_job(self, queue: str, name: str, payload: bytes, now: float, options: JobOptions) -> None:
         """Check a job as `enqueue` would, without making it (a schedule's definition)."""
         v.check_queue(queue, self.config)
+        d = self._definition(name)
+        if d is not None:
+            d.check(payload, "payload", self.config.max_payload)
+            options = d.fill(options)
         self.builder.build(queue, name, (payload,), now, options)
+
+    def _definition(self, name: object) -> Defaults | None:
+        """The definition of job ``name`` as enqueues use it, if it has one."""
+        return self._defined.get(name) if self._defined and name.__class__ is str else None  # type: ignore[call-overload]
+
+    def _defined_options(self, name: object, payloads: Sequence[bytes], options: JobOptions) -> JobOptions:
+        """``options`` filled from job ``name``'s definition once ``payloads`` passed its checks."""
+        d = self._definition(name)
+        return options if d is None else d.batch(payloads, options, self.config.max_payload)
 
     def _new_index(self, name: str) -> QueueIndex:
         return QueueIndex(name, self.state.table, retention=self.config.retention)
@@ -419,6 +439,12 @@ class Engine(Queries):
         if self.admission is not None:
             self.admission(queue, 1, len(payload) if payload.__class__ is bytes else 0)
         q = self.state.queues.get(queue) if queue.__class__ is str else None
+        defined = self._defined
+        d = defined.get(name) if defined and name.__class__ is str else None
+        if d is not None:  # the job's definition: checks the payload, fills the options left unset
+            if d.validator is not None:
+                d.check(payload, "payload", self.config.max_payload)
+            options = d.fill(options)
         o = options
         priority = o.priority
         if (
@@ -427,17 +453,19 @@ class Engine(Queries):
             and idempotency_key is None
             and o.run_at is None
             and o.delay is None
-            and o.max_attempts is None
-            and o.backoff is None
-            and o.timeout is None
             and o.headers is None
+            # Options at their default, or exactly a definition's (checked when it was registered).
+            and (
+                (o.max_attempts is None and o.backoff is None and o.timeout is None)
+                or (d is not None and o is d.options)
+            )
             and payload.__class__ is bytes
             and priority.__class__ is int
             and 0 <= priority <= MAX_PRIORITY
             and len(payload) <= self.config.max_payload
         ):
             # The common case (an existing queue, every option but the priority at its default).
-            job = self.builder.default_job(q.name, name, payload, now, priority)
+            job = self.builder.default_job(q.name, name, payload, now, priority, o)
         else:
             return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
         # The append and the submit are inlined (this is the hottest path of the server).
@@ -518,6 +546,8 @@ class Engine(Queries):
             size = sum(map(len, payloads))
         except TypeError:  # a payload that is not bytes: `build` names it
             size = 0
+        # The job's definition, if any: checks each payload and fills the options left unset.
+        options = self._defined_options(name, payloads, options)
         if self.admission is not None:
             self.admission(queue, count, size)
         keys: list[str | None] | None = None
@@ -1190,6 +1220,7 @@ class Engine(Queries):
             nxt = await self.schedules.tick(now)
             if nxt is not None and (deadline is None or nxt < deadline):
                 deadline = nxt
+            await self.definitions.maybe_snapshot()
         return deadline
 
     def _spawn_snapshot(self, q: Queue) -> None:

@@ -145,6 +145,23 @@ class TooManySchedules(EngineError):
         super().__init__(f"the server already has its limit of {limit} schedules; delete unused ones first")
 
 
+class DefinitionNotFound(EngineError):
+    code = "DEFINITION_NOT_FOUND"
+    kind = ErrorCode.NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no job definition named {name!r}")
+
+
+class TooManyDefinitions(EngineError):
+    """A registration would pass the server's limit on job definitions (their number, or their
+    schemas' bytes). Not transient: CONFLICT (HTTP 409)."""
+
+    code = "TOO_MANY_DEFINITIONS"
+    kind = ErrorCode.CONFLICT
+
+
 class ValidationError(EngineError):
     """A bad argument; ``field`` names it."""
 

@@ -105,6 +105,16 @@ def full_schedule() -> rec.Schedule:
     return rec.Schedule(spec, True, T0, T0 + 5.0, T0 + 3.0, T0 + 3.5, JOB_A)
 
 
+SCHEMA = '{"$defs":{"send_email_args":{"properties":{"to":{"type":"string"}},"required":["to"],"type":"object"}},"$ref":"#/$defs/send_email_args"}'  # noqa: E501
+
+
+def full_definition() -> rec.JobDefinition:
+    """A job definition with every field set (a validated one that was changed once)."""
+    options = rec.DefinitionOptions(5, 3, Backoff(BackoffKind.DELAYS, delays=(1.0, 5.0)), 30.0)
+    spec = rec.DefinitionSpec("send_email", "emails", options, SCHEMA, True)
+    return rec.JobDefinition(spec, "spitfire-python/0.1.0 web-1:812", T0, T0 + 60.0)
+
+
 def minimal_job() -> Job:
     """A job as a plain enqueue writes it: every optional field at its default."""
     return Job(JOB_B, "emails", "send_email", b"", S.ENQUEUED, T0, updated_at=T0)
@@ -168,6 +178,14 @@ RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
         rec.ScheduleTicked("nightly", T0 + 9.0, T0 + 8.0, None),
     ),
     ("schedule-triggered", RecordType.SCHEDULE_TICKED, rec.ScheduleTicked("nightly", T0 + 9.5, None, JOB_B)),
+    (
+        "definitions-set",
+        RecordType.DEFINITIONS_SET,
+        rec.DefinitionsSet(
+            [full_definition(), rec.JobDefinition(rec.DefinitionSpec("ping"), "http 127.0.0.1", T0, T0)]
+        ),
+    ),
+    ("definition-deleted", RecordType.DEFINITION_DELETED, rec.DefinitionDeleted("send_email", T0 + 90.0)),
 ]
 
 #: (name, body): snapshot chunk vectors (chunk 0 is a QueueMeta, the others JobChunks).
@@ -192,6 +210,7 @@ SNAPSHOT_CHUNKS: list[tuple[str, msgspec.Struct]] = [
     ("history-chunk-empty", rec.HistoryChunk([], rec.HISTORY_VERSION, [])),
     ("job-chunk", rec.JobChunk([full_job(), minimal_job()])),
     ("schedules", rec.SchedulesSnapshot(rec.SCHEDULES_SNAPSHOT_VERSION, [full_schedule()])),
+    ("definitions", rec.DefinitionsSnapshot(rec.DEFINITIONS_SNAPSHOT_VERSION, [full_definition()])),
 ]
 
 #: (name, body): records of ``meta/history-retired`` (type byte `history.RETIRED_RECORD`).
@@ -211,6 +230,7 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "QueueMeta": rec.meta_decoder,
     "JobChunk": rec.chunk_decoder,
     "SchedulesSnapshot": msgspec.msgpack.Decoder(rec.SchedulesSnapshot),
+    "DefinitionsSnapshot": msgspec.msgpack.Decoder(rec.DefinitionsSnapshot),
     "HistoryChunk": rec.history_decoder,
     "RetiredHistory": rec.retired_decoder,
 }

@@ -40,6 +40,10 @@ class RecordType(enum.IntEnum):
     SCHEDULE_SET = 20
     SCHEDULE_DELETED = 21
     SCHEDULE_TICKED = 22
+    #: Records of the job definitions log (``meta/definitions``), never of a queue's; 32-34 are kept
+    #: for it too.
+    DEFINITIONS_SET = 30
+    DEFINITION_DELETED = 31
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
@@ -173,6 +177,61 @@ class SchedulesSnapshot(msgspec.Struct, array_like=True, gc=False):
     schedules: list[Schedule]
 
 
+# -- the job definitions log (server/definitions.py) ------------------------------------------------------
+
+
+class DefinitionOptions(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A job's default options: what an enqueue of it gets for each option it leaves unset."""
+
+    priority: int = 0
+    max_attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+
+
+class DefinitionSpec(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A job's definition as a client registers it. Two definitions are identical when equal."""
+
+    #: The job (handler) name: the key.
+    name: str
+    #: The queue its jobs go to (shown; every enqueue names its own).
+    queue: str | None = None
+    options: DefinitionOptions = DefinitionOptions()
+    #: The JSON Schema of the job's payload, as JSON text with its keys sorted (None: none known).
+    schema: str | None = None
+    #: Check every payload against ``schema`` at enqueue.
+    validate: bool = False
+
+
+class JobDefinition(msgspec.Struct, array_like=True, gc=False):
+    """A definition as the server holds it: who registered it last and when."""
+
+    spec: DefinitionSpec
+    registered_by: str
+    created_at: float
+    updated_at: float
+
+
+class DefinitionsSet(msgspec.Struct, array_like=True, gc=False):
+    """DEFINITIONS_SET: the definitions one registration created or changed, whole."""
+
+    definitions: list[JobDefinition]
+
+
+class DefinitionDeleted(msgspec.Struct, array_like=True, gc=False):
+    name: str
+    at: float
+
+
+#: Version of the job definitions snapshot layout; bump on incompatible changes.
+DEFINITIONS_SNAPSHOT_VERSION = 1
+
+
+class DefinitionsSnapshot(msgspec.Struct, array_like=True, gc=False):
+    version: int
+    definitions: list[JobDefinition]
+
+
 #: Body struct of each record type.
 BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.JOB_ENQUEUED: Job,
@@ -192,6 +251,8 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.SCHEDULE_SET: Schedule,
     RecordType.SCHEDULE_DELETED: ScheduleDeleted,
     RecordType.SCHEDULE_TICKED: ScheduleTicked,
+    RecordType.DEFINITIONS_SET: DefinitionsSet,
+    RecordType.DEFINITION_DELETED: DefinitionDeleted,
 }
 
 #: Shared encoder (msgspec reuses its buffer logic; one per process is enough).
@@ -308,14 +369,21 @@ retired_decoder = msgspec.msgpack.Decoder(RetiredHistory)
 
 __all__ = [
     "BODY_TYPES",
+    "DEFINITIONS_SNAPSHOT_VERSION",
     "HISTORY_VERSION",
     "SNAPSHOT_VERSION",
     "AttemptError",
+    "DefinitionDeleted",
+    "DefinitionOptions",
+    "DefinitionSpec",
+    "DefinitionsSet",
+    "DefinitionsSnapshot",
     "HistoryBlock",
     "HistoryChunk",
     "IdempotencyEntry",
     "Job",
     "JobChunk",
+    "JobDefinition",
     "JobEvent",
     "JobFailed",
     "JobRequeued",

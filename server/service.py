@@ -31,6 +31,7 @@ from spitfire.wal.api import Durability
 from . import validation as v
 from .backpressure import Backpressure
 from .building import DEFAULT_OPTIONS, JobOptions
+from .definitions import MAX_DEFINITIONS, DefinitionOptions, DefinitionSpec, JobDefinition
 from .dispatcher import Dispatcher, Worker
 from .engine import BulkResult, Engine, QueueDeletion
 from .errors import (
@@ -189,6 +190,27 @@ def schedule_info(engine: Engine, s: Schedule, now: float) -> m.ScheduleInfo:
     )
 
 
+def definition_spec(d: m.JobDefinitionSpec, where: str) -> DefinitionSpec:
+    """The engine's job definition from REGISTER_JOBS's (the engine checks it, naming fields under
+    ``where``)."""
+    try:
+        backoff = backoff_of(d.backoff)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}.{exc.field}", str(exc).partition(": ")[2]) from None
+    options = DefinitionOptions(d.priority, d.max_attempts, backoff, d.timeout)
+    return DefinitionSpec(d.name, d.queue, options, d.schema, d.validate)
+
+
+def definition_info(d: JobDefinition) -> m.JobDefinitionInfo:
+    """A job definition in the wire's shape."""
+    spec, o = d.spec, d.spec.options
+    return m.JobDefinitionInfo(
+        name=spec.name, queue=spec.queue, priority=o.priority, max_attempts=o.max_attempts,
+        backoff=wire_backoff(o.backoff), timeout=o.timeout, schema=spec.schema, validate=spec.validate,
+        registered_by=d.registered_by, created_at=d.created_at, updated_at=d.updated_at,
+    )  # fmt: skip
+
+
 _STATE_LABELS = {s.label: s for s in JobState}
 
 
@@ -336,6 +358,8 @@ class Service:
             MessageType.LIST_WORKERS: self._list_workers,
             MessageType.WAIT: self._wait,
             MessageType.PROGRESS: self._progress,
+            MessageType.REGISTER_JOBS: self._register_jobs,
+            MessageType.LIST_JOB_DEFINITIONS: self._list_job_definitions,
         }
 
     # -- entry points -----------------------------------------------------------------------------------
@@ -677,6 +701,22 @@ class Service:
             return MessageType.ENQUEUED, m.Enqueued(job.id, True, _created_label(job))
 
         self._single(conn, request, self.engine.schedules.trigger(request.message.name, self.clock()), reply)
+
+    # -- job definitions --------------------------------------------------------------------------------
+
+    def _register_jobs(self, conn: Peer, request: Request) -> None:
+        msg: m.RegisterJobs = request.message
+        if len(msg.definitions) > MAX_DEFINITIONS:  # before converting them: nothing is done for them
+            raise ValidationError("definitions", f"must hold at most {MAX_DEFINITIONS} definitions")
+        specs = [definition_spec(d, f"definitions[{i}]") for i, d in enumerate(msg.definitions)]
+        hello = conn.session.hello
+        coro = self.engine.definitions.register(specs, hello.client if hello else "", self.clock())
+        self._single(conn, request, coro, lambda _r: (MessageType.OK, m.Ok()))
+
+    def _list_job_definitions(self, conn: Peer, request: Request) -> None:
+        infos = [definition_info(d) for d in self.engine.definitions.all()]
+        conn.session.reply(request, m.JobDefinitionList(infos), MessageType.DEFINITIONS)
+        conn.flush()  # up to 10,000 definitions: let a full send buffer pause the client
 
     # -- workers ----------------------------------------------------------------------------------------
 

@@ -150,6 +150,42 @@ def _schedule() -> m.ScheduleInfo:
     )
 
 
+#: The JSON Schema of ``send_email(to: str, subject: str = "hello")`` as the Python SDK sends it
+#: (``msgspec.json.schema`` of its parameters); the server answers it with its keys sorted.
+SCHEMA = (
+    '{"$ref":"#/$defs/send_email_args","$defs":{"send_email_args":{"title":"send_email_args",'
+    '"type":"object","properties":{"to":{"type":"string"},"subject":{"type":"string"}},"required":["to"]}}}'
+)
+SCHEMA_SORTED = (
+    '{"$defs":{"send_email_args":{"properties":{"subject":{"type":"string"},"to":{"type":"string"}},'
+    '"required":["to"],"title":"send_email_args","type":"object"}},"$ref":"#/$defs/send_email_args"}'
+)
+
+
+def _definition_spec() -> m.JobDefinitionSpec:
+    """A job definition with every field set, as a worker registers it."""
+    return m.JobDefinitionSpec(
+        "send_email", "emails", 5, 3, m.Backoff.of_delays([1, 5, 30]), 30.0, SCHEMA, validate=True
+    )
+
+
+def _definition_info() -> m.JobDefinitionInfo:
+    delays = m.Backoff.of_delays([1, 5, 30])
+    return m.JobDefinitionInfo(
+        name="send_email", queue="emails", priority=5, max_attempts=3, backoff=delays, timeout=30.0,
+        schema=SCHEMA_SORTED, validate=True, registered_by="spitfire-python/0.1.0 web-1:812",
+        created_at=T0, updated_at=T0 + 60.0,
+    )  # fmt: skip
+
+
+def _bare_definition_info() -> m.JobDefinitionInfo:
+    """A definition that sets nothing but its name (the server's defaults apply)."""
+    return m.JobDefinitionInfo(
+        name="ping", queue=None, priority=0, max_attempts=None, backoff=None, timeout=None, schema=None,
+        validate=False, registered_by="http 127.0.0.1", created_at=T0, updated_at=T0,
+    )  # fmt: skip
+
+
 def _paused_schedule() -> m.ScheduleInfo:
     """A paused schedule that never ran: optional fields nil, default options."""
     return m.ScheduleInfo(
@@ -306,6 +342,9 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("wait-default-timeout", T.WAIT, 41, m.Wait(JOB_B)),
     ("progress", T.PROGRESS, 0, m.Progress(JOB_A, 0.4, "resized 4 of 10")),
     ("progress-message-only", T.PROGRESS, 0, m.Progress(JOB_B, None, "warming up")),
+    ("register-jobs", T.REGISTER_JOBS, 70, m.RegisterJobs([_definition_spec(), m.JobDefinitionSpec("ping")])),
+    ("register-jobs-empty", T.REGISTER_JOBS, 71, m.RegisterJobs([])),
+    ("list-job-definitions", T.LIST_JOB_DEFINITIONS, 72, m.ListJobDefinitions()),
     (
         "welcome",
         T.WELCOME,
@@ -356,6 +395,18 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ("jobs", T.JOBS, 61, m.JobList([_job_info(), _scheduled_job()], JOB_B)),
     ("jobs-last-page", T.JOBS, 60, m.JobList([])),
     ("purged", T.PURGED, 62, m.Purged(120, 118, 2)),
+    ("definitions", T.DEFINITIONS, 72, m.JobDefinitionList([_definition_info(), _bare_definition_info()])),
+    ("definitions-empty", T.DEFINITIONS, 72, m.JobDefinitionList([])),
+    (
+        "error-payload-against-schema",
+        T.ERROR,
+        73,
+        m.Error(
+            "BAD_REQUEST",
+            "payload.to: 42 is not of type \"string\" (the schema of job 'send_email')",
+            "payload.to",
+        ),
+    ),
     (
         "workers",
         T.WORKERS,

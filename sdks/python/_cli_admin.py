@@ -36,6 +36,16 @@ def add_parsers(sub: Any) -> None:
         "--cursor", default=None, help="the next page, as printed by the previous one (default: first)"
     )
     a.common(ls, output=True)
+    dp = jsub.add_parser(
+        "defs", help="the job definitions the server knows (registered by workers from @app.job)",
+        description="Each job name's definition: the defaults every enqueue of it gets for the options "
+        "it leaves unset (from the CLI, HTTP or any SDK), and whether the server validates its payloads "
+        "against the schema of its arguments. With NAME, one definition and its schema.",
+    )  # fmt: skip
+    dp.add_argument(
+        "name", nargs="?", default=None, metavar="NAME", help="one job's definition (default: all)"
+    )
+    a.common(dp, output=True)
     g = jsub.add_parser("get", help="show one job (same as `spitfire get`)")
     g.add_argument("job_id", metavar="ID", help="the job's id")
     a.common(g, output=True)
@@ -115,6 +125,8 @@ def cmd_jobs(args: argparse.Namespace, client: Client, out: Output) -> int:
     if args.action == "get":
         out.job(client.get(args.job_id))
         return EXIT_OK
+    if args.action == "defs":
+        return _definitions(args, client, out)
     op = {"cancel": client.cancel, "retry": client.retry, "delete": client.delete}[args.action]
     done: list[dict[str, Any]] = []
     failed = 0
@@ -132,6 +144,19 @@ def cmd_jobs(args: argparse.Namespace, client: Client, out: Output) -> int:
     if out.json:
         out.print_json({"jobs": done, "failed": failed})
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _definitions(args: argparse.Namespace, client: Client, out: Output) -> int:
+    definitions = client.job_definitions()
+    if args.name is None:
+        out.definitions(definitions)
+        return EXIT_OK
+    found = [d for d in definitions if d.name == args.name]
+    if not found:
+        out.note(f"spitfire jobs defs: no job definition named {args.name!r}")
+        return EXIT_ERROR
+    out.definition(found[0])
+    return EXIT_OK
 
 
 def cmd_queues(args: argparse.Namespace, client: Client, out: Output) -> int:

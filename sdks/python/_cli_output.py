@@ -23,7 +23,7 @@ from rich.text import Text
 
 from spitfire.protocol.jsonvalue import msgpack_to_json
 
-from .models import Job, Schedule, Stats, WorkerInfo
+from .models import Backoff, Job, JobDefinition, Schedule, Stats, WorkerInfo
 
 #: Colour of each job state label on a terminal.
 STATE_STYLES = {
@@ -252,6 +252,53 @@ class Output:
             ("last run", ago(s.last_run_at, now)), ("last job", s.last_job_id),
             ("last job state", state_text(s.last_job_state) if s.last_job_state else None),
         ])  # fmt: skip
+
+    def definitions(self, definitions: Sequence[JobDefinition]) -> None:
+        if self.json:
+            self.print_json({"definitions": [d.to_dict() for d in definitions]})
+            return
+        if not definitions:
+            self.note("no job definitions (a worker registers its app's when it starts)")
+            return
+        now = time.time()
+        t = _table("NAME", "QUEUE", "PRIORITY", "ATTEMPTS", "TIMEOUT", "BACKOFF", "VALIDATE", "REGISTERED BY",
+                   "UPDATED")  # fmt: skip
+        for d in definitions:
+            t.add_row(
+                d.name, d.queue or "", str(d.priority) if d.priority else "",
+                "" if d.max_attempts is None else str(d.max_attempts),
+                "" if d.timeout is None else f"{d.timeout:g} s", _backoff(d.backoff),
+                Text("yes", style="green") if d.validate else Text("no", style="dim"), d.registered_by,
+                ago(d.updated_at, now),
+            )  # fmt: skip
+        self.table(t)
+        self.note("empty: the server's default applies")
+
+    def definition(self, d: JobDefinition) -> None:
+        if self.json:
+            self.print_json(d.to_dict())
+            return
+        now = time.time()
+        self._fields([
+            ("name", d.name), ("queue", d.queue), ("priority", d.priority or None),
+            ("max attempts", d.max_attempts), ("timeout", None if d.timeout is None else f"{d.timeout:g} s"),
+            ("backoff", _backoff(d.backoff) or None), ("validate", "yes" if d.validate else "no"),
+            ("registered by", d.registered_by), ("created", ago(d.created_at, now)),
+            ("updated", ago(d.updated_at, now)),
+        ])  # fmt: skip
+        if d.schema is not None:
+            self.line(Text("schema:", style="bold"))
+            self.print_json(d.schema)
+
+
+def _backoff(b: Backoff | None) -> str:
+    if b is None:
+        return ""
+    if b.kind == "delays":
+        return "delays " + ", ".join(f"{x:g}" for x in b.delays or ()) + " s"
+    if b.kind == "exponential":
+        return f"exponential {b.base:g} s x{b.factor:g} (cap {b.cap:g} s)"
+    return f"{b.kind} {b.base:g} s"
 
 
 def _queue(stats: Stats, name: str) -> dict[str, Any]:

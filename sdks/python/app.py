@@ -24,7 +24,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
-from spitfire.protocol.messages import Backoff, PutSchedule
+from spitfire.protocol.messages import Backoff, JobDefinitionSpec, PutSchedule
 
 from . import _pydantic
 from ._context import JobContext
@@ -35,7 +35,9 @@ from .client import (
     BatchOptions,
     Delay,
     EnqueueOptions,
+    _seconds,
     check_options,
+    wire_backoff,
 )
 from .errors import BadRequest, Conflict, JobArgumentError
 from .models import AsyncJobId, JobId, Schedule, enc_hook
@@ -120,6 +122,14 @@ class ArgSpec:
                 f"{self.job_name}.enqueue(): the arguments cannot be encoded as msgpack: {exc}"
             ) from None
 
+    def json_schema(self) -> str | None:
+        """The JSON Schema (Draft 2020-12) of the payload, as JSON text: ``msgspec.json.schema`` of
+        the parameters' struct (what `encode` checks); None when msgspec cannot describe a hint."""
+        try:
+            return msgspec.json.encode(msgspec.json.schema(self.struct)).decode()
+        except (TypeError, ValueError):
+            return None
+
     def decode(self, payload: bytes) -> dict[str, Any]:
         """The keyword arguments a payload carries, converted to the hinted types.
 
@@ -184,7 +194,10 @@ class JobFunction(Generic[P, R]):
     """A function declared with ``@app.job``. Calling it runs the function here and now, as before;
     `enqueue` sends it to a worker instead."""
 
-    def __init__(self, app: App, fn: Callable[P, R], name: str, queue: str, defaults: EnqueueOptions) -> None:
+    def __init__(
+        self, app: App, fn: Callable[P, R], name: str, queue: str, defaults: EnqueueOptions,
+        validate: bool = False,
+    ) -> None:  # fmt: skip
         self.app = app
         self.fn = fn
         self.name = name
@@ -193,6 +206,15 @@ class JobFunction(Generic[P, R]):
         #: Options of every enqueue, from ``@app.job(...)`` (None or absent: the server's default).
         self.defaults = defaults
         self.spec = ArgSpec(fn, name)
+        #: The server checks every payload of this job against its schema at enqueue.
+        self.validate = validate
+        #: The JSON Schema of the arguments (None: msgspec cannot describe them).
+        self.schema = self.spec.json_schema()
+        if validate and self.schema is None:
+            raise TypeError(
+                f"job {name!r}: validate=True needs argument type hints msgspec can describe as JSON "
+                "Schema; use plain types, dataclasses or msgspec Structs, or leave validate off"
+            )
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__wrapped__ = fn
         self.__doc__ = fn.__doc__
@@ -205,6 +227,17 @@ class JobFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<spitfire job {self.name!r} on queue {self.queue!r}>"
+
+    def definition(self) -> JobDefinitionSpec:
+        """This job's definition as the server keeps it (`App.register_jobs`): its queue, its
+        ``@app.job`` options (the defaults of enqueues that leave them unset, from the CLI, HTTP or
+        any SDK), the JSON Schema of its arguments, and whether the server validates payloads."""
+        d = self.defaults
+        return JobDefinitionSpec(
+            self.name, self.queue, d.get("priority", 0), d.get("max_attempts"),
+            wire_backoff(d.get("backoff")), _seconds(d.get("timeout"), "timeout"), self.schema,
+            self.validate,
+        )  # fmt: skip
 
     def enqueue(self, *args: Any, **kwargs: Any) -> JobId:
         """Send a call to a worker (from synchronous code); returns the job id once durable, a
@@ -241,6 +274,23 @@ class JobFunction(Generic[P, R]):
         check_options(options, EnqueueOptions)
         merged: EnqueueOptions = {**self.defaults, **options}
         return _EnqueueCall(self, queue or self.queue, merged)
+
+
+#: How a server answers a message type it does not know (protocol/PROTOCOL.md, "Versioning").
+_UNKNOWN_TYPE = "unknown message type"
+
+
+def _not_supported(exc: BadRequest, definitions: Sequence[JobDefinitionSpec]) -> bool:
+    """False for a server older than REGISTER_JOBS; else ``exc`` again, naming the job at fault."""
+    if exc.message.startswith(_UNKNOWN_TYPE) or f": {_UNKNOWN_TYPE}" in exc.message:
+        return False
+    field = exc.field or ""
+    if field.startswith("definitions["):
+        index = field[len("definitions[") :].partition("]")[0]
+        if index.isdigit() and int(index) < len(definitions):
+            name = definitions[int(index)].name
+            raise type(exc)(f"job {name!r} (@app.job): {exc.message}", exc.field) from None
+    raise exc
 
 
 def _refused(c: CronSchedule, exc: BadRequest) -> BadRequest:
@@ -391,6 +441,7 @@ class App:
         backoff: Backoff | Sequence[float] | None = None,
         timeout: Delay | None = None,
         priority: int = 0,
+        validate: bool = False,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(
@@ -404,12 +455,17 @@ class App:
         backoff: Backoff | Sequence[float] | None = None,
         timeout: Delay | None = None,
         priority: int = 0,
+        validate: bool = False,
     ) -> Any:
         """Declare a job function (sync or async): ``@app.job`` or ``@app.job(queue="emails", ...)``.
 
         ``name`` (default: the function's ``__name__``) is the handler name on the wire; producers in
         other languages enqueue with it. ``max_attempts``, ``backoff``, ``timeout`` (the lease,
-        extended by heartbeats while the job runs) and ``priority`` are defaults of every enqueue.
+        extended by heartbeats while the job runs) and ``priority`` are defaults of every enqueue:
+        ``fn.enqueue`` sends them, and the server applies them to enqueues of the job from anywhere
+        else once a worker (or `register_jobs`) registered the app's job definitions. With
+        ``validate`` the server also checks every payload of the job against the JSON Schema of its
+        arguments at enqueue (docs/job-definitions.md).
 
         :raises TypeError: the signature has *args/**kwargs/positional-only parameters, or hints
             msgspec cannot check.
@@ -429,7 +485,7 @@ class App:
                 raise TypeError("this callable has no __name__: pass @app.job(name=...)")
             if job_name in self.jobs:
                 raise ValueError(f"this app already has a job named {job_name!r}: pass @app.job(name=...)")
-            wrapped = JobFunction(self, f, job_name, queue, defaults)
+            wrapped = JobFunction(self, f, job_name, queue, defaults, validate)
             pending: list[dict[str, Any]] = list(getattr(f, _PENDING_CRONS, ()))
             for declared in pending:  # check them all before registering anything
                 self._cron_of(wrapped, **declared)
@@ -522,6 +578,37 @@ class App:
         return CronSchedule(
             schedule_name, cron, timezone, misfire, job, kwargs, _job_options(job, options), data
         )
+
+    def definitions(self) -> list[JobDefinitionSpec]:
+        """The job definitions of every ``@app.job`` (what `register_jobs` sends), by name."""
+        return [self.jobs[name].definition() for name in sorted(self.jobs)]
+
+    def register_jobs(self) -> bool:
+        """Register the app's job definitions with the server (what ``spitfire worker`` does at start,
+        before its schedules): each replaces the server's definition of that job name, identical
+        ones are not written. Returns False, having changed nothing, when the server is older than
+        job definitions (enqueues from elsewhere then get the server's defaults).
+
+        :raises BadRequest: a definition the server refuses (``field``: ``definitions[i].<field>``);
+            the message names the job. :raises TooLarge: a schema over 64 KiB.
+        """
+        definitions = self.definitions()
+        try:
+            if definitions:
+                self.client.register_job_definitions(definitions)
+        except BadRequest as exc:
+            return _not_supported(exc, definitions)
+        return True
+
+    async def register_jobs_async(self, client: AsyncClient | None = None) -> bool:
+        """`register_jobs` for asyncio code (with ``client``, or the app's for this loop)."""
+        definitions = self.definitions()
+        try:
+            if definitions:
+                await (client or self.async_client()).register_job_definitions(definitions)
+        except BadRequest as exc:
+            return _not_supported(exc, definitions)
+        return True
 
     def register_schedules(self) -> list[Schedule]:
         """Upsert every ``@app.cron`` schedule on the server by name (what ``spitfire worker`` does at

@@ -18,11 +18,14 @@ from spitfire.protocol.messages import (
     DeleteQueue,
     Enqueue,
     EnqueueMany,
+    JobDefinitionSpec,
     JobRef,
+    ListJobDefinitions,
     ListWorkers,
     MessageType,
     Ping,
     QueueRef,
+    RegisterJobs,
     Wait,
 )
 
@@ -42,7 +45,7 @@ from .errors import (
     WaitTimeout,
     error_from_frame,
 )
-from .models import AsyncJobId, Job, JobPage, PurgeResult, Stats, WorkerInfo, enc_hook
+from .models import AsyncJobId, Job, JobDefinition, JobPage, PurgeResult, Stats, WorkerInfo, enc_hook
 
 if TYPE_CHECKING:
     from .schedules import AsyncSchedules
@@ -464,10 +467,11 @@ class AsyncClient:
         ``payload`` is any msgpack-able object (see `encode_payload`). Options (`EnqueueOptions`):
         ``priority`` 0..10, higher first. ``delay`` (seconds or timedelta) or ``run_at`` (epoch
         seconds or datetime) postpone it. ``max_attempts``, ``backoff`` and ``timeout`` (the lease a
-        worker gets, extended by its heartbeats) default to the server's; ``backoff`` is a `Backoff`
-        or a list of retry delays in seconds (``[1, 5, 30, 300]``). With ``idempotency_key``,
-        enqueueing the same key again returns the first job's id and adds nothing. ``headers`` is a
-        string map (trace context, tags) handed to the worker.
+        worker gets, extended by its heartbeats) default to the job's definition on the server (what
+        its worker registered from ``@app.job``; a priority of 0 too), else to the server's;
+        ``backoff`` is a `Backoff` or a list of retry delays in seconds (``[1, 5, 30, 300]``).
+        With ``idempotency_key``, enqueueing the same key again returns the first job's id and adds
+        nothing. ``headers`` is a string map (trace context, tags) handed to the worker.
 
         :raises TypeError: an unknown option.
         :raises BadRequest: an invalid argument (``field`` names it).
@@ -661,6 +665,24 @@ class AsyncClient:
         """The workers subscribed over the binary protocol now (HTTP workers are not listed)."""
         reply = await self._call(MessageType.LIST_WORKERS, ListWorkers(), resend=True)
         return [WorkerInfo.from_info(w) for w in reply.workers]
+
+    async def job_definitions(self) -> list[JobDefinition]:
+        """Every job definition the server holds, by name: the defaults it gives every enqueue of the
+        job that leaves them unset, and the JSON Schema of its payload (docs/job-definitions.md)."""
+        reply = await self._call(MessageType.LIST_JOB_DEFINITIONS, ListJobDefinitions(), resend=True)
+        return [JobDefinition.from_info(d) for d in reply.definitions]
+
+    async def register_job_definitions(self, definitions: Sequence[JobDefinitionSpec]) -> None:
+        """Create or replace the server's definitions of these jobs (the others stay), all or nothing,
+        once durable; identical ones are not written again. `App.register_jobs` sends an app's
+        (``fn.definition()`` of each ``@app.job``). Safe to resend: the latest registration wins.
+
+        :raises BadRequest: a field the server refuses (``field``: ``definitions[i].<field>``), or a
+            server older than job definitions ("unknown message type"); nothing changed.
+        :raises TooLarge: a schema over 64 KiB. :raises Conflict: past the server's 10,000 definitions.
+        """
+        message = RegisterJobs(list(definitions))
+        await self._call(MessageType.REGISTER_JOBS, message, resend=True)
 
     async def ping(self) -> float:
         """Round trip to the server; returns the seconds it took."""

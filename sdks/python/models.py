@@ -9,7 +9,15 @@ from typing import Any, Self
 
 import msgspec
 
-from spitfire.protocol.messages import Backoff, JobInfo, JobList, QueueInfo, ScheduleInfo, StatsInfo
+from spitfire.protocol.messages import (
+    Backoff,
+    JobDefinitionInfo,
+    JobInfo,
+    JobList,
+    QueueInfo,
+    ScheduleInfo,
+    StatsInfo,
+)
 from spitfire.protocol.messages import WorkerInfo as WireWorker
 
 from . import _pydantic
@@ -19,6 +27,7 @@ __all__ = [
     "AttemptError",
     "Backoff",
     "Job",
+    "JobDefinition",
     "JobId",
     "JobPage",
     "Progress",
@@ -408,3 +417,47 @@ class WorkerInfo:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (what ``spitfire workers --json`` prints)."""
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefinition:
+    """A job's definition as the server holds it (`AsyncClient.job_definitions`): the defaults every
+    enqueue of the job gets for the options it leaves unset, and the JSON Schema of its payload.
+
+    ``schema`` is the decoded JSON Schema (None: none registered); with ``validate`` the server checks
+    every payload against it at enqueue. ``registered_by`` names the client whose registration last
+    changed it (its HELLO name), ``updated_at`` when. Times are float seconds since the epoch.
+    """
+
+    name: str
+    queue: str | None
+    priority: int
+    max_attempts: int | None
+    backoff: Backoff | None
+    #: The lease in seconds.
+    timeout: float | None
+    schema: Any
+    validate: bool
+    registered_by: str
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_info(cls, info: JobDefinitionInfo) -> JobDefinition:
+        """Decode the protocol's JobDefinitionInfo (a schema that is not JSON is kept as its text)."""
+        schema: Any = None
+        if info.schema is not None:
+            try:
+                schema = msgspec.json.decode(info.schema)
+            except msgspec.DecodeError:
+                schema = info.schema
+        return cls(
+            info.name, info.queue, info.priority, info.max_attempts, info.backoff, info.timeout, schema,
+            info.validate, info.registered_by, info.created_at, info.updated_at,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (what ``spitfire jobs defs --json`` prints)."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out["backoff"] = msgspec.structs.asdict(self.backoff) if self.backoff else None
+        return out

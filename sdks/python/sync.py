@@ -27,7 +27,18 @@ from typing import Any, TypeVar, Unpack
 
 import msgspec
 
-from spitfire.protocol.messages import DeleteQueue, JobRef, ListWorkers, MessageType, Ping, QueueRef, Wait
+from spitfire.protocol.messages import (
+    DeleteQueue,
+    JobDefinitionSpec,
+    JobRef,
+    ListJobDefinitions,
+    ListWorkers,
+    MessageType,
+    Ping,
+    QueueRef,
+    RegisterJobs,
+    Wait,
+)
 
 from . import _admin
 from ._blocking import BlockingConnection, Unsent, connect
@@ -58,7 +69,7 @@ from .errors import (
     UnsupportedVersion,
     error_from_frame,
 )
-from .models import Job, JobId, JobPage, PurgeResult, Stats, WorkerInfo
+from .models import Job, JobDefinition, JobId, JobPage, PurgeResult, Stats, WorkerInfo
 from .schedules import Schedules
 
 __all__ = ["Client", "run_sync"]
@@ -459,6 +470,21 @@ class Client:
             return run_sync(self._async.workers())
         reply = self._call(MessageType.LIST_WORKERS, ListWorkers(), resend=True)
         return [WorkerInfo.from_info(w) for w in reply.workers]
+
+    def job_definitions(self) -> list[JobDefinition]:
+        """Every job definition the server holds. See `AsyncClient.job_definitions`."""
+        if self._bridge:
+            return run_sync(self._async.job_definitions())
+        reply = self._call(MessageType.LIST_JOB_DEFINITIONS, ListJobDefinitions(), resend=True)
+        return [JobDefinition.from_info(d) for d in reply.definitions]
+
+    def register_job_definitions(self, definitions: Sequence[JobDefinitionSpec]) -> None:
+        """Create or replace the server's definitions of these jobs. See
+        `AsyncClient.register_job_definitions`."""
+        if self._bridge:
+            return run_sync(self._async.register_job_definitions(definitions))
+        self._call(MessageType.REGISTER_JOBS, RegisterJobs(list(definitions)), resend=True)
+        return None
 
     def ping(self) -> float:
         """Round trip to the server in seconds."""

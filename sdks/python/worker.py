@@ -233,6 +233,7 @@ class Worker:
         self._accepting = True
         self._force = False
         self._schedules_registered = False
+        self._jobs_registered = False
         self._threads: list[threading.Thread] = []
         #: Progress reported and not sent yet (job id -> value, message), written from any thread.
         self._progress: dict[str, tuple[float | None, str | None]] = {}
@@ -328,6 +329,8 @@ class Worker:
         said_at, said_wait = 0.0, 0.0
         while not self._stop_event.is_set():
             try:
+                if not self._jobs_registered:
+                    await self._register_jobs()
                 if not self._schedules_registered:
                     await self._register_schedules()
                 await self._subscribe()
@@ -351,6 +354,31 @@ class Worker:
                 await asyncio.wait_for(self._stop_event.wait(), wait * random.uniform(0.8, 1.2))
             wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
         return False
+
+    async def _register_jobs(self) -> None:
+        """Register the app's job definitions, once per worker start, before its schedules (their
+        payloads are checked against them) and before subscribing. Not being able to is logged, never
+        fatal: the jobs still run, only enqueues made elsewhere then get the server's defaults."""
+        try:
+            known = await self.app.register_jobs_async(self._control)
+        except (BadRequest, Conflict) as exc:  # TooLarge too: refused, all or nothing (retrying won't help)
+            log.error(
+                "the server refused the app's job definitions: %s; enqueues of its jobs from elsewhere "
+                "get the server's defaults", exc,
+            )  # fmt: skip
+        else:
+            if not known:
+                log.warning(
+                    "the server at %s does not keep job definitions (an older version): enqueues of "
+                    "this app's jobs from elsewhere get the server's defaults", self._control.url,
+                )  # fmt: skip
+            elif self.app.jobs:
+                log.info(
+                    "registered %d job definition(s): %s",
+                    len(self.app.jobs),
+                    ", ".join(sorted(self.app.jobs)),
+                )
+        self._jobs_registered = True
 
     async def _register_schedules(self) -> None:
         """Upsert the app's ``@app.cron`` schedules by name, once per worker start (before subscribing).

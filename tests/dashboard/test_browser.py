@@ -142,6 +142,10 @@ def _has_schedule_routes(client: httpx.Client) -> bool:
     return not (r.status_code == 404 and r.json()["error"]["code"] == "ROUTE_NOT_FOUND")
 
 
+def test_job_definitions_page(server: HttpServer) -> None:
+    run_scenario("the job definitions page shows a registered definition and its schema", server)
+
+
 def test_login_flow_with_auth_token(server: HttpServer, auth_server: HttpServer) -> None:
     run_scenario(
         "the login flow with --auth-token", server, SPITFIRE_AUTH_URL=auth_server.url, SPITFIRE_TOKEN=TOKEN

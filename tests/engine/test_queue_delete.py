@@ -126,7 +126,7 @@ async def test_the_log_is_dropped_from_storage(harness: Harness) -> None:
     await e.delete_queue("q", T0, force=True)
     assert e.storage.queues() == []
     if harness.state is not None:
-        assert harness.state.logs.keys() <= {"meta/schedules"}
+        assert harness.state.logs.keys() <= {"meta/schedules", "meta/definitions"}
     else:
         assert isinstance(e.storage, FileStorage)
         assert os.listdir(e.storage.queues_dir) == []
@@ -260,7 +260,7 @@ async def test_a_caller_going_away_does_not_stop_a_deletion() -> None:
     await _turn()
     state.release_commits()
     await _turn()
-    assert e.queues() == [] and state.logs.keys() <= {"meta/schedules"}
+    assert e.queues() == [] and state.logs.keys() <= {"meta/schedules", "meta/definitions"}
     await e.close()
 
 
@@ -339,7 +339,11 @@ def test_records_after_a_deletion_record_are_dropped_with_it() -> None:
         await storage.close()
         e = Engine(MemoryStorage(state))
         await e.open(T0)
-        assert e.queues() == [] and len(e.table) == 0 and state.logs.keys() <= {"meta/schedules"}
+        assert (
+            e.queues() == []
+            and len(e.table) == 0
+            and state.logs.keys() <= {"meta/schedules", "meta/definitions"}
+        )
         await e.close()
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ def test_record_type_bytes_are_stable() -> None:
         "JOB_CANCELLED": 6, "JOB_RETRIED": 7, "JOB_DELETED": 8, "QUEUE_PAUSED": 9, "QUEUE_RESUMED": 10,
         "QUEUE_DURABILITY": 11, "JOB_SNOOZED": 12, "JOB_RELEASED": 13, "QUEUE_DELETED": 14,
         "SCHEDULE_SET": 20, "SCHEDULE_DELETED": 21, "SCHEDULE_TICKED": 22,
+        "DEFINITIONS_SET": 30, "DEFINITION_DELETED": 31,
     }  # fmt: skip
     assert set(rec.BODY_TYPES) == set(RecordType)
 

@@ -74,7 +74,8 @@ def test_framed_record_bytes(vector: dict[str, Any]) -> None:
 @pytest.mark.parametrize("vector", CHUNKS, ids=[v["name"] for v in CHUNKS])
 def test_snapshot_chunk_bytes(vector: dict[str, Any]) -> None:
     kinds = {"QueueMeta": rec.QueueMeta, "JobChunk": rec.JobChunk, "HistoryChunk": rec.HistoryChunk}
-    cls = {**kinds, "SchedulesSnapshot": rec.SchedulesSnapshot}[vector["kind"]]
+    systems = {"SchedulesSnapshot": rec.SchedulesSnapshot, "DefinitionsSnapshot": rec.DefinitionsSnapshot}
+    cls = {**kinds, **systems}[vector["kind"]]
     body = gen.build(cls, vector["body"])
     golden = bytes.fromhex(vector["hex"])
     assert rec.encode(body) == golden

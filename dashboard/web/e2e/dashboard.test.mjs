@@ -87,6 +87,7 @@ const PAGES = [
   { name: "job", path: "/jobs/{dead}", ready: "h2:text('Attempts')", data: "summary:text('Traceback')" },
   { name: "recurring", path: "/recurring", ready: "h1:text('Recurring')", data: ".empty, td:text('every day at 03:00')" },
   { name: "workers", path: "/workers", ready: "h1:text('Workers')", data: "h2:text('Possibly aborted jobs')" },
+  { name: "definitions", path: "/definitions", ready: "h1:text('Job definitions')", data: ".empty, tr[data-definition]" },
 ];
 
 async function firstDead() {
@@ -207,6 +208,31 @@ test("trigger, pause and resume a recurring schedule", async () => {
     await row.locator(".badge.paused").waitFor();
     await row.locator("button:text-is('Resume')").click();
     await row.locator("button:text-is('Pause')").waitFor();
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("the job definitions page shows a registered definition and its schema", async () => {
+  const name = Q("send_email");
+  const schema = { type: "object", properties: { to: { type: "string" }, subject: { type: "string" } }, required: ["to"] };
+  try {
+    await api("POST", "/api/job-definitions", {
+      definitions: [{ name, queue: Q("emails"), max_attempts: 5, timeout_ms: 30_000, schema, validate: true }],
+    });
+  } catch (err) {
+    if (String(err).includes(": 404 ")) return; // a server without job definitions: nothing to show
+    throw err;
+  }
+  const { context, page, errors } = await open();
+  try {
+    await page.goto(`${BASE}/definitions`);
+    const row = page.locator(`tr[data-definition="${name}"]`);
+    await row.locator("text=5 attempts · 30 s lease").waitFor();
+    await row.locator(".badge:text-is('validated')").waitFor();
+    await row.locator("summary:text-is('Schema')").click();
+    await row.locator("pre.code", { hasText: '"required"' }).waitFor();
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

@@ -6,6 +6,7 @@ import { ApiError } from "./api/client";
 import { Layout } from "./components/Layout";
 import { Login } from "./components/Login";
 import { LiveProvider } from "./live/LiveProvider";
+import { DefinitionsPage } from "./pages/DefinitionsPage";
 import { JobPage } from "./pages/JobPage";
 import { JobsPage } from "./pages/JobsPage";
 import { NotFoundPage } from "./pages/NotFoundPage";
@@ -56,6 +57,7 @@ export function App() {
               <Route path="jobs" element={<JobsPage />} />
               <Route path="jobs/:id" element={<JobPage />} />
               <Route path="recurring" element={<RecurringPage />} />
+              <Route path="definitions" element={<DefinitionsPage />} />
               <Route path="workers" element={<WorkersPage />} />
               <Route path="*" element={<NotFoundPage />} />
             </Route>

@@ -7,6 +7,7 @@ import type {
   BulkAction,
   BulkResult,
   Job,
+  JobDefinition,
   JobFilter,
   JobPage,
   Queue,
@@ -130,6 +131,10 @@ export async function fetchHistory(
     if (err instanceof ApiError && (err.status === 404 || err.status === 405)) return null;
     throw err;
   }
+}
+
+export async function fetchJobDefinitions(signal?: AbortSignal): Promise<JobDefinition[]> {
+  return (await get<{ definitions: JobDefinition[] }>("/api/job-definitions", {}, signal)).definitions;
 }
 
 export async function fetchSchedules(signal?: AbortSignal): Promise<Schedule[]> {

@@ -5,6 +5,7 @@ import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import {
   fetchHistory,
   fetchJob,
+  fetchJobDefinitions,
   fetchJobs,
   fetchQueue,
   fetchQueues,
@@ -24,6 +25,7 @@ export const keys = {
   workers: ["workers"] as const,
   history: (minutes: number, step: number, queue?: string) => ["history", minutes, step, queue ?? ""] as const,
   schedules: ["schedules"] as const,
+  definitions: ["job-definitions"] as const,
 };
 
 export const useStats = () => useQuery({ queryKey: keys.stats, queryFn: ({ signal }) => fetchStats(signal) });
@@ -61,3 +63,11 @@ export const useHistory = (minutes: number, step: number, queue?: string) =>
 
 export const useSchedules = () =>
   useQuery({ queryKey: keys.schedules, queryFn: ({ signal }) => fetchSchedules(signal), refetchInterval: 30_000 });
+
+// Definitions change when a worker starts: no event carries them, so look again now and then.
+export const useJobDefinitions = () =>
+  useQuery({
+    queryKey: keys.definitions,
+    queryFn: ({ signal }) => fetchJobDefinitions(signal),
+    refetchInterval: 30_000,
+  });

@@ -159,6 +159,22 @@ export interface StatsHistory {
   points: HistoryPoint[];
 }
 
+/** A job definition (GET /api/job-definitions): the defaults every enqueue of the job gets for the
+ * options it leaves unset, and the JSON Schema of its payload. */
+export interface JobDefinition {
+  name: string;
+  queue: string | null;
+  priority: number;
+  max_attempts: number | null;
+  backoff: Backoff | null;
+  timeout_ms: number | null;
+  schema: unknown;
+  validate: boolean;
+  registered_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Schedule {
   name: string;
   cron: string;

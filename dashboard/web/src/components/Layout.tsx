@@ -46,6 +46,9 @@ export function Layout({ theme }: Props) {
           <NavLink to="/recurring" className={link}>
             Recurring
           </NavLink>
+          <NavLink to="/definitions" className={link}>
+            Definitions
+          </NavLink>
           <NavLink to="/workers" className={link}>
             Workers{" "}
             {stats ? <span className={`nav-badge ${stats.workers ? "" : "warning"}`}>{count(stats.workers)}</span> : null}
