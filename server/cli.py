@@ -10,6 +10,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
+                [--otel] [--trace-url-template URL]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -170,6 +171,20 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep at most N succeeded, N dead and N cancelled jobs per queue (default %(default)s)",
     )
+    tracing = p.add_argument_group("tracing (OpenTelemetry; docs/tracing.md)")
+    tracing.add_argument(
+        "--otel",
+        action="store_true",
+        help="export spans of enqueues, commits and deliveries over OTLP/HTTP, configured by the OTEL_* "
+        "environment variables (default: off; needs pip install 'spitfire[otel]')",
+    )
+    tracing.add_argument(
+        "--trace-url-template",
+        default=None,
+        metavar="URL",
+        help="link the dashboard shows for a job's trace id, e.g. 'https://tempo.example/trace/{trace_id}' "
+        "(default: none, the id alone)",
+    )
     conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
     conns.add_argument(
         "--max-connections",
@@ -270,6 +285,8 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_max_per_queue=args.retain_max_per_queue,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        otel=args.otel,
+        trace_url_template=args.trace_url_template,
     )
 
 
