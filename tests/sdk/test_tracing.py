@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from otlp_receiver import OtlpReceiver, ReceivedSpan
-from sdk_helpers import WAIT, ServerProcess, WorkerProcess
+from sdk_helpers import WAIT, ServerProcess, WorkerProcess, free_port
 
 import spitfire
+import spitfire.tracing
 
 pytest.importorskip("opentelemetry.sdk")
 
@@ -84,14 +85,18 @@ def fails() -> None:
 
 #: The producer: enqueues under a span of its own, prints the ids.
 PRODUCER = """
-import json, sys
+import json, os
 
 from opentelemetry import trace
 
 import jobs_module as m
 
+custom = os.environ.get("CUSTOM_TRACEPARENT")
 with trace.get_tracer("shop").start_as_current_span("checkout"):
-    ids = {"parent": m.parent.enqueue(n=1), "fails": m.fails.enqueue()}
+    if custom:  # a creation context of the caller's own
+        ids = {"own": m.grandchild.options(headers={"traceparent": custom, "tenant": "t1"}).enqueue(n=1)}
+    else:
+        ids = {"parent": m.parent.enqueue(n=1), "fails": m.fails.enqueue()}
 print(json.dumps(ids))
 """
 
@@ -272,3 +277,102 @@ def test_without_the_api_the_sdk_imports_and_enqueues(server: ServerProcess, que
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+CUSTOM_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CUSTOM = f"00-{CUSTOM_TRACE}-b7ad6b7169203331-01"
+
+
+def test_a_creation_context_the_producer_gives_is_kept_and_linked(
+    tmp_path: Path, otel_server: ServerProcess, receiver: OtlpReceiver, queue: str
+) -> None:
+    scene = Scenario(tmp_path, otel_server, queue)
+    ids, produced = scene.produce(CUSTOM_TRACEPARENT=CUSTOM)
+    with spitfire.Client(otel_server.url, tracing=False) as client:
+        assert client.get(ids["own"]).headers == {"traceparent": CUSTOM, "tenant": "t1"}
+    send = one(produced, f"send {queue}")
+    assert send["links"] == ["b7ad6b7169203331"]  # the send span links to it, changes nothing
+    worked = scene.work()
+    run = one(worked, f"process {queue}")
+    assert (run["trace_id"], run["parent"], run["links"]) == (
+        CUSTOM_TRACE,
+        "b7ad6b7169203331",
+        ["b7ad6b7169203331"],
+    )
+    spans = receiver.wait_for(lambda got: any(s.name == f"deliver {queue}" for s in got))
+    assert {s.trace_id for s in spans if s.attributes.get("messaging.destination.name") == queue} == {
+        CUSTOM_TRACE
+    }
+
+
+def test_hostile_trace_headers_change_nothing_but_the_trace(
+    tmp_path: Path, otel_server: ServerProcess, receiver: OtlpReceiver, queue: str
+) -> None:
+    """Malformed, huge and nonsense trace headers: the server and the worker ignore them (each
+    such job gets a trace of its own) and run the jobs; nothing crashes."""
+    hostile = [
+        {"traceparent": "garbage"},
+        {"traceparent": f"00-{'z' * 32}-b7ad6b7169203331-01"},
+        {"traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"},
+        {"traceparent": "x" * 200_000, "tracestate": ",".join(["k=v"] * 20_000)},
+        {"traceparent": CUSTOM, "tracestate": "=" * 100_000, "baggage": "%%%" * 10_000},
+        {"traceparent": f"ff-{CUSTOM_TRACE}-b7ad6b7169203331-01"},
+    ]
+    with spitfire.Client(otel_server.url, tracing=False) as client:
+        ids = [client.enqueue(queue, "grandchild", {"n": i}, headers=h) for i, h in enumerate(hostile)]
+    worked = Scenario(tmp_path, otel_server, queue).work()
+    runs = by_name(worked, f"process {queue}")
+    assert sorted(r["attributes"]["messaging.message.id"] for r in runs) == sorted(ids)
+    assert all(r["attributes"]["messaging.spitfire.outcome"] == "succeeded" for r in runs)
+    by_id = {r["attributes"]["messaging.message.id"]: r for r in runs}
+    for job_id, headers in zip(ids, hostile, strict=True):
+        if headers["traceparent"] == CUSTOM:  # valid: continued, whatever its tracestate
+            assert by_id[job_id]["trace_id"] == CUSTOM_TRACE
+        else:
+            assert by_id[job_id]["parent"] == "" and by_id[job_id]["trace_id"] != CUSTOM_TRACE
+    receiver.wait_for(lambda got: sum(s.name == f"deliver {queue}" for s in got) == len(ids))
+    with spitfire.Client(otel_server.url, tracing=False) as client:
+        assert client.ping() > 0
+
+
+def test_an_unreachable_collector_slows_nothing_and_the_server_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{free_port()}/v1/traces")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    server = ServerProcess(tmp_path / "data", None, "--otel").start()
+    try:
+        with spitfire.Client(server.url, tracing=False) as client:
+            ids = client.enqueue_many(
+                queue, "grandchild", [{"n": i} for i in range(50)], headers={"traceparent": CUSTOM}
+            )
+        Scenario(tmp_path, server, queue).work()
+        with spitfire.Client(server.url, tracing=False) as client:
+            assert {client.get(i).state for i in ids} == {"succeeded"}
+        assert server.terminate() == 0  # within the export grace, though nothing takes the spans
+    finally:
+        server.kill()
+
+
+def test_a_job_keeps_its_trace_across_a_server_crash(
+    tmp_path: Path, otel_server: ServerProcess, receiver: OtlpReceiver, queue: str
+) -> None:
+    with spitfire.Client(otel_server.url, tracing=False) as client:
+        job_id = client.enqueue(queue, "grandchild", {"n": 1}, headers={"traceparent": CUSTOM})
+    otel_server.kill()  # SIGKILL: the job's headers are in the log
+    otel_server.start()
+    Scenario(tmp_path, otel_server, queue).work()
+    spans = receiver.wait_for(lambda got: any(s.name == f"deliver {queue}" for s in got))
+    (deliver,) = [s for s in spans if s.name == f"deliver {queue}"]
+    assert (deliver.trace_id, deliver.parent_span_id) == (CUSTOM_TRACE, "b7ad6b7169203331")
+    assert deliver.attributes["messaging.message.id"] == job_id
+
+
+def test_no_tracer_provider_means_no_trace_headers(server: ServerProcess, queue: str) -> None:
+    """The API is installed here, but nothing set a TracerProvider: the API's no-op spans."""
+    assert spitfire.tracing.AVAILABLE
+    with spitfire.Client(server.url) as client:
+        job_id = client.enqueue(queue, "noop", {}, headers={"tenant": "t"})
+        ids = client.enqueue_many(queue, "noop", [{}, {}])
+        assert client.get(job_id).headers == {"tenant": "t"}
+        assert all(client.get(i).headers == {} for i in ids)
