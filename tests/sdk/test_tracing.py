@@ -376,3 +376,18 @@ def test_no_tracer_provider_means_no_trace_headers(server: ServerProcess, queue:
         ids = client.enqueue_many(queue, "noop", [{}, {}])
         assert client.get(job_id).headers == {"tenant": "t"}
         assert all(client.get(i).headers == {} for i in ids)
+
+
+def test_the_dashboard_learns_the_trace_url_template(tmp_path: Path) -> None:
+    import httpx
+
+    template = "https://tempo.example/trace/{trace_id}"
+    with_template = ServerProcess(tmp_path / "a", None, "--trace-url-template", template).start()
+    without = ServerProcess(tmp_path / "b").start()
+    try:
+        for proc, expected in ((with_template, template), (without, None)):
+            stats = httpx.get(f"http://127.0.0.1:{proc.http_port}/api/stats", timeout=WAIT).json()
+            assert stats["server"]["trace_url_template"] == expected
+    finally:
+        with_template.kill()
+        without.kill()
