@@ -191,7 +191,6 @@ def start_process(d: Delivery, client_id: str) -> Process:
         "messaging.client.id": client_id,
         "messaging.spitfire.job.name": d.name,
         "messaging.spitfire.attempt": d.attempt,
-        "messaging.spitfire.max_attempts": d.max_attempts,
     }
     span = _get_tracer().start_span(
         f"process {d.queue}",
