@@ -235,6 +235,7 @@ class Dashboard:
             durability=opts.durability.value,
             listen=urls,
             http=http_url or f"http://{opts.http}",
+            trace_url_template=opts.trace_url_template,
         )
         self.http_workers = HttpWorkers()
         self.live = LiveEvents(self._stats_event)
@@ -399,10 +400,19 @@ class Dashboard:
         key = self._idempotency_key(request, body.idempotency_key)
         payload = mo.to_msgpack("payload", body.payload)
         started = time.perf_counter()
-        with self._counting_refusals():
-            job, created = await self.engine.enqueue(
-                queue, body.name, payload, now=time.time(), options=_options(body), idempotency_key=key
-            )
+        tracer = self.service.tracer  # --otel: the same spans as the binary protocol's enqueues
+        trace = tracer.start_enqueue(queue, body.headers, None) if tracer is not None else None
+        try:
+            with self._counting_refusals():
+                job, created = await self.engine.enqueue(
+                    queue, body.name, payload, now=time.time(), options=_options(body), idempotency_key=key
+                )
+        except BaseException as exc:
+            if trace is not None:
+                trace.end((), exc)
+            raise
+        if trace is not None:
+            trace.end((job,), None)
         self.metrics.enqueue_latency.labels("single").observe(time.perf_counter() - started)
         return json_response(201 if created else 200, self._out(job))
 
@@ -412,11 +422,20 @@ class Dashboard:
         payloads = [mo.to_msgpack(f"payloads[{i}]", p) for i, p in enumerate(body.payloads)]
         count = len(payloads)
         started = time.perf_counter()
-        with self._counting_refusals():
-            jobs, flags = await self.engine.enqueue_batch(
-                queue, body.name, payloads, now=time.time(), options=_options(body),
-                idempotency_keys=body.idempotency_keys,
-            )  # fmt: skip
+        tracer = self.service.tracer
+        trace = tracer.start_enqueue(queue, body.headers, count) if tracer is not None else None
+        try:
+            with self._counting_refusals():
+                jobs, flags = await self.engine.enqueue_batch(
+                    queue, body.name, payloads, now=time.time(), options=_options(body),
+                    idempotency_keys=body.idempotency_keys,
+                )  # fmt: skip
+        except BaseException as exc:
+            if trace is not None:
+                trace.end((), exc)
+            raise
+        if trace is not None:
+            trace.end(jobs, None)
         created = [True] * count if flags is None else flags
         self.metrics.enqueue_latency.labels("batch").observe(time.perf_counter() - started)
         out = mo.BatchOut([job.id for job in jobs], created)

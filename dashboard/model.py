@@ -340,6 +340,8 @@ class ServerOut(msgspec.Struct):
     listen: list[str]
     #: The HTTP API's base URL.
     http: str
+    #: ``--trace-url-template``: a trace's URL with ``{trace_id}`` in it (None: not given).
+    trace_url_template: str | None = None
 
 
 class Totals(msgspec.Struct):

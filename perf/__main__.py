@@ -27,6 +27,8 @@ python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
     Enqueue speed with and without a million delayed jobs held, their lateness, and the restart time.
 python -m perf sse-readers [--readers 10] [--jobs 100000] [--repeat 4] [--mode batched|each]
     Enqueue speed with and without ten SSE readers of /api/events (open dashboards), alternately.
+python -m perf tracing [--jobs 20000] [--repeat 3]
+    Drain speed with OpenTelemetry on (the worker; the worker and the server) and off, alternately.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -223,6 +225,7 @@ DELEGATED = {
     "ceiling": "perf.ceiling:main",
     "delayed-scale": "perf.delayed_scale:main",
     "sse-readers": "perf.sse_readers:main",
+    "tracing": "perf.tracing:main",
 }
 
 
@@ -264,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")
     sub.add_parser("sse-readers", help="enqueue speed with and without ten dashboards' event streams")
     sub.add_parser("delayed-scale", help="enqueue speed, lateness and restart with 1,000,000 delayed jobs")
+    sub.add_parser("tracing", help="drain speed with OpenTelemetry tracing on (worker, server) and off")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)

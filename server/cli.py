@@ -11,6 +11,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
                 [--compat-http HOST:PORT]
+                [--otel] [--trace-url-template URL]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -185,6 +186,20 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep at most N succeeded, N dead and N cancelled jobs per queue (default %(default)s)",
     )
+    tracing = p.add_argument_group("tracing (OpenTelemetry; docs/tracing.md)")
+    tracing.add_argument(
+        "--otel",
+        action="store_true",
+        help="export spans of enqueues, commits and deliveries over OTLP/HTTP, configured by the OTEL_* "
+        "environment variables (default: off; needs pip install 'spitfire[otel]')",
+    )
+    tracing.add_argument(
+        "--trace-url-template",
+        default=None,
+        metavar="URL",
+        help="link the dashboard shows for a job's trace id, e.g. 'https://tempo.example/trace/{trace_id}' "
+        "(default: none, the id alone)",
+    )
     conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
     conns.add_argument(
         "--max-connections",
@@ -287,6 +302,8 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
         compat_http=None if args.compat_http is None else Address.parse(args.compat_http, "--compat-http"),
+        otel=args.otel,
+        trace_url_template=args.trace_url_template,
     )
 
 

@@ -49,6 +49,9 @@ class Commits:
         self.failure: StorageError | None = None
         #: Called once, with the reason, when the engine fails-stop (the server stops on it).
         self.on_failure: Callable[[str], None] | None = None
+        #: Told of each fsync's records per queue log: (queue, last durable LSN, records applied);
+        #: tracing's hook (None: off).
+        self.on_durable: Callable[[str, int, int], None] | None = None
 
     def listen(self, q: Queue) -> None:
         """Hear from ``q``'s log when its records become durable, or when it fails."""
@@ -59,6 +62,7 @@ class Commits:
         """The log made every record up to ``upto`` durable: apply the pending ones, in order (before
         their writers are answered: the log calls this before resolving their commit futures)."""
         pending = q.pending
+        waiting = len(pending)
         inflight = self.inflight
         state = self.state
         apply = state.apply
@@ -84,6 +88,8 @@ class Commits:
                 job_id = getattr(body, "id", None)  # queue records (pause, deletion...) have none
                 if job_id is not None and inflight.get(job_id) == lsn:
                     del inflight[job_id]
+        if self.on_durable is not None:
+            self.on_durable(q.name, upto, waiting - len(pending))
 
     def _in_flight(self, q: Queue, lsn: int, jobs: Sequence[Job], new: NewJobs) -> None:
         """New jobs appended at ``lsn`` wait for their commit: count them, hold their keys."""

@@ -109,6 +109,8 @@ class Dispatcher:
         self._turn = 0
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Told of every push: (worker id, the jobs, when); tracing's hook (None: off).
+        self.on_deliver: Callable[[str, list[Job], float], None] | None = None
 
     # -- events -----------------------------------------------------------------------------------------
 
@@ -218,11 +220,14 @@ class Dispatcher:
             log.exception("dispatch pass failed")
             return
         earliest = float("inf")
+        on_deliver = self.on_deliver
         for worker, jobs in batches.items():
             for job in jobs:
                 if job.lease_until is not None and job.lease_until < earliest:
                     earliest = job.lease_until
             self._push(worker, jobs)
+            if on_deliver is not None:
+                on_deliver(worker.id, jobs, self._clock())
         if earliest != float("inf"):
             self._on_lease(earliest)
         if budget <= 0:

@@ -152,9 +152,16 @@ class ServerOptions:
     #: Where the HTTP APIs of Vesper, the crash-resilient queue and simplequeue are served
     #: (docs/compat.md); None: not served.
     compat_http: Address | None = None
+    #: Make OpenTelemetry spans of enqueues, commits and deliveries, exported over OTLP/HTTP as the
+    #: OTEL_* environment variables say (docs/tracing.md); needs the ``otel`` extra.
+    otel: bool = False
+    #: URL of a trace in the tracing UI, with ``{trace_id}`` where the id goes: the dashboard links
+    #: a job's trace id there (None: it shows the id alone).
+    trace_url_template: str | None = None
 
     def __post_init__(self) -> None:
         self._check_limits()
+        self._check_tracing()
         if self.log_format not in ("text", "json"):
             raise OptionsError(f"--log-format {self.log_format!r}: choose text or json")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -210,6 +217,23 @@ class ServerOptions:
             )
         return out
 
+    def _check_tracing(self) -> None:
+        template = self.trace_url_template
+        if template is not None and (
+            "{trace_id}" not in template or not template.startswith(("http://", "https://"))
+        ):
+            raise OptionsError(
+                f"--trace-url-template {template!r}: give an http:// or https:// URL with {{trace_id}} "
+                "where the trace id goes, e.g. 'https://tempo.example/trace/{trace_id}'"
+            )
+        if self.otel:
+            needed = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+            if any(_missing(name) for name in needed):
+                raise OptionsError(
+                    "--otel needs the OpenTelemetry SDK and its OTLP/HTTP exporter: "
+                    "pip install 'spitfire[otel]'"
+                )
+
     def _check_limits(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise OptionsError("--tls-cert and --tls-key go together: give both, or neither")
@@ -250,3 +274,13 @@ def auth_token_from_env(flag_value: str | None) -> str | None:
     if flag_value is not None:
         return flag_value
     return os.environ.get(AUTH_TOKEN_ENV) or None
+
+
+def _missing(module: str) -> bool:
+    """True when ``module`` cannot be imported (its package, or a parent package, is absent)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is None
+    except ModuleNotFoundError:  # a parent package is missing
+        return True

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -33,6 +34,7 @@ from spitfire.server.listener import ConnectionHub, Listeners
 from spitfire.server.maintenance import Maintenance
 from spitfire.server.options import Address, ServerOptions
 from spitfire.server.service import Service
+from spitfire.server.tracehooks import Tracer
 from spitfire.wal import FileStorage
 
 log = logging.getLogger("spitfire.server")
@@ -43,6 +45,8 @@ SERVER_NAME = "spitfire-server/0.1.0"
 EXIT_STORAGE_FAILED = 3
 #: /ready answers 503 when the data directory's file system has less free space than this.
 READY_MIN_FREE = 16 * 2**20
+#: Seconds the shutdown waits for the last spans to be exported (``--otel``).
+TRACE_EXPORT_GRACE = 5.0
 
 
 class ListenError(Exception):
@@ -120,6 +124,8 @@ class Server:
         self.failure: str | None = None
         #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
         self.redis: Any = None
+        #: Makes the OpenTelemetry spans (``--otel``; server/tracing.py), else None.
+        self.tracer: Tracer | None = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -194,6 +200,8 @@ class Server:
         engine.admission = backpressure.admit
         engine.on_deadline = maintenance.note
         self.service = Service(engine, dispatcher, backpressure)
+        if opts.otel:
+            self._trace(engine, dispatcher, self.service)
         welcome = Welcome(
             PROTOCOL_VERSION,
             SERVER_NAME,
@@ -209,6 +217,40 @@ class Server:
             handshake_timeout=opts.handshake_timeout,
         )
         dispatcher.all_ready()
+
+    def _trace(self, engine: Engine, dispatcher: Dispatcher, service: Service) -> None:
+        """``--otel``: hand the tracer's hooks to the parts that report to it (imported only now:
+        without the flag no OpenTelemetry module is loaded)."""
+        from spitfire.server.tracing import ServerTracer
+
+        tracer = self.tracer = ServerTracer.from_env()
+        service.tracer = tracer
+        engine.commits.on_durable = tracer.durable
+        dispatcher.on_deliver = tracer.delivered
+        log.info("tracing: spans go over OTLP/HTTP as the OTEL_* environment variables say")
+
+    async def _stop_tracing(self) -> None:
+        """Export the spans still buffered, waiting at most `TRACE_EXPORT_GRACE` seconds (an
+        unreachable collector must not hold the exit up: its exporter retries for longer)."""
+        tracer = self.tracer
+        if tracer is None:
+            return
+        self.tracer = None
+        done = asyncio.get_running_loop().create_future()
+
+        def shutdown() -> None:
+            try:
+                tracer.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                    done.get_loop().call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        # A daemon thread, not the loop's executor: the interpreter would wait for that one at exit.
+        threading.Thread(target=shutdown, name="spitfire-trace-export", daemon=True).start()
+        try:
+            await asyncio.wait_for(done, TRACE_EXPORT_GRACE)
+        except TimeoutError:
+            log.warning("tracing: the last spans were not exported within %.0f s", TRACE_EXPORT_GRACE)
 
     async def _listen(self) -> None:
         assert self.hub is not None
@@ -423,6 +465,7 @@ class Server:
 
     async def close(self) -> None:
         """Flush everything to disk and release files."""
+        await self._stop_tracing()
         try:
             if self.redis is not None:  # still serving when start-up failed
                 await self.redis.close(0)

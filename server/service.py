@@ -45,6 +45,7 @@ from .queries import JobFilter
 from .records import Schedule, ScheduleOptions, ScheduleSpec
 from .schedules import EMPTY_PAYLOAD
 from .stats import EnqueueLatency, Refusals
+from .tracehooks import Tracer
 from .waiting import JobProgress, ProgressBoard, Waiters, check_timeout
 
 log = logging.getLogger("spitfire.server.service")
@@ -319,6 +320,8 @@ class Service:
         self.enqueue_latency = EnqueueLatency()
         #: Enqueues refused BUSY, TOO_LARGE or NO_SPACE, by protocol (the HTTP API counts here too).
         self.refusals = Refusals()
+        #: Spans of enqueue requests (``--otel``; the HTTP API's too). None: off.
+        self.tracer: Tracer | None = None
         self._idle: asyncio.Event | None = None
         #: WAIT and ``?wait_ms=``: answered when their job is final (bounded; in memory).
         self.waiters = Waiters(lambda job_id: engine.table.get(job_id))
@@ -459,6 +462,8 @@ class Service:
         started = _perf_counter()
         msg: m.Enqueue = request.message
         queue = msg.queue
+        tracer = self.tracer
+        trace = tracer.start_enqueue(queue, msg.headers, None) if tracer is not None else None
         coro = self.engine.enqueue(
             queue, msg.name, msg.payload, now=self.clock(), options=options_of(msg),
             idempotency_key=msg.idempotency_key,
@@ -466,6 +471,8 @@ class Service:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
+                if trace is not None:
+                    trace.end((), exc)
                 self._finished()
                 self.fail_request(conn, request, exc)
                 return
@@ -473,8 +480,12 @@ class Service:
             label = _created_label(job) if created else job.state.label
             self.answer(conn, request, MessageType.ENQUEUED, m.Enqueued(job.id, created, label))
             self.enqueue_latency.single.observe(_perf_counter() - started)
+            if trace is not None:
+                trace.end((job,), None)
 
         self._drive(coro, done)
+        if trace is not None:
+            trace.appended()  # the engine's first step appends the record (unless it makes the queue)
 
     def _enqueue_many(self, conn: Peer, request: Request) -> None:
         started = _perf_counter()
@@ -482,6 +493,8 @@ class Service:
         queue = msg.queue
         payloads = msg.payloads
         count = len(payloads)
+        tracer = self.tracer
+        trace = tracer.start_enqueue(queue, msg.headers, count) if tracer is not None else None
         coro = self.engine.enqueue_batch(
             queue, msg.name, payloads, now=self.clock(), options=options_of(msg),
             idempotency_keys=msg.idempotency_keys,
@@ -489,6 +502,8 @@ class Service:
 
         def done(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
+                if trace is not None:
+                    trace.end((), exc)
                 self._finished()
                 self.fail_request(conn, request, exc)
                 return
@@ -497,8 +512,12 @@ class Service:
             ids = [job.id for job in jobs]
             self.answer(conn, request, MessageType.ENQUEUED_MANY, m.EnqueuedMany(ids, created))
             self.enqueue_latency.batch.observe(_perf_counter() - started)
+            if trace is not None:
+                trace.end(jobs, None)
 
         self._drive(coro, done)
+        if trace is not None:
+            trace.appended()
 
     # -- jobs -------------------------------------------------------------------------------------------
 

@@ -395,6 +395,9 @@ class App:
     ``url``, ``auth_token``, ``timeout``, ``connect_timeout`` and ``tls_ca`` are as in `Client`
     (``url`` None: ``SPITFIRE_URL``, else ``tcp://127.0.0.1:7878``). Declare jobs with `job`;
     run them with ``spitfire worker module:app`` or `Worker`.
+
+    With `opentelemetry-api` installed and a TracerProvider set, enqueues and job runs are traced
+    (docs/tracing.md); ``tracing=False`` turns that off for this app's clients and workers.
     """
 
     def __init__(
@@ -405,12 +408,15 @@ class App:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         tls_ca: str | None = None,
+        tracing: bool = True,
     ) -> None:
         self.url = url
         self.auth_token = auth_token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.tls_ca = tls_ca
+        #: Trace enqueues and job runs when OpenTelemetry is configured (spitfire.tracing).
+        self.tracing = tracing
         #: Job functions by job name.
         self.jobs: dict[str, JobFunction[Any, Any]] = {}
         #: Schedules declared with ``@app.cron``, by schedule name.
@@ -683,6 +689,7 @@ class App:
                     timeout=self.timeout,
                     connect_timeout=self.connect_timeout,
                     tls_ca=self.tls_ca,
+                    tracing=self.tracing,
                 )
             return self._client
 
@@ -703,6 +710,7 @@ class App:
             timeout=self.timeout,
             connect_timeout=self.connect_timeout,
             tls_ca=self.tls_ca,
+            tracing=self.tracing,
         )
 
     def close(self) -> None:

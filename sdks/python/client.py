@@ -30,6 +30,7 @@ from spitfire.protocol.messages import (
 )
 
 from . import _admin
+from . import tracing as _tracing
 from ._connection import Connection, PushHandler, client_name, open_connection
 from ._url import Endpoint, parse_url
 from .errors import (
@@ -290,6 +291,8 @@ class AsyncClient:
     trying to (re)connect, with exponential backoff, before a request fails with `NotConnected`.
     ``tls_ca`` is a CA file to verify a QUIC server's certificate with; without it a loopback server's
     self-signed certificate is accepted and any other host is verified against the system CAs.
+    ``tracing`` False makes enqueues untraced whatever OpenTelemetry's configuration (by default
+    they are traced when `opentelemetry-api` is installed and a TracerProvider set: docs/tracing.md).
 
     One connection carries every request, pipelined: many coroutines may await requests at once and
     their answers arrive in any order. The connection opens on first use (or with `connect`).
@@ -313,6 +316,7 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         tls_ca: str | None = None,
+        tracing: bool = True,
     ) -> None:
         self.endpoint: Endpoint = parse_url(url)
         self.auth_token = auth_token if auth_token is not None else os.environ.get("SPITFIRE_AUTH_TOKEN")
@@ -321,6 +325,8 @@ class AsyncClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.tls_ca = tls_ca
+        #: Enqueues run in a PRODUCER span and carry its trace context (spitfire.tracing).
+        self.tracing = tracing and _tracing.AVAILABLE
         self._conn: Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._closed = False
@@ -487,8 +493,25 @@ class AsyncClient:
     ) -> AsyncJobId:
         """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
+        if self.tracing:
+            return await self._enqueue_traced(queue, name, data, options)
         message, resend = enqueue_message(queue, name, data, options, self._max_payload())
         reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
+        return AsyncJobId(reply.job_id, reply.created, self.wait)
+
+    async def _enqueue_traced(
+        self, queue: str, name: str, data: bytes, options: EnqueueOptions
+    ) -> AsyncJobId:
+        e = self.endpoint
+        send = _tracing.start_send(queue, options.get("headers"), e.host, e.port)
+        try:
+            traced: EnqueueOptions = {**options, "headers": send.headers}
+            message, resend = enqueue_message(queue, name, data, traced, self._max_payload())
+            reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
+        except BaseException as exc:
+            send.failed(exc)
+            raise
+        send.done(reply.job_id)
         return AsyncJobId(reply.job_id, reply.created, self.wait)
 
     async def enqueue_many(
@@ -500,22 +523,36 @@ class AsyncClient:
         that already named a job gives that job's id). The server takes up to 10,000 jobs per call
         by default. Options are as in `enqueue`; ``idempotency_keys`` has one key (or None) per payload.
         """
-        built = enqueue_many_message(queue, name, payloads, options, self._max_payload())
-        if built is None:
-            return []
-        message, resend = built
-        reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
-        return list(reply.job_ids)
+        return await self._enqueue_many(queue, name, payloads, options, raw=False)
 
     async def enqueue_many_raw(
         self, queue: str, name: str, payloads: Sequence[bytes], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """`enqueue_many` with payloads that are already msgpack bytes (``@app.job``'s ``enqueue_many``)."""
-        built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=True)
-        if built is None:
-            return []
-        message, resend = built
-        reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
+        return await self._enqueue_many(queue, name, payloads, options, raw=True)
+
+    async def _enqueue_many(
+        self, queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, *, raw: bool
+    ) -> list[str]:
+        send = None
+        if self.tracing:
+            payloads = list(payloads)  # counted for the span (any iterable works untraced too)
+            if payloads:
+                e = self.endpoint
+                send = _tracing.start_send(queue, options.get("headers"), e.host, e.port, len(payloads))
+                options = {**options, "headers": send.headers}
+        try:
+            built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=raw)
+            if built is None:
+                return []
+            message, resend = built
+            reply = await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue)
+        except BaseException as exc:
+            if send is not None:
+                send.failed(exc)
+            raise
+        if send is not None:
+            send.done()
         return list(reply.job_ids)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Any:

@@ -41,6 +41,7 @@ from spitfire.protocol.messages import (
 )
 
 from . import _admin
+from . import tracing as _tracing
 from ._blocking import BlockingConnection, Unsent, connect
 from ._connection import client_name
 from .client import (
@@ -148,8 +149,8 @@ if hasattr(os, "register_at_fork"):
 class Client:
     """A synchronous client of one spitfire-server: the methods of `AsyncClient`, without await.
 
-    ``url``, ``auth_token``, ``timeout``, ``connect_timeout`` and ``tls_ca`` are as in `AsyncClient`,
-    and so are reconnection (with backoff, for up to ``connect_timeout``), request timeouts
+    ``url``, ``auth_token``, ``timeout``, ``connect_timeout``, ``tls_ca`` and ``tracing`` are as in
+    `AsyncClient`, and so are reconnection (with backoff, for up to ``connect_timeout``), request timeouts
     (`RequestTimeout` after ``timeout`` seconds without an answer) and which requests are resent
     after a dropped connection. Thread-safe: share one `Client` between threads; their requests are
     pipelined on one connection. After ``os.fork`` the child's first call opens its own connection
@@ -166,11 +167,15 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         tls_ca: str | None = None,
+        tracing: bool = True,
     ) -> None:
         # The AsyncClient parses and checks the arguments; quic:// calls go through it.
         self._async = AsyncClient(
-            url, auth_token=auth_token, timeout=timeout, connect_timeout=connect_timeout, tls_ca=tls_ca
-        )
+            url, auth_token=auth_token, timeout=timeout, connect_timeout=connect_timeout, tls_ca=tls_ca,
+            tracing=False,  # this client traces its own calls, in the caller's thread and context
+        )  # fmt: skip
+        #: Enqueues run in a PRODUCER span and carry its trace context (spitfire.tracing).
+        self.tracing = tracing and _tracing.AVAILABLE
         #: True: every call goes through the AsyncClient on the loop thread (quic://).
         self._bridge = self._async.endpoint.scheme != "tcp"
         self.timeout = timeout
@@ -331,6 +336,8 @@ class Client:
 
     def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> JobId:
         """`enqueue` with a payload that is already msgpack bytes. See `AsyncClient.enqueue_raw`."""
+        if self.tracing:
+            return self._enqueue_traced(queue, name, data, options)
         if self._bridge:
             got = run_sync(self._async.enqueue_raw(queue, name, data, **options))
             return JobId(got, got.created, self.wait)
@@ -338,17 +345,59 @@ class Client:
         reply = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
         return JobId(reply.job_id, reply.created, self.wait)
 
+    def _enqueue_traced(self, queue: str, name: str, data: bytes, options: EnqueueOptions) -> JobId:
+        e = self._async.endpoint
+        send = _tracing.start_send(queue, options.get("headers"), e.host, e.port)
+        try:
+            traced: EnqueueOptions = {**options, "headers": send.headers}
+            if self._bridge:  # its AsyncClient does not trace: this span is the one
+                got = run_sync(self._async.enqueue_raw(queue, name, data, **traced))
+                job_id, created = str(got), got.created
+            else:
+                message, resend = enqueue_message(queue, name, data, traced, self._max_payload())
+                reply = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
+                job_id, created = reply.job_id, reply.created
+        except BaseException as exc:
+            send.failed(exc)
+            raise
+        send.done(job_id)
+        return JobId(job_id, created, self.wait)
+
     def enqueue_many_raw(
         self, queue: str, name: str, payloads: Sequence[bytes], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """`enqueue_many` with payloads that are already msgpack bytes. See `AsyncClient.enqueue_many_raw`."""
-        if self._bridge:
-            return run_sync(self._async.enqueue_many_raw(queue, name, payloads, **options))
-        built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=True)
-        if built is None:
-            return []
-        message, resend = built
-        return list(self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue).job_ids)
+        return self._enqueue_many(queue, name, payloads, options, raw=True)
+
+    def _enqueue_many(
+        self, queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, *, raw: bool
+    ) -> list[str]:
+        send = None
+        if self.tracing:
+            payloads = list(payloads)  # counted for the span (any iterable works untraced too)
+            if payloads:
+                e = self._async.endpoint
+                send = _tracing.start_send(queue, options.get("headers"), e.host, e.port, len(payloads))
+                options = {**options, "headers": send.headers}
+        try:
+            if self._bridge:
+                if raw:
+                    ids = run_sync(self._async.enqueue_many_raw(queue, name, payloads, **options))
+                else:
+                    ids = run_sync(self._async.enqueue_many(queue, name, payloads, **options))
+            else:
+                built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=raw)
+                if built is None:
+                    return []
+                message, resend = built
+                ids = list(self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue).job_ids)
+        except BaseException as exc:
+            if send is not None:
+                send.failed(exc)
+            raise
+        if send is not None:
+            send.done()
+        return ids
 
     def wait(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait until the job finishes; returns its result or raises `JobFailed`, `JobCancelled` or
@@ -374,13 +423,7 @@ class Client:
         self, queue: str, name: str, payloads: Sequence[Any], **options: Unpack[BatchOptions]
     ) -> list[str]:
         """Add one job per payload in one request; returns their ids. See `AsyncClient.enqueue_many`."""
-        if self._bridge:
-            return run_sync(self._async.enqueue_many(queue, name, payloads, **options))
-        built = enqueue_many_message(queue, name, payloads, options, self._max_payload())
-        if built is None:
-            return []
-        message, resend = built
-        return list(self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=queue).job_ids)
+        return self._enqueue_many(queue, name, payloads, options, raw=False)
 
     def get(self, job_id: str) -> Job:
         """The job's record; `JobNotFound` if unknown. See `AsyncClient.get`."""

@@ -52,6 +52,7 @@ from spitfire.protocol.messages import (
 )
 from spitfire.protocol.session import Response
 
+from . import tracing as _tracing
 from ._connection import Connection, client_name, open_connection
 from ._context import JobContext, _reset, _set
 from ._context import context as _current_context
@@ -207,6 +208,8 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.handle_signals = handle_signals
         self.handlers: dict[str, JobFunction[Any, Any]] = dict(app.jobs)
+        #: Each job runs in a CONSUMER span (spitfire.tracing; ``App(tracing=False)`` turns it off).
+        self.tracing = app.tracing and _tracing.AVAILABLE
         #: The id the server gave this worker on its current connection.
         self.worker_id: str | None = None
         #: Counters, for logs and tests.
@@ -539,7 +542,10 @@ class Worker:
             self._loop.call_soon(self._flush)
         fn = self.handlers.get(d.name)
         if fn is None:
-            self._complete(run, self._unknown(d))
+            outcome = self._unknown(d)
+            if self.tracing:
+                _tracing.start_process(d, self.name).finish(outcome, None)
+            self._complete(run, outcome)
         elif fn.is_async:
             run.task = self._loop.create_task(self._run_async(fn, d, run))
         else:
@@ -600,31 +606,43 @@ class Worker:
 
     async def _run_async(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
         token = _set(run.ctx)
+        # The job's span is current in this task while the handler runs (jobs it enqueues join it).
+        span = _tracing.start_process(d, self.name) if self.tracing else None
+        error: BaseException | None = None
         try:
             kwargs = self._arguments(fn, d, run)
             if isinstance(kwargs, FailItem):
                 outcome: Outcome = kwargs
             else:
                 outcome = self._success(d, await fn.fn(**kwargs))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # Cancelled by CANCEL_JOBS or a shutdown: no outcome. Anything else is a failure.
             outcome = None if (run.cancelled or run.released) else self._failure(d, asyncio.CancelledError())
+            error = exc
         except Exception as exc:
             outcome = self._failure(d, exc)
+            error = exc
         finally:
             _reset(token)
+        if span is not None:
+            span.finish(outcome, error, cancelled=run.cancelled, released=run.released)
         self._complete(run, outcome)
 
     def _run_sync(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
         """Runs on a pool thread; hands the outcome to the loop."""
         token = _set(run.ctx)
+        span = _tracing.start_process(d, self.name) if self.tracing else None  # current in this thread
+        error: Exception | None = None
         try:
             kwargs = self._arguments(fn, d, run)
             outcome: Outcome = kwargs if isinstance(kwargs, FailItem) else self._success(d, fn.fn(**kwargs))
         except Exception as exc:
             outcome = self._failure(d, exc)
+            error = exc
         finally:
             _reset(token)
+        if span is not None:
+            span.finish(outcome, error, cancelled=run.cancelled, released=run.released)
         self._done.append((run, outcome))
         # One wake-up per batch of completions, not per job. The flag is cleared by the loop before
         # it drains, so an append it might miss always schedules a new wake-up.

@@ -41,6 +41,8 @@ WEB = ROOT / "dashboard" / "web"
 SCRIPT = "e2e/dashboard.test.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TOKEN = "e2e-token-7f3a"
+#: The open server's --trace-url-template (the job page links trace ids there).
+TRACE_URL = "https://tempo.example/trace/{trace_id}"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -67,7 +69,7 @@ def browser_prerequisites() -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     """An open server seeded with jobs in every state."""
-    with http_server(tmp_path_factory.mktemp("browser") / "data") as proc:
+    with http_server(tmp_path_factory.mktemp("browser") / "data", "--trace-url-template", TRACE_URL) as proc:
         seed(proc.http)
         yield proc
 
@@ -117,6 +119,10 @@ def test_live_update_without_reload(server: HttpServer) -> None:
 
 def test_retry_dead_job_from_its_page(server: HttpServer) -> None:
     run_scenario("retrying a dead job from its page changes its state", server)
+
+
+def test_job_page_links_its_trace(server: HttpServer) -> None:
+    run_scenario("a job's page shows its trace id, linked by --trace-url-template", server)
 
 
 def test_bulk_retry_over_a_filter(server: HttpServer) -> None:

@@ -150,6 +150,32 @@ test("retrying a dead job from its page changes its state", async () => {
   }
 });
 
+test("a job's page shows its trace id, linked by --trace-url-template", async () => {
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const traced = await enqueue(Q("traced"), "send_email", {
+    headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, tenant: "t1" },
+  });
+  const plain = await enqueue(Q("traced"), "send_email", { headers: { traceparent: "garbage" } });
+  const template = (await api("GET", "/api/stats")).server.trace_url_template;
+  assert.ok(template?.includes("{trace_id}"), "the test server runs with --trace-url-template");
+  const { context, page, errors } = await open();
+  try {
+    await page.goto(`${BASE}/jobs/${traced.id}`);
+    const link = page.locator("[data-testid=trace-id] a");
+    await link.waitFor();
+    assert.equal(await link.textContent(), traceId);
+    assert.equal(await link.getAttribute("href"), template.replace("{trace_id}", traceId));
+    assert.equal(await link.getAttribute("rel"), "noopener noreferrer");
+    await page.goto(`${BASE}/jobs/${plain.id}`);
+    await page.waitForSelector("h2:text('Options')");
+    await page.waitForSelector("div.mono:text('traceparent: garbage')");
+    assert.equal(await page.locator("[data-testid=trace-id]").count(), 0); // a malformed one: no trace
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a bulk retry over a filter retries every matching job", async () => {
   const ids = [await deadJob(Q("bulk")), await deadJob(Q("bulk")), await deadJob(Q("bulk"))];
   const { context, page, errors } = await open();

@@ -44,6 +44,7 @@ import {
   type WorkerInfo,
 } from "./models.js";
 import { encodePayload, NIL } from "./payload.js";
+import { traced } from "./tracing.js";
 
 /** Milliseconds a request may wait for its answer by default. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -71,6 +72,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** How long to keep trying to (re)connect (default 10 s). */
   connectTimeoutMs?: number;
+  /** Trace enqueues when @opentelemetry/api is installed and configured (default true; src/tracing.ts). */
+  tracing?: boolean;
 }
 
 /** Options of an enqueue. Durations are milliseconds. */
@@ -221,8 +224,10 @@ export class Client {
   private conn: Connection | null = null;
   private dialing: Promise<Connection> | null = null;
   private closed = false;
+  private readonly tracing: boolean;
 
   constructor(url?: string | null, options: ClientOptions = {}) {
+    this.tracing = options.tracing ?? true;
     this.endpoint = parseUrl(url);
     this.url = `tcp://${this.endpoint.host.includes(":") ? `[${this.endpoint.host}]` : this.endpoint.host}:${this.endpoint.port}`;
     this.authToken = options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null;
@@ -270,6 +275,11 @@ export class Client {
 
   /** `enqueue` of a payload that is already bytes, sent as they are. */
   async enqueueRaw(queue: string, name: string, data: Uint8Array, options: EnqueueOptions = {}): Promise<JobId> {
+    const send = (headers: EnqueueOptions["headers"]) => this.sendEnqueue(queue, name, data, { ...options, headers });
+    return traced(this.tracing, queue, options.headers, this.endpoint, null, send, (r) => r.id);
+  }
+
+  private async sendEnqueue(queue: string, name: string, data: Uint8Array, options: EnqueueOptions): Promise<JobId> {
     await this.checkSizes([data]);
     const body = { queue, name, payload: data, ...wireOptions(options), idempotency_key: options.idempotencyKey ?? null };
     const a = await this.call(MessageType.ENQUEUE, body, null, options.idempotencyKey !== undefined);
@@ -288,9 +298,11 @@ export class Client {
     if (keys !== null && keys.length !== payloads.length) {
       throw new BadRequest(`idempotencyKeys has ${keys.length} keys for ${payloads.length} payloads`, { field: "idempotency_keys" });
     }
-    const body = { queue, name, payloads: data, ...wireOptions(options), idempotency_keys: keys };
-    const a = await this.call(MessageType.ENQUEUE_MANY, body, null, false);
-    return a.body.job_ids as string[];
+    const send = async (headers: EnqueueOptions["headers"]) => {
+      const body = { queue, name, payloads: data, ...wireOptions({ ...options, headers }), idempotency_keys: keys };
+      return (await this.call(MessageType.ENQUEUE_MANY, body, null, false)).body.job_ids as string[];
+    };
+    return traced(this.tracing, queue, options.headers, this.endpoint, payloads.length, send);
   }
 
   /** The job; `JobNotFound` if the server does not know it. */

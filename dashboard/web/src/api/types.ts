@@ -109,6 +109,8 @@ export interface ServerInfo {
   /** Binary protocol URLs (tcp://..., quic://...). */
   listen?: string | string[];
   http?: string;
+  /** --trace-url-template: a trace's URL with `{trace_id}` where the id goes (null: none). */
+  trace_url_template?: string | null;
 }
 
 export interface Stats {

@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router";
 import { cancelJob, deleteJob, requeueJob, retryJob } from "../api/endpoints";
-import { useJob } from "../api/queries";
+import { useJob, useStats } from "../api/queries";
 import { PENDING_STATES, type Job, type JobState } from "../api/types";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { ErrorBox, Loading } from "../components/ErrorBox";
@@ -11,6 +11,7 @@ import { JsonBlock } from "../components/JsonBlock";
 import { StateBadge } from "../components/StateBadge";
 import { FullTime } from "../components/Time";
 import { duration, relativeTime } from "../utils/format";
+import { traceIdOf, traceUrl } from "../utils/trace";
 
 function backoffText(job: Job): string {
   const b = job.backoff;
@@ -22,7 +23,29 @@ function backoffText(job: Job): string {
   return `${b.kind}, base ${duration(b.base)}, ×${b.factor}, cap ${duration(b.cap)}${jitter}`;
 }
 
-function Options({ job }: { job: Job }) {
+/** The job's trace (from its `traceparent` header), linked when the server has a
+ * --trace-url-template. */
+function Trace({ job, template }: { job: Job; template?: string | null }) {
+  const id = traceIdOf(job.headers);
+  if (!id) return null;
+  const url = traceUrl(template, id);
+  return (
+    <>
+      <dt>Trace</dt>
+      <dd className="mono" data-testid="trace-id">
+        {url ? (
+          <a href={url} target="_blank" rel="noopener noreferrer" title="Open the trace">
+            {id}
+          </a>
+        ) : (
+          id
+        )}
+      </dd>
+    </>
+  );
+}
+
+function Options({ job, traceTemplate }: { job: Job; traceTemplate?: string | null }) {
   return (
     <dl className="facts">
       <dt>Queue</dt>
@@ -65,6 +88,7 @@ function Options({ job }: { job: Job }) {
           </dd>
         </>
       ) : null}
+      <Trace job={job} template={traceTemplate} />
       {job.headers && Object.keys(job.headers).length ? (
         <>
           <dt>Headers</dt>
@@ -104,6 +128,7 @@ export function JobPage() {
   const navigate = useNavigate();
   const client = useQueryClient();
   const { data: job, error, isLoading } = useJob(id);
+  const { data: stats } = useStats(); // the server's --trace-url-template
   const settle = () => {
     void client.invalidateQueries({ queryKey: ["job", id] });
     void client.invalidateQueries({ queryKey: ["jobs"] });
@@ -191,7 +216,7 @@ export function JobPage() {
               <div className="card-head">
                 <h2>Options</h2>
               </div>
-              <Options job={job} />
+              <Options job={job} traceTemplate={stats?.server?.trace_url_template} />
             </div>
           </div>
         </div>

@@ -1,0 +1,214 @@
+"""OpenTelemetry tracing of enqueues and job runs (docs/tracing.md).
+
+With `opentelemetry-api` importable and a TracerProvider configured by the application, each enqueue
+request runs in a PRODUCER span ``send <queue>`` whose context is injected into the jobs' headers as
+W3C trace context (``traceparent``, ``tracestate``, through `opentelemetry.propagate` and so the
+application's propagators), and the worker runs each job in a CONSUMER span ``process <queue>``
+whose parent is that context and which links to it. The process span is the current span while the
+handler runs, so a job enqueued inside a job stays in the trace. Names and attributes follow the
+OpenTelemetry messaging semantic conventions, version `SEMCONV`.
+
+Without the API `AVAILABLE` is false, and the clients and the worker never call into this module
+(their cost is one flag check per enqueue or job). With the API but no TracerProvider, the spans
+are the API's no-op spans: nothing is recorded and no trace context is injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import context as _context
+    from opentelemetry import propagate as _propagate
+    from opentelemetry import trace as _trace
+except ImportError:  # the API is optional: tracing is off without it
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+from spitfire.protocol.messages import FailItem as FailItemType
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span
+
+    from spitfire.protocol.messages import AckItem, Delivery, FailItem
+
+__all__ = [
+    "AVAILABLE",
+    "SCHEMA_URL",
+    "SEMCONV",
+    "Process",
+    "Send",
+    "outcome_of",
+    "start_process",
+    "start_send",
+]
+
+#: The version of the OpenTelemetry semantic conventions (messaging) the spans follow.
+SEMCONV = "1.44.0"
+#: Its schema, given to the tracer.
+SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV}"
+#: ``messaging.system`` of every span.
+SYSTEM = "spitfire"
+#: The W3C header of the creation context. A producer that sets it itself keeps it unchanged (the
+#: conventions: a custom creation context is not modified); the send span then links to it.
+TRACEPARENT = "traceparent"
+
+#: What a finished job's process span says in ``messaging.spitfire.outcome``.
+SUCCEEDED, RETRY, DEAD, SNOOZED, CANCELLED, RELEASED = (
+    "succeeded", "retry", "dead", "snoozed", "cancelled", "released",
+)  # fmt: skip
+
+_tracer: Any = None
+
+
+def _get_tracer() -> Any:
+    """The SDK's tracer: the API's proxy, which follows the TracerProvider the application sets,
+    even one set after the first enqueue."""
+    global _tracer
+    if _tracer is None:
+        from . import __version__
+
+        _tracer = _trace.get_tracer("spitfire", __version__, schema_url=SCHEMA_URL)
+    return _tracer
+
+
+def _error_type(exc: BaseException) -> str:
+    """``error.type``: the exception's class, qualified by its module unless it is a builtin."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _record(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(_trace.Status(_trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute("error.type", _error_type(exc))
+
+
+def _creation_link(parent: Context) -> list[Any] | None:
+    """A link to the span context ``parent`` carries, if it carries a valid one."""
+    creation = _trace.get_current_span(parent).get_span_context()
+    return [_trace.Link(creation)] if creation.is_valid else None
+
+
+class Send:
+    """One enqueue request's PRODUCER span. ``headers`` are the jobs' headers with its context
+    injected (None when there were none and nothing was injected: no provider, or not recording)."""
+
+    __slots__ = ("headers", "span")
+
+    def __init__(self, span: Span, headers: dict[str, str] | None) -> None:
+        self.span = span
+        self.headers = headers
+
+    def done(self, job_id: str | None = None) -> None:
+        """The server made the job(s) durable; ``job_id`` names the one job of a single enqueue."""
+        if job_id is not None:
+            self.span.set_attribute("messaging.message.id", job_id)
+        self.span.end()
+
+    def failed(self, exc: BaseException) -> None:
+        """The request raised ``exc``: recorded on the span, whose status becomes ERROR."""
+        _record(self.span, exc)
+        self.span.end()
+
+
+def start_send(
+    queue: str, headers: Mapping[str, str] | None, host: str, port: int, count: int | None = None
+) -> Send:
+    """Start the span of one enqueue request to ``queue`` at ``host:port`` (``count``: the jobs of
+    a batch, None for a single enqueue), in the current context (so inside a job, a child of its
+    process span), and inject its context into a copy of ``headers``."""
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": "send",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": queue,
+        "server.address": host,
+        "server.port": port,
+    }
+    if count is not None:
+        attributes["messaging.batch.message_count"] = count
+    carrier = dict(headers) if headers else {}
+    given = TRACEPARENT in carrier
+    links = _creation_link(_propagate.extract(carrier)) if given else None
+    span = _get_tracer().start_span(
+        f"send {queue}", kind=_trace.SpanKind.PRODUCER, attributes=attributes, links=links
+    )
+    if not given:
+        _propagate.inject(carrier, context=_trace.set_span_in_context(span))
+    return Send(span, carrier if carrier or headers is not None else None)
+
+
+class Process:
+    """One job run's CONSUMER span, current in this thread or task until `finish`."""
+
+    __slots__ = ("d", "span", "token")
+
+    def __init__(self, span: Span, token: object, d: Delivery) -> None:
+        self.span = span
+        self.token = token
+        self.d = d
+
+    def finish(
+        self,
+        outcome: AckItem | FailItem | None,
+        exc: BaseException | None,
+        *,
+        cancelled: bool = False,
+        released: bool = False,
+    ) -> None:
+        """The run ended with ``outcome`` (what the worker reports; None: nothing, it was cancelled),
+        after the handler raised ``exc`` (None: it returned, or never ran). ``cancelled`` and
+        ``released``: the server cancelled the job, or the worker handed it back at shutdown."""
+        span = self.span
+        label = RELEASED if released else CANCELLED if cancelled else outcome_of(outcome, self.d)
+        span.set_attribute("messaging.spitfire.outcome", label)
+        if label in (SNOOZED, CANCELLED, RELEASED):
+            pass  # what was asked for (RetryAfter, a cancel, a shutdown), not an error
+        elif exc is not None:
+            _record(span, exc)
+        elif isinstance(outcome, FailItemType):  # no exception: a payload that does not fit...
+            span.set_status(_trace.Status(_trace.StatusCode.ERROR, outcome.error))
+            span.set_attribute("error.type", outcome.error.partition(":")[0])
+        span.end()
+        _context.detach(self.token)  # type: ignore[arg-type]
+
+
+def start_process(d: Delivery, client_id: str) -> Process:
+    """Start the span of one run of the delivered job ``d`` and make it current. Its parent is the
+    creation context in the job's headers (a root span without one), and it links to that context
+    too; a malformed ``traceparent`` is ignored (the propagator's rule)."""
+    parent = _propagate.extract(d.headers or {})
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": d.queue,
+        "messaging.message.id": d.job_id,
+        "messaging.client.id": client_id,
+        "messaging.spitfire.job.name": d.name,
+        "messaging.spitfire.attempt": d.attempt,
+    }
+    span = _get_tracer().start_span(
+        f"process {d.queue}",
+        context=parent,
+        kind=_trace.SpanKind.CONSUMER,
+        attributes=attributes,
+        links=_creation_link(parent),
+    )
+    return Process(span, _context.attach(_trace.set_span_in_context(span, parent)), d)
+
+
+def outcome_of(outcome: AckItem | FailItem | None, d: Delivery) -> str:
+    """The ``messaging.spitfire.outcome`` of a run that produced ``outcome`` (None: no outcome is
+    sent, the run was cancelled)."""
+    if outcome is None:
+        return CANCELLED
+    if not isinstance(outcome, FailItemType):
+        return SUCCEEDED
+    if outcome.retry_at is not None:
+        return SNOOZED
+    return RETRY if outcome.retryable and d.attempt < d.max_attempts else DEAD
