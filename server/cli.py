@@ -10,6 +10,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
+                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms]]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -28,6 +29,7 @@ from spitfire.protocol import units
 from spitfire.protocol.logs import configure_logging
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
+from spitfire.raft import ELECTION_TIMEOUT
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -45,6 +47,7 @@ from spitfire.server.options import (
     OptionsError,
     ServerOptions,
     auth_token_from_env,
+    cluster_config,
     parse_duration,
 )
 from spitfire.wal.api import Durability, StorageError
@@ -170,6 +173,22 @@ def serve_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep at most N succeeded, N dead and N cancelled jobs per queue (default %(default)s)",
     )
+    cluster = p.add_argument_group("cluster (Raft; docs/ha.md). Without them: a single node")
+    cluster.add_argument("--node-id", default=None, help="this member's id in --cluster (default: none)")
+    cluster.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ID=HOST:PORT,...",
+        help="every member's Raft address, this one's included (default: none, a single node)",
+    )
+    cluster.add_argument(
+        "--election-timeout",
+        type=_duration,
+        default=ELECTION_TIMEOUT[0],
+        metavar="DURATION",
+        help="a follower that hears no leader for between this and twice this stands for election "
+        "(default %(default)ss, for a LAN)",
+    )
     conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
     conns.add_argument(
         "--max-connections",
@@ -270,6 +289,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_max_per_queue=args.retain_max_per_queue,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        cluster=cluster_config(args.node_id, args.cluster, args.election_timeout),
     )
 
 
