@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(300)
 async def _enqueue(member: Member, queue: str, count: int) -> list[str]:
     client = await ProtoClient.connect(member.listen)
     try:
-        return [(await client.enqueue(queue, "job", b"\x91\x01")).id for _ in range(count)]
+        return [(await client.enqueue(queue, "job", b"\x91\x01")).job_id for _ in range(count)]
     finally:
         client.close()
 
