@@ -18,8 +18,8 @@ import contextlib
 import json
 import logging
 import socket
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn

@@ -105,7 +105,9 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     # -- durability -------------------------------------------------------------------------------------
 
-    def set_listener(self, on_durable: Callable[[int], None], on_failed: Callable[[StorageError], None]) -> None:
+    def set_listener(
+        self, on_durable: Callable[[int], None], on_failed: Callable[[StorageError], None]
+    ) -> None:
         """Be told when the log becomes durable up to an LSN, and once if it fails (fail-stop)."""
         self._on_durable = on_durable
         self._on_failed = on_failed

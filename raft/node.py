@@ -412,7 +412,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         self._apply_batch(data, callback=callback)
         self._kick()
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def _apply_batch(self, data: bytes) -> None:
         # Called by pysyncobj for every committed entry, in order, on every member: learn where a
         # new leader serves; the records themselves are the storage's (the leader's engine applies

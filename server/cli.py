@@ -27,9 +27,9 @@ import uvloop
 from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
 from spitfire.protocol import units
 from spitfire.protocol.logs import configure_logging
+from spitfire.raft import ELECTION_TIMEOUT
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
-from spitfire.raft import ELECTION_TIMEOUT
 from spitfire.server.options import (
     DEFAULT_DATA_DIR,
     DEFAULT_HANDSHAKE_TIMEOUT,

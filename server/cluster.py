@@ -152,7 +152,9 @@ class Member:
         try:
             check_port_free(host, int(port), udp=False)
         except ListenError as exc:
-            raise ListenError(str(exc).replace("--listen", "--cluster (this member's raft address)")) from None
+            raise ListenError(
+                str(exc).replace("--listen", "--cluster (this member's raft address)")
+            ) from None
 
     def _welcome(self) -> Welcome:
         opts = self.server.options
@@ -317,9 +319,13 @@ class Member:
                 if node.role is Role.LEADER:
                     entry["lag"] = 0
                 else:
-                    entry["lag"] = None if leader_commit is None else max(0, leader_commit - node.applied_index)
+                    entry["lag"] = (
+                        None if leader_commit is None else max(0, leader_commit - node.applied_index)
+                    )
             else:
-                role = Role.LEADER if member == leader else Role.FOLLOWER if member in connected else Role.DOWN
+                role = (
+                    Role.LEADER if member == leader else Role.FOLLOWER if member in connected else Role.DOWN
+                )
                 entry["role"] = role.value
                 match = matches.get(member)
                 entry["commit_index"] = None if match is None else min(match, commit)

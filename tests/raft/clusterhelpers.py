@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from protoclient import ProtoClient, ServerError  # noqa: E402
+from protoclient import ProtoClient, ServerError
 
-from spitfire.raft import JOURNAL_LOG, decode_command  # noqa: E402
-from spitfire.raft.journal import JournalRecord  # noqa: E402
-from spitfire.wal import FileStorage  # noqa: E402
-from spitfire.wal.api import Durability  # noqa: E402
+from spitfire.raft import JOURNAL_LOG, decode_command
+from spitfire.raft.journal import JournalRecord
+from spitfire.wal import FileStorage
+from spitfire.wal.api import Durability
 
 SERVER = [sys.executable, "-m", "spitfire.server.cli"]
 #: Longest any one wait of a cluster test may take (the machine is shared and loaded).
@@ -165,7 +165,7 @@ class Cluster:
                 if me is not None and me["role"] == "leader" and _serves(m):
                     return m
             time.sleep(_POLL)
-        raise AssertionError("no leader serving within %.0f s; logs:\n%s" % (timeout, self.logs()))
+        raise AssertionError(f"no leader serving within {timeout:.0f} s; logs:\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join(f"--- {m.node_id}\n{m.log_text()[-3000:]}" for m in self.members)
@@ -203,7 +203,7 @@ def journal_job_ids(data_dir: Path) -> set[str]:
 
         storage = FileStorage(data_dir)
         try:
-            log_, recovery = storage.open_system_log(JOURNAL_LOG, Durability.GROUP)
+            _log, recovery = storage.open_system_log(JOURNAL_LOG, Durability.GROUP)
             ids: set[str] = set()
             for record in recovery.records:
                 if record.rtype != JournalRecord.ENTRY:

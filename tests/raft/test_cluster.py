@@ -123,7 +123,9 @@ def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path) -> N
             if m is not leader:
                 m.kill()
         # Check-quorum: it stops leading (and restarts as a follower), then answers NOT_LEADER.
-        c.wait("the lone leader steps down", lambda: (leader.me() or {}).get("role") in ("follower", "candidate"))
+        c.wait(
+            "the lone leader steps down", lambda: (leader.me() or {}).get("role") in ("follower", "candidate")
+        )
         err = asyncio.run(_refused(leader))
         assert err.code == ErrorCode.NOT_LEADER
         assert "restarting as a follower" in leader.log_text()

@@ -88,7 +88,7 @@ def test_replay_gives_each_log_back_and_a_dropped_log_starts_over() -> None:
         log_, recovery = storage.open_log("a", Durability.GROUP)
         assert [(r.lsn, r.body) for r in recovery.records] == [(1, b"new")]
         assert log_.last_lsn == 1 and log_.append(1, b"next") == 2
-        sys_log, sys_recovery = storage.open_system_log("schedules", Durability.GROUP)
+        _sys_log, sys_recovery = storage.open_system_log("schedules", Durability.GROUP)
         assert [r.rtype for r in sys_recovery.records] == [20]
 
     asyncio.run(body())
