@@ -158,9 +158,17 @@ class DurableJournal(Journal):  # type: ignore[misc]
     # -- pysyncobj's Journal ----------------------------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
+        entries = self._entries
+        if entries and idx <= entries[-1][1]:
+            pos = idx - entries[0][1]
+            if pos >= 0 and entries[pos][2] == term:
+                return  # already held (same index and term: the same entry, Raft's log matching)
+            # A conflict: this entry and every later one are replaced, durably.
+            self._append(JournalRecord.TRUNCATE, _encode((idx,)))
+            del entries[max(pos, 0) :]
         command = bytes(command)
         self._append(JournalRecord.ENTRY, _encode((idx, term, command)))
-        self._entries.append((command, idx, term))
+        entries.append((command, idx, term))
 
     def _append(self, rtype: int, body: bytes) -> None:
         """Append, or fail-stop: pysyncobj cannot be told that an entry was not written (a full
@@ -172,15 +180,18 @@ class DurableJournal(Journal):  # type: ignore[misc]
             raise
 
     def clear(self) -> None:
+        # Only pysyncobj's snapshot installation calls this (compaction is off, so never).
         if self._entries:
-            self.deleteEntriesFrom(0)
+            self._append(JournalRecord.TRUNCATE, _encode((self._entries[0][1],)))
+            self._entries.clear()
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:
-        if entryFrom >= len(self._entries):
-            return
-        index = self._entries[max(entryFrom, 0)][1]
-        self._append(JournalRecord.TRUNCATE, _encode((index,)))
-        del self._entries[entryFrom:]
+        # pysyncobj calls this on every append_entries whose previous entry matches, before adding
+        # the entries it carries, even when they are the ones already held (a heartbeat with a stale
+        # previous index drops the entries after it). Dropping entries this member acknowledged
+        # would let a committed entry fall below a majority. Raft removes entries only when a new
+        # one conflicts with them: `add` does exactly that; entries no new entry contradicts stay.
+        pass
 
     def deleteEntriesTo(self, entryTo: int) -> None:
         # Only pysyncobj's log compaction calls this, and the node turns compaction off: dropping a

@@ -76,6 +76,18 @@ class Role(enum.StrEnum):
 _ROLES = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}
 
 
+class _NoFalseTruncation(logging.Filter):
+    """pysyncobj logs "truncating already-applied log entries" (CRITICAL) before it asks the journal
+    to drop entries after a matching one; `DurableJournal` drops nothing then (only a conflicting
+    entry replaces entries), so the line would report a divergence that does not happen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("truncating already-applied log entries")
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_NoFalseTruncation())
+
+
 def parse_members(text: str) -> dict[str, str]:
     """``a=127.0.0.1:7901,b=127.0.0.1:7902,...`` as {id: raft address}.
 
@@ -208,9 +220,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             raftMinTimeout=low,
             raftMaxTimeout=high,
             appendEntriesPeriod=low / 5,
-            # Check-quorum: a leader that heard from no majority for this long steps down, before a
-            # new leader can be elected (the followers wait at least ``low`` after its last message).
-            leaderFallbackTimeout=low * 2 / 3,
+            # Check-quorum: a leader that heard from no majority for this long steps down, by the
+            # time a new leader can be elected (followers wait at least ``low`` after the last
+            # message they had from it, which precedes the last answer it had from them).
+            leaderFallbackTimeout=low,
             # pysyncobj's default: a peer silent this long is disconnected (a SIGKILLed one is
             # noticed at once on its connection's reset; this only bounds a hung one).
             connectionTimeout=max(3.5, high),

@@ -172,8 +172,14 @@ class ReplicatedLog:
                 future.set_exception(error)
 
     def close(self) -> None:
+        """Closed (shutdown, a dropped queue): writers still waiting fail with `LogClosedError`;
+        not a storage failure, so the listener is not told."""
         self._closed = True
-        self._fail(LogClosedError(f"log {self._name!r} is closed"))
+        error = LogClosedError(f"log {self._name!r} is closed")
+        while self._waiters:
+            future = self._waiters.popleft()[1]
+            if not future.done():
+                future.set_exception(error)
 
 
 class ReplicatedStorage:

@@ -136,6 +136,8 @@ class Member:
                 "there? Check --cluster and --node-id"
             ) from exc
         node.learn_addresses()
+        # Now, not when leading: a full collection then would stall the loop past the lease.
+        tune_garbage_collector()
         node.start()
         server.hub = ConnectionHub(
             Standby(self),  # type: ignore[arg-type]
@@ -209,6 +211,7 @@ class Member:
         engine = server.engine = Engine(storage, config)  # type: ignore[arg-type]
         engine.on_failure = self._engine_failed
         await engine.open(now=time.time())
+        await asyncio.sleep(0)  # let the node tick between the steps: its lease is short
         standby = server.hub
         server._wire(engine)
         if standby is not None and server.hub is not None:  # the listeners keep the standby's hub
@@ -225,8 +228,9 @@ class Member:
             node.applied_index,
             time.perf_counter() - started,
         )
-        tune_garbage_collector()
+        await asyncio.sleep(0)
         await server._serve_http()
+        log.info("serving as the leader %.3f s after taking over", time.perf_counter() - started)
 
     # -- role changes and failures ----------------------------------------------------------------------
 

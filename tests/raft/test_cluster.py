@@ -5,8 +5,11 @@ a new one takes writes without losing an acknowledged job, and a restarted membe
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,24 @@ async def _states(member: Member, ids: list[str]) -> dict[str, str]:
         return {i: (await client.get(i)).state for i in ids}
     finally:
         client.close()
+
+
+async def _load_then_kill(member: Member, queue: str) -> tuple[list[str], list[str], float]:
+    """Enqueue 20 jobs on ``member``; a worker takes 8 and acks 5 (3 stay leased to it); SIGKILL
+    ``member`` while the worker still holds them. Returns (enqueued ids, acked ids, when killed)."""
+    ids = await _enqueue(member, queue, 20)
+    worker = await ProtoClient.connect(member.listen)
+    try:
+        await worker.subscribe([queue], 8)
+        jobs = await worker.deliveries(8)
+        done = [j.job_id for j in jobs[:5]]
+        assert (await worker.ack(*done)).errors == []
+        member.kill()
+        killed = time.monotonic()
+    finally:
+        worker.close()
+        await asyncio.sleep(0)  # let the transport close
+    return ids, done, killed
 
 
 async def _refused(member: Member) -> ServerError:
@@ -73,17 +94,19 @@ def test_a_leader_is_elected_followers_refuse_and_every_member_holds_the_jobs(tm
         assert set(ids) <= journal_job_ids(m.data_dir), m.node_id
 
 
-def _kill_leader_and_measure(c: Cluster, acked: list[str], queue: str) -> float:
-    """Enqueue on the leader, SIGKILL it, time until a new leader acknowledges a write, check every
-    acknowledged job is there, restart the killed member. Returns the failover time."""
+def _kill_leader_and_measure(c: Cluster, acked: list[str], succeeded: list[str], queue: str) -> float:
+    """Enqueue on the leader and let a worker ack some jobs and hold others, SIGKILL the leader,
+    time until a new leader acknowledges a write, check every acknowledged job is there (acked ones
+    succeeded, held ones ready again: at-least-once), restart the killed member. Returns the
+    failover time."""
     leader = c.leader()
     # Every member up and connected first: a kill must leave a majority.
     c.wait("every member up", lambda: all(
         n["role"] != "down" for n in (leader.cluster() or {"nodes": [{"role": "down"}]})["nodes"]
     ))  # fmt: skip
-    acked.extend(asyncio.run(_enqueue(leader, queue, 20)))
-    leader.kill()
-    killed = time.monotonic()
+    ids, done, killed = asyncio.run(_load_then_kill(leader, queue))
+    acked.extend(ids)
+    succeeded.extend(done)
     survivors = [m for m in c.members if m is not leader]
     while True:
         new = c.leader(among=survivors)
@@ -94,7 +117,9 @@ def _kill_leader_and_measure(c: Cluster, acked: list[str], queue: str) -> float:
             assert time.monotonic() - killed < WAIT, c.logs()
     failover = time.monotonic() - killed
     states = asyncio.run(_states(new, acked))
-    assert all(s == "enqueued" for s in states.values()), states
+    done = set(succeeded)
+    assert {i for i, s in states.items() if s == "succeeded"} == done, states
+    assert all(s == "enqueued" for i, s in states.items() if i not in done), states
     leader.start()
     return failover
 
@@ -102,7 +127,9 @@ def _kill_leader_and_measure(c: Cluster, acked: list[str], queue: str) -> float:
 def test_the_leader_killed_three_times_loses_no_acknowledged_job(tmp_path: Path) -> None:
     with cluster(tmp_path) as c:
         acked: list[str] = []
-        times = [_kill_leader_and_measure(c, acked, "kills") for _ in range(3)]
+        succeeded: list[str] = []
+        times = [_kill_leader_and_measure(c, acked, succeeded, "kills") for _ in range(3)]
+        assert len(succeeded) == 3 * 5
         assert len(acked) == 3 * 21
         print(f"failover after SIGKILL of the leader (s): {[round(t, 3) for t in times]}")
         # The last restarted member catches up with the leader's commit index.
@@ -122,12 +149,18 @@ def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path) -> N
         for m in c.members:
             if m is not leader:
                 m.kill()
-        # Check-quorum: it stops leading (and restarts as a follower), then answers NOT_LEADER.
-        c.wait(
-            "the lone leader steps down", lambda: (leader.me() or {}).get("role") in ("follower", "candidate")
-        )
-        err = asyncio.run(_refused(leader))
-        assert err.code == ErrorCode.NOT_LEADER
+        # Check-quorum: it stops leading, restarts itself as a follower, then answers NOT_LEADER.
+        c.wait("the lone leader steps down", lambda: "restarting as a follower" in leader.log_text())
+
+        def refuses() -> ServerError | None:
+            try:
+                return asyncio.run(_refused(leader))
+            except (ConnectionError, OSError):  # the restarted process is not listening yet
+                return None
+
+        err = c.wait("the restarted member answers", refuses)
+        assert err.code == ErrorCode.NOT_LEADER and err.field is None
+        assert (leader.me() or {}).get("role") in ("follower", "candidate")
         assert "restarting as a follower" in leader.log_text()
 
 
@@ -135,8 +168,37 @@ def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path) -> N
 def test_twenty_leader_kills_under_load_report_failover_times(tmp_path: Path) -> None:
     with cluster(tmp_path) as c:
         acked: list[str] = []
-        times = [_kill_leader_and_measure(c, acked, "soak") for _ in range(20)]
+        succeeded: list[str] = []
+        times = [_kill_leader_and_measure(c, acked, succeeded, "soak") for _ in range(20)]
         p50, worst = statistics.median(times), max(times)
         print(f"failover over 20 SIGKILLs of the leader: p50 {p50:.3f} s, max {worst:.3f} s")
         assert len(acked) == 20 * 21
         assert worst < WAIT
+
+
+def test_the_cluster_view_takes_the_token_and_only_get(tmp_path: Path) -> None:
+    with cluster(tmp_path, extra=["--auth-token", "s3cret"]) as c:
+        m = c.members[0]
+        c.wait("a member answers", lambda: m.http_get("/health")[0] == 200)
+        status, body = m.http_get("/api/cluster")
+        assert status == 401 and body["error"]["code"] == "UNAUTHORIZED"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{m.http}/api/cluster", headers={"Authorization": "Bearer s3cret"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            view = json.loads(r.read())
+        assert view["node"] == m.node_id and len(view["nodes"]) == 3
+        post = urllib.request.Request(f"http://127.0.0.1:{m.http}/api/cluster", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(post, timeout=5)
+        assert info.value.code == 405
+
+
+def test_a_single_nodes_data_directory_is_refused(tmp_path: Path) -> None:
+    c = Cluster(tmp_path)
+    m = c.members[0]
+    (m.data_dir / "queues" / "emails").mkdir(parents=True)
+    m.start()
+    assert m.proc is not None
+    assert m.proc.wait(WAIT) == 1
+    assert "holds a single node's queues" in m.log_text()

@@ -36,8 +36,9 @@ def test_entries_term_and_vote_survive_a_restart(tmp_path: Path) -> None:
         assert journal.pending
         await _until_durable(journal)
         assert not journal.pending
-        journal.deleteEntriesFrom(3)  # positions 3.. = indexes 4, 5: overwritten by a new leader
-        journal.add(b"\x00new4", 4, 3)
+        journal.deleteEntriesFrom(3)  # pysyncobj's habit before adding: nothing goes yet
+        assert len(journal) == 5
+        journal.add(b"\x00new4", 4, 3)  # a conflict (term 3, not 2): index 4 and 5 are replaced
         journal.record_term(3, None)
         await _until_durable(journal)
         await storage.close()
@@ -130,3 +131,21 @@ def test_a_record_with_a_valid_checksum_but_a_bad_body_is_named(tmp_path: Path) 
 
     with pytest.raises(CorruptLogError, match="cannot be replayed"):
         asyncio.run(reopen())
+
+
+def test_only_a_conflicting_entry_removes_entries_acknowledged_before(tmp_path: Path) -> None:
+    async def body() -> None:
+        storage, journal = await _open(tmp_path)
+        for index in range(1, 5):
+            journal.add(b"e%d" % index, index, 1)
+        await _until_durable(journal)
+        lsn = journal.last_lsn
+        journal.deleteEntriesFrom(1)  # a heartbeat whose previous index is 1: entries 2.. stay
+        journal.add(b"e2", 2, 1)  # the same entry again: held already, nothing written
+        assert journal.last_lsn == lsn and journal.last_index == 4
+        await storage.close()
+        storage, journal = await _open(tmp_path)
+        assert [journal[i][1] for i in range(len(journal))] == [1, 2, 3, 4]
+        await storage.close()
+
+    asyncio.run(body())
