@@ -16,6 +16,7 @@ them in LSN order gives back the journal exactly as pysyncobj last saw it.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,12 @@ _encode = msgspec.msgpack.encode
 _entry_decoder = msgspec.msgpack.Decoder(tuple[int, int, bytes])
 _truncate_decoder = msgspec.msgpack.Decoder(tuple[int])
 _term_decoder = msgspec.msgpack.Decoder(tuple[int, str | None])
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Retrieve a commit's outcome: a failure reaches the journal through the log's listener."""
+    if not future.cancelled():
+        future.exception()
 
 
 class DurableJournal(Journal):  # type: ignore[misc]
@@ -174,10 +181,15 @@ class DurableJournal(Journal):  # type: ignore[misc]
         """Append, or fail-stop: pysyncobj cannot be told that an entry was not written (a full
         disk), so a member that cannot append stops rather than lose an entry it counted."""
         try:
-            self._log.append(rtype, body, reserved=rtype != JournalRecord.ENTRY)
+            lsn = self._log.append(rtype, body, reserved=rtype != JournalRecord.ENTRY)
         except StorageError as exc:
             self._failed(exc)
             raise
+        # Ask for durability (the WAL's group commit shares one fdatasync among every record of
+        # the loop pass); the listener hears when it is done, failures included.
+        future = self._log.commit(lsn)
+        if future is not None and not future.done():
+            future.add_done_callback(_consume)
 
     def clear(self) -> None:
         # Only pysyncobj's snapshot installation calls this (compaction is off, so never).
