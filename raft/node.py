@@ -271,7 +271,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             journal.add(b"\x01", 1, 0)
         self._SyncObj__raftLog = journal
         self._SyncObj__raftCommitIndex = journal.getRaftCommitIndex()
-        self._SyncObj__raftCurrentTerm = journal.term
+        # The journal records a term before accepting any entry of it; max() in case of a journal
+        # that lost its last TERM record (never below the newest entry's term).
+        self._SyncObj__raftCurrentTerm = max(journal.term, journal[-1][2])
         self._SyncObj__votedForNodeId = journal.voted_for
 
     @property
@@ -412,8 +414,20 @@ class RaftNode(SyncObj):  # type: ignore[misc]
 
     # -- replication -----------------------------------------------------------------------------------
 
+    def _checkCommandsToApply(self) -> None:  # pysyncobj's hook, once per tick
+        # pysyncobj forwards the commands of a node that is not the leader to the leader. Ours must
+        # never travel: the leader's engine would not have applied the batch it commits, and ours
+        # would apply what it never validated against the leader's state. A member that stopped
+        # leading restarts anyway; until then its proposals wait here.
+        if self.role is Role.LEADER:
+            super()._checkCommandsToApply()
+
     def propose(self, batch: Batch, done: Commit) -> None:
-        """Replicate one batch as one entry; ``done`` is told once it is committed, or why not."""
+        """Replicate one batch as one entry; ``done`` is told once it is committed, or why not
+        (at once when this member does not lead)."""
+        if self.role is not Role.LEADER:
+            done(False, "this member does not lead")
+            return
         data = encode_batch(batch)
 
         def callback(_result: Any, error: int) -> None:

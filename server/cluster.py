@@ -218,6 +218,8 @@ class Member:
             standby.service = server.service  # type: ignore[assignment]
             server.hub = standby
         self._leading = True
+        if node.role is not Role.LEADER:  # deposed while the engine was built
+            self._restart("lost the leadership while taking over")
         storage.announce(LeaderInfo(self.config.node_id, str(server.address), server.http.url))
         stats = engine.stats()
         log.info(

@@ -106,7 +106,8 @@ class Member:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=2) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
         except (OSError, ValueError):
             return 0, None
 

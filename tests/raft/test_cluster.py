@@ -152,11 +152,11 @@ def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path) -> N
         # Check-quorum: it stops leading, restarts itself as a follower, then answers NOT_LEADER.
         c.wait("the lone leader steps down", lambda: "restarting as a follower" in leader.log_text())
 
+        banner = f"cluster member {leader.node_id} started"
+        c.wait("it is back, listening", lambda: leader.log_text().count(banner) >= 2)
+
         def refuses() -> ServerError | None:
-            try:
-                return asyncio.run(_refused(leader))
-            except (ConnectionError, OSError):  # the restarted process is not listening yet
-                return None
+            return asyncio.run(_refused(leader))
 
         err = c.wait("the restarted member answers", refuses)
         assert err.code == ErrorCode.NOT_LEADER and err.field is None
@@ -191,6 +191,7 @@ def test_the_cluster_view_takes_the_token_and_only_get(tmp_path: Path) -> None:
         post = urllib.request.Request(f"http://127.0.0.1:{m.http}/api/cluster", data=b"{}", method="POST")
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(post, timeout=5)
+        info.value.close()
         assert info.value.code == 405
 
 
