@@ -11,7 +11,8 @@ records, bytes and fdatasync seconds per flush round, commit latency per group),
 (``server.stats.SnapshotStats``) and the protocol service (``server.stats.EnqueueLatency`` and
 ``Refusals``) add to plain fixed-bucket counters, and `EngineCollector` turns their counts into
 histogram families at scrape time. Refusals (BUSY, TOO_LARGE, NO_SPACE) of both protocols are
-counted by the service; the HTTP layer reports its own there.
+counted by the service; the HTTP layer reports its own there. Per-handler run and queue-wait times
+are the engine's (``server.stats.JobTimings``), one series per (queue, job name) up to a cap.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from spitfire.server.backpressure import Backpressure
 from spitfire.server.dispatcher import Dispatcher
 from spitfire.server.engine import Engine
 from spitfire.server.service import Service
-from spitfire.server.stats import ENQUEUE_BOUNDS, REFUSALS
+from spitfire.server.stats import ENQUEUE_BOUNDS, MAX_JOB_SERIES, OTHER_JOB, REFUSALS, JobTimings
 from spitfire.wal import Buckets, FlushStats
 
 from .live import CREATED, DELETED, LiveEvents
@@ -93,6 +94,31 @@ def histogram(
     return family
 
 
+def job_histograms(timings: JobTimings) -> Iterator[Metric]:
+    """``spitfire_job_run_seconds`` and ``spitfire_job_wait_seconds`` {queue, name} from the engine's
+    figures (an empty family when no job has run yet, so that its name is always exported).
+
+    The job's name is the label ``name``, as in the API: a label ``job`` would collide with the
+    target label Prometheus adds to every series (it would be renamed ``exported_job``)."""
+    rows = timings.rows()
+    labels = ["queue", "name"]
+    cap = f'at most {MAX_JOB_SERIES:,} (queue, name) pairs; later ones count under name="{OTHER_JOB}"'
+    yield histogram(
+        "spitfire_job_run_seconds",
+        "Seconds each started attempt ran, per queue and job name: the worker's START to the record "
+        f"that ended it (ack, failure, retry-after, lost lease); {cap}.",
+        [([queue, job], s.run) for queue, job, s in rows],
+        labels,
+    )
+    yield histogram(
+        "spitfire_job_wait_seconds",
+        "Seconds each job waited to start, per queue and job name: becoming ready (enqueued, or "
+        f"promoted when due) to the worker's START, time in a worker's prefetch buffer included; {cap}.",
+        [([queue, job], s.wait) for queue, job, s in rows],
+        labels,
+    )
+
+
 def _files(directory: Path) -> tuple[int, int]:
     count = size = 0
     try:
@@ -146,6 +172,9 @@ class EngineCollector(Collector):
         yield from self._commits()
         yield from self._snapshots()
         yield from self._enqueues()
+        timings = s.engine.job_timings
+        if timings is not None:
+            yield from job_histograms(timings)
         pending = GaugeMetricFamily("spitfire_pending_jobs", "Jobs not finished yet, in every queue.")
         pending.add_metric([], s.engine.pending())
         yield pending

@@ -20,11 +20,11 @@ import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
-from .app import CURRENT_SEND, Dashboard
+from .app import CURRENT_SEND
 
 log = logging.getLogger("spitfire.dashboard")
 
@@ -35,13 +35,27 @@ _NOT_LEADER_READY = b'{"status":"unavailable","checks":{"cluster":"this cluster 
 _NOT_READY = b'{"status":"unavailable","checks":{"recovery":"the data directory is being recovered"}}'
 
 
+class Served(Protocol):
+    """What `HttpServer` serves: the `Dashboard`, or an app of the same shape (the compatibility
+    listener's): an ASGI ``app`` started and stopped with the server, ``attach`` once served,
+    ``close`` before the server stops."""
+
+    app: Any
+
+    def attach(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class _Asgi:
     """The ASGI entry point: answers on its own until the dashboard is set (during recovery:
     /health 200, everything else 503), then hands requests to the blacksheep app, lending
     /api/events its ``send`` (to abort a stalled stream)."""
 
-    def __init__(self) -> None:
+    def __init__(self, health: frozenset[str]) -> None:
         self.app: Any = None
+        #: Paths answered 200 before recovery (the process is up).
+        self.health = health
         #: A cluster member's ``GET /api/cluster``: (ASGI scope) -> (status, JSON body).
         self.cluster: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
         #: A cluster member that does not lead: the 503 body of every API request (before `serve`).
@@ -57,7 +71,7 @@ class _Asgi:
             status, body = self.cluster(scope)
             await _respond(send, status, json.dumps(body).encode())
         elif app is None:
-            await _before_recovery(scope, send, self.standby)
+            await _before_recovery(scope, send, self.health, self.standby)
         elif scope["path"] == "/api/events":
             token = CURRENT_SEND.set(send)
             try:
@@ -79,9 +93,12 @@ async def _lifespan(receive: Any, send: Any) -> None:
 
 
 async def _before_recovery(
-    scope: dict[str, Any], send: Any, standby: Callable[[], dict[str, Any]] | None = None
+    scope: dict[str, Any],
+    send: Any,
+    health: frozenset[str],
+    standby: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
-    if scope["path"] == "/health":
+    if scope["path"] in health:
         status, body = 200, b'{"status":"ok","checks":{}}'
     elif scope["path"] == "/ready":
         status, body = 503, _NOT_LEADER_READY if standby is not None else _NOT_READY
@@ -121,22 +138,24 @@ class HttpServer:
 
     def __init__(
         self,
-        dashboard: Dashboard | None,
+        dashboard: Served | None,
         host: str,
         port: int,
         *,
         grace: float = 5.0,
         certfile: str | Path | None = None,
         keyfile: str | Path | None = None,
+        health_paths: frozenset[str] = frozenset({"/health"}),
     ) -> None:
+        """``health_paths`` answer 200 before the app is served (while the server recovers)."""
         if (certfile is None) != (keyfile is None):
             raise ValueError("HTTPS needs both a certificate and a key file (or neither, for HTTP)")
-        self.dashboard: Dashboard | None = None
+        self.dashboard: Served | None = None
         #: PEM certificate and key: HTTPS when given.
         self.certfile = certfile
         self.keyfile = keyfile
         self._pending = dashboard
-        self._asgi = _Asgi()
+        self._asgi = _Asgi(health_paths)
         self.host = host
         self.port = port
         self.grace = grace
@@ -183,10 +202,10 @@ class HttpServer:
         if self._pending is not None:
             await self.serve(self._pending)
 
-    async def serve(self, dashboard: Dashboard) -> None:
+    async def serve(self, dashboard: Served) -> None:
         """Start answering with ``dashboard`` (after recovery) and attach its job observer."""
         self._pending = None
-        await dashboard.app.start()  # type: ignore[no-untyped-call]  # blacksheep leaves it unannotated
+        await dashboard.app.start()
         dashboard.attach()
         self.dashboard = dashboard
         self._asgi.app = dashboard.app
@@ -210,7 +229,7 @@ class HttpServer:
         if self._sock is not None:
             self._sock.close()
         if self.dashboard is not None:
-            await self.dashboard.app.stop()  # type: ignore[no-untyped-call]
+            await self.dashboard.app.stop()
 
     @property
     def cluster(self) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None:

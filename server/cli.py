@@ -2,7 +2,7 @@
 
 spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--listen 127.0.0.1:7878] [--http 127.0.0.1:7880]
-                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN]
+                [--auth-token TOKEN | env SPITFIRE_AUTH_TOKEN] [--redis HOST:PORT]
                 [--no-quic] [--log-level info] [--log-format text|json]
                 [--tls-cert PEM --tls-key PEM] [--max-queue-jobs N] [--max-queue-bytes B]
                 [--max-jobs N] [--max-bytes B] [--max-payload B] [--max-queues N]
@@ -10,6 +10,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--shutdown-grace S] [--retain-succeeded 24h] [--retain-dead 7d]
                 [--retain-cancelled 7d] [--retain-max-per-queue N]
                 [--max-connections N] [--handshake-timeout S]
+                [--compat-http HOST:PORT]
                 [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms]]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
@@ -73,9 +74,23 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="binary protocol address (default %(default)s)")
     p.add_argument("--http", default=DEFAULT_HTTP, help="HTTP address (default %(default)s)")
     p.add_argument(
+        "--compat-http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the HTTP APIs of Vesper, crash-resilient queue and simplequeue there (docs/compat.md; "
+        "default: off)",
+    )
+    p.add_argument(
         "--auth-token",
         default=None,
         help="token clients must present (default $SPITFIRE_AUTH_TOKEN, else none: no auth)",
+    )
+    p.add_argument(
+        "--redis",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve RESP2 there: Redis clients' list and stream commands over the queues, see "
+        "docs/compat.md (default: off)",
     )
     p.add_argument(
         "--no-quic", action="store_true", help="serve TCP only (default: TCP and QUIC on the --listen port)"
@@ -268,6 +283,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         durability=Durability(args.durability),
         listen=Address.parse(args.listen, "--listen"),
         http=Address.parse(args.http, "--http"),
+        redis=None if args.redis is None else Address.parse(args.redis, "--redis"),
         auth_token=auth_token_from_env(args.auth_token),
         no_quic=args.no_quic,
         log_level=args.log_level,
@@ -289,6 +305,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         retain_max_per_queue=args.retain_max_per_queue,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        compat_http=None if args.compat_http is None else Address.parse(args.compat_http, "--compat-http"),
         cluster=cluster_config(args.node_id, args.cluster, args.election_timeout),
     )
 

@@ -43,6 +43,7 @@ from spitfire.wal.api import Durability
 
 from .engine import Engine
 from .listener import ConnectionHub
+from .options import ServerOptions
 from .runtime import (
     EXIT_STORAGE_FAILED,
     SERVER_NAME,
@@ -231,6 +232,7 @@ class Member:
             time.perf_counter() - started,
         )
         await asyncio.sleep(0)
+        await server._listen_redis()
         await server._serve_http()
         log.info("serving as the leader %.3f s after taking over", time.perf_counter() - started)
 
@@ -362,7 +364,7 @@ class Member:
             server.storage = None
 
 
-async def serve_cluster(options: Any) -> int:
+async def serve_cluster(options: ServerOptions) -> int:
     """`spitfire.server.runtime.serve` for ``--cluster``: follow, lead when elected, until SIGTERM."""
     assert options.cluster is not None
     server = Server(options)

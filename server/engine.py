@@ -71,7 +71,7 @@ from .recovery import load_queue
 from .schedules import Schedules
 from .snapshots import write_snapshot
 from .state import Queue, StateMachine
-from .stats import SnapshotStats
+from .stats import JobTimings, SnapshotStats
 
 __all__ = [
     "BULK_CHUNK",
@@ -100,6 +100,7 @@ LEASE_RETRY = 1.0
 _ENQUEUED = JobState.ENQUEUED
 _RESERVED = JobState.RESERVED
 _RUNNING = JobState.RUNNING
+_ENQUEUED_AT = float(JobState.ENQUEUED)  # as a job's history holds states
 _encode = rec.encode
 _JOB_ENQUEUED = int(RecordType.JOB_ENQUEUED)
 _JOBS_ENQUEUED = int(RecordType.JOBS_ENQUEUED)
@@ -237,6 +238,11 @@ class Engine(Queries):
     @on_failure.setter
     def on_failure(self, callback: Callable[[str], None] | None) -> None:
         self.commits.on_failure = callback
+
+    @property
+    def job_timings(self) -> JobTimings | None:
+        """Run and queue-wait seconds per queue and job name since the start (for /metrics)."""
+        return self.state.timings
 
     @property
     def table(self) -> JobTable:
@@ -629,9 +635,18 @@ class Engine(Queries):
         return out
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
-        """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING)."""
+        """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING).
+        Counts the job's queue wait (`JobTimings`)."""
         q, job = self._held_now(job_id, worker_id)
         if job.state is _RESERVED:
+            # The queue wait: from the job becoming ready (entering ENQUEUED: created so, promoted
+            # when due, back from a retry), the history entry before its RESERVED one. A job
+            # reserved before a restart, ready again after it, has no such entry (recovery moves it
+            # back silently): it is not counted.
+            timings = self.state.timings
+            h = job.history
+            if timings is not None and h is not None and len(h) >= 4 and h[-4] == _ENQUEUED_AT:
+                timings.waited(job.queue, job.name, now - h[-3])
             self.state.transition(q, job, _RUNNING, now, 0)
         return job
 

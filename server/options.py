@@ -112,6 +112,8 @@ class ServerOptions:
     listen: Address = Address("127.0.0.1", 7878)
     #: HTTP address.
     http: Address = Address("127.0.0.1", 7880)
+    #: RESP2 address (Redis clients' list and stream commands, docs/compat.md); None: not served.
+    redis: Address | None = None
     #: Token every client must present; None means no authentication (loopback only).
     auth_token: str | None = None
     #: Serve TCP only.
@@ -148,6 +150,9 @@ class ServerOptions:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: Seconds a connection has to complete its HELLO before it is closed.
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    #: Where the HTTP APIs of Vesper, the crash-resilient queue and simplequeue are served
+    #: (docs/compat.md); None: not served.
+    compat_http: Address | None = None
     #: ``--node-id`` and ``--cluster``: a Raft member (docs/ha.md); None: a single node.
     cluster: ClusterConfig | None = None
 
@@ -160,23 +165,51 @@ class ServerOptions:
         if self.auth_token is not None and not self.auth_token.strip():
             raise OptionsError("--auth-token is empty: give a token, or leave the flag out")
         binds = (("--listen", self.listen), ("--http", self.http))
-        exposed = [f"{flag} {addr}" for flag, addr in binds if not addr.is_loopback]
+        compat = [("--compat-http", self.compat_http)] if self.compat_http is not None else []
+        for flag, addr in binds:
+            if self.compat_http is not None and self.compat_http.port and self.compat_http == addr:
+                raise OptionsError(
+                    f"--compat-http {addr} is also {flag}'s address: give it a port of its own"
+                )
+        exposed = [f"{flag} {addr}" for flag, addr in (*binds, *compat) if not addr.is_loopback]
         if exposed and self.auth_token is None:
             raise OptionsError(
                 f"refusing to listen on a non-loopback address ({', '.join(exposed)}) without an auth "
                 f"token: anyone who can reach it could enqueue and run jobs. Pass --auth-token TOKEN "
                 f"(or set {AUTH_TOKEN_ENV}), or bind to 127.0.0.1."
             )
+        if self.redis is not None and not self.redis.is_loopback and self.auth_token is None:
+            raise OptionsError(
+                f"refusing to serve RESP on a non-loopback address (--redis {self.redis}) without an auth "
+                f"token: anyone who can reach it could enqueue and take jobs. Pass --auth-token TOKEN (or "
+                f"set {AUTH_TOKEN_ENV}), or bind it to 127.0.0.1."
+            )
 
     def warnings(self) -> list[str]:
         """Settings that are allowed but risky, one sentence each (the server logs them at start):
         an auth token sent in clear text over a non-loopback plain-HTTP bind."""
         out: list[str] = []
+        if self.auth_token is not None and self.redis is not None and not self.redis.is_loopback:
+            out.append(
+                f"--redis {self.redis} is a non-loopback address: RESP has no TLS, so the auth token "
+                "(AUTH) and every value cross the network unencrypted. Bind it to 127.0.0.1, or tunnel it."
+            )
         if self.auth_token is not None and not self.http.is_loopback and self.tls_cert is None:
             out.append(
                 f"--http {self.http} is a non-loopback address served as plain HTTP: the auth token "
                 "crosses the network unencrypted. Give --tls-cert and --tls-key to serve HTTPS, or put "
                 "a TLS-terminating proxy in front."
+            )
+        compat = self.compat_http
+        if (
+            self.auth_token is not None
+            and compat is not None
+            and not compat.is_loopback
+            and self.tls_cert is None
+        ):
+            out.append(
+                f"--compat-http {compat} is a non-loopback address served as plain HTTP: the auth token "
+                "crosses the network unencrypted. Give --tls-cert and --tls-key to serve HTTPS."
             )
         return out
 

@@ -17,7 +17,7 @@ from spitfire.wal.api import Durability
 
 from . import validation as v
 from .config import EngineConfig
-from .errors import JobNotFound, QueueNotFound, ValidationError
+from .errors import InvalidTransition, JobNotFound, QueueNotFound, ValidationError
 from .state import Queue, StateMachine
 
 #: State labels in state value order (1, 2, ...): the keys of `QueueStats.counts`.
@@ -115,6 +115,17 @@ class Queries:
             return None
         entry = q.index.keys.entry(key)
         return self.state.table.get(entry[0]) if entry is not None else None
+
+    def holder(self, job_id: str, operation: str) -> str:
+        """The worker holding the job's lease: for an adapter whose outcomes name no worker, which
+        acts for the worker that claimed the job (simplequeue's ack, nack and heartbeat).
+
+        :raises JobNotFound: :raises InvalidTransition: (naming ``operation``) the job holds no lease.
+        """
+        job = self._job(job_id)[1]
+        if job.state not in LEASED_STATES or job.worker is None:
+            raise InvalidTransition(job.id, job.state.label, operation)
+        return job.worker
 
     def search(self, q: str, limit: int = 50, before: str | None = None) -> list[Job]:
         """Jobs matching ``q`` as an id, an idempotency key (any queue) or a handler name; newest

@@ -57,11 +57,12 @@ class ListenError(Exception):
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> None:
+def check_port_free(host: str, port: int, *, udp: bool, http: bool = False, flag: str = "--http") -> None:
     """Fail fast when the binary protocol's port is taken, before creating the data directory and
     recovering it (which can take a while): bind and release it (TCP, and UDP for QUIC).
 
-    :raises ListenError: the port is in use or the address is not local.
+    :raises ListenError: the port is in use or the address is not local (an HTTP port's message
+        names its ``flag``).
     """
     if port == 0:
         return
@@ -79,7 +80,7 @@ def check_port_free(host: str, port: int, *, udp: bool, http: bool = False) -> N
             if http:
                 raise ListenError(
                     f"cannot serve HTTP on {host}:{port}: {why}; is another server running there? "
-                    "Pick another --http"
+                    f"Pick another {flag}"
                 ) from exc
             hint = " (use --no-quic to serve TCP only)" if name == "udp" else ""
             raise ListenError(
@@ -113,8 +114,12 @@ class Server:
         self._background: set[asyncio.Task[None]] = set()
         #: The HTTP API (spitfire.dashboard.server.HttpServer) once serving.
         self.http: Any = None
+        #: The compatibility listener (an HttpServer serving spitfire.compat) with --compat-http.
+        self.compat: Any = None
         #: Why the storage failed (fail-stop), once it has.
         self.failure: str | None = None
+        #: The RESP2 listener (spitfire.compat.resp.RespServer) once serving (--redis).
+        self.redis: Any = None
 
     async def start(self) -> None:
         """Open the data directory, recover every queue, then start serving."""
@@ -146,6 +151,7 @@ class Server:
         self._wire(engine)
         tune_garbage_collector()
         await self._listen()
+        await self._listen_redis()
         await self._serve_http()
 
     def engine_config(self) -> EngineConfig:
@@ -166,8 +172,21 @@ class Server:
     def _check_ports(self) -> None:
         """:raises ListenError: the binary protocol's or the HTTP port is taken."""
         opts = self.options
+        if opts.redis is not None:
+            try:
+                check_port_free(opts.redis.host, opts.redis.port, udp=False)
+            except ListenError as exc:
+                why = getattr(exc.__cause__, "strerror", None) or exc.__cause__
+                raise ListenError(
+                    f"cannot serve RESP on {opts.redis}: {why}; is another server running there? "
+                    "Pick another --redis"
+                ) from exc
         check_port_free(opts.listen.host, opts.listen.port, udp=not opts.no_quic)
         check_port_free(opts.http.host, opts.http.port, udp=False, http=True)
+        if opts.compat_http is not None:
+            check_port_free(
+                opts.compat_http.host, opts.compat_http.port, udp=False, http=True, flag="--compat-http"
+            )
 
     def _wire(self, engine: Engine) -> None:
         opts = self.options
@@ -239,6 +258,28 @@ class Server:
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
+    async def _listen_redis(self) -> None:
+        """Serve RESP2 at --redis, when given (imported here: compat uses the server)."""
+        opts = self.options
+        if opts.redis is None:
+            return
+        from spitfire.compat.resp import RespServer
+        from spitfire.server.consumers import Consumers
+
+        assert self.engine is not None
+        redis = RespServer(
+            Consumers(self.engine),
+            token=opts.auth_token,
+            max_connections=opts.max_connections,
+            handshake_timeout=opts.handshake_timeout,
+            max_payload=opts.max_payload,
+        )
+        try:
+            await redis.start(opts.redis.host, opts.redis.port)
+        except OSError as exc:
+            raise ListenError(f"cannot serve RESP on {opts.redis}: {exc.strerror or exc}") from exc
+        self.redis = redis
+
     async def _start_http(self) -> None:
         """Listen at --http before recovery: /health answers, /ready says 503 until the API is served
         (imported here: the dashboard uses the server)."""
@@ -254,6 +295,18 @@ class Server:
         except OSError as exc:
             raise ListenError(f"cannot serve HTTP on {opts.http}: {exc.strerror or exc}") from exc
         self.http = http
+        if opts.compat_http is not None:  # its /health and /healthz answer during recovery too
+            compat = HttpServer(
+                None, opts.compat_http.host, opts.compat_http.port, grace=opts.shutdown_grace,
+                certfile=opts.tls_cert, keyfile=opts.tls_key, health_paths=frozenset({"/health", "/healthz"}),
+            )  # fmt: skip
+            try:
+                await compat.start()
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot serve HTTP on {opts.compat_http} (--compat-http): {exc.strerror or exc}"
+                ) from exc
+            self.compat = compat
 
     async def _serve_http(self) -> None:
         """Serve the HTTP API over the recovered engine."""
@@ -273,6 +326,14 @@ class Server:
             http_url=self.http.url,
         )
         await self.http.serve(dashboard)
+        if self.compat is not None:
+            from spitfire.compat.http import CompatApp
+
+            compat = CompatApp(
+                self.engine, service, auth_token=self.options.auth_token, ready=self.readiness,
+                metrics=dashboard.metrics.render, heartbeat_interval=self.options.heartbeat_interval,
+            )  # fmt: skip
+            await self.compat.serve(compat)
 
     def _storage_failed(self, reason: str) -> None:
         """Fail-stop: the engine takes no more writes; stop serving and exit non-zero, so that
@@ -338,8 +399,12 @@ class Server:
 
     async def drain(self) -> None:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish, close them."""
+        if self.redis is not None:  # its commands in progress finish; then it closes
+            await self.redis.close(self.options.shutdown_grace)
         if self.http is not None:
             await self.http.stop()
+        if self.compat is not None:
+            await self.compat.stop()
         if self.hub is None or self.service is None:
             return
         self.listeners.close()
@@ -363,8 +428,12 @@ class Server:
     async def close(self) -> None:
         """Flush everything to disk and release files."""
         try:
+            if self.redis is not None:  # still serving when start-up failed
+                await self.redis.close(0)
             if self.http is not None:  # still serving when start-up failed
                 await self.http.stop()
+            if self.compat is not None:
+                await self.compat.stop()
             if self.engine is not None:
                 await self.engine.close()
             elif self.storage is not None:
@@ -379,14 +448,21 @@ def describe(server: Server) -> str:
     quic = next((u for u in server.listeners.urls if u.startswith("quic://")), None)
     if quic is None:
         quic = "(QUIC off: --no-quic)" if options.no_quic else "(QUIC not available)"
+    redis = "" if server.redis is None else f"  redis:       {server.redis.url}  (RESP2: docs/compat.md)\n"
     http = server.http.url if server.http is not None else f"http://{options.http}"
+    compat = ""
+    if server.compat is not None:
+        apis = "Vesper, crash-resilient queue, simplequeue: docs/compat.md"
+        compat = f"  compat http: {server.compat.url}  ({apis})\n"
     return (
         f"spitfire-server ready\n"
         f"  data dir:    {options.data_dir.resolve()}\n"
         f"  durability:  {options.durability.value} (default for new queues)\n"
         f"  binary:      tcp://{server.address}  {quic}\n"
         f"  http:        {http}/api  (REST API, /api/events, /metrics, /health, /ready, /openapi.json)\n"
+        f"{redis}"
         f"  dashboard:   {http}/\n"
+        f"{compat}"
         "  stop with Ctrl-C or SIGTERM: in-flight requests finish, logs are fsynced before exit"
     )
 
@@ -405,9 +481,11 @@ def describe_json(server: Server) -> str:
             "msg": "spitfire-server ready",
             "data_dir": str(options.data_dir.resolve()),
             "durability": options.durability.value,
+            "redis": None if server.redis is None else server.redis.url,
             "listen": list(server.listeners.urls),
             "http": f"{http}/api",
             "dashboard": f"{http}/",
+            "compat_http": None if server.compat is None else server.compat.url,
         }
     )
 

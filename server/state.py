@@ -38,12 +38,14 @@ from spitfire.wal.api import Durability, QueueLog
 from . import records as rec
 from .events import BatchObserver, JobObserver, ignore
 from .records import RecordType
+from .stats import JobTimings
 
 log = logging.getLogger("spitfire.server.state")
 
 _ENQUEUED = JobState.ENQUEUED
 _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
+_RUNNING = JobState.RUNNING
 
 #: What `StateMachine.apply` calls for one record type: (queue, decoded body, LSN) -> its result.
 Applier = Callable[["Queue", Any, int], Any]
@@ -128,6 +130,10 @@ class StateMachine:
         #: parent of each live queue's counters (fed as their minutes are flushed), rebuilt after
         #: recovery by `history.rebuild_total`. Flush the queues' counters before reading it.
         self.history = MinuteCounters()
+        #: Run and queue-wait seconds per queue and job name, for /metrics (memory only; None: not
+        #: measured). Run times are counted here, as the record ending a started attempt is applied
+        #: (from the START in the job's history to the record's time); waits by `Engine.start`.
+        self.timings: JobTimings | None = JobTimings()
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
@@ -191,6 +197,14 @@ class StateMachine:
         job.worker = None
         job.lease_until = None
         return worker
+
+    def _ended(self, job: Job, at: float) -> None:
+        """A started (RUNNING) attempt of ``job`` ends at ``at``: count its run time, from the START
+        (the history's last entry) to ``at``. Recovery never gets here: it holds no running job."""
+        timings = self.timings
+        h = job.history
+        if timings is not None and h is not None:
+            timings.ran(job.queue, job.name, at - h[-1])
 
     # -- new jobs ---------------------------------------------------------------------------------------
 
@@ -276,6 +290,8 @@ class StateMachine:
         return apply
 
     def _succeeded(self, q: Queue, job: Job, body: rec.JobSucceeded, lsn: int) -> None:
+        if job.state is _RUNNING:
+            self._ended(job, body.at)
         self.drop_lease(job)
         job.attempts = body.attempts
         job.result = body.result
@@ -283,6 +299,8 @@ class StateMachine:
         self.transition(q, job, JobState.SUCCEEDED, body.at, lsn)
 
     def _failed(self, q: Queue, job: Job, body: rec.JobFailed, lsn: int) -> None:
+        if job.state is _RUNNING:
+            self._ended(job, body.at)
         self.drop_lease(job)
         job.attempts = body.attempt
         _add_error(job, AttemptError(body.attempt, body.at, body.error, body.traceback))
@@ -296,6 +314,8 @@ class StateMachine:
                 self.on_deadline(body.retry_at)
 
     def _requeued(self, q: Queue, job: Job, body: rec.JobRequeued, lsn: int) -> None:
+        if job.state is _RUNNING:  # its lease was lost: the attempt ended
+            self._ended(job, body.at)
         self.drop_lease(job)
         job.attempts = body.attempts
         if body.error is not None:
@@ -305,6 +325,8 @@ class StateMachine:
         self.notify(q)
 
     def _snoozed(self, q: Queue, job: Job, body: rec.JobSnoozed, lsn: int) -> None:
+        if job.state is _RUNNING:  # RetryAfter: the attempt ran
+            self._ended(job, body.at)
         self.drop_lease(job)
         job.attempts = body.attempts
         # SCHEDULED even when already due: the next promotion pass moves it (deterministic: the
@@ -375,6 +397,8 @@ class StateMachine:
         q.deleted_lsn = lsn
         q.deleted_at = body.at
         q.history.flush()  # its last minute into the total, which keeps it
+        if self.timings is not None:
+            self.timings.forget_queue(q.name)
         if self.queues.get(q.name) is q:
             del self.queues[q.name]
         return revoked

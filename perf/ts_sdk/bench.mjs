@@ -1,21 +1,26 @@
 // The TypeScript SDK beside BullMQ, in one run, on this machine:
 //
-//   node perf/ts_sdk/bench.mjs [--jobs 20000] [--inflight 64] [--concurrency 10]
+//   node perf/ts_sdk/bench.mjs [--jobs 20000] [--inflight 64] [--concurrency 50] [--rounds 1]
 //
 // - enqueue: `--jobs` single enqueues with `--inflight` concurrent promise chains, each awaiting
 //   its answer (Spitfire: durable after the fsync of its group; BullMQ: redis with
 //   `appendfsync always`, so every write is fsynced before the reply);
 // - drain: one Node worker process (`--concurrency` handlers, no-op jobs) empties the queue;
-//   timed from resuming the paused queue until the server counts every job finished.
+//   timed from resuming the paused queue until the server counts every job finished. 50 is
+//   BullMQ's concurrency guide's value (perf/README.md), given to both.
+// - `--rounds N` runs Spitfire and BullMQ alternately N times (A/B on a shared, noisy machine);
+//   the figures are the medians.
 //
 // Spitfire is `spitfire-server` from the repository's .venv (default `group` durability);
 // redis comes from `python -m perf.peers.redis_service always`; BullMQ from perf/peers/node
 // (`npm ci` there first). Payload: perf/peers/node/bullmq_bench.mjs's ~100-byte document.
-// Prints a table and one JSON line; every process started is stopped by PID.
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+// Prints a table with the ratios and writes perf/results/ts-sdk-<timestamp>.json (the Python
+// harness's format: suite, when, machine, commit, config, figures; $SPITFIRE_PERF_RESULTS
+// overrides the folder). Every process started is stopped by PID.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
+import { cpus, hostname, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,7 +35,8 @@ const { Redis } = await import(peers.resolve("ioredis"));
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const JOBS = Number(args.jobs ?? 20_000);
 const INFLIGHT = Number(args.inflight ?? 64);
-const CONCURRENCY = Number(args.concurrency ?? 10);
+const CONCURRENCY = Number(args.concurrency ?? 50);
+const ROUNDS = Number(args.rounds ?? 1);
 const DEADLINE_MS = 300_000;
 
 export function payload(i) {
@@ -143,12 +149,64 @@ async function bullmq() {
   }
 }
 
-const s = await spitfire();
-const b = await bullmq();
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const runs = { spitfire: [], bullmq: [] };
+for (let round = 0; round < ROUNDS; round++) {
+  runs.spitfire.push(await spitfire());
+  runs.bullmq.push(await bullmq());
+}
+const figure = (who, what) => median(runs[who].map((r) => r[what]));
+const s = { enqueue: figure("spitfire", "enqueue"), drain: figure("spitfire", "drain") };
+const b = { enqueue: figure("bullmq", "enqueue"), drain: figure("bullmq", "drain") };
+const ratio = { enqueue: s.enqueue / b.enqueue, drain: s.drain / b.drain };
+
 const fmt = (n) => Math.round(n).toLocaleString("en-US").padStart(9);
-console.log(`${JOBS} no-op jobs, enqueue with ${INFLIGHT} in flight, drain by one Node worker process (concurrency ${CONCURRENCY})`);
+console.log(`${JOBS} no-op jobs, enqueue with ${INFLIGHT} in flight, drain by one Node worker process (concurrency ${CONCURRENCY}), median of ${ROUNDS} round(s)`);
 console.log("                         enqueue/s   drain/s");
 console.log(`Spitfire (TS SDK, group) ${fmt(s.enqueue)} ${fmt(s.drain)}`);
-console.log(`BullMQ (appendfsync always) ${fmt(b.enqueue)} ${fmt(b.drain)}`.replace("BullMQ (appendfsync always) ", "BullMQ (fsync always)    "));
-console.log(`ratio                    ${(s.enqueue / b.enqueue).toFixed(2).padStart(9)} ${(s.drain / b.drain).toFixed(2).padStart(9)}`);
-console.log(JSON.stringify({ jobs: JOBS, inflight: INFLIGHT, concurrency: CONCURRENCY, spitfire: s, bullmq: b }));
+console.log(`BullMQ (fsync always)    ${fmt(b.enqueue)} ${fmt(b.drain)}`);
+console.log(`ratio                    ${ratio.enqueue.toFixed(2).padStart(9)} ${ratio.drain.toFixed(2).padStart(9)}`);
+
+function git(...argv) {
+  try {
+    return execFileSync("git", argv, { cwd: REPO, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+}
+const cpuModel = cpus()[0]?.model ?? "";
+const versions = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(REPO, "perf", "peers", "node", "node_modules", name, "package.json"), "utf8")).version;
+  } catch {
+    return null;
+  }
+};
+const jobsPerSecond = (name, value, runsOf, notes, target = "", ok = null) => ({ name, value, unit: "jobs/s", target, ok, runs: runsOf, notes });
+const figures = [
+  jobsPerSecond("ts-sdk enqueue spitfire jobs/s", s.enqueue, runs.spitfire.map((r) => r.enqueue), "spitfire group, TypeScript SDK Client"),
+  jobsPerSecond("ts-sdk enqueue bullmq jobs/s", b.enqueue, runs.bullmq.map((r) => r.enqueue), "bullmq on redis appendfsync always"),
+  jobsPerSecond("ts-sdk drain spitfire jobs/s", s.drain, runs.spitfire.map((r) => r.drain), "spitfire group, one TypeScript SDK Worker process"),
+  jobsPerSecond("ts-sdk drain bullmq jobs/s", b.drain, runs.bullmq.map((r) => r.drain), "one BullMQ Worker process"),
+  { name: "ts-sdk enqueue ratio spitfire/bullmq", value: ratio.enqueue, unit: "x", target: ">= 1", ok: ratio.enqueue >= 1, runs: [], notes: "" },
+  { name: "ts-sdk drain ratio spitfire/bullmq", value: ratio.drain, unit: "x", target: ">= 1", ok: ratio.drain >= 1, runs: [], notes: "" },
+];
+const dirty = git("status", "--porcelain") ? "-dirty" : "";
+const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "");
+const doc = {
+  suite: "ts-sdk",
+  when: new Date().toISOString().replace(/\.\d+Z$/, "+0000"),
+  machine: { host: hostname(), cpus: cpus().length, cpu_model: cpuModel, mem_gib: Math.round((totalmem() / 2 ** 30) * 10) / 10, node: process.versions.node, kernel: release() },
+  commit: (git("rev-parse", "--short", "HEAD") || "unknown") + dirty,
+  config: { jobs: JOBS, inflight: INFLIGHT, concurrency: CONCURRENCY, rounds: ROUNDS, spitfire_durability: "group", redis_appendfsync: "always", bullmq: versions("bullmq"), ioredis: versions("ioredis") },
+  figures,
+};
+const dir = process.env.SPITFIRE_PERF_RESULTS || join(REPO, "perf", "results");
+mkdirSync(dir, { recursive: true });
+const path = join(dir, `ts-sdk-${stamp}.json`);
+writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
+console.log(`wrote ${path}`);

@@ -4,7 +4,8 @@ them in a `Worker`.
 A job's payload is a msgpack map of its keyword arguments (parameters left at their default are
 left out, so the worker's function applies its own default). At enqueue time the arguments are
 bound to the function's signature and checked against its type hints with msgspec, so a wrong
-argument fails in the producer with a clear error instead of in the worker later.
+argument fails in the producer with a clear error instead of in the worker later. Parameters hinted
+with pydantic models are validated and dumped by pydantic, when it is installed (`_pydantic`).
 
 ``@app.cron("0 3 * * *", timezone="Europe/Berlin")`` on a job function declares a recurring schedule
 of it (its payload: the keyword arguments given, checked the same way); `App.register_schedules`
@@ -25,6 +26,7 @@ import msgspec
 
 from spitfire.protocol.messages import Backoff, PutSchedule
 
+from . import _pydantic
 from ._context import JobContext
 from .client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -85,7 +87,8 @@ class ArgSpec:
             self.struct: type[msgspec.Struct] = msgspec.defstruct(
                 f"{job_name}_args", fields, kw_only=True, forbid_unknown_fields=False
             )
-            self._decoder = msgspec.msgpack.Decoder(self.struct)
+            # Payloads are JSON data to a pydantic model: the worker validates them as JSON.
+            self._decoder = msgspec.msgpack.Decoder(self.struct, dec_hook=_pydantic.worker_dec_hook)
         except TypeError as exc:
             raise TypeError(f"job {job_name!r}: its type hints cannot be checked by msgspec: {exc}") from None
 
@@ -99,9 +102,9 @@ class ArgSpec:
         except TypeError as exc:
             raise JobArgumentError(f"{self.job_name}.enqueue(): {exc}") from None
         try:
-            value = msgspec.convert(bound.arguments, self.struct)
+            value = msgspec.convert(bound.arguments, self.struct, dec_hook=_pydantic.dec_hook)
         except msgspec.ValidationError as exc:
-            raise _argument_error(self.job_name, str(exc)) from None
+            raise _argument_error(self.job_name, exc) from None
         try:
             return _encode(value)
         except OverflowError as exc:  # an int past msgpack's 64 bits (2**70): name the argument
@@ -160,12 +163,17 @@ def _check_kind(p: inspect.Parameter, job_name: str) -> None:
         )
 
 
-def _argument_error(job_name: str, text: str) -> JobArgumentError:
-    """Turn msgspec's "Expected `int`, got `str` - at `$.count`" into a message naming the argument."""
+def _argument_error(job_name: str, exc: msgspec.ValidationError) -> JobArgumentError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.count`" into a message naming the argument
+    (and a pydantic model's error into one naming the field inside the model too)."""
+    text = str(exc)
     message, _, path = text.rpartition(" - at `")
     if not message:
         return JobArgumentError(f"{job_name}.enqueue(): {text}")
     path = path.rstrip("`")
+    cause = exc.__cause__  # what the dec_hook raised, when it did
+    if isinstance(cause, _pydantic.ModelInvalid):
+        message, path = cause.message, path + cause.loc
     head = path[2:] if path.startswith("$.") else path
     argument = head.split(".", 1)[0].split("[", 1)[0]
     where = f" (at {path[2:]})" if path[2:] != argument else ""

@@ -12,6 +12,8 @@ import msgspec
 from spitfire.protocol.messages import Backoff, JobInfo, JobList, QueueInfo, ScheduleInfo, StatsInfo
 from spitfire.protocol.messages import WorkerInfo as WireWorker
 
+from . import _pydantic
+
 __all__ = [
     "AsyncJobId",
     "AttemptError",
@@ -35,9 +37,15 @@ _decode = msgspec.msgpack.decode
 
 def enc_hook(obj: Any) -> Any:
     """msgspec's hook for what it cannot encode itself: ``str`` subclasses (a `JobId` in a payload)
-    as plain strings."""
+    as plain strings, pydantic models as their JSON data (``model_dump(mode="json", by_alias=True)``).
+
+    :raises TypeError: anything else, or a model that cannot be dumped as JSON.
+    """
     if isinstance(obj, str):
         return str(obj)
+    dumped = _pydantic.encode(obj)
+    if dumped is not _pydantic.NOT_A_MODEL:
+        return dumped
     raise TypeError(f"Encoding objects of type {type(obj).__name__} is unsupported")
 
 

@@ -635,7 +635,8 @@ class Worker:
             return FailItem(
                 d.job_id,
                 f"TypeError: the job ran, but its return value cannot be encoded as msgpack ({exc}); "
-                "return msgpack-able data (dicts, lists, str, numbers) or None",
+                "return msgpack-able data (dicts, lists, str, numbers, dataclasses, msgspec Structs, "
+                "pydantic models) or None",
                 None,
                 False,
             )

@@ -3,7 +3,7 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "test/types/"] },
+  { ignores: ["dist/", "node_modules/", "test/types/", "test/decorators/"] },
   eslint.configs.recommended,
   {
     files: ["src/**/*.ts"],
@@ -17,7 +17,7 @@ export default tseslint.config(
   {
     files: ["test/**/*.mjs", "bench/**/*.mjs", "eslint.config.js"],
     languageOptions: {
-      globals: { console: "readonly", process: "readonly", setTimeout: "readonly", clearTimeout: "readonly", Buffer: "readonly", URL: "readonly" },
+      globals: { console: "readonly", process: "readonly", setTimeout: "readonly", clearTimeout: "readonly", Buffer: "readonly", URL: "readonly", performance: "readonly", fetch: "readonly" },
     },
   },
 );

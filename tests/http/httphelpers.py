@@ -18,6 +18,7 @@ import httpx
 SERVER = [sys.executable, "-m", "spitfire.server.cli"]
 _HTTP = re.compile(r"http:\s+http://127\.0\.0\.1:(\d+)/")
 _TCP = re.compile(r"tcp://127\.0\.0\.1:(\d+)")
+_COMPAT = re.compile(r"compat http:\s+(http://127\.0\.0\.1:\d+)")
 
 
 class HttpServer:
@@ -29,6 +30,8 @@ class HttpServer:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.tcp_port = 0
+        #: The --compat-http listener's URL ("" when the server has none).
+        self.compat_url = ""
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.client: httpx.Client | None = None
 
@@ -44,6 +47,8 @@ class HttpServer:
         assert http and tcp, banner
         self.url = f"http://127.0.0.1:{http.group(1)}"
         self.tcp_port = int(tcp.group(1))
+        compat = _COMPAT.search(banner)
+        self.compat_url = compat.group(1) if compat else ""
         self.client = httpx.Client(base_url=self.url, timeout=30)
         return self
 

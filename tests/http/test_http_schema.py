@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -49,9 +50,11 @@ def _short_waits(case: Any) -> None:
                 where["wait_ms"] = MAX_FUZZED_WAIT_MS
 
 
-def run_schema(server: HttpServer, examples: int) -> list[tuple[str, str]]:
-    """Fuzz every operation; returns (operation, failure) pairs."""
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+def run_schema(server: HttpServer, examples: int, url: str | None = None) -> list[tuple[str, str]]:
+    """Fuzz every operation of the listener at ``url`` (default: the main HTTP port); returns
+    (operation, failure) pairs."""
+    base = url or server.url
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     failures: list[tuple[str, str]] = []
     for result in schema.get_all_operations():
         op = result.ok()
@@ -69,7 +72,7 @@ def run_schema(server: HttpServer, examples: int) -> list[tuple[str, str]]:
             )
             def call(case: Any) -> None:
                 _short_waits(case)
-                case.call_and_validate(base_url=server.url, checks=CHECKS)
+                case.call_and_validate(base_url=base, checks=CHECKS)
 
             try:
                 call()
@@ -91,3 +94,31 @@ def test_schemathesis_long_run(fuzzed: HttpServer) -> None:
     failures = run_schema(fuzzed, examples=300)
     assert not failures, "\n\n".join(f"{op}: {text}" for op, text in failures)
     assert "Traceback" not in fuzzed.log()
+
+
+@pytest.fixture(scope="module")
+def fuzzed_compat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """A server with the compatibility listener (--compat-http), with jobs in several states."""
+    data = tmp_path_factory.mktemp("fuzz-compat") / "data"
+    with http_server(data, "--compat-http", "127.0.0.1:0", "--max-payload", "65536") as proc:
+        with httpx.Client(base_url=proc.compat_url, timeout=30) as compat:
+            for i in range(3):
+                compat.post("/topics/t/enqueue", json={"id": f"job-{i}", "payload": i})
+                compat.post(
+                    "/jobs", json={"type": "seed", "payload": i}, headers={"Idempotency-Key": f"k{i}"}
+                )
+            compat.post("/topics/t/claim", json={"worker_id": "w"})
+        yield proc
+
+
+def test_schemathesis_finds_nothing_on_the_compat_listener(fuzzed_compat: HttpServer) -> None:
+    failures = run_schema(fuzzed_compat, examples=8, url=fuzzed_compat.compat_url)
+    assert not failures, "\n\n".join(f"{op}: {text}" for op, text in failures)
+    assert "Traceback" not in fuzzed_compat.log()
+
+
+@pytest.mark.slow
+def test_schemathesis_long_run_on_the_compat_listener(fuzzed_compat: HttpServer) -> None:
+    failures = run_schema(fuzzed_compat, examples=300, url=fuzzed_compat.compat_url)
+    assert not failures, "\n\n".join(f"{op}: {text}" for op, text in failures)
+    assert "Traceback" not in fuzzed_compat.log()

@@ -190,11 +190,6 @@ try {
 """
 
 
-@pytest.mark.xfail(
-    reason="the TypeScript SDK (branch ts-sdk, in progress) encodes an integer past 2**32 as a msgpack "
-    "float64, which the Struct's int64 field refuses; passes with cents under 2**32",
-    strict=False,
-)
 def test_a_typescript_producer_and_a_python_worker_share_the_proto(
     server: ServerProcess, client: spitfire.Client, billing: ModuleType, tmp_path: Path, queue: str
 ) -> None:

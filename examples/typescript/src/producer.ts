@@ -1,5 +1,5 @@
 // Enqueues a few jobs and prints what became of them. Run the worker first (or after: jobs wait).
-import { Client, JobFailed } from "@spitfirehq/sdk";
+import { Client, JobError } from "@spitfirehq/sdk";
 
 import { app, buildReport, sendEmail } from "./tasks.js";
 
@@ -14,16 +14,17 @@ const ids = [
 /** JSON with bigints written as 123n. */
 const show = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x));
 
-const client = new Client(); // the plain client: any queue, any handler name
 for (const id of ids) {
   try {
-    const result = await client.wait(id, { timeoutMs: 20_000 });
+    const result = await id.wait({ timeoutMs: 20_000 }); // pushed by the server once it is durable
     console.log(`${id} succeeded: ${show(result)}`);
   } catch (err) {
-    if (!(err instanceof JobFailed)) throw err;
+    if (!(err instanceof JobError)) throw err; // JobFailed (dead) or JobCancelled; WaitTimeout: still running
     console.log(`${id} ${err.state}: ${err.error}`);
   }
 }
+
+const client = new Client(); // the plain client: any queue, any handler name
 const stats = await client.stats();
 console.log(`queues: ${stats.queues.map((q) => `${q.name}=${q.total}`).join(", ")}`);
 await client.close();

@@ -59,9 +59,12 @@ export interface JobEnqueueOptions {
   headers?: Record<string, string>;
 }
 
-/** What a typed enqueue needs of a client: the TypeScript SDK's `Client` has it. */
-export interface JobEnqueuer {
-  enqueue(queue: string, name: string, payload: unknown, options?: JobEnqueueOptions): Promise<string>;
+/**
+ * What a typed enqueue needs of a client: the TypeScript SDK's `Client` has it (its enqueue resolves
+ * to a `JobId`, a String with `.created` and `.wait()`; `Id` is whatever the client resolves to).
+ */
+export interface JobEnqueuer<Id = string> {
+  enqueue(queue: string, name: string, payload: unknown, options?: JobEnqueueOptions): Promise<Id>;
 }
 
 /** A job declared in a .proto file: its name on the wire, its queue, the options of every enqueue. */
@@ -221,11 +224,11 @@ def _job(m: MessageSpec) -> str:
         f" * Enqueue job `{job.name}` on queue `{job.queue}`; resolves to its id once durable.\n"
         f" * `options` override the schema's (`queue` sends it elsewhere).\n"
         f" */\n"
-        f"export function {fn}(\n"
-        "  client: JobEnqueuer,\n"
+        f"export function {fn}<Id = string>(\n"
+        "  client: JobEnqueuer<Id>,\n"
         f"  payload: {m.name},\n"
         "  options: JobEnqueueOptions & { queue?: string } = {},\n"
-        "): Promise<string> {\n"
+        "): Promise<Id> {\n"
         f"  const {{ queue = {const}.queue, ...rest }} = options;\n"
         f"  return client.enqueue(queue, {const}.name, payload, {{ ...{const}.options, ...rest }});\n"
         "}\n"

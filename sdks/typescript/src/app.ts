@@ -9,7 +9,7 @@
 
 import { Client, type ClientOptions, type EnqueueManyOptions, type EnqueueOptions } from "./client.js";
 import { BadRequest, SpitfireError } from "./errors.js";
-import type { Backoff, Enqueued } from "./models.js";
+import type { Backoff, JobId } from "./models.js";
 import { encodePayload } from "./payload.js";
 import { Worker, type WorkerOptions } from "./worker.js";
 
@@ -35,6 +35,15 @@ export interface JobContext {
   readonly timeoutMs: number;
   /** Aborted when the job is cancelled or deleted, or when a shutdown's grace period ends. */
   readonly signal: AbortSignal;
+  /**
+   * Reports how far the job is: `value` from 0.0 to 1.0 (or null) and/or a short `message` (at
+   * most 1,000 characters), e.g. `ctx.progress(0.4, "resized 4 of 10")`. Cheap to call often:
+   * the worker sends at most 4 reports a second per job (the first at once, then the latest every
+   * 250 ms). The server keeps the last one in memory while the job runs (`client.get(id).progress`,
+   * the HTTP API, `event: progress`); it is not logged, so a server restart forgets it. Throws a
+   * `RangeError` (or `TypeError`) for a value outside 0..1 or a message too long.
+   */
+  progress(value?: number | null, message?: string | null): void;
 }
 
 /** A job handler: its payload type is what `enqueue` accepts. */
@@ -86,6 +95,63 @@ export function validate<P>(schema: PayloadSchema<P> | undefined, value: unknown
   }
 }
 
+/** What `@job` recorded about a method. */
+interface Declaration {
+  name: string;
+  options: JobOptions;
+}
+
+/** Decorated methods (the functions themselves: the same for every instance of their class). */
+const DECLARED = new WeakMap<object, Declaration>();
+
+/** What `@job` recorded about a method, if it is decorated. */
+function declaration(fn: object): Declaration | undefined {
+  return DECLARED.get(fn);
+}
+
+/**
+ * A TC39 standard decorator (TypeScript 5, without `experimentalDecorators`) declaring a method
+ * as the handler of job `name`, with the options of `app.job`:
+ *
+ * ```ts
+ * class Emails {
+ *   constructor(private readonly mailer: Mailer) {}
+ *
+ *   @job("emails.send", { queue: "emails", maxAttempts: 5 })
+ *   async send(payload: { to: string }, ctx: JobContext) {
+ *     await this.mailer.deliver(payload.to, { signal: ctx.signal });
+ *   }
+ * }
+ *
+ * app.register(new Emails(mailer));                          // its workers run emails.send
+ * await app.jobFor(Emails.prototype.send).enqueue({ to: "a@b.c" });  // payload type-checked
+ * ```
+ *
+ * The method runs with `this` bound to the registered object. Decorating records the declaration
+ * only; `app.register(instance)` declares the jobs with an app (so one class may serve several
+ * apps). Private (`#name`) methods cannot be decorated: `register` could not reach them.
+ */
+export function job(name: string, options: JobOptions = {}) {
+  checkName(name);
+  return function <This, P, R>(
+    method: (this: This, payload: P, ctx: JobContext) => R,
+    context: ClassMethodDecoratorContext<This, (this: This, payload: P, ctx: JobContext) => R>,
+  ): void {
+    // Called from JavaScript (or with a cast) on something else than a method: say what it takes.
+    if ((context.kind as string) !== "method") throw new TypeError(`@job("${name}") decorates methods, not a ${context.kind}`);
+    if (context.private) {
+      throw new TypeError(`@job("${name}") cannot decorate the private method ${String(context.name)}: make it a public method`);
+    }
+    DECLARED.set(method, { name, options });
+  };
+}
+
+function checkName(name: string): void {
+  if (typeof name !== "string" || !name || name.length > 200) {
+    throw new BadRequest(`job name ${JSON.stringify(name)} must have 1..200 characters`);
+  }
+}
+
 /** A declared job: `enqueue(payload)` type-checks `payload` against the handler's. */
 export class JobHandle<P, R = unknown> {
   constructor(
@@ -100,15 +166,15 @@ export class JobHandle<P, R = unknown> {
     return this.options.queue ?? DEFAULT_QUEUE;
   }
 
-  /** Enqueues one job; returns its id once it is durable. */
-  async enqueue(payload: P, options: EnqueueOptions = {}): Promise<string> {
-    return (await this.enqueueDetailed(payload, options)).id;
-  }
-
-  /** `enqueue`, also saying whether the job was created (false: its idempotency key named one). */
-  async enqueueDetailed(payload: P, options: EnqueueOptions = {}): Promise<Enqueued> {
+  /** Enqueues one job; returns its id once it is durable (a `JobId`: `created`, `wait()`). */
+  async enqueue(payload: P, options: EnqueueOptions = {}): Promise<JobId> {
     const value = validate(this.options.schema, payload, `${this.name}.enqueue()`);
     return this.app.client.enqueueRaw(this.queue, this.name, this.encode(value), { ...this.defaults(), ...options });
+  }
+
+  /** `enqueue` (kept for compatibility: the `JobId` it returns has `created` and `state`). */
+  async enqueueDetailed(payload: P, options: EnqueueOptions = {}): Promise<JobId> {
+    return this.enqueue(payload, options);
   }
 
   /** Enqueues many jobs atomically; returns their ids in order. */
@@ -142,6 +208,10 @@ export class App {
   readonly url: string | null;
   readonly options: ClientOptions;
   private readonly jobs = new Map<string, JobHandle<never>>();
+  /** The handle `register` declared for each decorated method. */
+  private readonly byMethod = new WeakMap<object, JobHandle<unknown>>();
+  /** Handles of decorated methods never registered (`jobFor` in a producer). */
+  private readonly enqueueOnly = new WeakMap<object, JobHandle<unknown>>();
   private clientInstance: Client | null = null;
 
   constructor(url?: string | null, options: ClientOptions = {}) {
@@ -157,11 +227,70 @@ export class App {
 
   /** Declares a job. Its handler's payload type is what the returned handle's `enqueue` accepts. */
   job<P, R = unknown>(name: string, options: JobOptions<P>, handler: Handler<P, R>): JobHandle<P, R> {
-    if (!name || name.length > 200) throw new BadRequest(`job name ${JSON.stringify(name)} must have 1..200 characters`);
+    checkName(name);
     if (this.jobs.has(name)) throw new SpitfireError(`a job named ${JSON.stringify(name)} is declared twice`, { code: "CONFLICT" });
     const handle = new JobHandle<P, R>(this, name, options, handler);
     this.jobs.set(name, handle as unknown as JobHandle<never>);
     return handle;
+  }
+
+  /**
+   * Declares the jobs of an object's `@job`-decorated methods (TC39 decorators, see `job`), each
+   * running bound to `target`: an instance for its class's methods, or a class for its static
+   * ones. Returns their handles; `jobFor(method)` gives one with its payload type.
+   */
+  register(target: object): JobHandle<unknown>[] {
+    const found: [fn: object, decl: Declaration][] = [];
+    const seen = new Set<string>();
+    // Own and inherited members, up to (not including) what every object or function has.
+    for (let o: object | null = target; o !== null && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o) as object | null) {
+      for (const key of Object.getOwnPropertyNames(o)) {
+        if (seen.has(key)) continue; // an override hides the method it overrides, decorated or not
+        seen.add(key);
+        const fn: unknown = Object.getOwnPropertyDescriptor(o, key)?.value;
+        if (typeof fn !== "function") continue;
+        const decl = declaration(fn);
+        if (decl !== undefined) found.push([fn, decl]);
+      }
+    }
+    if (found.length === 0) {
+      const what = typeof target === "function" ? `class ${target.name}` : `a ${target.constructor.name}`;
+      throw new BadRequest(`${what} has no @job methods: decorate its methods with @job(name, options) before registering it`);
+    }
+    // All or nothing: a name declared already declares none of them.
+    for (const [, decl] of found) {
+      if (this.jobs.has(decl.name) || found.filter(([, d]) => d.name === decl.name).length > 1) {
+        throw new SpitfireError(`a job named ${JSON.stringify(decl.name)} is declared twice`, { code: "CONFLICT" });
+      }
+    }
+    return found.map(([fn, decl]) => {
+      const method = fn as Handler<unknown, unknown>;
+      const handle = this.job(decl.name, decl.options, (payload, ctx) => method.call(target, payload, ctx));
+      this.byMethod.set(fn, handle);
+      return handle;
+    });
+  }
+
+  /**
+   * The handle of a `@job`-decorated method (`app.jobFor(Emails.prototype.send)`), its payload
+   * type inferred from the method's: the one `register` declared, or, in a process that only
+   * enqueues (and never registered the class), a handle that enqueues to the same name and queue.
+   */
+  jobFor<P, R>(method: (payload: P, ctx: JobContext) => R): JobHandle<P, Awaited<R>> {
+    const registered = this.byMethod.get(method);
+    if (registered !== undefined) return registered as unknown as JobHandle<P, Awaited<R>>;
+    const decl = declaration(method);
+    if (decl === undefined) {
+      throw new BadRequest(`${method.name || "this function"} is not a @job-decorated method: decorate it with @job(name, options)`);
+    }
+    let handle = this.enqueueOnly.get(method);
+    if (handle === undefined) {
+      handle = new JobHandle<unknown>(this, decl.name, decl.options, () => {
+        throw new SpitfireError(`${decl.name} was never registered with this app: app.register(instance) runs it`);
+      });
+      this.enqueueOnly.set(method, handle);
+    }
+    return handle as unknown as JobHandle<P, Awaited<R>>;
   }
 
   /** The declared job of a handler name. */

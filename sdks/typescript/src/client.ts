@@ -15,6 +15,7 @@ import {
   ClientClosed,
   ConnectionLost,
   InvalidURL,
+  JobCancelled,
   JobFailed,
   type NotFoundKind,
   NotConnected,
@@ -26,15 +27,21 @@ import {
 import {
   type Backoff,
   backoffToWire,
-  type Enqueued,
+  FINAL_STATES,
   type Job,
   jobFromWire,
+  JobId,
+  type JobPage,
   type JobState,
+  type PurgeResult,
   type Schedule,
   scheduleFromWire,
   type ScheduleJobOptions,
   type Stats,
   statsFromWire,
+  type WaitOptions,
+  workerFromWire,
+  type WorkerInfo,
 } from "./models.js";
 import { encodePayload, NIL } from "./payload.js";
 
@@ -48,10 +55,14 @@ const BACKOFF_FACTOR = 2;
 const BACKOFF_MAX_MS = 2000;
 /** How often a request that is safe to resend is resent after the connection drops under it. */
 const MAX_RESENDS = 3;
-/** `wait()` polls GET: first interval, growth, longest interval (ms). */
-const WAIT_POLL_FIRST_MS = 10;
-const WAIT_POLL_FACTOR = 1.5;
-const WAIT_POLL_MAX_MS = 500;
+/** Longest WAIT one request asks the server for (ms); `wait` asks again until its own timeout. */
+const WAIT_CHUNK_MS = 300_000;
+/** Job state labels, as the server names them. */
+const STATES: readonly JobState[] = ["scheduled", "enqueued", "reserved", "running", "succeeded", "retrying", "dead", "cancelled"];
+/** Durability modes of a queue. */
+const DURABILITY_MODES = ["sync", "group", "async"] as const;
+/** A queue's durability mode: fsync before each answer, fsyncs shared by concurrent writes, or answer before the fsync. */
+export type Durability = (typeof DURABILITY_MODES)[number];
 
 export interface ClientOptions {
   /** The server's auth token (default: `SPITFIRE_AUTH_TOKEN`). */
@@ -99,11 +110,65 @@ export interface ScheduleDefinition {
   misfire?: "skip" | "once" | "all";
 }
 
-export interface WaitOptions {
-  /** Give up after this long with WaitTimeout (default: 60 s). */
-  timeoutMs?: number;
-  /** The longest pause between two polls (default 500 ms). */
-  maxPollMs?: number;
+export type { WaitOptions } from "./models.js";
+
+/** Options of `listJobs`: every one given must match. */
+export interface ListJobsOptions {
+  /** Only this queue's jobs (default: every queue; an unknown queue lists nothing). */
+  queue?: string | null;
+  /** Only jobs in one of these states (default: every state). */
+  states?: JobState | readonly JobState[] | null;
+  /** Jobs per page, 1 to 1000 (default 50). */
+  limit?: number;
+  /** The `cursor` of the previous page (default: the first page). */
+  cursor?: string | null;
+  /** Newest (created) first (default), or oldest first. */
+  newestFirst?: boolean;
+}
+
+/** A job id as the methods take it: the string, or the `JobId` `enqueue` returned. */
+export type JobRef = string | JobId;
+
+function jobIdOf(ref: JobRef): string {
+  if (typeof ref === "string") return ref;
+  if (ref instanceof String) return ref.valueOf();
+  throw new BadRequest(`a job id must be a string or a JobId, not ${typeof ref}`, { field: "job_id" });
+}
+
+/** State labels, checked here so that a typo fails before anything is sent. */
+function stateLabels(states: JobState | readonly JobState[] | null | undefined, required: boolean): JobState[] | null {
+  if (states === null || states === undefined) {
+    if (required) throw new BadRequest(`states: give at least one of ${STATES.join(", ")}`, { field: "states" });
+    return null;
+  }
+  const labels: unknown[] = typeof states === "string" ? [states] : Array.isArray(states) ? [...(states as unknown[])] : [states];
+  if (required && labels.length === 0) {
+    throw new BadRequest(`states: give at least one of ${STATES.join(", ")}`, { field: "states" });
+  }
+  for (const s of labels) {
+    if (typeof s !== "string" || !STATES.includes(s as JobState)) {
+      throw new BadRequest(`states: unknown state ${JSON.stringify(s)}; one of ${STATES.join(", ")}`, { field: "states" });
+    }
+  }
+  return labels.length === 0 ? null : (labels as JobState[]);
+}
+
+/**
+ * The result of a job `wait` got back, or the error it throws for it: `JobFailed` (dead),
+ * `JobCancelled`, `WaitTimeout` (not finished).
+ */
+function outcome(job: Job, timeoutMs: number | null): unknown {
+  if (job.state === "succeeded") return job.result;
+  if (job.state === "dead") {
+    const last = job.errors.at(-1);
+    const why = last === undefined ? "" : ` after ${last.attempt} attempt(s): ${last.error}`;
+    throw new JobFailed(`job ${job.id} (${job.name}) failed${why}`, job);
+  }
+  if (job.state === "cancelled") throw new JobCancelled(`job ${job.id} (${job.name}) was cancelled`, job);
+  throw new WaitTimeout(
+    `job ${job.id} (${job.name}) is still ${job.state} after ${timeoutMs ?? 0} ms; it goes on (wait again, or give a longer timeoutMs)`,
+    job,
+  );
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -190,22 +255,29 @@ export class Client {
     return performance.now() - t;
   }
 
-  /** Enqueues one job once it is durable and returns its id. `payload` is any msgpack-able value. */
-  async enqueue(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<string> {
-    return (await this.enqueueDetailed(queue, name, payload, options)).id;
-  }
-
-  /** `enqueue`, returning whether the job was created (false: its idempotency key named one). */
-  async enqueueDetailed(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<Enqueued> {
+  /**
+   * Enqueues one job and returns its id once it is durable: a `JobId` (a `String`) with `created`
+   * and `wait()`. `payload` is any msgpack-able value.
+   */
+  async enqueue(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<JobId> {
     return this.enqueueRaw(queue, name, payload === undefined ? NIL : encodePayload(payload), options);
   }
 
+  /** `enqueue` (kept for compatibility: the `JobId` it returns has `id`, `created` and `state` too). */
+  async enqueueDetailed(queue: string, name: string, payload?: unknown, options: EnqueueOptions = {}): Promise<JobId> {
+    return this.enqueue(queue, name, payload, options);
+  }
+
   /** `enqueue` of a payload that is already bytes, sent as they are. */
-  async enqueueRaw(queue: string, name: string, data: Uint8Array, options: EnqueueOptions = {}): Promise<Enqueued> {
+  async enqueueRaw(queue: string, name: string, data: Uint8Array, options: EnqueueOptions = {}): Promise<JobId> {
     await this.checkSizes([data]);
     const body = { queue, name, payload: data, ...wireOptions(options), idempotency_key: options.idempotencyKey ?? null };
     const a = await this.call(MessageType.ENQUEUE, body, null, options.idempotencyKey !== undefined);
-    return { id: a.body.job_id as string, created: a.body.created as boolean, state: a.body.state as JobState };
+    return new JobId(a.body.job_id as string, {
+      created: a.body.created as boolean,
+      state: a.body.state as JobState,
+      wait: (id, o) => this.wait(id, o),
+    });
   }
 
   /** Enqueues many jobs of one handler atomically (all or none, one fsync); returns their ids in order. */
@@ -222,22 +294,22 @@ export class Client {
   }
 
   /** The job; `JobNotFound` if the server does not know it. */
-  async get(jobId: string): Promise<Job> {
+  async get(jobId: JobRef): Promise<Job> {
     return this.jobCall(MessageType.GET, jobId, true);
   }
 
   /** Cancels a job not yet finished (a worker running it is told); returns it afterwards. */
-  async cancel(jobId: string): Promise<Job> {
+  async cancel(jobId: JobRef): Promise<Job> {
     return this.jobCall(MessageType.CANCEL, jobId, false);
   }
 
   /** Enqueues a dead or cancelled job again with fresh attempts; returns it afterwards. */
-  async retry(jobId: string): Promise<Job> {
+  async retry(jobId: JobRef): Promise<Job> {
     return this.jobCall(MessageType.RETRY, jobId, false);
   }
 
   /** Deletes a job; returns it as it was. */
-  async delete(jobId: string): Promise<Job> {
+  async delete(jobId: JobRef): Promise<Job> {
     return this.jobCall(MessageType.DELETE, jobId, false);
   }
 
@@ -263,34 +335,102 @@ export class Client {
   }
 
   /**
-   * Waits for a job to finish and returns its result (decoded); throws `JobFailed` when it ends
-   * `dead` or `cancelled`, `WaitTimeout` after `timeoutMs`. Polls GET with backoff: the protocol
-   * on this server version has no WAIT message.
+   * Waits until the job finishes and returns its result (decoded from msgpack; null when the
+   * handler returned nothing). The server pushes the outcome once it is durable (`WAIT`, no
+   * polling). Throws `JobFailed` (dead) or `JobCancelled`, both `JobError`s carrying the job, or
+   * `WaitTimeout` after `timeoutMs` (default: no limit), carrying the job as it was then;
+   * `JobNotFound` for an unknown job or one deleted meanwhile; `Busy` when this client already
+   * waits on 1,000 jobs (the server's limit per connection).
    */
-  async wait(jobId: string, options: WaitOptions = {}): Promise<unknown> {
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    const maxPoll = options.maxPollMs ?? WAIT_POLL_MAX_MS;
-    const deadline = performance.now() + timeoutMs;
-    let pause = WAIT_POLL_FIRST_MS;
+  async wait(jobId: JobRef, options: WaitOptions = {}): Promise<unknown> {
+    return outcome(await this.waitJob(jobId, options), options.timeoutMs ?? null);
+  }
+
+  /**
+   * `wait`, returning the job's record (finished, or as it is at the timeout) instead of its
+   * result, and throwing nothing for its state.
+   */
+  async waitJob(jobId: JobRef, options: WaitOptions = {}): Promise<Job> {
+    const id = jobIdOf(jobId);
+    const timeoutMs = options.timeoutMs ?? null;
+    if (timeoutMs !== null && !(typeof timeoutMs === "number" && timeoutMs >= 0)) {
+      throw new BadRequest(`timeoutMs must be a number of milliseconds >= 0 (or null: no limit), not ${String(timeoutMs)}`, {
+        field: "timeout",
+      });
+    }
+    const deadline = timeoutMs === null ? null : performance.now() + timeoutMs;
     for (;;) {
-      const job = await this.get(jobId);
-      if (job.state === "succeeded") return job.result;
-      if (job.state === "dead" || job.state === "cancelled") {
-        throw new JobFailed(jobId, job.state, job.errors.at(-1)?.error ?? null);
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) throw new WaitTimeout(`job ${jobId} is still ${job.state} after ${timeoutMs} ms`);
-      await sleep(Math.min(pause, left));
-      pause = Math.min(pause * WAIT_POLL_FACTOR, maxPoll);
+      // The server answers at the chunk's end at the latest: the request may take that long more.
+      const chunk = deadline === null ? WAIT_CHUNK_MS : Math.max(0, Math.min(WAIT_CHUNK_MS, deadline - performance.now()));
+      const a = await this.call(MessageType.WAIT, { job_id: id, timeout: chunk / 1000 }, "job", true, chunk);
+      const job = jobFromWire(a.body.job as Body);
+      if (FINAL_STATES.includes(job.state) || chunk === 0 || (deadline !== null && performance.now() >= deadline)) return job;
     }
   }
 
-  /** @internal Sends a request, reconnecting as needed; resends safe requests after a drop. */
-  async call(type: number, body: Body, notFound: NotFoundKind, safe: boolean): Promise<Answer> {
+  // -- administration -------------------------------------------------------------------------
+
+  /**
+   * A page of jobs, newest (created) first unless `newestFirst` is false: of `queue` (default:
+   * every queue), in one of `states`. Pass the page's `cursor` for the next one (null: that was
+   * the last). A bad state or a `limit` outside 1..1000 is a `BadRequest` before anything is sent.
+   */
+  async listJobs(options: ListJobsOptions = {}): Promise<JobPage> {
+    const limit = options.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new BadRequest(`limit must be an integer from 1 to 1000, not ${String(limit)}`, { field: "limit" });
+    }
+    const body = {
+      queue: options.queue ?? null,
+      states: stateLabels(options.states, false),
+      limit,
+      cursor: options.cursor ?? null,
+      newest_first: options.newestFirst ?? true,
+    };
+    const a = await this.call(MessageType.LIST_JOBS, body, null, true);
+    return { jobs: (a.body.jobs as Body[]).map(jobFromWire), cursor: a.body.cursor as string | null };
+  }
+
+  /**
+   * Deletes every job of `queue` in one of `states` (e.g. `["succeeded", "dead"]`) that exists now,
+   * durably, in chunks; workers running a deleted job are told to stop it. Not resent after a lost
+   * connection: purging again finishes what a broken one left. `QueueNotFound` for an unknown queue.
+   */
+  async purge(queue: string, options: { states: JobState | readonly JobState[] }): Promise<PurgeResult> {
+    const body = { queue, states: stateLabels(options.states, true) };
+    const a = await this.call(MessageType.PURGE, body, "queue", false);
+    return { matched: Number(a.body.matched), deleted: Number(a.body.deleted), failed: Number(a.body.failed) };
+  }
+
+  /**
+   * Sets a queue's durability mode: `sync` (fsync before each answer), `group` (fsyncs shared by
+   * concurrent writes) or `async` (answer before the fsync). Creates the queue if needed; the mode
+   * survives restarts. Idempotent.
+   */
+  async setDurability(queue: string, mode: Durability): Promise<void> {
+    if (!DURABILITY_MODES.includes(mode)) {
+      throw new BadRequest(`durability must be one of ${DURABILITY_MODES.join(", ")}, not ${JSON.stringify(mode)}`, {
+        field: "durability",
+      });
+    }
+    await this.call(MessageType.SET_DURABILITY, { queue, mode }, "queue", true);
+  }
+
+  /** The workers subscribed over the binary protocol now (HTTP workers are not listed). */
+  async workers(): Promise<WorkerInfo[]> {
+    const a = await this.call(MessageType.LIST_WORKERS, {}, null, true);
+    return (a.body.workers as Body[]).map(workerFromWire);
+  }
+
+  /**
+   * @internal Sends a request, reconnecting as needed; resends safe requests after a drop.
+   * `extraMs` is added to the request's timeout (WAIT: the server answers that late).
+   */
+  async call(type: number, body: Body, notFound: NotFoundKind, safe: boolean, extraMs = 0): Promise<Answer> {
     for (let attempt = 0; ; attempt++) {
       const conn = await this.connection();
       try {
-        return await conn.request(type, body, this.timeoutMs, notFound);
+        return await conn.request(type, body, this.timeoutMs + extraMs, notFound);
       } catch (err) {
         if (err instanceof ConnectionLost && safe && attempt < MAX_RESENDS && !this.closed) continue;
         throw err;
@@ -298,8 +438,8 @@ export class Client {
     }
   }
 
-  private async jobCall(type: number, jobId: string, safe: boolean): Promise<Job> {
-    const a = await this.call(type, { job_id: jobId }, "job", safe);
+  private async jobCall(type: number, jobId: JobRef, safe: boolean): Promise<Job> {
+    const a = await this.call(type, { job_id: jobIdOf(jobId) }, "job", safe);
     return jobFromWire(a.body.job as Body);
   }
 

@@ -49,6 +49,12 @@ export const MessageType = {
   PAUSE_SCHEDULE: 0x19,
   RESUME_SCHEDULE: 0x1a,
   TRIGGER_SCHEDULE: 0x1b,
+  LIST_WORKERS: 0x24,
+  SET_DURABILITY: 0x25,
+  PURGE: 0x26,
+  LIST_JOBS: 0x27,
+  PROGRESS: 0x2e,
+  WAIT: 0x2f,
   WELCOME: 0x40,
   PONG: 0x41,
   OK: 0x42,
@@ -64,6 +70,9 @@ export const MessageType = {
   GOAWAY: 0x4c,
   SCHEDULE: 0x4d,
   SCHEDULES: 0x4e,
+  WORKERS: 0x55,
+  PURGED: 0x56,
+  JOBS: 0x57,
   ERROR: 0x7f,
 } as const;
 export type MessageTypeName = keyof typeof MessageType;
@@ -94,8 +103,13 @@ export type Schema =
 
 /** A marker for a field without a default: missing from the wire, the body is malformed. */
 export const REQUIRED: unique symbol = Symbol("required");
-/** `[name, type, default]`; an optional type (`{opt}`) defaults to null unless given. */
-export type Field = readonly [name: string, type: Schema, dflt?: unknown];
+/** A marker for a key of a map body left out while it is null (a key added after 1.0). */
+export const OMIT_NULL: unique symbol = Symbol("omit-null");
+/**
+ * `[name, type, default, OMIT_NULL?]`; an optional type (`{opt}`) defaults to null unless given.
+ * `OMIT_NULL` (map bodies only): the key is not written while its value is null.
+ */
+export type Field = readonly [name: string, type: Schema, dflt?: unknown, omit?: typeof OMIT_NULL];
 
 const opt = (s: Schema): Schema => ({ opt: s });
 const arr = (s: Schema): Schema => ({ arr: s });
@@ -155,6 +169,18 @@ const JOB_INFO = record([
   ],
   ["lease_until", opt("float")],
   ["worker", opt("str")],
+  [
+    "progress",
+    opt(
+      record([
+        ["value", opt("float")],
+        ["message", opt("str")],
+        ["at", "float", REQUIRED],
+      ]),
+    ),
+    null,
+    OMIT_NULL,
+  ],
 ]);
 
 const QUEUE_INFO = record([
@@ -198,6 +224,20 @@ const SCHEDULE_INFO = record([
   ["last_run_at", opt("float")],
   ["last_job_id", opt("str")],
   ["last_job_state", opt("str")],
+]);
+
+const WORKER_INFO = record([
+  ["id", "str", REQUIRED],
+  ["name", "str", REQUIRED],
+  ["queues", arr("str"), REQUIRED],
+  ["held", "int", REQUIRED],
+  ["active", "bool", REQUIRED],
+  ["credits", "int", REQUIRED],
+  ["connected_at", "float", REQUIRED],
+  ["last_seen", "float", REQUIRED],
+  ["host", opt("str")],
+  ["pid", opt("int")],
+  ["concurrency", opt("int")],
 ]);
 
 const JOB_REF: Field[] = [["job_id", "str", REQUIRED]];
@@ -310,6 +350,31 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
   PAUSE_SCHEDULE: SCHEDULE_REF,
   RESUME_SCHEDULE: SCHEDULE_REF,
   TRIGGER_SCHEDULE: SCHEDULE_REF,
+  LIST_WORKERS: [],
+  SET_DURABILITY: [
+    ["queue", "str", REQUIRED],
+    ["mode", "str", REQUIRED],
+  ],
+  PURGE: [
+    ["queue", "str", REQUIRED],
+    ["states", arr("str"), REQUIRED],
+  ],
+  LIST_JOBS: [
+    ["queue", opt("str")],
+    ["states", opt(arr("str"))],
+    ["limit", "int", 50],
+    ["cursor", opt("str")],
+    ["newest_first", "bool", true],
+  ],
+  PROGRESS: [
+    ["job_id", "str", REQUIRED],
+    ["value", opt("float")],
+    ["message", opt("str")],
+  ],
+  WAIT: [
+    ["job_id", "str", REQUIRED],
+    ["timeout", "float", 30.0],
+  ],
   WELCOME: [
     ["version", "int", REQUIRED],
     ["server", "str", REQUIRED],
@@ -372,6 +437,16 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["created", "bool", false],
   ],
   SCHEDULES: [["schedules", arr(SCHEDULE_INFO), REQUIRED]],
+  WORKERS: [["workers", arr(WORKER_INFO), REQUIRED]],
+  PURGED: [
+    ["matched", "int", REQUIRED],
+    ["deleted", "int", REQUIRED],
+    ["failed", "int", REQUIRED],
+  ],
+  JOBS: [
+    ["jobs", arr(JOB_INFO), REQUIRED],
+    ["cursor", opt("str")],
+  ],
   ERROR: [
     ["code", "str", REQUIRED],
     ["message", "str", REQUIRED],
@@ -440,14 +515,22 @@ function encodeValue(w: Writer, schema: Schema, value: unknown, where: string): 
   }
 }
 
+const isNil = (v: unknown): boolean => v === null || v === undefined;
+
 function encodeFields(w: Writer, fields: Field[], value: unknown, where: string, keyed: boolean): void {
   if (typeof value !== "object" || value === null) throw new TypeError(`${where}: expected an object`);
   const obj = value as Body;
-  if (keyed) w.mapHeader(fields.length);
-  else w.arrayHeader(fields.length);
+  if (keyed) {
+    let n = fields.length;
+    for (const f of fields) if (f[3] === OMIT_NULL && isNil(obj[f[0]])) n--;
+    w.mapHeader(n);
+  } else {
+    w.arrayHeader(fields.length);
+  }
   for (const field of fields) {
     const name = field[0];
     let v = obj[name];
+    if (keyed && field[3] === OMIT_NULL && isNil(v)) continue;
     if (v === undefined) v = defaultOf(field, where);
     if (keyed) w.str(name);
     encodeValue(w, field[1], v, `${where}.${name}`);

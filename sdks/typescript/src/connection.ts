@@ -102,7 +102,10 @@ export interface ConnectionOptions {
   connectTimeoutMs: number;
   /** Called with every server push (request id 0, other than ERROR). */
   onPush?: (type: number, body: Body) => void;
-  /** Called once when the connection is gone (error: why, null on a clean close). */
+  /**
+   * Called once when an open connection is gone (error: why, null on a clean close). Not called
+   * for one that never opened: `open` rejects instead.
+   */
   onClose?: (error: SpitfireError | null) => void;
   /** Keep the process alive while the socket is open, even with nothing in flight (workers). */
   keepAlive?: boolean;
@@ -132,6 +135,8 @@ export class Connection {
   /** The server sent GOAWAY: send nothing new here. */
   draining = false;
   closed = false;
+  /** The handshake succeeded (`open` resolved or is resolving). */
+  private opened = false;
 
   private readonly socket: net.Socket;
   private readonly reader = new FrameReader(DEFAULT_MAX_FRAME);
@@ -173,6 +178,7 @@ export class Connection {
       const answer = await hello;
       if (answer.type !== MessageType.WELCOME) throw new ProtocolError(`HELLO answered with type ${answer.type}`);
       conn.welcome = answer.body as unknown as Welcome;
+      conn.opened = true;
       conn.reader.maxFrame = Math.max(conn.welcome.max_frame, DEFAULT_MAX_FRAME);
     } catch (err) {
       conn.destroy();
@@ -357,7 +363,7 @@ export class Connection {
     }
     this.pending.clear();
     this.socket.destroy();
-    this.opts.onClose?.(err instanceof ClientClosed ? null : err);
+    if (this.opened) this.opts.onClose?.(err instanceof ClientClosed ? null : err);
   }
 
   /** A client with nothing in flight does not keep the process alive; a worker does. */

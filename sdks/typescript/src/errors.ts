@@ -4,6 +4,8 @@
  * `err instanceof Busy` works (native ES2022 classes keep the prototype chain of `Error` subclasses).
  */
 
+import type { Job, JobState } from "./models.js";
+
 /** Base class of every error this SDK throws. `code` is the protocol's error code or an SDK one. */
 export class SpitfireError extends Error {
   /** The protocol's error code (`NOT_FOUND`, `BUSY`, ...) or an SDK code (`TIMEOUT`, ...). */
@@ -94,26 +96,45 @@ export class ClientClosed extends SpitfireError {
   static readonly CODE: string = "CLOSED";
 }
 
-/** `client.wait()`: the job ended `dead` or `cancelled` instead of succeeding. */
-export class JobFailed extends SpitfireError {
+/**
+ * `wait()` found the job finished without a result: `job` is its final record (every attempt's
+ * error and traceback in `job.errors`). `JobFailed` (dead) and `JobCancelled` are its kinds.
+ */
+export class JobError extends SpitfireError {
   static readonly CODE: string = "JOB_FAILED";
+  /** The job as it ended. */
+  readonly job: Job;
   /** The job's id. */
   readonly jobId: string;
   /** Its final state: `dead` or `cancelled`. */
-  readonly state: string;
-  /** The last attempt's error, when there was one. */
+  readonly state: JobState;
+  /** The last attempt's error ("Name: message"), when there was one. */
   readonly error: string | null;
 
-  constructor(jobId: string, state: string, error: string | null) {
-    super(`job ${jobId} is ${state}${error ? `: ${error}` : ""}`, { code: "JOB_FAILED" });
-    this.jobId = jobId;
-    this.state = state;
-    this.error = error;
+  constructor(message: string, job: Job) {
+    super(message);
+    this.job = job;
+    this.jobId = job.id;
+    this.state = job.state;
+    this.error = job.errors.at(-1)?.error ?? null;
   }
 }
-/** `client.wait()`: the job had not finished within `timeoutMs`. */
+/** `wait()`: the job is `dead` (out of attempts, or it threw `Permanent`). */
+export class JobFailed extends JobError {}
+/** `wait()`: the job was cancelled (it does not run again unless retried). */
+export class JobCancelled extends JobError {
+  static override readonly CODE: string = "JOB_CANCELLED";
+}
+/** `wait()` gave up before the job finished: `job` is the job as it was then (it goes on). */
 export class WaitTimeout extends SpitfireError {
-  static readonly CODE: string = "TIMEOUT";
+  static readonly CODE: string = "WAIT_TIMEOUT";
+  /** The job as it was at the timeout. */
+  readonly job: Job;
+
+  constructor(message: string, job: Job) {
+    super(message);
+    this.job = job;
+  }
 }
 
 /** What a request that targets a job, queue or schedule maps NOT_FOUND to. */

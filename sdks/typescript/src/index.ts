@@ -3,10 +3,19 @@
  * typed jobs, and `Worker`, over Spitfire's binary protocol on TCP.
  */
 
-export { App, DEFAULT_QUEUE, JobHandle } from "./app.js";
+export { App, DEFAULT_QUEUE, job, JobHandle } from "./app.js";
 export type { Handler, JobContext, JobOptions, PayloadSchema } from "./app.js";
 export { Client, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Schedules } from "./client.js";
-export type { ClientOptions, EnqueueManyOptions, EnqueueOptions, ScheduleDefinition, WaitOptions } from "./client.js";
+export type {
+  ClientOptions,
+  Durability,
+  EnqueueManyOptions,
+  EnqueueOptions,
+  JobRef,
+  ListJobsOptions,
+  ScheduleDefinition,
+  WaitOptions,
+} from "./client.js";
 export { DEFAULT_URL, SDK_VERSION } from "./connection.js";
 export {
   BadRequest,
@@ -15,6 +24,8 @@ export {
   Conflict,
   ConnectionLost,
   InvalidURL,
+  JobCancelled,
+  JobError,
   JobFailed,
   JobNotFound,
   NoSpace,
@@ -31,18 +42,24 @@ export {
   UnsupportedVersion,
   WaitTimeout,
 } from "./errors.js";
+export { FINAL_STATES, JobId } from "./models.js";
 export type {
   AttemptError,
   Backoff,
   Enqueued,
   Job,
+  JobPage,
   JobState,
+  Progress,
+  PurgeResult,
   QueueStats,
   Schedule,
   ScheduleJobOptions,
   Stats,
+  WaitFunction,
+  WorkerInfo,
 } from "./models.js";
 export { Permanent, RetryAfter } from "./outcomes.js";
 export { decodePayload, encodePayload } from "./payload.js";
-export { DEFAULT_GRACE_MS, Worker } from "./worker.js";
+export { DEFAULT_GRACE_MS, PROGRESS_INTERVAL_MS, Worker } from "./worker.js";
 export type { WorkerCounts, WorkerOptions } from "./worker.js";

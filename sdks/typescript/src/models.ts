@@ -36,6 +36,15 @@ export interface AttemptError {
   traceback: string | null;
 }
 
+/** The last progress a running job reported (`ctx.progress`). */
+export interface Progress {
+  /** 0.0 to 1.0, or null for a message alone. */
+  value: number | null;
+  message: string | null;
+  /** When the server received it. */
+  at: Date;
+}
+
 /** A job as the server holds it. */
 export interface Job {
   id: string;
@@ -62,6 +71,113 @@ export interface Job {
   history: { state: JobState; at: Date }[];
   leaseUntil: Date | null;
   worker: string | null;
+  /** The last progress of a job not finished yet (null when it reported none). */
+  progress: Progress | null;
+}
+
+/** The states a job ends in: `wait` returns (or throws) once a job is in one. */
+export const FINAL_STATES: readonly JobState[] = ["succeeded", "dead", "cancelled"];
+
+/** Options of `wait`. */
+export interface WaitOptions {
+  /**
+   * Give up after this many milliseconds with `WaitTimeout` (the job goes on). Default: no limit
+   * (the client asks the server again every 5 minutes, and after a reconnect).
+   */
+  timeoutMs?: number | null;
+}
+
+/** Waits for a job: `Client.wait`, as a `JobId` holds it. */
+export type WaitFunction = (jobId: string, options?: WaitOptions) => Promise<unknown>;
+
+/** `util.inspect` (console.log in Node and Bun) shows a JobId as the id it is. */
+const INSPECT: unique symbol = Symbol.for("nodejs.util.inspect.custom");
+
+/**
+ * A job's id as `enqueue` returns it: a `String` object holding the id (so template literals,
+ * string methods, `JSON.stringify`, `==` and payloads see the id itself) that also says whether
+ * the enqueue `created` the job (false: its idempotency key named an existing job) and can
+ * `wait()` for its outcome. Every method of this SDK that takes a job id takes a `JobId` too.
+ *
+ * It is an object, not a primitive: compare with `===`, use as a `Map` key or hand to code that
+ * checks `typeof x === "string"` (database drivers) its primitive, `jobId.id` (or `String(jobId)`).
+ */
+export class JobId extends String implements Enqueued {
+  /** The id as a primitive string. */
+  readonly id: string;
+  /** False when the idempotency key already named this job and nothing was added. */
+  readonly created: boolean;
+  /** The job's state when the enqueue was answered (`enqueued` or `scheduled` for a new job). */
+  readonly state: JobState;
+  readonly #wait: WaitFunction | null;
+
+  constructor(id: string, options: { created?: boolean; state?: JobState; wait?: WaitFunction | null } = {}) {
+    super(id);
+    this.id = id;
+    this.created = options.created ?? true;
+    this.state = options.state ?? "enqueued";
+    this.#wait = options.wait ?? null;
+  }
+
+  /** `client.wait(id, options)` with the client that enqueued it: the job's result once it succeeded. */
+  wait(options: WaitOptions = {}): Promise<unknown> {
+    if (this.#wait === null) {
+      return Promise.reject(new TypeError(`JobId ${this.id} has no client to wait with: use client.wait(id)`));
+    }
+    return this.#wait(this.id, options);
+  }
+
+  override toString(): string {
+    return this.id;
+  }
+
+  override valueOf(): string {
+    return this.id;
+  }
+
+  /** `JSON.stringify` writes the id. */
+  toJSON(): string {
+    return this.id;
+  }
+
+  [INSPECT](): string {
+    return this.id;
+  }
+}
+
+/** A page of `listJobs`: the jobs, and the cursor of the next page (null: this was the last). */
+export interface JobPage {
+  jobs: Job[];
+  cursor: string | null;
+}
+
+/** What `purge` did. */
+export interface PurgeResult {
+  /** Jobs in the asked states when the purge began. */
+  matched: number;
+  /** Jobs deleted (durably). */
+  deleted: number;
+  /** Jobs that could not be deleted (gone meanwhile). */
+  failed: number;
+}
+
+/** A worker subscribed over the binary protocol, as `workers()` lists it. */
+export interface WorkerInfo {
+  /** The id the server gave it. */
+  id: string;
+  name: string;
+  queues: string[];
+  /** Jobs it holds (reserved or running). */
+  held: number;
+  /** False once it unsubscribed (draining). */
+  active: boolean;
+  /** Deliveries it can take now. */
+  credits: number;
+  connectedAt: Date;
+  lastSeen: Date;
+  host: string | null;
+  pid: number | null;
+  concurrency: number | null;
 }
 
 /** What ENQUEUED said. */
@@ -177,6 +293,29 @@ export function jobFromWire(w: Body): Job {
     history: (w.history as Body[]).map((t) => ({ state: t.state as JobState, at: date(t.at) })),
     leaseUntil: dateOrNull(w.lease_until),
     worker: w.worker as string | null,
+    progress: progressFromWire(w.progress),
+  };
+}
+
+function progressFromWire(p: unknown): Progress | null {
+  if (p === null || p === undefined) return null;
+  const w = p as Body;
+  return { value: w.value as number | null, message: w.message as string | null, at: date(w.at) };
+}
+
+export function workerFromWire(w: Body): WorkerInfo {
+  return {
+    id: w.id as string,
+    name: w.name as string,
+    queues: w.queues as string[],
+    held: int(w.held),
+    active: w.active as boolean,
+    credits: int(w.credits),
+    connectedAt: date(w.connected_at),
+    lastSeen: date(w.last_seen),
+    host: w.host as string | null,
+    pid: w.pid === null ? null : int(w.pid),
+    concurrency: w.concurrency === null ? null : int(w.concurrency),
   };
 }
 

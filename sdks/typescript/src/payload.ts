@@ -42,21 +42,43 @@ export function strictDecodePayload(data: Uint8Array): unknown {
   return plainBytes(packr.unpack(data));
 }
 
+/** Integers from -2^63 to 2^64 - 1: the range of msgpack's int 64 and uint 64. */
+const INT64_MIN = -(2 ** 63);
+const UINT64_END = 2 ** 64;
+/** msgpackr's own test for its 32-bit integer forms (fixint, int/uint 8, 16, 32). */
+const fits32 = (n: number): boolean => n >>> 0 === n || n >> 0 === n;
+
 /**
- * A bigint within the safe range is written as a plain integer (its smallest encoding, as Python
- * writes it) rather than as msgpackr's fixed 8-byte form; numbers past 2^53 that are integral are
- * written as integers, not floats (they are integers, even if imprecise).
+ * Integers are written as msgpack integers, never as floats (msgspec, in the Python SDK, refuses a
+ * float where an `int` is declared). msgpackr writes a `number` past 32 bits as a float 64, so an
+ * integral one is handed to it as a bigint, which it writes as an int 64 (a uint 64 from 2^63);
+ * a bigint that fits 32 bits is handed to it as a number, for the smallest encoding. Either way
+ * the value read back (here: `number` while safe, else `bigint`; in Python: `int`) is the one
+ * given. A `String` object (a `JobId`) is written as the string it holds.
  */
+const isPlain = (v: object): boolean => {
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+
 function safeInts(value: unknown, depth = 0): unknown {
   if (depth > 100) return value;
-  if (typeof value === "bigint") {
-    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
-  }
   if (typeof value === "number") {
-    return Number.isInteger(value) && !Number.isSafeInteger(value) && Math.abs(value) < 2 ** 64 ? BigInt(value) : value;
+    if (!Number.isInteger(value) || fits32(value)) return value;
+    return value >= INT64_MIN && value < UINT64_END ? BigInt(value) : value;
+  }
+  if (typeof value === "bigint") {
+    const n = Number(value);
+    return fits32(n) && BigInt(n) === value ? n : value;
   }
   if (Array.isArray(value)) return value.map((v: unknown) => safeInts(v, depth + 1));
-  if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+  if (value instanceof String) return value.valueOf();
+  if (value instanceof Map) {
+    const out = new Map<unknown, unknown>();
+    for (const [k, v] of value as Map<unknown, unknown>) out.set(safeInts(k, depth + 1), safeInts(v, depth + 1));
+    return out;
+  }
+  if (value !== null && typeof value === "object" && isPlain(value)) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[k] = safeInts(v, depth + 1);
     return out;

@@ -32,6 +32,10 @@ const DEFAULT_IN_HAND = 100;
 export const DEFAULT_GRACE_MS = 25_000;
 /** How long shutdown requests (UNSUBSCRIBE, RELEASE, outstanding outcomes) may take (ms). */
 const SHUTDOWN_REQUEST_MS = 5_000;
+/** A job's progress reports go out at most this often (ms): 4 a second, the latest winning. */
+export const PROGRESS_INTERVAL_MS = 250;
+/** Longest progress message, in characters (code points), as the server counts them. */
+const PROGRESS_MESSAGE_MAX = 1000;
 /** Reconnect backoff after a dropped connection (ms). */
 const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
@@ -87,6 +91,26 @@ interface Run {
 
 type Outcome = { ack: Body } | { fail: Body } | null;
 
+/** `ctx.progress`'s arguments, checked: a value from 0 to 1 (or null), a message of at most 1,000 characters. */
+export function checkProgress(value: unknown, message: unknown): [number | null, string | null] {
+  let v: number | null = null;
+  let m: string | null = null;
+  if (value !== undefined && value !== null) {
+    if (typeof value !== "number") throw new TypeError(`progress value must be a number from 0.0 to 1.0, not ${typeof value}`);
+    if (!(value >= 0 && value <= 1)) throw new RangeError(`progress value must be from 0.0 to 1.0, not ${value}`);
+    v = value;
+  }
+  if (message !== undefined && message !== null) {
+    if (typeof message !== "string") throw new TypeError(`progress message must be a string, not ${typeof message}`);
+    // .length counts UTF-16 units, never fewer than code points: count those only when it may matter.
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- code points are what the server counts
+    const n = message.length > PROGRESS_MESSAGE_MAX ? [...message].length : message.length;
+    if (n > PROGRESS_MESSAGE_MAX) throw new RangeError(`progress message is ${n} characters; the limit is ${PROGRESS_MESSAGE_MAX}`);
+    m = message;
+  }
+  return [v, m];
+}
+
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message ? `${err.name}: ${err.message}` : err.name;
   return `Error: ${String(err)}`;
@@ -106,6 +130,13 @@ export class Worker {
   private conn: Connection | null = null;
   private readonly buffered: Delivery[] = [];
   private readonly running = new Map<string, Run>();
+  /**
+   * Runs whose job was delivered again while they ran (the lease expired: no heartbeat in time),
+   * aborted: they still hold a slot until their handler returns, then give its credit back.
+   */
+  private readonly superseded = new Set<Run>();
+  /** Runs held when the current connection subscribed: its credits left room for them. */
+  private deducted = new Set<Run>();
   private readonly outstanding = new Set<Promise<unknown>>();
   private starts: string[] = [];
   private acks: Body[] = [];
@@ -119,6 +150,12 @@ export class Worker {
   private stopped!: () => void;
   private readonly stoppedPromise: Promise<void>;
   private wakeGrace: (() => void) | null = null;
+  /** The latest progress report of each job, not sent yet (coalesced). */
+  private readonly progressPending = new Map<string, [number | null, string | null]>();
+  /** When each running job's last report went out (performance.now()). */
+  private readonly progressSent = new Map<string, number>();
+  private progressScheduled = false;
+  private progressTimer: NodeJS.Timeout | undefined;
   private signalHandler: (() => void) | null = null;
 
   constructor(app: App, options: WorkerOptions = {}) {
@@ -168,6 +205,9 @@ export class Worker {
   // -- connection -------------------------------------------------------------------------------
 
   private async connect(): Promise<void> {
+    // Assigned once open resolves; onClose is only called for an open connection, but a closure
+    // must not read a const before its initialisation (a ReferenceError from a socket event).
+    let opened: Connection | null = null;
     const conn = await Connection.open({
       endpoint: parseUrl(this.app.url),
       authToken: this.app.options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null,
@@ -177,12 +217,21 @@ export class Worker {
         this.onPush(type, body);
       },
       onClose: (error) => {
-        this.onConnectionClosed(conn, error);
+        if (opened !== null) this.onConnectionClosed(opened, error);
       },
     });
+    opened = conn;
+    if (this.closing !== null) {
+      // close() ran while this connection was being opened: the shutdown did not see it, and a
+      // subscribed connection left open would take jobs and keep the process alive.
+      await conn.close();
+      return;
+    }
     this.conn = conn;
-    const held = this.running.size;
-    const credits = Math.max(0, this.concurrency + this.prefetch - held);
+    // Jobs still running from a lost connection take room: their credit comes back here, on this
+    // connection, when they end (giveBack), or the window would shrink by them for good.
+    this.deducted = new Set([...this.running.values(), ...this.superseded]);
+    const credits = Math.max(0, this.concurrency + this.prefetch - this.deducted.size);
     let a: Answer;
     try {
       a = await conn.request(
@@ -261,6 +310,22 @@ export class Worker {
   // -- holding and running jobs -----------------------------------------------------------------
 
   private hold(d: Delivery): void {
+    // The same job delivered again while held: its lease expired (no heartbeat in time, a loaded
+    // machine) and the server gave it out anew. The older copy's outcome would be refused: drop a
+    // buffered one (its credit back), abort a running one (a slot until it returns).
+    const dup = this.buffered.findIndex((b) => b.job_id === d.job_id);
+    if (dup >= 0) {
+      this.buffered.splice(dup, 1);
+      if (this.closing === null) this.credits++;
+      this.scheduleFlush();
+    }
+    const old = this.running.get(d.job_id);
+    if (old !== undefined) {
+      this.running.delete(d.job_id);
+      old.dropped = true;
+      this.superseded.add(old);
+      old.controller.abort(new SpitfireError(`job ${d.job_id} was delivered again (its lease expired): this run no longer counts`, { code: "LEASE_EXPIRED" }));
+    }
     // Highest priority first, FIFO within one: insert after the last job of >= priority.
     let i = this.buffered.length;
     while (i > 0 && (this.buffered[i - 1] as Delivery).priority < d.priority) i--;
@@ -269,7 +334,7 @@ export class Worker {
   }
 
   private pump(): void {
-    while (this.closing === null && this.running.size < this.concurrency && this.buffered.length > 0) {
+    while (this.closing === null && this.running.size + this.superseded.size < this.concurrency && this.buffered.length > 0) {
       this.start(this.buffered.shift() as Delivery);
     }
   }
@@ -295,8 +360,9 @@ export class Worker {
     const { d } = run;
     const job = this.app.handler(d.name);
     if (job === undefined) {
+      // Dead at once, as in Python: every retry would fail the same way (fix the deployment, then retry it).
       const known = this.app.jobNames.sort().join(", ") || "none";
-      return this.failItem(d, `LookupError: this worker has no job named ${JSON.stringify(d.name)} (it has: ${known}); run a worker whose App declares it`, null, true);
+      return this.failItem(d, `LookupError: this worker has no job named ${JSON.stringify(d.name)} (it has: ${known}); run a worker whose App declares it`, null, false);
     }
     let payload: unknown;
     try {
@@ -316,6 +382,10 @@ export class Worker {
       createdAt: new Date(d.created_at * 1000),
       timeoutMs: d.timeout * 1000,
       signal: run.controller.signal,
+      progress: (value?: number | null, message?: string | null) => {
+        const [v, m] = checkProgress(value, message);
+        this.reportProgress(run, v, m);
+      },
     };
     let result: unknown;
     try {
@@ -345,8 +415,15 @@ export class Worker {
 
   private complete(run: Run, outcome: Outcome): void {
     const id = run.d.job_id;
-    if (this.running.get(id) !== run) return; // the connection it came on is gone
+    if (this.superseded.delete(run)) {
+      this.giveBack(run);
+      this.pump();
+      return;
+    }
+    if (this.running.get(id) !== run) return; // handed back by a shutdown
     this.running.delete(id);
+    this.progressPending.delete(id);
+    this.progressSent.delete(id);
     if (outcome === null) {
       if (!run.dropped) this.report(new SpitfireError(`job ${id} ended without an outcome`));
     } else if ("ack" in outcome) {
@@ -357,10 +434,18 @@ export class Worker {
       else this.counts.failed++;
       this.fails.push(outcome.fail);
     }
-    if (this.closing === null && run.conn === this.conn) this.credits++;
+    this.giveBack(run);
     this.scheduleFlush();
     this.pump();
     if (this.running.size === 0) this.wakeGrace?.();
+  }
+
+  /** A run left: its credit goes back on the connection that counted it (none while closing). */
+  private giveBack(run: Run): void {
+    const counted = this.deducted.delete(run) || run.conn === this.conn;
+    if (this.closing !== null || !counted) return;
+    this.credits++;
+    this.scheduleFlush();
   }
 
   private cancelJobs(ids: string[]): void {
@@ -379,6 +464,48 @@ export class Worker {
       this.counts.cancelled++;
       run.dropped = true;
       run.controller.abort(new SpitfireError(`job ${id} was cancelled`, { code: "CANCELLED" }));
+    }
+  }
+
+  // -- progress ---------------------------------------------------------------------------------
+
+  /** `ctx.progress`: keep the latest report of the job, send it soon. */
+  private reportProgress(run: Run, value: number | null, message: string | null): void {
+    if (run.dropped || this.running.get(run.d.job_id) !== run) return; // finished, cancelled or handed back
+    this.progressPending.set(run.d.job_id, [value, message]);
+    if (!this.progressScheduled) {
+      this.progressScheduled = true;
+      setImmediate(() => {
+        this.sendProgress();
+      });
+    }
+  }
+
+  /** Sends the reports of jobs whose interval is up; comes back for the others (coalesced). */
+  private sendProgress(): void {
+    this.progressScheduled = false;
+    const conn = this.conn;
+    const now = performance.now();
+    let due: number | null = null;
+    for (const [id, [value, message]] of this.progressPending) {
+      const last = this.progressSent.get(id);
+      if (last !== undefined && now - last < PROGRESS_INTERVAL_MS) {
+        const at = last + PROGRESS_INTERVAL_MS;
+        due = due === null ? at : Math.min(due, at);
+        continue;
+      }
+      this.progressPending.delete(id);
+      const run = this.running.get(id);
+      if (run !== undefined && !run.dropped && run.conn === conn && conn !== null && !conn.closed) {
+        conn.send(MessageType.PROGRESS, { job_id: id, value, message });
+        this.progressSent.set(id, now);
+      }
+    }
+    if (due !== null && this.closing === null) {
+      this.progressScheduled = true;
+      this.progressTimer = setTimeout(() => {
+        this.sendProgress();
+      }, due - now);
     }
   }
 
@@ -482,10 +609,21 @@ export class Worker {
       run.controller.abort(new SpitfireError("the worker is shutting down", { code: "SHUTDOWN" }));
     }
     clearTimeout(this.heartbeatTimer);
+    clearTimeout(this.progressTimer);
+    this.progressPending.clear();
+    this.progressSent.clear();
     if (conn !== null && !conn.closed) {
       this.flush();
       await this.release(conn, [...left.map((r) => r.d.job_id), ...this.buffered.splice(0).map((d) => d.job_id)]);
-      await Promise.race([Promise.allSettled([...this.outstanding]), new Promise((r) => setTimeout(r, SHUTDOWN_REQUEST_MS))]);
+      // The bound's timer is cleared after: left running, it would keep the process alive 5 s more.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.outstanding]),
+        new Promise((r) => {
+          bound = setTimeout(r, SHUTDOWN_REQUEST_MS);
+        }),
+      ]);
+      clearTimeout(bound);
       this.conn = null;
       await conn.close();
     }

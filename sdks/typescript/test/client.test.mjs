@@ -1,11 +1,12 @@
 // Every Client method against a live spitfire-server.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { inspect } from "node:util";
 import {
-  BadRequest, Busy, Client, Conflict, JobFailed, JobNotFound, NotConnected, QueueNotFound, ScheduleNotFound,
-  SpitfireError, TooLarge, Unauthorized, WaitTimeout, InvalidURL,
+  BadRequest, Busy, Client, Conflict, JobCancelled, JobError, JobFailed, JobId, JobNotFound, NotConnected, QueueNotFound,
+  ScheduleNotFound, SpitfireError, TooLarge, Unauthorized, WaitTimeout, InvalidURL,
 } from "../dist/index.js";
-import { startServer } from "./helpers.mjs";
+import { startServer, waitFor } from "./helpers.mjs";
 
 let server;
 let client;
@@ -24,9 +25,10 @@ describe("client", () => {
       priority: 5, delayMs: 10_000, maxAttempts: 3, idempotencyKey: "k-1", headers: { tag: "ñ" }, timeoutMs: 30_000,
       backoff: { kind: "fixed", baseMs: 2500 },
     });
-    assert.match(id, /^[0-9a-f]{24}$/);
+    assert.match(id.id, /^[0-9a-f]{24}$/);
+    assert.deepEqual([id.created, id.state], [true, "scheduled"]);
     const job = await client.get(id);
-    assert.equal(job.id, id);
+    assert.equal(job.id, id.id);
     assert.equal(job.queue, "emails");
     assert.equal(job.name, "send_email");
     assert.equal(job.state, "scheduled");
@@ -40,9 +42,10 @@ describe("client", () => {
     assert.equal(job.backoff.baseMs, 2500);
     assert.ok(job.runAt instanceof Date && job.runAt.getTime() > Date.now() + 5000);
     // The same key returns the same job.
-    assert.equal(await client.enqueue("emails", "send_email", { to: "other" }, { idempotencyKey: "k-1" }), id);
+    const same = await client.enqueue("emails", "send_email", { to: "other" }, { idempotencyKey: "k-1" });
+    assert.deepEqual([same.id, same.created, same.state], [id.id, false, "scheduled"]);
     const again = await client.enqueueDetailed("emails", "send_email", {}, { idempotencyKey: "k-1" });
-    assert.deepEqual([again.id, again.created], [id, false]);
+    assert.deepEqual([again.id, again.created], [id.id, false]);
   });
 
   test("enqueue with runAt and a delays backoff", async () => {
@@ -69,7 +72,7 @@ describe("client", () => {
     assert.equal((await client.cancel(id)).state, "cancelled");
     await assert.rejects(client.cancel(id), Conflict);
     assert.equal((await client.retry(id)).state, "enqueued");
-    assert.equal((await client.delete(id)).id, id);
+    assert.equal((await client.delete(id)).id, id.id);
     await assert.rejects(client.get(id), JobNotFound);
     await assert.rejects(client.get("nope"), (err) => err instanceof JobNotFound && err.code === "NOT_FOUND" && err instanceof SpitfireError);
   });
@@ -98,11 +101,117 @@ describe("client", () => {
     await assert.rejects(client.enqueue("emails", "x", big), (e) => e instanceof TooLarge && e instanceof BadRequest);
   });
 
-  test("wait: a cancelled job throws JobFailed, an unfinished one WaitTimeout", async () => {
+  test("a JobId is usable as the id string it holds", async () => {
+    const id = await client.enqueue("ids", "noop", {});
+    assert.ok(id instanceof JobId && id instanceof String);
+    assert.equal(typeof id.id, "string");
+    assert.equal(`${id}`, id.id);
+    assert.equal(String(id), id.id);
+    assert.ok(id == id.id); // loose equality compares the string it holds
+    assert.equal(id.length, 24);
+    assert.ok(id.startsWith(id.id.slice(0, 4)));
+    assert.equal(JSON.stringify({ id }), JSON.stringify({ id: id.id }));
+    assert.equal(inspect(id), id.id); // console.log prints the id
+    // In a payload it travels as a string, as the Python SDK's JobId does.
+    const ref = await client.enqueue("ids", "noop", { parent: id, ids: [id] });
+    assert.deepEqual((await client.get(ref)).payload, { parent: id.id, ids: [id.id] });
+    // Every method taking an id takes either.
+    assert.equal((await client.get(id.id)).id, id.id);
+    assert.equal((await client.cancel(id)).state, "cancelled");
+    await assert.rejects(client.get(42), (e) => e instanceof BadRequest && e.field === "job_id");
+    await assert.rejects(new JobId("x").wait(), /no client to wait with/);
+  });
+
+  test("wait: pushed on cancel (JobCancelled with the job), WaitTimeout with the job, deleted: JobNotFound", async () => {
     const id = await client.enqueue("waitq", "noop", {});
-    await assert.rejects(client.wait(id, { timeoutMs: 100 }), WaitTimeout);
+    const t = performance.now();
+    await assert.rejects(client.wait(id, { timeoutMs: 300 }), (e) => e instanceof WaitTimeout && e.job.state === "enqueued" && e.job.id === id.id);
+    assert.ok(performance.now() - t >= 290, "answered at the timeout");
+    await assert.rejects(id.wait({ timeoutMs: 0 }), WaitTimeout); // 0: answered at once
+    // No timeout: waits until the cancel is pushed.
+    // The error caught at once: a rejection awaited later would be reported unhandled meanwhile.
+    const waiting = id.wait().catch((e) => e);
     await client.cancel(id);
-    await assert.rejects(client.wait(id, { timeoutMs: 5000 }), (e) => e instanceof JobFailed && e.state === "cancelled");
+    const e = await waiting;
+    assert.ok(e instanceof JobCancelled && e instanceof JobError && !(e instanceof JobFailed), String(e));
+    assert.deepEqual([e.job.state, e.state, e.jobId, e.code], ["cancelled", "cancelled", id.id, "JOB_CANCELLED"]);
+    // Final already: at once, the same way.
+    await assert.rejects(client.wait(id, { timeoutMs: 5000 }), JobCancelled);
+    const other = await client.enqueue("waitq", "noop", {});
+    const deleted = client.wait(other, { timeoutMs: 20_000 }).catch((err) => err);
+    await client.delete(other);
+    assert.ok((await deleted) instanceof JobNotFound);
+    await assert.rejects(client.wait("0".repeat(24), { timeoutMs: 1000 }), JobNotFound);
+    for (const timeoutMs of [-1, Number.NaN, "1"]) {
+      await assert.rejects(client.wait(id, { timeoutMs }), (e) => e instanceof BadRequest && e.field === "timeout");
+    }
+  });
+
+  test("wait: past the server's 1,000 waiters per connection, Busy; nothing is held after", async () => {
+    const c = new Client(server.url);
+    try {
+      const id = await c.enqueue("waitq", "later", {}, { delayMs: 3_600_000 });
+      const results = await Promise.allSettled(Array.from({ length: 1001 }, () => c.wait(id, { timeoutMs: 1500 })));
+      const busy = results.filter((r) => r.status === "rejected" && r.reason instanceof Busy);
+      const timedOut = results.filter((r) => r.status === "rejected" && r.reason instanceof WaitTimeout);
+      assert.equal(busy.length, 1);
+      assert.equal(busy[0].reason.retryAfterMs, 1000);
+      assert.equal(timedOut.length, 1000);
+      // The waiters ended with their timeouts: a new one is accepted.
+      await assert.rejects(c.wait(id, { timeoutMs: 10 }), WaitTimeout);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("listJobs: filters and pages; bad input names the field", async () => {
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.enqueue("adm-list", "noop", { i })).id);
+    await client.cancel(ids[1]);
+    await client.cancel(ids[3]);
+    const seen = [];
+    let cursor = null;
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await client.listJobs({ queue: "adm-list", limit: 2, cursor });
+      assert.ok(page.jobs.length <= 2);
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.cursor;
+      if (cursor === null) break;
+    }
+    assert.deepEqual(seen, [...ids].reverse()); // newest first
+    const oldest = await client.listJobs({ queue: "adm-list", newestFirst: false, limit: 1000 });
+    assert.deepEqual(oldest.jobs.map((j) => j.id), ids);
+    assert.deepEqual(oldest.jobs.map((j) => j.payload.i), [0, 1, 2, 3, 4]);
+    const cancelled = await client.listJobs({ queue: "adm-list", states: ["cancelled"] });
+    assert.deepEqual(cancelled.jobs.map((j) => j.id).sort(), [ids[1], ids[3]].sort());
+    assert.equal((await client.listJobs({ queue: "adm-list", states: "enqueued" })).jobs.length, 3);
+    assert.deepEqual((await client.listJobs({ queue: "no-such-queue" })).jobs, []);
+    for (const limit of [0, 1001, 1.5, "5"]) {
+      await assert.rejects(client.listJobs({ limit }), (e) => e instanceof BadRequest && e.field === "limit");
+    }
+    await assert.rejects(client.listJobs({ states: ["done"] }), (e) => e instanceof BadRequest && e.field === "states");
+  });
+
+  test("purge deletes the asked states only; setDurability is kept; bad input changes nothing", async () => {
+    const ids = [];
+    for (let i = 0; i < 4; i++) ids.push((await client.enqueue("adm-purge", "noop", {})).id);
+    await client.cancel(ids[0]);
+    await client.cancel(ids[2]);
+    await assert.rejects(client.purge("adm-purge", { states: [] }), (e) => e instanceof BadRequest && e.field === "states");
+    await assert.rejects(client.purge("adm-purge", { states: ["gone"] }), (e) => e instanceof BadRequest && e.field === "states");
+    await assert.rejects(client.purge("adm-purge", {}), (e) => e instanceof BadRequest && e.field === "states");
+    assert.equal((await client.stats("adm-purge")).queues[0].total, 4);
+    assert.deepEqual(await client.purge("adm-purge", { states: ["cancelled", "dead"] }), { matched: 2, deleted: 2, failed: 0 });
+    const left = (await client.listJobs({ queue: "adm-purge" })).jobs.map((j) => j.state);
+    assert.deepEqual(left, ["enqueued", "enqueued"]);
+    await assert.rejects(client.purge("no-such-queue", { states: "dead" }), QueueNotFound);
+
+    await client.setDurability("adm-purge", "sync");
+    assert.equal((await client.stats("adm-purge")).queues[0].durability, "sync");
+    await client.setDurability("adm-new", "async"); // creates the queue
+    assert.equal((await client.stats("adm-new")).queues[0].durability, "async");
+    await assert.rejects(client.setDurability("adm-purge", "fast"), (e) => e instanceof BadRequest && e.field === "durability");
+    assert.equal((await client.stats("adm-purge")).queues[0].durability, "sync");
   });
 
   test("schedules", async () => {
@@ -134,7 +243,7 @@ describe("client", () => {
 
   test("pipelining: 500 requests in flight on one connection", async () => {
     const ids = await Promise.all(Array.from({ length: 500 }, (_, i) => client.enqueue("pipe", "noop", { i })));
-    assert.equal(new Set(ids).size, 500);
+    assert.equal(new Set(ids.map((id) => id.id)).size, 500);
     const jobs = await Promise.all(ids.map((id) => client.get(id)));
     assert.deepEqual(jobs.map((j) => j.payload.i), Array.from({ length: 500 }, (_, i) => i));
   });
@@ -191,6 +300,37 @@ describe("connections", () => {
     } finally {
       await c.close();
       await s2.stop();
+    }
+  });
+
+  test("wait survives a server SIGKILL and restart: WAIT is resent, the outcome still arrives", async () => {
+    const s = await startServer();
+    const port = new URL(s.url.replace("tcp:", "http:")).port;
+    const waiters = async (srv) => {
+      try {
+        return (await (await fetch(`${srv.http}/metrics`)).text()).includes("spitfire_waiters 1");
+      } catch {
+        return false;
+      }
+    };
+    const c = new Client(s.url, { connectTimeoutMs: 30_000 });
+    let restarted;
+    try {
+      const id = await c.enqueue("r", "later", {}, { delayMs: 3_600_000 });
+      const outcome = c.wait(id, { timeoutMs: 60_000 }).then(() => "resolved", (e) => e);
+      await waitFor(() => waiters(s), "the server to hold the waiter");
+      await s.kill(); // no GOAWAY: the waiter's connection just drops
+      restarted = await startServer(["--listen", `127.0.0.1:${port}`], { dataDir: s.dataDir });
+      await waitFor(() => waiters(restarted), "the waiter to come back");
+      const other = new Client(restarted.url);
+      await other.cancel(id);
+      await other.close();
+      const err = await outcome;
+      assert.ok(err instanceof JobCancelled, String(err));
+    } finally {
+      await c.close();
+      await restarted?.stop();
+      await s.stop(); // removes the data directory both used
     }
   });
 

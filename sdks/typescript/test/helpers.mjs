@@ -20,9 +20,12 @@ if (!existsSync(SERVER)) {
   throw new Error(`no spitfire-server at ${SERVER}: run \`make install\` at the repository root (or set SPITFIRE_VENV_BIN)`);
 }
 
-/** Starts spitfire-server on free ports; resolves once it prints its addresses. */
-export async function startServer(args = []) {
-  const dataDir = mkdtempSync(join(tmpdir(), "spitfire-ts-"));
+/**
+ * Starts spitfire-server on free ports (or `--listen` in `args`); resolves once it prints its
+ * addresses. `dataDir`: an existing data directory (a restart), left in place by `stop` and `kill`.
+ */
+export async function startServer(args = [], { dataDir: existing } = {}) {
+  const dataDir = existing ?? mkdtempSync(join(tmpdir(), "spitfire-ts-"));
   const proc = spawn(SERVER, ["--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--no-quic", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -54,7 +57,14 @@ export async function startServer(args = []) {
     log: () => err,
     async stop() {
       await stopProcess(proc);
-      rmSync(dataDir, { recursive: true, force: true });
+      if (existing === undefined) rmSync(dataDir, { recursive: true, force: true });
+    },
+    /** SIGKILL by PID (no GOAWAY, no clean shutdown); the data directory stays for a restart. */
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      process.kill(proc.pid, "SIGKILL");
+      await exited;
     },
   };
 }

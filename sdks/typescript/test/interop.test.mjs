@@ -49,6 +49,8 @@ test("a Python producer's job, run by a TypeScript worker", async () => {
     real: 1.5,
     data: new Uint8Array(Array.from({ length: 256 }, (_, i) => i)),
     nothing: null,
+    // A number up to 2^53 in magnitude (exact there), a bigint past it.
+    ints: [2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1, 2 ** 53, -(2 ** 40), -(2 ** 31) - 1, -(2n ** 53n) - 1n],
   });
   assert.equal(Object.getPrototypeOf(got.data), Uint8Array.prototype);
   // The Python side reads the result back exactly as it sent the payload.
@@ -67,6 +69,8 @@ test("a TypeScript producer's job, run by a Python worker", async () => {
     nothing: null,
     small: -7,
     real: 0.25,
+    // Past 32 bits a number is still an integer on the wire (msgpackr alone would write a float).
+    ints: [2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1, 2n ** 40n, -(2 ** 40), -(2 ** 31) - 1, 2n ** 63n, -(2n ** 63n)],
   };
   const id = await echo.enqueue(payload);
   const py = await run(SPITFIRE, ["worker", "pyapp:app", "--url", server.url, "--burst"], {
@@ -78,7 +82,11 @@ test("a TypeScript producer's job, run by a Python worker", async () => {
   const result = await client.wait(id, { timeoutMs: 20_000 });
   assert.deepEqual(result, {
     ...payload,
-    types: { text: "str", big: "int", data: "bytes", nothing: "NoneType", small: "int", real: "float" },
+    ints: [2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1, 2 ** 40, -(2 ** 40), -(2 ** 31) - 1, 2n ** 63n, -(2n ** 63n)],
+    types: {
+      text: "str", big: "int", data: "bytes", nothing: "NoneType", small: "int", real: "float",
+      ints: Array(9).fill("int"),
+    },
   });
   await app.close();
 });

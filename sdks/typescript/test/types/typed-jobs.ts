@@ -1,7 +1,7 @@
 // Compile-time tests of the public types, run by `npm run typetest` (tsc): it fails if a line
 // marked as an expected error compiles (the type check did not catch it), or if any other line fails.
-import { App, Busy, Client, JobNotFound, Permanent, RetryAfter, SpitfireError } from "../../src/index.js";
-import type { Job, JobContext } from "../../src/index.js";
+import { App, Busy, Client, job, JobError, JobId, JobNotFound, Permanent, RetryAfter, SpitfireError, WaitTimeout } from "../../src/index.js";
+import type { Job, JobContext, JobPage, WorkerInfo } from "../../src/index.js";
 
 const app = new App("tcp://127.0.0.1:7878");
 
@@ -18,7 +18,16 @@ const sendEmail = app.job("send_email", { queue: "emails", maxAttempts: 5 }, asy
 });
 
 export async function checks(): Promise<void> {
-  const id: string = await sendEmail.enqueue({ to: "a@b.c" });
+  const id: JobId = await sendEmail.enqueue({ to: "a@b.c" });
+  const created: boolean = id.created;
+  const primitive: string = id.id;
+  void created;
+  void primitive;
+  // @ts-expect-error: a JobId is a String object, not a primitive string: use id.id
+  const notPrimitive: string = id;
+  void notPrimitive;
+  const result: unknown = await id.wait({ timeoutMs: 1000 });
+  void result;
   await sendEmail.enqueue({ to: "a@b.c", cc: ["x@y.z"] }, { priority: 5, delayMs: 1000 });
   await sendEmail.enqueueMany([{ to: "x" }, { to: "y" }]);
   // @ts-expect-error: `to` must be a string
@@ -48,14 +57,62 @@ export async function checks(): Promise<void> {
   await withSchema.enqueue({ n: "x" });
 
   // The ctx parameter is typed without an annotation.
-  app.job("ctx", {}, (_p: null, ctx: JobContext) => ctx.id);
+  app.job("ctx", {}, (_p: null, ctx: JobContext) => {
+    ctx.progress(0.5, "half");
+    ctx.progress(null, "a message alone");
+    ctx.progress(1);
+    // @ts-expect-error: the value is a number
+    ctx.progress("half");
+    return ctx.id;
+  });
+
+  // TC39 standard decorators: the handle of a decorated method is typed by the method.
+  class Emails {
+    constructor(private readonly prefix: string) {}
+
+    @job("emails.send", { queue: "emails" })
+    async send(payload: { to: string }, ctx: JobContext): Promise<string> {
+      return `${this.prefix}${payload.to}${ctx.id}`;
+    }
+
+    // @ts-expect-error: @job decorates methods, not fields
+    @job("not-a-method")
+    field = 1;
+  }
+  app.register(new Emails("> "));
+  const send = app.jobFor(Emails.prototype.send);
+  await send.enqueue({ to: "a@b.c" });
+  // @ts-expect-error: `to` must be a string
+  await send.enqueue({ to: 42 });
 
   const client = new Client(undefined, { authToken: "t" });
-  const job: Job = await client.get(id);
-  const state: "scheduled" | "enqueued" | "reserved" | "running" | "succeeded" | "retrying" | "dead" | "cancelled" = job.state;
+  const fetched: Job = await client.get(id);
+  await client.get(id.id);
+  await client.wait(id, { timeoutMs: null });
+  // @ts-expect-error: durations are milliseconds, named so
+  await client.wait(id, { timeout: 5 });
+  try {
+    await client.wait(id);
+  } catch (err) {
+    if (err instanceof JobError || err instanceof WaitTimeout) {
+      const failed: Job = err.job;
+      void failed;
+    }
+  }
+  const page: JobPage = await client.listJobs({ queue: "q", states: ["dead", "cancelled"], limit: 10, newestFirst: false });
+  await client.listJobs({ cursor: page.cursor });
+  // @ts-expect-error: not a state
+  await client.listJobs({ states: ["done"] });
+  await client.purge("q", { states: "succeeded" });
+  await client.setDurability("q", "group");
+  // @ts-expect-error: not a durability mode
+  await client.setDurability("q", "fast");
+  const workers: WorkerInfo[] = await client.workers();
+  void workers;
+  const state: "scheduled" | "enqueued" | "reserved" | "running" | "succeeded" | "retrying" | "dead" | "cancelled" = fetched.state;
   void state;
   // @ts-expect-error: not a state
-  const wrong: typeof job.state = "done";
+  const wrong: typeof fetched.state = "done";
   void wrong;
   try {
     await client.enqueue("q", "n", { any: ["msgpack", 1, null, new Uint8Array(1), 2n ** 64n - 1n] });

@@ -24,9 +24,12 @@ export interface JobEnqueueOptions {
   headers?: Record<string, string>;
 }
 
-/** What a typed enqueue needs of a client: the TypeScript SDK's `Client` has it. */
-export interface JobEnqueuer {
-  enqueue(queue: string, name: string, payload: unknown, options?: JobEnqueueOptions): Promise<string>;
+/**
+ * What a typed enqueue needs of a client: the TypeScript SDK's `Client` has it (its enqueue resolves
+ * to a `JobId`, a String with `.created` and `.wait()`; `Id` is whatever the client resolves to).
+ */
+export interface JobEnqueuer<Id = string> {
+  enqueue(queue: string, name: string, payload: unknown, options?: JobEnqueueOptions): Promise<Id>;
 }
 
 /** A job declared in a .proto file: its name on the wire, its queue, the options of every enqueue. */
@@ -109,11 +112,11 @@ export const SEND_EMAIL_JOB: JobSchema = {
  * Enqueue job `send_email` on queue `emails`; resolves to its id once durable.
  * `options` override the schema's (`queue` sends it elsewhere).
  */
-export function enqueueSendEmail(
-  client: JobEnqueuer,
+export function enqueueSendEmail<Id = string>(
+  client: JobEnqueuer<Id>,
   payload: SendEmail,
   options: JobEnqueueOptions & { queue?: string } = {},
-): Promise<string> {
+): Promise<Id> {
   const { queue = SEND_EMAIL_JOB.queue, ...rest } = options;
   return client.enqueue(queue, SEND_EMAIL_JOB.name, payload, { ...SEND_EMAIL_JOB.options, ...rest });
 }
@@ -129,11 +132,11 @@ export const RESIZE_IMAGE_JOB: JobSchema = {
  * Enqueue job `resize-image` on queue `images`; resolves to its id once durable.
  * `options` override the schema's (`queue` sends it elsewhere).
  */
-export function enqueueResizeImage(
-  client: JobEnqueuer,
+export function enqueueResizeImage<Id = string>(
+  client: JobEnqueuer<Id>,
   payload: ResizeImage,
   options: JobEnqueueOptions & { queue?: string } = {},
-): Promise<string> {
+): Promise<Id> {
   const { queue = RESIZE_IMAGE_JOB.queue, ...rest } = options;
   return client.enqueue(queue, RESIZE_IMAGE_JOB.name, payload, { ...RESIZE_IMAGE_JOB.options, ...rest });
 }
