@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +31,7 @@ log = logging.getLogger("spitfire.dashboard")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _STARTING = b'{"error":{"code":"STARTING","message":"the server is recovering its data; retry shortly"}}'
+_NOT_LEADER_READY = b'{"status":"unavailable","checks":{"cluster":"this cluster member does not lead"}}'
 _NOT_READY = b'{"status":"unavailable","checks":{"recovery":"the data directory is being recovered"}}'
 
 
@@ -53,6 +56,10 @@ class _Asgi:
         self.app: Any = None
         #: Paths answered 200 before recovery (the process is up).
         self.health = health
+        #: A cluster member's ``GET /api/cluster``: (ASGI scope) -> (status, JSON body).
+        self.cluster: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
+        #: A cluster member that does not lead: the 503 body of every API request (before `serve`).
+        self.standby: Callable[[], dict[str, Any]] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         app = self.app
@@ -60,8 +67,11 @@ class _Asgi:
             if scope["type"] == "lifespan":  # the blacksheep app is started and stopped by HttpServer
                 await _lifespan(receive, send)
             return
-        if app is None:
-            await _before_recovery(scope, send, self.health)
+        if self.cluster is not None and scope["path"] == "/api/cluster":
+            status, body = self.cluster(scope)
+            await _respond(send, status, json.dumps(body).encode())
+        elif app is None:
+            await _before_recovery(scope, send, self.health, self.standby)
         elif scope["path"] == "/api/events":
             token = CURRENT_SEND.set(send)
             try:
@@ -82,13 +92,24 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
-async def _before_recovery(scope: dict[str, Any], send: Any, health: frozenset[str]) -> None:
+async def _before_recovery(
+    scope: dict[str, Any],
+    send: Any,
+    health: frozenset[str],
+    standby: Callable[[], dict[str, Any]] | None = None,
+) -> None:
     if scope["path"] in health:
         status, body = 200, b'{"status":"ok","checks":{}}'
     elif scope["path"] == "/ready":
-        status, body = 503, _NOT_READY
+        status, body = 503, _NOT_LEADER_READY if standby is not None else _NOT_READY
+    elif standby is not None:
+        status, body = 503, json.dumps(standby()).encode()
     else:
         status, body = 503, _STARTING
+    await _respond(send, status, body)
+
+
+async def _respond(send: Any, status: int, body: bytes) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), (b"retry-after", b"1")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -209,6 +230,24 @@ class HttpServer:
             self._sock.close()
         if self.dashboard is not None:
             await self.dashboard.app.stop()
+
+    @property
+    def cluster(self) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None:
+        """A cluster member's ``GET /api/cluster`` handler, answered before and after `serve`."""
+        return self._asgi.cluster
+
+    @cluster.setter
+    def cluster(self, handler: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None) -> None:
+        self._asgi.cluster = handler
+
+    @property
+    def standby(self) -> Callable[[], dict[str, Any]] | None:
+        """Set on a cluster member that does not lead: the 503 body of API requests until `serve`."""
+        return self._asgi.standby
+
+    @standby.setter
+    def standby(self, body: Callable[[], dict[str, Any]] | None) -> None:
+        self._asgi.standby = body
 
     @property
     def tls(self) -> bool:

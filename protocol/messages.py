@@ -109,6 +109,9 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"
     #: A bug in the server; the request may or may not have taken effect.
     INTERNAL = "INTERNAL"
+    #: A cluster member that does not lead: nothing was done; ``field`` is the leader's address
+    #: (``host:port``; None while no leader is known): send the request there.
+    NOT_LEADER = "NOT_LEADER"
 
 
 class Body(msgspec.Struct, array_like=True):

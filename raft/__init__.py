@@ -1,1 +1,32 @@
-"""Raft replication of engine commands (pysyncobj); arrives with high availability."""
+"""Raft replication for high availability (``spitfire-server --cluster``), on pysyncobj.
+
+`DurableJournal` keeps pysyncobj's journal, term and vote in our WAL (``<data-dir>/meta/raft/``);
+`RaftNode` runs pysyncobj on the event loop and sends nothing before what it depends on is durable;
+`ReplicatedStorage` is the leader's engine storage, whose every record commits through the Raft log
+(many records per entry). docs/ha.md says what is guaranteed and what is not built yet.
+"""
+
+from .batch import DROPPED, Batch, LeaderInfo, decode_command, encode_batch
+from .journal import JOURNAL_LOG, DurableJournal, JournalRecord
+from .node import ELECTION_TIMEOUT, TICK, ClusterConfig, RaftNode, Role, parse_members
+from .storage import NotLeaderError, ReplicatedLog, ReplicatedStorage
+
+__all__ = [
+    "DROPPED",
+    "ELECTION_TIMEOUT",
+    "JOURNAL_LOG",
+    "TICK",
+    "Batch",
+    "ClusterConfig",
+    "DurableJournal",
+    "JournalRecord",
+    "LeaderInfo",
+    "NotLeaderError",
+    "RaftNode",
+    "ReplicatedLog",
+    "ReplicatedStorage",
+    "Role",
+    "decode_command",
+    "encode_batch",
+    "parse_members",
+]

@@ -12,6 +12,7 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--max-connections N] [--handshake-timeout S]
                 [--compat-http HOST:PORT]
                 [--otel] [--trace-url-template URL]
+                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms]]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 """
 
@@ -28,6 +29,7 @@ import uvloop
 from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
 from spitfire.protocol import units
 from spitfire.protocol.logs import configure_logging
+from spitfire.raft import ELECTION_TIMEOUT
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
@@ -47,6 +49,7 @@ from spitfire.server.options import (
     OptionsError,
     ServerOptions,
     auth_token_from_env,
+    cluster_config,
     parse_duration,
 )
 from spitfire.wal.api import Durability, StorageError
@@ -200,6 +203,22 @@ def serve_parser() -> argparse.ArgumentParser:
         help="link the dashboard shows for a job's trace id, e.g. 'https://tempo.example/trace/{trace_id}' "
         "(default: none, the id alone)",
     )
+    cluster = p.add_argument_group("cluster (Raft; docs/ha.md). Without them: a single node")
+    cluster.add_argument("--node-id", default=None, help="this member's id in --cluster (default: none)")
+    cluster.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ID=HOST:PORT,...",
+        help="every member's Raft address, this one's included (default: none, a single node)",
+    )
+    cluster.add_argument(
+        "--election-timeout",
+        type=_duration,
+        default=ELECTION_TIMEOUT[0],
+        metavar="DURATION",
+        help="a follower that hears no leader for between this and twice this stands for election "
+        "(default %(default)ss, for a LAN)",
+    )
     conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
     conns.add_argument(
         "--max-connections",
@@ -304,6 +323,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         compat_http=None if args.compat_http is None else Address.parse(args.compat_http, "--compat-http"),
         otel=args.otel,
         trace_url_template=args.trace_url_template,
+        cluster=cluster_config(args.node_id, args.cluster, args.election_timeout),
     )
 
 

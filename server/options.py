@@ -16,6 +16,7 @@ from spitfire.index.history import (
 )
 from spitfire.protocol import units
 from spitfire.protocol.session import HANDSHAKE_TIMEOUT
+from spitfire.raft import ClusterConfig, parse_members
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.wal.api import Durability
 
@@ -158,6 +159,8 @@ class ServerOptions:
     #: URL of a trace in the tracing UI, with ``{trace_id}`` where the id goes: the dashboard links
     #: a job's trace id there (None: it shows the id alone).
     trace_url_template: str | None = None
+    #: ``--node-id`` and ``--cluster``: a Raft member (docs/ha.md); None: a single node.
+    cluster: ClusterConfig | None = None
 
     def __post_init__(self) -> None:
         self._check_limits()
@@ -267,6 +270,28 @@ class ServerOptions:
             raise OptionsError(
                 f"--retain-max-per-queue {self.retain_max_per_queue}: must be 0 (keep none) or more"
             )
+
+
+def cluster_config(node_id: str | None, cluster: str | None, election_timeout: float) -> ClusterConfig | None:
+    """``--node-id``, ``--cluster`` and ``--election-timeout`` as a `ClusterConfig` (None when neither
+    of the first two is given: a single node).
+
+    :raises OptionsError: one is given without the other, a member is malformed, the node id is not
+        a member, or the timeout is out of range.
+    """
+    if node_id is None and cluster is None:
+        return None
+    if node_id is None or cluster is None:
+        raise OptionsError(
+            "--node-id and --cluster go together: e.g. --node-id a --cluster "
+            "a=127.0.0.1:7901,b=127.0.0.1:7902,c=127.0.0.1:7903"
+        )
+    if not 0.01 <= election_timeout <= 60:
+        raise OptionsError(f"--election-timeout {election_timeout}: must be between 10ms and 60s")
+    try:
+        return ClusterConfig(node_id, parse_members(cluster), (election_timeout, 2 * election_timeout))
+    except ValueError as exc:
+        raise OptionsError(f"--cluster: {exc}") from None
 
 
 def auth_token_from_env(flag_value: str | None) -> str | None:

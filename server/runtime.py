@@ -143,18 +143,7 @@ class Server:
             self._check_ports()
         await self._start_http()
         self.storage = FileStorage(opts.data_dir)
-        config = EngineConfig(
-            durability=opts.durability,
-            max_payload=opts.max_payload,
-            max_result=opts.max_payload,
-            max_queues=opts.max_queues,
-            snapshot_every=opts.snapshot_every,
-            retain_succeeded=opts.retain_succeeded,
-            retain_dead=opts.retain_dead,
-            retain_cancelled=opts.retain_cancelled,
-            retain_max_per_queue=opts.retain_max_per_queue,
-        )
-        engine = self.engine = Engine(self.storage, config)
+        engine = self.engine = Engine(self.storage, self.engine_config())
         engine.on_failure = self._storage_failed
         await engine.open(now=time.time())
         stats = engine.stats()
@@ -170,6 +159,21 @@ class Server:
         await self._listen()
         await self._listen_redis()
         await self._serve_http()
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's configuration from the options."""
+        opts = self.options
+        return EngineConfig(
+            durability=opts.durability,
+            max_payload=opts.max_payload,
+            max_result=opts.max_payload,
+            max_queues=opts.max_queues,
+            snapshot_every=opts.snapshot_every,
+            retain_succeeded=opts.retain_succeeded,
+            retain_dead=opts.retain_dead,
+            retain_cancelled=opts.retain_cancelled,
+            retain_max_per_queue=opts.retain_max_per_queue,
+        )
 
     def _check_ports(self) -> None:
         """:raises ListenError: the binary protocol's or the HTTP port is taken."""
@@ -531,6 +535,10 @@ def describe_json(server: Server) -> str:
 
 async def serve(options: ServerOptions) -> int:
     """Start, print the banner, run until SIGTERM/SIGINT, drain, flush and return the exit code."""
+    if options.cluster is not None:  # a Raft member: the engine runs while it leads
+        from spitfire.server.cluster import serve_cluster
+
+        return await serve_cluster(options)
     server = Server(options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

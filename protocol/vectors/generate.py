@@ -466,6 +466,16 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
     ),
     ("error-schedule-not-found", T.ERROR, 28, m.Error("NOT_FOUND", "no schedule named 'nightly-report'")),
     ("error-connection", T.ERROR, 0, m.Error("BAD_REQUEST", "the first frame must be HELLO")),
+    (
+        "error-not-leader",
+        T.ERROR,
+        5,
+        m.Error(
+            "NOT_LEADER",
+            "this cluster member (b) does not lead; the leader is at 127.0.0.1:7878",
+            "127.0.0.1:7878",
+        ),
+    ),
 ]
 
 

@@ -150,6 +150,17 @@ class UnsupportedVersion(SpitfireError):
     code = ErrorCode.UNSUPPORTED_VERSION.value
 
 
+class NotLeader(SpitfireError):
+    """The server is a cluster member that does not lead: nothing was done. ``leader`` is the
+    leader's address (``host:port``), None while no leader is known; send the request there."""
+
+    code = ErrorCode.NOT_LEADER.value
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        self.leader = leader
+        super().__init__(message)
+
+
 class ServerError(SpitfireError):
     """A bug in the server (INTERNAL). The request may or may not have taken effect: check with
     `get` before repeating it, or repeat it with an idempotency key. Please report it."""
@@ -286,6 +297,8 @@ def error_from_frame(
     if code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE):
         cls = TooLarge if code == ErrorCode.TOO_LARGE else BadRequest
         return cls(text, error.field)
+    if code == ErrorCode.NOT_LEADER:
+        return NotLeader(text, error.field)  # the leader's address travels in ``field``
     simple: dict[str, type[SpitfireError]] = {
         ErrorCode.UNAUTHORIZED: Unauthorized,
         ErrorCode.NO_SPACE: NoSpace,

@@ -36,6 +36,12 @@ def test_every_error_code_is_covered() -> None:
         assert type(error_from_frame(Error(code.value, "x"))) is not spitfire.SpitfireError
 
 
+def test_not_leader_carries_the_leaders_address() -> None:
+    err = error_from_frame(Error("NOT_LEADER", "this cluster member (b) does not lead", "127.0.0.1:7878"))
+    assert isinstance(err, spitfire.NotLeader) and err.leader == "127.0.0.1:7878"
+    assert error_from_frame(Error("NOT_LEADER", "no leader is elected yet")).leader is None  # type: ignore[attr-defined]
+
+
 def test_not_found_names_the_job_or_queue() -> None:
     job = error_from_frame(Error("NOT_FOUND", "no job with id 'j1'"), job_id="j1")
     assert isinstance(job, spitfire.JobNotFound) and isinstance(job, KeyError)
