@@ -19,8 +19,6 @@ and the schedule's misfire policy decides: ``skip`` runs none of them (the next 
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import math
 import re
@@ -31,7 +29,7 @@ import msgspec
 
 from spitfire.index.cron import CronError, check_expression, fires_between, next_fire, rfc3339, zone
 from spitfire.index.job import Job
-from spitfire.wal.api import Durability, NoSpaceError, QueueLog, Recovery, Storage, StorageError
+from spitfire.wal.api import Recovery, Storage, StorageError
 
 from . import records as rec
 from .building import JobOptions
@@ -40,7 +38,6 @@ from .errors import (
     Overloaded,
     ScheduleConflict,
     ScheduleNotFound,
-    StorageFailed,
     TooManySchedules,
     ValidationError,
 )
@@ -54,6 +51,7 @@ from .records import (
     ScheduleTicked,
 )
 from .recovery import UndecodableRecordError
+from .system_log import SystemLog
 
 __all__ = ["Schedule", "ScheduleOptions", "ScheduleSpec", "Schedules"]
 
@@ -132,35 +130,23 @@ class Schedules:
         on_deadline: Callable[[float], None] | None = None,
         on_failure: Callable[[StorageError], None] | None = None,
     ) -> None:
-        self._storage = storage
         self._enqueue = enqueue
         self._check_job = check_job
         #: Told of each new time at which a schedule will fire (the maintenance timer).
         self.on_deadline = on_deadline
-        #: Told once when the log can no longer make records durable (the engine fails-stop).
-        self.on_failure = on_failure
         #: Schedules by name.
         self.items: dict[str, Schedule] = {}
-        self._log: QueueLog | None = None
-        self._pending: collections.deque[tuple[int, int, msgspec.Struct, asyncio.Future[None]]] = (
-            collections.deque()
-        )
-        self._applied_lsn = 0
-        self._snapshot_lsn = 0
-        self._snapshotting = False
-        self.failure: StorageError | None = None
+        #: Their log: commit, then apply (``on_failure`` is told once when it can no longer commit).
+        self.log = SystemLog(storage, LOG_NAME, self._apply, on_failure=on_failure)
 
     # -- life cycle -------------------------------------------------------------------------------------
 
     def open(self) -> None:
         """Recover the schedules from their log (snapshot, then records)."""
-        log_, recovery = self._storage.open_system_log(LOG_NAME, Durability.GROUP)
-        self._log = log_
-        self._recover(recovery, log_.queue)
-        self._applied_lsn = self._snapshot_lsn = max(self._applied_lsn, log_.last_lsn)
-        log_.set_listener(self._durable, self._failed)
+        self.log.open(self._recover)
 
-    def _recover(self, recovery: Recovery, where: str) -> None:
+    def _recover(self, recovery: Recovery, where: str) -> int:
+        applied = 0
         chunks = list(recovery.snapshot_chunks)
         if chunks:
             snap = _snapshot_decoder.decode(chunks[0])
@@ -170,7 +156,7 @@ class Schedules:
                     f"the schedules snapshot has version {snap.version}; this build reads {version}"
                 )
             self.items = {s.spec.name: s for s in snap.schedules}
-            self._applied_lsn = recovery.snapshot_lsn
+            applied = recovery.snapshot_lsn
         for record in recovery.records:
             decoder = _decoders.get(record.rtype)
             try:
@@ -182,43 +168,12 @@ class Schedules:
                     where, record.lsn, record.rtype, f"a body that does not decode ({exc})",
                     recovery.locate(record.lsn),
                 ) from exc  # fmt: skip
-            self._applied_lsn = record.lsn
-
-    # -- commit, then apply -----------------------------------------------------------------------------
+            applied = record.lsn
+        return applied
 
     async def _commit(self, rtype: RecordType, body: msgspec.Struct) -> None:
-        """Append ``body``, wait until it is durable; it is applied (by `_durable`) before this returns."""
-        if self.failure is not None:
-            raise StorageFailed(str(self.failure))
-        assert self._log is not None, "Schedules.open was not called"
-        try:
-            lsn = self._log.append(int(rtype), _encode(body))
-        except NoSpaceError:
-            raise NoSpace(self._log.queue) from None
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append((lsn, int(rtype), body, done))
-        if self._log.commit(lsn) is None:  # already durable (async mode, memory storage)
-            self._durable(lsn)
-        # Shielded: a cancelled caller leaves the record to be applied by `_durable` all the same.
-        await asyncio.shield(done)
-
-    def _durable(self, upto: int) -> None:
-        pending = self._pending
-        while pending and pending[0][0] <= upto:
-            lsn, rtype, body, done = pending.popleft()
-            self._apply(rtype, body)
-            self._applied_lsn = lsn
-            if not done.done():
-                done.set_result(None)
-
-    def _failed(self, error: StorageError) -> None:
-        self.failure = error
-        while self._pending:
-            done = self._pending.popleft()[3]
-            if not done.done():
-                done.set_exception(StorageFailed(str(error)))
-        if self.on_failure is not None:
-            self.on_failure(error)
+        """Append ``body``, wait until it is durable; it is applied before this returns."""
+        await self.log.commit(int(rtype), body)
 
     def _apply(self, rtype: int, body: Any) -> None:
         if rtype == RecordType.SCHEDULE_SET:
@@ -349,7 +304,7 @@ class Schedules:
                 deadline = min(
                     deadline, next_fire(current.spec.cron, current.spec.timezone, current.last_tick)
                 )
-        if self._applied_lsn - self._snapshot_lsn >= SNAPSHOT_EVERY:
+        if self.log.unsnapshotted >= SNAPSHOT_EVERY:
             await self.snapshot()
         return None if deadline == math.inf else deadline
 
@@ -400,21 +355,6 @@ class Schedules:
 
     async def snapshot(self) -> int:
         """Write a snapshot of every schedule at the applied LSN; returns that LSN."""
-        if self._snapshotting or self._log is None:
-            return self._snapshot_lsn
-        self._snapshotting = True
-        try:
-            lsn = self._applied_lsn
-            writer = self._log.snapshot(lsn)
-            try:
-                writer.add(
-                    _encode(SchedulesSnapshot(rec.SCHEDULES_SNAPSHOT_VERSION, list(self.items.values())))
-                )
-                await writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            self._snapshot_lsn = max(self._snapshot_lsn, lsn)
-            return lsn
-        finally:
-            self._snapshotting = False
+        return await self.log.snapshot(
+            lambda: _encode(SchedulesSnapshot(rec.SCHEDULES_SNAPSHOT_VERSION, list(self.items.values())))
+        )
