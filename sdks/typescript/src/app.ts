@@ -8,10 +8,13 @@
  */
 
 import { Client, type ClientOptions, type EnqueueManyOptions, type EnqueueOptions } from "./client.js";
-import { BadRequest, SpitfireError } from "./errors.js";
-import type { Backoff, JobId } from "./models.js";
+import { BadRequest, SpitfireError, TooLarge as TooLargeError } from "./errors.js";
+import type { Backoff, JobDefinitionSpec, JobId } from "./models.js";
 import { encodePayload } from "./payload.js";
 import { Worker, type WorkerOptions } from "./worker.js";
+
+/** How a server older than a request type answers it. */
+const UNKNOWN_TYPE = "unknown message type";
 
 /** The queue of a job declared without one. */
 export const DEFAULT_QUEUE = "default";
@@ -76,6 +79,30 @@ export interface JobOptions<P = unknown> {
   headers?: Record<string, string>;
   /** Validates payloads at enqueue (producer) and before the handler runs (worker). */
   schema?: PayloadSchema<P>;
+  /**
+   * The JSON Schema (Draft 2020-12) of the payload registered with the job's definition. Default:
+   * what `schema` exports, when it is a Standard JSON Schema (zod >= 4.2, arktype >= 2.1.28,
+   * valibot through `toStandardJsonSchema`); none otherwise.
+   */
+  jsonSchema?: Record<string, unknown>;
+  /** The server checks every payload of the job against its JSON Schema at enqueue (needs one). */
+  validate?: boolean;
+}
+
+/** A schema's Standard JSON Schema export of its input, or undefined when it has none. */
+function exportJsonSchema(schema: unknown, where: string): Record<string, unknown> | undefined {
+  if (schema === null || typeof schema !== "object" || !("~standard" in schema)) return undefined;
+  const std = (schema as { "~standard": { jsonSchema?: { input?: unknown } } })["~standard"];
+  const input = std.jsonSchema?.input;
+  if (typeof input !== "function") return undefined;
+  try {
+    return (input as (o: { target: string }) => Record<string, unknown>).call(std.jsonSchema, { target: "draft-2020-12" });
+  } catch (err) {
+    throw new BadRequest(`${where}: the schema cannot be exported as JSON Schema: ${err instanceof Error ? err.message : String(err)}; give jsonSchema explicitly`, {
+      field: "schema",
+      cause: err,
+    });
+  }
 }
 
 /** Validates `value` with a schema; throws BadRequest naming the problem. */
@@ -183,6 +210,28 @@ export class JobHandle<P, R = unknown> {
     return this.app.client.enqueueMany(this.queue, this.name, values, { ...this.defaults(), ...options });
   }
 
+  /** The definition `app.registerJobs` and the worker send the server for this job. */
+  definition(): JobDefinitionSpec {
+    const o = this.options;
+    const schema = o.jsonSchema ?? exportJsonSchema(o.schema, `job ${JSON.stringify(this.name)}`);
+    if (o.validate === true && schema === undefined) {
+      throw new BadRequest(
+        `job ${JSON.stringify(this.name)}: validate needs a JSON Schema: give jsonSchema, or a schema with a Standard JSON Schema export`,
+        { field: "validate" },
+      );
+    }
+    return {
+      name: this.name,
+      queue: this.queue,
+      priority: o.priority ?? 0,
+      maxAttempts: o.maxAttempts ?? null,
+      backoff: o.backoff ?? null,
+      timeoutMs: o.timeoutMs ?? null,
+      schema: schema ?? null,
+      validate: o.validate ?? false,
+    };
+  }
+
   private encode(value: unknown): Uint8Array {
     try {
       return encodePayload(value);
@@ -230,6 +279,7 @@ export class App {
     checkName(name);
     if (this.jobs.has(name)) throw new SpitfireError(`a job named ${JSON.stringify(name)} is declared twice`, { code: "CONFLICT" });
     const handle = new JobHandle<P, R>(this, name, options, handler);
+    handle.definition(); // refuses a bad `validate` / schema now, not when a worker starts
     this.jobs.set(name, handle as unknown as JobHandle<never>);
     return handle;
   }
@@ -306,6 +356,34 @@ export class App {
   /** The queues the declared jobs go to. */
   get queues(): string[] {
     return [...new Set([...this.jobs.values()].map((j) => j.queue))];
+  }
+
+  /** The definition of every declared job (what `registerJobs` sends). */
+  definitions(): JobDefinitionSpec[] {
+    return [...this.jobs.values()].map((j) => j.definition());
+  }
+
+  /**
+   * Registers every declared job's definition with the server (what the worker does before it
+   * subscribes), so enqueues made elsewhere (HTTP, the CLI, other languages) get the job's options.
+   * Returns false when the server is older than job definitions (it does not keep them; nothing
+   * else is affected). Throws `BadRequest` naming the job when the server refuses a definition.
+   */
+  async registerJobs(client: Client = this.client): Promise<boolean> {
+    const defs = this.definitions();
+    if (defs.length === 0) return true;
+    try {
+      await client.registerJobDefinitions(defs);
+    } catch (err) {
+      if (err instanceof BadRequest && !(err instanceof TooLargeError) && err.message.includes(UNKNOWN_TYPE)) return false;
+      if (err instanceof SpitfireError && err.field?.startsWith("definitions[")) {
+        const i = Number(err.field.slice("definitions[".length).split("]")[0]);
+        const name = defs[i]?.name;
+        if (name !== undefined) err.message = `job ${JSON.stringify(name)} (app.job): ${err.message}`;
+      }
+      throw err;
+    }
+    return true;
   }
 
   /** A worker running this app's jobs (`await worker.run()`). */

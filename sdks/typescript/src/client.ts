@@ -42,6 +42,10 @@ import {
   type WaitOptions,
   workerFromWire,
   type WorkerInfo,
+  definitionFromWire,
+  definitionToWire,
+  type JobDefinition,
+  type JobDefinitionSpec,
 } from "./models.js";
 import { encodePayload, NIL } from "./payload.js";
 import { traced } from "./tracing.js";
@@ -432,6 +436,22 @@ export class Client {
   async workers(): Promise<WorkerInfo[]> {
     const a = await this.call(MessageType.LIST_WORKERS, {}, null, true);
     return (a.body.workers as Body[]).map(workerFromWire);
+  }
+
+  /** Every job definition the server holds, by name. */
+  async jobDefinitions(): Promise<JobDefinition[]> {
+    const a = await this.call(MessageType.LIST_JOB_DEFINITIONS, {}, null, true);
+    return (a.body.definitions as Body[]).map(definitionFromWire);
+  }
+
+  /**
+   * Registers job definitions: each replaces the one the server holds for its name (the others
+   * stay); one identical to the server's is not written. All or nothing: a bad field is a
+   * `BadRequest` naming it (`definitions[2].max_attempts`) and nothing changes. A server older
+   * than job definitions answers `BadRequest` "unknown message type" (and closes the connection).
+   */
+  async registerJobDefinitions(definitions: readonly JobDefinitionSpec[]): Promise<void> {
+    await this.call(MessageType.REGISTER_JOBS, { definitions: definitions.map(definitionToWire) }, null, true);
   }
 
   /**

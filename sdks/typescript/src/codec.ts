@@ -53,6 +53,8 @@ export const MessageType = {
   SET_DURABILITY: 0x25,
   PURGE: 0x26,
   LIST_JOBS: 0x27,
+  REGISTER_JOBS: 0x28,
+  LIST_JOB_DEFINITIONS: 0x29,
   PROGRESS: 0x2e,
   WAIT: 0x2f,
   WELCOME: 0x40,
@@ -73,6 +75,7 @@ export const MessageType = {
   WORKERS: 0x55,
   PURGED: 0x56,
   JOBS: 0x57,
+  DEFINITIONS: 0x58,
   ERROR: 0x7f,
 } as const;
 export type MessageTypeName = keyof typeof MessageType;
@@ -240,6 +243,31 @@ const WORKER_INFO = record([
   ["concurrency", opt("int")],
 ]);
 
+const JOB_DEFINITION_SPEC = struct([
+  ["name", "str", REQUIRED],
+  ["queue", opt("str")],
+  ["priority", "int", 0],
+  ["max_attempts", opt("int")],
+  ["backoff", opt(BACKOFF)],
+  ["timeout", opt("float")],
+  ["schema", opt("str")],
+  ["validate", "bool", false],
+]);
+
+const JOB_DEFINITION_INFO = record([
+  ["name", "str", REQUIRED],
+  ["queue", opt("str")],
+  ["priority", "int", 0],
+  ["max_attempts", opt("int")],
+  ["backoff", opt(BACKOFF)],
+  ["timeout", opt("float")],
+  ["schema", opt("str")],
+  ["validate", "bool", false],
+  ["registered_by", "str", ""],
+  ["created_at", "float", 0.0],
+  ["updated_at", "float", 0.0],
+]);
+
 const JOB_REF: Field[] = [["job_id", "str", REQUIRED]];
 const QUEUE_REF: Field[] = [["queue", opt("str")]];
 const SCHEDULE_REF: Field[] = [["name", "str", REQUIRED]];
@@ -366,6 +394,8 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["cursor", opt("str")],
     ["newest_first", "bool", true],
   ],
+  REGISTER_JOBS: [["definitions", arr(JOB_DEFINITION_SPEC), REQUIRED]],
+  LIST_JOB_DEFINITIONS: [],
   PROGRESS: [
     ["job_id", "str", REQUIRED],
     ["value", opt("float")],
@@ -447,6 +477,7 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["jobs", arr(JOB_INFO), REQUIRED],
     ["cursor", opt("str")],
   ],
+  DEFINITIONS: [["definitions", arr(JOB_DEFINITION_INFO), REQUIRED]],
   ERROR: [
     ["code", "str", REQUIRED],
     ["message", "str", REQUIRED],

@@ -58,6 +58,8 @@ export type {
   Stats,
   WaitFunction,
   WorkerInfo,
+  JobDefinition,
+  JobDefinitionSpec,
 } from "./models.js";
 export { Permanent, RetryAfter } from "./outcomes.js";
 export { decodePayload, encodePayload } from "./payload.js";

@@ -364,3 +364,68 @@ export function scheduleFromWire(w: Body): Schedule {
     lastJobState: w.last_job_state as JobState | null,
   };
 }
+
+/** What a job definition tells the server: the defaults of every enqueue of the job `name`. */
+export interface JobDefinitionSpec {
+  name: string;
+  /** The queue its jobs go to (shown; every enqueue still names its own). */
+  queue?: string | null;
+  /** 0..10: the priority of an enqueue that gives 0. */
+  priority?: number;
+  maxAttempts?: number | null;
+  backoff?: Backoff | number[] | null;
+  /** The lease in ms. */
+  timeoutMs?: number | null;
+  /** The JSON Schema (Draft 2020-12) of the payload: an object, or its JSON text. */
+  schema?: Record<string, unknown> | string | null;
+  /** The server checks every payload of the job against `schema` at enqueue (needs `schema`). */
+  validate?: boolean;
+}
+
+/** A job definition as the server holds it. */
+export interface JobDefinition {
+  name: string;
+  queue: string | null;
+  priority: number;
+  maxAttempts: number | null;
+  backoff: Backoff | null;
+  timeoutMs: number | null;
+  /** The JSON Schema of the payload (the server's canonical form: keys sorted), or null. */
+  schema: Record<string, unknown> | null;
+  validate: boolean;
+  /** The client whose registration last changed it (its HELLO name; `http <address>` over HTTP). */
+  registeredBy: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The wire's JobDefinitionSpec of an SDK one. */
+export function definitionToWire(d: JobDefinitionSpec): Body {
+  const schema = d.schema === undefined || d.schema === null ? null : typeof d.schema === "string" ? d.schema : JSON.stringify(d.schema);
+  return {
+    name: d.name,
+    queue: d.queue ?? null,
+    priority: d.priority ?? 0,
+    max_attempts: d.maxAttempts ?? null,
+    backoff: backoffToWire(d.backoff),
+    timeout: d.timeoutMs === undefined || d.timeoutMs === null ? null : d.timeoutMs / 1000,
+    schema,
+    validate: d.validate ?? false,
+  };
+}
+
+export function definitionFromWire(w: Body): JobDefinition {
+  return {
+    name: w.name as string,
+    queue: w.queue as string | null,
+    priority: int(w.priority),
+    maxAttempts: w.max_attempts === null ? null : int(w.max_attempts),
+    backoff: backoffFromWire(w.backoff),
+    timeoutMs: w.timeout === null ? null : ms(w.timeout),
+    schema: w.schema === null ? null : (JSON.parse(w.schema as string) as Record<string, unknown>),
+    validate: w.validate as boolean,
+    registeredBy: w.registered_by as string,
+    createdAt: date(w.created_at),
+    updatedAt: date(w.updated_at),
+  };
+}

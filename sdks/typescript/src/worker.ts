@@ -21,8 +21,8 @@ import type { App, JobContext } from "./app.js";
 import { validate } from "./app.js";
 import { type Body, MessageType } from "./codec.js";
 import { type Answer, Connection, parseUrl } from "./connection.js";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
-import { BadRequest, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
+import { Client, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
+import { BadRequest, Conflict, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
 import { Permanent, RetryAfter } from "./outcomes.js";
 import { encodePayload, strictDecodePayload } from "./payload.js";
 
@@ -157,6 +157,7 @@ export class Worker {
   private progressScheduled = false;
   private progressTimer: NodeJS.Timeout | undefined;
   private signalHandler: (() => void) | null = null;
+  private jobsRegistered = false;
 
   constructor(app: App, options: WorkerOptions = {}) {
     this.app = app;
@@ -204,7 +205,33 @@ export class Worker {
 
   // -- connection -------------------------------------------------------------------------------
 
+  /**
+   * Registers the app's job definitions once per worker start, before subscribing, on a client of
+   * its own (a server older than them closes the connection it gets the request on). Not being
+   * able to is reported, never fatal: the jobs still run; enqueues made elsewhere then get the
+   * server's defaults. A connection failure propagates (connect retries).
+   */
+  private async registerJobs(): Promise<void> {
+    const client = new Client(this.app.url, this.app.options);
+    try {
+      const known = await this.app.registerJobs(client);
+      if (!known) {
+        console.warn(
+          `spitfire: the server at ${this.app.url ?? "the default address"} does not keep job definitions (an older version): ` +
+            "enqueues of this app's jobs from elsewhere get the server's defaults",
+        );
+      }
+    } catch (err) {
+      if (!(err instanceof BadRequest || err instanceof Conflict)) throw err;
+      this.report(new SpitfireError(`the server refused the app's job definitions: ${err.message}; enqueues of its jobs from elsewhere get the server's defaults`, { code: err.code, field: err.field, cause: err }));
+    } finally {
+      await client.close();
+    }
+    this.jobsRegistered = true;
+  }
+
   private async connect(): Promise<void> {
+    if (!this.jobsRegistered) await this.registerJobs();
     // Assigned once open resolves; onClose is only called for an open connection, but a closure
     // must not read a const before its initialisation (a ReferenceError from a socket event).
     let opened: Connection | null = null;
