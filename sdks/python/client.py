@@ -493,7 +493,7 @@ class AsyncClient:
     ) -> AsyncJobId:
         """`enqueue` with a payload that is already bytes, sent as they are (not msgpack-encoded
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
-        if self.tracing:
+        if self.tracing and _tracing.configured():
             return await self._enqueue_traced(queue, name, data, options)
         message, resend = enqueue_message(queue, name, data, options, self._max_payload())
         reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
@@ -535,7 +535,7 @@ class AsyncClient:
         self, queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, *, raw: bool
     ) -> list[str]:
         send = None
-        if self.tracing:
+        if self.tracing and _tracing.configured():
             payloads = list(payloads)  # counted for the span (any iterable works untraced too)
             if payloads:
                 e = self.endpoint

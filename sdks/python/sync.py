@@ -336,7 +336,7 @@ class Client:
 
     def enqueue_raw(self, queue: str, name: str, data: bytes, **options: Unpack[EnqueueOptions]) -> JobId:
         """`enqueue` with a payload that is already msgpack bytes. See `AsyncClient.enqueue_raw`."""
-        if self.tracing:
+        if self.tracing and _tracing.configured():
             return self._enqueue_traced(queue, name, data, options)
         if self._bridge:
             got = run_sync(self._async.enqueue_raw(queue, name, data, **options))
@@ -373,7 +373,7 @@ class Client:
         self, queue: str, name: str, payloads: Sequence[Any], options: BatchOptions, *, raw: bool
     ) -> list[str]:
         send = None
-        if self.tracing:
+        if self.tracing and _tracing.configured():
             payloads = list(payloads)  # counted for the span (any iterable works untraced too)
             if payloads:
                 e = self._async.endpoint

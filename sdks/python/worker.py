@@ -543,7 +543,7 @@ class Worker:
         fn = self.handlers.get(d.name)
         if fn is None:
             outcome = self._unknown(d)
-            if self.tracing:
+            if self.tracing and _tracing.configured():
                 _tracing.start_process(d, self.name).finish(outcome, None)
             self._complete(run, outcome)
         elif fn.is_async:
@@ -607,7 +607,7 @@ class Worker:
     async def _run_async(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
         token = _set(run.ctx)
         # The job's span is current in this task while the handler runs (jobs it enqueues join it).
-        span = _tracing.start_process(d, self.name) if self.tracing else None
+        span = _tracing.start_process(d, self.name) if self.tracing and _tracing.configured() else None
         error: BaseException | None = None
         try:
             kwargs = self._arguments(fn, d, run)
@@ -631,7 +631,9 @@ class Worker:
     def _run_sync(self, fn: JobFunction[Any, Any], d: Delivery, run: _Run) -> None:
         """Runs on a pool thread; hands the outcome to the loop."""
         token = _set(run.ctx)
-        span = _tracing.start_process(d, self.name) if self.tracing else None  # current in this thread
+        span = (
+            _tracing.start_process(d, self.name) if self.tracing and _tracing.configured() else None
+        )  # current in this thread
         error: Exception | None = None
         try:
             kwargs = self._arguments(fn, d, run)
