@@ -266,6 +266,8 @@ class Options:
     cap_ms: float = 1_000.0
     timeout: float = 600.0
     sweep: bool = True
+    #: Rounds of every workload on every system, interleaved; each row is the median round.
+    rounds: int = 1
 
 
 def peer_backends(only: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -289,25 +291,116 @@ def peer_backends(only: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def run_comparison(comparison: Comparison, opts: Options, adapters: dict[str, str]) -> list[Row]:
-    """Spitfire and every adapter in one comparison: the workloads, then the sweep."""
+    """Spitfire and every adapter in one comparison: ``opts.rounds`` rounds of the workloads, then
+    the sweep.
+
+    Every service of the comparison is up for the whole run, and each round runs each workload on
+    Spitfire and then on every peer before the next workload: the runs compared with each other are
+    minutes apart at most, whatever the machine does over the hour (on a shared VM its speed moved
+    by 2x between two runs an hour apart). Each row is the round whose jobs/s is the median; its
+    ``runs_jobs_per_s`` lists every round's.
+    """
     configs = workload_configs(opts.quick)
+    spitfire_label = comparison.service_label(SPITFIRE)
     rows: list[Row] = []
-    label = comparison.service_label(SPITFIRE)
-    for workload in (*WORKLOADS, *SPITFIRE_WAYS):
-        print(f"  {comparison.name}: spitfire {workload} ...", file=sys.stderr, flush=True)
-        result = run_spitfire(workload, configs[workload], comparison.spitfire_durability)
-        if "skipped" in result:
-            print(f"    failed: {result['skipped']}", file=sys.stderr, flush=True)
-        rows.append(Row(comparison.name, SPITFIRE, SPITFIRE, label, workload, configs[workload], result))
-    if opts.sweep:
-        points = sweep(
-            lambda cfg: run_spitfire("open-loop", cfg, comparison.spitfire_durability),
-            opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} spitfire",
-        )  # fmt: skip
-        rows += [Row(comparison.name, SPITFIRE, SPITFIRE, label, "sweep", c, r) for c, r in points]
+    with contextlib.ExitStack() as stack:
+        services, labels = start_services(stack, comparison, adapters, rows)
+        live = [a for a in adapters if adapters[a] in services]
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for round_no in range(1, opts.rounds + 1):
+            for workload in dict.fromkeys((*WORKLOADS, *SPITFIRE_WAYS, *PEER_WAYS)):
+                tag = f"{comparison.name} round {round_no}/{opts.rounds}"
+                if workload in WORKLOADS or workload in SPITFIRE_WAYS:
+                    print(f"  {tag}: spitfire {workload} ...", file=sys.stderr, flush=True)
+                    result = run_spitfire(workload, configs[workload], comparison.spitfire_durability)
+                    runs.setdefault((SPITFIRE, workload), []).append(result)
+                if workload not in WORKLOADS and workload not in PEER_WAYS:
+                    continue  # a way only Spitfire has (its asyncio client, its sync and async handlers)
+                for adapter in live:
+                    print(f"  {tag}: {adapter} {workload} ...", file=sys.stderr, flush=True)
+                    result = run_peer_row(adapter, workload, services[adapters[adapter]], configs, opts)
+                    runs.setdefault((adapter, workload), []).append(result)
+        for (system, workload), results in runs.items():
+            backend = SPITFIRE if system == SPITFIRE else adapters[system]
+            label = spitfire_label if system == SPITFIRE else labels[backend]
+            rows.append(
+                Row(comparison.name, system, backend, label, workload, configs[workload], median_run(results))
+            )
+        if opts.sweep:
+            rows += run_sweeps(comparison, opts, adapters, live, services, labels)
+    return rows
+
+
+def start_services(
+    stack: contextlib.ExitStack, comparison: Comparison, adapters: dict[str, str], rows: list[Row]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every backend's service for the whole comparison ({backend: service}, {backend: label}); a
+    backend whose service cannot start adds a skipped row for each of its adapters to ``rows``."""
+    services: dict[str, Any] = {}
+    labels: dict[str, str] = {}
     for backend in sorted(set(adapters.values())):
-        names = [a for a, b in adapters.items() if b == backend]
-        rows += run_backend(comparison, opts, backend, names)
+        label = labels[backend] = comparison.service_label(backend)
+        try:
+            services[backend] = stack.enter_context(service(backend, comparison))
+        except Exception as exc:  # the service would not start: every adapter of it is skipped
+            reason = f"{label} unavailable: {type(exc).__name__}: {exc}"
+            names = [a for a, b in adapters.items() if b == backend]
+            print(f"  skipped {', '.join(names)}: {reason}", file=sys.stderr, flush=True)
+            rows += [Row(comparison.name, a, backend, label, "all", {}, {"skipped": reason}) for a in names]
+    return services, labels
+
+
+def run_peer_row(
+    adapter: str, workload: str, svc: Any, configs: dict[str, dict[str, Any]], opts: Options
+) -> dict[str, Any]:
+    """One peer row of one round (the 2-process drain only if the peers' contract allows it)."""
+    if workload == "drain-processes-2" and not peers_take_processes():
+        return {"skipped": NO_PROCESSES}
+    result = run_peer_pinned(adapter, PEER_WAYS.get(workload, workload), svc, configs[workload], opts.timeout)
+    if "skipped" in result:
+        print(f"    skipped: {result['skipped']}", file=sys.stderr, flush=True)
+    return result
+
+
+def median_run(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose throughput is the median of the rounds' (the lower one of the middle two), with
+    ``runs_jobs_per_s`` (every round's figure, in order) when there was more than one; a row every
+    round skipped is the first round's skip."""
+    measured = [r for r in results if "skipped" not in r and throughput_of(r) is not None]
+    if not measured:
+        return results[0]
+    ranked = sorted(measured, key=lambda r: throughput_of(r) or 0.0)
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    if len(results) > 1:
+        chosen["runs_jobs_per_s"] = [throughput_of(r) for r in measured]
+        chosen["rounds_skipped"] = len(results) - len(measured)
+    return chosen
+
+
+def run_sweeps(
+    comparison: Comparison,
+    opts: Options,
+    adapters: dict[str, str],
+    live: Sequence[str],
+    services: dict[str, Any],
+    labels: dict[str, str],
+) -> list[Row]:
+    """The latency-versus-offered-load sweep of Spitfire and of every peer (once, after the rounds)."""
+    rows: list[Row] = []
+    points = sweep(
+        lambda cfg: run_spitfire("open-loop", cfg, comparison.spitfire_durability),
+        opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} spitfire",
+    )  # fmt: skip
+    label = comparison.service_label(SPITFIRE)
+    rows += [Row(comparison.name, SPITFIRE, SPITFIRE, label, "sweep", c, r) for c, r in points]
+    for adapter in live:
+        backend = adapters[adapter]
+        svc = services[backend]
+        points = sweep(
+            lambda cfg, a=adapter, svc=svc: run_peer_pinned(a, "open-loop", svc, cfg, opts.timeout),
+            opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} {adapter}",
+        )  # fmt: skip
+        rows += [Row(comparison.name, adapter, backend, labels[backend], "sweep", c, r) for c, r in points]
     return rows
 
 
@@ -324,43 +417,6 @@ def peers_take_processes() -> bool:
 NO_PROCESSES = (
     "the peers' drain takes no `processes` yet (perf/peers/base.py DEFAULTS): it would run 1 process again"
 )
-
-
-def run_backend(comparison: Comparison, opts: Options, backend: str, adapters: Sequence[str]) -> list[Row]:
-    """The adapters of one backend against one service of ``comparison``'s config."""
-    configs = workload_configs(opts.quick)
-    label = comparison.service_label(backend)
-    rows: list[Row] = []
-    processes = peers_take_processes()
-    try:
-        with service(backend, comparison) as svc:
-            for adapter in adapters:
-                for workload in (*WORKLOADS, *PEER_WAYS):
-                    print(f"  {comparison.name}: {adapter} {workload} ...", file=sys.stderr, flush=True)
-                    if workload == "drain-processes-2" and not processes:
-                        result: dict[str, Any] = {"skipped": NO_PROCESSES}
-                    else:
-                        result = run_peer_pinned(
-                            adapter, PEER_WAYS.get(workload, workload), svc, configs[workload], opts.timeout
-                        )
-                    if "skipped" in result:
-                        print(f"    skipped: {result['skipped']}", file=sys.stderr, flush=True)
-                    rows.append(
-                        Row(comparison.name, adapter, backend, label, workload, configs[workload], result)
-                    )
-                if opts.sweep:
-                    points = sweep(
-                        lambda cfg, a=adapter: run_peer_pinned(a, "open-loop", svc, cfg, opts.timeout),
-                        opts.rates, opts.sweep_seconds, opts.cap_ms, f"{comparison.name} {adapter}",
-                    )  # fmt: skip
-                    rows += [Row(comparison.name, adapter, backend, label, "sweep", c, r) for c, r in points]
-    except Exception as exc:  # the service would not start: every adapter of it is skipped
-        reason = f"{label} unavailable: {type(exc).__name__}: {exc}"
-        print(f"  skipped {', '.join(adapters)}: {reason}", file=sys.stderr, flush=True)
-        for adapter in adapters:
-            if not any(r.system == adapter for r in rows):
-                rows.append(Row(comparison.name, adapter, backend, label, "all", {}, {"skipped": reason}))
-    return rows
 
 
 def run_peers(opts: Options) -> dict[str, Any]:
@@ -640,6 +696,12 @@ def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}x"
 
 
+def rounds_note(doc: dict[str, Any]) -> str:
+    """ " Each row is the median of N interleaved rounds." when the run had several, else ""."""
+    rounds = int(doc.get("config", {}).get("options", {}).get("rounds", 1))
+    return f" Each row is the median of {rounds} interleaved rounds." if rounds > 1 else ""
+
+
 def markdown_table(doc: dict[str, Any]) -> str:
     """The comparison of a peers-*.json as Markdown: a header line saying what machine and commit,
     then one table row per system and workload, with the ratios Spitfire/peer."""
@@ -647,7 +709,7 @@ def markdown_table(doc: dict[str, Any]) -> str:
     lines = [
         f"Measured {doc.get('when', '?')} at commit `{doc.get('commit', '?')}` on "
         f"{m.get('cpu_model') or '?'}, {m.get('cpus', '?')} CPUs, {m.get('mem_gib', '?')} GiB, "
-        f"Python {m.get('python', '?')}, kernel {m.get('kernel', '?')}.",
+        f"Python {m.get('python', '?')}, kernel {m.get('kernel', '?')}." + rounds_note(doc),
         "",
         "| comparison | workload | system | service | jobs/s | p50 ms | p99 ms "
         "| Spitfire/peer jobs/s | Spitfire/peer p99 |",
@@ -735,6 +797,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one peer workload may take")
     parser.add_argument("--no-sweep", action="store_true", help="skip the latency-versus-load sweep")
     parser.add_argument("--plot", type=Path, default=PLOT_PATH, help="where the PNG goes")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="rounds of every workload on every system, interleaved; rows are the median round (default 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     opts = Options(
         quick=args.quick,
@@ -745,6 +811,7 @@ def main(argv: Sequence[str]) -> int:
         cap_ms=args.cap_ms,
         timeout=args.timeout,
         sweep=not args.no_sweep,
+        rounds=max(1, args.rounds),
     )
     started = time.monotonic()
     config = run_peers(opts)

@@ -286,9 +286,13 @@ def test_a_peer_whose_service_cannot_start_is_skipped_with_the_reason(
         raise RuntimeError("postgres binaries not found")
 
     monkeypatch.setattr(compare, "service", broken)
-    rows = compare.run_backend(compare.COMPARISONS[0], compare.Options(quick=True), "postgres", ["pgqueuer"])
-    assert len(rows) == 1 and rows[0].system == "pgqueuer"
-    assert "postgres binaries not found" in rows[0].result["skipped"]
+    monkeypatch.setattr(compare, "run_spitfire", lambda workload, cfg, durability: {"jobs_per_s": 1.0})
+    opts = compare.Options(quick=True, sweep=False)
+    rows = compare.run_comparison(compare.COMPARISONS[0], opts, {"pgqueuer": "postgres"})
+    theirs = [r for r in rows if r.system == "pgqueuer"]
+    assert len(theirs) == 1 and theirs[0].workload == "all"
+    assert "postgres binaries not found" in theirs[0].result["skipped"]
+    assert {r.workload for r in rows if r.system == "spitfire"} >= set(compare.WORKLOADS)
 
 
 # -- the plot ------------------------------------------------------------------------------------------
@@ -460,6 +464,43 @@ def test_run_comparison_runs_every_way_and_the_peers_drain_at_two_processes(
     else:  # a second 1-process drain would be labelled 2 processes: a skip saying why
         assert [w for w, _ in theirs] == ran
         assert peer_rows["drain-processes-2"].result == {"skipped": compare.NO_PROCESSES}
+
+
+def test_rounds_interleave_systems_and_each_row_is_the_median_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[tuple[str, str]] = []
+    speeds = iter([5.0, 1.0, 3.0] * 100)
+
+    def spitfire(workload: str, cfg: dict[str, Any], durability: str) -> dict[str, Any]:
+        order.append(("spitfire", workload))
+        return {"jobs_per_s": 100.0 + len(order), "p99_ms": float(len(order))}
+
+    def peer(adapter: str, workload: str, svc: Any, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        order.append((adapter, workload))
+        return {"jobs_per_s": next(speeds)}
+
+    monkeypatch.setattr(compare, "run_spitfire", spitfire)
+    monkeypatch.setattr(compare, "run_peer_pinned", peer)
+    opts = compare.Options(quick=True, sweep=False, rounds=3)
+    rows = compare.run_comparison(compare.COMPARISONS[0], opts, {"pgqueuer": "sqlite"})
+    # Spitfire, then the peer, workload by workload, round after round.
+    assert order[:2] == [("spitfire", "enqueue-single"), ("pgqueuer", "enqueue-single")]
+    per_round = len(order) // 3
+    assert order[:per_round] == order[per_round : 2 * per_round] == order[2 * per_round :]
+    by = {(r.system, r.workload): r.result for r in rows}
+    ours = by[("spitfire", "enqueue-single")]
+    assert ours["runs_jobs_per_s"] == [101.0, 101.0 + per_round, 101.0 + 2 * per_round]
+    assert ours["jobs_per_s"] == 101.0 + per_round and ours["p99_ms"] == 1.0 + per_round  # the same round's
+    assert by[("pgqueuer", "enqueue-single")]["jobs_per_s"] == 3.0  # median of 5, 1, 3
+
+
+def test_the_median_round_ignores_skipped_rounds_and_keeps_a_skip_when_all_skipped() -> None:
+    skip = {"skipped": "timed out"}
+    assert compare.median_run([skip, {"jobs_per_s": 2.0}, {"jobs_per_s": 4.0}])["jobs_per_s"] == 2.0
+    assert compare.median_run([skip, skip]) == skip
+    one = compare.median_run([{"jobs_per_s": 7.0}])
+    assert one == {"jobs_per_s": 7.0}  # a single round: the row as measured
+    assert "median of 3" in compare.rounds_note({"config": {"options": {"rounds": 3}}})
+    assert compare.rounds_note({"config": {"options": {}}}) == ""
 
 
 def test_the_contract_check_reads_the_peers_drain_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
