@@ -12,7 +12,7 @@ options, schemas, limits, what an enqueue takes from a definition) lives in `ser
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -21,13 +21,9 @@ from blacksheep.server.routing import Router
 from msgspec import Meta
 
 from spitfire.server.definitions import MAX_DEFINITIONS, DefinitionOptions, DefinitionSpec, JobDefinition
-from spitfire.server.engine import Engine
 
 from . import model as mo
-
-Handler = Callable[[Request], Awaitable[Response]]
-#: Reads and decodes a request's JSON body into the given struct (400/413/422 on a bad one).
-ReadBody = Callable[[Request, type[Any]], Awaitable[Any]]
+from .routes import EngineRoutes, Handler
 
 
 class DefinitionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,12 +84,7 @@ def spec_in(d: DefinitionIn) -> DefinitionSpec:
 
 def definition_out(d: JobDefinition) -> DefinitionOut:
     spec, o = d.spec, d.spec.options
-    b = o.backoff
-    backoff = None
-    if b is not None:
-        delays = None if b.delays is None else list(b.delays)
-        backoff = mo.BackoffOut(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
-    timeout_ms = None if o.timeout is None else round(o.timeout * 1000)
+    backoff, timeout_ms = mo.backoff_out(o.backoff), mo.millis(o.timeout)
     schema = None if spec.schema is None else msgspec.Raw(spec.schema.encode())
     return DefinitionOut(
         spec.name, spec.queue, o.priority, o.max_attempts, backoff, timeout_ms, schema, spec.validate,
@@ -101,13 +92,8 @@ def definition_out(d: JobDefinition) -> DefinitionOut:
     )  # fmt: skip
 
 
-class DefinitionRoutes:
+class DefinitionRoutes(EngineRoutes):
     """The job-definition routes over one engine; ``read`` decodes bodies, ``answer`` renders JSON."""
-
-    def __init__(self, engine: Engine, read: ReadBody, answer: Callable[[int, Any], Response]) -> None:
-        self.engine = engine
-        self._read = read
-        self._answer = answer
 
     def add(self, router: Router, wrap: Callable[[Handler], Handler]) -> None:
         """Register every route on ``router``, each through ``wrap`` (auth and error rendering)."""

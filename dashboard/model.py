@@ -183,6 +183,19 @@ class BackoffOut(msgspec.Struct, omit_defaults=True):
     delays: list[float] | None = None
 
 
+def backoff_out(b: Backoff | None) -> BackoffOut | None:
+    """A definition's or a schedule's backoff as the API shows it (its kind by name)."""
+    if b is None:
+        return None
+    delays = None if b.delays is None else list(b.delays)
+    return BackoffOut(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
+
+
+def millis(seconds: float | None) -> int | None:
+    """Seconds as whole milliseconds (None stays None)."""
+    return None if seconds is None else round(seconds * 1000)
+
+
 class AttemptOut(msgspec.Struct):
     attempt: int
     at: float

@@ -13,7 +13,7 @@ cron expressions, timezones, conflicts, misfires) lives in `server/schedules.py`
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -26,10 +26,7 @@ from spitfire.server.schedules import EMPTY_PAYLOAD, Schedule, ScheduleOptions, 
 
 from . import model as mo
 from .errors import HttpError
-
-Handler = Callable[[Request], Awaitable[Response]]
-#: Reads and decodes a request's JSON body into the given struct (400/413/422 on a bad one).
-ReadBody = Callable[[Request, type[Any]], Awaitable[Any]]
+from .routes import EngineRoutes, Handler
 
 
 class ScheduleOptionsIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,12 +101,7 @@ def spec_in(name: str, body: ScheduleIn) -> ScheduleSpec:
 
 def schedule_out(engine: Engine, s: Schedule, now: float) -> ScheduleOut:
     spec, o = s.spec, s.spec.options
-    b = o.backoff
-    backoff = None
-    if b is not None:
-        delays = None if b.delays is None else list(b.delays)
-        backoff = mo.BackoffOut(b.kind.name.lower(), b.base, b.factor, b.cap, b.jitter, delays)
-    timeout_ms = None if o.timeout is None else round(o.timeout * 1000)
+    backoff, timeout_ms = mo.backoff_out(o.backoff), mo.millis(o.timeout)
     last = engine.table.get(s.last_job_id) if s.last_job_id is not None else None
     return ScheduleOut(
         spec.name, spec.cron, spec.timezone, spec.queue, spec.job, mo.from_msgpack(spec.payload),
@@ -119,13 +111,8 @@ def schedule_out(engine: Engine, s: Schedule, now: float) -> ScheduleOut:
     )  # fmt: skip
 
 
-class ScheduleRoutes:
+class ScheduleRoutes(EngineRoutes):
     """The schedule routes over one engine; ``read`` decodes bodies, ``answer`` renders JSON."""
-
-    def __init__(self, engine: Engine, read: ReadBody, answer: Callable[[int, Any], Response]) -> None:
-        self.engine = engine
-        self._read = read
-        self._answer = answer
 
     def add(self, router: Router, wrap: Callable[[Handler], Handler]) -> None:
         """Register every route on ``router``, each through ``wrap`` (auth and error rendering)."""

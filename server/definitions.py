@@ -45,8 +45,7 @@ from .records import (
     JobDefinition,
     RecordType,
 )
-from .recovery import UndecodableRecordError
-from .system_log import SystemLog
+from .system_log import SystemLog, read_snapshot, replay
 
 __all__ = ["Defaults", "DefinitionOptions", "DefinitionSpec", "Definitions", "JobDefinition"]
 
@@ -225,31 +224,13 @@ class Definitions:
         self.log.open(self._recover)
 
     def _recover(self, recovery: Recovery, where: str) -> int:
-        applied = 0
-        chunks = list(recovery.snapshot_chunks)
-        if chunks:
-            snap = _snapshot_decoder.decode(chunks[0])
-            if snap.version != rec.DEFINITIONS_SNAPSHOT_VERSION:
-                raise ValueError(
-                    f"the job definitions snapshot has version {snap.version}; this build reads "
-                    f"{rec.DEFINITIONS_SNAPSHOT_VERSION}"
-                )
+        version = rec.DEFINITIONS_SNAPSHOT_VERSION
+        snap = read_snapshot(recovery, _snapshot_decoder, version, "the job definitions snapshot")
+        if snap is not None:
             for d in snap.definitions:
                 self._put(d)
-            applied = recovery.snapshot_lsn
-        for record in recovery.records:
-            decoder = _decoders.get(record.rtype)
-            try:
-                if decoder is None:
-                    raise msgspec.DecodeError(f"record type {record.rtype} is not a job definitions record")
-                self._apply(record.rtype, decoder.decode(record.body))
-            except msgspec.DecodeError as exc:
-                raise UndecodableRecordError(
-                    where, record.lsn, record.rtype, f"a body that does not decode ({exc})",
-                    recovery.locate(record.lsn),
-                ) from exc  # fmt: skip
-            applied = record.lsn
-        return applied
+        start = recovery.snapshot_lsn if snap is not None else 0
+        return replay(recovery, where, _decoders, self._apply, "job definitions", start)
 
     # -- apply (only ever a durable record) -------------------------------------------------------------
 

@@ -50,8 +50,7 @@ from .records import (
     SchedulesSnapshot,
     ScheduleTicked,
 )
-from .recovery import UndecodableRecordError
-from .system_log import SystemLog
+from .system_log import SystemLog, read_snapshot, replay
 
 __all__ = ["Schedule", "ScheduleOptions", "ScheduleSpec", "Schedules"]
 
@@ -146,30 +145,12 @@ class Schedules:
         self.log.open(self._recover)
 
     def _recover(self, recovery: Recovery, where: str) -> int:
-        applied = 0
-        chunks = list(recovery.snapshot_chunks)
-        if chunks:
-            snap = _snapshot_decoder.decode(chunks[0])
-            if snap.version != rec.SCHEDULES_SNAPSHOT_VERSION:
-                version = rec.SCHEDULES_SNAPSHOT_VERSION
-                raise ValueError(
-                    f"the schedules snapshot has version {snap.version}; this build reads {version}"
-                )
+        version = rec.SCHEDULES_SNAPSHOT_VERSION
+        snap = read_snapshot(recovery, _snapshot_decoder, version, "the schedules snapshot")
+        if snap is not None:
             self.items = {s.spec.name: s for s in snap.schedules}
-            applied = recovery.snapshot_lsn
-        for record in recovery.records:
-            decoder = _decoders.get(record.rtype)
-            try:
-                if decoder is None:
-                    raise msgspec.DecodeError(f"record type {record.rtype} is not a schedules record")
-                self._apply(record.rtype, decoder.decode(record.body))
-            except msgspec.DecodeError as exc:
-                raise UndecodableRecordError(
-                    where, record.lsn, record.rtype, f"a body that does not decode ({exc})",
-                    recovery.locate(record.lsn),
-                ) from exc  # fmt: skip
-            applied = record.lsn
-        return applied
+        start = recovery.snapshot_lsn if snap is not None else 0
+        return replay(recovery, where, _decoders, self._apply, "schedules", start)
 
     async def _commit(self, rtype: RecordType, body: msgspec.Struct) -> None:
         """Append ``body``, wait until it is durable; it is applied before this returns."""

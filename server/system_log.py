@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -19,8 +19,9 @@ import msgspec
 from spitfire.wal.api import Durability, NoSpaceError, QueueLog, Recovery, Storage, StorageError
 
 from .errors import NoSpace, StorageFailed
+from .recovery import UndecodableRecordError
 
-__all__ = ["SystemLog"]
+__all__ = ["SystemLog", "read_snapshot", "replay"]
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -126,3 +127,42 @@ class SystemLog:
             return lsn
         finally:
             self._snapshotting = False
+
+
+def read_snapshot(recovery: Recovery, decoder: msgspec.msgpack.Decoder[Any], version: int, what: str) -> Any:
+    """The system log's snapshot decoded (None without one); ``what`` names it in the error raised
+    when its ``version`` is not the one this build reads."""
+    chunks = list(recovery.snapshot_chunks)
+    if not chunks:
+        return None
+    snap = decoder.decode(chunks[0])
+    if snap.version != version:
+        raise ValueError(f"{what} has version {snap.version}; this build reads {version}")
+    return snap
+
+
+def replay(
+    recovery: Recovery,
+    where: str,
+    decoders: Mapping[int, msgspec.msgpack.Decoder[Any]],
+    apply: Callable[[int, Any], None],
+    kind: str,
+    start: int,
+) -> int:
+    """Apply every record after the snapshot (of a log of ``kind`` records); returns the LSN of the
+    last one, or ``start`` (the snapshot's LSN, or 0) when there is none. A record of another type,
+    or whose body does not decode, raises `UndecodableRecordError` naming where it is."""
+    applied = start
+    for record in recovery.records:
+        decoder = decoders.get(record.rtype)
+        try:
+            if decoder is None:
+                raise msgspec.DecodeError(f"record type {record.rtype} is not a {kind} record")
+            apply(record.rtype, decoder.decode(record.body))
+        except msgspec.DecodeError as exc:
+            raise UndecodableRecordError(
+                where, record.lsn, record.rtype, f"a body that does not decode ({exc})",
+                recovery.locate(record.lsn),
+            ) from exc  # fmt: skip
+        applied = record.lsn
+    return applied
