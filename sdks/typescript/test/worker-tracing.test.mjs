@@ -67,10 +67,11 @@ test("a Python producer's trace goes on through the TypeScript worker to the job
   app.job("boom", { queue }, () => {
     throw new RangeError("kaput");
   });
+  const nobody = await app.client.enqueue(queue, "nobody", {}, { maxAttempts: 3 }); // no handler here: dead at once
   const worker = app.worker({ concurrency: 2, handleSignals: false, name: "ts-traced-worker" });
   const running = worker.run();
   try {
-    const processed = await ended(`process ${queue}`, 3);
+    const processed = await ended(`process ${queue}`, 4);
     const byName = (n) => processed.find((s) => s.attributes["messaging.spitfire.job.name"] === n);
     const p = byName("traced");
     assert.equal(p.spanContext().traceId, send.trace_id);
@@ -91,7 +92,8 @@ test("a Python producer's trace goes on through the TypeScript worker to the job
       },
     );
     // The child job: enqueued inside the run (a send span whose parent is the process span), then run.
-    const childSend = exporter.getFinishedSpans().find((s) => s.name === `send ${queue}`);
+    const childSend = exporter.getFinishedSpans().find((s) => s.name === `send ${queue}` && parentOf(s) === p.spanContext().spanId);
+    assert.ok(childSend, "the child job's send span is a child of the process span");
     assert.equal(parentOf(childSend), p.spanContext().spanId);
     const c = byName("child");
     assert.equal(c.spanContext().traceId, send.trace_id);
@@ -105,6 +107,14 @@ test("a Python producer's trace goes on through the TypeScript worker to the job
     assert.equal(b.status.code, 2 /* ERROR */);
     assert.deepEqual(b.events.map((e) => e.name), ["exception"]);
     assert.equal(b.events[0].attributes["exception.message"], "kaput");
+
+    const n = byName("nobody");
+    assert.equal(n.attributes["messaging.message.id"], nobody.id);
+    assert.equal(n.attributes["messaging.spitfire.outcome"], "dead");
+    assert.equal(n.attributes["error.type"], "LookupError");
+    assert.equal(n.status.code, 2 /* ERROR */);
+    assert.match(n.status.message, /no job named "nobody"/);
+    assert.deepEqual(n.events, []); // no exception: the worker refused it
   } finally {
     await worker.close(0);
     await running;
