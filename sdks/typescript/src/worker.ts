@@ -175,6 +175,8 @@ export class Worker {
   private jobsRegistered = false;
   /** Make a process span per job (when OpenTelemetry is set up): the App's `tracing` option. */
   private readonly tracing: boolean;
+  /** `messaging.client.id` of its spans: the name it subscribes with. */
+  private readonly clientId: string;
 
   constructor(app: App, options: WorkerOptions = {}) {
     this.app = app;
@@ -187,6 +189,7 @@ export class Worker {
     if (!Number.isInteger(this.prefetch) || this.prefetch < 0) throw new BadRequest("prefetch must be an integer >= 0");
     this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     this.tracing = TRACING_AVAILABLE && (app.options.tracing ?? true);
+    this.clientId = options.name ?? `${os.hostname()}:${process.pid}`;
     this.stoppedPromise = new Promise((resolve) => {
       this.stopped = resolve;
     });
@@ -391,7 +394,7 @@ export class Worker {
     this.starts.push(d.job_id);
     this.scheduleFlush();
     // A buffered job gets its span when it starts, not when it arrives (as in Python).
-    const span: ProcessSpan | null = this.tracing ? startProcess(d, this.options.name ?? `${os.hostname()}:${process.pid}`) : null;
+    const span: ProcessSpan | null = this.tracing ? startProcess(d, this.clientId) : null;
     const executed = span === null ? this.execute(run) : span.within(() => this.execute(run));
     run.done = executed.then(
       (outcome) => {
