@@ -152,6 +152,10 @@ def test_job_definitions_page(server: HttpServer) -> None:
     run_scenario("the job definitions page shows a registered definition and its schema", server)
 
 
+def test_job_page_lists_payload_fields_by_schema(server: HttpServer) -> None:
+    run_scenario("a job's page lists its payload's fields by its definition's schema", server)
+
+
 def test_login_flow_with_auth_token(server: HttpServer, auth_server: HttpServer) -> None:
     run_scenario(
         "the login flow with --auth-token", server, SPITFIRE_AUTH_URL=auth_server.url, SPITFIRE_TOKEN=TOKEN

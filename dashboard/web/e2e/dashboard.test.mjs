@@ -265,6 +265,44 @@ test("the job definitions page shows a registered definition and its schema", as
   }
 });
 
+test("a job's page lists its payload's fields by its definition's schema", async () => {
+  const name = Q("send_email_fields");
+  // The shape `spitfire schemas push` registers: a $ref into $defs named by the proto message.
+  const schema = {
+    $ref: "#/$defs/shop.SendEmail",
+    $defs: {
+      "shop.SendEmail": {
+        title: "shop.SendEmail",
+        type: "object",
+        properties: { to: { type: "string", description: "The recipient." }, cc: { type: "array", items: { type: "string" } } },
+      },
+    },
+  };
+  try {
+    await api("POST", "/api/job-definitions", { definitions: [{ name, queue: Q("emails"), schema, validate: true }] });
+  } catch (err) {
+    if (String(err).includes(": 404 ")) return; // a server without job definitions: nothing to show
+    throw err;
+  }
+  const job = await enqueue(Q("emails"), name, { payload: { to: "a@b.c" } });
+  const { context, page, errors } = await open();
+  try {
+    await page.goto(`${BASE}/jobs/${job.id}`);
+    const fields = page.locator("[data-testid=payload-fields]");
+    await fields.locator("text=checked at enqueue").waitFor();
+    const to = fields.locator("tr", { has: page.locator("td.mono:text-is('to')") });
+    await to.locator("td:text-is('string')").waitFor();
+    await to.locator('td:text-is(\'"a@b.c"\')').waitFor();
+    assert.equal(await to.locator("td.mono").first().getAttribute("title"), "The recipient.");
+    const cc = fields.locator("tr", { has: page.locator("td.mono:text-is('cc')") });
+    await cc.locator("td:text-is('array of string')").waitFor();
+    await cc.locator("text=default").waitFor();
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("the login flow with --auth-token", async () => {
   const base = process.env.SPITFIRE_AUTH_URL;
   const token = process.env.SPITFIRE_TOKEN;

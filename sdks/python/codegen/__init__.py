@@ -4,6 +4,8 @@
 - ``spitfire codegen --lang python|typescript FILES... -o DIR`` (`main`) writes typed code: msgspec
   Structs or TypeScript interfaces, and a typed enqueue per job.
 - ``spitfire schemas check OLD NEW`` (`schemas_main`) refuses a breaking change.
+- ``spitfire schemas push FILES...`` registers each job message as the server's definition of its
+  job (options, and the JSON Schema of its payload with ``validate`` on: `spitfire.codegen.push`).
 
 protoc (from ``grpcio-tools``, the ``spitfire[codegen]`` extra) parses the files; it is imported
 only when a command runs, so ``spitfire`` works without it. The generated Python needs msgspec and
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _cli_args
 from .model import SchemaError
 
 __all__ = ["COMMANDS", "SchemaError", "add_parsers", "codegen", "main", "schemas_main"]
@@ -100,10 +103,11 @@ def add_parsers(sub: Any) -> None:
     )
     s = sub.add_parser(
         "schemas",
-        help="check .proto job schemas for breaking changes",
+        help="check .proto job schemas for breaking changes, or push them to the server",
         description="Job schemas in .proto files. `check OLD NEW` exits 1 with one line per breaking "
         "change (renamed, retyped, reused or unreserved fields; removed messages; changed job names "
-        "or queues), 0 when NEW is compatible.",
+        "or queues), 0 when NEW is compatible. `push FILES` registers their jobs with the server, "
+        "which then checks every payload of those jobs at enqueue.",
     )
     ssub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = ssub.add_parser("check", help="exit 1 if NEW breaks payloads of OLD (one line per change)")
@@ -117,6 +121,36 @@ def add_parsers(sub: Any) -> None:
         metavar="DIR",
         help="where imports are looked up, repeatable (default: the files' own folders)",
     )
+    _push_parser(ssub)
+
+
+def _push_parser(ssub: Any) -> None:
+    p = ssub.add_parser(
+        "push",
+        help="register the job messages of .proto files with the server, which then checks their payloads",
+        description="Register each job message (a message with (spitfire.*) options) as the server's "
+        "definition of its job, in one request: its queue and options, and the JSON Schema of its "
+        "payload derived from the message, with validation on. The server then applies the options "
+        "to every enqueue of the job that leaves them unset, and refuses a payload that does not fit, "
+        "naming the field. The latest registration of a job name wins (a worker's too). Exit 0 once "
+        "durable; 1 refused by the server; 2 a file that cannot be pushed; 3 no server.",
+        epilog="example: spitfire schemas push schemas/*.proto --url tcp://queue.internal:7878",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help=".proto files (a directory: its .proto files)")
+    p.add_argument(
+        "-I",
+        "--include",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where imports are looked up, repeatable (default: the files' own folders)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the definitions as JSON and register nothing (no server needed)",
+    )
+    _cli_args.common(p, old_timeout=False)
 
 
 def cmd_codegen(args: argparse.Namespace) -> int:
@@ -132,7 +166,10 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    """``spitfire schemas check``: one line per breaking change on stdout, exit 1 if any."""
+    """``spitfire schemas check``: one line per breaking change on stdout, exit 1 if any.
+    ``spitfire schemas push``: `cmd_push`."""
+    if args.action == "push":
+        return cmd_push(args)
     from .check import breaking_changes
 
     try:
@@ -152,6 +189,48 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         return EXIT_BREAKING
     print(f"compatible: {len(new.messages)} message(s) checked", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """``spitfire schemas push``: one line per job registered (or, with ``--dry-run``, the
+    definitions as JSON). A server's refusal is raised (``spitfire``'s handler prints it, exit 1)
+    as a `BadRequest` naming the job and the message it comes from."""
+    from .push import definitions, render
+
+    try:
+        pushed = definitions(_load(args.files, args.include))
+    except SchemaError as exc:
+        print(f"spitfire schemas push: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        sys.stdout.write(render(pushed))
+        return EXIT_OK
+    from ..errors import BadRequest
+    from ..sync import Client
+
+    timeout = args.connect_timeout
+    with Client(args.url, auth_token=args.auth_token, timeout=timeout, connect_timeout=timeout) as client:
+        try:
+            client.register_job_definitions([d for _, d in pushed])
+        except BadRequest as exc:
+            raise _refused(exc, [m.full_name for m, _ in pushed], [d.name for _, d in pushed]) from None
+    for m, d in pushed:
+        print(f"{d.name}: {m.full_name} on queue {d.queue}, payloads checked at enqueue")
+    return EXIT_OK
+
+
+def _refused(exc: Any, sources: list[str], names: list[str]) -> Any:
+    """The server's refusal of ``definitions[i].<field>`` naming job ``names[i]`` and its message."""
+    field = exc.field or ""
+    index = field.removeprefix("definitions[").partition("]")[0]
+    if field.startswith("definitions[") and index.isdigit() and int(index) < len(names):
+        i = int(index)
+        return type(exc)(f"job {names[i]!r} ({sources[i]}): {exc.message}", exc.field)
+    if exc.message.startswith("unknown message type"):
+        return type(exc)(
+            f"the server does not keep job definitions (a version older than them): {exc.message}", exc.field
+        )
+    return exc
 
 
 #: The subcommands `add_parsers` adds, by name, for ``spitfire``'s dispatch.

@@ -38,6 +38,8 @@ __all__ = ["OPTIONS_PROTO", "load", "options_include_dir"]
 OPTIONS_PROTO = "spitfire/options.proto"
 #: Seconds protoc may take (it takes milliseconds; a hang must not hang the caller).
 PROTOC_TIMEOUT = 60.0
+#: Lines of protoc's errors passed on (a hostile file can make it repeat one error thousands of times).
+PROTOC_ERROR_LINES = 20
 
 # FieldDescriptorProto labels and types, and SourceCodeInfo path tags (descriptor.proto).
 _LABEL_REPEATED = 3
@@ -116,7 +118,10 @@ def _run_protoc(paths: Sequence[Path], dirs: Sequence[Path]) -> descriptor_pb2.F
         except subprocess.TimeoutExpired:
             raise SchemaError(f"protoc did not finish within {PROTOC_TIMEOUT:.0f} s") from None
         if done.returncode != 0:
-            errors = (done.stderr or done.stdout).strip()
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            errors = "\n".join(lines[:PROTOC_ERROR_LINES])
+            if len(lines) > PROTOC_ERROR_LINES:
+                errors += f"\n... and {len(lines) - PROTOC_ERROR_LINES} more lines of errors"
             raise SchemaError(f"protoc could not parse the .proto files:\n{errors}")
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 

@@ -10,6 +10,9 @@
  * Delivery is at least once: a job may run more than once (a crash, an expired lease, a dropped
  * connection), so handlers must be idempotent.
  *
+ * With OpenTelemetry set up (src/tracing.ts) each job runs in a CONSUMER span "process <queue>"
+ * that continues the trace of the job's headers; `new App(url, { tracing: false })` turns it off.
+ *
  * Graceful shutdown (`close()`, SIGTERM, SIGINT): stop taking (UNSUBSCRIBE), hand the buffered
  * jobs back (RELEASE), let running ones finish within `graceMs`, then abort their `ctx.signal` and
  * RELEASE them. A second signal ends the grace period at once.
@@ -25,6 +28,7 @@ import { Client, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
 import { BadRequest, Conflict, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
 import { Permanent, RetryAfter } from "./outcomes.js";
 import { encodePayload, strictDecodePayload } from "./payload.js";
+import { type ProcessSpan, type RunOutcome, startProcess, TRACING_AVAILABLE } from "./tracing.js";
 
 /** Jobs a worker holds (running plus buffered) by default, at least (as the Python SDK). */
 const DEFAULT_IN_HAND = 100;
@@ -87,6 +91,8 @@ interface Run {
   /** The connection it was delivered on (its credit goes back only on that one). */
   conn: Connection | null;
   done: Promise<void>;
+  /** What the handler threw, if it did (recorded on the run's span). */
+  error?: unknown;
 }
 
 type Outcome = { ack: Body } | { fail: Body } | null;
@@ -109,6 +115,15 @@ export function checkProgress(value: unknown, message: unknown): [number | null,
     m = message;
   }
   return [v, m];
+}
+
+/** The `messaging.spitfire.outcome` of a run that ended with `outcome` (as the Python worker says it). */
+function outcomeOf(outcome: Outcome, d: Delivery, closing: boolean): RunOutcome {
+  if (outcome === null) return closing ? "released" : "cancelled";
+  if ("ack" in outcome) return "succeeded";
+  const fail = outcome.fail;
+  if (fail.retry_at !== null) return "snoozed";
+  return fail.retryable === true && d.attempt < d.max_attempts ? "retry" : "dead";
 }
 
 function errorText(err: unknown): string {
@@ -158,6 +173,10 @@ export class Worker {
   private progressTimer: NodeJS.Timeout | undefined;
   private signalHandler: (() => void) | null = null;
   private jobsRegistered = false;
+  /** Make a process span per job (when OpenTelemetry is set up): the App's `tracing` option. */
+  private readonly tracing: boolean;
+  /** `messaging.client.id` of its spans: the name it subscribes with. */
+  private readonly clientId: string;
 
   constructor(app: App, options: WorkerOptions = {}) {
     this.app = app;
@@ -169,6 +188,8 @@ export class Worker {
     this.prefetch = options.prefetch ?? Math.max(this.concurrency, DEFAULT_IN_HAND - this.concurrency);
     if (!Number.isInteger(this.prefetch) || this.prefetch < 0) throw new BadRequest("prefetch must be an integer >= 0");
     this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    this.tracing = TRACING_AVAILABLE && (app.options.tracing ?? true);
+    this.clientId = options.name ?? `${os.hostname()}:${process.pid}`;
     this.stoppedPromise = new Promise((resolve) => {
       this.stopped = resolve;
     });
@@ -372,11 +393,16 @@ export class Worker {
     this.running.set(d.job_id, run);
     this.starts.push(d.job_id);
     this.scheduleFlush();
-    run.done = this.execute(run).then(
+    // A buffered job gets its span when it starts, not when it arrives (as in Python).
+    const span: ProcessSpan | null = this.tracing ? startProcess(d, this.clientId) : null;
+    const executed = span === null ? this.execute(run) : span.within(() => this.execute(run));
+    run.done = executed.then(
       (outcome) => {
+        span?.end(outcomeOf(outcome, d, this.closing !== null), run.error, outcome !== null && "fail" in outcome ? (outcome.fail.error as string) : null);
         this.complete(run, outcome);
       },
       (err: unknown) => {
+        span?.end(this.closing !== null ? "released" : "cancelled", err, null);
         this.report(err);
         this.complete(run, null);
       },
@@ -418,6 +444,7 @@ export class Worker {
     try {
       result = await job.handler(payload, ctx);
     } catch (err) {
+      if (!(err instanceof RetryAfter)) run.error = err;
       if (run.dropped) return null;
       return this.failure(d, err);
     }

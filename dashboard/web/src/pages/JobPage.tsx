@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router";
 import { cancelJob, deleteJob, requeueJob, retryJob } from "../api/endpoints";
-import { useJob, useStats } from "../api/queries";
+import { useJob, useJobDefinitions, useStats } from "../api/queries";
 import { PENDING_STATES, type Job, type JobState } from "../api/types";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { ErrorBox, Loading } from "../components/ErrorBox";
@@ -10,7 +10,8 @@ import { JobTimeline } from "../components/JobTimeline";
 import { JsonBlock } from "../components/JsonBlock";
 import { StateBadge } from "../components/StateBadge";
 import { FullTime } from "../components/Time";
-import { duration, relativeTime } from "../utils/format";
+import { payloadFields } from "../utils/definitions";
+import { duration, prettyJson, relativeTime } from "../utils/format";
 import { traceIdOf, traceUrl } from "../utils/trace";
 
 function backoffText(job: Job): string {
@@ -21,6 +22,43 @@ function backoffText(job: Job): string {
   if (b.kind === "fixed") return `fixed ${duration(b.base)}${jitter}`;
   if (b.kind === "linear") return `linear ${duration(b.base)} × attempt, cap ${duration(b.cap)}${jitter}`;
   return `${b.kind}, base ${duration(b.base)}, ×${b.factor}, cap ${duration(b.cap)}${jitter}`;
+}
+
+/** The payload's fields by the schema of the job's definition (`spitfire schemas push`, or a worker's
+ * registration): each declared field's type, description and value; nothing without a schema. */
+function PayloadFields({ job }: { job: Job }) {
+  const { data: definitions } = useJobDefinitions();
+  const definition = definitions?.find((d) => d.name === job.name);
+  const fields = definition ? payloadFields(definition.schema, job.payload) : [];
+  if (fields.length === 0) return null;
+  return (
+    <div className="card" data-testid="payload-fields">
+      <div className="card-head">
+        <h2>Payload fields</h2>
+        <span className="muted">schema of {job.name}{definition?.validate ? ", checked at enqueue" : ""}</span>
+      </div>
+      <table className="table">
+        <thead>
+          <tr>
+            <th>Field</th>
+            <th>Type</th>
+            <th>Value</th>
+          </tr>
+        </thead>
+        <tbody>
+          {fields.map((f) => (
+            <tr key={f.name}>
+              <td className="mono" title={f.description || undefined}>
+                {f.name}
+              </td>
+              <td className="muted">{f.type}</td>
+              <td className="mono">{f.set ? prettyJson(f.value) : <span className="muted">default</span>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
 }
 
 /** The job's trace (from its `traceparent` header), linked when the server has a
@@ -191,6 +229,7 @@ export function JobPage() {
         <div className="job-grid">
           <div className="stack">
             <JsonBlock value={job.payload} label="Payload" />
+            <PayloadFields job={job} />
             {job.result !== null && job.result !== undefined ? <JsonBlock value={job.result} label="Result" /> : null}
             <div className="card">
               <div className="card-head">
