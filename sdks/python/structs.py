@@ -150,6 +150,10 @@ class JobSchema(Generic[S]):
                 backoff=o.get("backoff"),
                 timeout=o.get("timeout"),
                 priority=o.get("priority", 0),
+                # What `spitfire schemas push` registered stays enforced once this worker registers
+                # the job (the latest registration of a name wins): the server checks its payloads
+                # against the JSON Schema of the Struct's fields, the same fields as the .proto's.
+                validate=True,
             )
             return cast(JobFunction[..., R], job(run))
 

@@ -133,11 +133,13 @@ def test_a_proto_job_is_enqueued_with_the_generated_helper_and_run_with_the_stru
     assert client.get(refund_id).state == "succeeded"
 
 
-def test_a_payload_from_a_plain_producer_is_checked_by_the_struct(
+def test_a_payload_from_a_plain_producer_is_checked_by_the_struct_and_the_server(
     server: ServerProcess, client: spitfire.Client, billing: ModuleType, queue: str
 ) -> None:
     """Older or other producers send maps by field name: unknown fields are ignored, missing ones
-    default, a wrong type fails the job at once (retrying cannot fix it)."""
+    default. A schema job's worker registers it with validation on, so once it has, the server
+    refuses a wrong type at enqueue, naming the field (before, the worker fails such a job at once:
+    see test_a_payload_enqueued_before_any_registration_fails_in_the_worker)."""
     b = billing
     app = spitfire.App(server.url)
     seen: list[object] = []
@@ -146,15 +148,44 @@ def test_a_payload_from_a_plain_producer_is_checked_by_the_struct(
     def charge_card(charge: b.ChargeCard) -> None:  # type: ignore[name-defined]
         seen.append(charge)
 
+    app.register_jobs()
     ok = client.enqueue(queue, "charge_card", {"customer": "c-2", "added_later": True})
-    bad = client.enqueue(queue, "charge_card", {"cents": "many"})
+    with pytest.raises(spitfire.BadRequest, match="cents"):
+        client.enqueue(queue, "charge_card", {"cents": "many"})
     run_burst(app)
     assert seen == [b.ChargeCard(customer="c-2")]
     assert client.get(ok).state == "succeeded"
-    failed = client.get(bad)
-    assert failed.state == "dead"
-    assert "cents" in failed.errors[-1].error and "Expected `int`" in failed.errors[-1].error
-    assert msgspec.msgpack.decode(failed.raw_payload) == {"cents": "many"}
+    definition = next(d for d in client.job_definitions() if d.name == "charge_card")
+    assert definition.validate and definition.schema is not None
+
+
+def test_a_payload_enqueued_before_any_registration_fails_in_the_worker(
+    billing: ModuleType, tmp_path: Path
+) -> None:
+    """A wrong type that reached the queue (no worker had registered the job yet) fails the job
+    at once in the worker: retrying cannot fix it."""
+    b = billing
+    fresh = ServerProcess(tmp_path / "data").start()
+    try:
+        _fails_in_the_worker(b, fresh)
+    finally:
+        fresh.kill()
+
+
+def _fails_in_the_worker(b: ModuleType, fresh: ServerProcess) -> None:
+    with spitfire.Client(fresh.url) as c:
+        bad = c.enqueue(b.CHARGE_CARD_JOB.queue, "charge_card", {"cents": "many"})
+        app = spitfire.App(fresh.url)
+
+        @b.CHARGE_CARD_JOB.handler(app)
+        def charge_card(charge: b.ChargeCard) -> None:  # type: ignore[name-defined]
+            raise AssertionError("a payload that does not fit must not reach the handler")
+
+        run_burst(app)
+        failed = c.get(bad)
+        assert failed.state == "dead"
+        assert "cents" in failed.errors[-1].error and "Expected `int`" in failed.errors[-1].error
+        assert msgspec.msgpack.decode(failed.raw_payload) == {"cents": "many"}
 
 
 def _typescript_sdk() -> Path:

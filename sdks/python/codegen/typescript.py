@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from .model import EnumSpec, FieldSpec, FileSpec, JobSpec, MessageSpec, Schema, SchemaError, TypeRef
+from .push import payload_schema
 
 __all__ = ["generate_typescript"]
 
@@ -72,6 +73,12 @@ export interface JobSchema {
   readonly name: string;
   readonly queue: string;
   readonly options: Readonly<JobEnqueueOptions>;
+  /**
+   * The JSON Schema (Draft 2020-12) of the payload, the one `spitfire schemas push` registers: a
+   * worker's `app.job(name, { ...options, jsonSchema, validate: true }, handler)` registers it too,
+   * so that the server keeps checking the job's payloads once that worker starts.
+   */
+  readonly jsonSchema: Readonly<Record<string, unknown>>;
 }
 """
 
@@ -94,7 +101,7 @@ def _module(f: FileSpec, schema: Schema) -> str:
     parts = ["\n".join(head) + "\n" + _PRELUDE]
     parts += [_enum(e) for e in f.enums]
     parts += [_interface(m, schema) for m in f.messages]
-    parts += [_job(m) for m in f.messages if m.job is not None]
+    parts += [_job(m, schema) for m in f.messages if m.job is not None]
     return "\n".join(parts)
 
 
@@ -207,17 +214,19 @@ def _options(job: JobSpec) -> str:
     return "{ " + ", ".join(items) + " }" if items else "{}"
 
 
-def _job(m: MessageSpec) -> str:
+def _job(m: MessageSpec, schema: Schema) -> str:
     job = m.job
     assert job is not None
     const = _constant(job)
     fn = f"enqueue{_pascal(job.name)}"
+    json_schema = json.dumps(payload_schema(m, schema), indent=2, sort_keys=True).replace("\n", "\n  ")
     return (
-        f"/** Job `{job.name}` ({m.full_name}): its name, queue and options. */\n"
+        f"/** Job `{job.name}` ({m.full_name}): its name, queue, options and payload schema. */\n"
         f"export const {const}: JobSchema = {{\n"
         f"  name: {json.dumps(job.name)},\n"
         f"  queue: {json.dumps(job.queue)},\n"
         f"  options: {_options(job)},\n"
+        f"  jsonSchema: {json_schema},\n"
         "};\n"
         "\n"
         f"/**\n"

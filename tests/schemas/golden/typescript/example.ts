@@ -37,6 +37,12 @@ export interface JobSchema {
   readonly name: string;
   readonly queue: string;
   readonly options: Readonly<JobEnqueueOptions>;
+  /**
+   * The JSON Schema (Draft 2020-12) of the payload, the one `spitfire schemas push` registers: a
+   * worker's `app.job(name, { ...options, jsonSchema, validate: true }, handler)` registers it too,
+   * so that the server keeps checking the job's payloads once that worker starts.
+   */
+  readonly jsonSchema: Readonly<Record<string, unknown>>;
 }
 
 /** How urgent a notification is. */
@@ -101,11 +107,64 @@ export interface ResizeImage_Size {
   height: number;
 }
 
-/** Job `send_email` (example.jobs.SendEmail): its name, queue and options. */
+/** Job `send_email` (example.jobs.SendEmail): its name, queue, options and payload schema. */
 export const SEND_EMAIL_JOB: JobSchema = {
   name: "send_email",
   queue: "emails",
   options: { maxAttempts: 5, backoff: { kind: "delays", delaysMs: [1000, 5000, 30000, 300000] }, timeoutMs: 30000 },
+  jsonSchema: {
+    "$defs": {
+      "example.jobs.SendEmail": {
+        "description": "Send one email.",
+        "properties": {
+          "body": {
+            "type": "string"
+          },
+          "cc": {
+            "items": {
+              "type": "string"
+            },
+            "type": "array"
+          },
+          "in_reply_to": {
+            "description": "Set when the email answers another one.",
+            "type": [
+              "string",
+              "null"
+            ]
+          },
+          "subject": {
+            "type": "string"
+          },
+          "tags": {
+            "additionalProperties": {
+              "type": "string"
+            },
+            "type": "object"
+          },
+          "to": {
+            "description": "The recipient's address.",
+            "type": "string"
+          },
+          "urgency": {
+            "$ref": "#/$defs/example.jobs.Urgency"
+          }
+        },
+        "title": "example.jobs.SendEmail",
+        "type": "object"
+      },
+      "example.jobs.Urgency": {
+        "description": "How urgent a notification is.",
+        "enum": [
+          0,
+          1,
+          2
+        ],
+        "title": "example.jobs.Urgency"
+      }
+    },
+    "$ref": "#/$defs/example.jobs.SendEmail"
+  },
 };
 
 /**
@@ -121,11 +180,121 @@ export function enqueueSendEmail<Id = string>(
   return client.enqueue(queue, SEND_EMAIL_JOB.name, payload, { ...SEND_EMAIL_JOB.options, ...rest });
 }
 
-/** Job `resize-image` (example.jobs.ResizeImage): its name, queue and options. */
+/** Job `resize-image` (example.jobs.ResizeImage): its name, queue, options and payload schema. */
 export const RESIZE_IMAGE_JOB: JobSchema = {
   name: "resize-image",
   queue: "images",
   options: { backoff: { kind: "exponential", baseMs: 2000, factor: 3, capMs: 600000, jitter: true }, priority: 5 },
+  jsonSchema: {
+    "$defs": {
+      "example.jobs.ResizeImage": {
+        "description": "Resize an image to each of the given sizes.",
+        "properties": {
+          "checksum": {
+            "maximum": 4294967295,
+            "minimum": 0,
+            "type": "integer"
+          },
+          "crop": {
+            "else": {
+              "type": "null"
+            },
+            "if": {
+              "type": "object"
+            },
+            "then": {
+              "$ref": "#/$defs/example.jobs.ResizeImage.Size"
+            }
+          },
+          "deadline_ms": {
+            "maximum": 9223372036854775807,
+            "minimum": -9223372036854775808,
+            "type": [
+              "integer",
+              "null"
+            ]
+          },
+          "format": {
+            "$ref": "#/$defs/example.jobs.ResizeImage.Format"
+          },
+          "max_bytes": {
+            "description": "Bytes: the largest output accepted.",
+            "maximum": 9223372036854775807,
+            "minimum": -9223372036854775808,
+            "type": "integer"
+          },
+          "presets": {
+            "additionalProperties": {
+              "$ref": "#/$defs/example.jobs.ResizeImage.Size"
+            },
+            "propertyNames": {
+              "pattern": "^-?[0-9]+$"
+            },
+            "type": "object"
+          },
+          "quality": {
+            "type": "number"
+          },
+          "request_id": {
+            "minimum": 0,
+            "type": "integer"
+          },
+          "rotate": {
+            "maximum": 2147483647,
+            "minimum": -2147483648,
+            "type": "integer"
+          },
+          "scale": {
+            "type": "number"
+          },
+          "sizes": {
+            "items": {
+              "$ref": "#/$defs/example.jobs.ResizeImage.Size"
+            },
+            "type": "array"
+          },
+          "source_url": {
+            "type": "string"
+          },
+          "strip_metadata": {
+            "type": "boolean"
+          },
+          "watermark": {
+            "contentEncoding": "base64",
+            "type": "string"
+          }
+        },
+        "title": "example.jobs.ResizeImage",
+        "type": "object"
+      },
+      "example.jobs.ResizeImage.Format": {
+        "enum": [
+          0,
+          1,
+          2
+        ],
+        "title": "example.jobs.ResizeImage.Format"
+      },
+      "example.jobs.ResizeImage.Size": {
+        "description": "One target size.",
+        "properties": {
+          "height": {
+            "maximum": 4294967295,
+            "minimum": 0,
+            "type": "integer"
+          },
+          "width": {
+            "maximum": 4294967295,
+            "minimum": 0,
+            "type": "integer"
+          }
+        },
+        "title": "example.jobs.ResizeImage.Size",
+        "type": "object"
+      }
+    },
+    "$ref": "#/$defs/example.jobs.ResizeImage"
+  },
 };
 
 /**
