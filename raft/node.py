@@ -233,7 +233,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             appendEntriesBatchSizeBytes=2**20,
             bindAddress=config.raft_address,
             maxBindRetries=1,
-            # No compaction: a lagging follower is caught up from the log, never from a snapshot.
+            # pysyncobj's own compaction stays off: `spitfire.raft.compaction` writes the snapshots.
             logCompactionMinEntries=2**62,
             logCompactionMinTime=2**62,
             dynamicMembershipChange=False,
