@@ -65,7 +65,7 @@ log = logging.getLogger("spitfire.raft")
 #: to the newest Raft snapshot; on the receiving side, where the snapshot arrives.
 TRANSFER_FILE = "raft-transfer.snap"
 #: Largest segment of the journal: compaction deletes whole segments, so they stay modest.
-JOURNAL_SEGMENT_SIZE = 8 * 2**20
+JOURNAL_SEGMENT_SIZE = 4 * 2**20
 #: A Raft snapshot is also written after this many bytes of entries (whatever --snapshot-every says).
 SNAPSHOT_BYTES = 64 * 2**20
 #: Bytes of a snapshot per message of pysyncobj's transfer.

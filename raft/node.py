@@ -230,7 +230,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             connectionRetryTime=low / 3,
             # One entry per loop pass already batches: send each at once instead of per heartbeat.
             appendEntriesUseBatch=False,
-            appendEntriesBatchSizeBytes=2**20,
+            # Larger than any entry: pysyncobj splits a bigger one into a transmission whose last
+            # part it can misplace (it compares offsets in the pickled entry with the command's
+            # length), and the follower then fails to unpickle it.
+            appendEntriesBatchSizeBytes=64 * 2**20,
             bindAddress=config.raft_address,
             maxBindRetries=1,
             # pysyncobj's own compaction stays off: `spitfire.raft.compaction` writes the snapshots.
