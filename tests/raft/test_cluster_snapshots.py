@@ -152,7 +152,7 @@ def test_a_member_survives_a_sigkill_during_a_snapshot_write_and_a_flipped_byte(
             if killed_writing:
                 return
             # The next snapshot's ``.tmp`` is written within ~1000 records: watch for it.
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + 0.2
             while time.monotonic() < deadline:
                 if any(p.suffix == ".tmp" for p in snapshots_dir(victim).glob("*.tmp")):
                     victim.kill()
@@ -166,11 +166,11 @@ def test_a_member_survives_a_sigkill_during_a_snapshot_write_and_a_flipped_byte(
         _caught_up(c, victim)
         assert not list(snapshots_dir(victim).glob("*.tmp"))
 
-        asyncio.run(_flow(leader, "flow", 5_000))
+        asyncio.run(_flow(leader, "more", 5_000))  # another queue: "flow" keeps its last jobs
         _caught_up(c, victim)
         victim.kill()
         snaps = list_snapshots(snapshots_dir(victim))
-        assert len(snaps) == 2, snaps
+        assert len(snaps) >= 2, snaps  # the newest two (a third until the older ones are dropped)
         newest = snaps[-1][1]
         data = bytearray(newest.read_bytes())
         data[len(data) // 2] ^= 0x10
