@@ -214,9 +214,9 @@ class Member:
         # Each log from its newest snapshot and the records after it (the Raft snapshot's state and
         # the entries committed since), as a single node recovers.
         recovered = self.compactor.recovered()
-        replayed = sum(len(rec.records) for rec in recovered.values())  # type: ignore[arg-type]
+        replayed = self.compactor.state.record_count
         storage = ReplicatedStorage(node.propose, recovered, space=lambda: journal_storage.low_on_space)
-        engine = server.engine = Engine(storage, server.engine_config())  # type: ignore[arg-type]
+        engine = server.engine = Engine(storage, server.engine_config())
         engine.on_failure = self._engine_failed
         await engine.open(now=time.time())
         await asyncio.sleep(0)  # let the node tick between the steps: its lease is short
