@@ -7,8 +7,9 @@ Appends made during one pass of the event loop travel together as one Raft entry
 fdatasync per member (the journal's group commit) covers all of them: the Raft log is the WAL, no
 record is written twice.
 
-A leader starts its engine over the batches committed before it took over (`from_batches`), and
-each queue's log then continues from the LSN it had reached.
+A leader starts its engine over what was committed before it took over (each log's newest snapshot
+and the records after it, `spitfire.raft.snapshot.ReplicatedState.recovered`; or every committed
+batch, `from_batches`), and each queue's log then continues from the LSN it had reached.
 
 The engine's snapshots of a log go into the Raft log too (`spitfire.raft.snapshot.PartWriter`):
 every member then drops the records they reflect, and a new leader opens each log from its newest
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from spitfire.wal.api import (
@@ -225,7 +227,9 @@ class ReplicatedStorage:
             raise StorageError(f"log {queue!r} is already open")
         recovery = self._recovered.pop(queue, None) or Recovery()
         records = recovery.records
-        assert isinstance(records, list)
+        if not isinstance(records, list):
+            records = list(records)
+            recovery = dataclasses.replace(recovery, records=records)
         last = max(recovery.snapshot_lsn, records[-1].lsn if records else 0)
         log_ = ReplicatedLog(self, queue, durability, last)
         self._logs[queue] = log_
