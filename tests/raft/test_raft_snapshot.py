@@ -21,6 +21,7 @@ from spitfire.raft.snapshot import (
     PART_ABORT,
     PART_CHUNK,
     PART_END,
+    LogHead,
     ReplicatedState,
     SnapshotMeta,
     decode_raft_snapshot,
@@ -279,6 +280,12 @@ def test_a_damaged_transfer_is_refused_and_changes_nothing(tmp_path: Path) -> No
     asyncio.run(body())
 
 
-def test_snapshot_meta_bytes_are_pinned() -> None:
+def test_the_bytes_of_snapshot_structures_are_pinned() -> None:
+    """wal/FORMAT.md ("Raft journal", "Raft snapshot"): a batch's parts, a LogHead, a SnapshotMeta."""
     meta = SnapshotMeta(1, 7, 3, 2, b"\x01", 4, None, [("a", "h:1")], [], 0)
     assert msgspec.msgpack.encode(meta).hex() == "9a01070302c40101" + "04c0" + "9192a161a3683a31" + "9000"
+    assert msgspec.msgpack.encode(LogHead("q", 5, 1, 2)).hex() == "94a171050102"
+    part = SnapshotPart("q", 5, PART_END, b"", 2)
+    assert encode_batch(Batch([], None, [part])).hex() == "9390c091" + "95a1710501c40002"
+    # An entry written before snapshots existed (two elements) reads with no parts.
+    assert msgspec.msgpack.decode(bytes.fromhex("9290c0"), type=Batch).parts == []
