@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from pysyncobj import pickle as syncobj_pickle  # type: ignore[import-untyped]
 
-from spitfire.raft import Batch, LeaderInfo, ReplicatedStorage
+from spitfire.raft import Batch, LeaderInfo, NotLeaderError, ReplicatedStorage
 from spitfire.raft.batch import DROPPED, SnapshotPart, encode_batch
 from spitfire.raft.compaction import CompactingJournal, Compactor
 from spitfire.raft.journal import JOURNAL_LOG
@@ -289,3 +289,28 @@ def test_the_bytes_of_snapshot_structures_are_pinned() -> None:
     assert encode_batch(Batch([], None, [part])).hex() == "9390c091" + "95a1710501c40002"
     # An entry written before snapshots existed (two elements) reads with no parts.
     assert msgspec.msgpack.decode(bytes.fromhex("9290c0"), type=Batch).parts == []
+
+
+def test_an_engine_snapshot_whose_entry_is_not_committed_fails_and_an_aborted_one_says_so() -> None:
+    async def body() -> None:
+        proposed: list[tuple[Batch, Commit]] = []
+        storage = ReplicatedStorage(lambda batch, done: proposed.append((batch, done)))
+        log_, _ = storage.open_log("q", Durability.GROUP)
+        writer = log_.snapshot(0)
+        writer.add(b"chunk")
+        finishing = asyncio.ensure_future(writer.finish())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        parts = [p for batch, _ in proposed for p in batch.parts]
+        assert [(p.kind, p.data, p.count) for p in parts] == [(PART_CHUNK, b"chunk", 0), (PART_END, b"", 1)]
+        for _, done in proposed:
+            done(False, "the leader changed")
+        with pytest.raises(NotLeaderError, match="the leader changed"):
+            await finishing
+        other = log_.snapshot(0)
+        other.abort()
+        other.abort()  # once only
+        await asyncio.sleep(0)
+        assert [p.kind for p in proposed[-1][0].parts] == [PART_ABORT]
+
+    asyncio.run(body())
