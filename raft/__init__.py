@@ -3,7 +3,9 @@
 `DurableJournal` keeps pysyncobj's journal, term and vote in our WAL (``<data-dir>/meta/raft/``);
 `RaftNode` runs pysyncobj on the event loop and sends nothing before what it depends on is durable;
 `ReplicatedStorage` is the leader's engine storage, whose every record commits through the Raft log
-(many records per entry). docs/ha.md says what is guaranteed and what is not built yet.
+(many records per entry); `spitfire.raft.snapshot` and `spitfire.raft.compaction` snapshot the
+replicated state, compact the journal and catch a member up from a snapshot. docs/ha.md says what
+is guaranteed and what is not built yet.
 """
 
 from .batch import DROPPED, Batch, LeaderInfo, decode_command, encode_batch

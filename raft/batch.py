@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from pysyncobj import pickle as syncobj_pickle  # type: ignore[import-untyped]
 
-__all__ = ["DROPPED", "Batch", "LeaderInfo", "decode_command", "encode_batch"]
+__all__ = ["DROPPED", "Batch", "LeaderInfo", "SnapshotPart", "decode_command", "encode_batch"]
 
 #: Record type of a batch item that says "this log was dropped here" (its queue was deleted):
 #: records of the same name after it belong to a new log, from LSN 1. Never an engine record type.
@@ -30,6 +30,18 @@ class LeaderInfo(msgspec.Struct, array_like=True, frozen=True):
     http: str
 
 
+class SnapshotPart(msgspec.Struct, array_like=True, frozen=True):
+    """A piece of one engine snapshot of a log, travelling in the Raft log (`spitfire.raft.snapshot`)."""
+
+    #: The log's name (as in `Batch.records`) and the LSN the snapshot reflects.
+    log: str
+    lsn: int
+    #: 0: a chunk (``data``); 1: the end (``count`` chunks were sent); 2: the snapshot was abandoned.
+    kind: int
+    data: bytes = b""
+    count: int = 0
+
+
 class Batch(msgspec.Struct, array_like=True, frozen=True):
     """One Raft entry's payload."""
 
@@ -38,6 +50,8 @@ class Batch(msgspec.Struct, array_like=True, frozen=True):
     records: list[tuple[str, int, int, bytes]] = []
     #: Set in the first entry a new leader proposes.
     leader: LeaderInfo | None = None
+    #: Pieces of the leader's engine snapshots, applied after ``records``.
+    parts: list[SnapshotPart] = []
 
 
 _encoder = msgspec.msgpack.Encoder()

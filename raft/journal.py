@@ -192,7 +192,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
             future.add_done_callback(_consume)
 
     def clear(self) -> None:
-        # Only pysyncobj's snapshot installation calls this (compaction is off, so never).
+        # Only pysyncobj's snapshot installation calls this (`CompactingJournal` handles it).
         if self._entries:
             self._append(JournalRecord.TRUNCATE, _encode((self._entries[0][1],)))
             self._entries.clear()
@@ -206,9 +206,9 @@ class DurableJournal(Journal):  # type: ignore[misc]
         pass
 
     def deleteEntriesTo(self, entryTo: int) -> None:
-        # Only pysyncobj's log compaction calls this, and the node turns compaction off: dropping a
-        # prefix needs a snapshot of the queues to install on a lagging follower (not built yet).
-        raise NotImplementedError("the Raft journal is not compacted (log compaction is off)")
+        # Only pysyncobj's own log compaction calls this, and it is off: `CompactingJournal.compact`
+        # drops entries once a Raft snapshot covers them.
+        raise NotImplementedError("the Raft journal is not compacted by pysyncobj (its compaction is off)")
 
     def __getitem__(self, item: Any) -> Any:
         return self._entries[item]

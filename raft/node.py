@@ -230,10 +230,13 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             connectionRetryTime=low / 3,
             # One entry per loop pass already batches: send each at once instead of per heartbeat.
             appendEntriesUseBatch=False,
-            appendEntriesBatchSizeBytes=2**20,
+            # Larger than any entry: pysyncobj splits a bigger one into a transmission whose last
+            # part it can misplace (it compares offsets in the pickled entry with the command's
+            # length), and the follower then fails to unpickle it.
+            appendEntriesBatchSizeBytes=64 * 2**20,
             bindAddress=config.raft_address,
             maxBindRetries=1,
-            # No compaction: a lagging follower is caught up from the log, never from a snapshot.
+            # pysyncobj's own compaction stays off: `spitfire.raft.compaction` writes the snapshots.
             logCompactionMinEntries=2**62,
             logCompactionMinTime=2**62,
             dynamicMembershipChange=False,

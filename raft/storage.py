@@ -7,13 +7,15 @@ Appends made during one pass of the event loop travel together as one Raft entry
 fdatasync per member (the journal's group commit) covers all of them: the Raft log is the WAL, no
 record is written twice.
 
-A leader starts its engine over the batches committed before it took over (`from_batches`), and
-each queue's log then continues from the LSN it had reached.
+A leader starts its engine over what was committed before it took over (each log's newest snapshot
+and the records after it, `spitfire.raft.snapshot.ReplicatedState.recovered`; or every committed
+batch, `from_batches`), and each queue's log then continues from the LSN it had reached.
 
-What a file engine does and this one does not (yet): snapshots are not written (``snapshot``
-returns a writer that keeps nothing), so the Raft log is never compacted; durability modes are all
-"committed on a majority" (``async`` does not answer earlier); the space checks of a full disk
-(``low_on_space``) are the journal's WAL's.
+The engine's snapshots of a log go into the Raft log too (`spitfire.raft.snapshot.PartWriter`):
+every member then drops the records they reflect, and a new leader opens each log from its newest
+snapshot and the records after it, as a single node does. What a file engine does and this one does
+not: durability modes are all "committed on a majority" (``async`` does not answer earlier); the
+space checks of a full disk (``low_on_space``) are the journal's WAL's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from spitfire.wal.api import (
@@ -33,8 +36,9 @@ from spitfire.wal.api import (
 )
 from spitfire.wal.constants import SYSTEM_PREFIX
 
-from .batch import DROPPED, Batch, LeaderInfo
+from .batch import DROPPED, Batch, LeaderInfo, SnapshotPart
 from .node import Commit
+from .snapshot import PartWriter
 
 __all__ = ["MAX_BATCH_BYTES", "NotLeaderError", "ReplicatedLog", "ReplicatedStorage"]
 
@@ -53,26 +57,6 @@ Propose = Callable[[Batch, Commit], None]
 class NotLeaderError(StorageError):
     """The records were not committed: this member lost the leadership (they may still commit
     under the new leader, or be discarded); the client should retry on the leader."""
-
-
-class _NoSnapshot:
-    """`SnapshotWriter` that keeps nothing (cluster snapshots are not built yet)."""
-
-    def __init__(self, lsn: int) -> None:
-        self._lsn = lsn
-
-    @property
-    def lsn(self) -> int:
-        return self._lsn
-
-    def add(self, chunk: bytes) -> None:
-        pass
-
-    async def finish(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 class ReplicatedLog:
@@ -137,8 +121,8 @@ class ReplicatedLog:
         self._waiters.append((lsn, future))
         return future
 
-    def snapshot(self, lsn: int | None = None) -> _NoSnapshot:
-        return _NoSnapshot(self._durable_lsn if lsn is None else lsn)
+    def snapshot(self, lsn: int | None = None) -> PartWriter:
+        return PartWriter(self._storage._add_part, self._name, self._durable_lsn if lsn is None else lsn)
 
     async def flush(self) -> None:
         """Wait for the commit of everything appended, at most `FLUSH_TIMEOUT` seconds: at shutdown
@@ -188,7 +172,7 @@ class ReplicatedStorage:
     def __init__(
         self,
         propose: Propose,
-        recovered: dict[str, list[LogRecord]] | None = None,
+        recovered: dict[str, Recovery] | None = None,
         *,
         space: Callable[[], bool] | None = None,
     ) -> None:
@@ -198,6 +182,8 @@ class ReplicatedStorage:
         self._logs: dict[str, ReplicatedLog] = {}
         self._records: list[tuple[str, int, int, bytes]] = []
         self._marks: dict[ReplicatedLog, int] = {}
+        self._parts: list[SnapshotPart] = []
+        self._part_futures: list[asyncio.Future[None]] = []
         self._bytes = 0
         self._scheduled = False
         self._leader: LeaderInfo | None = None
@@ -215,7 +201,7 @@ class ReplicatedStorage:
                     logs.pop(name, None)
                 else:
                     logs.setdefault(name, []).append(LogRecord(lsn, rtype, body))
-        return cls(propose, logs, space=space)
+        return cls(propose, {name: Recovery(0, [], records) for name, records in logs.items()}, space=space)
 
     @property
     def low_on_space(self) -> bool:
@@ -239,10 +225,15 @@ class ReplicatedStorage:
             raise LogClosedError("storage is closed")
         if queue in self._logs:
             raise StorageError(f"log {queue!r} is already open")
-        records = self._recovered.pop(queue, [])
-        log_ = ReplicatedLog(self, queue, durability, records[-1].lsn if records else 0)
+        recovery = self._recovered.pop(queue, None) or Recovery()
+        records = recovery.records
+        if not isinstance(records, list):
+            records = list(records)
+            recovery = dataclasses.replace(recovery, records=records)
+        last = max(recovery.snapshot_lsn, records[-1].lsn if records else 0)
+        log_ = ReplicatedLog(self, queue, durability, last)
         self._logs[queue] = log_
-        return log_, Recovery(0, [], records)
+        return log_, recovery
 
     async def create_log(self, queue: str, durability: Durability) -> ReplicatedLog:
         return self.open_log(queue, durability)[0]
@@ -273,6 +264,19 @@ class ReplicatedStorage:
         else:
             self._schedule()
 
+    def _add_part(self, part: SnapshotPart) -> asyncio.Future[None]:
+        """Put a piece of an engine snapshot into the current batch; the future is done once the
+        batch is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._parts.append(part)
+        self._part_futures.append(future)
+        self._bytes += len(part.data)
+        if self._bytes >= MAX_BATCH_BYTES:
+            self._propose()
+        else:
+            self._schedule()
+        return future
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -281,19 +285,26 @@ class ReplicatedStorage:
     def _propose(self) -> None:
         """Propose what this loop pass appended as one entry."""
         self._scheduled = False
-        if not self._records and self._leader is None:
+        if not self._records and self._leader is None and not self._parts:
             return
-        batch = Batch(self._records, self._leader)
-        marks = self._marks
+        batch = Batch(self._records, self._leader, self._parts)
+        marks, futures = self._marks, self._part_futures
         self._records, self._marks, self._bytes, self._leader = [], {}, 0, None
+        self._parts, self._part_futures = [], []
 
         def done(committed: bool, why: str | None) -> None:
             if committed:
                 for log_, lsn in marks.items():
                     log_._committed(lsn)
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
             else:
                 error = NotLeaderError(f"not committed: {why}")
                 for log_ in marks:
                     log_._fail(error)
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
 
         self._propose_batch(batch, done)

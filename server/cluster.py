@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import logging
 import os
@@ -32,13 +31,13 @@ from spitfire.protocol.session import Request
 from spitfire.raft import (
     JOURNAL_LOG,
     ClusterConfig,
-    DurableJournal,
     LeaderInfo,
     RaftNode,
     ReplicatedStorage,
     Role,
 )
-from spitfire.wal import FileStorage
+from spitfire.raft.compaction import JOURNAL_SEGMENT_SIZE, CompactingJournal, CompactingNode, Compactor
+from spitfire.wal import FileStorage, WalConfig
 from spitfire.wal.api import Durability
 
 from .engine import Engine
@@ -97,7 +96,8 @@ class Member:
         self.config = config
         self.node: RaftNode | None = None
         self.journal_storage: FileStorage | None = None
-        self._journal: DurableJournal | None = None
+        self._journal: CompactingJournal | None = None
+        self.compactor: Compactor | None = None
         self._leading = False
 
     # -- start-up ------------------------------------------------------------------------------------
@@ -125,12 +125,18 @@ class Member:
         await server._start_http()
         server.http.cluster = self.cluster_endpoint
         server.http.standby = self.standby_error
-        storage = self.journal_storage = FileStorage(opts.data_dir)
+        # Compaction deletes whole segments of the journal: keep them modest.
+        storage = self.journal_storage = FileStorage(
+            opts.data_dir, WalConfig(segment_size=JOURNAL_SEGMENT_SIZE)
+        )
         server.storage = storage  # /ready's disk checks
         journal_log, recovery = storage.open_system_log(JOURNAL_LOG, Durability.GROUP)
-        journal = self._journal = DurableJournal(journal_log, recovery)
+        journal = self._journal = CompactingJournal(journal_log, recovery)
+        compactor = self.compactor = Compactor(journal, opts.data_dir, every=opts.snapshot_every)
         try:
-            node = self.node = RaftNode(self.config, journal, on_role=self._role, on_failure=self._failed)
+            node = self.node = CompactingNode(
+                self.config, journal, compactor, on_role=self._role, on_failure=self._failed
+            )
         except Exception as exc:  # pysyncobj's BindError
             raise ListenError(
                 f"cannot serve Raft on {self.config.raft_address}: {exc}; is another member running "
@@ -204,12 +210,13 @@ class Member:
         assert node is not None and self.journal_storage is not None and server.http is not None
         started = time.perf_counter()
         journal_storage = self.journal_storage
-        storage = ReplicatedStorage.from_batches(
-            node.committed_batches(), node.propose, space=lambda: journal_storage.low_on_space
-        )
-        # No snapshots yet in a cluster: the Raft log is the only copy, replayed in full.
-        config = dataclasses.replace(server.engine_config(), snapshot_every=0)
-        engine = server.engine = Engine(storage, config)  # type: ignore[arg-type]
+        assert self.compactor is not None
+        # Each log from its newest snapshot and the records after it (the Raft snapshot's state and
+        # the entries committed since), as a single node recovers.
+        recovered = self.compactor.recovered()
+        replayed = self.compactor.state.record_count
+        storage = ReplicatedStorage(node.propose, recovered, space=lambda: journal_storage.low_on_space)
+        engine = server.engine = Engine(storage, server.engine_config())
         engine.on_failure = self._engine_failed
         await engine.open(now=time.time())
         await asyncio.sleep(0)  # let the node tick between the steps: its lease is short
@@ -224,11 +231,13 @@ class Member:
         storage.announce(LeaderInfo(self.config.node_id, str(server.address), server.http.url))
         stats = engine.stats()
         log.info(
-            "leading term %d: %d jobs in %d queues replayed from %d committed entries in %.3f s",
+            "leading term %d: %d jobs in %d queues from the snapshot at index %d and %d records "
+            "after it, in %.3f s",
             node.term,
             stats.total_jobs,
             len(stats.queues),
-            node.applied_index,
+            self.compactor.journal.snapshot_index,
+            replayed,
             time.perf_counter() - started,
         )
         await asyncio.sleep(0)
@@ -324,6 +333,7 @@ class Member:
                 entry["http"] = server.http.url if server.http is not None else None
                 entry["commit_index"] = commit
                 entry["applied_index"] = node.applied_index
+                entry["snapshot_index"] = self._journal.snapshot_index if self._journal else 0
                 if node.role is Role.LEADER:
                     entry["lag"] = 0
                 else:

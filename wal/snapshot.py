@@ -285,3 +285,35 @@ def read_snapshot(path: Path, lsn: int) -> list[bytes]:
         if off != size:
             raise SnapshotError(f"{size - off} unexpected bytes after the END record")
         return chunks
+
+
+def write_snapshot_file(path: Path, lsn: int, chunks: list[bytes], *, fsync: bool = True) -> None:
+    """Write a complete snapshot file at ``path`` at once, in the caller's thread: the same bytes a
+    `FileSnapshotWriter` writes for these chunks (``<name>.tmp``, fsync, rename, directory fsync).
+    For a snapshot received whole (a cluster member catching up from its leader's snapshot).
+
+    :raises OSError: the file cannot be written (the ``.tmp`` is removed).
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        with open(tmp, "wb", buffering=_WRITE_BUFFER) as out:
+            header_body = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, FORMAT_VERSION, lsn)
+            head, pad = _frame(SNAP_TYPE_HEADER, header_body)
+            out.write(head + header_body + pad)
+            for chunk in chunks:
+                head, pad = _frame(SNAP_TYPE_CHUNK, chunk)
+                out.write(head)
+                out.write(chunk)
+                out.write(pad)
+            end_body = SNAPSHOT_END.pack(len(chunks))
+            head, pad = _frame(SNAP_TYPE_END, end_body)
+            out.write(head + end_body + pad)
+            out.flush()
+            if fsync:
+                os.fsync(out.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
