@@ -139,21 +139,36 @@ class Spy:
             stop_process(self.proc)
 
 
-def heaviest(svg: Path, top: int = 30) -> list[tuple[str, int, float]]:
-    """The frames of a py-spy flamegraph that hold the most samples (inclusive, summed over their
-    places in the graph): (frame, samples, % of all samples)."""
-    found: Counter[str] = Counter()
-    total = 0
-    pattern = re.compile(r"<title>(.*?) \(([\d,]+) samples?, ([\d.]+)%\)</title>")
+def heaviest(svg: Path, top: int = 14) -> dict[str, list[tuple[str, int, float]]]:
+    """The frames of a py-spy flamegraph (``--threads``) that hold the most samples, per thread:
+    thread -> [(frame, samples, % of the thread's samples)], inclusive, a function's lines summed.
+    Threads whose samples are all in one frame (idle in a queue's get, say) are left out."""
+    pattern = re.compile(
+        r'<title>(.*?) \(([\d,]+) samples?, [\d.]+%\)</title><rect [^>]*fg:x="(\d+)" fg:w="(\d+)"'
+    )
+    threads: dict[int, tuple[str, int]] = {}  # start -> (thread, samples)
+    frames: list[tuple[str, int, int]] = []
     for m in pattern.finditer(svg.read_text(errors="replace")):
-        # One figure per function: its lines' samples summed (the line numbers dropped).
-        frame = re.sub(r":\d+\)$", ")", html.unescape(m.group(1)))
-        samples = int(m.group(2).replace(",", ""))
-        if frame == "all":
-            total = samples
-            continue
-        found[frame] += samples
-    return [(frame, n, 100.0 * n / total if total else 0.0) for frame, n in found.most_common(top)]
+        title, x, w = html.unescape(m.group(1)), int(m.group(3)), int(m.group(4))
+        if title.startswith("thread ("):
+            name = title.partition(": ")[2] or title
+            if x not in threads or ": " in title:
+                threads[x] = (name, w)
+        elif title != "all":
+            frames.append((re.sub(r":\d+\)$", ")", title), x, w))
+    starts = sorted(threads)
+    found: dict[str, Counter[str]] = {}
+    for frame, x, w in frames:
+        owner = max((s for s in starts if s <= x), default=None)
+        if owner is not None:
+            found.setdefault(threads[owner][0], Counter())[frame] += w
+    report: dict[str, list[tuple[str, int, float]]] = {}
+    for start in starts:
+        name, total = threads[start]
+        counts = found.get(name, Counter())
+        if total and len(counts) > 8:
+            report[name] = [(f, n, 100.0 * n / total) for f, n in counts.most_common(top)]
+    return report
 
 
 def env_of(mode: str, endpoint: str, url: str, sampler_ratio: float | None) -> dict[str, str]:
@@ -184,7 +199,7 @@ def produce(
     finally:
         if recording is not None:
             recording.stop()
-        stop_process(proc)  # type: ignore[arg-type]
+        stop_process(proc)
     if proc.returncode != 0:
         raise RuntimeError(f"the producer exited with {proc.returncode}")
     return float(json.loads(out.decode().strip().splitlines()[-1])["jobs_per_s"])
@@ -254,8 +269,10 @@ class Bench:
         if profile:
             for svg in spies:
                 print(f"\n{svg.relative_to(ROOT)}: heaviest frames (inclusive)", file=sys.stderr)
-                for frame, n, pct in heaviest(svg):
-                    print(f"  {pct:5.1f}% {n:6d}  {frame}", file=sys.stderr)
+                for thread, rows in heaviest(svg).items():
+                    print(f"  thread {thread}", file=sys.stderr)
+                    for frame, n, pct in rows:
+                        print(f"    {pct:5.1f}% {n:6d}  {frame}", file=sys.stderr)
             return
         got = self.results.setdefault(f"{mode} [{build}]" if a.ab else mode, {})
         for key, value in (
@@ -311,6 +328,8 @@ def run(a: argparse.Namespace) -> int:
                 bench.case("A", mode, "profile", profile=True)
     finally:
         bench.stop()
+    if not bench.results:
+        return 0  # --repeat 0 --profile: the flamegraphs only
     figures = bench.figures()
     print_table(figures)
     config = {
