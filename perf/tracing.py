@@ -171,8 +171,13 @@ def heaviest(svg: Path, top: int = 14) -> dict[str, list[tuple[str, int, float]]
     return report
 
 
-def env_of(mode: str, endpoint: str, url: str, sampler_ratio: float | None) -> dict[str, str]:
+def env_of(
+    mode: str, endpoint: str, url: str, sampler_ratio: float | None, switch: float | None = None
+) -> dict[str, str]:
     env = dict(os.environ, SPITFIRE_URL=url, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=endpoint)
+    if switch is not None and mode.endswith("+switch"):
+        env["SPITFIRE_PERF_SWITCH_INTERVAL"] = str(switch)
+        mode = mode.removesuffix("+switch")
     env["SPITFIRE_PERF_OTEL"] = OTEL_OF[mode]
     if sampler_ratio is not None:
         env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
@@ -254,7 +259,7 @@ class Bench:
         server = self.server(build, mode == "sdk+server")
         url = server.url()
         queue = f"trace-{build}-{mode.replace('+', '-')}-{tag}"
-        env = env_of(mode, self.receiver.endpoint, url, a.sampler_ratio)
+        env = env_of(mode, self.receiver.endpoint, url, a.sampler_ratio, a.switch_interval)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         spies = [RESULTS_DIR / f"tracing-{who}-{mode}-{stamp}.svg" for who in ("producer", "worker")]
         if profile:
@@ -349,11 +354,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sync", action="store_true", help="plain def jobs, in the worker's thread pool")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="the ways to run")
     p.add_argument("--sampler-ratio", type=float, help="parentbased_traceidratio with this ratio everywhere")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="S",
+        help="also run sdk with sys.setswitchinterval(S) in the producer and the worker (mode sdk+switch)",
+    )
     p.add_argument("--ab", metavar="PYTHON", help="also run every case with this interpreter, interleaved")
     p.add_argument("--profile", action="store_true", help="then py-spy the producer and worker, off and sdk")
     p.add_argument("--micro", action="store_true", help="single spans in-process (perf/tracing_spans.py)")
     p.add_argument("--baseline", metavar="REV", default="integ", help="--micro: the code to compare with")
     a = p.parse_args(argv)
+    if a.switch_interval is not None:
+        a.modes = [*a.modes, "sdk+switch"]
     if a.micro:
         from perf import tracing_spans
 

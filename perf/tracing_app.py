@@ -9,8 +9,8 @@ as JSON.
 Traced when SPITFIRE_PERF_OTEL=1: a TracerProvider with a BatchSpanProcessor and the OTLP/HTTP
 exporter, on their defaults and the OTEL_* environment variables (the sampler too), as an
 application sets them up; SPITFIRE_PERF_OTEL=null: the same with an exporter that sends nothing;
-0: no TracerProvider. This file runs under other checkouts too (``--ab``): it uses only the public
-API of ``spitfire``.
+0: no TracerProvider. SPITFIRE_PERF_SWITCH_INTERVAL: `sys.setswitchinterval` (seconds). This file
+runs under other checkouts too (``--ab``): it uses only the public API of ``spitfire``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import sys
 import time
 
 MODE = os.environ.get("SPITFIRE_PERF_OTEL", "0")
+if os.environ.get("SPITFIRE_PERF_SWITCH_INTERVAL"):
+    # How long a thread holding the GIL (the exporter's, encoding) keeps a waiting one (the loop) off.
+    sys.setswitchinterval(float(os.environ["SPITFIRE_PERF_SWITCH_INTERVAL"]))
 if MODE in ("1", "null"):
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
