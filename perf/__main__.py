@@ -27,8 +27,9 @@ python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
     Enqueue speed with and without a million delayed jobs held, their lateness, and the restart time.
 python -m perf sse-readers [--readers 10] [--jobs 100000] [--repeat 4] [--mode batched|each]
     Enqueue speed with and without ten SSE readers of /api/events (open dashboards), alternately.
-python -m perf tracing [--jobs 20000] [--repeat 3]
-    Drain speed with OpenTelemetry on (the worker; the worker and the server) and off, alternately.
+python -m perf tracing [--jobs 20000] [--repeat 3] [--work-ms MS] [--sync] [--sampler-ratio R] [--ab PYTHON]
+    Producer and drain speed, and the server's CPU per job, with OpenTelemetry on (the SDK; the SDK
+    and the server) and off, alternately; --profile: py-spy flamegraphs; --micro: one span's cost.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """

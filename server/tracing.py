@@ -114,6 +114,8 @@ class ServerTracer:
         self.tracer = provider.get_tracer("spitfire.server", _version(), SCHEMA_URL)
         #: Queue name -> its recent commits: (last LSN made durable, records, when, ns), oldest first.
         self._commits: dict[str, collections.deque[tuple[int, int, int]]] = {}
+        #: (operation, queue) -> the span name and the attributes all its spans share, made once.
+        self._bases: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_env(cls, exporter: SpanExporter | None = None) -> ServerTracer:
@@ -157,23 +159,34 @@ class ServerTracer:
                 break
         return None
 
+    def _base(self, operation: str, queue: str) -> tuple[str, dict[str, Any]]:
+        """The name and the shared attributes of ``operation``'s spans on ``queue``."""
+        key = (operation, queue)
+        base = self._bases.get(key)
+        if base is None:
+            if len(self._bases) >= 3 * QUEUES_KEPT:
+                self._bases.clear()  # many queues: start again rather than grow
+            attributes = {
+                "messaging.system": "spitfire",
+                "messaging.operation.name": operation,
+                "messaging.destination.name": queue,
+            }
+            base = self._bases[key] = (f"{operation} {queue}", attributes)
+        return base
+
     def enqueued(self, request: _Enqueue, jobs: Sequence[Job], exc: BaseException | None) -> None:
         """The enqueue request ended: its span and its commit's, in the producer's trace."""
         ended = time.time_ns()
-        queue = request.queue
-        attributes: dict[str, Any] = {
-            "messaging.system": "spitfire",
-            "messaging.operation.name": "enqueue",
-            "messaging.destination.name": queue,
-        }
-        if request.count is None:
-            if jobs:
-                attributes["messaging.message.id"] = jobs[0].id
-        else:
-            attributes["messaging.batch.message_count"] = request.count
+        name, attributes = self._base("enqueue", request.queue)
+        if request.count is not None:
+            attributes = {**attributes, "messaging.batch.message_count": request.count}
+        elif jobs:
+            attributes = {**attributes, "messaging.message.id": jobs[0].id}
         span = self.tracer.start_span(
-            f"enqueue {queue}", _parent(request.headers), _SERVER, attributes, start_time=request.started_ns
+            name, _parent(request.headers), _SERVER, attributes, start_time=request.started_ns
         )
+        if not span.is_recording():
+            return  # not sampled (nor, then, its commit): nothing to end or to look up
         if exc is not None:
             span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
@@ -184,17 +197,13 @@ class ServerTracer:
 
     def _commit_span(self, parent: trace.Span, request: _Enqueue, lsn: int, ended: int) -> None:
         commit = self._commit_of(request.queue, lsn)
-        attributes: dict[str, Any] = {
-            "messaging.system": "spitfire",
-            "messaging.operation.name": "commit",
-            "messaging.destination.name": request.queue,
-        }
+        name, attributes = self._base("commit", request.queue)
         if commit is not None:
-            attributes["messaging.spitfire.commit.batch_size"] = commit[0]
+            attributes = {**attributes, "messaging.spitfire.commit.batch_size": commit[0]}
         start = request.appended_ns or request.started_ns
         end = ended if commit is None else max(start, commit[1])
         span = self.tracer.start_span(
-            f"commit {request.queue}",
+            name,
             trace.set_span_in_context(parent),
             _INTERNAL,
             attributes,
@@ -206,18 +215,19 @@ class ServerTracer:
         """The dispatcher pushed ``jobs`` to ``worker_id``: one span per job, from ready to pushed."""
         ended = int(now * 1e9)
         tracer = self.tracer
+        headers: Mapping[str, str] | None = None
+        parent = _EMPTY
         for job in jobs:
+            name, base = self._base("deliver", job.queue)
             attributes = {
-                "messaging.system": "spitfire",
-                "messaging.operation.name": "deliver",
-                "messaging.destination.name": job.queue,
+                **base,
                 "messaging.message.id": job.id,
                 "messaging.client.id": worker_id,
                 "messaging.spitfire.job.name": job.name,
                 "messaging.spitfire.attempt": job.attempts,
             }
+            if job.headers != headers:  # the jobs of one batch share theirs: extracted once
+                headers = job.headers
+                parent = _parent(headers)
             start = min(ended, int(_ready_at(job) * 1e9))
-            span = tracer.start_span(
-                f"deliver {job.queue}", _parent(job.headers), _INTERNAL, attributes, start_time=start
-            )
-            span.end(ended)
+            tracer.start_span(name, parent, _INTERNAL, attributes, start_time=start).end(ended)

@@ -63,7 +63,18 @@ SUCCEEDED, RETRY, DEAD, SNOOZED, CANCELLED, RELEASED = (
     "succeeded", "retry", "dead", "snoozed", "cancelled", "released",
 )  # fmt: skip
 
+#: Attribute sets kept (per queue and job name); more start the cache again.
+BASES_KEPT = 1024
+
 _tracer: Any = None
+_send_bases: dict[tuple[str, str, int], tuple[str, dict[str, Any]]] = {}
+_process_bases: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+if AVAILABLE:
+    _PRODUCER = _trace.SpanKind.PRODUCER
+    _CONSUMER = _trace.SpanKind.CONSUMER
+    _EMPTY = _context.Context()
+    #: The last creation context extracted: (the propagator, the headers, the context).
+    _last_parent: tuple[object, Mapping[str, str], Context] = (None, {}, _EMPTY)
 
 
 def configured() -> bool:
@@ -115,7 +126,7 @@ class Send:
 
     def done(self, job_id: str | None = None) -> None:
         """The server made the job(s) durable; ``job_id`` names the one job of a single enqueue."""
-        if job_id is not None:
+        if job_id is not None and self.span.is_recording():
             self.span.set_attribute("messaging.message.id", job_id)
         self.span.end()
 
@@ -125,29 +136,42 @@ class Send:
         self.span.end()
 
 
+def _send_base(queue: str, host: str, port: int) -> tuple[str, dict[str, Any]]:
+    """The name and the attributes every send span to ``queue`` at ``host:port`` has, made once."""
+    key = (queue, host, port)
+    base = _send_bases.get(key)
+    if base is None:
+        if len(_send_bases) >= BASES_KEPT:
+            _send_bases.clear()  # many queues: start again rather than grow
+        base = _send_bases[key] = (
+            f"send {queue}",
+            {
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": "send",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": queue,
+                "server.address": host,
+                "server.port": port,
+            },
+        )
+    return base
+
+
 def start_send(
     queue: str, headers: Mapping[str, str] | None, host: str, port: int, count: int | None = None
 ) -> Send:
     """Start the span of one enqueue request to ``queue`` at ``host:port`` (``count``: the jobs of
     a batch, None for a single enqueue), in the current context (so inside a job, a child of its
     process span), and inject its context into a copy of ``headers``."""
-    attributes: dict[str, Any] = {
-        "messaging.system": SYSTEM,
-        "messaging.operation.name": "send",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": queue,
-        "server.address": host,
-        "server.port": port,
-    }
+    name, attributes = _send_base(queue, host, port)
     if count is not None:
-        attributes["messaging.batch.message_count"] = count
+        attributes = {**attributes, "messaging.batch.message_count": count}
     carrier = dict(headers) if headers else {}
     given = TRACEPARENT in carrier
     links = _creation_link(_propagate.extract(carrier)) if given else None
-    span = _get_tracer().start_span(
-        f"send {queue}", kind=_trace.SpanKind.PRODUCER, attributes=attributes, links=links
-    )
+    span = _get_tracer().start_span(name, kind=_PRODUCER, attributes=attributes, links=links)
     if not given:
+        # Unsampled spans too: their context (flags 00) tells the worker not to sample the run.
         _propagate.inject(carrier, context=_trace.set_span_in_context(span))
     return Send(span, carrier if carrier or headers is not None else None)
 
@@ -174,6 +198,9 @@ class Process:
         after the handler raised ``exc`` (None: it returned, or never ran). ``cancelled`` and
         ``released``: the server cancelled the job, or the worker handed it back at shutdown."""
         span = self.span
+        if not span.is_recording():  # not sampled: nothing is kept, so nothing to work out
+            _context.detach(self.token)  # type: ignore[arg-type]
+            return
         label = RELEASED if released else CANCELLED if cancelled else outcome_of(outcome, self.d)
         span.set_attribute("messaging.spitfire.outcome", label)
         if label in (SNOOZED, CANCELLED, RELEASED):
@@ -187,28 +214,59 @@ class Process:
         _context.detach(self.token)  # type: ignore[arg-type]
 
 
+def _parent_of(headers: Mapping[str, str] | None) -> Context:
+    """The creation context in a job's ``headers`` (the empty context without one). The jobs of one
+    batch arrive one after the other with equal headers: the last extraction is reused for them."""
+    global _last_parent
+    if not headers:
+        return _EMPTY  # nothing to extract: the propagators would find the empty context
+    textmap = _propagate.get_global_textmap()
+    last = _last_parent  # one read: other threads (sync handlers) may replace it meanwhile
+    if last[0] is textmap and last[1] == headers:
+        return last[2]
+    # From the empty context, not the current one: the result depends on the headers alone.
+    parent = textmap.extract(headers, _EMPTY)
+    _last_parent = (textmap, dict(headers), parent)  # a copy: the handler may change its own
+    return parent
+
+
+def _process_base(queue: str, name: str, client_id: str) -> tuple[str, dict[str, Any]]:
+    """The span name and the attributes every run of job ``name`` of ``queue`` on this worker has,
+    made once (the SDK copies them into each span)."""
+    key = (queue, name, client_id)
+    base = _process_bases.get(key)
+    if base is None:
+        if len(_process_bases) >= BASES_KEPT:
+            _process_bases.clear()  # many queues or names: start again rather than grow
+        base = _process_bases[key] = (
+            f"process {queue}",
+            {
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": "process",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": queue,
+                "messaging.client.id": client_id,
+                "messaging.spitfire.job.name": name,
+            },
+        )
+    return base
+
+
 def start_process(d: Delivery, client_id: str) -> Process:
     """Start the span of one run of the delivered job ``d`` and make it current. Its parent is the
     creation context in the job's headers (a root span without one), and it links to that context
     too; a malformed ``traceparent`` is ignored (the propagator's rule)."""
-    parent = _propagate.extract(d.headers or {})
-    attributes: dict[str, Any] = {
-        "messaging.system": SYSTEM,
-        "messaging.operation.name": "process",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": d.queue,
-        "messaging.message.id": d.job_id,
-        "messaging.client.id": client_id,
-        "messaging.spitfire.job.name": d.name,
-        "messaging.spitfire.attempt": d.attempt,
-    }
+    parent = _parent_of(d.headers)
+    name, base = _process_base(d.queue, d.name, client_id)
+    creation = _trace.get_current_span(parent).get_span_context()
     span = _get_tracer().start_span(
-        f"process {d.queue}",
+        name,
         context=parent,
-        kind=_trace.SpanKind.CONSUMER,
-        attributes=attributes,
-        links=_creation_link(parent),
+        kind=_CONSUMER,
+        attributes={**base, "messaging.message.id": d.job_id, "messaging.spitfire.attempt": d.attempt},
+        links=(_trace.Link(creation),) if creation.is_valid else None,
     )
+    # Current even when not sampled: the jobs the handler enqueues carry its "not sampled" context.
     return Process(span, _context.attach(_trace.set_span_in_context(span, parent)), d)
 
 

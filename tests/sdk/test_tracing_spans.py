@@ -144,3 +144,67 @@ def test_a_job_without_valid_trace_context_gets_a_root_span(
     tracing.start_process(delivery(headers), "w").finish(AckItem("job-1", None), None)
     (span,) = exporter.get_finished_spans()
     assert span.parent is None and list(span.links) == []
+
+
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_an_unsampled_run_records_nothing_and_its_jobs_stay_unsampled(exporter: InMemorySpanExporter) -> None:
+    before = trace.get_current_span()
+    run = tracing.start_process(delivery({"traceparent": UNSAMPLED}), "w")
+    assert not run.span.is_recording()
+    child = tracing.start_send("emails", None, "h", 1)  # a job the handler enqueues
+    child.done("job-2")
+    run.finish(FailItem("job-1", "ValueError: x"), ValueError("x"))
+    assert trace.get_current_span() is before
+    assert exporter.get_finished_spans() == ()
+    assert child.headers is not None
+    _, trace_id, _, flags = child.headers["traceparent"].split("-")
+    assert (trace_id, flags) == ("0af7651916cd43dd8448eb211c80319c", "00")  # same trace, not sampled
+
+
+def test_the_shared_attributes_are_made_once_per_queue_and_bounded(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracing, "BASES_KEPT", 4)
+    monkeypatch.setattr(tracing, "_process_bases", {})
+    for i in range(10):
+        d = Delivery(f"job-{i}", f"q{i}", "send_email", b"\x80", 2, 3, 60.0, None)
+        tracing.start_process(d, "w").finish(AckItem(d.job_id, None), None)
+    assert len(tracing._process_bases) <= 4
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == [f"process q{i}" for i in range(10)]
+    last = spans[-1].attributes
+    assert last is not None
+    assert (last["messaging.destination.name"], last["messaging.message.id"]) == ("q9", "job-9")
+    assert last["messaging.spitfire.attempt"] == 2
+    # Each span has its own attributes: the shared ones are copied, never changed.
+    assert all(s.attributes is not None and "messaging.spitfire.outcome" in s.attributes for s in spans)
+    assert "messaging.spitfire.outcome" not in tracing._process_bases[("q9", "send_email", "w")][1]
+
+
+def test_jobs_of_one_batch_share_one_extraction_and_others_get_theirs(exporter: InMemorySpanExporter) -> None:
+    other = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
+    shared = {"traceparent": PARENT, "tenant": "t1"}
+    for headers in (shared, dict(shared), {"traceparent": other}, {"traceparent": PARENT}, None):
+        run = tracing.start_process(delivery(headers), "w")
+        if headers is not None:
+            headers["traceparent"] = other  # the handler changes its job's headers: later jobs unaffected
+        run.finish(AckItem("job-1", None), None)
+    traces = [f"{s.context.trace_id:032x}" for s in exporter.get_finished_spans()]
+    mine, theirs = PARENT.split("-")[1], other.split("-")[1]
+    assert traces[:4] == [mine, mine, theirs, mine]
+    assert traces[4] not in (mine, theirs)  # no headers: a root span
+
+
+def test_a_new_propagator_is_used_at_once(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    tracing.start_process(delivery({"traceparent": PARENT}), "w").finish(AckItem("job-1", None), None)
+    monkeypatch.setattr(propagate, "get_global_textmap", lambda: W3CBaggagePropagator())  # no traceparent
+    tracing.start_process(delivery({"traceparent": PARENT}), "w").finish(AckItem("job-1", None), None)
+    first, second = exporter.get_finished_spans()
+    assert first.parent is not None and second.parent is None

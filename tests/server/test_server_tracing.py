@@ -113,3 +113,36 @@ def test_the_service_name_from_the_environment_wins(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OTEL_SERVICE_NAME", "queue-prod")
     tracer = make(InMemorySpanExporter())
     assert tracer.provider.resource.attributes["service.name"] == "queue-prod"
+
+
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_an_unsampled_producer_gets_no_server_spans() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = make(exporter)  # the default sampler follows the parent
+    j = job(1, {"traceparent": UNSAMPLED})
+    request = tracer.start_enqueue("emails", j.headers, None)
+    request.appended()
+    tracer.durable("emails", 1, 1)
+    request.end([j], None)
+    tracer.delivered("w1", [j], 1001.0)
+    assert spans(tracer, exporter) == {}
+
+
+def test_jobs_delivered_together_each_get_their_own_parent() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = make(exporter)
+    other = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
+    shared = {"traceparent": PARENT}
+    jobs = [job(1, shared), job(2, shared), job(3, {"traceparent": other}), job(4), job(5, dict(shared))]
+    tracer.delivered("w1", jobs, 1001.0)
+    tracer.provider.force_flush()
+    got = {s.attributes["messaging.message.id"]: s for s in exporter.get_finished_spans()}
+    trace_of = {i: f"{s.context.trace_id:032x}" for i, s in got.items()}
+    assert trace_of["job-1"] == trace_of["job-2"] == trace_of["job-5"] == PARENT.split("-")[1]
+    assert trace_of["job-3"] == other.split("-")[1]
+    assert got["job-4"].parent is None and trace_of["job-4"] not in (
+        PARENT.split("-")[1],
+        other.split("-")[1],
+    )
