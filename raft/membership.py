@@ -323,6 +323,7 @@ class MemberSync:
         self._removed_told = False
         self._in_flight = False
         self._leader: Any = None
+        self._parting = False
         #: Addresses pysyncobj's transport holds a connection slot for (it starts with --cluster's).
         self._linked: set[str] = set(node._SyncObj__transport._nodeAddrToNode)
         self.sync(force=True)
@@ -382,8 +383,13 @@ class MemberSync:
         node = self._node
         changed = self.membership.refresh(self._journal)
         leader = node._getLeader()
-        if changed or force or leader != self._leader:
-            self._leader = leader
+        # While the leader's newest configuration is not committed, it keeps its connections to the
+        # members that configuration removed: the entry that tells them is still on its way (every
+        # message waits for the leader's fdatasync), and a member that learns of its removal never
+        # stands for election (one that does not would, with a higher term, on every timeout).
+        parting = node._isLeader() and self.membership.pending(int(node._SyncObj__raftCommitIndex))
+        if changed or force or leader != self._leader or parting != self._parting:
+            self._leader, self._parting = leader, parting
             self._apply(changed)
         self._check_removed()
 
@@ -406,6 +412,9 @@ class MemberSync:
         linked = set(voters)
         if self._leader is not None and self._leader.address != me:
             linked.add(self._leader.address)
+        if self._parting:
+            previous = self.membership.at(self.membership.index - 1)
+            linked |= {address for address in previous.values() if address != me}
         others: set[Any] = node._SyncObj__otherNodes
         next_index: dict[Any, int] = node._SyncObj__raftNextIndex
         match_index: dict[Any, int] = node._SyncObj__raftMatchIndex
@@ -413,10 +422,8 @@ class MemberSync:
         transport = node._SyncObj__transport
         last = self._journal[-1][1] if len(self._journal) else 0
         for peer in list(others):
-            if peer.address not in voters:
+            if peer.address not in voters:  # its indexes stay while it is linked (it may answer)
                 others.discard(peer)
-                next_index.pop(peer, None)
-                match_index.pop(peer, None)
         for address in sorted(voters):
             peer = TCPNode(address)
             if peer not in others:  # as pysyncobj adds a member: replicated from the end, backwards
@@ -426,7 +433,10 @@ class MemberSync:
                 if node._isLeader():
                     responses[peer] = time.monotonic()
         for address in sorted(self._linked - linked):
-            transport.dropNode(TCPNode(address))
+            peer = TCPNode(address)
+            transport.dropNode(peer)
+            next_index.pop(peer, None)
+            match_index.pop(peer, None)
         for address in sorted(linked - self._linked):
             if address not in transport._nodeAddrToNode:
                 transport.addNode(TCPNode(address))
