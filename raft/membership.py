@@ -292,6 +292,7 @@ _STATE = (
     "transport",
     "raftElectionDeadline",
     "raftCommitIndex",
+    "raftLeader",
     "selfNode",
 )
 
@@ -382,12 +383,12 @@ class MemberSync:
         """Bring pysyncobj in line with the configuration (cheap when nothing changed)."""
         node = self._node
         changed = self.membership.refresh(self._journal)
-        leader = node._getLeader()
+        leader = node._SyncObj__raftLeader
         # While the leader's newest configuration is not committed, it keeps its connections to the
         # members that configuration removed: the entry that tells them is still on its way (every
         # message waits for the leader's fdatasync), and a member that learns of its removal never
         # stands for election (one that does not would, with a higher term, on every timeout).
-        parting = node._isLeader() and self.membership.pending(int(node._SyncObj__raftCommitIndex))
+        parting = self.membership.index > node._SyncObj__raftCommitIndex and node._isLeader()
         if changed or force or leader != self._leader or parting != self._parting:
             self._leader, self._parting = leader, parting
             self._apply(changed)
@@ -446,8 +447,8 @@ class MemberSync:
         node = self._node
         if (
             not self._removed_told
-            and node._isLeader()
             and self._id not in self.membership.current
+            and node._isLeader()
             and not self.membership.pending(int(node._SyncObj__raftCommitIndex))
         ):
             self._removed_told = True
