@@ -51,11 +51,11 @@ __all__ = [
 
 log = logging.getLogger("spitfire.raft.membership")
 
-#: First byte of a configuration entry's command (pysyncobj's own types are 0-3; it applies
-#: unknown ones as no-ops). The same number as no WAL record type, so the two never mix.
+#: First byte of a configuration entry's command (pysyncobj's own types are 0-3 and it applies
+#: unknown ones as no-ops; 245 is the number reserved for membership, which no WAL record uses).
 CONFIG_COMMAND = 245
 _CONFIG_BYTE = bytes([CONFIG_COMMAND])
-#: A member id: what ``--node-id`` and ``cluster add`` accept.
+#: A member id that ``cluster add`` accepts.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: How many configuration entries are remembered (older ones are only needed to undo a change
 #: replaced by a new leader, and at most one change is uncommitted at a time).
