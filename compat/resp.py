@@ -79,6 +79,8 @@ HOLDER_PREFIX = "redis:"
 SERVER_VERSION = b"0.1.0"
 #: Commands a connection may send before it has authenticated (when the server has a token).
 BEFORE_AUTH = frozenset({b"AUTH", b"HELLO", b"QUIT"})
+#: Commands a cluster member that does not lead still serves (the rest answer ``-NOTLEADER``).
+ANY_MEMBER = frozenset({b"AUTH", b"HELLO", b"QUIT", b"PING", b"COMMAND"})
 
 _ids = itertools.count(1)
 _json_decode = msgspec.json.Decoder().decode
@@ -286,8 +288,13 @@ Handler = Callable[["RespConnection", list[bytes]], Awaitable[Reply]]
 class Commands:
     """Every command the listener knows, served over one `Consumers`."""
 
-    def __init__(self, consumers: Consumers, token: str | None) -> None:
-        self.consumers = consumers
+    def __init__(
+        self, consumers: Consumers | None, token: str | None, not_leader: Callable[[], str] | None = None
+    ) -> None:
+        self._consumers = consumers
+        #: On a cluster member that does not lead: the text of the ``-NOTLEADER`` error (the
+        #: leader's RESP ``host:port``, or ``none``, first) every command but `ANY_MEMBER` answers.
+        self.not_leader = not_leader
         self.token = None if token is None else token.encode()
         self.table: dict[bytes, Handler] = {
             b"PING": self.ping,
@@ -310,6 +317,18 @@ class Commands:
             b"XINFO": self.xinfo,
         }
 
+    @property
+    def consumers(self) -> Consumers:
+        """The engine's operations (`run` answers NOTLEADER before any command needs them on a
+        member that does not lead)."""
+        assert self._consumers is not None
+        return self._consumers
+
+    def serve(self, consumers: Consumers) -> None:
+        """Start serving every command over ``consumers`` (this cluster member now leads)."""
+        self._consumers = consumers
+        self.not_leader = None
+
     async def run(self, conn: RespConnection, args: list[bytes]) -> bytes:
         """Serve one command; returns its encoded reply (an error reply for anything refused)."""
         name = args[0].upper() if len(args[0]) <= 32 else b""
@@ -318,6 +337,8 @@ class Commands:
             return encode(error("NOAUTH", "Authentication required."))
         if handler is None:
             return encode(unknown_command(args))
+        if self.not_leader is not None and name not in ANY_MEMBER:
+            return encode(error("NOTLEADER", self.not_leader()))
         try:
             return encode(await handler(conn, args))
         except CommandError as exc:
@@ -862,6 +883,8 @@ class RespConnection(asyncio.Protocol):
 class RespServer:
     """The RESP2 listener: its connections and what they share.
 
+    On a cluster member that does not lead, ``consumers`` is None and ``not_leader`` gives the text
+    of the ``-NOTLEADER`` error every data command answers; `serve` hands it the engine's.
     ``max_payload`` bounds a bulk string (a value larger than a payload may be cannot be one);
     ``request_timeout`` bounds how long a request may stay half sent; ``handshake_timeout`` how long
     a connection may stay unauthenticated when there is a token.
@@ -869,16 +892,19 @@ class RespServer:
 
     def __init__(
         self,
-        consumers: Consumers,
+        consumers: Consumers | None,
         *,
         token: str | None,
         max_connections: int,
         handshake_timeout: float,
         max_payload: int,
         request_timeout: float | None = None,
+        not_leader: Callable[[], str] | None = None,
     ) -> None:
+        if consumers is None and not_leader is None:
+            raise ValueError("a RESP listener without an engine needs not_leader (a cluster member)")
         self.consumers = consumers
-        self.commands = Commands(consumers, token)
+        self.commands = Commands(consumers, token, not_leader)
         self.limits = Limits(max_args=MAX_ARGS, max_bulk=max_payload, max_request=MAX_REQUEST)
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
@@ -891,6 +917,11 @@ class RespServer:
         self._server: asyncio.Server | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+
+    def serve(self, consumers: Consumers) -> None:
+        """Serve every command over ``consumers`` from now on (a cluster member that now leads)."""
+        self.consumers = consumers
+        self.commands.serve(consumers)
 
     async def start(self, host: str, port: int) -> str:
         """Listen; returns ``redis://host:port`` (the bound port when 0 was asked for).
@@ -932,7 +963,8 @@ class RespServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        self.consumers.close()
+        if self.consumers is not None:
+            self.consumers.close()
         for conn in list(self.connections.values()):
             conn.shutdown()
         if not self.connections:

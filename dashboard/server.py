@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from .app import CURRENT_SEND
+from .cluster import ClusterAdmin, follower_page, is_page, serve_members
 
 log = logging.getLogger("spitfire.dashboard")
 
@@ -60,6 +61,11 @@ class _Asgi:
         self.cluster: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
         #: A cluster member that does not lead: the 503 body of every API request (before `serve`).
         self.standby: Callable[[], dict[str, Any]] | None = None
+        #: A cluster member's ``POST /api/cluster/members`` (dashboard/cluster.py), leading or not.
+        self.cluster_admin: ClusterAdmin | None = None
+        #: A cluster member that does not lead: the leader's HTTP URL (None while none is known),
+        #: where a browser asking for a dashboard page is sent.
+        self.leader_url: Callable[[], str | None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         app = self.app
@@ -70,6 +76,10 @@ class _Asgi:
         if self.cluster is not None and scope["path"] == "/api/cluster":
             status, body = self.cluster(scope)
             await _respond(send, status, json.dumps(body).encode())
+        elif self.cluster_admin is not None and scope["path"] == "/api/cluster/members":
+            await serve_members(scope, receive, send, self.cluster_admin)
+        elif app is None and self.leader_url is not None and self.standby is not None and is_page(scope):
+            await follower_page(scope, send, self.leader_url)
         elif app is None:
             await _before_recovery(scope, send, self.health, self.standby)
         elif scope["path"] == "/api/events":
@@ -248,6 +258,24 @@ class HttpServer:
     @standby.setter
     def standby(self, body: Callable[[], dict[str, Any]] | None) -> None:
         self._asgi.standby = body
+
+    @property
+    def cluster_admin(self) -> ClusterAdmin | None:
+        """A cluster member's ``POST /api/cluster/members`` handler, answered before and after `serve`."""
+        return self._asgi.cluster_admin
+
+    @cluster_admin.setter
+    def cluster_admin(self, admin: ClusterAdmin | None) -> None:
+        self._asgi.cluster_admin = admin
+
+    @property
+    def leader_url(self) -> Callable[[], str | None] | None:
+        """Set on a cluster member: the leader's HTTP URL, where a follower sends browsers."""
+        return self._asgi.leader_url
+
+    @leader_url.setter
+    def leader_url(self, leader: Callable[[], str | None] | None) -> None:
+        self._asgi.leader_url = leader
 
     @property
     def tls(self) -> bool:

@@ -28,6 +28,11 @@ class LeaderInfo(msgspec.Struct, array_like=True, frozen=True):
     listen: str
     #: The HTTP base URL, ``http://host:port``.
     http: str
+    #: Its ``--compat-http`` base URL (None: it serves none). Entries of older builds have only the
+    #: three fields above (these two are then None); a reader ignores fields past those it knows.
+    compat: str | None = None
+    #: Its ``--redis`` ``host:port`` (None: it serves none).
+    redis: str | None = None
 
 
 class SnapshotPart(msgspec.Struct, array_like=True, frozen=True):

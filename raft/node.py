@@ -42,6 +42,7 @@ from spitfire.wal.api import StorageError
 
 from .batch import Batch, LeaderInfo, decode_command, encode_batch
 from .journal import DurableJournal
+from .membership import MemberSync
 
 __all__ = [
     "TICK",
@@ -71,6 +72,8 @@ class Role(enum.StrEnum):
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
     DOWN = "down"
+    #: This member only: the configuration it holds no longer includes it.
+    REMOVED = "removed"
 
 
 _ROLES = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}
@@ -117,6 +120,9 @@ class ClusterConfig:
     members: dict[str, str]
     #: Election timeout range, seconds (heartbeats go out at a fifth of the lower bound).
     election_timeout: tuple[float, float] = ELECTION_TIMEOUT
+    #: ``--join``: a new member, which stands for election only once its log holds a configuration
+    #: entry (the change that adds it), so that starting it cannot disturb the cluster.
+    join: bool = False
 
     def __post_init__(self) -> None:
         if self.node_id not in self.members:
@@ -245,6 +251,8 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         others = [address for node, address in config.members.items() if node != config.node_id]
         super().__init__(config.raft_address, others, conf, transportClass=_Transport)
         self._adopt_journal()
+        #: Who votes: the newest configuration the journal holds (`spitfire.raft.membership`).
+        self.members_sync = MemberSync(self, config.node_id, journal, join=config.join, max_timeout=high)
         journal.set_listener(self._released, self._journal_failed)
 
     # -- pysyncobj's private state (pinned version; checked in `_adopt_journal`) ------------------------
@@ -298,6 +306,12 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     @property
     def last_index(self) -> int:
         return self._journal.last_index
+
+    @property
+    def members(self) -> dict[str, str]:
+        """Every voting member now (the configuration the journal holds): id -> Raft address."""
+        sync: MemberSync | None = self.__dict__.get("members_sync")  # None while pysyncobj builds
+        return self.config.members if sync is None else sync.members
 
     @property
     def leader_id(self) -> str | None:
@@ -366,10 +380,13 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _tick(self) -> None:
         if self._closed or self._journal.failure is not None:
             return
+        members = self.members_sync
+        members.before_tick()
         try:
             self.doTick(0.0)
         except Exception:
             log.exception("raft tick failed")
+        members.sync()  # after every tick: what it appended or replaced may change the membership
         self._record_term()
 
     # -- durability of what leaves --------------------------------------------------------------------

@@ -12,8 +12,9 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--max-connections N] [--handshake-timeout S]
                 [--compat-http HOST:PORT]
                 [--otel] [--trace-url-template URL]
-                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms]]
+                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms] [--join]]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
+spitfire-server cluster status | add ID=HOST:PORT | remove ID  [--http URL] [--auth-token T] [--json]
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def serve_parser() -> argparse.ArgumentParser:
         description="Run the Spitfire job server. Sizes: 4096, 1k, 64MiB, 10MB; durations: 90, 500ms, "
         "30s, 1h30m, 7d.",
         epilog="other command: spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record "
-        "QUEUE:LSN] checks a data directory and repairs a damaged log (see spitfire-server repair --help)",
+        "QUEUE:LSN] checks a data directory and repairs a damaged log (see spitfire-server repair --help); "
+        "spitfire-server cluster status|add|remove shows and changes a cluster's members (docs/ha.md)",
     )
     p.add_argument("--version", action="version", version=f"spitfire-server {_version()}")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data directory (default %(default)s)")
@@ -212,6 +214,12 @@ def serve_parser() -> argparse.ArgumentParser:
         help="every member's Raft address, this one's included (default: none, a single node)",
     )
     cluster.add_argument(
+        "--join",
+        action="store_true",
+        help="a new member, to be added with spitfire-server cluster add: stands for election only once "
+        "the cluster's log adds it (default: off; start it with an empty --data-dir)",
+    )
+    cluster.add_argument(
         "--election-timeout",
         type=_duration,
         default=ELECTION_TIMEOUT[0],
@@ -323,7 +331,7 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         compat_http=None if args.compat_http is None else Address.parse(args.compat_http, "--compat-http"),
         otel=args.otel,
         trace_url_template=args.trace_url_template,
-        cluster=cluster_config(args.node_id, args.cluster, args.election_timeout),
+        cluster=cluster_config(args.node_id, args.cluster, args.election_timeout, args.join),
     )
 
 
@@ -400,6 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["repair"]:
         configure_logging("info", "text")
         return run_repair(argv[1:])
+    if argv[:1] == ["cluster"]:
+        from spitfire.server.cluster_cli import main as cluster_main
+
+        return cluster_main(argv[1:])
     try:
         options = parse_options(argv)
     except OptionsError as exc:

@@ -40,6 +40,7 @@ from spitfire.raft.compaction import JOURNAL_SEGMENT_SIZE, CompactingJournal, Co
 from spitfire.wal import FileStorage, WalConfig
 from spitfire.wal.api import Durability
 
+from . import cluster_admin
 from .engine import Engine
 from .listener import ConnectionHub
 from .options import ServerOptions
@@ -143,6 +144,7 @@ class Member:
                 "there? Check --cluster and --node-id"
             ) from exc
         node.learn_addresses()
+        cluster_admin.install(self)  # membership changes, and the followers' compat and RESP answers
         # Now, not when leading: a full collection then would stall the loop past the lease.
         tune_garbage_collector()
         node.start()
@@ -154,6 +156,7 @@ class Member:
             handshake_timeout=opts.handshake_timeout,
         )
         await server._listen()
+        await server._listen_redis(not_leader=lambda: cluster_admin.resp_not_leader(self))
 
     def _check_ports(self) -> None:
         self.server._check_ports()
@@ -178,10 +181,11 @@ class Member:
     def banner(self) -> str:
         server = self.server
         http = server.http.url if server.http is not None else f"http://{server.options.http}"
+        members = self.node.members if self.node is not None else self.config.members
         return (
             f"spitfire-server cluster member {self.config.node_id} started\n"
             f"  raft:        {self.config.raft_address}  (members: "
-            f"{', '.join(f'{k}={v}' for k, v in self.config.members.items())})\n"
+            f"{', '.join(f'{k}={v}' for k, v in members.items())})\n"
             f"  binary:      tcp://{server.address}  (NOT_LEADER until this member leads)\n"
             f"  http:        {http}/api/cluster"
         )
@@ -228,7 +232,7 @@ class Member:
         self._leading = True
         if node.role is not Role.LEADER:  # deposed while the engine was built
             self._restart("lost the leadership while taking over")
-        storage.announce(LeaderInfo(self.config.node_id, str(server.address), server.http.url))
+        storage.announce(cluster_admin.leader_info(self))
         stats = engine.stats()
         log.info(
             "leading term %d: %d jobs in %d queues from the snapshot at index %d and %d records "
@@ -310,7 +314,8 @@ class Member:
         node = self.node
         server = self.server
         if node is None:
-            return {"node": self.config.node_id, "leader": None, "term": 0, "nodes": []}
+            return {"node": self.config.node_id, "leader": None, "term": 0, "nodes": [],
+                    "membership": {"index": 0, "pending": False}}  # fmt: skip
         me = self.config.node_id
         leader = node.leader_id
         connected = node.connected()
@@ -318,7 +323,10 @@ class Member:
         last = node.last_index
         commit = node.commit_index
         nodes = []
-        for member, raft in self.config.members.items():
+        members = node.members
+        if me not in members:  # removed: its own row last, as "removed"
+            members = {**members, me: self.config.raft_address}
+        for member, raft in members.items():
             known = node.addresses.get(member)
             entry: dict[str, Any] = {
                 "id": member,
@@ -328,7 +336,7 @@ class Member:
             }
             if member == me:
                 leader_commit = node.leader_commit_index()
-                entry["role"] = node.role.value
+                entry["role"] = node.role.value if me in node.members else Role.REMOVED.value
                 entry["listen"] = str(server.address)
                 entry["http"] = server.http.url if server.http is not None else None
                 entry["commit_index"] = commit
@@ -350,7 +358,14 @@ class Member:
                 entry["applied_index"] = None
                 entry["lag"] = None if match is None else max(0, last - match)
             nodes.append(entry)
-        return {"node": me, "leader": leader, "term": node.term, "nodes": nodes}
+        membership = node.members_sync.membership
+        return {
+            "node": me,
+            "leader": leader,
+            "term": node.term,
+            "membership": {"index": membership.index, "pending": membership.pending(commit)},
+            "nodes": nodes,
+        }
 
     # -- shutdown -------------------------------------------------------------------------------------
 

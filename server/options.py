@@ -272,14 +272,21 @@ class ServerOptions:
             )
 
 
-def cluster_config(node_id: str | None, cluster: str | None, election_timeout: float) -> ClusterConfig | None:
-    """``--node-id``, ``--cluster`` and ``--election-timeout`` as a `ClusterConfig` (None when neither
-    of the first two is given: a single node).
+def cluster_config(
+    node_id: str | None, cluster: str | None, election_timeout: float, join: bool = False
+) -> ClusterConfig | None:
+    """``--node-id``, ``--cluster``, ``--election-timeout`` and ``--join`` as a `ClusterConfig` (None
+    when neither of the first two is given: a single node).
 
-    :raises OptionsError: one is given without the other, a member is malformed, the node id is not
-        a member, or the timeout is out of range.
+    :raises OptionsError: one is given without the other (or ``--join`` without both), a member is
+        malformed, the node id is not a member, or the timeout is out of range.
     """
     if node_id is None and cluster is None:
+        if join:
+            raise OptionsError(
+                "--join needs --node-id and --cluster (every member and this one): e.g. --node-id d "
+                "--cluster a=127.0.0.1:7901,b=127.0.0.1:7902,c=127.0.0.1:7903,d=127.0.0.1:7904 --join"
+            )
         return None
     if node_id is None or cluster is None:
         raise OptionsError(
@@ -289,7 +296,9 @@ def cluster_config(node_id: str | None, cluster: str | None, election_timeout: f
     if not 0.01 <= election_timeout <= 60:
         raise OptionsError(f"--election-timeout {election_timeout}: must be between 10ms and 60s")
     try:
-        return ClusterConfig(node_id, parse_members(cluster), (election_timeout, 2 * election_timeout))
+        return ClusterConfig(
+            node_id, parse_members(cluster), (election_timeout, 2 * election_timeout), join=join
+        )
     except ValueError as exc:
         raise OptionsError(f"--cluster: {exc}") from None
 

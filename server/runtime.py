@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -300,17 +300,24 @@ class Server:
             ) from exc
         self.listeners.add(quic, f"quic://{self.address}")
 
-    async def _listen_redis(self) -> None:
-        """Serve RESP2 at --redis, when given (imported here: compat uses the server)."""
+    async def _listen_redis(self, not_leader: Callable[[], str] | None = None) -> None:
+        """Serve RESP2 at --redis, when given (imported here: compat uses the server). A cluster
+        member that does not lead listens with ``not_leader`` (the text of its ``-NOTLEADER``
+        errors) and no engine; once it leads, the same listener is given the engine."""
         opts = self.options
         if opts.redis is None:
             return
         from spitfire.compat.resp import RespServer
         from spitfire.server.consumers import Consumers
 
-        assert self.engine is not None
+        if self.redis is not None:  # a cluster member's listener, refusing with NOTLEADER until now
+            assert self.engine is not None
+            self.redis.serve(Consumers(self.engine))
+            return
+        assert self.engine is not None or not_leader is not None
         redis = RespServer(
-            Consumers(self.engine),
+            None if self.engine is None else Consumers(self.engine),
+            not_leader=not_leader,
             token=opts.auth_token,
             max_connections=opts.max_connections,
             handshake_timeout=opts.handshake_timeout,
