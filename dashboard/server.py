@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +60,9 @@ class _Asgi:
         self.cluster: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
         #: A cluster member that does not lead: the 503 body of every API request (before `serve`).
         self.standby: Callable[[], dict[str, Any]] | None = None
+        #: A cluster leader's lease check, awaited before each request once served: None to serve
+        #: it, else the 503 body to answer (health paths are never held).
+        self.gate: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         app = self.app
@@ -72,6 +75,8 @@ class _Asgi:
             await _respond(send, status, json.dumps(body).encode())
         elif app is None:
             await _before_recovery(scope, send, self.health, self.standby)
+        elif self.gate is not None and scope["path"] not in self.health and (refused := await self.gate()):
+            await _respond(send, 503, json.dumps(refused).encode())
         elif scope["path"] == "/api/events":
             token = CURRENT_SEND.set(send)
             try:
@@ -248,6 +253,15 @@ class HttpServer:
     @standby.setter
     def standby(self, body: Callable[[], dict[str, Any]] | None) -> None:
         self._asgi.standby = body
+
+    @property
+    def gate(self) -> Callable[[], Awaitable[dict[str, Any] | None]] | None:
+        """Set on a cluster leader: awaited before each request (None: serve it; else the 503 body)."""
+        return self._asgi.gate
+
+    @gate.setter
+    def gate(self, check: Callable[[], Awaitable[dict[str, Any] | None]] | None) -> None:
+        self._asgi.gate = check
 
     @property
     def tls(self) -> bool:
