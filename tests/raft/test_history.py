@@ -19,7 +19,6 @@ pytestmark = pytest.mark.timeout(600)
 
 def _settle(c: Cluster, history: History, queue: str) -> None:
     leader = c.leader()
-    # Let the worker finish what is ready (bounded): then every acked job is final on the leader.
     final = asyncio.run(read_final(leader, queue))
     report = history.check(final)
     print(report.summary())
