@@ -1,4 +1,4 @@
-"""The Jepsen-style check (tests/raft/history.py) over runs with faults: producers and a worker
+"""The Jepsen-style check (tests/raft/jepsen.py) over runs with faults: producers and a worker
 run against whichever member leads while the test isolates leaders (TCP proxies) or SIGKILLs them;
 the final state read from the leader must have lost no acknowledged enqueue and no acknowledged
 outcome. Duplicated enqueues (a retry of a request cut by a leader change) are reported."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from clusterhelpers import WAIT, Cluster, cluster
-from history import History, Load, read_final
+from jepsen import History, Load, read_final
 from netproxy import partitioned_cluster
 
 pytestmark = pytest.mark.timeout(600)
