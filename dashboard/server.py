@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +66,9 @@ class _Asgi:
         #: A cluster member that does not lead: the leader's HTTP URL (None while none is known),
         #: where a browser asking for a dashboard page is sent.
         self.leader_url: Callable[[], str | None] | None = None
+        #: A cluster leader's lease check, awaited before each request once served: None to serve
+        #: it, else the 503 body to answer (health paths are never held).
+        self.gate: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         app = self.app
@@ -82,6 +85,8 @@ class _Asgi:
             await follower_page(scope, send, self.leader_url)
         elif app is None:
             await _before_recovery(scope, send, self.health, self.standby)
+        elif self.gate is not None and scope["path"] not in self.health and (refused := await self.gate()):
+            await _respond(send, 503, json.dumps(refused).encode())
         elif scope["path"] == "/api/events":
             token = CURRENT_SEND.set(send)
             try:
@@ -276,6 +281,15 @@ class HttpServer:
     @leader_url.setter
     def leader_url(self, leader: Callable[[], str | None] | None) -> None:
         self._asgi.leader_url = leader
+
+    @property
+    def gate(self) -> Callable[[], Awaitable[dict[str, Any] | None]] | None:
+        """Set on a cluster leader: awaited before each request (None: serve it; else the 503 body)."""
+        return self._asgi.gate
+
+    @gate.setter
+    def gate(self, check: Callable[[], Awaitable[dict[str, Any] | None]] | None) -> None:
+        self._asgi.gate = check
 
     @property
     def tls(self) -> bool:

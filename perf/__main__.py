@@ -30,6 +30,9 @@ python -m perf sse-readers [--readers 10] [--jobs 100000] [--repeat 4] [--mode b
 python -m perf tracing [--jobs 20000] [--repeat 3] [--work-ms MS] [--sync] [--sampler-ratio R] [--ab PYTHON]
     Producer and drain speed, and the server's CPU per job, with OpenTelemetry on (the SDK; the SDK
     and the server) and off, alternately; --profile: py-spy flamegraphs; --micro: one span's cost.
+python -m perf cluster [--repeat 3] [--kills 5] [--quick]
+    Three cluster members on this machine next to one node, alternately: enqueue jobs/s, p99 at
+    5,000 jobs/s offered, drain jobs/s, failover p50/max (perf/cluster.py).
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """
@@ -227,6 +230,7 @@ DELEGATED = {
     "delayed-scale": "perf.delayed_scale:main",
     "sse-readers": "perf.sse_readers:main",
     "tracing": "perf.tracing:main",
+    "cluster": "perf.cluster:main",
 }
 
 
@@ -269,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("sse-readers", help="enqueue speed with and without ten dashboards' event streams")
     sub.add_parser("delayed-scale", help="enqueue speed, lateness and restart with 1,000,000 delayed jobs")
     sub.add_parser("tracing", help="drain speed with OpenTelemetry tracing on (worker, server) and off")
+    sub.add_parser("cluster", help="a 3-member Raft cluster next to one node: enqueue, p99, drain, failover")
     args = parser.parse_args(argv)
     if args.flamegraph:
         return run_flamegraph(args.flamegraph, args.quick)

@@ -43,6 +43,8 @@ from spitfire.wal.api import StorageError
 from .batch import Batch, LeaderInfo, decode_command, encode_batch
 from .journal import DurableJournal
 from .membership import MemberSync
+from .prevote import Elections
+from .readguard import LEASE_FRACTION, STAMP, ReadGuard
 
 __all__ = [
     "TICK",
@@ -191,6 +193,10 @@ class _Transport(TCPTransport):  # type: ignore[misc]
     def send_now(self, node: Any, message: Any) -> bool:
         return bool(super().send(node, message))
 
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if self._owner._incoming(node, message):
+            super()._onMessageReceived(node, message)
+
 
 class RaftNode(SyncObj):  # type: ignore[misc]
     """A Raft member replicating `Batch` entries. Build it on the running loop, then `start` it.
@@ -254,6 +260,16 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         #: Who votes: the newest configuration the journal holds (`spitfire.raft.membership`).
         self.members_sync = MemberSync(self, config.node_id, journal, join=config.join, max_timeout=high)
         journal.set_listener(self._released, self._journal_failed)
+        #: Pre-vote and sticky leadership (raft/prevote.py).
+        self.elections = Elections(self, low, name=self._member_of, kick=self._kick)
+        #: Whether this member may serve a read now (raft/readguard.py).
+        self.reads = ReadGuard(
+            lambda: len(self._SyncObj__otherNodes) + 1,
+            low * LEASE_FRACTION,
+            high,
+            leading=lambda: self.role is Role.LEADER,
+            poke=self._poke,
+        )
 
     # -- pysyncobj's private state (pinned version; checked in `_adopt_journal`) ------------------------
 
@@ -271,6 +287,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             "leaderCommitIndex",
             "noopIDx",
             "transport",
+            "otherNodes",
+            "transferInProgress",
+            "newAppendEntriesTime",
+            "generateRaftTimeout",
         ):
             if not hasattr(self, "_SyncObj__" + name):
                 raise RuntimeError(
@@ -348,9 +368,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def start(self) -> None:
         """Start ticking on the loop. The election deadline starts now, not when pysyncobj was
         built: a member that took long to start (replaying its journal) must first hear the leader
-        before it may stand for election (it has no pre-vote to spare a healthy leader)."""
+        before it may stand for election."""
         low, high = self.config.election_timeout
         self._SyncObj__raftElectionDeadline = time.monotonic() + low + (high - low) * random.random()
+        self.elections.started()
         self._timer = self._loop.call_later(TICK, self._periodic)
 
     def close(self) -> None:
@@ -383,6 +404,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         members = self.members_sync
         members.before_tick()
         try:
+            self.elections.before_tick()
             self.doTick(0.0)
         except Exception:
             log.exception("raft tick failed")
@@ -398,6 +420,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     def _outgoing(self, node: Any, message: Any) -> bool:
         """Every message pysyncobj sends: sent once every journal record appended before it is
         durable (held in order until then)."""
+        self._mark(node, message)
         self._record_term()
         journal = self._journal
         if journal.failure is not None:
@@ -406,6 +429,40 @@ class RaftNode(SyncObj):  # type: ignore[misc]
             self._held.append((journal.last_lsn, node, message))
             return True
         return bool(self._SyncObj__transport.send_now(node, message))
+
+    # -- what travels besides pysyncobj's fields (read stamps, pre-votes) ------------------------------
+
+    def _member_of(self, node: Any) -> str:
+        return str(self._by_address.get(node.address, node.address))
+
+    def _mark(self, node: Any, message: Any) -> None:
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == "append_entries":
+            message[STAMP] = self.reads.stamp(message["term"])
+        elif kind == "next_node_idx":
+            self.reads.answer(node.address, message)
+        else:
+            self.elections.outgoing(message)
+
+    def _incoming(self, node: Any, message: Any) -> bool:
+        """Every message received, before pysyncobj: False when consumed or dropped here."""
+        if not isinstance(message, dict):
+            return True
+        if not self.elections.incoming(node, message):
+            return False
+        kind = message.get("type")
+        if kind == "append_entries" and isinstance(term := message.get("term"), int) and term >= self.term:
+            self.reads.accepted(node.address, message)
+        elif kind == "next_node_idx" and self.role is Role.LEADER:
+            self.reads.echoed(node.address, message.get(STAMP))
+        return True
+
+    def _poke(self) -> None:
+        """Send a heartbeat round at the next tick, now (a read waits for its confirmation)."""
+        self._SyncObj__newAppendEntriesTime = 0.0
+        self._kick()
 
     def _released(self, durable: int) -> None:
         held = self._held

@@ -41,6 +41,7 @@ from spitfire.wal import FileStorage, WalConfig
 from spitfire.wal.api import Durability
 
 from . import cluster_admin
+from .confirmed import ConfirmedService, unconfirmed
 from .engine import Engine
 from .listener import ConnectionHub
 from .options import ServerOptions
@@ -227,8 +228,11 @@ class Member:
         standby = server.hub
         server._wire(engine)
         if standby is not None and server.hub is not None:  # the listeners keep the standby's hub
-            standby.service = server.service  # type: ignore[assignment]
+            # Served only while the lease holds or a majority confirms it (raft/readguard.py).
+            standby.service = ConfirmedService(server.service, node.reads.check, self.config.node_id)  # type: ignore[assignment]
             server.hub = standby
+        if server.service is not None:  # deliveries too
+            server.service.dispatcher.gate = node.reads.check
         self._leading = True
         if node.role is not Role.LEADER:  # deposed while the engine was built
             self._restart("lost the leadership while taking over")
@@ -246,6 +250,10 @@ class Member:
         )
         await asyncio.sleep(0)
         await server._listen_redis()
+        gate = node.reads.http_gate(lambda: unconfirmed(self.config.node_id))
+        server.http.gate = gate
+        if server.compat is not None:
+            server.compat.gate = gate
         await server._serve_http()
         log.info("serving as the leader %.3f s after taking over", time.perf_counter() - started)
 

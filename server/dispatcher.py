@@ -111,6 +111,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Told of every push: (worker id, the jobs, when); tracing's hook (None: off).
         self.on_deliver: Callable[[str, list[Job], float], None] | None = None
+        #: A cluster leader's lease check: ``gate(proceed)`` True to deliver now, else ``proceed(ok)``
+        #: is called later (None: a single node, always).
+        self.gate: Callable[[Callable[[bool], None]], bool] | None = None
 
     # -- events -----------------------------------------------------------------------------------------
 
@@ -195,6 +198,10 @@ class Dispatcher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._run)
 
+    def _confirmed(self, ok: bool) -> None:
+        if ok:
+            self._schedule()
+
     def _eligible(self) -> list[Worker]:
         ready = self._ready
         workers = [
@@ -210,6 +217,8 @@ class Dispatcher:
     def _run(self) -> None:
         self._scheduled = False
         if self._stopped:
+            return
+        if self.gate is not None and not self.gate(self._confirmed):
             return
         workers = self._eligible()
         if not workers:

@@ -1,0 +1,261 @@
+"""python -m perf cluster: a 3-member cluster on this machine next to one node, in the same run.
+
+For each target (one node; three members on loopback), alternately, ``--repeat`` times:
+
+- **enqueue**: single-job enqueues with the AsyncClient, 64 in flight (closed loop), jobs/s;
+- **open loop**: 5,000 enqueues/s offered (``--rate``), latency from each scheduled send, p99;
+- **drain**: a `spitfire worker` process delivering and acking a filled queue, jobs/s;
+- **failover** (``--kills`` times): SIGKILL the process serving writes, time until a write is
+  acknowledged again: on the cluster by a newly elected leader (the killed member is restarted
+  afterwards), on one node by the same node restarted at once (recovery included).
+
+Every process started here is stopped here, by PID. The machine's cores are shared by every
+member, the clients and the worker (and, on a shared machine, by other people's runs): the
+figures compare the two targets measured alternately in one run, not a deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import spitfire
+from perf import workloads as w
+from perf.net_workloads import open_loop, run_tuned
+from perf.report import Figure, median, print_table, write_json
+from perf.server_proc import START_TIMEOUT, ServerProcess, free_port, stop_process
+
+#: Seconds any one wait for a leader, or for a write after a kill, may take.
+WAIT = 60.0
+
+
+class ClusterProcs:
+    """Three spitfire-server members on loopback ports with temporary data dirs."""
+
+    def __init__(self, size: int = 3, election_timeout: str | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="spitfire-cluster-bench-"))
+        ids = [chr(ord("a") + i) for i in range(size)]
+        raft = {n: free_port() for n in ids}
+        self.listen = {n: free_port() for n in ids}
+        self.http = {n: free_port() for n in ids}
+        members = ",".join(f"{n}=127.0.0.1:{raft[n]}" for n in ids)
+        self.commands = {
+            n: [
+                sys.executable, "-m", "spitfire.server.cli", "--node-id", n, "--cluster", members,
+                "--data-dir", str(self.root / n), "--listen", f"127.0.0.1:{self.listen[n]}",
+                "--http", f"127.0.0.1:{self.http[n]}", "--no-quic", "--log-level", "warning",
+                *(["--election-timeout", election_timeout] if election_timeout else []),
+            ]
+            for n in ids
+        }  # fmt: skip
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, node: str | None = None) -> None:
+        for n in [node] if node else list(self.commands):
+            with open(self.root / f"{n}.log", "ab") as log:
+                self.procs[n] = subprocess.Popen(self.commands[n], stdout=log, stderr=subprocess.STDOUT)
+
+    def leader(self, among: list[str] | None = None, timeout: float = WAIT) -> str:
+        """The member that leads and serves (polled on ``GET /api/cluster`` and ``/api/queues``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for n in among or list(self.procs):
+                if self.procs[n].poll() is not None:
+                    continue
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.http[n]}/api/cluster", timeout=1
+                    ) as r:
+                        view = json.loads(r.read())
+                    if view["leader"] == n:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{self.http[n]}/api/queues", timeout=1):
+                            return n
+                except (OSError, ValueError):
+                    continue
+            time.sleep(0.02)
+        raise RuntimeError(f"no leader within {timeout:.0f} s (logs in {self.root})")
+
+    def all_up(self, timeout: float = WAIT) -> None:
+        """Wait until the leader is connected to every member and none lags."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader(timeout=timeout)
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http[leader]}/api/cluster", timeout=1
+                ) as r:
+                    nodes = json.loads(r.read())["nodes"]
+                if all(n["role"] != "down" and n["lag"] == 0 for n in nodes):
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"members not all up within {timeout:.0f} s (logs in {self.root})")
+
+    def url(self, node: str) -> str:
+        return f"tcp://127.0.0.1:{self.listen[node]}"
+
+    def kill(self, node: str) -> None:
+        proc = self.procs[node]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(WAIT)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            stop_process(proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def _first_write(urls: list[str], started: float) -> float:
+    """Seconds from ``started`` until one of ``urls`` acknowledges an enqueue."""
+    deadline = started + WAIT
+    while time.monotonic() < deadline:
+        for url in urls:
+            try:
+                async with asyncio.timeout(2):
+                    async with spitfire.AsyncClient(url) as client:
+                        await client.enqueue("failover", "noop", {"i": 0})
+                return time.monotonic() - started
+            except (spitfire.SpitfireError, OSError, TimeoutError):
+                await asyncio.sleep(0.005)
+    raise RuntimeError(f"no write acknowledged within {WAIT:.0f} s of the kill")
+
+
+def cluster_failover(c: ClusterProcs) -> float:
+    leader = c.leader()
+    others = [n for n in c.procs if n != leader]
+    c.kill(leader)
+    started = time.monotonic()
+    seconds = asyncio.run(_first_write([c.url(n) for n in others], started))
+    c.start(leader)
+    c.all_up()  # the next kill must leave a majority
+    return seconds
+
+
+def single_failover(s: ServerProcess) -> float:
+    assert s.proc is not None
+    os.kill(s.proc.pid, signal.SIGKILL)
+    s.proc.wait(WAIT)
+    started = time.monotonic()
+    s.start()
+    return asyncio.run(_first_write([s.url()], started))
+
+
+def measure_on(target: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """`measure` on ``target()``'s URL; again (up to 3 times) if the leader changed meanwhile."""
+    changes = 0
+    while True:
+        try:
+            return {**measure(target(), cfg), "leader_changes": changes}
+        except spitfire.NotLeader:
+            changes += 1
+            if changes >= 3:
+                raise
+
+
+def measure(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """enqueue, open loop and drain figures against ``url``."""
+    urls = {"tcp": url}
+    enqueue = run_tuned(lambda: w.single(urls, {"jobs": cfg["jobs"], "inflight": 64, "queue": "enq"}))
+    loop = run_tuned(
+        lambda: open_loop(url, {"rate": cfg["rate"], "seconds": cfg["seconds"], "queue": "open"})
+    )
+    drain = run_tuned(lambda: w.drain(urls, {"jobs": cfg["drain_jobs"], "workers": 1}))
+    return {
+        "enqueue_jobs_per_s": enqueue["jobs_per_s"],
+        "open_loop_p99_ms": loop["p99_ms"],
+        "open_loop_achieved_per_s": loop["achieved_per_s"],
+        "drain_jobs_per_s": drain.get("jobs_per_s"),
+        "raw": {"enqueue": enqueue, "open_loop": loop, "drain": drain},
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf cluster", description=__doc__.split("\n")[0])
+    p.add_argument("--repeat", type=int, default=3, help="alternated runs per target (medians reported)")
+    p.add_argument("--jobs", type=int, default=20_000, help="closed-loop enqueues per run")
+    p.add_argument("--rate", type=float, default=5000, help="open loop: enqueues/s offered")
+    p.add_argument("--seconds", type=float, default=5, help="open loop: seconds")
+    p.add_argument("--drain-jobs", type=int, default=20_000, help="jobs the drain run delivers")
+    p.add_argument("--kills", type=int, default=5, help="failovers measured per target")
+    p.add_argument(
+        "--election-timeout", default="500ms",
+        help="the throughput runs' cluster (failovers run at the default 150ms): on a loaded 2-core machine "
+        "running three members, the clients and a worker, 150ms let loop stalls depose leaders mid-run",
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeat, args.jobs, args.seconds, args.drain_jobs, args.kills = 1, 2000, 1, 2000, 2
+    cfg = {"jobs": args.jobs, "rate": args.rate, "seconds": args.seconds, "drain_jobs": args.drain_jobs}
+    runs: dict[str, list[dict[str, Any]]] = {"single": [], "cluster": []}
+    failovers: dict[str, list[float]] = {"single": [], "cluster": []}
+    single = ServerProcess(quic=False)
+    c = ClusterProcs()
+    fast: ClusterProcs | None = None
+    try:
+        single.start()
+        c.start()
+        c.all_up(START_TIMEOUT)
+        # Failovers first, on short logs: a new leader replays the whole Raft log (no snapshots
+        # yet), so later kills would time the replay of every job the runs below enqueue.
+        for i in range(args.kills):
+            print(f"  failover {i + 1}/{args.kills} ...", file=sys.stderr, flush=True)
+            failovers["single"].append(single_failover(single))
+            failovers["cluster"].append(cluster_failover(c))
+        c.stop()
+        fast = c = ClusterProcs(election_timeout=args.election_timeout)
+        c.start()
+        c.all_up(START_TIMEOUT)
+        for i in range(args.repeat):
+            for target in ("single", "cluster") if i % 2 == 0 else ("cluster", "single"):
+                print(f"  {target} run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+                runs[target].append(
+                    measure_on(single.url if target == "single" else lambda: c.url(c.leader()), cfg)
+                )
+    finally:
+        with contextlib.suppress(Exception):
+            c.stop()
+        single.stop()
+    del fast
+    figures: list[Figure] = []
+    for target in ("single", "cluster"):
+        results = runs[target]
+        for label, key, unit in (
+            ("enqueue (64 in flight)", "enqueue_jobs_per_s", "jobs/s"),
+            (f"enqueue p99 at {args.rate:,.0f}/s offered", "open_loop_p99_ms", "ms"),
+            ("drain (1 worker process)", "drain_jobs_per_s", "jobs/s"),
+        ):
+            values = [float(r[key]) for r in results if r.get(key) is not None]
+            if values:
+                figures.append(Figure(f"{target}: {label}", median(values), unit, runs=values))
+        times = failovers[target]
+        if times:
+            what = "SIGKILL to a new leader's ack" if target == "cluster" else "SIGKILL, restart, first ack"
+            figures.append(
+                Figure(f"{target}: failover p50 ({what})", statistics.median(times), "s", runs=times)
+            )
+            figures.append(Figure(f"{target}: failover max", max(times), "s", runs=times))
+    print_table(figures)
+    config = {
+        **cfg, "repeat": args.repeat, "kills": args.kills, "members": 3, "runs": runs, "failovers": failovers,
+        "election_timeout": {"failovers": "150ms", "throughput": args.election_timeout},
+        "note": "every process on one loaded 2-core machine; targets alternated in one run",
+    }  # fmt: skip
+    path = write_json("cluster", config, figures)
+    print(f"\nwrote {path}")
+    return 0
