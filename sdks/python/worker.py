@@ -526,7 +526,11 @@ class Worker:
             log.info(
                 "job %s was delivered again after a failover: reporting its finished run's outcome", d.job_id
             )
-            (self._acks if isinstance(held[1], AckItem) else self._fails).append(held[1])
+            outcome = held[1]
+            if isinstance(outcome, AckItem):
+                self._acks.append(outcome)
+            else:
+                self._fails.append(outcome)
             self._credits += 1  # the delivery took one; nothing runs
             if not self._flush_scheduled:
                 self._flush_scheduled = True
