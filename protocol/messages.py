@@ -176,6 +176,10 @@ class Enqueue(Body):
     timeout: float | None = None
     idempotency_key: str | None = None
     headers: dict[str, str] | None = None
+    #: A short random request id (1..64 bytes) that makes a resend of this request safe: a server that
+    #: already committed a request with it answers that request's job instead of adding one. Not an
+    #: idempotency key: kept minutes, never shown. The SDKs send one only where they may resend.
+    request_token: bytes | None = None
 
 
 class EnqueueMany(Body):
@@ -196,6 +200,8 @@ class EnqueueMany(Body):
     #: One key (or None) per payload, or None for no keys.
     idempotency_keys: list[str | None] | None = None
     headers: dict[str, str] | None = None
+    #: As in `Enqueue`: a resend answers the first attempt's jobs.
+    request_token: bytes | None = None
 
 
 class JobRef(Body):

@@ -46,6 +46,7 @@ from . import validation as v
 from .building import DEFAULT_OPTIONS, JobBuilder, JobOptions
 from .commit import Commits
 from .config import EngineConfig
+from .dedupe import TokenEntry, check_token
 from .definitions import Defaults, Definitions
 from .errors import (
     InvalidTransition,
@@ -429,9 +430,12 @@ class Engine(Queries):
         now: float,
         options: JobOptions = DEFAULT_OPTIONS,
         idempotency_key: str | None = None,
+        request_token: bytes | None = None,
     ) -> tuple[Job, bool]:
         """Add a job; returns it and True once it is durable, or the job its idempotency key already
         names and False (once that one is durable). ``options``: how it runs (`JobOptions`).
+        ``request_token`` (server/dedupe.py): when a committed request carried it, that request's job
+        and True, and nothing is added.
 
         :raises ValidationError: (naming the field) or `PayloadTooLarge`; :raises NoSpace: disk full;
         :raises StorageFailed: the storage failed (the server is stopping).
@@ -451,6 +455,7 @@ class Engine(Queries):
             q is not None
             and not q.deleting
             and idempotency_key is None
+            and request_token is None
             and o.run_at is None
             and o.delay is None
             and o.headers is None
@@ -467,7 +472,9 @@ class Engine(Queries):
             # The common case (an existing queue, every option but the priority at its default).
             job = self.builder.default_job(q.name, name, payload, now, priority, o)
         else:
-            return await self._enqueue_with(queue, name, payload, now, options, idempotency_key)
+            return await self._enqueue_with(
+                queue, name, payload, now, options, idempotency_key, request_token
+            )
         # The append and the submit are inlined (this is the hottest path of the server).
         commits = self.commits
         if commits.failure is not None:
@@ -498,9 +505,43 @@ class Engine(Queries):
         return job, True
 
     async def _enqueue_with(
-        self, queue: str, name: str, payload: bytes, now: float, options: JobOptions, raw_key: str | None
+        self,
+        queue: str,
+        name: str,
+        payload: bytes,
+        now: float,
+        options: JobOptions,
+        raw_key: str | None,
+        raw_token: bytes | None = None,
     ) -> tuple[Job, bool]:
         key = v.check_key(raw_key)
+        token = check_token(raw_token)
+        if token is None:
+            return await self._enqueue_new(queue, name, payload, now, options, key, None)
+        tokens = self.state.tokens
+        async with tokens.exclusive(token):
+            known = tokens.lookup(token, queue, name, now)
+            if known is not None:  # a resend of a committed request: its job, nothing added
+                return self._token_job(known, known.job_ids[0]), True
+            return await self._enqueue_new(queue, name, payload, now, options, key, token)
+
+    def _token_job(self, entry: TokenEntry, job_id: str) -> Job:
+        """The job a committed token's request created (a stand-in once it was deleted or evicted)."""
+        job = self.state.table.get(job_id)
+        if job is None:
+            job = Job(job_id, entry.queue, entry.name, b"", JobState.SUCCEEDED, 0.0)
+        return job
+
+    async def _enqueue_new(
+        self,
+        queue: str,
+        name: str,
+        payload: bytes,
+        now: float,
+        options: JobOptions,
+        key: str | None,
+        token: bytes | None,
+    ) -> tuple[Job, bool]:
         q = self.state.queues.get(queue)
         if q is None or q.deleting:
             v.check_queue(queue, self.config)
@@ -516,9 +557,15 @@ class Engine(Queries):
                 return existing, False
         (job,) = self.builder.build(q.name, name, (payload,), now, options)
         job.idempotency_key = key
+        new = (1, len(job.payload), key is not None)
+        if token is not None:  # the token travels in the record: a batch of one job
+            body = rec.JobsEnqueued([job], token)
+            lsn = job.lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(body), False)
+            await self.commits.submit(q, lsn, _JOBS_ENQUEUED, body, new=new)
+            return job, True
         lsn = self._append(q, RecordType.JOB_ENQUEUED, _encode(job), False)
         job.lsn = lsn
-        await self.commits.submit(q, lsn, _JOB_ENQUEUED, job, new=(1, len(job.payload), key is not None))
+        await self.commits.submit(q, lsn, _JOB_ENQUEUED, job, new=new)
         return job, True
 
     async def enqueue_batch(
@@ -530,10 +577,13 @@ class Engine(Queries):
         now: float,
         options: JobOptions = DEFAULT_OPTIONS,
         idempotency_keys: Sequence[str | None] | None = None,
+        request_token: bytes | None = None,
     ) -> tuple[list[Job], list[bool] | None]:
         """Add many jobs of one handler with the same options in one record and one commit. Returns
         the jobs, one per payload (a key that names an existing job gives that job), and which of
         them are new (None when all are). Either every new job is added or none is.
+        ``request_token`` (server/dedupe.py): when a committed request carried it, that request's
+        jobs, and nothing is added.
         """
         c = self.config
         v.check_queue(queue, c)
@@ -557,6 +607,55 @@ class Engine(Queries):
             keys = [v.check_key(raw) for raw in idempotency_keys]
             if all(key is None for key in keys):
                 keys = None
+        token = check_token(request_token)
+        if token is None:
+            return await self._batch_new(queue, name, payloads, now, options, keys, size, None)
+        tokens = self.state.tokens
+        async with tokens.exclusive(token):
+            known = tokens.lookup(token, queue, name, now)
+            if known is not None:  # a resend of a committed request: its jobs, nothing added
+                return self._token_batch(known, keys, now)
+            return await self._batch_new(queue, name, payloads, now, options, keys, size, token)
+
+    def _token_batch(
+        self, entry: TokenEntry, keys: list[str | None] | None, now: float
+    ) -> tuple[list[Job], list[bool] | None]:
+        """What a committed batch answered: its new jobs in order, and for a payload whose key named
+        an existing job (none of the new ones), that job again."""
+        if keys is None:
+            return [self._token_job(entry, i) for i in entry.job_ids], None
+        made = iter(entry.job_ids)
+        new = set(entry.job_ids)
+        seen: dict[str, Job] = {}
+        jobs: list[Job] = []
+        created: list[bool] = []
+        for key in keys:
+            job = seen.get(key) if key is not None else None
+            if job is not None:  # a key repeated in the batch: its first payload's job
+                jobs.append(job)
+                created.append(False)
+                continue
+            existing = self._existing(entry.queue, key, now) if key is not None else None
+            fresh = existing is None or existing.id in new
+            job = self._token_job(entry, next(made, "")) if fresh else existing
+            assert job is not None
+            jobs.append(job)
+            created.append(fresh)
+            if key is not None:
+                seen[key] = job
+        return jobs, created
+
+    async def _batch_new(
+        self,
+        queue: str,
+        name: str,
+        payloads: Sequence[bytes],
+        now: float,
+        options: JobOptions,
+        keys: list[str | None] | None,
+        size: int,
+        token: bytes | None,
+    ) -> tuple[list[Job], list[bool] | None]:
         q = self.state.queues.get(queue)
         if q is None or q.deleting:
             # As in `enqueue`: check everything before the new queue's files exist.
@@ -574,7 +673,7 @@ class Engine(Queries):
         else:
             created = None
             jobs = new = self.builder.build(q.name, name, payloads, now, options)
-        body = rec.JobsEnqueued(new)
+        body = rec.JobsEnqueued(new) if token is None else rec.JobsEnqueued(new, token)
         lsn = self._append(q, RecordType.JOBS_ENQUEUED, _encode(body), False)
         nbytes = size if new is jobs else sum(len(job.payload) for job in new)
         await self.commits.submit(q, lsn, _JOBS_ENQUEUED, body, new=(len(new), nbytes, keys is not None))
@@ -1241,7 +1340,8 @@ class Engine(Queries):
             return q.snapshot_lsn
         done = self._snapshots[q.name] = asyncio.get_running_loop().create_future()
         try:
-            return await write_snapshot(q, self.ids, self.config.snapshot_chunk, self.snapshot_stats)
+            c = self.config
+            return await write_snapshot(q, self.ids, c.snapshot_chunk, self.snapshot_stats, self.state.tokens)
         finally:
             del self._snapshots[q.name]
             done.set_result(None)

@@ -141,6 +141,11 @@ RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ),
     ("jobs-enqueued", RecordType.JOBS_ENQUEUED, rec.JobsEnqueued([minimal_job(), full_job()])),
     ("jobs-enqueued-empty", RecordType.JOBS_ENQUEUED, rec.JobsEnqueued([])),
+    (
+        "jobs-enqueued-request-token",
+        RecordType.JOBS_ENQUEUED,
+        rec.JobsEnqueued([minimal_job()], bytes.fromhex("9f3c1ad2e45b6708a1b2c3d4e5f60718")),
+    ),
     ("job-succeeded", RecordType.JOB_SUCCEEDED, rec.JobSucceeded(JOB_A, T0 + 12.5, 3, b"\x81\xa2ok\xc3")),
     ("job-succeeded-no-result", RecordType.JOB_SUCCEEDED, rec.JobSucceeded(JOB_A, T0 + 12.5, 1)),
     (
@@ -203,6 +208,11 @@ SNAPSHOT_CHUNKS: list[tuple[str, msgspec.Struct]] = [
             ],
             JOB_B,
             True,
+            [
+                rec.TokenRecord(
+                    bytes.fromhex("9f3c1ad2e45b6708a1b2c3d4e5f60718"), "send_email", [JOB_A], T0 + 300.0
+                )
+            ],
         ),
     ),
     ("queue-meta-empty", rec.QueueMeta(rec.SNAPSHOT_VERSION, False, "async", [], "")),

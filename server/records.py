@@ -47,9 +47,13 @@ class RecordType(enum.IntEnum):
 
 
 class JobsEnqueued(msgspec.Struct, array_like=True, gc=False):
-    """A batch from Engine.enqueue_batch: one record, one commit."""
+    """A batch from Engine.enqueue_batch (or a single enqueue that carries a request token): one
+    record, one commit."""
 
     jobs: list[Job]
+    #: The request-dedupe token of the request that wrote it (server/dedupe.py; None: none). Every
+    #: server that applies the record remembers it, so a resend of the request adds no job.
+    request_token: bytes | None = None
 
 
 class JobSucceeded(msgspec.Struct, array_like=True, gc=False):
@@ -308,6 +312,18 @@ class IdempotencyEntry(msgspec.Struct, array_like=True, gc=False):
     state: int = 5
 
 
+class TokenRecord(msgspec.Struct, array_like=True, gc=False):
+    """A request-dedupe token a snapshot keeps (server/dedupe.py): it outlives the records compacted
+    behind the snapshot for its few minutes."""
+
+    token: bytes
+    #: The job (handler) name of its request.
+    name: str
+    #: The jobs its record created, in request order.
+    job_ids: list[str]
+    expires_at: float
+
+
 class QueueMeta(msgspec.Struct, array_like=True, gc=False):
     """The first chunk of every snapshot."""
 
@@ -321,6 +337,8 @@ class QueueMeta(msgspec.Struct, array_like=True, gc=False):
     #: Chunk 1 is a `HistoryChunk` (the queue's per-minute counters at the snapshot's LSN); older
     #: snapshots have none.
     history: bool = False
+    #: The queue's request-dedupe tokens at the snapshot's LSN (older snapshots have none).
+    request_tokens: list[TokenRecord] = []
 
 
 class JobChunk(msgspec.Struct, array_like=True, gc=False):
@@ -401,6 +419,7 @@ __all__ = [
     "ScheduleSpec",
     "ScheduleTicked",
     "SchedulesSnapshot",
+    "TokenRecord",
     "chunk_decoder",
     "decode",
     "decode_jobs",

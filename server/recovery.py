@@ -21,6 +21,7 @@ from spitfire.index.minutes import ENQUEUED as _COUNT_ENQUEUED
 from spitfire.wal.api import CorruptLogError, Durability, LogRecord, Recovery
 
 from . import records as rec
+from .dedupe import TokenEntry
 from .history import load_history_chunk
 from .state import Queue, StateMachine
 
@@ -107,6 +108,8 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
     keys = q.index.keys
     for entry in meta.keys:
         keys.restore(entry.key, entry.job_id, sys.intern(entry.name), entry.expires_at, entry.state)
+    for t in meta.request_tokens:
+        state.tokens.restore(t.token, TokenEntry(name, t.name, tuple(t.job_ids), t.expires_at))
     if meta.last_id:
         state.ids.observe(meta.last_id)
     if jobs:
@@ -175,13 +178,18 @@ def _count_enqueued(q: Queue, jobs: Sequence[Job]) -> None:
             add(minute * 60.0, _COUNT_ENQUEUED, n)
 
 
-def _pending_batch(q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
-    """Add the jobs of one JOBS_ENQUEUED record to ``out``."""
+def _pending_batch(state: StateMachine, q: Queue, lsn: int, body: bytes, out: list[Job]) -> None:
+    """Add the jobs of one JOBS_ENQUEUED record to ``out`` (and remember its request token)."""
     name = q.name
     intern = sys.intern
-    jobs: list[Job] = rec.decode(_JOBS_ENQUEUED, body).jobs  # type: ignore[attr-defined]
+    record: rec.JobsEnqueued = rec.decode(_JOBS_ENQUEUED, body)  # type: ignore[assignment]
+    jobs = record.jobs
     if jobs:  # one batch, one time (as `StateMachine.apply` counts it)
         q.history.add(jobs[0].created_at, _COUNT_ENQUEUED, len(jobs))
+        if record.request_token is not None:  # as `StateMachine.apply` does
+            state.tokens.record(
+                record.request_token, name, jobs[0].name, [j.id for j in jobs], jobs[0].created_at
+            )
     for job in jobs:
         job.lsn = lsn
         job.queue = name
@@ -213,7 +221,7 @@ def load_queue(state: StateMachine, q: Queue, recovery: Recovery) -> None:
         for record in records[done:start]:  # the records between two runs, one at a time
             try:
                 if record.rtype == _JOBS_ENQUEUED:
-                    _pending_batch(q, record.lsn, record.body, pending)
+                    _pending_batch(state, q, record.lsn, record.body, pending)
                     continue
                 if pending:
                     load_new_jobs(state, q, pending)

@@ -466,7 +466,7 @@ class Service:
         trace = tracer.start_enqueue(queue, msg.headers, None) if tracer is not None else None
         coro = self.engine.enqueue(
             queue, msg.name, msg.payload, now=self.clock(), options=options_of(msg),
-            idempotency_key=msg.idempotency_key,
+            idempotency_key=msg.idempotency_key, request_token=msg.request_token,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:
@@ -497,7 +497,7 @@ class Service:
         trace = tracer.start_enqueue(queue, msg.headers, count) if tracer is not None else None
         coro = self.engine.enqueue_batch(
             queue, msg.name, payloads, now=self.clock(), options=options_of(msg),
-            idempotency_keys=msg.idempotency_keys,
+            idempotency_keys=msg.idempotency_keys, request_token=msg.request_token,
         )  # fmt: skip
 
         def done(result: Any, exc: BaseException | None) -> None:

@@ -17,14 +17,17 @@ import time
 from spitfire.index.ids import IdGenerator
 
 from . import records as rec
+from .dedupe import RequestTokens
 from .history import encode_history_chunk
 from .state import Queue
 from .stats import SnapshotStats
 
 
-async def write_snapshot(q: Queue, ids: IdGenerator, chunk_jobs: int, stats: SnapshotStats) -> int:
+async def write_snapshot(
+    q: Queue, ids: IdGenerator, chunk_jobs: int, stats: SnapshotStats, tokens: RequestTokens | None = None
+) -> int:
     """Write a snapshot of ``q`` at its applied LSN; returns that LSN (the last one's when a snapshot
-    is already being written)."""
+    is already being written). ``tokens``: the request-dedupe tokens, whose ``q``'s it keeps."""
     if q.snapshotting:
         return q.snapshot_lsn
     q.snapshotting = True
@@ -39,6 +42,9 @@ async def write_snapshot(q: Queue, ids: IdGenerator, chunk_jobs: int, stats: Sna
             [rec.IdempotencyEntry(*item) for item in index.keys.items()],
             ids.last,
             True,
+            [rec.TokenRecord(t, e.name, list(e.job_ids), e.expires_at) for t, e in tokens.of_queue(q.name)]
+            if tokens is not None
+            else [],
         )
         jobs, count = index.jobs_view()
         writer.add(rec.encode(meta))

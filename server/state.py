@@ -36,6 +36,7 @@ from spitfire.index.table import JobTable
 from spitfire.wal.api import Durability, QueueLog
 
 from . import records as rec
+from .dedupe import RequestTokens
 from .events import BatchObserver, JobObserver, ignore
 from .records import RecordType
 from .stats import JobTimings
@@ -134,6 +135,8 @@ class StateMachine:
         #: measured). Run times are counted here, as the record ending a started attempt is applied
         #: (from the START in the job's history to the record's time); waits by `Engine.start`.
         self.timings: JobTimings | None = JobTimings()
+        #: The request-dedupe tokens of applied enqueue records (server/dedupe.py).
+        self.tokens = RequestTokens()
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
@@ -224,6 +227,10 @@ class StateMachine:
     def _batch_enqueued(self, q: Queue, body: rec.JobsEnqueued, lsn: int) -> None:
         table = self.table
         new = body.jobs
+        if body.request_token is not None and new:  # before any skip: the token is the record's
+            self.tokens.record(
+                body.request_token, q.name, new[0].name, [j.id for j in new], new[0].created_at
+            )
         if new:  # one batch, one time
             q.history.add(new[0].created_at, _COUNT_ENQUEUED, len(new))
         if new and new[0].id in table:  # a fuzzy snapshot (of an older build) already holds some

@@ -35,6 +35,8 @@ JOB_B = "019b76daa800000001a1f3c2"
 JOB_C = "019b76daa80400000000d00d"
 T0 = 1767225600.25  # 2026-01-01T00:00:00.25Z
 PAYLOAD = msgspec.msgpack.encode({"to": "a@b.c"})
+#: A request-dedupe token as the SDKs make them: 16 random bytes (here fixed).
+REQUEST_TOKEN = bytes.fromhex("9f3c1ad2e45b6708a1b2c3d4e5f60718")
 
 
 def _job_info() -> m.JobInfo:
@@ -231,6 +233,7 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
             timeout=30.0,
             idempotency_key="welcome-42",
             headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tag": "ñ"},
+            request_token=REQUEST_TOKEN,
         ),
     ),
     (
@@ -258,6 +261,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
         ),
     ),
     ("enqueue-many-empty", T.ENQUEUE_MANY, 6, m.EnqueueMany("emails", "send_email", [])),
+    (
+        "enqueue-many-request-token",
+        T.ENQUEUE_MANY,
+        6,
+        m.EnqueueMany("emails", "send_email", [PAYLOAD, PAYLOAD], request_token=REQUEST_TOKEN),
+    ),
     ("get", T.GET, 7, m.JobRef(JOB_A)),
     ("cancel", T.CANCEL, 8, m.JobRef(JOB_A)),
     ("retry", T.RETRY, 9, m.JobRef(JOB_B)),

@@ -123,6 +123,8 @@ class BlockingConnection:
         self._sock_closed = False
         #: True after GOAWAY: answers to in-flight requests still arrive; send nothing new.
         self.draining = False
+        #: Set by `retire`: closed by the last call that was in flight.
+        self._retired = False
 
     @property
     def welcome(self) -> Welcome:
@@ -170,6 +172,8 @@ class BlockingConnection:
                 # tell another waiter, or nobody would read their answers.
                 if not self._reading and (self._heir is None or self._heir is waiter):
                     self._promote(waiter)
+            if self._retired and not self._pending:
+                self.close()
 
     def _send(self, message_type: int, message: msgspec.Struct, waiter: _Waiter) -> int:
         """Queue the request's frame and, unless another thread is writing (it then sends this
@@ -368,6 +372,16 @@ class BlockingConnection:
                 return
             self._sock_closed = True
         self._sock.close()
+
+    def retire(self) -> None:
+        """Send nothing new here (the server does not lead: `usable` is False from now on); close
+        once the calls in flight have their answers, so that none of them is cut."""
+        self.draining = True
+        self._retired = True
+        with self._mutex:
+            idle = not self._pending
+        if idle:
+            self.close()
 
     def close(self) -> None:
         """Close the connection; requests in flight fail with ConnectionLost. Idempotent."""

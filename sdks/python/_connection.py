@@ -83,6 +83,8 @@ class Connection:
         self._sweep: asyncio.TimerHandle | None = None
         #: True after GOAWAY: answers to in-flight requests still arrive; send nothing new.
         self.draining = False
+        #: Set by `retire`: close once the last answer due has arrived.
+        self._retired = False
         self._loop = asyncio.get_running_loop()
         self._stream: ByteStream | None = None
         self._flush_scheduled = False
@@ -115,6 +117,8 @@ class Connection:
             fut = pending.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_result(response)
+        if self._retired and not pending:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport_gone.set()
@@ -169,6 +173,14 @@ class Connection:
             return
         self.session.request(message_type, message)
         self._schedule_flush()
+
+    def retire(self) -> None:
+        """Send nothing new here (the server does not lead: `usable` is False from now on); close
+        once the answers still due have arrived, so that requests in flight are not cut."""
+        self.draining = True
+        self._retired = True
+        if not self.pending:
+            self.close()
 
     def close(self) -> None:
         """Send what is queued, then close; pending requests fail with ConnectionLost."""

@@ -18,6 +18,7 @@ from spitfire.protocol.messages import (
     DeleteQueue,
     Enqueue,
     EnqueueMany,
+    ErrorCode,
     JobDefinitionSpec,
     JobRef,
     ListJobDefinitions,
@@ -32,7 +33,8 @@ from spitfire.protocol.messages import (
 from . import _admin
 from . import tracing as _tracing
 from ._connection import Connection, PushHandler, client_name, open_connection
-from ._url import Endpoint, parse_url
+from ._servers import FAILOVER_BACKOFF_MAX, FAILOVER_CONNECT_TIMEOUT, Servers, new_token
+from ._url import Endpoint, parse_urls
 from .errors import (
     ConnectionLost,
     JobCancelled,
@@ -71,6 +73,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_FACTOR, BACKOFF_MAX = 0.05, 2.0, 2.0
 #: How often a request that is safe to resend is resent after the connection drops under it.
 MAX_RESENDS = 3
+#: ... with several addresses (a cluster: a leader change may cut it more than once).
+MAX_FAILOVER_RESENDS = 10
 #: Longest WAIT one request asks the server for; `wait` asks again until its own timeout.
 WAIT_CHUNK = 300.0
 
@@ -80,6 +84,7 @@ Delay = float | int | timedelta
 RunAt = float | int | datetime
 
 _encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
+_NOT_LEADER = ErrorCode.NOT_LEADER.value
 
 
 class JobOptions(TypedDict, total=False):
@@ -222,18 +227,21 @@ def check_sizes(payloads: Sequence[bytes], limit: int | None) -> None:
 
 
 def enqueue_message(
-    queue: str, name: str, data: bytes, options: EnqueueOptions, limit: int | None
+    queue: str, name: str, data: bytes, options: EnqueueOptions, limit: int | None, token: bytes | None = None
 ) -> tuple[Enqueue, bool]:
     """The ENQUEUE request of one job whose payload is ``data``, and whether it is safe to resend
-    after a lost connection (it has an idempotency key). Shared by `AsyncClient` and `Client`.
+    after a lost connection (it has an idempotency key, or the request-dedupe ``token``). Shared by
+    `AsyncClient` and `Client`.
 
     :raises TypeError: an unknown option. :raises TooLarge: ``data`` is over ``limit``.
     """
     check_options(options, EnqueueOptions)
     check_sizes([data], limit)
     key = options.get("idempotency_key")
-    message = Enqueue(queue, name, data, *_wire_options(options), key, _headers(options.get("headers")))
-    return message, key is not None
+    message = Enqueue(
+        queue, name, data, *_wire_options(options), key, _headers(options.get("headers")), token
+    )
+    return message, key is not None or token is not None
 
 
 def enqueue_many_message(
@@ -244,9 +252,11 @@ def enqueue_many_message(
     limit: int | None,
     *,
     raw: bool = False,
+    token: bytes | None = None,
 ) -> tuple[EnqueueMany, bool] | None:
     """The ENQUEUE_MANY request of one job per payload (None when there is none), and whether it is
-    safe to resend (every job has an idempotency key). Shared by `AsyncClient` and `Client`.
+    safe to resend (every job has an idempotency key, or it carries the request-dedupe ``token``).
+    Shared by `AsyncClient` and `Client`.
 
     :raises TypeError: an unknown option or a payload that cannot be encoded.
     :raises ValueError: ``idempotency_keys`` does not have one key per payload.
@@ -262,8 +272,8 @@ def enqueue_many_message(
         raise ValueError(f"idempotency_keys has {len(keys)} keys for {len(encoded)} payloads")
     check_sizes(encoded, limit)
     headers = _headers(options.get("headers"))
-    message = EnqueueMany(queue, name, encoded, *_wire_options(options), keys, headers)
-    return message, keys is not None and all(k is not None for k in keys)
+    message = EnqueueMany(queue, name, encoded, *_wire_options(options), keys, headers, token)
+    return message, token is not None or (keys is not None and all(k is not None for k in keys))
 
 
 def timeout_error(message_type: MessageType, url: str, timeout: float) -> RequestTimeout:
@@ -283,10 +293,11 @@ def lost_in_flight(exc: ConnectionLost, message_type: MessageType) -> Connection
 
 
 class AsyncClient:
-    """An asyncio client of one spitfire-server.
+    """An asyncio client of one spitfire-server, or of a cluster.
 
     ``url`` is ``tcp://host:port`` or ``quic://host:port`` (default: ``$SPITFIRE_URL``, else
-    ``tcp://127.0.0.1:7878``); ``auth_token`` defaults to ``$SPITFIRE_AUTH_TOKEN``. ``timeout`` is
+    ``tcp://127.0.0.1:7878``), or a cluster's members: ``tcp://h1:7878,h2:7878,h3:7878`` or a list
+    of URLs (see "Clusters" below); ``auth_token`` defaults to ``$SPITFIRE_AUTH_TOKEN``. ``timeout`` is
     how long each request waits for its answer; ``connect_timeout`` how long the client keeps
     trying to (re)connect, with exponential backoff, before a request fails with `NotConnected`.
     ``tls_ca`` is a CA file to verify a QUIC server's certificate with; without it a loopback server's
@@ -304,13 +315,21 @@ class AsyncClient:
     `retry`, `delete` and `delete_queue` are never resent: a repeat could report a misleading
     error.
 
+    Clusters (several addresses): the client connects to any member and follows the leader. A
+    member that does not lead answers ``NOT_LEADER`` (nothing done) naming the leader: the request
+    goes there, or, while no leader is known (an election), to the next address after a short pause,
+    for up to ``connect_timeout`` seconds before `NotLeader` is raised. Every enqueue then carries
+    a random request-dedupe token, so `enqueue` and `enqueue_many` are resent after a connection
+    lost to a leader change too: a server that committed the first attempt answers its job ids
+    instead of adding jobs (docs/ha.md, "Client side"). With one address none of this happens.
+
     Use it as ``async with AsyncClient(...) as client:`` or call `close`. It belongs to the event
     loop it is first used on.
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         auth_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -318,7 +337,8 @@ class AsyncClient:
         tls_ca: str | None = None,
         tracing: bool = True,
     ) -> None:
-        self.endpoint: Endpoint = parse_url(url)
+        #: The addresses and the one to use now (leader following: `Servers`).
+        self.servers = Servers(parse_urls(url))
         self.auth_token = auth_token if auth_token is not None else os.environ.get("SPITFIRE_AUTH_TOKEN")
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be above zero seconds")
@@ -336,7 +356,17 @@ class AsyncClient:
 
     @property
     def url(self) -> str:
-        return self.endpoint.url
+        """The server's URL (with several addresses, all of them: ``tcp://h1:p1,h2:p2``)."""
+        return self.servers.url
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The address the client talks to now (the leader's, once known, in a cluster)."""
+        return self.servers.current
+
+    def _token(self) -> bytes | None:
+        """A request-dedupe token for an enqueue: with several addresses only (those are resent)."""
+        return new_token() if self.servers.multi else None
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.url!r})"
@@ -391,23 +421,15 @@ class AsyncClient:
             return self._conn
 
     async def _dial(self) -> Connection:
-        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds."""
-        from . import __version__
-
+        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds (every
+        address in turn on each try, when there are several)."""
         deadline = time.monotonic() + self.connect_timeout
         wait = BACKOFF_FIRST
+        longest = FAILOVER_BACKOFF_MAX if self.servers.multi else BACKOFF_MAX
         while True:
             left = deadline - time.monotonic()
             try:
-                return await open_connection(
-                    self.endpoint,
-                    token=self.auth_token,
-                    client=client_name(__version__),
-                    on_push=self._on_push,
-                    tls_ca=self.tls_ca,
-                    timeout=max(0.1, min(left, self.timeout)),
-                    request_timeout=self.timeout,
-                )
+                return await self.open_any(self._on_push, "", max(0.1, min(left, self.timeout)), self.timeout)
             except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
                 raise
             except NotConnected:
@@ -415,7 +437,57 @@ class AsyncClient:
                     raise
             # Jitter spreads reconnects of many clients after a server restart.
             await asyncio.sleep(wait * random.uniform(0.8, 1.2))
-            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+            wait = min(longest, wait * BACKOFF_FACTOR)
+
+    async def open_any(
+        self, on_push: PushHandler | None, role: str, timeout: float, request_timeout: float | None
+    ) -> Connection:
+        """One connection attempt (handshake included, within ``timeout``) to each address in turn,
+        the current one first; the first that answers is the current one from then on. With several
+        addresses each attempt takes at most `FAILOVER_CONNECT_TIMEOUT`. ``role`` is appended to
+        the client name the server shows (" worker").
+
+        :raises NotConnected: no address answered. :raises Unauthorized, UnsupportedVersion,
+            TLSVerificationFailed: a server refused the handshake.
+        """
+        from . import __version__
+
+        servers = self.servers
+        if servers.multi:
+            timeout = min(timeout, FAILOVER_CONNECT_TIMEOUT)
+        failed: list[str] = []
+        for endpoint in servers.order():
+            try:
+                conn = await open_connection(
+                    endpoint,
+                    token=self.auth_token,
+                    client=client_name(__version__) + role,
+                    on_push=on_push,
+                    tls_ca=self.tls_ca,
+                    timeout=timeout,
+                    request_timeout=request_timeout,
+                )
+            except NotConnected as exc:
+                if not servers.multi:
+                    raise
+                failed.append(exc.message)
+                continue
+            servers.connected(endpoint)
+            return conn
+        raise NotConnected(f"cannot connect to any of {servers.url}: {'; '.join(failed)}")
+
+    async def follow(self, conn: Connection, leader: str | None, hops: int, wait: float) -> float:
+        """``conn``'s server answered ``NOT_LEADER`` (nothing done): retire the connection (the
+        answers still due on it arrive) and aim at the ``leader`` it named, at once the first time;
+        while no leader is known, or after a hop that led nowhere, first pause ``wait`` seconds
+        (with jitter). Returns the next pause."""
+        if not conn.draining:  # the first request to learn it moves the client; the others follow
+            self.servers.follow(leader)
+            conn.retire()
+        if leader is None or hops > 1:
+            await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+            return min(FAILOVER_BACKOFF_MAX, wait * BACKOFF_FACTOR)
+        return wait
 
     async def _call(
         self,
@@ -432,7 +504,12 @@ class AsyncClient:
 
         ``extra`` seconds are added to the request's timeout (WAIT: the server answers that late).
         """
-        resends = 0
+        resends = hops = 0
+        multi = self.servers.multi
+        max_resends = MAX_FAILOVER_RESENDS if multi else MAX_RESENDS
+        #: With several addresses: until when a leader is looked for (from the first NOT_LEADER).
+        failover: float | None = None
+        wait = BACKOFF_FIRST
         while True:
             conn = await self._connection()
             timeout = self.timeout + extra
@@ -446,12 +523,21 @@ class AsyncClient:
                 conn.pending.pop(rid, None)
                 raise timeout_error(message_type, self.url, timeout) from None
             except ConnectionLost as exc:
-                if resend and resends < MAX_RESENDS and not self._closed:
+                if resend and resends < max_resends and not self._closed:
                     resends += 1
                     continue
                 raise lost_in_flight(exc, message_type) from None
             if response.type is MessageType.ERROR:
-                raise error_from_frame(response.message, job_id=job_id, queue=queue, schedule=schedule)
+                error = response.message
+                if multi and error.code == _NOT_LEADER and not self._closed:
+                    # Nothing was done: any request may go to the leader.
+                    now = time.monotonic()
+                    failover = failover or now + self.connect_timeout
+                    if now < failover:
+                        hops += 1
+                        wait = await self.follow(conn, error.field, hops, wait)
+                        continue
+                raise error_from_frame(error, job_id=job_id, queue=queue, schedule=schedule)
             return response.message
 
     def _max_payload(self) -> int | None:
@@ -495,7 +581,7 @@ class AsyncClient:
         again): for payloads encoded elsewhere, e.g. by ``@app.job`` argument checking."""
         if self.tracing and _tracing.configured():
             return await self._enqueue_traced(queue, name, data, options)
-        message, resend = enqueue_message(queue, name, data, options, self._max_payload())
+        message, resend = enqueue_message(queue, name, data, options, self._max_payload(), self._token())
         reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
         return AsyncJobId(reply.job_id, reply.created, self.wait)
 
@@ -506,7 +592,7 @@ class AsyncClient:
         send = _tracing.start_send(queue, options.get("headers"), e.host, e.port)
         try:
             traced: EnqueueOptions = {**options, "headers": send.headers}
-            message, resend = enqueue_message(queue, name, data, traced, self._max_payload())
+            message, resend = enqueue_message(queue, name, data, traced, self._max_payload(), self._token())
             reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
         except BaseException as exc:
             send.failed(exc)
@@ -542,7 +628,8 @@ class AsyncClient:
                 send = _tracing.start_send(queue, options.get("headers"), e.host, e.port, len(payloads))
                 options = {**options, "headers": send.headers}
         try:
-            built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=raw)
+            limit = self._max_payload()
+            built = enqueue_many_message(queue, name, payloads, options, limit, raw=raw, token=self._token())
             if built is None:
                 return []
             message, resend = built

@@ -44,12 +44,15 @@ from . import _admin
 from . import tracing as _tracing
 from ._blocking import BlockingConnection, Unsent, connect
 from ._connection import client_name
+from ._servers import FAILOVER_BACKOFF_MAX, FAILOVER_CONNECT_TIMEOUT
 from .client import (
+    _NOT_LEADER,
     BACKOFF_FACTOR,
     BACKOFF_FIRST,
     BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
+    MAX_FAILOVER_RESENDS,
     MAX_RESENDS,
     AsyncClient,
     BatchOptions,
@@ -147,21 +150,22 @@ if hasattr(os, "register_at_fork"):
 
 
 class Client:
-    """A synchronous client of one spitfire-server: the methods of `AsyncClient`, without await.
+    """A synchronous client of one spitfire-server (or a cluster): the methods of `AsyncClient`,
+    without await.
 
-    ``url``, ``auth_token``, ``timeout``, ``connect_timeout``, ``tls_ca`` and ``tracing`` are as in
-    `AsyncClient`, and so are reconnection (with backoff, for up to ``connect_timeout``), request timeouts
-    (`RequestTimeout` after ``timeout`` seconds without an answer) and which requests are resent
-    after a dropped connection. Thread-safe: share one `Client` between threads; their requests are
-    pipelined on one connection. After ``os.fork`` the child's first call opens its own connection
-    (the parent's is left untouched).
+    ``url`` (one address or a cluster's several), ``auth_token``, ``timeout``, ``connect_timeout``,
+    ``tls_ca`` and ``tracing`` are as in `AsyncClient`, and so are reconnection (with backoff, for up
+    to ``connect_timeout``), request timeouts (`RequestTimeout` after ``timeout`` seconds without an
+    answer), which requests are resent after a dropped connection, and following a cluster's leader.
+    Thread-safe: share one `Client` between threads; their requests are pipelined on one connection.
+    After ``os.fork`` the child's first call opens its own connection (the parent's is left untouched).
 
     Use it as ``with Client(...) as client:`` or call `close`.
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         auth_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -258,22 +262,16 @@ class Client:
             return conn
 
     def _dial(self) -> BlockingConnection:
-        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds."""
-        from . import __version__
-
+        """Connect, retrying with exponential backoff for up to ``connect_timeout`` seconds (every
+        address in turn on each try, when there are several)."""
         a = self._async
         deadline = time.monotonic() + a.connect_timeout
         wait = BACKOFF_FIRST
+        longest = FAILOVER_BACKOFF_MAX if a.servers.multi else BACKOFF_MAX
         while True:
             left = deadline - time.monotonic()
             try:
-                return connect(
-                    a.endpoint,
-                    token=a.auth_token,
-                    client=client_name(__version__),
-                    timeout=max(0.1, min(left, self.timeout)),
-                    request_timeout=self.timeout,
-                )
+                return self._connect_any(max(0.1, min(left, self.timeout)))
             except (Unauthorized, UnsupportedVersion, TLSVerificationFailed):
                 raise
             except NotConnected:
@@ -281,7 +279,44 @@ class Client:
                     raise
             # Jitter spreads reconnects of many clients after a server restart.
             time.sleep(wait * random.uniform(0.8, 1.2))
-            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+            wait = min(longest, wait * BACKOFF_FACTOR)
+
+    def _connect_any(self, timeout: float) -> BlockingConnection:
+        """One attempt to each address in turn (see `AsyncClient.open_any`)."""
+        from . import __version__
+
+        a = self._async
+        servers = a.servers
+        if servers.multi:
+            timeout = min(timeout, FAILOVER_CONNECT_TIMEOUT)
+        failed: list[str] = []
+        for endpoint in servers.order():
+            try:
+                conn = connect(
+                    endpoint,
+                    token=a.auth_token,
+                    client=client_name(__version__),
+                    timeout=timeout,
+                    request_timeout=self.timeout,
+                )
+            except NotConnected as exc:
+                if not servers.multi:
+                    raise
+                failed.append(exc.message)
+                continue
+            servers.connected(endpoint)
+            return conn
+        raise NotConnected(f"cannot connect to any of {servers.url}: {'; '.join(failed)}")
+
+    def _follow(self, conn: BlockingConnection, leader: str | None, hops: int, wait: float) -> float:
+        """`AsyncClient.follow`, blocking."""
+        if not conn.draining:
+            self._async.servers.follow(leader)
+            conn.retire()
+        if leader is None or hops > 1:
+            time.sleep(wait * random.uniform(0.8, 1.2))
+            return min(FAILOVER_BACKOFF_MAX, wait * BACKOFF_FACTOR)
+        return wait
 
     def _call(
         self,
@@ -298,8 +333,12 @@ class Client:
 
         ``extra`` seconds are added to the request's timeout (WAIT: the server answers that late).
         """
-        resends = unsent = 0
+        resends = unsent = hops = 0
         timeout = self.timeout + extra
+        multi = self._async.servers.multi
+        max_resends = MAX_FAILOVER_RESENDS if multi else MAX_RESENDS
+        failover: float | None = None  # as in `AsyncClient._call`
+        wait = BACKOFF_FIRST
         while True:
             conn = self._connection()
             try:
@@ -307,18 +346,26 @@ class Client:
             except Unsent as exc:
                 # It never left: always safe on the next connection, but not forever.
                 unsent += 1
-                if unsent > MAX_RESENDS or self._closed:
+                if unsent > max_resends or self._closed:
                     raise ConnectionLost(f"{exc.message}; {message_type.name} was not sent") from None
                 continue
             except ConnectionLost as exc:
-                if resend and resends < MAX_RESENDS and not self._closed:
+                if resend and resends < max_resends and not self._closed:
                     resends += 1
                     continue
                 raise lost_in_flight(exc, message_type) from None
             if response is None:
                 raise timeout_error(message_type, self.url, timeout)
             if response.type is MessageType.ERROR:
-                raise error_from_frame(response.message, job_id=job_id, queue=queue, schedule=schedule)
+                error = response.message
+                if multi and error.code == _NOT_LEADER and not self._closed:
+                    now = time.monotonic()
+                    failover = failover or now + self._async.connect_timeout
+                    if now < failover:
+                        hops += 1
+                        wait = self._follow(conn, error.field, hops, wait)
+                        continue
+                raise error_from_frame(error, job_id=job_id, queue=queue, schedule=schedule)
             return response.message
 
     def _max_payload(self) -> int | None:
@@ -341,7 +388,9 @@ class Client:
         if self._bridge:
             got = run_sync(self._async.enqueue_raw(queue, name, data, **options))
             return JobId(got, got.created, self.wait)
-        message, resend = enqueue_message(queue, name, data, options, self._max_payload())
+        message, resend = enqueue_message(
+            queue, name, data, options, self._max_payload(), self._async._token()
+        )
         reply = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
         return JobId(reply.job_id, reply.created, self.wait)
 
@@ -354,7 +403,8 @@ class Client:
                 got = run_sync(self._async.enqueue_raw(queue, name, data, **traced))
                 job_id, created = str(got), got.created
             else:
-                message, resend = enqueue_message(queue, name, data, traced, self._max_payload())
+                token = self._async._token()
+                message, resend = enqueue_message(queue, name, data, traced, self._max_payload(), token)
                 reply = self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
                 job_id, created = reply.job_id, reply.created
         except BaseException as exc:
@@ -386,7 +436,8 @@ class Client:
                 else:
                     ids = run_sync(self._async.enqueue_many(queue, name, payloads, **options))
             else:
-                built = enqueue_many_message(queue, name, payloads, options, self._max_payload(), raw=raw)
+                limit, token = self._max_payload(), self._async._token()
+                built = enqueue_many_message(queue, name, payloads, options, limit, raw=raw, token=token)
                 if built is None:
                     return []
                 message, resend = built

@@ -41,6 +41,7 @@ from spitfire.protocol.messages import (
     AckItem,
     Credit,
     Delivery,
+    ErrorCode,
     Fail,
     FailItem,
     Heartbeat,
@@ -53,9 +54,10 @@ from spitfire.protocol.messages import (
 from spitfire.protocol.session import Response
 
 from . import tracing as _tracing
-from ._connection import Connection, client_name, open_connection
+from ._connection import Connection
 from ._context import JobContext, _reset, _set
 from ._context import context as _current_context
+from ._servers import FAILOVER_BACKOFF_MAX
 from .app import App, JobFunction
 from .client import BACKOFF_FACTOR, BACKOFF_FIRST, BACKOFF_MAX
 from .errors import (
@@ -93,6 +95,9 @@ _encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
 PROGRESS_INTERVAL = 0.25
 #: While the server stays unreachable at the longest backoff, how often the worker says so again.
 UNREACHABLE_REPEAT = 60.0
+#: With several addresses (a cluster): outcomes cut by a failover are kept this many seconds, at most
+#: this many, for the redelivery of their job by the new leader (see `Worker._carry`).
+CARRY_FOR, MAX_CARRIED = 300.0, 10_000
 
 
 class _Run:
@@ -246,6 +251,13 @@ class Worker:
         self._jobs_q: queue_mod.SimpleQueue[tuple[JobFunction[Any, Any], Delivery, _Run] | None] = (
             queue_mod.SimpleQueue()
         )
+        #: Several addresses: outcomes outlive a failover (`_carry`).
+        self._multi = False
+        #: Job id -> (when, outcome) of jobs whose outcome a lost connection cut (`_carry`).
+        self._carried: dict[str, tuple[float, AckItem | FailItem]] = {}
+        #: Jobs delivered again while their first run (on a lost connection) still runs: its
+        #: outcome answers the new delivery.
+        self._rejoined: set[str] = set()
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -280,6 +292,7 @@ class Worker:
         self._settled.set()
         self._hb_wake = asyncio.Event()
         self._control = self.app.new_async_client()
+        self._multi = self._control.servers.multi
         self._start_threads()
         signals = self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
@@ -328,6 +341,8 @@ class Worker:
     async def _reconnect(self, first: bool = False) -> bool:
         """Connect and subscribe, with backoff, until it works or a stop is requested."""
         wait = BACKOFF_FIRST
+        # A cluster elects a new leader within a second: look for it often.
+        longest = FAILOVER_BACKOFF_MAX if self._control.servers.multi else BACKOFF_MAX
         failures = 0
         said_at, said_wait = 0.0, 0.0
         while not self._stop_event.is_set():
@@ -355,7 +370,7 @@ class Worker:
                     )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), wait * random.uniform(0.8, 1.2))
-            wait = min(BACKOFF_MAX, wait * BACKOFF_FACTOR)
+            wait = min(longest, wait * BACKOFF_FACTOR)
         return False
 
     async def _register_jobs(self) -> None:
@@ -400,19 +415,11 @@ class Worker:
             )
 
     async def _subscribe(self) -> None:
-        from . import __version__
-
         self._gen += 1
         gen = self._gen
         c = self._control
-        conn = await open_connection(
-            c.endpoint,
-            token=c.auth_token,
-            client=client_name(__version__) + " worker",
-            on_push=lambda r: self._on_push(r, gen),
-            tls_ca=c.tls_ca,
-            timeout=c.connect_timeout,
-        )
+        # Where the control client last found the server (a cluster's leader, once known).
+        conn = await c.open_any(lambda r: self._on_push(r, gen), " worker", c.connect_timeout, None)
         # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots.
         credits = max(0, self.concurrency + self.prefetch - len(self._running))
         # host, pid and concurrency are shown on the dashboard's Workers page (PROTOCOL.md SUBSCRIBE).
@@ -433,13 +440,16 @@ class Worker:
             raise NotConnected("the server did not answer SUBSCRIBE in time") from None
         if reply.type is MessageType.ERROR:
             conn.close()
+            if reply.message.code == ErrorCode.NOT_LEADER and c.servers.multi:
+                # A cluster member that does not lead: the next try goes to the leader it named.
+                c.servers.follow(reply.message.field)
             raise error_from_frame(reply.message)
         self.worker_id = reply.message.worker_id
         log.info(
             "worker %s subscribed to %s at %s (concurrency %d, prefetch %d)",
             self.worker_id,
             ",".join(self.queues),
-            c.url,
+            c.endpoint.url,
             self.concurrency,
             self.prefetch,
         )
@@ -470,7 +480,9 @@ class Worker:
         reason = "the server said GOAWAY" if conn.draining else "the connection was lost"
         log.warning("%s; %d running jobs went back to the server; reconnecting", reason, len(self._running))
         # Outcomes of jobs from that connection are dropped: the server already took them back,
-        # buffered ones included (they never start).
+        # buffered ones included (they never start). In a cluster they wait for the redelivery.
+        if self._multi:
+            self._carry([*self._acks, *self._fails])
         self._acks.clear()
         self._fails.clear()
         self._starts.clear()
@@ -494,9 +506,48 @@ class Worker:
                 # Wake the supervisor now rather than when the server finally closes.
                 conn.close()
 
+    def _carry(self, outcomes: Iterable[AckItem | FailItem]) -> None:
+        """Keep outcomes a lost connection cut (not sent, or sent and not answered) for the new
+        leader: it holds no lease of the old one (leases are not replicated), so it delivers their
+        jobs again, and `_deliver` answers such a delivery with the outcome at once instead of
+        running the job again. At most `MAX_CARRIED`, for `CARRY_FOR` seconds (oldest dropped)."""
+        carried, now = self._carried, time.monotonic()
+        for outcome in outcomes:
+            carried.pop(outcome.job_id, None)
+            carried[outcome.job_id] = (now, outcome)
+        while len(carried) > MAX_CARRIED or (carried and now - next(iter(carried.values()))[0] > CARRY_FOR):
+            del carried[next(iter(carried))]
+
+    def _redelivered(self, d: Delivery) -> bool:
+        """A delivery of a job whose run this worker already finished, or still runs, on a lost
+        connection: its outcome answers this delivery (True); the job does not run twice here."""
+        held = self._carried.pop(d.job_id, None)
+        if held is not None and time.monotonic() - held[0] <= CARRY_FOR:
+            log.info(
+                "job %s was delivered again after a failover: reporting its finished run's outcome", d.job_id
+            )
+            outcome = held[1]
+            if isinstance(outcome, AckItem):
+                self._acks.append(outcome)
+            else:
+                self._fails.append(outcome)
+            self._credits += 1  # the delivery took one; nothing runs
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+            return True
+        run = self._running.get(d.job_id)
+        if run is not None and run.gen != self._gen:
+            self._rejoined.add(d.job_id)
+            self._starts.append(d.job_id)  # it is running: say so, as for a job started now
+            return True
+        return False
+
     def _deliver(self, jobs: list[Delivery], gen: int) -> None:
         conn = self._conn
         assert conn is not None
+        if self._multi and (self._carried or len(self._running) > 0):
+            jobs = [d for d in jobs if not self._redelivered(d)]
         if not self._accepting:
             # Pushed before the server saw our UNSUBSCRIBE: hand them straight back.
             with contextlib.suppress(ConnectionLost):
@@ -717,7 +768,14 @@ class Worker:
         if self._progress_sent or self._progress:
             self._progress_sent.pop(run.job_id, None)
             self._progress.pop(run.job_id, None)
-        if outcome is not None and run.gen == self._gen and not (run.cancelled or run.released):
+        current = run.gen == self._gen
+        if not current and self._rejoined and run.job_id in self._rejoined:
+            self._rejoined.discard(run.job_id)
+            current = True  # delivered again meanwhile: this outcome answers that delivery
+            self._credits += 1  # the delivery's credit (the run's own comes back below)
+        elif not current and self._multi and outcome is not None and not (run.cancelled or run.released):
+            self._carry([outcome])
+        if outcome is not None and current and not (run.cancelled or run.released):
             if isinstance(outcome, AckItem):
                 self._acks.append(outcome)
                 self.processed += 1
@@ -746,27 +804,34 @@ class Worker:
                 conn.send(MessageType.START, JobIds(starts))
             if self._acks:
                 acks, self._acks = self._acks, []
-                self._track(conn.request(MessageType.ACK, Ack(acks))[1])
+                self._track(conn.request(MessageType.ACK, Ack(acks))[1], acks)
             if self._fails:
                 fails, self._fails = self._fails, []
-                self._track(conn.request(MessageType.FAIL, Fail(fails))[1])
+                self._track(conn.request(MessageType.FAIL, Fail(fails))[1], fails)
         except ConnectionLost:
             return
         if self._credits and self._accepting:
             conn.send(MessageType.CREDIT, Credit(self._credits))
             self._credits = 0
 
-    def _track(self, fut: asyncio.Future[Response]) -> None:
+    def _track(self, fut: asyncio.Future[Response], outcomes: list[Any] | None = None) -> None:
         self._outstanding += 1
         self._settled.clear()
-        fut.add_done_callback(self._on_done)
+        if outcomes is not None and self._multi:
+            fut.add_done_callback(lambda f: self._on_done(f, outcomes))
+        else:
+            fut.add_done_callback(self._on_done)
 
-    def _on_done(self, fut: asyncio.Future[Response]) -> None:
+    def _on_done(self, fut: asyncio.Future[Response], outcomes: list[Any] | None = None) -> None:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._settled.set()
         if fut.cancelled() or fut.exception() is not None:
-            return  # connection lost: the server returns those jobs itself
+            # Connection lost: the server returns those jobs itself; a cluster's new leader
+            # delivers them again, and these outcomes answer that (`_carry`).
+            if outcomes is not None:
+                self._carry(outcomes)
+            return
         response = fut.result()
         if response.type is MessageType.ERROR:
             err = response.message

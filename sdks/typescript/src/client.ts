@@ -7,8 +7,9 @@
  * enqueue with the same idempotency key), except reads and keyed enqueues, which are resent.
  */
 
+import { randomBytes } from "node:crypto";
 import { type Body, MessageType } from "./codec.js";
-import { type Answer, Connection, type Endpoint, parseUrl } from "./connection.js";
+import { type Answer, Connection, type ConnectionOptions, type Endpoint, hostPort, parseUrls } from "./connection.js";
 import {
   BadRequest,
   Busy,
@@ -19,6 +20,7 @@ import {
   JobFailed,
   type NotFoundKind,
   NotConnected,
+  NotLeader,
   TooLarge,
   Unauthorized,
   UnsupportedVersion,
@@ -60,6 +62,14 @@ const BACKOFF_FACTOR = 2;
 const BACKOFF_MAX_MS = 2000;
 /** How often a request that is safe to resend is resent after the connection drops under it. */
 const MAX_RESENDS = 3;
+/** ... with several addresses (a cluster: a leader change may cut it more than once). */
+const MAX_FAILOVER_RESENDS = 10;
+/** Longest pause between two tries while a cluster has no leader (ms). */
+const FAILOVER_BACKOFF_MAX_MS = 500;
+/** How long one connection attempt to one member of a cluster may take (ms). */
+const FAILOVER_CONNECT_TIMEOUT_MS = 2000;
+/** Bytes of a request-dedupe token. */
+const TOKEN_BYTES = 16;
 /** Longest WAIT one request asks the server for (ms); `wait` asks again until its own timeout. */
 const WAIT_CHUNK_MS = 300_000;
 /** Job state labels, as the server names them. */
@@ -218,10 +228,16 @@ export function scheduleOptionsToWire(o: ScheduleJobOptions | undefined): Body {
 
 /** A Spitfire client. `new Client()` uses `SPITFIRE_URL` or tcp://127.0.0.1:7878. */
 export class Client {
+  /** The server's URL (with several addresses, all of them: `tcp://h1:p1,h2:p2`). */
   readonly url: string;
   /** Recurring schedules kept by the server. */
   readonly schedules: Schedules;
-  private readonly endpoint: Endpoint;
+  /** Every address given; several make a cluster's client (leader following, request tokens). */
+  private readonly endpoints: Endpoint[];
+  private readonly multi: boolean;
+  /** The address tried first: `endpoints[next]`, or a leader named outside the list. */
+  private next = 0;
+  private leader: Endpoint | null = null;
   private readonly authToken: string | null;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -230,10 +246,11 @@ export class Client {
   private closed = false;
   private readonly tracing: boolean;
 
-  constructor(url?: string | null, options: ClientOptions = {}) {
+  constructor(url?: string | readonly string[] | null, options: ClientOptions = {}) {
     this.tracing = options.tracing ?? true;
-    this.endpoint = parseUrl(url);
-    this.url = `tcp://${this.endpoint.host.includes(":") ? `[${this.endpoint.host}]` : this.endpoint.host}:${this.endpoint.port}`;
+    this.endpoints = parseUrls(url);
+    this.multi = this.endpoints.length > 1;
+    this.url = `tcp://${this.endpoints.map(hostPort).join(",")}`;
     this.authToken = options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -283,10 +300,23 @@ export class Client {
     return traced(this.tracing, queue, options.headers, this.endpoint, null, send, (r) => r.id);
   }
 
+  /** The address the client talks to now (the leader's, once known, in a cluster). */
+  get endpoint(): Endpoint {
+    return this.leader ?? (this.endpoints[this.next] as Endpoint);
+  }
+
+  /** A request-dedupe token for an enqueue: with several addresses only (those are resent). */
+  private token(): Uint8Array | null {
+    return this.multi ? new Uint8Array(randomBytes(TOKEN_BYTES)) : null;
+  }
+
   private async sendEnqueue(queue: string, name: string, data: Uint8Array, options: EnqueueOptions): Promise<JobId> {
     await this.checkSizes([data]);
-    const body = { queue, name, payload: data, ...wireOptions(options), idempotency_key: options.idempotencyKey ?? null };
-    const a = await this.call(MessageType.ENQUEUE, body, null, options.idempotencyKey !== undefined);
+    const token = this.token();
+    const body = {
+      queue, name, payload: data, ...wireOptions(options), idempotency_key: options.idempotencyKey ?? null, request_token: token,
+    };
+    const a = await this.call(MessageType.ENQUEUE, body, null, options.idempotencyKey !== undefined || token !== null);
     return new JobId(a.body.job_id as string, {
       created: a.body.created as boolean,
       state: a.body.state as JobState,
@@ -303,8 +333,11 @@ export class Client {
       throw new BadRequest(`idempotencyKeys has ${keys.length} keys for ${payloads.length} payloads`, { field: "idempotency_keys" });
     }
     const send = async (headers: EnqueueOptions["headers"]) => {
-      const body = { queue, name, payloads: data, ...wireOptions({ ...options, headers }), idempotency_keys: keys };
-      return (await this.call(MessageType.ENQUEUE_MANY, body, null, false)).body.job_ids as string[];
+      const token = this.token();
+      const body = {
+        queue, name, payloads: data, ...wireOptions({ ...options, headers }), idempotency_keys: keys, request_token: token,
+      };
+      return (await this.call(MessageType.ENQUEUE_MANY, body, null, token !== null)).body.job_ids as string[];
     };
     return traced(this.tracing, queue, options.headers, this.endpoint, payloads.length, send);
   }
@@ -459,15 +492,111 @@ export class Client {
    * `extraMs` is added to the request's timeout (WAIT: the server answers that late).
    */
   async call(type: number, body: Body, notFound: NotFoundKind, safe: boolean, extraMs = 0): Promise<Answer> {
-    for (let attempt = 0; ; attempt++) {
+    const maxResends = this.multi ? MAX_FAILOVER_RESENDS : MAX_RESENDS;
+    let failover = 0; // with several addresses: until when a leader is looked for
+    let hops = 0;
+    let pause = BACKOFF_FIRST_MS;
+    for (let attempt = 0; ; ) {
       const conn = await this.connection();
       try {
         return await conn.request(type, body, this.timeoutMs + extraMs, notFound);
       } catch (err) {
-        if (err instanceof ConnectionLost && safe && attempt < MAX_RESENDS && !this.closed) continue;
+        if (err instanceof ConnectionLost && safe && attempt < maxResends && !this.closed) {
+          attempt++;
+          continue;
+        }
+        if (err instanceof NotLeader && this.multi && !this.closed) {
+          // Nothing was done: any request may go to the leader.
+          const now = performance.now();
+          if (failover === 0) failover = now + this.connectTimeoutMs;
+          if (now < failover) {
+            hops++;
+            pause = await this.followLeader(conn, err.leader, hops, pause);
+            continue;
+          }
+        }
         throw err;
       }
     }
+  }
+
+  /**
+   * @internal A member that does not lead answered on `conn`: send nothing more there (it closes
+   * once idle) and aim at the leader it named, at once the first time; while no leader is known,
+   * or after a hop that led nowhere, pause first. Returns the next pause.
+   */
+  async followLeader(conn: Connection | null, leader: string | null, hops: number, pause: number): Promise<number> {
+    if (conn === null || !conn.draining) this.aimAt(leader);
+    if (conn !== null) {
+      conn.draining = true;
+      if (conn.inFlight === 0) void conn.close();
+    }
+    if (leader === null || hops > 1) {
+      await sleep(pause * (0.8 + Math.random() * 0.4));
+      return Math.min(FAILOVER_BACKOFF_MAX_MS, pause * BACKOFF_FACTOR);
+    }
+    return pause;
+  }
+
+  /** Try `leader` (`host:port`) first from now on, or the next address when none is known. */
+  private aimAt(leader: string | null): void {
+    let named: Endpoint | null = null;
+    if (leader !== null) {
+      try {
+        named = parseUrls(`tcp://${leader}`)[0] ?? null;
+      } catch {
+        named = null; // unparseable: as if none were known
+      }
+    }
+    if (named === null) {
+      this.leader = null;
+      this.next = (this.next + 1) % this.endpoints.length;
+      return;
+    }
+    if (named.host === "0.0.0.0" || named.host === "::") named = { host: this.endpoint.host, port: named.port };
+    this.connected(named);
+  }
+
+  private connected(endpoint: Endpoint): void {
+    const i = this.endpoints.findIndex((e) => e.host === endpoint.host && e.port === endpoint.port);
+    if (i >= 0) {
+      this.next = i;
+      this.leader = null;
+    } else {
+      this.leader = endpoint;
+    }
+  }
+
+  /** The addresses in the order to try them now: the current one, then the others in turn. */
+  private order(): Endpoint[] {
+    const n = this.endpoints.length;
+    const rest = Array.from({ length: n }, (_, i) => this.endpoints[(this.next + i) % n] as Endpoint);
+    return this.leader === null ? rest : [this.leader, ...rest];
+  }
+
+  /**
+   * @internal One connection attempt to each address in turn, the current one first (each at most
+   * 2 s with several addresses); the first that answers is the current one from then on.
+   */
+  async openAny(connectTimeoutMs: number, extra: Partial<ConnectionOptions> = {}): Promise<Connection> {
+    let last: unknown = null;
+    const timeout = this.multi ? Math.min(connectTimeoutMs, FAILOVER_CONNECT_TIMEOUT_MS) : connectTimeoutMs;
+    for (const endpoint of this.order()) {
+      try {
+        const conn = await Connection.open({ ...extra, endpoint, authToken: this.authToken, connectTimeoutMs: timeout });
+        this.connected(endpoint);
+        return conn;
+      } catch (err) {
+        if (!this.multi || err instanceof Unauthorized || err instanceof UnsupportedVersion) throw err;
+        last = err;
+      }
+    }
+    throw last instanceof Error ? last : new NotConnected(`cannot connect to any of ${this.url}`);
+  }
+
+  /** @internal Several addresses were given (a cluster's client). */
+  get isCluster(): boolean {
+    return this.multi;
   }
 
   private async jobCall(type: number, jobId: JobRef, safe: boolean): Promise<Job> {
@@ -500,11 +629,7 @@ export class Client {
     for (;;) {
       const left = deadline - performance.now();
       try {
-        const conn = await Connection.open({
-          endpoint: this.endpoint,
-          authToken: this.authToken,
-          connectTimeoutMs: Math.max(1, left),
-        });
+        const conn = await this.openAny(Math.max(1, left));
         if (this.closed) {
           await conn.close();
           throw new ClientClosed("the client is closed");
@@ -521,7 +646,7 @@ export class Client {
           throw new NotConnected(`cannot connect to ${this.url} within ${this.connectTimeoutMs} ms: ${why}`, { cause: err });
         }
         await sleep(pause);
-        pause = Math.min(pause * BACKOFF_FACTOR, BACKOFF_MAX_MS);
+        pause = Math.min(pause * BACKOFF_FACTOR, this.multi ? FAILOVER_BACKOFF_MAX_MS : BACKOFF_MAX_MS);
       }
     }
   }

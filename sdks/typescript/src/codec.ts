@@ -293,6 +293,7 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["timeout", opt("float")],
     ["idempotency_key", opt("str")],
     ["headers", HEADERS],
+    ["request_token", opt("bytes")],
   ],
   ENQUEUE_MANY: [
     ["queue", "str", REQUIRED],
@@ -306,6 +307,7 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["timeout", opt("float")],
     ["idempotency_keys", opt(arr(opt("str")))],
     ["headers", HEADERS],
+    ["request_token", opt("bytes")],
   ],
   GET: JOB_REF,
   CANCEL: JOB_REF,

@@ -79,6 +79,48 @@ export function parseUrl(url?: string | null): Endpoint {
   return { host, port };
 }
 
+/** Addresses one client may list at most (a cluster has a handful of members). */
+export const MAX_ADDRESSES = 16;
+
+/**
+ * Parses one URL, a URL listing a cluster's members (`tcp://h1:p1,h2:p2,h3:p3`) or a list of URLs
+ * (null: `SPITFIRE_URL`, else the default). Duplicates are dropped, the order is kept.
+ */
+export function parseUrls(url?: string | readonly string[] | null): Endpoint[] {
+  let found: Endpoint[];
+  let text: string;
+  if (Array.isArray(url)) {
+    if (url.length === 0) throw new InvalidURL("no server URL given: pass a URL, e.g. tcp://127.0.0.1:7878, or a list of them");
+    found = url.flatMap((u: string) => parseUrls(u));
+    text = url.join(",");
+  } else {
+    text = ((url as string | null | undefined) ?? process.env.SPITFIRE_URL ?? DEFAULT_URL).trim();
+    const m = /^([a-zA-Z]+):\/\/(.*)$/.exec(text);
+    if (!m || !(m[2] as string).includes(",")) return [parseUrl(text)];
+    const parts = (m[2] as string).split(",").map((p) => p.trim());
+    if (parts.some((p) => p === "")) {
+      throw new InvalidURL(`server URL ${JSON.stringify(text)} has an empty address: write tcp://h1:p1,h2:p2`);
+    }
+    found = parts.map((p) => parseUrl(`${m[1] as string}://${p}`));
+  }
+  const seen = new Set<string>();
+  const endpoints = found.filter((e) => {
+    const k = `${e.host}|${e.port}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+  if (endpoints.length > MAX_ADDRESSES) {
+    throw new InvalidURL(`server URL ${JSON.stringify(text)} lists ${endpoints.length} addresses; at most ${MAX_ADDRESSES}`);
+  }
+  return endpoints;
+}
+
+/** `host:port` of an endpoint (IPv6 in brackets). */
+export function hostPort(e: Endpoint): string {
+  return `${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`;
+}
+
 /** What the server said in WELCOME. */
 export interface Welcome {
   version: number;

@@ -71,6 +71,20 @@ export class UnsupportedVersion extends SpitfireError {
 export class ServerError extends SpitfireError {
   static readonly CODE: string = "INTERNAL";
 }
+/**
+ * A cluster member that does not lead answered: nothing was done. `leader` is the leader's address
+ * (`host:port`), null while none is known. A client given several addresses follows it itself.
+ */
+export class NotLeader extends SpitfireError {
+  static readonly CODE: string = "NOT_LEADER";
+  /** The leader's `host:port` (the address travels in the error's `field`), or null. */
+  readonly leader: string | null;
+
+  constructor(message: string, options: { leader?: string | null } = {}) {
+    super(message, { code: "NOT_LEADER", field: options.leader ?? null });
+    this.leader = options.leader ?? null;
+  }
+}
 /** The connection dropped while the request was in flight: its outcome is unknown. */
 export class ConnectionLost extends SpitfireError {
   static readonly CODE: string = "CONNECTION_LOST";
@@ -169,6 +183,8 @@ export function errorFromWire(
       return new Conflict(message, opts);
     case "UNSUPPORTED_VERSION":
       return new UnsupportedVersion(message, opts);
+    case "NOT_LEADER":
+      return new NotLeader(message, { leader: field });
     default:
       return new ServerError(code === "INTERNAL" ? message : `${code}: ${message}`, { code, field });
   }

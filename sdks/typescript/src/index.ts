@@ -31,6 +31,7 @@ export {
   NoSpace,
   NotConnected,
   NotFound,
+  NotLeader,
   ProtocolError,
   QueueNotFound,
   RequestTimeout,

@@ -23,9 +23,9 @@ import * as os from "node:os";
 import type { App, JobContext } from "./app.js";
 import { validate } from "./app.js";
 import { type Body, MessageType } from "./codec.js";
-import { type Answer, Connection, parseUrl } from "./connection.js";
+import type { Answer, Connection } from "./connection.js";
 import { Client, DEFAULT_CONNECT_TIMEOUT_MS } from "./client.js";
-import { BadRequest, Conflict, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
+import { BadRequest, Conflict, NotLeader, SpitfireError, Unauthorized, UnsupportedVersion } from "./errors.js";
 import { Permanent, RetryAfter } from "./outcomes.js";
 import { encodePayload, strictDecodePayload } from "./payload.js";
 import { type ProcessSpan, type RunOutcome, startProcess, TRACING_AVAILABLE } from "./tracing.js";
@@ -143,6 +143,8 @@ export class Worker {
   private readonly app: App;
   private readonly options: WorkerOptions;
   private conn: Connection | null = null;
+  /** Knows the app's addresses and which one leads (a Client used for that only: it never connects). */
+  private router: Client | null = null;
   private readonly buffered: Delivery[] = [];
   private readonly running = new Map<string, Run>();
   /**
@@ -201,8 +203,11 @@ export class Worker {
     try {
       await this.connect();
     } catch (err) {
-      this.removeSignals();
-      throw err;
+      if (!(err instanceof NotLeader && this.router?.isCluster === true)) {
+        this.removeSignals();
+        throw err;
+      }
+      void this.reconnect(); // a cluster electing its leader: keep looking for it
     }
     await this.stoppedPromise;
   }
@@ -256,10 +261,9 @@ export class Worker {
     // Assigned once open resolves; onClose is only called for an open connection, but a closure
     // must not read a const before its initialisation (a ReferenceError from a socket event).
     let opened: Connection | null = null;
-    const conn = await Connection.open({
-      endpoint: parseUrl(this.app.url),
-      authToken: this.app.options.authToken ?? process.env.SPITFIRE_AUTH_TOKEN ?? null,
-      connectTimeoutMs: this.app.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    // Where the server was last found (a cluster's leader, once known); it opens no connection itself.
+    const router = (this.router ??= new Client(this.app.url, this.app.options));
+    const conn = await router.openAny(this.app.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, {
       keepAlive: true,
       onPush: (type, body) => {
         this.onPush(type, body);
@@ -298,6 +302,8 @@ export class Worker {
       // Refused (a bad queue name, ...): not a dropped connection to recover from.
       this.conn = null;
       conn.destroy();
+      // A cluster member that does not lead: the next try goes to the leader it named.
+      if (err instanceof NotLeader && router.isCluster) await router.followLeader(null, err.leader, 1, 0);
       throw err;
     }
     this.workerId = a.body.worker_id as string;
@@ -338,7 +344,8 @@ export class Worker {
           void this.close(0);
           return;
         }
-        pause = Math.min(pause * 2, RECONNECT_MAX_MS);
+        // A cluster elects a new leader within a second: look for it often.
+        pause = Math.min(pause * 2, this.router?.isCluster === true ? 500 : RECONNECT_MAX_MS);
       }
     }
   }
