@@ -6,12 +6,14 @@ deliveries, and ack invoke and outcome, each with the member it went to and the 
 ``ok`` (acknowledged), ``fail`` (refused: ``NOT_LEADER`` and the like, nothing was done) or ``info``
 (indeterminate: the connection was cut before an answer, it may or may not have happened).
 
-A producer retries a logical request that was not acknowledged, on the member it is pointed to; no
-request-dedupe token exists yet, so such a retry may create a second job (reported, not an error).
-After the run the final state is read from the leader (`read_final`) and `History.check` reports:
+A producer retries a logical request that was not acknowledged, on the member it is pointed to,
+with the same request token (PROTOCOL.md, "Request tokens"), as the SDKs do when given the cluster's
+addresses: a retry of a request whose first attempt did commit answers that job instead of adding a
+second. After the run the final state is read from the leader (`read_final`) and `History.check`
+reports:
 
 - **lost**: an acknowledged enqueue whose job is absent (must be none);
-- **duplicated**: a logical request that became more than one job;
+- **duplicated**: a logical request that became more than one job (must be none);
 - **lost outcome**: an acknowledged ack whose job is not ``succeeded`` (must be none).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -190,6 +193,7 @@ class Load:
                 break
             key = f"{name}-{i}"
             payload = msgspec.msgpack.encode([key])
+            token = os.urandom(16)  # one per logical request: every retry of it carries it
             for _attempt in range(1000):  # the same logical request until acknowledged
                 if self._stop.is_set():
                     break
@@ -206,7 +210,9 @@ class Load:
                     continue
                 h.record(name, "enqueue", "invoke", member.node_id, key=key)
                 try:
-                    r = await asyncio.wait_for(client.enqueue(self.queue, "job", payload), 5)
+                    r = await asyncio.wait_for(
+                        client.enqueue(self.queue, "job", payload, request_token=token), 5
+                    )
                 except ServerError as exc:
                     h.record(name, "enqueue", "fail" if exc.code == ErrorCode.NOT_LEADER else "info",
                              member.node_id, key=key)  # fmt: skip

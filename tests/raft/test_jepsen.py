@@ -23,6 +23,7 @@ def _settle(c: Cluster, history: History, queue: str) -> None:
     report = history.check(final)
     print(report.summary())
     assert report.lost == [], report
+    assert report.duplicated == {}, report  # every retry carried its request's token
     assert report.lost_outcome == [], report
     assert report.enqueued > 0 and report.acked > 0, report
 
