@@ -91,6 +91,10 @@ class CompactingJournal(DurableJournal):
         #: Index and journal LSN of the newest durable Raft snapshot (0: none).
         self.snapshot_index = 0
         self.snapshot_lsn = 0
+        #: The configuration as of that snapshot, and its entry's term (None: no snapshot). The
+        #: configuration entries it covers are compacted away, so membership starts from it.
+        self.snapshot_members: dict[str, str] | None = None
+        self.snapshot_term = 0
         super().__init__(log_, recovery)
         self._restore()
 
@@ -116,6 +120,7 @@ class CompactingJournal(DurableJournal):
         self.restored = state
         self.snapshot_index = meta.index
         self.snapshot_lsn = recovery.snapshot_lsn
+        self.snapshot_members, self.snapshot_term = dict(meta.members), meta.term
         self._lsns = {meta.index: recovery.snapshot_lsn}
 
     def _replay(self, lsn: int, rtype: int, body: bytes, recovery: Recovery) -> None:
@@ -189,6 +194,7 @@ class CompactingJournal(DurableJournal):
         self._entries = _base(meta)
         self._lsns = {meta.index: lsn}
         self.snapshot_index, self.snapshot_lsn = meta.index, lsn
+        self.snapshot_members, self.snapshot_term = dict(meta.members), meta.term
         self._installing = 3
 
 
@@ -217,6 +223,7 @@ class CompactingNode(RaftNode):
                 raise RuntimeError(
                     f"this pysyncobj has no SyncObj.__{name}: install the version spitfire pins"
                 )
+        self._seed_membership()
         if journal.snapshot_index:
             self._SyncObj__raftLastApplied = journal.snapshot_index
             self._SyncObj__raftCommitIndex = max(self._SyncObj__raftCommitIndex, journal.snapshot_index)
@@ -226,6 +233,15 @@ class CompactingNode(RaftNode):
             str(compactor.transfer_path), TRANSFER_CHUNK, False, _never_serialize, self._install, None
         )
         compactor.attach(self)
+
+    def _seed_membership(self) -> None:
+        """Start the membership from the snapshot's configuration (its entries are compacted)."""
+        journal = self._compactor.journal
+        if journal.snapshot_members is not None:
+            self.members_sync.membership.seed(
+                journal.snapshot_members, journal.snapshot_index, journal.snapshot_term
+            )
+            self.members_sync.sync(force=True)
 
     @property
     def safe_index(self) -> int:
@@ -256,6 +272,7 @@ class CompactingNode(RaftNode):
     def _install(self, path: str) -> tuple[_Entry, _Entry, Any]:
         """pysyncobj's deserializer: a snapshot arrived whole at ``path``."""
         first, last = self._compactor.install(Path(path))
+        self._seed_membership()
         # Writing it may have taken longer than an election timeout: the leader was just heard.
         low, high = self.config.election_timeout
         self._SyncObj__raftElectionDeadline = time.monotonic() + low + (high - low) * random.random()
@@ -365,7 +382,7 @@ class Compactor:
             entry[0],
             journal.term,
             journal.voted_for,
-            sorted(node.config.members.items()),
+            sorted(node.members_at(index).items()),
             list(state.addresses.values()),
             len(logs),
         )

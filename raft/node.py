@@ -333,6 +333,11 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         sync: MemberSync | None = self.__dict__.get("members_sync")  # None while pysyncobj builds
         return self.config.members if sync is None else sync.members
 
+    def members_at(self, index: int) -> dict[str, str]:
+        """The voting members as of entry ``index`` (what a snapshot up to it keeps)."""
+        sync: MemberSync | None = self.__dict__.get("members_sync")
+        return dict(self.config.members) if sync is None else sync.membership.at(index)
+
     @property
     def leader_id(self) -> str | None:
         """The member this one takes for the leader (itself included), None during an election."""

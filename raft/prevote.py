@@ -60,6 +60,8 @@ class Elections:
         self._round_term: int | None = None
         self._grants: set[str] = set()
         self._go = False
+        #: A leadership transfer asked this member to stand, as of the current tick.
+        self._transferring = False
         #: Counters for tests and logs.
         self.rounds = 0
         self.dropped_votes = 0
@@ -99,6 +101,9 @@ class Elections:
             return
         now = self._clock()
         go, self._go = self._go, False
+        # pysyncobj clears its flag in the very tick that sends the transfer's vote requests, before
+        # it sends them: remember it for `outgoing`.
+        self._transferring = bool(node._SyncObj__transferInProgress)
         if node._SyncObj__raftElectionDeadline >= now or node._SyncObj__transferInProgress:
             return  # (a leader was heard since the pre-vote passed: no election after all)
         if go:  # the pre-vote passed: pysyncobj stands for election in this tick
@@ -119,7 +124,9 @@ class Elections:
 
     def outgoing(self, message: dict[str, Any]) -> None:
         """Mark the vote requests of a leadership transfer (they must not be dropped)."""
-        if message.get("type") == "request_vote" and self._node._SyncObj__transferInProgress:
+        if message.get("type") == "request_vote" and (
+            self._transferring or self._node._SyncObj__transferInProgress
+        ):
             message[TRANSFER] = True
 
     def incoming(self, sender: Any, message: dict[str, Any]) -> bool:

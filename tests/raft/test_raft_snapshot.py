@@ -125,6 +125,9 @@ class FakeNode:
         self.safe_index = 0
         self.config = type("Config", (), {"members": {"a": "127.0.0.1:1"}})()
 
+    def members_at(self, index: int) -> dict[str, str]:
+        return dict(self.config.members)
+
 
 async def _open(data: Path) -> tuple[FileStorage, CompactingJournal, Compactor, FakeNode]:
     storage = FileStorage(data)
