@@ -35,7 +35,10 @@ SERVER = [sys.executable, "-m", "spitfire.server.cli"]
 WAIT = 30.0
 _POLL = 0.02
 
-__all__ = ["WAIT", "Cluster", "Member", "ProtoClient", "ServerError", "cluster", "journal_job_ids"]
+__all__ = [
+    "WAIT", "Cluster", "Member", "ProtoClient", "ServerError", "cluster", "enqueue_jobs", "job_states",
+    "journal_job_ids",
+]  # fmt: skip
 
 
 def free_ports(count: int) -> list[int]:
@@ -219,3 +222,21 @@ def journal_job_ids(data_dir: Path) -> set[str]:
             await storage.close()
 
     return asyncio.run(read())
+
+
+async def enqueue_jobs(member: Member, queue: str, count: int) -> list[str]:
+    """``count`` single enqueues on ``member``; their job ids."""
+    client = await ProtoClient.connect(member.listen)
+    try:
+        return [(await client.enqueue(queue, "job", b"\x91\x01")).job_id for _ in range(count)]
+    finally:
+        client.close()
+
+
+async def job_states(member: Member, ids: list[str]) -> dict[str, str]:
+    """The state of each job of ``ids`` on ``member``."""
+    client = await ProtoClient.connect(member.listen)
+    try:
+        return {i: (await client.get(i)).state for i in ids}
+    finally:
+        client.close()

@@ -14,26 +14,12 @@ from pathlib import Path
 
 import pytest
 from clusterhelpers import WAIT, Cluster, Member, ProtoClient, ServerError, cluster, journal_job_ids
+from clusterhelpers import enqueue_jobs as _enqueue
+from clusterhelpers import job_states as _states
 
 from spitfire.protocol.messages import ErrorCode
 
 pytestmark = pytest.mark.timeout(300)
-
-
-async def _enqueue(member: Member, queue: str, count: int) -> list[str]:
-    client = await ProtoClient.connect(member.listen)
-    try:
-        return [(await client.enqueue(queue, "job", b"\x91\x01")).job_id for _ in range(count)]
-    finally:
-        client.close()
-
-
-async def _states(member: Member, ids: list[str]) -> dict[str, str]:
-    client = await ProtoClient.connect(member.listen)
-    try:
-        return {i: (await client.get(i)).state for i in ids}
-    finally:
-        client.close()
 
 
 async def _load_then_kill(member: Member, queue: str) -> tuple[list[str], list[str], float]:

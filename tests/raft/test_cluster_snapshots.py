@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from clusterhelpers import WAIT, Cluster, Member, ProtoClient, ServerError, cluster
+from clusterhelpers import enqueue_jobs as _enqueue
+from clusterhelpers import job_states as _states
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import MessageType
@@ -76,22 +78,6 @@ def _flow_on_leader(c: Cluster, queue: str, total: int, every_call: object = Non
         except (ServerError, ConnectionError, OSError):
             continue
     return ids
-
-
-async def _enqueue(member: Member, queue: str, count: int) -> list[str]:
-    client = await ProtoClient.connect(member.listen)
-    try:
-        return [(await client.enqueue(queue, "job", b"\x91\x01")).job_id for _ in range(count)]
-    finally:
-        client.close()
-
-
-async def _states(member: Member, ids: list[str]) -> dict[str, str]:
-    client = await ProtoClient.connect(member.listen)
-    try:
-        return {i: (await client.get(i)).state for i in ids}
-    finally:
-        client.close()
 
 
 def _caught_up(c: Cluster, member: Member) -> None:

@@ -5,12 +5,10 @@ the log; one change at a time; a removed leader is told to step down once its re
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
+from nodehelpers import free_ports as _ports
+from nodehelpers import until as _until
 
 from spitfire.raft import JOURNAL_LOG, Batch, ClusterConfig, DurableJournal, RaftNode, Role
 from spitfire.raft.membership import MembershipError
@@ -19,29 +17,7 @@ from spitfire.wal.api import Durability
 
 pytestmark = pytest.mark.timeout(120)
 
-T = TypeVar("T")
 TIMEOUTS = (0.3, 0.6)
-
-
-def _ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-async def _until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def _node(node_id: str, members: dict[str, str], *, join: bool = False) -> RaftNode:

@@ -4,37 +4,13 @@ journal made the entry durable, so the leader cannot count an entry that one cra
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
-from collections.abc import Callable
-from typing import TypeVar
+
+from nodehelpers import free_ports as _ports
+from nodehelpers import until as _until
 
 from spitfire.raft import JOURNAL_LOG, Batch, ClusterConfig, DurableJournal, RaftNode
 from spitfire.wal import MemoryState, MemoryStorage
 from spitfire.wal.api import Durability
-
-T = TypeVar("T")
-
-
-def _ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-async def _until(what: str, check: Callable[[], T | None], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_a_followers_acknowledgement_waits_for_its_fsync() -> None:
