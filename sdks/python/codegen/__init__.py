@@ -148,7 +148,7 @@ def _push_parser(ssub: Any) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the definitions as JSON and register nothing (no server needed)",
+        help="print the definitions as JSON and register nothing (no server needed; default: register)",
     )
     _cli_args.common(p, old_timeout=False)
 
