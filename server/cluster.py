@@ -46,13 +46,13 @@ from .engine import Engine
 from .listener import ConnectionHub
 from .options import ServerOptions
 from .runtime import (
-    EXIT_STORAGE_FAILED,
     SERVER_NAME,
     ListenError,
     Server,
     check_port_free,
     describe,
     describe_json,
+    exit_code,
     tune_garbage_collector,
 )
 from .service import Peer
@@ -418,11 +418,7 @@ async def serve_cluster(options: ServerOptions) -> int:
         await server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    if server.failure is not None:
-        log.critical("stopped after a storage failure: %s", server.failure)
-        return EXIT_STORAGE_FAILED
-    log.info("stopped cleanly")
-    return 0
+    return exit_code(server)
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

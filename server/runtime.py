@@ -562,6 +562,12 @@ async def serve(options: ServerOptions) -> int:
         await server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    return exit_code(server)
+
+
+def exit_code(server: Server) -> int:
+    """The process's exit status once ``server`` has stopped (logged): `EXIT_STORAGE_FAILED` after a
+    storage failure, else 0."""
     if server.failure is not None:
         log.critical("stopped after a storage failure: %s", server.failure)
         return EXIT_STORAGE_FAILED
