@@ -244,6 +244,10 @@ class Subscribe(Body):
     host: str = ""
     pid: int = 0
     concurrency: int = 0
+    #: The ``worker_id`` a `Subscribed` gave this worker on an earlier connection (None: a new
+    #: worker): the jobs still leased to that id become this connection's (a cluster's new leader
+    #: continues the leases the old one replicated), and `Subscribed` answers with that id.
+    resume: str | None = None
 
 
 class Credit(Body):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
@@ -221,7 +222,8 @@ class Member:
         recovered = self.compactor.recovered()
         replayed = self.compactor.state.record_count
         storage = ReplicatedStorage(node.propose, recovered, space=lambda: journal_storage.low_on_space)
-        engine = server.engine = Engine(storage, server.engine_config())
+        # Deliveries and lease extensions are logged, so that the next leader continues the leases.
+        engine = server.engine = Engine(storage, dataclasses.replace(server.engine_config(), log_leases=True))
         engine.on_failure = self._engine_failed
         await engine.open(now=time.time())
         await asyncio.sleep(0)  # let the node tick between the steps: its lease is short

@@ -75,6 +75,10 @@ class EngineConfig:
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     #: Jobs per snapshot chunk (the loop yields between chunks).
     snapshot_chunk: int = DEFAULT_SNAPSHOT_CHUNK
+    #: Log every delivery and lease extension (JOBS_LEASED records, not awaited) and keep the leases
+    #: found in the log and in snapshots: a cluster's leader, so that the next one continues them.
+    #: False (a single node): leases live in memory only and a restart makes leased jobs ready.
+    log_leases: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.durability, Durability):

@@ -127,11 +127,22 @@ class Dispatcher:
         self._ready.update(self.engine.queues())
         self._schedule()
 
-    def subscribe(self, sink: Sink, queues: list[str], credits: int, name: str) -> Worker:
-        """Register a worker for ``queues`` (already validated) with ``credits``."""
-        worker = Worker(
-            f"w{next(self._ids)}", name, tuple(dict.fromkeys(queues)), min(credits, MAX_CREDITS), sink
-        )
+    def subscribe(
+        self, sink: Sink, queues: list[str], credits: int, name: str, resume: str | None = None
+    ) -> Worker:
+        """Register a worker for ``queues`` (already validated) with ``credits``.
+
+        ``resume`` (the id an earlier connection of this worker had) becomes its id when no live
+        connection holds it: the leases still held by that id are then this worker's (a cluster's
+        new leader continues the old one's). Otherwise the worker gets a new id, never one that a
+        live worker or a held lease uses."""
+        if resume is not None and resume not in self.workers:
+            worker_id = resume
+        else:
+            worker_id = f"w{next(self._ids)}"
+            while worker_id in self.workers or self.engine.held_by(worker_id):
+                worker_id = f"w{next(self._ids)}"
+        worker = Worker(worker_id, name, tuple(dict.fromkeys(queues)), min(credits, MAX_CREDITS), sink)
         worker.connected_at = worker.last_seen = self._clock()
         self.workers[worker.id] = worker
         if credits > 0:

@@ -159,6 +159,7 @@ class Engine(Queries):
         self._rng = rng or random.Random()
         self.ids = IdGenerator(self._rng)
         super().__init__(StateMachine(self.ids), config)
+        self.state.keep_leases = config.log_leases
         self.storage = storage
         self.builder = JobBuilder(config, self.ids)
         self.state.on_ready = on_ready
@@ -715,7 +716,7 @@ class Engine(Queries):
             job.idempotency_key = key
         return [built[x] if isinstance(x, int) else x for x in order], created
 
-    # -- delivery (not logged) --------------------------------------------------------------------------
+    # -- delivery (logged by a cluster's leader only) ------------------------------------------------------
 
     def reserve(self, queues: Iterable[str], worker_id: str, now: float, limit: int = 1) -> list[Job]:
         """Lease up to ``limit`` ready jobs to ``worker_id``: highest priority first across ``queues``,
@@ -759,9 +760,30 @@ class Engine(Queries):
             out.append(job)
         if not held:
             del state.workers[worker_id]
-        elif out and state.on_deadline is not None:
-            state.on_deadline(min(job.lease_until or now for job in out))
+        elif out:
+            if state.on_deadline is not None:
+                state.on_deadline(min(job.lease_until or now for job in out))
+            if self.config.log_leases:
+                self._log_leases(worker_id, now, out)
         return out
+
+    def _log_leases(self, worker_id: str, now: float, jobs: Iterable[Job]) -> None:
+        """Log leases just given or extended (`log_leases`: a cluster's leader), one JOBS_LEASED
+        record per queue, without awaiting the commit: the leases already hold in memory, and one
+        whose record never commits (the leader died first) only makes the next leader deliver its
+        job again (at-least-once), as a lease that was not logged would."""
+        by_queue: dict[str, list[rec.Lease]] = {}
+        for job in jobs:
+            leases = by_queue.get(job.queue)
+            if leases is None:
+                leases = by_queue[job.queue] = []
+            leases.append(rec.Lease(job.id, job.attempts, job.lease_until or now))
+        for name, leases in by_queue.items():
+            q = self.state.queues[name]
+            # Not logged when the disk is full or the queue is being deleted: the same as above.
+            body = _encode(rec.JobsLeased(worker_id, now, leases))
+            with contextlib.suppress(NoSpace, QueueNotFound, StorageFailed):
+                self._append(q, RecordType.JOBS_LEASED, body, False)
 
     def start(self, job_id: str, worker_id: str, now: float) -> Job:
         """The worker began running the job: RESERVED -> RUNNING (no-op when already RUNNING).
@@ -787,6 +809,8 @@ class Engine(Queries):
         q.index.extend_lease(job, until)
         if self.state.on_deadline is not None:
             self.state.on_deadline(until)
+        if self.config.log_leases:
+            self._log_leases(worker_id, now, (job,))
         return until
 
     def heartbeat(self, worker_id: str, now: float) -> int:
@@ -797,6 +821,8 @@ class Engine(Queries):
         queues = self.state.queues
         for job in held.values():
             queues[job.queue].index.extend_lease(job, max(now + job.timeout, job.lease_until or 0.0))
+        if self.config.log_leases:
+            self._log_leases(worker_id, now, held.values())
         return len(held)
 
     async def release_worker(self, worker_id: str, now: float) -> list[Job]:

@@ -168,6 +168,11 @@ RECORDS: list[tuple[str, RecordType, msgspec.Struct]] = [
     ("queue-durability", RecordType.QUEUE_DURABILITY, rec.QueueDurability("sync", T0)),
     ("job-snoozed", RecordType.JOB_SNOOZED, rec.JobSnoozed(JOB_A, T0 + 5.0, 1, T0 + 65.0)),
     ("job-released", RecordType.JOB_RELEASED, rec.JobEvent(JOB_A, T0 + 4.0, 0)),
+    (
+        "jobs-leased",
+        RecordType.JOBS_LEASED,
+        rec.JobsLeased("w3", T0 + 1.0, [rec.Lease(JOB_A, 1, T0 + 61.0), rec.Lease(JOB_B, 2, T0 + 31.0)]),
+    ),
     ("queue-deleted", RecordType.QUEUE_DELETED, rec.QueueEvent(T0 + 120.0)),
     ("schedule-set-every-field", RecordType.SCHEDULE_SET, full_schedule()),
     (

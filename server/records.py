@@ -4,8 +4,10 @@ Every record body is a msgpack array (msgspec Structs with ``array_like=True``):
 in declaration order, so new fields go at the end with defaults and nothing is ever reordered. The
 record type byte is `RecordType`; its values are stable.
 
-Deliveries (reserve, start, lease extension) are not logged: after a crash a reserved job is ready
-again (README.md, "Delivery is at-least-once"). The hot path is two records per job: enqueued and finished.
+On a single node deliveries (reserve, start, lease extension) are not logged: after a crash a
+reserved job is ready again (README.md, "Delivery is at-least-once"), and the hot path is two records
+per job: enqueued and finished. A cluster's leader also logs each delivery and lease extension
+(JOBS_LEASED, not awaited), so that a new leader continues the leases.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RecordType(enum.IntEnum):
     JOB_SNOOZED = 12
     JOB_RELEASED = 13
     QUEUE_DELETED = 14
+    JOBS_LEASED = 15
     #: Records of the schedules log (``meta/schedules``), never of a queue's.
     SCHEDULE_SET = 20
     SCHEDULE_DELETED = 21
@@ -103,6 +106,25 @@ class JobEvent(msgspec.Struct, array_like=True, gc=False):
     id: str
     at: float
     attempts: int = 0
+
+
+class Lease(msgspec.Struct, array_like=True, gc=False):
+    """One job's lease in a JOBS_LEASED record: its attempt (this delivery's) and when it ends."""
+
+    id: str
+    attempts: int
+    until: float
+
+
+class JobsLeased(msgspec.Struct, array_like=True, gc=False):
+    """A cluster leader delivered jobs of one queue to ``worker``, or extended their leases (a
+    heartbeat): each lease now ends at its ``until`` (an absolute time, not a local timer, so a new
+    leader continues it). Appended without awaiting its commit; applied only by replay (a new leader,
+    a restarted member): the leader that wrote it already holds the leases in memory."""
+
+    worker: str
+    at: float
+    leases: list[Lease]
 
 
 class QueueEvent(msgspec.Struct, array_like=True, gc=False):
@@ -252,6 +274,7 @@ BODY_TYPES: dict[RecordType, type[msgspec.Struct]] = {
     RecordType.QUEUE_RESUMED: QueueEvent,
     RecordType.QUEUE_DURABILITY: QueueDurability,
     RecordType.QUEUE_DELETED: QueueEvent,
+    RecordType.JOBS_LEASED: JobsLeased,
     RecordType.SCHEDULE_SET: Schedule,
     RecordType.SCHEDULE_DELETED: ScheduleDeleted,
     RecordType.SCHEDULE_TICKED: ScheduleTicked,

@@ -1,8 +1,9 @@
 """Rebuilding a queue in memory from what its log held: the snapshot's chunks, then the records.
 
-Jobs found RESERVED or RUNNING are ready again (deliveries are not logged; at-least-once), with the
-attempt they were on still counted. Jobs are indexed in the order they last changed state (their
-``seq``), so ready jobs keep their FIFO order across a restart.
+Jobs found RESERVED or RUNNING are ready again (a single node logs no deliveries; at-least-once),
+with the attempt they were on still counted; a cluster's leader (``StateMachine.keep_leases``)
+keeps them leased, to their worker, until their lease ends. Jobs are indexed in the order they last
+changed state (their ``seq``), so ready jobs keep their FIFO order across a restart.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
     name = q.name
     names: dict[str, str] = {}
     leased = LEASED_STATES
+    held: list[Job] = []
     for job in jobs:
         job.queue = name
         handler = names.get(job.name)
@@ -101,9 +103,8 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
             handler = names[job.name] = sys.intern(job.name)
         job.name = handler
         if job.state in leased:
-            job.state = JobState.ENQUEUED
-            job.worker = None
-            job.lease_until = None
+            held.append(job)
+    _snapshot_leases(state, held)
     q.index.load(jobs)
     keys = q.index.keys
     for entry in meta.keys:
@@ -114,6 +115,18 @@ def load_snapshot(state: StateMachine, q: Queue, lsn: int, chunks: list[bytes]) 
         state.ids.observe(meta.last_id)
     if jobs:
         state.ids.observe(max(jobs, key=_by_id).id)
+
+
+def _snapshot_leases(state: StateMachine, jobs: list[Job]) -> None:
+    """Leased jobs of a snapshot: a cluster's leader (`keep_leases`) keeps each lease, to its worker,
+    until its end; a single node makes them ready again."""
+    for job in jobs:
+        if state.keep_leases and job.worker is not None and job.lease_until is not None:
+            state.hold(job, job.worker)
+        else:
+            job.state = JobState.ENQUEUED
+            job.worker = None
+            job.lease_until = None
 
 
 def load_new_jobs(state: StateMachine, q: Queue, jobs: list[Job]) -> None:

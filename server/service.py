@@ -757,7 +757,9 @@ class Service:
             raise ValidationError("pid", "must be an integer from 0 to 2147483647")
         if not 0 <= msg.concurrency <= 1_000_000:
             raise ValidationError("concurrency", "must be an integer from 0 to 1000000")
-        worker = conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name)
+        if msg.resume is not None and not 0 < len(msg.resume) <= 64:
+            raise ValidationError("resume", "must be an earlier SUBSCRIBED's worker_id (1 to 64 characters)")
+        worker = conn.worker = self.dispatcher.subscribe(conn, msg.queues, msg.credits, msg.name, msg.resume)
         worker.host, worker.pid, worker.concurrency = msg.host, msg.pid, msg.concurrency
         conn.session.reply(request, m.Subscribed(conn.worker.id), MessageType.SUBSCRIBED)
 

@@ -47,6 +47,7 @@ _ENQUEUED = JobState.ENQUEUED
 _SCHEDULED = JobState.SCHEDULED
 _RETRYING = JobState.RETRYING
 _RUNNING = JobState.RUNNING
+_RESERVED = JobState.RESERVED
 
 #: What `StateMachine.apply` calls for one record type: (queue, decoded body, LSN) -> its result.
 Applier = Callable[["Queue", Any, int], Any]
@@ -137,6 +138,9 @@ class StateMachine:
         self.timings: JobTimings | None = JobTimings()
         #: The request-dedupe tokens of applied enqueue records (server/dedupe.py).
         self.tokens = RequestTokens()
+        #: Keep the leases that JOBS_LEASED records and snapshots hold (a cluster's leader, whose
+        #: successor continues them); False: a single node, where a recovered lease is ready again.
+        self.keep_leases = False
         appliers: dict[int, Callable[[Queue, Any, int], Any]] = {
             RecordType.JOB_ENQUEUED: self._enqueued,
             RecordType.JOBS_ENQUEUED: self._batch_enqueued,
@@ -152,6 +156,7 @@ class StateMachine:
             RecordType.QUEUE_RESUMED: self._resumed,
             RecordType.QUEUE_DURABILITY: self._durability,
             RecordType.QUEUE_DELETED: self._queue_deleted,
+            RecordType.JOBS_LEASED: self._leased,
         }
         #: Indexed by record type byte (None: a type this build does not know).
         self._appliers: list[Callable[[Queue, Any, int], Any] | None] = [appliers.get(t) for t in range(256)]
@@ -342,6 +347,35 @@ class StateMachine:
         self.transition(q, job, _SCHEDULED, body.at, lsn)
         if self.on_deadline is not None:
             self.on_deadline(body.run_at)
+
+    def hold(self, job: Job, worker: str) -> None:
+        """Record that ``worker`` holds ``job``'s lease (``job.worker`` and ``lease_until`` set)."""
+        held = self.workers.get(worker)
+        if held is None:
+            held = self.workers[worker] = {}
+        held[job.id] = job
+
+    def _leased(self, q: Queue, body: rec.JobsLeased, lsn: int) -> None:
+        """Replay of a delivery or lease extension (the leader that logged it applied it in memory).
+
+        A ready job whose next attempt is the lease's is reserved to the record's worker; a job that
+        worker already holds keeps the later of the two ends; anything else (the job moved on since:
+        finished, taken back, leased again) ignores it. Kept only with `keep_leases`."""
+        if not self.keep_leases:
+            return
+        table, worker = self.table, body.worker
+        for lease in body.leases:
+            job = table.get(lease.id)
+            if job is None or job.queue != q.name or lsn <= job.lsn:
+                continue
+            if job.state is _ENQUEUED and lease.attempts == job.attempts + 1:
+                job.attempts = lease.attempts
+                job.worker = worker
+                job.lease_until = lease.until
+                self.hold(job, worker)
+                self.transition(q, job, _RESERVED, body.at, lsn)
+            elif job.state in LEASED_STATES and job.worker == worker:
+                q.index.extend_lease(job, max(lease.until, job.lease_until or 0.0))
 
     def _released(self, q: Queue, job: Job, body: rec.JobEvent, lsn: int) -> None:
         self.drop_lease(job)

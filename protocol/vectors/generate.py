@@ -283,6 +283,12 @@ VECTORS: list[tuple[str, m.MessageType, int, msgspec.Struct]] = [
         m.Subscribe(["emails"], 100, "host-1:4242", host="host-1", pid=4242, concurrency=10),
     ),
     ("subscribe-unnamed", T.SUBSCRIBE, 16, m.Subscribe(["emails"], 0)),
+    (
+        "subscribe-resume",
+        T.SUBSCRIBE,
+        16,
+        m.Subscribe(["emails"], 8, "host-1:4242", host="host-1", pid=4242, concurrency=10, resume="w3.5f2a"),
+    ),
     ("credit", T.CREDIT, 0, m.Credit(3)),
     ("unsubscribe", T.UNSUBSCRIBE, 17, m.Unsubscribe()),
     ("start", T.START, 0, m.JobIds([JOB_A, JOB_B])),

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from protoclient import ProtoClient, ServerProcess, run, server_process
+from protoclient import ProtoClient, ServerError, ServerProcess, run, server_process
 
 from spitfire.protocol import messages as m
 from spitfire.protocol.messages import MessageType
@@ -346,3 +346,38 @@ def test_released_jobs_are_ready_after_a_restart_and_history_starts_at_creation(
     with server_process(tmp_path / "data") as srv:
         run(check(srv.port, fresh, held))
         assert srv.terminate() == 0
+
+
+def test_a_worker_resumes_its_id_once_no_live_connection_holds_it(server: ServerProcess, queue: str) -> None:
+    """SUBSCRIBE's ``resume``: the earlier id is taken when free; a live holder keeps it; a single
+    node took the lost connection's jobs back, so they are delivered again (attempt 2)."""
+
+    async def body() -> None:
+        p = await ProtoClient.connect(server.port)
+        e = await p.enqueue(queue)
+        first = await ProtoClient.connect(server.port)
+        wid = await first.subscribe([queue], 1)
+        (job,) = await first.deliveries(1)
+        rival = await ProtoClient.connect(server.port)
+        reply = await rival.call(MessageType.SUBSCRIBE, m.Subscribe([queue], 0, "rival", resume=wid))
+        assert reply.worker_id != wid  # a live connection holds it
+        first.close()
+        again = await ProtoClient.connect(server.port)
+        deadline = time.monotonic() + 10
+        while True:  # the server notices the closed connection on its own time
+            reply = await again.call(MessageType.SUBSCRIBE, m.Subscribe([queue], 1, "again", resume=wid))
+            if reply.worker_id == wid or time.monotonic() > deadline:
+                break
+            again.close()
+            again = await ProtoClient.connect(server.port)
+        assert reply.worker_id == wid
+        (redelivered,) = await again.deliveries(1)
+        assert (redelivered.job_id, redelivered.attempt) == (e.job_id, 2) and job.attempt == 1
+        assert (await again.ack(e.job_id)).errors == []
+        with pytest.raises(ServerError) as info:
+            await p.call(MessageType.SUBSCRIBE, m.Subscribe([queue], 1, "bad", resume="x" * 65))
+        assert (info.value.code, info.value.field) == ("BAD_REQUEST", "resume")
+        for c in (p, rival, again):
+            c.close()
+
+    run(body())

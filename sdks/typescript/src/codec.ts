@@ -323,6 +323,7 @@ export const BODIES: Record<MessageTypeName, Field[]> = {
     ["host", "str", ""],
     ["pid", "int", 0],
     ["concurrency", "int", 0],
+    ["resume", opt("str")],
   ],
   CREDIT: [["credits", "int", REQUIRED]],
   UNSUBSCRIBE: [],
