@@ -295,6 +295,10 @@ class Commands:
         #: On a cluster member that does not lead: the text of the ``-NOTLEADER`` error (the
         #: leader's RESP ``host:port``, or ``none``, first) every command but `ANY_MEMBER` answers.
         self.not_leader = not_leader
+        #: A cluster leader's read check (`raft/readguard.py`): awaited before every command but
+        #: `ANY_MEMBER`; None to serve it, else the text of its ``-NOTLEADER`` error (None: a single
+        #: node, every command is served).
+        self.gate: Callable[[], Awaitable[str | None]] | None = None
         self.token = None if token is None else token.encode()
         self.table: dict[bytes, Handler] = {
             b"PING": self.ping,
@@ -339,6 +343,10 @@ class Commands:
             return encode(unknown_command(args))
         if self.not_leader is not None and name not in ANY_MEMBER:
             return encode(error("NOTLEADER", self.not_leader()))
+        if self.gate is not None and name not in ANY_MEMBER:
+            refused = await self.gate()
+            if refused is not None:
+                return encode(error("NOTLEADER", refused))
         try:
             return encode(await handler(conn, args))
         except CommandError as exc:

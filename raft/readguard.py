@@ -31,7 +31,9 @@ import collections
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["LEASE_FRACTION", "MAX_WAITING", "Proceed", "ReadGuard"]
 
@@ -147,12 +149,11 @@ class ReadGuard:
         self.check(proceed)
         return await future
 
-    def http_gate(
-        self, refused: Callable[[], dict[str, Any]]
-    ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
-        """An HTTP server's gate over this check: None to serve a request, else the body of its 503."""
+    def http_gate(self, refused: Callable[[], T]) -> Callable[[], Awaitable[T | None]]:
+        """A listener's gate over this check: None to serve a request, else what ``refused`` gives
+        (the body of an HTTP 503, the text of a RESP error)."""
 
-        async def gate() -> dict[str, Any] | None:
+        async def gate() -> T | None:
             return None if await self.confirm() else refused()
 
         return gate

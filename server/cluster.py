@@ -42,7 +42,7 @@ from spitfire.wal import FileStorage, WalConfig
 from spitfire.wal.api import Durability
 
 from . import cluster_admin
-from .confirmed import ConfirmedService, unconfirmed
+from .confirmed import ConfirmedService, resp_unconfirmed, unconfirmed
 from .engine import Engine
 from .listener import ConnectionHub
 from .options import ServerOptions
@@ -252,6 +252,8 @@ class Member:
         )
         await asyncio.sleep(0)
         await server._listen_redis()
+        if server.redis is not None:  # RESP commands are served only while the leadership holds too
+            server.redis.commands.gate = node.reads.http_gate(lambda: resp_unconfirmed(self.config.node_id))
         gate = node.reads.http_gate(lambda: unconfirmed(self.config.node_id))
         server.http.gate = gate
         if server.compat is not None:

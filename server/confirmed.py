@@ -74,6 +74,11 @@ def _message(node_id: str) -> str:
     )
 
 
+def resp_unconfirmed(node_id: str) -> str:
+    """The text of a RESP ``-NOTLEADER`` error when the leader cannot confirm that it still leads."""
+    return f"none ({_message(node_id)})"
+
+
 def unconfirmed(node_id: str) -> dict[str, Any]:
     """The HTTP API's 503 body when the leader cannot confirm that it still leads."""
     return {"error": {"code": "NOT_LEADER", "message": _message(node_id), "leader": None}}

@@ -290,3 +290,30 @@ def test_shutdown_answers_waiting_pops_and_closes(tmp_path: Path) -> None:
             client.close()
 
     asyncio.run(main())
+
+
+def test_a_leader_that_cannot_confirm_its_leadership_serves_no_command(tmp_path: Path) -> None:
+    """The cluster leader's read check gates every data command (a deposed or stalled leader
+    answers ``-NOTLEADER`` and changes nothing); PING and the handshake are still answered."""
+
+    async def main() -> None:
+        async with listener(tmp_path) as (engine, server, port):
+            confirmed: list[bool] = [False]
+            asked: list[int] = []
+
+            async def gate() -> str | None:
+                asked.append(1)
+                return None if confirmed[0] else "none (this member cannot confirm that it still leads)"
+
+            server.commands.gate = gate
+            client = await AsyncClient.connect(port)
+            refused = await client.call("LPUSH", "gated", "x")
+            assert str(refused).startswith("NOTLEADER none") and asked
+            assert await client.call("PING") == b"PONG"
+            assert engine.stats().total_jobs == 0
+            confirmed[0] = True
+            assert await client.call("LPUSH", "gated", "x") == 1
+            assert await client.call("LLEN", "gated") == 1
+            client.close()
+
+    asyncio.run(main())
