@@ -6,12 +6,12 @@ python -m perf engine [--repeat 3] [--quick] [--only NAME ...]
 python -m perf engine --flamegraph closed-loop-group
     Runs one workload under py-spy and writes flamegraphs/<name>.svg plus the command beside it.
 python -m perf net [--repeat 3] [--quick] [--only NAME ...]
-    The network server's workloads (issue 4): a real spitfire-server process, clients and workers
+    The network server's workloads: a real spitfire-server process, clients and workers
     in other processes; writes perf/results/net-<timestamp>.json.
 python -m perf net --flamegraph drain-tcp
     Runs one drain with py-spy attached to the server and to the worker: flamegraphs/net-*.svg.
 python -m perf single|batch|drain|open-loop|priorities|delayed|large-payload|many-queues|fanout
-    One workload each (issue 6; perf/workloads.py): bounded by --jobs and --seconds, --seed fixed,
+    One workload each (perf/workloads.py): bounded by --jobs and --seconds, --seed fixed,
     its own server (--durability) or --url; a table and perf/results/<name>-<transport>-<ts>.json.
 python -m perf watch [--rate 5000] [--seconds 20] [--p99-ms 10]
     Open-loop load with py-spy attached to the server: flamegraphs/watch-<ts>.svg and .json; exits 1

@@ -1,4 +1,4 @@
-"""python -m perf ceiling: the server's own CPU ceiling, and this machine's physical limits (issue 12).
+"""python -m perf ceiling: the server's own CPU ceiling, and this machine's physical limits.
 
     python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--workers 2] [--quick]
                            [--no-profile] [--profile-seconds 6] [--no-pin] [--flamegraphs DIR]
@@ -729,7 +729,7 @@ def fsync_loop(directory: Path, group: int, seconds: float, max_records: int = 5
     path = directory / f"fsync-{group}.log"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        # Zero-filled, not fallocated: writes into unwritten extents cost more per fdatasync (issue 12),
+        # Zero-filled, not fallocated: writes into unwritten extents cost more per fdatasync,
         # so this is the disk's best case.
         chunk = b"\x00" * 2**20
         for _ in range(FSYNC_FILE_BYTES // len(chunk)):

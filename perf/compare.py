@@ -1,4 +1,4 @@
-"""python -m perf peers: Spitfire and the peer job queues side by side, in one run (issue 6).
+"""python -m perf peers: Spitfire and the peer job queues side by side, in one run.
 
 Two comparisons, each with the services it needs started here and stopped by PID:
 
@@ -18,7 +18,7 @@ rate it cannot keep up with: achieved below 90% of offered, or p99 over ``--cap-
 ratios Spitfire/peer. A peer that cannot run (no peers venv, no redis-server or postgres, an
 adapter's `Skip`, a crash, a timeout) is skipped with the reason printed and recorded.
 
-Then the ways of use (issue 12, `WAYS`): each way of using Spitfire (a sync or async handler's
+Then the ways of use (`WAYS`): each way of using Spitfire (a sync or async handler's
 drain at the worker's default concurrency, the AsyncClient on asyncio and on uvloop, the sync
 Client from 8 threads and from one, batches) against the peers' same way: their drain at 1 and 2
 processes (the better one counts), ``enqueue-single``, ``enqueue-threads``, ``enqueue-batch``,
@@ -497,7 +497,7 @@ def figures_of(rows: Sequence[dict[str, Any]]) -> list[Figure]:
     return figures + ways_figures(ways_of(rows))
 
 
-# -- the ways of use (issue 12) ---------------------------------------------------------------------
+# -- the ways of use -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -652,7 +652,7 @@ def ways_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     if all(w["spitfire"].get("skipped") == NOT_RUN for w in ways):
         return []
     lines = [
-        "Ways of use (issue 12): Spitfire's figure against the best peer's same way, jobs/s; targets "
+        "Ways of use: Spitfire's figure against the best peer's same way, jobs/s; targets "
         f"(Python peer / BullMQ-Sidekiq) hold in the {TARGET_COMPARISON} comparison only.",
         "",
         "| comparison | way of use | Spitfire jobs/s | p50 ms | p99 ms | best Python peer | jobs/s "

@@ -1,4 +1,4 @@
-"""python -m perf delayed-scale: delayed jobs at scale (issue 14).
+"""python -m perf delayed-scale: delayed jobs at scale.
 
 With ``--backlog`` (1,000,000) jobs delayed to random times within the next hour held by a server:
 

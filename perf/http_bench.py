@@ -7,7 +7,7 @@ Without --url it starts its own spitfire-server (temporary data dir, group durab
 PID at the end). The client is raw asyncio (uvloop) HTTP/1.1 with keep-alive: ``--connections``
 connections, each with ``--depth`` requests pipelined, so that the client costs a few microseconds
 per request and the server is what is measured. Prints a table and writes perf/results/http-*.json.
-Targets (issue 5): single enqueue >= 5,000 jobs/s; the :batch route >= 50,000 jobs/s.
+Targets: single enqueue >= 5,000 jobs/s; the :batch route >= 50,000 jobs/s.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""python -m perf net: issue 4's benchmarks against a real spitfire-server process.
+"""python -m perf net: the fixed network benchmarks against a real spitfire-server process.
 
 Every case starts its own server (group durability, temp data dir, free loopback port), runs the
 client workload in this process (a different process from the server) and stops the server by PID.
@@ -55,7 +55,7 @@ def _throughput(label: str, transport: str, tcp_target: float) -> tuple[str, str
 
 
 def net_cases(quick: bool) -> list[NetCase]:
-    """The benchmark set of issue 4 (N = 20,000 and 100,000; quick: 20,000 only, shorter runs)."""
+    """The fixed benchmark set (N = 20,000 and 100,000; quick: 20,000 only, shorter runs)."""
     sizes = [20_000] if quick else [20_000, 100_000]
     seconds = 3 if quick else 10
     cases: list[NetCase] = []

@@ -1,4 +1,4 @@
-"""Client-side workloads against a real spitfire-server in another process (issue 4's benchmarks).
+"""Client-side workloads against a real spitfire-server in another process (the fixed network benchmarks).
 
 Each workload takes the server's URL and a config dict and returns a dict of figures. Payloads are
 ~100-byte JSON documents (as the peers' benchmarks used), sent as msgpack maps by the SDK. Every

@@ -1,4 +1,4 @@
-"""python -m perf sse-readers: does an open dashboard slow enqueue? (issue 13)
+"""python -m perf sse-readers: does an open dashboard slow enqueue?
 
 ``--readers`` (10) Server-Sent-Events readers of ``/api/events?jobs=batched`` (what the dashboard
 opens; ``--mode each`` reads an ``event: job`` per change instead) in a separate process stand in for

@@ -1,4 +1,4 @@
-"""python -m perf watch: continuous profiling under a steady open-loop load (issue 6; `make perf`).
+"""python -m perf watch: continuous profiling under a steady open-loop load (`make perf`).
 
     python -m perf watch [--rate 5000] [--seconds 20] [--p99-ms 5] [--durability group] [--no-pin]
 
@@ -7,7 +7,7 @@ to it by PID, offers ``--rate`` single-job enqueues/s over TCP for ``--seconds``
 pinned to the other half (latency counted from each job's scheduled send time, HDR histogram),
 then writes the server's flamegraph to flamegraphs/watch-<ts>.svg and the run's JSON (machine,
 commit, config, figures) beside it as flamegraphs/watch-<ts>.json. Prints p50/p90/p99/p999/max and
-exits 1 when enqueue p99 is over ``--p99-ms`` (default 5 ms: the goal at 5,000/s, issue 12).
+exits 1 when enqueue p99 is over ``--p99-ms`` (default 5 ms: the goal at 5,000/s).
 """
 
 from __future__ import annotations

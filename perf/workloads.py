@@ -1,4 +1,4 @@
-"""Spitfire's per-workload benchmarks (issue 6): one function per workload, run against a server URL.
+"""Spitfire's per-workload benchmarks: one function per workload, run against a server URL.
 
 Each workload is ``async def fn(urls, cfg) -> dict`` where ``urls`` maps a transport (tcp, quic,
 http) to the server's address and ``cfg`` holds its bounded configuration (a job count, a deadline

@@ -1,4 +1,4 @@
-"""Peer job queues side by side with Spitfire (issue 6).
+"""Peer job queues side by side with Spitfire.
 
 - `perf.peers.base`: the workload contract (`PeerSpec`, `Skip`, the shared drivers); no peer imports.
 - `perf.peers.runner`: runs one adapter's workload in the peers venv (``.venv/peers``, made by

@@ -1,4 +1,4 @@
-"""Deleting queues, and the limit on how many there are (issue 11, "Disk").
+"""Deleting queues, and the limit on how many there are ("Disk").
 
 Every test runs on both backends (the ``harness`` fixture) unless it needs one: the memory backend
 holds commits back to look at a deletion in flight; the file engine leaves the files a crash would.

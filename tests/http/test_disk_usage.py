@@ -1,4 +1,4 @@
-"""Disk use of a real spitfire-server (issue 11, items 6 and 7): a queue holding one job costs at most
+"""Disk use of a real spitfire-server (items 6 and 7): a queue holding one job costs at most
 2 MiB (segments start at 1 MiB and double), a new queue refused for lack of space leaves no
 directory and the server restarts on the full disk, and /ready answers 503 whenever enqueues would
 get NO_SPACE, even with free space left on the disk."""

@@ -1,6 +1,6 @@
 """Security of the HTTP listener against real server processes: Bearer-only auth, HTTPS with
 --tls-cert/--tls-key (and only with them), and the start-up warning about a token crossing a
-non-loopback bind in plain HTTP (issue 11, "Security" and item 10)."""
+non-loopback bind in plain HTTP ("Security" and item 10)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GET /api/jobs/{id}?wait_ms= (answered when the job is final, or at wait_ms), progress in the job JSON
-and as ``event: progress``, and the HTTP-worker defects of issue 15 (second ack's reason, stale
+and as ``event: progress``, and the HTTP-worker defects fixed earlier (second ack's reason, stale
 workers not active, a long poll on a queue not created yet), against a live server."""
 
 from __future__ import annotations

@@ -389,7 +389,7 @@ def test_a_sync_drain_runs_the_plain_def_job(tmp_path: Path) -> None:
     assert "jobs/s" in result
 
 
-# -- the ways of use (issue 12) ----------------------------------------------------------------------------
+# -- the ways of use --------------------------------------------------------------------------------------
 
 
 def test_the_loop_flag_picks_the_clients_event_loop() -> None:

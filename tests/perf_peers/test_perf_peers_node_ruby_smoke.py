@@ -1,4 +1,4 @@
-"""Smoke test of the non-Python peers, BullMQ (Node) and Sidekiq (Ruby), at small N (issue 12): every
+"""Smoke test of the non-Python peers, BullMQ (Node) and Sidekiq (Ruby), at small N: every
 workload, enqueue-threads and enqueue-one, a drain with one and with two worker processes.
 
 Slow (redis-server with ``appendfsync always``, a Node or Ruby process per workload, each peer's

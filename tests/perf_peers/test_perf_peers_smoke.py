@@ -1,4 +1,4 @@
-"""Smoke test of the peer comparison's framework and Redis-based adapters (issue 6), small N.
+"""Smoke test of the peer comparison's framework and Redis-based adapters, small N.
 
 Slow (it starts redis-server twice and each peer's worker): run with ``pytest -m slow``. Skips,
 saying why, when the peers venv (``make perf-peers``) or redis-server is missing.
@@ -72,7 +72,7 @@ def test_every_redis_peer_runs_every_workload(peers_ready: None, appendfsync: st
 
 @pytest.mark.parametrize("adapter", REDIS_ADAPTERS)
 def test_every_redis_peer_runs_the_ways_users_run_it(peers_ready: None, adapter: str) -> None:
-    """Issue 12's workloads: 8 threads, one call at a time, and a drain by two worker processes."""
+    """The ways-of-use workloads: 8 threads, one call at a time, and a drain by two worker processes."""
     with RedisServer("always") as redis:
         threads = run_peer(adapter, "enqueue-threads", redis.url, {"jobs": 200}, timeout=120)
         if adapter in NO_THREADS:

@@ -1,4 +1,4 @@
-"""The server session's bounds on clients that have not authenticated (issue 11, item 8).
+"""The server session's bounds on clients that have not authenticated (item 8).
 
 Sans-I/O: the "clock" is the ``now`` the test passes, so deadlines are exact and nothing sleeps.
 """

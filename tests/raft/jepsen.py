@@ -58,12 +58,14 @@ class Report:
     acked: int
     delivered: int
     indeterminate: int
+    #: Jobs delivered more than once (at-least-once allows it; resumed leases make it rare).
+    redelivered: int = 0
 
     def summary(self) -> str:
         return (
-            f"{self.enqueued} enqueues acknowledged, {self.delivered} deliveries, {self.acked} acks "
-            f"acknowledged, {self.indeterminate} indeterminate; lost {len(self.lost)}, duplicated "
-            f"{len(self.duplicated)}, lost outcome {len(self.lost_outcome)}"
+            f"{self.enqueued} enqueues acknowledged, {self.delivered} deliveries ({self.redelivered} jobs "
+            f"delivered again), {self.acked} acks acknowledged, {self.indeterminate} indeterminate; lost "
+            f"{len(self.lost)}, duplicated {len(self.duplicated)}, lost outcome {len(self.lost_outcome)}"
         )
 
 
@@ -88,6 +90,7 @@ class History:
             if key is not None:
                 by_key[key].append(job_id)
         acked = {op.job_id for op in ops if op.kind == "ack" and op.phase == "ok"}
+        deliveries = collections.Counter(op.job_id for op in ops if op.kind == "deliver")
         return Report(
             lost=sorted(j for j in acknowledged if j is not None and j not in final),
             duplicated={k: sorted(v) for k, v in by_key.items() if len(v) > 1},
@@ -96,6 +99,7 @@ class History:
             acked=len(acked),
             delivered=sum(1 for op in ops if op.kind == "deliver"),
             indeterminate=sum(1 for op in ops if op.phase == "info"),
+            redelivered=sum(1 for n in deliveries.values() if n > 1),
         )
 
 
@@ -142,6 +146,10 @@ class Load:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, args=(producers, workers), name="load", daemon=True)
         self.errors: list[BaseException] = []
+        #: Per worker: the worker id of its last subscription, and the acks a lost connection cut.
+        #: A new leader continues the leases, so the worker resumes its id there and sends those
+        #: acks again.
+        self._resume: dict[str, tuple[str | None, list[str]]] = {}
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -233,6 +241,7 @@ class Load:
     async def _worker(self, name: str) -> None:
         targets = self._targets()
         hint: Member | None = None
+        self._resume[name] = (None, [])
         while not self._stop.is_set():
             conn = await self._connect(targets, hint)
             hint = None
@@ -253,7 +262,12 @@ class Load:
     async def _serve(self, name: str, member: Member, client: ProtoClient) -> None:
         """Take deliveries from ``member`` and ack them until stopped or cut."""
         h = self.history
-        await asyncio.wait_for(client.subscribe([self.queue], 32, name), 5)
+        previous, cut = self._resume[name]
+        subscribe = m.Subscribe([self.queue], 32, name, resume=previous)
+        wid = (await asyncio.wait_for(client.call(MessageType.SUBSCRIBE, subscribe), 5)).worker_id
+        self._resume[name] = (wid, [])
+        if cut and wid == previous:  # the leases are this connection's: report the cut acks here
+            await self._ack(name, member, client, cut)
         while not self._stop.is_set():
             if client.closed.is_set():
                 raise ConnectionError("the member closed the connection")
@@ -266,15 +280,22 @@ class Load:
             ids = [job.job_id for job in push.message.jobs]
             for job_id in ids:
                 h.record(name, "deliver", "ok", member.node_id, job_id=job_id)
-            for job_id in ids:
-                h.record(name, "ack", "invoke", member.node_id, job_id=job_id)
-            try:
-                done = await asyncio.wait_for(client.ack(*ids), 5)
-            except (ConnectionError, OSError, TimeoutError, ServerError):
-                for job_id in ids:
-                    h.record(name, "ack", "info", member.node_id, job_id=job_id)
-                raise
-            failed = {e.index for e in done.errors}
-            for index, job_id in enumerate(ids):
-                h.record(name, "ack", "fail" if index in failed else "ok", member.node_id, job_id=job_id)
+            await self._ack(name, member, client, ids)
             client.send(MessageType.CREDIT, m.Credit(len(ids)))
+
+    async def _ack(self, name: str, member: Member, client: ProtoClient, ids: list[str]) -> None:
+        """Ack ``ids``, recording each outcome; a cut ack is kept for the next subscription."""
+        h = self.history
+        for job_id in ids:
+            h.record(name, "ack", "invoke", member.node_id, job_id=job_id)
+        try:
+            done = await asyncio.wait_for(client.ack(*ids), 5)
+        except (ConnectionError, OSError, TimeoutError, ServerError):
+            for job_id in ids:
+                h.record(name, "ack", "info", member.node_id, job_id=job_id)
+            wid, cut = self._resume[name]
+            self._resume[name] = (wid, [*cut, *ids])
+            raise
+        failed = {e.index for e in done.errors}
+        for index, job_id in enumerate(ids):
+            h.record(name, "ack", "fail" if index in failed else "ok", member.node_id, job_id=job_id)

@@ -87,12 +87,18 @@ def _kill_leader_and_measure(c: Cluster, acked: list[str], succeeded: list[str],
     succeeded, held ones still leased to the worker: the new leader continues the leases, and
     delivers those jobs again only if the worker does not come back before they end), restart the
     killed member. Returns the failover time."""
-    leader = c.leader()
-    # Every member up and connected first: a kill must leave a majority.
-    c.wait("every member up", lambda: all(
-        n["role"] != "down" for n in (leader.cluster() or {"nodes": [{"role": "down"}]})["nodes"]
-    ))  # fmt: skip
-    ids, done, held_ids, killed = asyncio.run(_load_then_kill(leader, queue))
+    while True:
+        leader = c.leader()
+        # Every member up and connected first: a kill must leave a majority.
+        c.wait("every member up", lambda leader=leader: all(
+            n["role"] != "down" for n in (leader.cluster() or {"nodes": [{"role": "down"}]})["nodes"]
+        ))  # fmt: skip
+        try:
+            ids, done, held_ids, killed = asyncio.run(_load_then_kill(leader, queue))
+            break
+        except ServerError as exc:  # the leadership moved before the kill (a loaded machine): again
+            if exc.code != ErrorCode.NOT_LEADER:
+                raise
     acked.extend(ids)
     succeeded.extend(done)
     survivors = [m for m in c.members if m is not leader]

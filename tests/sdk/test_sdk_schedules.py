@@ -1,4 +1,4 @@
-"""Recurring schedules through the SDK and the CLI against a real server (issue 14): every
+"""Recurring schedules through the SDK and the CLI against a real server: every
 ``client.schedules`` operation, sync and async; bad definitions name their field and create nothing;
 ``@app.cron`` declarations, their registration when a worker starts, and a once-a-second schedule
 whose jobs the worker runs; ``spitfire schedules ...``."""

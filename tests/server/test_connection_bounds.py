@@ -1,5 +1,5 @@
-"""Bounds on clients that never authenticate, against real spitfire-server processes (issue 11,
-item 8): pre-HELLO frames of at most 64 KiB, the handshake timeout, --max-connections, and memory
+"""Bounds on clients that never authenticate, against real spitfire-server processes: pre-HELLO
+frames of at most 64 KiB, the handshake timeout, --max-connections, and memory
 of closed connections given back at once (RSS read from /proc/<pid>/status)."""
 
 from __future__ import annotations

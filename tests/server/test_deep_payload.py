@@ -1,6 +1,6 @@
 """A payload nested thousands deep, enqueued over the binary protocol as opaque bytes, against a real
 server: every route that shows it answers, with ``{"$msgpack": "<base64>"}`` for values nested past
-MAX_JSON_DEPTH, and the rest of its queue stays readable (issue 11, item 9)."""
+MAX_JSON_DEPTH, and the rest of its queue stays readable (item 9)."""
 
 from __future__ import annotations
 

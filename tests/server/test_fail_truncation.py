@@ -1,6 +1,6 @@
 """A failure's error and traceback are cut (64 KiB, 1 MiB) with a marker, on the binary protocol and
 on HTTP alike, against a real server: a 20 MiB traceback is accepted, stored cut, and adds about
-1 MiB to the log, not 20 (issue 11, item 8's FAIL limits; HTTP answered 422 over them before)."""
+1 MiB to the log, not 20 (item 8's FAIL limits; HTTP answered 422 over them before)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deleting queues on a real spitfire-server (issue 11, "Disk"): over the binary protocol and the SDK,
+"""Deleting queues on a real spitfire-server ("Disk"): over the binary protocol and the SDK,
 what a worker holding a job of the queue is told, the disk space it gives back, the queue limit,
 and crashes: a SIGKILL right after the answer, and SIGKILLs inside the deletion (after its record
 committed, before the directory is renamed; after the rename, before the tombstone is removed)."""

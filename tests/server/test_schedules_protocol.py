@@ -1,4 +1,4 @@
-"""Recurring schedules over the binary protocol against a real server (issue 14): PUT_SCHEDULE's
+"""Recurring schedules over the binary protocol against a real server: PUT_SCHEDULE's
 create / identical / conflict / replace rules, GET, LIST, PAUSE, RESUME, TRIGGER and DELETE, and the
 errors (BAD_REQUEST naming the field, creating nothing; NOT_FOUND)."""
 

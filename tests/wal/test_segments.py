@@ -1,4 +1,4 @@
-"""Growing segments and queue creation (issue 11, items 6 and 7): a queue's first segment is small,
+"""Growing segments and queue creation (items 6 and 7): a queue's first segment is small,
 each next one doubles up to `WalConfig.segment_size`, a failed creation leaves nothing behind, and a
 directory without a segment never stops start-up."""
 

@@ -1,4 +1,4 @@
-"""The modules of wal/ import each other without cycles, not even under TYPE_CHECKING (issue 11:
+"""The modules of wal/ import each other without cycles, not even under TYPE_CHECKING (
 the flusher, preparer and snapshot writer reach their log through callbacks, not back-pointers)."""
 
 from __future__ import annotations

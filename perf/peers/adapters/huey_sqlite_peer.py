@@ -1,4 +1,4 @@
-"""huey's SqliteHuey (https://github.com/coleifer/huey): issue 6's workloads on a SQLite file.
+"""huey's SqliteHuey (https://github.com/coleifer/huey): the comparison's workloads on a SQLite file.
 
 Runs in the peers' venv. There is no server: the "service URL" names where the database goes,
 ``sqlite:///ABS/PATH.db`` (that file), ``sqlite:///ABS/DIR`` (``bench-huey.db`` in it), or

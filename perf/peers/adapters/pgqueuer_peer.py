@@ -1,4 +1,4 @@
-"""pgqueuer (https://github.com/janbjorge/pgqueuer) on PostgreSQL: issue 6's workloads.
+"""pgqueuer (https://github.com/janbjorge/pgqueuer) on PostgreSQL: the comparison's workloads.
 
 Runs in the peers' venv. The service URL is a ``postgresql://`` DSN (`perf.peers.pg_service`).
 Every workload starts from an empty queue: it installs pgqueuer's schema if missing (its default

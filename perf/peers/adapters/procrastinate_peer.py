@@ -1,4 +1,5 @@
-"""procrastinate (https://github.com/procrastinate-org/procrastinate) on PostgreSQL: issue 6's workloads.
+"""procrastinate (https://github.com/procrastinate-org/procrastinate) on PostgreSQL: the
+comparison's workloads.
 
 Runs in the peers' venv. The service URL is a ``postgresql://`` DSN (`perf.peers.pg_service`).
 Every workload starts from an empty queue: it applies procrastinate's schema if missing and
