@@ -337,7 +337,6 @@ async def test_enqueue_batch_is_one_record(harness: Harness) -> None:
     assert [j.payload for j in e.reserve(["q"], "w", T0, limit=5)] == [b"a", b"b"]
 
 
-
 @run
 async def test_enqueue_batch_refuses_bad_arguments_on_new_and_existing_queues(harness: Harness) -> None:
     e = await harness.open()
@@ -355,6 +354,7 @@ async def test_enqueue_batch_refuses_bad_arguments_on_new_and_existing_queues(ha
         assert [j.payload for j in jobs] == [b"t1", b"t2"]
     assert "bad name" not in e.state.queues
     assert len(e.reserve(["q"], "w", T0, limit=10)) == 3
+
 
 @run
 async def test_recovery_preserves_everything(harness: Harness) -> None:
