@@ -17,9 +17,8 @@ tokens: `RequestTokens.record` is called as a record is applied (commit, then ap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from .errors import ValidationError
@@ -93,8 +92,9 @@ class RequestTokens:
         self._entries: OrderedDict[bytes, TokenEntry] = OrderedDict()
         #: Job ids over all entries.
         self._jobs = 0
-        #: token -> done once the request carrying it (on this server) has finished.
-        self._inflight: dict[bytes, asyncio.Future[None]] = {}
+        #: Tokens of the requests in flight on this server -> the future done when that request has
+        #: finished (None until a second request with the token waits for it).
+        self._inflight: dict[bytes, asyncio.Future[None] | None] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -149,18 +149,34 @@ class RequestTokens:
         """Remember a token read from a snapshot (its expiry as written)."""
         self.record(token, entry.queue, entry.name, entry.job_ids, entry.expires_at - self.ttl)
 
-    @contextlib.asynccontextmanager
-    async def exclusive(self, token: bytes) -> AsyncIterator[None]:
-        """Hold ``token`` while its request is handled: a second request with it (a resend that
-        overtook a first attempt still committing on this server) waits for the first to finish,
-        then finds its committed token instead of enqueueing again."""
-        inflight = self._inflight
-        while (first := inflight.get(token)) is not None:
+    def exclusive(self, token: bytes) -> _Held:
+        """Hold ``token`` while its request is handled (``async with``): a second request with it (a
+        resend that overtook a first attempt still committing on this server) waits for the first to
+        finish, then finds its committed token instead of enqueueing again."""
+        return _Held(self._inflight, token)
+
+
+class _Held:
+    """`RequestTokens.exclusive`: a plain async context manager, not a generator-based one, since
+    every enqueue that carries a token (every SDK enqueue) enters one. The future that a second
+    request waits on is made only when there is one (a resend overtaking its first attempt)."""
+
+    __slots__ = ("_inflight", "_token")
+
+    def __init__(self, inflight: dict[bytes, asyncio.Future[None] | None], token: bytes) -> None:
+        self._inflight = inflight
+        self._token = token
+
+    async def __aenter__(self) -> None:
+        inflight, token = self._inflight, self._token
+        while token in inflight:
+            first = inflight[token]
+            if first is None:  # the holder made no future yet: make the one it resolves on exit
+                first = inflight[token] = asyncio.get_running_loop().create_future()
             await asyncio.shield(first)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inflight[token] = done
-        try:
-            yield
-        finally:
-            del inflight[token]
-            done.set_result(None)
+        inflight[token] = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        first = self._inflight.pop(self._token)
+        if first is not None:
+            first.set_result(None)

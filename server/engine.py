@@ -587,8 +587,12 @@ class Engine(Queries):
         jobs, and nothing is added.
         """
         c = self.config
-        v.check_queue(queue, c)
-        if not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str):
+        q = self.state.queues.get(queue) if queue.__class__ is str else None
+        if q is None or q.deleting:  # an existing queue's name was checked when the queue was made
+            v.check_queue(queue, c)
+        if payloads.__class__ is not list and (
+            not isinstance(payloads, Sequence) or isinstance(payloads, bytes | str)
+        ):
             raise ValidationError("payloads", "must be a list of payloads")
         count = len(payloads)
         if not 1 <= count <= c.max_batch:

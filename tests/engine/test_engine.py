@@ -338,6 +338,25 @@ async def test_enqueue_batch_is_one_record(harness: Harness) -> None:
 
 
 @run
+async def test_enqueue_batch_refuses_bad_arguments_on_new_and_existing_queues(harness: Harness) -> None:
+    e = await harness.open()
+    for queue in ("", "bad name", "-x", 7):
+        with pytest.raises(ValidationError) as info:
+            await e.enqueue_batch(queue, "h", [b"a"], now=T0)  # type: ignore[arg-type]
+        assert info.value.field == "queue"
+    await e.enqueue_batch("q", "h", [b"a"], now=T0)  # "q" exists from here on
+    for queue in ("new", "q"):
+        for payloads in (b"ab", "ab", None, 3, [b"a", "b"]):
+            with pytest.raises(ValidationError) as info:
+                await e.enqueue_batch(queue, "h", payloads, now=T0)  # type: ignore[arg-type]
+            assert info.value.field in ("payloads", "payload")
+        jobs, _ = await e.enqueue_batch(queue, "h", (b"t1", b"t2"), now=T0)  # any sequence
+        assert [j.payload for j in jobs] == [b"t1", b"t2"]
+    assert "bad name" not in e.state.queues
+    assert len(e.reserve(["q"], "w", T0, limit=10)) == 3
+
+
+@run
 async def test_recovery_preserves_everything(harness: Harness) -> None:
     e = await harness.open()
     ready = [

@@ -155,6 +155,25 @@ def test_oversized_payloads_fail_before_sending() -> None:
     run(test, max_payload=100)
 
 
+def test_a_batch_names_its_bad_payload_and_sends_nothing() -> None:
+    """`enqueue_many` encodes and size-checks a batch in one pass; a bad payload is still named."""
+
+    async def test(server: FakeServer) -> None:
+        async with spitfire.AsyncClient(server.url) as client:
+            await client.ping()
+            seen = len(server.requests)
+            with pytest.raises(spitfire.TooLarge, match=r"payloads\[2\] is \d+ bytes, over"):
+                await client.enqueue_many("q", "n", ["a", "b", "x" * 200, "c"])
+            with pytest.raises(TypeError, match="cannot be encoded as msgpack"):
+                await client.enqueue_many("q", "n", ["a", object()])
+            with pytest.raises(TypeError, match="cannot be encoded as msgpack"):
+                await client.enqueue_many("q", "n", (p for p in ["a", object()]))
+            assert len(server.requests) == seen  # nothing was sent
+            assert len(await client.enqueue_many("q", "n", (p for p in ["a", "b"]))) == 2
+
+    run(test, max_payload=100)
+
+
 def test_no_server_is_not_connected_with_a_hint() -> None:
     async def test() -> None:
         client = spitfire.AsyncClient("tcp://127.0.0.1:1", connect_timeout=0.3)

@@ -130,6 +130,46 @@ def test_one_request_per_token_at_a_time() -> None:
     assert asyncio.run(main()) == ["first in", "other in", "first out", "second in"]
 
 
+def test_waiters_of_one_token_enter_one_at_a_time_and_a_cancelled_one_holds_nothing() -> None:
+    async def main() -> tuple[list[str], int]:
+        tokens = RequestTokens()
+        order: list[str] = []
+        gates = {name: asyncio.Event() for name in ("a", "b", "c")}
+
+        async def holder(name: str) -> None:
+            async with tokens.exclusive(b"t"):
+                order.append(f"{name} in")
+                await gates[name].wait()
+                order.append(f"{name} out")
+
+        a = asyncio.ensure_future(holder("a"))
+        await asyncio.sleep(0)
+        cancelled = asyncio.ensure_future(holder("x"))
+        b = asyncio.ensure_future(holder("b"))
+        c = asyncio.ensure_future(holder("c"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        cancelled.cancel()  # a waiter that gives up: the holder and the other waiters go on
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert order == ["a in"]
+        gates["a"].set()
+        await a
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert order == ["a in", "a out", "b in"]  # one waiter in; the other waits for it
+        gates["b"].set()
+        gates["c"].set()
+        await asyncio.gather(b, c)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        return order, len(tokens._inflight)
+
+    order, held = asyncio.run(main())
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    assert held == 0  # nothing is left held
+
+
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="above zero"):
         RequestTokens(ttl=0)
