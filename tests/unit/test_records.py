@@ -18,7 +18,7 @@ def test_record_type_bytes_are_stable() -> None:
     assert {t.name: t.value for t in RecordType} == {
         "JOB_ENQUEUED": 1, "JOBS_ENQUEUED": 2, "JOB_SUCCEEDED": 3, "JOB_FAILED": 4, "JOB_REQUEUED": 5,
         "JOB_CANCELLED": 6, "JOB_RETRIED": 7, "JOB_DELETED": 8, "QUEUE_PAUSED": 9, "QUEUE_RESUMED": 10,
-        "QUEUE_DURABILITY": 11, "JOB_SNOOZED": 12, "JOB_RELEASED": 13, "QUEUE_DELETED": 14,
+        "QUEUE_DURABILITY": 11, "JOB_SNOOZED": 12, "JOB_RELEASED": 13, "QUEUE_DELETED": 14, "JOBS_LEASED": 15,
         "SCHEDULE_SET": 20, "SCHEDULE_DELETED": 21, "SCHEDULE_TICKED": 22,
         "DEFINITIONS_SET": 30, "DEFINITION_DELETED": 31,
     }  # fmt: skip
