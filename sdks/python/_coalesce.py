@@ -185,28 +185,34 @@ class Coalescer:
             reply = await self._send_many(message, token is not None or keys is not None)
         except ALONE_AGAIN:
             # Nothing was added; each call learns its own fate from a request of its own.
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_result(_ALONE)
+            _settle(batch, _ALONE)
             return
         except asyncio.CancelledError:
             for call in batch:
                 call.future.cancel()
             raise
         except Exception as exc:
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            _settle(batch, exc)
             return
         if len(reply.job_ids) != len(batch) or len(reply.created) != len(batch):
-            error = ProtocolError(
-                f"the server answered {len(reply.job_ids)} ids for an ENQUEUE_MANY of {len(batch)} "
-                "jobs; report this server bug (enqueue with coalesce=False meanwhile)"
+            _settle(
+                batch,
+                ProtocolError(
+                    f"the server answered {len(reply.job_ids)} ids for an ENQUEUE_MANY of {len(batch)} "
+                    "jobs; report this server bug (enqueue with coalesce=False meanwhile)"
+                ),
             )
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(error)
             return
         for call, job_id, created in zip(batch, reply.job_ids, reply.created, strict=True):
             if not call.future.done():
                 call.future.set_result(self._job_id(job_id, created))
+
+
+def _settle(batch: list[_Call], outcome: object) -> None:
+    """Give every call of ``batch`` still waiting the same outcome (an exception is raised)."""
+    for call in batch:
+        if not call.future.done():
+            if isinstance(outcome, BaseException):
+                call.future.set_exception(outcome)
+            else:
+                call.future.set_result(outcome)
