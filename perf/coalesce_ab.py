@@ -52,40 +52,21 @@ def one_run(loop: str, coalesce: bool, jobs: int, inflight: int, spy: bool = Fal
     """One closed-loop run against a fresh server; adds server and client CPU microseconds per job."""
     cfg = {"jobs": jobs, "inflight": inflight, "loop": loop, "coalesce": coalesce}
     name = f"coalesce-{'on' if coalesce else 'off'}"
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    server = ServerProcess("group", quic=False)
-    prefix = None
-    if spy:
-        svg = ROOT / "flamegraphs" / f"{name}-server.svg"
-        prefix = [py_spy, "record", "--rate", "250", "--nonblocking", "-o", str(svg), "--"]
-    server.start(prefix)
+    server = ServerProcess("group", quic=False).start()
     assert server.proc is not None
-    client_spy = None
+    spies: list[subprocess.Popen[bytes]] = []
     try:
-        # Under py-spy the server is py-spy's child: measure the server's own process.
-        pid = _child_pid(server.proc.pid) if spy else server.proc.pid
         if spy:
-            svg = ROOT / "flamegraphs" / f"{name}-client.svg"
-            cmd = [
-                py_spy,
-                "record",
-                "--rate",
-                "250",
-                "--nonblocking",
-                "--pid",
-                str(os.getpid()),
-                "-o",
-                str(svg),
-            ]
-            client_spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1.0)  # let it attach
-        s0, c0 = _server_cpu(pid), _client_cpu()
+            for who, pid in (("server", server.proc.pid), ("client", os.getpid())):
+                spies.append(_attach(pid, ROOT / "flamegraphs" / f"{name}-{who}.svg"))
+            time.sleep(1.0)  # let them attach
+        s0, c0 = _server_cpu(server.proc.pid), _client_cpu()
         result = run_once("single", cfg, url=server.url("tcp"))
-        s1, c1 = _server_cpu(pid), _client_cpu()
+        s1, c1 = _server_cpu(server.proc.pid), _client_cpu()
     finally:
-        if client_spy is not None:
-            client_spy.send_signal(signal.SIGINT)
-            client_spy.wait(30)
+        for p in spies:
+            p.send_signal(signal.SIGINT)  # py-spy writes its SVG on SIGINT
+            p.wait(30)
         stop_process(server.proc)
         shutil.rmtree(server.data_dir, ignore_errors=True)
     done = max(1, int(result["jobs"]))
@@ -94,15 +75,11 @@ def one_run(loop: str, coalesce: bool, jobs: int, inflight: int, spy: bool = Fal
     return result
 
 
-def _child_pid(pid: int) -> int:
-    """The one child of ``pid`` (py-spy's: the server), or ``pid`` if it has none yet."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.05)
-    return pid
+def _attach(pid: int, svg: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording process ``pid`` (all its threads) into ``svg``, until SIGINT."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [py_spy, "record", "--rate", "250", "--nonblocking", "--threads", "--pid", str(pid), "-o", str(svg)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 KEYS = ("jobs_per_s", "p50_ms", "p99_ms", "server_us_per_job", "client_us_per_job")
