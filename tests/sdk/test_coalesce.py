@@ -342,3 +342,49 @@ def test_keyed_batches_in_flight_when_the_server_is_killed_are_resent_after_the_
             assert (await client.stats("q")).queues["q"].total == producers * each
 
     run(main)
+
+
+def test_traced_enqueues_are_not_coalesced(
+    server: ServerProcess, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each traced enqueue carries its own trace context: sent alone, as before."""
+    pytest.importorskip("opentelemetry")
+    monkeypatch.setattr(spitfire.tracing, "configured", lambda: True)
+
+    async def main() -> None:
+        async with spitfire.AsyncClient(server.url) as client:
+            assert client.tracing
+            await client.connect()
+            sent = spy(client)
+            ids = await asyncio.gather(*(client.enqueue(queue, "job", n) for n in range(5)))
+            assert sent == [(ONE, 1)] * 5 and len(set(ids)) == 5
+
+    run(main)
+
+
+def test_a_batch_without_keys_cut_in_flight_fails_every_call_as_a_lone_call_would(
+    server: ServerProcess, queue: str
+) -> None:
+    """One address, no keys: not safe to resend, so each call gets ConnectionLost (its outcome is
+    unknown), as a lone ENQUEUE would; the next calls go on a new connection."""
+
+    async def main() -> None:
+        proxy = CuttingProxy(server.port)
+        port = await proxy.start()
+        try:
+            async with spitfire.AsyncClient(f"tcp://127.0.0.1:{port}") as client:
+                await client.connect()
+                results = await asyncio.gather(
+                    *(client.enqueue(queue, "job", n) for n in range(10)), return_exceptions=True
+                )
+                assert proxy.cut.is_set()
+                assert all(isinstance(r, spitfire.ConnectionLost) for r in results)
+                keyed = await asyncio.gather(
+                    *(client.enqueue(queue, "job", n, idempotency_key=f"k{n}") for n in range(10))
+                )
+                assert len(set(keyed)) == 10 and proxy.connections == 2
+                assert (await client.stats(queue)).queues[queue].total == 20  # the cut batch committed
+        finally:
+            await proxy.close()
+
+    run(main)
