@@ -291,7 +291,8 @@ async def single(urls: Urls, cfg: dict[str, Any]) -> Result:
     if transport == "http":
         return await single_http(urls, cfg)
     queue = queue_name(cfg, "bench")
-    async with spitfire.AsyncClient(urls[transport]) as client:
+    # ``coalesce`` False: one request per call (the A/B of perf/coalesce_ab.py).
+    async with spitfire.AsyncClient(urls[transport], coalesce=bool(cfg.get("coalesce", True))) as client:
         return await enqueue_closed(
             client, int(cfg["jobs"]), int(cfg.get("inflight", 64)),
             lambda i: (queue, payload(i), {}), deadline_of(cfg),

@@ -32,6 +32,7 @@ from spitfire.protocol.messages import (
 
 from . import _admin
 from . import tracing as _tracing
+from ._coalesce import Coalescer
 from ._connection import Connection, PushHandler, client_name, open_connection
 from ._servers import FAILOVER_BACKOFF_MAX, FAILOVER_CONNECT_TIMEOUT, Servers, new_token
 from ._url import Endpoint, parse_urls
@@ -247,6 +248,9 @@ def enqueue_message(
 
     :raises TypeError: an unknown option. :raises TooLarge: ``data`` is over ``limit``.
     """
+    if not options:  # the common call: nothing to check or convert (64 in flight: ~2 us a call)
+        check_sizes([data], limit)
+        return Enqueue(queue, name, data, request_token=token), token is not None
     check_options(options, EnqueueOptions)
     check_sizes([data], limit)
     key = options.get("idempotency_key")
@@ -316,6 +320,10 @@ class AsyncClient:
     self-signed certificate is accepted and any other host is verified against the system CAs.
     ``tracing`` False makes enqueues untraced whatever OpenTelemetry's configuration (by default
     they are traced when `opentelemetry-api` is installed and a TracerProvider set: docs/tracing.md).
+    ``coalesce`` (default True): untraced `enqueue` calls made while others wait to be written, in
+    one pass of the event loop, travel as one ENQUEUE_MANY per run of calls with the same queue,
+    name and options; each call still gets its own id, or the error it would have got alone
+    (README.md, "Coalesced enqueues"; the rules: spitfire._coalesce). False: one request per call.
 
     One connection carries every request, pipelined: many coroutines may await requests at once and
     their answers arrive in any order. The connection opens on first use (or with `connect`).
@@ -348,6 +356,7 @@ class AsyncClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         tls_ca: str | None = None,
         tracing: bool = True,
+        coalesce: bool = True,
     ) -> None:
         #: The addresses and the one to use now (leader following: `Servers`).
         self.servers = Servers(parse_urls(url))
@@ -365,6 +374,12 @@ class AsyncClient:
         #: Receives server pushes (used by the worker; plain clients get none).
         self._on_push: PushHandler | None = None
         self._schedules: AsyncSchedules | None = None
+        #: Gathers concurrent enqueues into ENQUEUE_MANY requests (None: one request per call).
+        self._coalescer = (
+            Coalescer(self._send_enqueue, self._send_enqueue_many, self._max_frame, self._token, self._job_id)
+            if coalesce
+            else None
+        )
 
     @property
     def url(self) -> str:
@@ -558,6 +573,22 @@ class AsyncClient:
             return None  # not connected yet: the server checks
         return conn.welcome.max_payload
 
+    def _max_frame(self) -> int | None:
+        conn = self._conn
+        if conn is None or conn.session.welcome is None:
+            return None
+        return conn.welcome.max_frame
+
+    def _job_id(self, job_id: str, created: bool) -> AsyncJobId:
+        return AsyncJobId(job_id, created, self.wait)
+
+    async def _send_enqueue(self, message: Enqueue, resend: bool) -> AsyncJobId:
+        reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=message.queue)
+        return AsyncJobId(reply.job_id, reply.created, self.wait)
+
+    async def _send_enqueue_many(self, message: EnqueueMany, resend: bool) -> Any:
+        return await self._call(MessageType.ENQUEUE_MANY, message, resend=resend, queue=message.queue)
+
     # -- jobs -------------------------------------------------------------------------------------
 
     async def enqueue(
@@ -594,8 +625,9 @@ class AsyncClient:
         if self.tracing and _tracing.configured():
             return await self._enqueue_traced(queue, name, data, options)
         message, resend = enqueue_message(queue, name, data, options, self._max_payload(), self._token())
-        reply = await self._call(MessageType.ENQUEUE, message, resend=resend, queue=queue)
-        return AsyncJobId(reply.job_id, reply.created, self.wait)
+        if self._coalescer is not None:
+            return await self._coalescer.enqueue(message, resend)
+        return await self._send_enqueue(message, resend)
 
     async def _enqueue_traced(
         self, queue: str, name: str, data: bytes, options: EnqueueOptions

@@ -35,7 +35,7 @@ def payload_id(value: Any) -> str:
 
 def test_requests_are_pipelined_and_answers_may_come_in_any_order() -> None:
     async def test(server: FakeServer) -> None:
-        async with spitfire.AsyncClient(server.url) as client:
+        async with spitfire.AsyncClient(server.url, coalesce=False) as client:
             await client.ping()
             server.hold = True
             calls = [asyncio.create_task(client.enqueue("q", "n", {"i": i})) for i in range(200)]
