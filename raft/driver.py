@@ -290,6 +290,8 @@ class ThreadNode(CompactingNode):
         self._calls: collections.deque[_Call] = collections.deque()
         self._again = False
         self._stopping = False
+        self._seen_commit = 0
+        self._compacting_soon = False
         self._thread: threading.Thread | None = None
         self._loop_timer: asyncio.TimerHandle | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -380,16 +382,30 @@ class ThreadNode(CompactingNode):
         return self._stopping
 
     def _tick(self) -> None:
-        RaftNode._tick(self)  # compaction is the loop's (`_compact_periodic`)
+        RaftNode._tick(self)  # compaction is the loop's (`_compact_periodic`, `_compact_soon`)
+        commit = self.raftCommitIndex
+        if commit != self._seen_commit and not self._compacting_soon:
+            # Entries committed: apply them on the loop now, as the loop driver does after a tick.
+            self._seen_commit = commit
+            self._compacting_soon = True
+            self._loop.call_soon_threadsafe(self._compact_soon)
+
+    def _compact(self) -> None:
+        if self._closed or self._journal.failure is not None:
+            return
+        try:
+            self._compactor.tick()
+        except Exception:  # the node must keep ticking: a snapshot is retried later
+            log.exception("raft compaction tick failed")
+
+    def _compact_soon(self) -> None:
+        self._compacting_soon = False
+        self._compact()
 
     def _compact_periodic(self) -> None:
         if self._closed:
             return
-        if self._journal.failure is None:
-            try:
-                self._compactor.tick()
-            except Exception:  # the node must keep ticking: a snapshot is retried later
-                log.exception("raft compaction tick failed")
+        self._compact()
         self._loop_timer = self._loop.call_later(TICK, self._compact_periodic)
 
     def _on_thread(self) -> bool:
