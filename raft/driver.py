@@ -300,8 +300,12 @@ class ThreadNode(CompactingNode):
         # Before pysyncobj binds its sockets on it (`_make_poller`; pysyncobj names its own `_poller`).
         self._thread_poller = ThreadPoller()
         self._thread_poller.subscribe(self._wake_r, self._drain_wake, POLL_EVENT_TYPE.READ)
-        with self.lock:
-            super().__init__(config, journal, compactor, on_role=on_role, on_failure=on_failure)
+        try:
+            with self.lock:
+                super().__init__(config, journal, compactor, on_role=on_role, on_failure=on_failure)
+        except BaseException:  # pysyncobj could not bind: nothing of ours stays open
+            self._close_wake()
+            raise
         low, high = config.election_timeout
         self.reads = _LoopReadGuard(
             lambda: len(self._SyncObj__otherNodes) + 1,
@@ -351,10 +355,15 @@ class ThreadNode(CompactingNode):
             try:
                 self._doDestroy()
             finally:
-                self._thread_poller.close()
-                for fd in (self._wake_r, self._wake_w):
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+                self._close_wake()
+
+    def _close_wake(self) -> None:
+        self._thread_poller.close()
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:  # -1 from now on: a late wake-up must not write to a reused descriptor
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _run(self) -> None:
         poller = self._thread_poller
@@ -419,6 +428,8 @@ class ThreadNode(CompactingNode):
             self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w < 0:  # closed
+            return
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:  # the pipe is full: the thread wakes anyway
