@@ -3,7 +3,8 @@
 For each target (one node; three members on loopback, one cluster per ``--raft-driver`` given),
 alternately, ``--repeat`` times:
 
-- **enqueue**: single-job enqueues with the AsyncClient, 64 in flight (closed loop), jobs/s;
+- **enqueue**: single-job enqueues with the AsyncClient, 64 in flight (closed loop), jobs/s; and
+  one at a time (``--serial-jobs``), the time per request (one commit's latency);
 - **open loop**: 5,000 enqueues/s offered (``--rate``), latency from each scheduled send, p99;
 - **drain**: a `spitfire worker` process delivering and acking a filled queue, jobs/s;
 - **failover** (``--kills`` times): SIGKILL the process serving writes, time until a write is
@@ -180,7 +181,12 @@ def measure_on(target: Any, cfg: dict[str, Any]) -> dict[str, Any]:
             if changes >= 3:
                 raise
             continue
-        jobs = cfg["jobs"] + int(result["raw"]["open_loop"].get("jobs", 0)) + cfg["drain_jobs"]
+        jobs = (
+            cfg["jobs"]
+            + cfg["serial_jobs"]
+            + int(result["raw"]["open_loop"].get("jobs", 0))
+            + cfg["drain_jobs"]
+        )
         result["cpu_ms_per_1000_jobs"] = (cpu_seconds(pid) - before) * 1000 / max(1, jobs) * 1000
         return {**result, "leader_changes": changes}
 
@@ -189,16 +195,19 @@ def measure(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """enqueue, open loop and drain figures against ``url``."""
     urls = {"tcp": url}
     enqueue = run_tuned(lambda: w.single(urls, {"jobs": cfg["jobs"], "inflight": 64, "queue": "enq"}))
+    serial = run_tuned(lambda: w.single(urls, {"jobs": cfg["serial_jobs"], "inflight": 1, "queue": "one"}))
     loop = run_tuned(
         lambda: open_loop(url, {"rate": cfg["rate"], "seconds": cfg["seconds"], "queue": "open"})
     )
     drain = run_tuned(lambda: w.drain(urls, {"jobs": cfg["drain_jobs"], "workers": 1}))
     return {
         "enqueue_jobs_per_s": enqueue["jobs_per_s"],
+        # One request at a time: each waits for its whole commit (the latency of one commit).
+        "enqueue_serial_ms": 1000 / rate if (rate := serial["jobs_per_s"]) else None,
         "open_loop_p99_ms": loop["p99_ms"],
         "open_loop_achieved_per_s": loop["achieved_per_s"],
         "drain_jobs_per_s": drain.get("jobs_per_s"),
-        "raw": {"enqueue": enqueue, "open_loop": loop, "drain": drain},
+        "raw": {"enqueue": enqueue, "serial": serial, "open_loop": loop, "drain": drain},
     }
 
 
@@ -206,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m perf cluster", description=__doc__.split("\n")[0])
     p.add_argument("--repeat", type=int, default=3, help="alternated runs per target (medians reported)")
     p.add_argument("--jobs", type=int, default=20_000, help="closed-loop enqueues per run")
+    p.add_argument("--serial-jobs", type=int, default=1000, help="enqueues one at a time per run")
     p.add_argument("--rate", type=float, default=5000, help="open loop: enqueues/s offered")
     p.add_argument("--seconds", type=float, default=5, help="open loop: seconds")
     p.add_argument("--drain-jobs", type=int, default=20_000, help="jobs the drain run delivers")
@@ -240,6 +250,7 @@ def _figures(
         results = runs[target]
         for label, key, unit in (
             ("enqueue (64 in flight)", "enqueue_jobs_per_s", "jobs/s"),
+            ("enqueue, one at a time: time per request", "enqueue_serial_ms", "ms"),
             (f"enqueue p99 at {rate:,.0f}/s offered", "open_loop_p99_ms", "ms"),
             ("drain (1 worker process)", "drain_jobs_per_s", "jobs/s"),
             ("serving process CPU per 1,000 jobs", "cpu_ms_per_1000_jobs", "ms"),
@@ -262,10 +273,17 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.repeat, args.jobs, args.seconds, args.drain_jobs, args.kills = 1, 2000, 1, 2000, 2
+        args.serial_jobs = 200
     drivers = [d.strip() for d in args.raft_driver.split(",") if d.strip()]
     if not drivers or any(d not in ("loop", "thread") for d in drivers) or len(set(drivers)) != len(drivers):
         p.error(f"--raft-driver {args.raft_driver!r}: give loop, thread or loop,thread")
-    cfg = {"jobs": args.jobs, "rate": args.rate, "seconds": args.seconds, "drain_jobs": args.drain_jobs}
+    cfg = {
+        "jobs": args.jobs,
+        "serial_jobs": args.serial_jobs,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "drain_jobs": args.drain_jobs,
+    }
     # One cluster per driver, named "cluster" when there is one (as before), "cluster-DRIVER" else.
     names = {d: "cluster" if len(drivers) == 1 else f"cluster-{d}" for d in drivers}
     targets = ([] if args.no_single else ["single"]) + list(names.values())
