@@ -30,9 +30,10 @@ python -m perf sse-readers [--readers 10] [--jobs 100000] [--repeat 4] [--mode b
 python -m perf tracing [--jobs 20000] [--repeat 3] [--work-ms MS] [--sync] [--sampler-ratio R] [--ab PYTHON]
     Producer and drain speed, and the server's CPU per job, with OpenTelemetry on (the SDK; the SDK
     and the server) and off, alternately; --profile: py-spy flamegraphs; --micro: one span's cost.
-python -m perf cluster [--repeat 3] [--kills 5] [--quick]
+python -m perf cluster [--repeat 3] [--kills 5] [--raft-driver loop[,thread]] [--no-single] [--quick]
     Three cluster members on this machine next to one node, alternately: enqueue jobs/s, p99 at
-    5,000 jobs/s offered, drain jobs/s, failover p50/max (perf/cluster.py).
+    5,000 jobs/s offered, drain jobs/s, failover p50/max (perf/cluster.py); one cluster per
+    --raft-driver given.
 python -m perf report FILE.json / python -m perf plot FILE.json
     A peers run as the Markdown table of perf/README.md / its plot, again.
 """

@@ -1,8 +1,10 @@
 """python -m perf cluster: a 3-member cluster on this machine next to one node, in the same run.
 
-For each target (one node; three members on loopback), alternately, ``--repeat`` times:
+For each target (one node; three members on loopback, one cluster per ``--raft-driver`` given),
+alternately, ``--repeat`` times:
 
-- **enqueue**: single-job enqueues with the AsyncClient, 64 in flight (closed loop), jobs/s;
+- **enqueue**: single-job enqueues with the AsyncClient, 64 in flight (closed loop), jobs/s; and
+  one at a time (``--serial-jobs``), the time per request (one commit's latency);
 - **open loop**: 5,000 enqueues/s offered (``--rate``), latency from each scheduled send, p99;
 - **drain**: a `spitfire worker` process delivering and acking a filled queue, jobs/s;
 - **failover** (``--kills`` times): SIGKILL the process serving writes, time until a write is
@@ -45,7 +47,7 @@ WAIT = 60.0
 class ClusterProcs:
     """Three spitfire-server members on loopback ports with temporary data dirs."""
 
-    def __init__(self, size: int = 3, election_timeout: str | None = None) -> None:
+    def __init__(self, size: int = 3, election_timeout: str | None = None, driver: str = "loop") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="spitfire-cluster-bench-"))
         ids = [chr(ord("a") + i) for i in range(size)]
         raft = {n: free_port() for n in ids}
@@ -58,6 +60,7 @@ class ClusterProcs:
                 "--data-dir", str(self.root / n), "--listen", f"127.0.0.1:{self.listen[n]}",
                 "--http", f"127.0.0.1:{self.http[n]}", "--no-quic", "--log-level", "warning",
                 *(["--election-timeout", election_timeout] if election_timeout else []),
+                "--raft-driver", driver,
             ]
             for n in ids
         }  # fmt: skip
@@ -155,39 +158,64 @@ def single_failover(s: ServerProcess) -> float:
     return asyncio.run(_first_write([s.url()], started))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds ``pid`` has used so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_on(target: Any, cfg: dict[str, Any]) -> dict[str, Any]:
-    """`measure` on ``target()``'s URL; again (up to 3 times) if the leader changed meanwhile."""
+    """`measure` on the URL ``target()`` gives with the pid serving it; again (up to 3 times) if
+    the leader changed meanwhile. Adds the serving process's CPU ms per 1,000 jobs."""
     changes = 0
     while True:
+        url, pid = target()
+        before = cpu_seconds(pid)
         try:
-            return {**measure(target(), cfg), "leader_changes": changes}
+            result = measure(url, cfg)
         except spitfire.NotLeader:
             changes += 1
             if changes >= 3:
                 raise
+            continue
+        jobs = (
+            cfg["jobs"]
+            + cfg["serial_jobs"]
+            + int(result["raw"]["open_loop"].get("jobs", 0))
+            + cfg["drain_jobs"]
+        )
+        result["cpu_ms_per_1000_jobs"] = (cpu_seconds(pid) - before) * 1000 / max(1, jobs) * 1000
+        return {**result, "leader_changes": changes}
 
 
 def measure(url: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """enqueue, open loop and drain figures against ``url``."""
     urls = {"tcp": url}
     enqueue = run_tuned(lambda: w.single(urls, {"jobs": cfg["jobs"], "inflight": 64, "queue": "enq"}))
+    serial = run_tuned(lambda: w.single(urls, {"jobs": cfg["serial_jobs"], "inflight": 1, "queue": "one"}))
     loop = run_tuned(
         lambda: open_loop(url, {"rate": cfg["rate"], "seconds": cfg["seconds"], "queue": "open"})
     )
     drain = run_tuned(lambda: w.drain(urls, {"jobs": cfg["drain_jobs"], "workers": 1}))
     return {
         "enqueue_jobs_per_s": enqueue["jobs_per_s"],
+        # One request at a time: each waits for its whole commit (the latency of one commit).
+        "enqueue_serial_ms": 1000 / rate if (rate := serial["jobs_per_s"]) else None,
         "open_loop_p99_ms": loop["p99_ms"],
         "open_loop_achieved_per_s": loop["achieved_per_s"],
         "drain_jobs_per_s": drain.get("jobs_per_s"),
-        "raw": {"enqueue": enqueue, "open_loop": loop, "drain": drain},
+        "raw": {"enqueue": enqueue, "serial": serial, "open_loop": loop, "drain": drain},
     }
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m perf cluster", description=__doc__.split("\n")[0])
     p.add_argument("--repeat", type=int, default=3, help="alternated runs per target (medians reported)")
     p.add_argument("--jobs", type=int, default=20_000, help="closed-loop enqueues per run")
+    p.add_argument("--serial-jobs", type=int, default=1000, help="enqueues one at a time per run")
     p.add_argument("--rate", type=float, default=5000, help="open loop: enqueues/s offered")
     p.add_argument("--seconds", type=float, default=5, help="open loop: seconds")
     p.add_argument("--drain-jobs", type=int, default=20_000, help="jobs the drain run delivers")
@@ -197,62 +225,113 @@ def main(argv: list[str]) -> int:
         help="the throughput runs' cluster (failovers run at the default 150ms): on a loaded 2-core machine "
         "running three members, the clients and a worker, 150ms let loop stalls depose leaders mid-run",
     )  # fmt: skip
+    p.add_argument(
+        "--raft-driver", default="loop", metavar="DRIVER[,DRIVER]",
+        help="the members' --raft-driver (loop, thread); two, comma-separated, run one cluster each, "
+        "alternated with the other targets in the same run (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--no-single", action="store_true", help="measure the cluster(s) only, no single node")
     p.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.repeat, args.jobs, args.seconds, args.drain_jobs, args.kills = 1, 2000, 1, 2000, 2
-    cfg = {"jobs": args.jobs, "rate": args.rate, "seconds": args.seconds, "drain_jobs": args.drain_jobs}
-    runs: dict[str, list[dict[str, Any]]] = {"single": [], "cluster": []}
-    failovers: dict[str, list[float]] = {"single": [], "cluster": []}
-    single = ServerProcess(quic=False)
-    c = ClusterProcs()
-    fast: ClusterProcs | None = None
-    try:
-        single.start()
+    return p
+
+
+def _start_all(clusters: dict[str, ClusterProcs]) -> None:
+    for c in clusters.values():
         c.start()
+    for c in clusters.values():
         c.all_up(START_TIMEOUT)
-        # Failovers first, on short logs: a new leader replays the whole Raft log (no snapshots
-        # yet), so later kills would time the replay of every job the runs below enqueue.
-        for i in range(args.kills):
-            print(f"  failover {i + 1}/{args.kills} ...", file=sys.stderr, flush=True)
-            failovers["single"].append(single_failover(single))
-            failovers["cluster"].append(cluster_failover(c))
-        c.stop()
-        fast = c = ClusterProcs(election_timeout=args.election_timeout)
-        c.start()
-        c.all_up(START_TIMEOUT)
-        for i in range(args.repeat):
-            for target in ("single", "cluster") if i % 2 == 0 else ("cluster", "single"):
-                print(f"  {target} run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
-                runs[target].append(
-                    measure_on(single.url if target == "single" else lambda: c.url(c.leader()), cfg)
-                )
-    finally:
-        with contextlib.suppress(Exception):
-            c.stop()
-        single.stop()
-    del fast
+
+
+def _figures(
+    targets: list[str], runs: dict[str, list[dict[str, Any]]], failovers: dict[str, list[float]], rate: float
+) -> list[Figure]:
     figures: list[Figure] = []
-    for target in ("single", "cluster"):
+    for target in targets:
         results = runs[target]
         for label, key, unit in (
             ("enqueue (64 in flight)", "enqueue_jobs_per_s", "jobs/s"),
-            (f"enqueue p99 at {args.rate:,.0f}/s offered", "open_loop_p99_ms", "ms"),
+            ("enqueue, one at a time: time per request", "enqueue_serial_ms", "ms"),
+            (f"enqueue p99 at {rate:,.0f}/s offered", "open_loop_p99_ms", "ms"),
             ("drain (1 worker process)", "drain_jobs_per_s", "jobs/s"),
+            ("serving process CPU per 1,000 jobs", "cpu_ms_per_1000_jobs", "ms"),
         ):
             values = [float(r[key]) for r in results if r.get(key) is not None]
             if values:
                 figures.append(Figure(f"{target}: {label}", median(values), unit, runs=values))
         times = failovers[target]
         if times:
-            what = "SIGKILL to a new leader's ack" if target == "cluster" else "SIGKILL, restart, first ack"
+            what = "SIGKILL, restart, first ack" if target == "single" else "SIGKILL to a new leader's ack"
             figures.append(
                 Figure(f"{target}: failover p50 ({what})", statistics.median(times), "s", runs=times)
             )
             figures.append(Figure(f"{target}: failover max", max(times), "s", runs=times))
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeat, args.jobs, args.seconds, args.drain_jobs, args.kills = 1, 2000, 1, 2000, 2
+        args.serial_jobs = 200
+    drivers = [d.strip() for d in args.raft_driver.split(",") if d.strip()]
+    if not drivers or any(d not in ("loop", "thread") for d in drivers) or len(set(drivers)) != len(drivers):
+        p.error(f"--raft-driver {args.raft_driver!r}: give loop, thread or loop,thread")
+    cfg = {
+        "jobs": args.jobs,
+        "serial_jobs": args.serial_jobs,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "drain_jobs": args.drain_jobs,
+    }
+    # One cluster per driver, named "cluster" when there is one (as before), "cluster-DRIVER" else.
+    names = {d: "cluster" if len(drivers) == 1 else f"cluster-{d}" for d in drivers}
+    targets = ([] if args.no_single else ["single"]) + list(names.values())
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+    failovers: dict[str, list[float]] = {t: [] for t in targets}
+    single = ServerProcess(quic=False)
+    clusters: dict[str, ClusterProcs] = {}
+
+    def serving(target: str) -> tuple[str, int]:
+        """The URL serving ``target`` now, and its process's pid."""
+        if target == "single":
+            assert single.proc is not None
+            return single.url(), single.proc.pid
+        c = clusters[target]
+        leader = c.leader()
+        return c.url(leader), c.procs[leader].pid
+
+    try:
+        if not args.no_single:
+            single.start()
+        clusters = {names[d]: ClusterProcs(driver=d) for d in drivers}
+        _start_all(clusters)
+        # Failovers first, on short logs: a new leader replays the whole Raft log (no snapshots
+        # yet), so later kills would time the replay of every job the runs below enqueue.
+        for i in range(args.kills):
+            print(f"  failover {i + 1}/{args.kills} ...", file=sys.stderr, flush=True)
+            for target in targets if i % 2 == 0 else targets[::-1]:
+                failovers[target].append(
+                    single_failover(single) if target == "single" else cluster_failover(clusters[target])
+                )
+        for c in clusters.values():
+            c.stop()
+        clusters = {names[d]: ClusterProcs(election_timeout=args.election_timeout, driver=d) for d in drivers}
+        _start_all(clusters)
+        for i in range(args.repeat):
+            for target in targets if i % 2 == 0 else targets[::-1]:
+                print(f"  {target} run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+                runs[target].append(measure_on(lambda t=target: serving(t), cfg))
+    finally:
+        for c in clusters.values():
+            with contextlib.suppress(Exception):
+                c.stop()
+        single.stop()
+    figures = _figures(targets, runs, failovers, args.rate)
     print_table(figures)
     config = {
         **cfg, "repeat": args.repeat, "kills": args.kills, "members": 3, "runs": runs, "failovers": failovers,
+        "raft_drivers": drivers,
         "election_timeout": {"failovers": "150ms", "throughput": args.election_timeout},
         "note": "every process on one loaded 2-core machine; targets alternated in one run",
     }  # fmt: skip

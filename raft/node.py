@@ -47,6 +47,7 @@ from .prevote import Elections
 from .readguard import LEASE_FRACTION, STAMP, ReadGuard
 
 __all__ = [
+    "DRIVERS",
     "TICK",
     "ClusterConfig",
     "Commit",
@@ -62,6 +63,8 @@ TICK = 0.01
 #: Election timeout range for a LAN, seconds (a follower that heard no leader for a random time in
 #: it stands for election).
 ELECTION_TIMEOUT = (0.15, 0.3)
+#: What may tick pysyncobj (``--raft-driver``): the event loop, or a thread of its own.
+DRIVERS = ("loop", "thread")
 
 #: Called once per proposed batch: (True, None) once committed; (False, reason) if it never will be.
 Commit = Callable[[bool, str | None], None]
@@ -125,8 +128,13 @@ class ClusterConfig:
     #: ``--join``: a new member, which stands for election only once its log holds a configuration
     #: entry (the change that adds it), so that starting it cannot disturb the cluster.
     join: bool = False
+    #: ``--raft-driver``: what ticks pysyncobj, the event loop (``loop``) or a thread of its own
+    #: (``thread``, `spitfire.raft.driver`).
+    driver: str = "loop"
 
     def __post_init__(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ValueError(f"--raft-driver {self.driver!r}: must be one of {', '.join(DRIVERS)}")
         if self.node_id not in self.members:
             raise ValueError(
                 f"--node-id {self.node_id!r} is not in --cluster (members: {', '.join(self.members)})"
@@ -215,7 +223,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     ) -> None:
         self.config = config
         self._loop = asyncio.get_running_loop()
-        self._loop_poller = LoopPoller(self._loop, self._kick)
+        self._loop_poller = self._make_poller()
         self._journal = journal
         self._held: collections.deque[tuple[int, Any, Any]] = collections.deque()
         self._on_role = on_role
@@ -306,6 +314,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         # that lost its last TERM record (never below the newest entry's term).
         self._SyncObj__raftCurrentTerm = max(journal.term, journal[-1][2])
         self._SyncObj__votedForNodeId = journal.voted_for
+
+    def _make_poller(self) -> Poller:
+        """The poller pysyncobj's sockets are registered with (a subclass may drive them itself)."""
+        return LoopPoller(self._loop, self._kick)
 
     @property
     def role(self) -> Role:

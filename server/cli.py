@@ -12,7 +12,8 @@ spitfire-server [--data-dir ./spitfire-data] [--durability group|sync|async]
                 [--max-connections N] [--handshake-timeout S]
                 [--compat-http HOST:PORT]
                 [--otel] [--trace-url-template URL]
-                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms] [--join]]
+                [--node-id ID --cluster ID=HOST:PORT,... [--election-timeout 150ms] [--join]
+                 [--raft-driver loop|thread]]
 spitfire-server repair --data-dir DIR [--yes] [--dry-run] [--skip-record QUEUE:LSN]
 spitfire-server cluster status | add ID=HOST:PORT | remove ID  [--http URL] [--auth-token T] [--json]
 """
@@ -31,6 +32,7 @@ from spitfire.index.history import DEFAULT_RETAIN_MAX_PER_STATE
 from spitfire.protocol import units
 from spitfire.protocol.logs import configure_logging
 from spitfire.raft import ELECTION_TIMEOUT
+from spitfire.raft.node import DRIVERS
 from spitfire.server.config import DEFAULT_MAX_QUEUES, DEFAULT_SNAPSHOT_EVERY
 from spitfire.server.datadir import DataDirInUseError, DataDirLock
 from spitfire.server.options import (
@@ -227,6 +229,13 @@ def serve_parser() -> argparse.ArgumentParser:
         help="a follower that hears no leader for between this and twice this stands for election "
         "(default %(default)ss, for a LAN)",
     )
+    cluster.add_argument(
+        "--raft-driver",
+        choices=DRIVERS,
+        default="loop",
+        help="what ticks Raft: the event loop, or a thread of its own (measured slower: docs/ha.md; "
+        "no membership changes with it) (default %(default)s)",
+    )
     conns = p.add_argument_group("connections (binary protocol, TCP and QUIC)")
     conns.add_argument(
         "--max-connections",
@@ -331,7 +340,9 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
         compat_http=None if args.compat_http is None else Address.parse(args.compat_http, "--compat-http"),
         otel=args.otel,
         trace_url_template=args.trace_url_template,
-        cluster=cluster_config(args.node_id, args.cluster, args.election_timeout, args.join),
+        cluster=cluster_config(
+            args.node_id, args.cluster, args.election_timeout, args.join, args.raft_driver
+        ),
     )
 
 

@@ -38,6 +38,7 @@ from spitfire.raft import (
     Role,
 )
 from spitfire.raft.compaction import JOURNAL_SEGMENT_SIZE, CompactingJournal, CompactingNode, Compactor
+from spitfire.raft.driver import ThreadCompactor, ThreadJournal, ThreadNode
 from spitfire.wal import FileStorage, WalConfig
 from spitfire.wal.api import Durability
 
@@ -134,11 +135,22 @@ class Member:
         )
         server.storage = storage  # /ready's disk checks
         journal_log, recovery = storage.open_system_log(JOURNAL_LOG, Durability.GROUP)
-        journal = self._journal = CompactingJournal(journal_log, recovery)
-        compactor = self.compactor = Compactor(journal, opts.data_dir, every=opts.snapshot_every)
+        threaded = self.config.driver == "thread"  # --raft-driver (spitfire.raft.driver)
+        journal = self._journal = (
+            ThreadJournal(journal_log, recovery, asyncio.get_running_loop())
+            if threaded
+            else CompactingJournal(journal_log, recovery)
+        )
+        compactor = self.compactor = (ThreadCompactor if threaded else Compactor)(
+            journal, opts.data_dir, every=opts.snapshot_every
+        )
         try:
-            node = self.node = CompactingNode(
-                self.config, journal, compactor, on_role=self._role, on_failure=self._failed
+            node = self.node = (ThreadNode if threaded else CompactingNode)(
+                self.config,
+                journal,  # type: ignore[arg-type]
+                compactor,  # type: ignore[arg-type]
+                on_role=self._role,
+                on_failure=self._failed,
             )
         except Exception as exc:  # pysyncobj's BindError
             raise ListenError(

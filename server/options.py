@@ -273,7 +273,11 @@ class ServerOptions:
 
 
 def cluster_config(
-    node_id: str | None, cluster: str | None, election_timeout: float, join: bool = False
+    node_id: str | None,
+    cluster: str | None,
+    election_timeout: float,
+    join: bool = False,
+    driver: str = "loop",
 ) -> ClusterConfig | None:
     """``--node-id``, ``--cluster``, ``--election-timeout`` and ``--join`` as a `ClusterConfig` (None
     when neither of the first two is given: a single node).
@@ -297,7 +301,11 @@ def cluster_config(
         raise OptionsError(f"--election-timeout {election_timeout}: must be between 10ms and 60s")
     try:
         return ClusterConfig(
-            node_id, parse_members(cluster), (election_timeout, 2 * election_timeout), join=join
+            node_id,
+            parse_members(cluster),
+            (election_timeout, 2 * election_timeout),
+            join=join,
+            driver=driver,
         )
     except ValueError as exc:
         raise OptionsError(f"--cluster: {exc}") from None

@@ -21,6 +21,9 @@ from spitfire.protocol.messages import ErrorCode
 
 pytestmark = pytest.mark.timeout(300)
 
+#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and by a thread.
+drivers = pytest.mark.parametrize("driver", ["loop", "thread"])
+
 
 async def _load_then_kill(member: Member, queue: str) -> tuple[list[str], list[str], list[str], float]:
     """Enqueue 20 jobs on ``member``; a worker takes 8 and acks 5 (3 stay leased to it); SIGKILL
@@ -51,8 +54,11 @@ async def _refused(member: Member) -> ServerError:
         client.close()
 
 
-def test_a_leader_is_elected_followers_refuse_and_every_member_holds_the_jobs(tmp_path: Path) -> None:
-    with cluster(tmp_path) as c:
+@drivers
+def test_a_leader_is_elected_followers_refuse_and_every_member_holds_the_jobs(
+    tmp_path: Path, driver: str
+) -> None:
+    with cluster(tmp_path, extra=["--raft-driver", driver]) as c:
         leader = c.leader()
         ids = asyncio.run(_enqueue(leader, "emails", 30))
         assert len(set(ids)) == 30
@@ -121,8 +127,9 @@ def _kill_leader_and_measure(c: Cluster, acked: list[str], succeeded: list[str],
     return failover
 
 
-def test_the_leader_killed_three_times_loses_no_acknowledged_job(tmp_path: Path) -> None:
-    with cluster(tmp_path) as c:
+@drivers
+def test_the_leader_killed_three_times_loses_no_acknowledged_job(tmp_path: Path, driver: str) -> None:
+    with cluster(tmp_path, extra=["--raft-driver", driver]) as c:
         acked: list[str] = []
         succeeded: list[str] = []
         times = [_kill_leader_and_measure(c, acked, succeeded, "kills") for _ in range(3)]
@@ -140,8 +147,9 @@ def test_the_leader_killed_three_times_loses_no_acknowledged_job(tmp_path: Path)
             )
 
 
-def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path) -> None:
-    with cluster(tmp_path) as c:
+@drivers
+def test_a_leader_without_a_majority_steps_down_and_refuses(tmp_path: Path, driver: str) -> None:
+    with cluster(tmp_path, extra=["--raft-driver", driver]) as c:
         leader = c.leader()
         for m in c.members:
             if m is not leader:

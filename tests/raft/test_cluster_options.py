@@ -59,3 +59,15 @@ def test_the_command_exits_2_and_says_why() -> None:
     )
     assert proc.returncode == 2
     assert "--cluster" in proc.stderr and "ID=HOST:PORT" in proc.stderr
+
+
+def test_the_raft_driver_is_parsed_and_a_wrong_one_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--node-id", "a", "--cluster", "a=127.0.0.1:7901"]
+    assert parse_options(base).cluster.driver == "loop"  # type: ignore[union-attr]
+    assert parse_options([*base, "--raft-driver", "thread"]).cluster.driver == "thread"  # type: ignore[union-attr]
+    with pytest.raises(SystemExit) as exited:
+        parse_options([*base, "--raft-driver", "fibers"])
+    assert exited.value.code == 2
+    assert "--raft-driver" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--raft-driver 'fibers'"):
+        ClusterConfig("a", {"a": "127.0.0.1:7901"}, driver="fibers")

@@ -104,8 +104,12 @@ def _make_leader(c: Cluster, member: Member) -> None:
     raise AssertionError(f"{member.node_id} never won an election; logs:\n{c.logs()}")
 
 
-def test_a_cluster_compacts_under_load_and_a_member_down_catches_up_from_a_snapshot(tmp_path: Path) -> None:
-    with cluster(tmp_path, extra=["--snapshot-every", "2000", *RETAIN, *PATIENT]) as c:
+@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+def test_a_cluster_compacts_under_load_and_a_member_down_catches_up_from_a_snapshot(
+    tmp_path: Path, driver: str
+) -> None:
+    extra = ["--snapshot-every", "2000", *RETAIN, *PATIENT, "--raft-driver", driver]
+    with cluster(tmp_path, extra=extra) as c:
         leader = c.leader()
         down, other = [x for x in c.members if x is not leader]
         down.kill()
@@ -145,8 +149,12 @@ def test_a_cluster_compacts_under_load_and_a_member_down_catches_up_from_a_snaps
         assert asyncio.run(_states(down, more)) == {more[0]: "enqueued"}
 
 
-def test_a_member_survives_a_sigkill_during_a_snapshot_write_and_a_flipped_byte(tmp_path: Path) -> None:
-    with cluster(tmp_path, extra=["--snapshot-every", "1000", *RETAIN, *PATIENT]) as c:
+@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+def test_a_member_survives_a_sigkill_during_a_snapshot_write_and_a_flipped_byte(
+    tmp_path: Path, driver: str
+) -> None:
+    extra = ["--snapshot-every", "1000", *RETAIN, *PATIENT, "--raft-driver", driver]
+    with cluster(tmp_path, extra=extra) as c:
         leader = c.leader()
         victim = next(x for x in c.members if x is not leader)
         killed_writing = False

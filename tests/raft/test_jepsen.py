@@ -36,9 +36,10 @@ def _wait_progress(history: History, kind: str, more: int, timeout: float = WAIT
         time.sleep(0.02)
 
 
-def test_isolating_leaders_under_load_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+def test_isolating_leaders_under_load_loses_nothing(tmp_path: Path, driver: str) -> None:
     history = History()
-    with partitioned_cluster(tmp_path) as (c, net):
+    with partitioned_cluster(tmp_path, extra=["--raft-driver", driver]) as (c, net):
         c.leader()
         with Load(c.members, "h", history):
             for _ in range(2):

@@ -26,6 +26,9 @@ from spitfire.protocol.messages import ErrorCode
 
 pytestmark = pytest.mark.timeout(300)
 
+#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and by a thread.
+drivers = pytest.mark.parametrize("driver", ["loop", "thread"])
+
 
 def _all_up(c: Cluster, leader: Member) -> None:
     c.wait("every member connected to the leader", lambda: all(
@@ -90,8 +93,11 @@ def _converged(c: Cluster, leader: Member) -> None:
         c.wait(f"{m.node_id} applies {commit}", lambda m=m: (m.me() or {}).get("applied_index", 0) >= commit)
 
 
-def test_an_isolated_leader_serves_nothing_stale_and_the_majority_goes_on(tmp_path: Path) -> None:
-    with partitioned_cluster(tmp_path) as (c, net):
+@drivers
+def test_an_isolated_leader_serves_nothing_stale_and_the_majority_goes_on(
+    tmp_path: Path, driver: str
+) -> None:
+    with partitioned_cluster(tmp_path, extra=["--raft-driver", driver]) as (c, net):
         old = _stable(c)
         before = asyncio.run(_enqueue(old, "p", 5))
         net.isolate(old.node_id)
@@ -114,8 +120,9 @@ def test_an_isolated_leader_serves_nothing_stale_and_the_majority_goes_on(tmp_pa
         assert set(before + fresh) <= journal_job_ids(m.data_dir), m.node_id
 
 
-def test_a_paused_leader_serves_no_stale_read_when_it_resumes(tmp_path: Path) -> None:
-    with partitioned_cluster(tmp_path) as (c, net):
+@drivers
+def test_a_paused_leader_serves_no_stale_read_when_it_resumes(tmp_path: Path, driver: str) -> None:
+    with partitioned_cluster(tmp_path, extra=["--raft-driver", driver]) as (c, net):
         old = _stable(c)
         asyncio.run(_enqueue(old, "p", 2))
         assert old.proc is not None
@@ -149,8 +156,9 @@ def test_a_paused_leader_serves_no_stale_read_when_it_resumes(tmp_path: Path) ->
         _converged(c, c.leader())
 
 
-def test_a_follower_cut_off_and_healed_does_not_depose_the_leader(tmp_path: Path) -> None:
-    with partitioned_cluster(tmp_path) as (c, net):
+@drivers
+def test_a_follower_cut_off_and_healed_does_not_depose_the_leader(tmp_path: Path, driver: str) -> None:
+    with partitioned_cluster(tmp_path, extra=["--raft-driver", driver]) as (c, net):
         leader = _stable(c)
         term = _term(leader)
         follower = next(m for m in c.members if m is not leader)
