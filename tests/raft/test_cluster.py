@@ -21,8 +21,11 @@ from spitfire.protocol.messages import ErrorCode
 
 pytestmark = pytest.mark.timeout(300)
 
-#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and by a thread.
-drivers = pytest.mark.parametrize("driver", ["loop", "thread"])
+#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and (``-m slow``,
+#: keeping `make test` short; the default driver is the loop) by a thread.
+drivers = pytest.mark.parametrize("driver", ["loop", pytest.param("thread", marks=pytest.mark.slow)])
+#: Both drivers in `make test`.
+both_drivers = pytest.mark.parametrize("driver", ["loop", "thread"])
 
 
 async def _load_then_kill(member: Member, queue: str) -> tuple[list[str], list[str], list[str], float]:
@@ -54,7 +57,7 @@ async def _refused(member: Member) -> ServerError:
         client.close()
 
 
-@drivers
+@both_drivers
 def test_a_leader_is_elected_followers_refuse_and_every_member_holds_the_jobs(
     tmp_path: Path, driver: str
 ) -> None:

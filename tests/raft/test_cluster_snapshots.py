@@ -104,7 +104,7 @@ def _make_leader(c: Cluster, member: Member) -> None:
     raise AssertionError(f"{member.node_id} never won an election; logs:\n{c.logs()}")
 
 
-@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+@pytest.mark.parametrize("driver", ["loop", pytest.param("thread", marks=pytest.mark.slow)])  # --raft-driver
 def test_a_cluster_compacts_under_load_and_a_member_down_catches_up_from_a_snapshot(
     tmp_path: Path, driver: str
 ) -> None:
@@ -149,7 +149,7 @@ def test_a_cluster_compacts_under_load_and_a_member_down_catches_up_from_a_snaps
         assert asyncio.run(_states(down, more)) == {more[0]: "enqueued"}
 
 
-@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+@pytest.mark.parametrize("driver", ["loop", pytest.param("thread", marks=pytest.mark.slow)])  # --raft-driver
 def test_a_member_survives_a_sigkill_during_a_snapshot_write_and_a_flipped_byte(
     tmp_path: Path, driver: str
 ) -> None:

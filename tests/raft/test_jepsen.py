@@ -36,7 +36,7 @@ def _wait_progress(history: History, kind: str, more: int, timeout: float = WAIT
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("driver", ["loop", "thread"])  # --raft-driver
+@pytest.mark.parametrize("driver", ["loop", pytest.param("thread", marks=pytest.mark.slow)])  # --raft-driver
 def test_isolating_leaders_under_load_loses_nothing(tmp_path: Path, driver: str) -> None:
     history = History()
     with partitioned_cluster(tmp_path, extra=["--raft-driver", driver]) as (c, net):

@@ -26,8 +26,9 @@ from spitfire.protocol.messages import ErrorCode
 
 pytestmark = pytest.mark.timeout(300)
 
-#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and by a thread.
-drivers = pytest.mark.parametrize("driver", ["loop", "thread"])
+#: ``--raft-driver``: the tests marked with it run with pysyncobj ticked by the loop and (``-m slow``,
+#: keeping `make test` short; the default driver is the loop) by a thread.
+drivers = pytest.mark.parametrize("driver", ["loop", pytest.param("thread", marks=pytest.mark.slow)])
 
 
 def _all_up(c: Cluster, leader: Member) -> None:
