@@ -260,3 +260,48 @@ def test_a_refused_resume_loses_nothing_the_jobs_come_back_and_succeed(
             )
             assert gates.started == Counter({j: 1 for j in ids}), gates.started
             assert [client.get(j).result for j in ids] == list(range(3))
+
+
+#: Leader kills of the slow loop.
+KILLS = 5
+
+
+@pytest.mark.slow
+def test_a_worker_resumes_through_repeated_leader_kills_and_every_job_runs_once(
+    tmp_path: Path, run_worker: Callable[..., spitfire.Worker]
+) -> None:
+    queue = "resume-loop"
+    gates = Gates()
+    with cluster(tmp_path) as c:
+        c.leader()
+        url = _url(c)
+        with spitfire.Client(url, connect_timeout=WAIT) as client:
+            worker = run_worker(_app(url, queue, gates), queue, gates, concurrency=3, prefetch=1)
+            ids: list[str] = []
+            for round_ in range(KILLS):
+                batch = [client.enqueue(queue, "slow", {"n": round_ * 10 + n}) for n in range(3)]
+                ids += batch
+                _until("the round's jobs to run", lambda b=batch: set(b) <= set(gates.running()), c)
+                wid = worker.worker_id
+                assert wid is not None
+                client.enqueue("marker", "job", None)  # the leases are committed (see above)
+                old = c.leader()
+                old.kill()
+                new = c.leader(WAIT, [m for m in c.members if m is not old])
+                _until(
+                    "the worker to resume its id",
+                    lambda n=new, w=wid: (_worker_row(n, w) or {}).get("in_flight", 0) >= 3,
+                    c,
+                )
+                for job_id in batch:
+                    gates.open(job_id)
+                _until(
+                    "the round's jobs to succeed",
+                    lambda b=batch: all(j.state == "succeeded" for j in _jobs(client, b).values()),
+                    c,
+                )
+                old.start()  # rejoins, so that the next kill leaves a majority
+                _until(f"{old.node_id} to rejoin", lambda o=old: (o.me() or {}).get("role"), c)
+            jobs = _jobs(client, ids)
+            assert {j: jobs[j].attempts for j in ids} == {j: 1 for j in ids}
+            assert gates.started == Counter({j: 1 for j in ids}), gates.started
