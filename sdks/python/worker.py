@@ -624,7 +624,10 @@ class Worker:
                 self._loop.call_soon(self._flush)
             return True
         run = self._running.get(d.job_id)
-        if run is not None and (run.resumed or (self._multi and run.gen != self._gen)):
+        # A run from a lost connection, while SUBSCRIBED's verdict is pending too: the DELIVER may
+        # be read with SUBSCRIBED, before `_resumed` runs (a single node after its restart).
+        pending = self._multi or self._resuming is not None
+        if run is not None and (run.resumed or (pending and run.gen != self._gen)):
             # Its outcome answers this delivery, on this connection; the delivery's credit comes
             # back when it ends (the run's own too).
             run.gen, run.resumed = self._gen, True
@@ -637,7 +640,7 @@ class Worker:
     def _deliver(self, jobs: list[Delivery], gen: int) -> None:
         conn = self._conn
         assert conn is not None
-        if self._carried or (self._running and (self._multi or self._kept)):
+        if self._carried or (self._running and (self._multi or self._kept or self._resuming is not None)):
             jobs = [d for d in jobs if not self._redelivered(d)]
         if not self._accepting:
             # Pushed before the server saw our UNSUBSCRIBE: hand them straight back.
