@@ -78,6 +78,11 @@ export async function startCluster() {
       process.kill(m.proc.pid, "SIGKILL");
       await exited;
     },
+    /** Start a member that was killed again and wait until it has rejoined (a majority for the next kill). */
+    async restart(m) {
+      start(m);
+      await waitFor(async () => (await view(m))?.nodes?.some((n) => n.id === m.id && n.role), "the member to rejoin");
+    },
     /** SIGKILL the leader; once another serves, start it again and wait until it has rejoined. */
     async killLeader() {
       const old = await leader();

@@ -1,11 +1,14 @@
 // A TypeScript worker resumes its worker id on a cluster's new leader (SUBSCRIBE `resume`): the jobs
 // it was running when the leader was SIGKILLed stay its own there (shown running), finish and are
 // acknowledged once (each `succeeded` after one attempt, run once), an ACK the kill cut is sent
-// again and lands, and a buffered job is handed back and runs once. Every handler waits on a gate
-// the test opens; every wait polls, bounded in time.
+// again and lands, and a buffered job is handed back and runs once. When a live connection holds
+// the id, the resume is refused: the worker aborts the old runs and nothing is lost (the jobs run
+// again). Every handler waits on a gate the test opens; every wait polls, bounded in time.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { App, Client } from "../dist/index.js";
+import { MessageType } from "../dist/codec.js";
+import { Connection } from "../dist/connection.js";
 import { startCluster } from "./clusterhelpers.mjs";
 import { waitFor, WAIT_MS } from "./helpers.mjs";
 
@@ -46,7 +49,7 @@ describe("a worker resuming on a cluster's new leader", { timeout: 300_000 }, ()
       return n;
     });
     const ids = [];
-    for (let n = 0; n < 5; n++) ids.push(await slow.enqueue({ n }));
+    for (let n = 0; n < 5; n++) ids.push((await slow.enqueue({ n })).id);
     const errors = [];
     // 3 run, 2 wait in the buffer.
     const worker = app.worker({ queues: [queue], concurrency: 3, prefetch: 2, handleSignals: false, onError: (e) => errors.push(e) });
@@ -72,6 +75,7 @@ describe("a worker resuming on a cluster's new leader", { timeout: 300_000 }, ()
       } finally {
         await cluster.kill(old);
       }
+      await cluster.restart(old); // a majority again for the next test's kill
 
       await waitFor(async () => (await held()) >= 3 && worker.workerId === wid, "the worker to resume its id");
       await waitFor(async () => (await client.get(cut)).state === "succeeded", "the cut ACK to land");
@@ -90,10 +94,64 @@ describe("a worker resuming on a cluster's new leader", { timeout: 300_000 }, ()
       assert.deepEqual(jobs.map((j) => j.result), [0, 1, 2, 3, 4]);
       // Each job ran once here: none was delivered twice to a handler.
       assert.deepEqual([...started.values()], [1, 1, 1, 1, 1]);
-      assert.equal(started.size, 5);
+      assert.deepEqual(new Set(started.keys()), new Set(ids));
       assert.equal(worker.workerId, wid);
     } finally {
       openAll();
+      await worker.close();
+      await running;
+      await client.close();
+    }
+  });
+
+  test("a refused resume (a live connection holds the id) loses nothing", async () => {
+    const queue = "ts-refused";
+    const client = new Client(cluster.url, { connectTimeoutMs: WAIT_MS });
+    const app = new App(cluster.url, { connectTimeoutMs: WAIT_MS });
+    const started = new Map();
+    let aborted = 0;
+    let openAll;
+    const all = new Promise((r) => (openAll = r));
+    const slow = app.job("slow", { queue, timeoutMs: 30_000, maxAttempts: 5 }, async ({ n }, ctx) => {
+      started.set(ctx.id, (started.get(ctx.id) ?? 0) + 1);
+      ctx.signal.addEventListener("abort", () => aborted++);
+      await all;
+      return n;
+    });
+    const ids = [];
+    for (let n = 0; n < 3; n++) ids.push((await slow.enqueue({ n })).id);
+    const worker = app.worker({ queues: [queue], concurrency: 3, prefetch: 0, handleSignals: false, onError: () => {} });
+    const running = worker.run();
+    let rival = null;
+    try {
+      await waitFor(() => started.size === 3, "three jobs to run");
+      const wid = worker.workerId;
+      await client.enqueue("ts-marker", "job", null); // the leases are committed (see above)
+      const [old, next] = await cluster.stopLeader();
+      try {
+        // A live connection takes the worker's id (and its leases) on the new leader first.
+        rival = await Connection.open({ endpoint: { host: "127.0.0.1", port: next.listen }, connectTimeoutMs: WAIT_MS });
+        const a = await rival.request(MessageType.SUBSCRIBE, { queues: [queue], credits: 0, name: "rival", host: "", pid: 0, concurrency: 0, resume: wid }, WAIT_MS);
+        assert.equal(a.body.worker_id, wid);
+      } finally {
+        await cluster.kill(old);
+      }
+      await waitFor(() => worker.workerId !== null && worker.workerId !== wid, "the worker to subscribe under another id");
+      await waitFor(() => aborted === 3, "the old runs to be aborted");
+      // The rival goes: the jobs it held go back and are delivered to the worker, which runs them.
+      await rival.close();
+      rival = null;
+      openAll();
+      await waitFor(async () => {
+        for (const id of ids) if ((await client.get(id)).state !== "succeeded") return false;
+        return true;
+      }, "every job to succeed");
+      const jobs = await Promise.all(ids.map((id) => client.get(id)));
+      assert.deepEqual(jobs.map((j) => j.result), [0, 1, 2]);
+      assert.deepEqual(ids.map((id) => started.get(id)), [2, 2, 2]); // at least once: run again
+    } finally {
+      openAll();
+      await rival?.close();
       await worker.close();
       await running;
       await client.close();
