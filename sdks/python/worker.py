@@ -7,7 +7,9 @@ the jobs it starts, runs each job (async handlers as tasks on the loop, sync han
 threads), and reports outcomes in batches: every START, ACK, FAIL and CREDIT produced during one
 loop iteration leaves in one write. Worker level heartbeats keep every held lease alive, buffered
 ones included. CANCEL_JOBS cancels the named jobs (a buffered one is dropped unrun); GOAWAY or a
-lost connection makes the worker reconnect with backoff and subscribe again.
+lost connection makes the worker reconnect with backoff and subscribe again, resuming its earlier
+worker id (SUBSCRIBE ``resume``): when the server gives that id back, the jobs still running from
+the lost connection report their outcomes on the new one (see `Worker._resumed`).
 
 Why prefetch: a credit goes back only when a job ends, so without a buffer every free slot waits a
 full round trip (CREDIT out, DELIVER back) for its next job; with short jobs that round trip, not
@@ -95,15 +97,16 @@ _encode = msgspec.msgpack.Encoder(enc_hook=enc_hook).encode
 PROGRESS_INTERVAL = 0.25
 #: While the server stays unreachable at the longest backoff, how often the worker says so again.
 UNREACHABLE_REPEAT = 60.0
-#: With several addresses (a cluster): outcomes cut by a failover are kept this many seconds, at most
-#: this many, for the redelivery of their job by the new leader (see `Worker._carry`).
+#: Outcomes cut by a lost connection are kept this many seconds, at most this many: sent again when
+#: the worker resumes its id, or (several addresses: a cluster) answering the redelivery of their job
+#: by the new leader (see `Worker._carry`).
 CARRY_FOR, MAX_CARRIED = 300.0, 10_000
 
 
 class _Run:
     """One job this worker is running."""
 
-    __slots__ = ("cancelled", "ctx", "gen", "job_id", "released", "task")
+    __slots__ = ("cancelled", "ctx", "gen", "job_id", "owed", "released", "resumed", "task")
 
     def __init__(self, job_id: str, gen: int, ctx: JobContext) -> None:
         self.job_id = job_id
@@ -116,6 +119,11 @@ class _Run:
         self.cancelled = False
         #: Handed back with RELEASE at shutdown: no outcome is sent.
         self.released = False
+        #: Kept across a lost connection (the worker resumed its id, or its job was delivered
+        #: again meanwhile): a delivery of the same job answers with this run, not a second one.
+        self.resumed = False
+        #: Credits deliveries of this job that this run answers took (each comes back as it ends).
+        self.owed = 0
 
 
 Outcome: TypeAlias = AckItem | FailItem | None
@@ -165,10 +173,15 @@ class Worker:
     buffered before it reached this worker. A buffered job cancelled on the server is dropped
     without running; a graceful shutdown hands buffered jobs back at once with RELEASE (no attempt
     counted); a lost connection drops them, and the server puts them back as it does running ones
-    (attempt counted). With long jobs and several workers, a buffer holds jobs another worker could
-    have run: set ``prefetch=0`` there. ``grace`` is how long a graceful shutdown (SIGTERM, SIGINT,
-    `stop`) waits for running jobs before handing the rest back to the server with RELEASE (no
-    attempt counted; async handlers are cancelled, sync ones see ``ctx.cancelled``).
+    (attempt counted), or, when the worker resumes its id on a cluster's new leader that still
+    leases them to it, the worker hands them back with RELEASE at once (no attempt counted). Jobs
+    running when the connection dropped go on; resumed, their outcomes go to the new connection
+    (and outcomes the drop cut are sent again); not resumed, a cluster's redelivery of such a job to
+    this worker is answered by that run (`_carry`). With long jobs and several workers, a buffer
+    holds jobs another worker could have run: set ``prefetch=0`` there. ``grace`` is how long a
+    graceful shutdown (SIGTERM, SIGINT, `stop`) waits for running jobs before handing the rest
+    back to the server with RELEASE (no attempt counted; async handlers are cancelled, sync ones
+    see ``ctx.cancelled``).
 
     Burst mode (``burst=True``, ``spitfire worker --burst``) exits once the work is done. The rule:
     the worker has nothing running and no outcome awaiting the server's answer, no job was
@@ -255,9 +268,12 @@ class Worker:
         self._multi = False
         #: Job id -> (when, outcome) of jobs whose outcome a lost connection cut (`_carry`).
         self._carried: dict[str, tuple[float, AckItem | FailItem]] = {}
-        #: Jobs delivered again while their first run (on a lost connection) still runs: its
-        #: outcome answers the new delivery.
-        self._rejoined: set[str] = set()
+        #: The worker id of the connection lost, until the next SUBSCRIBED says whether it resumed.
+        self._resuming: str | None = None
+        #: Buffered jobs (never started) the lost connection held: RELEASEd if the id resumes.
+        self._unstarted: list[str] = []
+        #: Some run was kept across a lost connection (`_Run.resumed`): deliveries are checked.
+        self._kept = False
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -420,12 +436,16 @@ class Worker:
         c = self._control
         # Where the control client last found the server (a cluster's leader, once known).
         conn = await c.open_any(lambda r: self._on_push(r, gen), " worker", c.connect_timeout, None)
-        # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots.
+        # The buffer is empty here (a lost connection dropped it); old jobs still running hold slots
+        # (resumed, they count against none of the new credits: only free slots are granted).
         credits = max(0, self.concurrency + self.prefetch - len(self._running))
-        # host, pid and concurrency are shown on the dashboard's Workers page (PROTOCOL.md SUBSCRIBE).
+        # host, pid and concurrency are shown on the dashboard's Workers page (PROTOCOL.md SUBSCRIBE);
+        # resume asks for the id (and the leases) of the connection this worker lost.
+        previous = self.worker_id
         subscribe = Subscribe(
             self.queues, credits, self.name,
             host=socket.gethostname()[:255], pid=os.getpid(), concurrency=self.concurrency,
+            resume=previous,
         )  # fmt: skip
         _, fut = conn.request(MessageType.SUBSCRIBE, subscribe)
         self._conn = conn
@@ -445,6 +465,11 @@ class Worker:
                 c.servers.follow(reply.message.field)
             raise error_from_frame(reply.message)
         self.worker_id = reply.message.worker_id
+        if previous is not None:
+            if self.worker_id == previous:
+                self._resumed(conn, gen)
+            else:
+                self._not_resumed(previous)
         log.info(
             "worker %s subscribed to %s at %s (concurrency %d, prefetch %d)",
             self.worker_id,
@@ -478,16 +503,80 @@ class Worker:
 
     def _lost(self, conn: Connection) -> None:
         reason = "the server said GOAWAY" if conn.draining else "the connection was lost"
-        log.warning("%s; %d running jobs went back to the server; reconnecting", reason, len(self._running))
-        # Outcomes of jobs from that connection are dropped: the server already took them back,
-        # buffered ones included (they never start). In a cluster they wait for the redelivery.
-        if self._multi:
-            self._carry([*self._acks, *self._fails])
+        log.warning(
+            "%s; reconnecting to resume worker %s with %d running jobs",
+            reason,
+            self.worker_id,
+            len(self._running),
+        )
+        # Outcomes not sent yet are kept until the next SUBSCRIBED says whether this worker resumed
+        # its id (`_resumed`: sent again) or not (`_not_resumed`: the server took the jobs back).
+        # Buffered jobs never start on their own: handed back if the id resumes, else dropped.
+        self._resuming = self.worker_id
+        self._carry([*self._acks, *self._fails])
         self._acks.clear()
         self._fails.clear()
         self._starts.clear()
-        self._drop_buffer()
+        self._unstarted.extend(r.job_id for r in self._drop_buffer())
+        del self._unstarted[:-MAX_CARRIED]
         conn.close()
+
+    def _resumed(self, conn: Connection, gen: int) -> None:
+        """SUBSCRIBED gave back the lost connection's id: the jobs still leased to it are this
+        connection's. Runs from the lost connection are kept (their outcomes go here; START says
+        they run, for a cluster's new leader that only knew them reserved); outcomes the drop cut
+        are sent again at once (an item whose lease is gone is answered CONFLICT and dropped); and
+        the buffered jobs are handed back with RELEASE (no attempt counted) rather than run: a
+        delivery whose lease record had not reached the new leader before the old one died is
+        ready there again and may be delivered to another worker, and a job that never started is
+        worth nothing but a redelivery, which RELEASE makes at once (instead of when its lease ends)."""
+        self._resuming = None
+        kept = [r for r in self._running.values() if r.gen != gen]
+        for run in kept:
+            # Credits the lost connection owed are moot: the new one granted only free slots.
+            run.gen, run.resumed, run.owed = gen, True, 0
+        self._kept = self._kept or bool(kept)
+        carried, self._carried = self._carried, {}
+        for _, outcome in carried.values():
+            self._queue_outcome(outcome, count=False)  # counted when the run ended
+        unstarted, self._unstarted = self._unstarted, []
+        log.info(
+            "worker %s resumed: %d running jobs kept, %d outcomes sent again, %d buffered jobs handed back",
+            self.worker_id, len(kept), len(carried), len(unstarted),
+        )  # fmt: skip
+        try:
+            if kept:
+                conn.send(MessageType.START, JobIds([r.job_id for r in kept]))
+                # Extend the leases now: the new leader counts them from the old one's last beat.
+                _, fut = conn.request(MessageType.HEARTBEAT, Heartbeat(None, None))
+                fut.add_done_callback(_ignore)
+            if unstarted:
+                self._track(conn.request(MessageType.RELEASE, JobIds(unstarted))[1])
+        except ConnectionLost:
+            return  # lost again: the supervisor reconnects and resumes again
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _not_resumed(self, previous: str) -> None:
+        """SUBSCRIBED gave a new id (a live connection holds the old one): the lost connection's
+        jobs are not this connection's. Buffered ones are dropped; kept outcomes wait for a
+        redelivery with several addresses (`_carry`), and are dropped with one (as the server took
+        those jobs back)."""
+        log.info("worker %s could not resume %s: its jobs went back to the server", self.worker_id, previous)
+        self._resuming = None
+        self._unstarted.clear()
+        if not self._multi:
+            self._carried.clear()
+
+    def _queue_outcome(self, outcome: AckItem | FailItem, count: bool = True) -> None:
+        """Queue an outcome for the next flush (``count``: a run's first report of it)."""
+        if isinstance(outcome, AckItem):
+            self._acks.append(outcome)
+            self.processed += count
+        else:
+            self._fails.append(outcome)
+            self.failed += count
 
     # -- pushes -----------------------------------------------------------------------------------
 
@@ -507,10 +596,12 @@ class Worker:
                 conn.close()
 
     def _carry(self, outcomes: Iterable[AckItem | FailItem]) -> None:
-        """Keep outcomes a lost connection cut (not sent, or sent and not answered) for the new
-        leader: it holds no lease of the old one (leases are not replicated), so it delivers their
-        jobs again, and `_deliver` answers such a delivery with the outcome at once instead of
-        running the job again. At most `MAX_CARRIED`, for `CARRY_FOR` seconds (oldest dropped)."""
+        """Keep outcomes a lost connection cut (not sent, or sent and not answered, or of a job that
+        ended after the drop). If the worker resumes its id they are sent again (`_resumed`);
+        otherwise, with several addresses, they wait for the new leader to deliver their job again
+        (a lease its log did not hold), and `_deliver` answers such a delivery with the outcome at
+        once instead of running the job again. At most `MAX_CARRIED`, for `CARRY_FOR` seconds
+        (oldest dropped)."""
         carried, now = self._carried, time.monotonic()
         for outcome in outcomes:
             carried.pop(outcome.job_id, None)
@@ -526,19 +617,22 @@ class Worker:
             log.info(
                 "job %s was delivered again after a failover: reporting its finished run's outcome", d.job_id
             )
-            outcome = held[1]
-            if isinstance(outcome, AckItem):
-                self._acks.append(outcome)
-            else:
-                self._fails.append(outcome)
+            self._queue_outcome(held[1], count=False)
             self._credits += 1  # the delivery took one; nothing runs
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._loop.call_soon(self._flush)
             return True
         run = self._running.get(d.job_id)
-        if run is not None and run.gen != self._gen:
-            self._rejoined.add(d.job_id)
+        # A run from a lost connection, while SUBSCRIBED's verdict is pending too: the DELIVER may
+        # be read with SUBSCRIBED, before `_resumed` runs (a single node after its restart).
+        pending = self._multi or self._resuming is not None
+        if run is not None and (run.resumed or (pending and run.gen != self._gen)):
+            # Its outcome answers this delivery, on this connection; the delivery's credit comes
+            # back when it ends (the run's own too).
+            run.gen, run.resumed = self._gen, True
+            run.owed += 1
+            self._kept = True
             self._starts.append(d.job_id)  # it is running: say so, as for a job started now
             return True
         return False
@@ -546,7 +640,7 @@ class Worker:
     def _deliver(self, jobs: list[Delivery], gen: int) -> None:
         conn = self._conn
         assert conn is not None
-        if self._multi and (self._carried or len(self._running) > 0):
+        if self._carried or (self._running and (self._multi or self._kept or self._resuming is not None)):
             jobs = [d for d in jobs if not self._redelivered(d)]
         if not self._accepting:
             # Pushed before the server saw our UNSUBSCRIBE: hand them straight back.
@@ -769,19 +863,22 @@ class Worker:
             self._progress_sent.pop(run.job_id, None)
             self._progress.pop(run.job_id, None)
         current = run.gen == self._gen
-        if not current and self._rejoined and run.job_id in self._rejoined:
-            self._rejoined.discard(run.job_id)
-            current = True  # delivered again meanwhile: this outcome answers that delivery
-            self._credits += 1  # the delivery's credit (the run's own comes back below)
-        elif not current and self._multi and outcome is not None and not (run.cancelled or run.released):
+        if current and run.owed:
+            self._credits += run.owed  # deliveries it answers (the run's own comes back below)
+        elif (
+            not current
+            and outcome is not None
+            and (self._multi or self._resuming is not None)
+            and not (run.cancelled or run.released)
+        ):
+            # Ended after its connection dropped: kept for a resume or a redelivery.
             self._carry([outcome])
-        if outcome is not None and current and not (run.cancelled or run.released):
             if isinstance(outcome, AckItem):
-                self._acks.append(outcome)
                 self.processed += 1
             else:
-                self._fails.append(outcome)
                 self.failed += 1
+        if outcome is not None and current and not (run.cancelled or run.released):
+            self._queue_outcome(outcome)
         if self._accepting:
             self._credits += 1
             if self._buffered:
@@ -817,7 +914,7 @@ class Worker:
     def _track(self, fut: asyncio.Future[Response], outcomes: list[Any] | None = None) -> None:
         self._outstanding += 1
         self._settled.clear()
-        if outcomes is not None and self._multi:
+        if outcomes is not None:
             fut.add_done_callback(lambda f: self._on_done(f, outcomes))
         else:
             fut.add_done_callback(self._on_done)
@@ -827,8 +924,9 @@ class Worker:
         if self._outstanding == 0:
             self._settled.set()
         if fut.cancelled() or fut.exception() is not None:
-            # Connection lost: the server returns those jobs itself; a cluster's new leader
-            # delivers them again, and these outcomes answer that (`_carry`).
+            # Connection lost (or no answer in time): sent again if the worker resumes its id; else
+            # a cluster's new leader delivers those jobs again and these outcomes answer that; a
+            # single node took them back (`_carry`, `_not_resumed`).
             if outcomes is not None:
                 self._carry(outcomes)
             return
@@ -838,9 +936,12 @@ class Worker:
             log.warning("the server refused outcomes: %s: %s", err.code, err.message)
             return
         for err in response.message.errors:
-            # CONFLICT is expected for jobs cancelled or expired meanwhile.
-            level = logging.DEBUG if err.code == "CONFLICT" else logging.WARNING
-            log.log(level, "outcome item %d not taken: %s: %s", err.index, err.code, err.message)
+            # CONFLICT or NOT_FOUND: the lease was gone (the job was cancelled, deleted or expired
+            # meanwhile, or, sent again after a resume, taken back by the server): not ours now.
+            if err.code in (ErrorCode.CONFLICT, ErrorCode.NOT_FOUND):
+                log.debug("item %d not taken (the lease was gone): %s: %s", err.index, err.code, err.message)
+            else:
+                log.warning("item %d not taken: %s: %s", err.index, err.code, err.message)
 
     # -- progress ---------------------------------------------------------------------------------
 

@@ -16,6 +16,13 @@
  * Graceful shutdown (`close()`, SIGTERM, SIGINT): stop taking (UNSUBSCRIBE), hand the buffered
  * jobs back (RELEASE), let running ones finish within `graceMs`, then abort their `ctx.signal` and
  * RELEASE them. A second signal ends the grace period at once.
+ *
+ * A lost connection: the worker reconnects and subscribes with `resume` = its last worker id. When
+ * the server gives that id back (a cluster's new leader holds the leases the old one replicated),
+ * the handlers still running from the lost connection go on and report on the new one, outcomes the
+ * drop cut are sent again, and the buffered jobs are handed back (RELEASE). When it gives another
+ * id, the handlers from the lost connection are aborted and their outcomes dropped (the server took
+ * those jobs back).
  */
 
 import * as os from "node:os";
@@ -43,6 +50,8 @@ const PROGRESS_MESSAGE_MAX = 1000;
 /** Reconnect backoff after a dropped connection (ms). */
 const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
+/** Outcomes a lost connection cut, kept for a resume: at most this many (the oldest dropped). */
+const MAX_CUT = 10_000;
 
 export interface WorkerOptions {
   /** Queues to take jobs from (default: every queue the app's jobs go to). */
@@ -93,9 +102,21 @@ interface Run {
   done: Promise<void>;
   /** What the handler threw, if it did (recorded on the run's span). */
   error?: unknown;
+  /**
+   * Kept across a lost connection (the worker resumed its id, or the job was delivered again
+   * meanwhile): a delivery of the same job is answered by this run, not a second one.
+   */
+  resumed: boolean;
+  /** Credits of deliveries of this job that this run answers (they come back as it ends). */
+  owed: number;
 }
 
 type Outcome = { ack: Body } | { fail: Body } | null;
+/** An outcome a lost connection cut (`counted`: already in `counts`). */
+interface CutOutcome {
+  outcome: { ack: Body } | { fail: Body };
+  counted: boolean;
+}
 
 /** `ctx.progress`'s arguments, checked: a value from 0 to 1 (or null), a message of at most 1,000 characters. */
 export function checkProgress(value: unknown, message: unknown): [number | null, string | null] {
@@ -159,6 +180,10 @@ export class Worker {
   private acks: Body[] = [];
   private fails: Body[] = [];
   private credits = 0;
+  /** Outcomes the lost connection cut (not sent, sent and not answered, or ended after the drop). */
+  private cut: CutOutcome[] = [];
+  /** Jobs buffered (never started) when the connection dropped: handed back if the id resumes. */
+  private unstarted: string[] = [];
   private flushScheduled = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatSeconds = Infinity;
@@ -281,9 +306,13 @@ export class Worker {
     }
     this.conn = conn;
     // Jobs still running from a lost connection take room: their credit comes back here, on this
-    // connection, when they end (giveBack), or the window would shrink by them for good.
+    // connection, when they end (giveBack), or the window would shrink by them for good. So only
+    // free slots are granted (resumed leases count against none of the new credits).
     this.deducted = new Set([...this.running.values(), ...this.superseded]);
+    this.credits = 0; // credits of runs that ended while disconnected are in the count below
     const credits = Math.max(0, this.concurrency + this.prefetch - this.deducted.size);
+    // The id of the connection lost: the server gives it back if no live connection holds it.
+    const previous = this.workerId;
     let a: Answer;
     try {
       a = await conn.request(
@@ -295,6 +324,7 @@ export class Worker {
           host: os.hostname(),
           pid: process.pid,
           concurrency: this.concurrency,
+          resume: previous,
         },
         30_000,
       );
@@ -307,24 +337,98 @@ export class Worker {
       throw err;
     }
     this.workerId = a.body.worker_id as string;
+    if (previous !== null) {
+      if (this.workerId === previous) this.resumed(conn);
+      else this.notResumed(conn);
+    }
     this.scheduleHeartbeat();
+  }
+
+  /**
+   * SUBSCRIBED gave back the lost connection's id: the jobs still leased to it are this
+   * connection's. Runs from the lost connection are kept (their outcomes go here; START says they
+   * run, for a cluster's new leader that only knew them reserved), outcomes the drop cut are sent
+   * again (an item whose lease is gone is answered CONFLICT and dropped), and the buffered jobs are
+   * handed back with RELEASE (no attempt counted) rather than run: a delivery whose lease record
+   * had not reached the new leader is ready there again and may go to another worker, and a job
+   * that never started costs only a redelivery, which RELEASE makes at once.
+   */
+  private resumed(conn: Connection): void {
+    const kept = [...this.running.values()].filter((r) => r.conn !== conn && !r.dropped);
+    for (const run of kept) {
+      run.conn = conn;
+      run.resumed = true;
+      run.owed = 0; // the lost connection's credits are moot: this one granted free slots only
+    }
+    for (const { outcome, counted } of this.cut.splice(0)) this.queueOutcome(outcome, !counted);
+    const unstarted = this.unstarted.splice(0);
+    if (kept.length > 0) {
+      this.starts.push(...kept.map((r) => r.d.job_id));
+      // Extend the leases now: the new leader counts them from the old one's last heartbeat.
+      this.track(conn.request(MessageType.HEARTBEAT, { job_ids: null, seconds: null }, 30_000).catch(() => undefined));
+    }
+    if (unstarted.length > 0) this.outcome(conn, MessageType.RELEASE, unstarted.map((job_id) => ({ job_id })), { job_ids: unstarted });
+    this.scheduleFlush();
+  }
+
+  /**
+   * SUBSCRIBED gave a new id (a live connection holds the old one, or the server does not resume):
+   * the lost connection's jobs are not this one's. As without resume: its handlers' signals are
+   * aborted and their outcomes dropped, its buffered jobs and cut outcomes forgotten.
+   */
+  private notResumed(conn: Connection): void {
+    this.cut = [];
+    this.unstarted = [];
+    for (const run of this.running.values()) {
+      if (run.conn !== conn) this.orphan(run);
+    }
+  }
+
+  /** A run whose lease went with its connection: aborted, no outcome. */
+  private orphan(run: Run): void {
+    if (run.dropped) return;
+    run.dropped = true;
+    run.controller.abort(new SpitfireError("the connection to the server was lost", { code: "CONNECTION_LOST" }));
+  }
+
+  /** Keeps outcomes a lost connection cut, for a resume (at most `MAX_CUT`, the oldest dropped). */
+  private keepCut(outcomes: CutOutcome[]): void {
+    this.cut.push(...outcomes);
+    if (this.cut.length > MAX_CUT) this.cut.splice(0, this.cut.length - MAX_CUT);
+  }
+
+  private queueOutcome(outcome: { ack: Body } | { fail: Body }, count: boolean): void {
+    if ("ack" in outcome) {
+      if (count) this.counts.succeeded++;
+      this.acks.push(outcome.ack);
+    } else {
+      if (count) {
+        if (outcome.fail.retry_at !== null) this.counts.retried++;
+        else this.counts.failed++;
+      }
+      this.fails.push(outcome.fail);
+    }
   }
 
   private onConnectionClosed(conn: Connection, error: SpitfireError | null): void {
     if (this.conn !== conn) return;
     this.conn = null;
     clearTimeout(this.heartbeatTimer);
-    // The server hands every job of this connection back; ours must not report outcomes.
-    this.buffered.length = 0;
-    for (const run of this.running.values()) {
-      run.dropped = true;
-      run.controller.abort(new SpitfireError("the connection to the server was lost", { code: "CONNECTION_LOST" }));
-    }
+    // Until the next SUBSCRIBED says whether this worker resumed its id, running handlers go on and
+    // what this connection had not sent is kept: buffered jobs (handed back on a resume: they
+    // never start on their own) and outcomes (sent again on a resume).
+    this.unstarted.push(...this.buffered.splice(0).map((d) => d.job_id));
+    if (this.unstarted.length > MAX_CUT) this.unstarted.splice(0, this.unstarted.length - MAX_CUT);
+    this.keepCut([...this.acks.map((ack) => ({ outcome: { ack }, counted: true })), ...this.fails.map((fail) => ({ outcome: { fail }, counted: true }))]);
     this.starts = [];
     this.acks = [];
     this.fails = [];
     this.credits = 0;
-    if (this.closing !== null) return;
+    if (this.closing !== null) {
+      // No resume follows a shutdown: the server hands the jobs back, ours report nothing.
+      for (const run of this.running.values()) this.orphan(run);
+      return;
+    }
     if (error !== null) this.report(error);
     void this.reconnect();
   }
@@ -375,6 +479,16 @@ export class Worker {
       this.scheduleFlush();
     }
     const old = this.running.get(d.job_id);
+    if (old !== undefined && !old.dropped && (old.resumed || old.conn !== this.conn)) {
+      // Delivered again while its run from a lost connection still goes on (the server took the
+      // job back, then gave it to this worker): that run answers this delivery, on this connection.
+      old.conn = this.conn;
+      old.resumed = true;
+      old.owed++;
+      this.starts.push(d.job_id);
+      this.scheduleFlush();
+      return;
+    }
     if (old !== undefined) {
       this.running.delete(d.job_id);
       old.dropped = true;
@@ -396,7 +510,7 @@ export class Worker {
 
   private start(d: Delivery): void {
     const controller = new AbortController();
-    const run: Run = { d, controller, dropped: false, conn: this.conn, done: Promise.resolve() };
+    const run: Run = { d, controller, dropped: false, conn: this.conn, done: Promise.resolve(), resumed: false, owed: 0 };
     this.running.set(d.job_id, run);
     this.starts.push(d.job_id);
     this.scheduleFlush();
@@ -487,13 +601,11 @@ export class Worker {
     this.progressSent.delete(id);
     if (outcome === null) {
       if (!run.dropped) this.report(new SpitfireError(`job ${id} ended without an outcome`));
-    } else if ("ack" in outcome) {
-      this.counts.succeeded++;
-      this.acks.push(outcome.ack);
+    } else if (run.conn !== this.conn || this.conn === null) {
+      // Its connection dropped and no SUBSCRIBED has said yet whether the worker resumed: kept.
+      this.keepCut([{ outcome, counted: false }]);
     } else {
-      if (outcome.fail.retry_at !== null) this.counts.retried++;
-      else this.counts.failed++;
-      this.fails.push(outcome.fail);
+      this.queueOutcome(outcome, true);
     }
     this.giveBack(run);
     this.scheduleFlush();
@@ -505,7 +617,8 @@ export class Worker {
   private giveBack(run: Run): void {
     const counted = this.deducted.delete(run) || run.conn === this.conn;
     if (this.closing !== null || !counted) return;
-    this.credits++;
+    // Its own credit, and those of deliveries it answered on this connection (`hold`).
+    this.credits += 1 + (run.conn === this.conn ? run.owed : 0);
     this.scheduleFlush();
   }
 
@@ -603,17 +716,25 @@ export class Worker {
     }
   }
 
-  private outcome(conn: Connection, type: number, items: Body[]): void {
-    const p = conn.request(type, { items }, 30_000).then(
+  /** Sends ACK, FAIL or RELEASE (`body`, default `{ items }`); per-item errors are reported. */
+  private outcome(conn: Connection, type: number, items: Body[], body: Body = { items }): void {
+    const p = conn.request(type, body, 30_000).then(
       (a) => {
         for (const e of a.body.errors as Body[]) {
-          // CONFLICT: the lease is gone (cancelled, expired): harmless, the job is not ours.
-          if (e.code === "CONFLICT") continue;
+          // CONFLICT or NOT_FOUND: the lease is gone (cancelled, deleted, expired, or, sent again
+          // after a resume, taken back by the server): harmless, the job is not ours.
+          if (e.code === "CONFLICT" || e.code === "NOT_FOUND") continue;
           const id = String((items[e.index as number])?.job_id);
           this.report(new SpitfireError(`outcome of job ${id}: ${e.code as string} ${e.message as string}`));
         }
       },
       (err: unknown) => {
+        if (conn.closed && type !== MessageType.RELEASE) {
+          // Cut by the lost connection: sent again if the worker resumes its id.
+          const kind = type === MessageType.ACK ? "ack" : "fail";
+          this.keepCut(items.map((item) => ({ outcome: (kind === "ack" ? { ack: item } : { fail: item }), counted: true })));
+          return;
+        }
         this.report(err);
       },
     );

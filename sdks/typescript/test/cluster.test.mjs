@@ -4,80 +4,12 @@
 // one URL parse as the Python SDK parses them.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { setTimeout as delay } from "node:timers/promises";
 import { App, Client, InvalidURL, NotLeader } from "../dist/index.js";
 import { parseUrls } from "../dist/connection.js";
-import { join, PYTHON, sleep, stopProcess, tmpdir, waitFor, WAIT_MS } from "./helpers.mjs";
+import { startCluster } from "./clusterhelpers.mjs";
+import { sleep, waitFor, WAIT_MS } from "./helpers.mjs";
 
 const JOBS = 1000;
-
-async function freePorts(count) {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise((resolve) => {
-      const s = createServer();
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-/** Three members, each its own data directory; `start(i)` / `kill(i)` by PID. */
-async function startCluster() {
-  const root = mkdtempSync(join(tmpdir(), "spitfire-ts-cluster-"));
-  const ports = await freePorts(9);
-  const ids = ["a", "b", "c"];
-  const membersArg = ids.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(",");
-  const members = ids.map((id, i) => ({ id, raft: ports[i], listen: ports[3 + i], http: ports[6 + i], proc: null }));
-  const start = (m) => {
-    m.proc = spawn(PYTHON, [
-      "-m", "spitfire.server.cli", "--node-id", m.id, "--cluster", membersArg,
-      "--data-dir", join(root, m.id), "--listen", `127.0.0.1:${m.listen}`, "--http", `127.0.0.1:${m.http}`, "--no-quic",
-    ], { stdio: ["ignore", "ignore", "ignore"] });
-  };
-  const alive = (m) => m.proc !== null && m.proc.exitCode === null && m.proc.signalCode === null;
-  const get = async (m, path) => {
-    try {
-      const r = await Promise.race([fetch(`http://127.0.0.1:${m.http}${path}`), delay(2000, null)]);
-      return r?.ok ? await r.json() : null;
-    } catch {
-      return null;
-    }
-  };
-  const view = (m) => get(m, "/api/cluster");
-  const serving = async (m) => (await get(m, "/api/queues")) !== null;
-  const leader = (among = members) => waitFor(async () => {
-    for (const m of among.filter(alive)) {
-      const v = await view(m);
-      if (v?.leader === m.id && (await serving(m))) return m;
-    }
-    return null;
-  }, "a leader that serves", WAIT_MS);
-  members.forEach(start);
-  return {
-    members,
-    url: `tcp://${members.map((m) => `127.0.0.1:${m.listen}`).join(",")}`,
-    leader,
-    /** SIGKILL the leader; once another serves, start it again and wait until it has rejoined. */
-    async killLeader() {
-      const old = await leader();
-      const exited = new Promise((r) => old.proc.once("exit", r));
-      process.kill(old.proc.pid, "SIGKILL");
-      await exited;
-      await leader(members.filter((m) => m !== old));
-      start(old);
-      await waitFor(async () => (await view(old))?.nodes?.some((n) => n.id === old.id && n.role), "the member to rejoin");
-    },
-    async close() {
-      await Promise.all(members.filter(alive).map((m) => stopProcess(m.proc)));
-      rmSync(root, { recursive: true, force: true });
-    },
-  };
-}
 
 describe("several addresses", () => {
   test("parse like the Python SDK", () => {
