@@ -53,7 +53,7 @@ from .batch import Batch
 from .compaction import CompactingJournal, CompactingNode, Compactor
 from .membership import MembershipError
 from .node import TICK, ClusterConfig, Commit, RaftNode, Role
-from .readguard import LEASE_FRACTION, ReadGuard
+from .readguard import ReadGuard
 
 __all__ = [
     "JOIN_TIMEOUT",
@@ -281,6 +281,8 @@ class ThreadNode(CompactingNode):
 
     _journal: ThreadJournal
     _compactor: ThreadCompactor
+    #: Its bookkeeping on the loop: the thread hands echoes and term changes over.
+    read_guard_type = _LoopReadGuard
 
     def __init__(
         self,
@@ -311,14 +313,6 @@ class ThreadNode(CompactingNode):
         except BaseException:  # pysyncobj could not bind: nothing of ours stays open
             self._close_wake()
             raise
-        low, high = config.election_timeout
-        self.reads = _LoopReadGuard(
-            lambda: len(self._SyncObj__otherNodes) + 1,
-            low * LEASE_FRACTION,
-            high,
-            leading=lambda: self.role is Role.LEADER,
-            poke=self._poke,
-        )
 
         def refuse(*_args: Any, **_kwargs: Any) -> Any:
             raise MembershipError(

@@ -213,6 +213,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]
     storage fails (fail-stop: the member must stop).
     """
 
+    #: What checks that this member may serve a read (raft/readguard.py; a driver may refine it).
+    read_guard_type: type[ReadGuard] = ReadGuard
+
     def __init__(
         self,
         config: ClusterConfig,
@@ -271,7 +274,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]
         #: Pre-vote and sticky leadership (raft/prevote.py).
         self.elections = Elections(self, low, name=self._member_of, kick=self._kick)
         #: Whether this member may serve a read now (raft/readguard.py).
-        self.reads = ReadGuard(
+        self.reads = self.read_guard_type(
             lambda: len(self._SyncObj__otherNodes) + 1,
             low * LEASE_FRACTION,
             high,
