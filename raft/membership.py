@@ -60,6 +60,9 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: How many configuration entries are remembered (older ones are only needed to undo a change
 #: replaced by a new leader, and at most one change is uncommitted at a time).
 _KEEP = 8
+#: Election timeouts (upper bound) for which a removed member that still answers is sent entries
+#: after its removal committed, until it holds the entry that removed it.
+PARTING_TIMEOUTS = 4
 
 
 class Configuration(msgspec.Struct, array_like=True, frozen=True):
@@ -325,6 +328,9 @@ class MemberSync:
         self._in_flight = False
         self._leader: Any = None
         self._parting = False
+        self._committed = True
+        #: Until when a removed member is still sent the entries (`_departed_behind`).
+        self._parting_until = 0.0
         #: Addresses pysyncobj's transport holds a connection slot for (it starts with --cluster's).
         self._linked: set[str] = set(node._SyncObj__transport._nodeAddrToNode)
         self.sync(force=True)
@@ -388,11 +394,42 @@ class MemberSync:
         # members that configuration removed: the entry that tells them is still on its way (every
         # message waits for the leader's fdatasync), and a member that learns of its removal never
         # stands for election (one that does not would, with a higher term, on every timeout).
-        parting = self.membership.index > node._SyncObj__raftCommitIndex and node._isLeader()
-        if changed or force or leader != self._leader or parting != self._parting:
-            self._leader, self._parting = leader, parting
+        # After the commit too, for a while, as long as a removed member lacks the entry: a removal
+        # commits on the remaining members alone, often before the removed one has it.
+        if changed:
+            self._parting_until = time.monotonic() + PARTING_TIMEOUTS * self._max_timeout
+        committed = self.membership.index <= node._SyncObj__raftCommitIndex
+        parting = node._isLeader() and (not committed or bool(self._told()))
+        state = (leader, parting, committed)
+        if changed or force or state != (self._leader, self._parting, self._committed):
+            self._leader, self._parting, self._committed = state
             self._apply(changed)
         self._check_removed()
+
+    def _departed(self) -> set[str]:
+        """Raft addresses the newest configuration removed (the one before it named them)."""
+        current = set(self.membership.current.values())
+        previous = self.membership.at(self.membership.index - 1)
+        return {address for address in previous.values() if address not in current}
+
+    def _told(self) -> set[str]:
+        """The members the newest configuration removed that are still sent entries once it is
+        committed: those that answered within the election timeout and do not hold that entry yet,
+        for a few election timeouts at most (a removal commits on the remaining members alone, often
+        before the removed one has it; one that is down is not waited for)."""
+        now = time.monotonic()
+        if now >= self._parting_until:
+            return set()
+        node = self._node
+        match_index: dict[Any, int] = node._SyncObj__raftMatchIndex
+        responses: dict[Any, float] = node._SyncObj__lastResponseTime
+        index = self.membership.index
+        return {
+            address
+            for address in self._departed()
+            if match_index.get(TCPNode(address), 0) < index
+            and now - responses.get(TCPNode(address), 0.0) < self._max_timeout
+        }
 
     def _apply(self, changed: bool) -> None:
         node = self._node
@@ -416,23 +453,15 @@ class MemberSync:
         if self._parting:
             previous = self.membership.at(self.membership.index - 1)
             linked |= {address for address in previous.values() if address != me}
-        others: set[Any] = node._SyncObj__otherNodes
+        # Replicated to: the voters, and once a removal is committed the removed members that still
+        # answer and lack it, so that it reaches them (counting them in a majority meanwhile is safe:
+        # any majority of old and new members holds a majority of the new ones; they answer, so it
+        # does not stall either).
+        told = self._told() - {me} if self._parting and self._committed else set()
+        self._replicate_to(voters | told)
+        transport = node._SyncObj__transport
         next_index: dict[Any, int] = node._SyncObj__raftNextIndex
         match_index: dict[Any, int] = node._SyncObj__raftMatchIndex
-        responses: dict[Any, float] = node._SyncObj__lastResponseTime
-        transport = node._SyncObj__transport
-        last = self._journal[-1][1] if len(self._journal) else 0
-        for peer in list(others):
-            if peer.address not in voters:  # its indexes stay while it is linked (it may answer)
-                others.discard(peer)
-        for address in sorted(voters):
-            peer = TCPNode(address)
-            if peer not in others:  # as pysyncobj adds a member: replicated from the end, backwards
-                others.add(peer)
-                next_index[peer] = last + 1
-                match_index[peer] = 0
-                if node._isLeader():
-                    responses[peer] = time.monotonic()
         for address in sorted(self._linked - linked):
             peer = TCPNode(address)
             transport.dropNode(peer)
@@ -442,6 +471,27 @@ class MemberSync:
             if address not in transport._nodeAddrToNode:
                 transport.addNode(TCPNode(address))
         self._linked = linked
+
+    def _replicate_to(self, replicated: set[str]) -> None:
+        """Make pysyncobj's replication targets (its other nodes) exactly ``replicated``."""
+        node = self._node
+        others: set[Any] = node._SyncObj__otherNodes
+        next_index: dict[Any, int] = node._SyncObj__raftNextIndex
+        match_index: dict[Any, int] = node._SyncObj__raftMatchIndex
+        responses: dict[Any, float] = node._SyncObj__lastResponseTime
+        last = self._journal[-1][1] if len(self._journal) else 0
+        for peer in list(others):
+            if peer.address not in replicated:  # its indexes stay while it is linked (it may answer)
+                others.discard(peer)
+        for address in sorted(replicated):
+            peer = TCPNode(address)
+            if peer not in others:  # as pysyncobj adds a member: replicated from the end, backwards
+                others.add(peer)
+                if peer not in next_index:  # (a removed member being told keeps its indexes)
+                    next_index[peer] = last + 1
+                    match_index[peer] = 0
+                if node._isLeader():
+                    responses[peer] = time.monotonic()
 
     def _check_removed(self) -> None:
         node = self._node
