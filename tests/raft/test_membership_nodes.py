@@ -136,39 +136,3 @@ def test_the_only_member_cannot_be_removed() -> None:
             node.close()
 
     asyncio.run(body())
-
-
-def test_a_removed_follower_learns_of_its_removal_and_never_stands() -> None:
-    """A follower removed while it runs gets the entry that removed it (the leader goes on sending
-    it entries after the removal committed, while it answers and lacks that entry: a removal commits
-    on the remaining members alone), stops being a voter, and never stands for election. (The race
-    this guards against, the commit beating the removed member's copy, is not forced here: it showed
-    in a fresh-clone CI run of test_membership_cluster.py; three removals make it likelier.)"""
-
-    async def remove_one() -> None:
-        ports = _ports(4)
-        members = {n: f"127.0.0.1:{p}" for n, p in zip("abcd", ports, strict=True)}
-        nodes = {n: _node(n, members) for n in "abcd"}
-        try:
-            leader = await _until(
-                "a leader", lambda: next((x for x in nodes.values() if x.leader_ready), None)
-            )
-            await _commit(leader, 5)
-            gone = next(x for x in nodes.values() if x is not leader)
-            gone_id = gone.config.node_id
-            assert await _change(leader, "remove", gone_id) == (True, None)
-            await _until("the removed follower learns it", lambda: gone_id not in gone.members)
-            assert not gone.members_sync.voter
-            term = gone.term
-            await asyncio.sleep(3 * TIMEOUTS[1])  # it never stands: its term stays
-            assert gone.term == term and gone.role is not Role.LEADER
-            await _commit(leader, 5)  # three of three: committing without it
-        finally:
-            for n in nodes.values():
-                n.close()
-
-    async def body() -> None:
-        for _ in range(3):
-            await remove_one()
-
-    asyncio.run(body())
