@@ -21,6 +21,9 @@ python -m perf peers [--quick] [--only PEER ...]
     sweep; perf/results/peers-<ts>.json and perf/latency-vs-load.png.
 python -m perf ceiling [--seconds 3] [--repeat 3] [--producers 3] [--no-profile]
     The server's CPU per enqueued and per acked job at saturation against bare round trips and fsyncs.
+python -m perf durable-rtt [--seconds 3] [--repeat 3] [--threads 1,8]
+    A bare server with its fdatasync on its loop answering 1 and 8 blocking threads, one call in
+    flight each: the bound of the sync Client's rows on this machine (perf/durable_rtt.py).
 python -m perf sync-client [--modes sync-1 sync-8 async-1 async-8] [--ab OTHER_PYTHON] [--profile DIR]
     The blocking Client from 1 and 8 threads against AsyncClient (perf/sync_client.py).
 python -m perf delayed-scale [--backlog 1000000] [--jobs 50000] [--repeat 3]
@@ -228,6 +231,7 @@ DELEGATED = {
     "report": "perf.compare:report_main",
     "plot": "perf.plot:main",
     "ceiling": "perf.ceiling:main",
+    "durable-rtt": "perf.durable_rtt:main",
     "delayed-scale": "perf.delayed_scale:main",
     "sse-readers": "perf.sse_readers:main",
     "tracing": "perf.tracing:main",
@@ -271,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="a peers-*.json (or any results JSON) as a Markdown table")
     sub.add_parser("plot", help="latency versus offered load PNG from a peers-*.json")
     sub.add_parser("ceiling", help="server CPU per job at saturation vs this machine's physical limits")
+    sub.add_parser("durable-rtt", help="the fastest durable answer over loopback, 1 and 8 threads")
     sub.add_parser("sse-readers", help="enqueue speed with and without ten dashboards' event streams")
     sub.add_parser("delayed-scale", help="enqueue speed, lateness and restart with 1,000,000 delayed jobs")
     sub.add_parser("tracing", help="drain speed with OpenTelemetry tracing on (worker, server) and off")
