@@ -190,6 +190,9 @@ def window(threads: int, seconds: float, sizes: tuple[int, int], cpus: Cpus) -> 
         if server.poll() is None:
             server.kill()
             server.wait()
+        for pipe in (server.stdin, server.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         for leftover in directory.iterdir():
             leftover.unlink()
         directory.rmdir()
