@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -68,3 +69,12 @@ def fill_disk() -> Callable[..., None]:
 def free_bytes() -> Callable[[Path], int]:
     """``free_bytes(directory)``: bytes an unprivileged writer may still use on its file system."""
     return _free_bytes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_garbage_after_each_module() -> Iterator[None]:
+    """Collect garbage cycles at the end of each test module, so that a socket or file a module
+    leaks in a cycle warns (and fails) in that module, not in whichever later test the collector
+    happens to run in."""
+    yield
+    gc.collect()
